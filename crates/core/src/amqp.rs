@@ -1,0 +1,293 @@
+//! RabbitMQ plumbing every role shares: connecting with backoff, confirmed publishing,
+//! and reading and writing message headers (trace context included).
+
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{Confirmation, PublisherConfirm};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AmqpError {
+    #[error("cannot connect to RabbitMQ at {url} after {attempts} attempts: {source}")]
+    Connect {
+        url: String,
+        attempts: usize,
+        source: lapin::Error,
+    },
+    #[error("RabbitMQ error: {0}")]
+    Broker(#[from] lapin::Error),
+    #[error(
+        "message to exchange `{exchange}` with routing key `{routing_key}` was unroutable: no queue is bound for it"
+    )]
+    Unroutable {
+        exchange: String,
+        routing_key: String,
+    },
+    #[error("broker refused (nacked) the message to `{exchange}`")]
+    Nacked { exchange: String },
+    #[error("`{0}` is longer than the 255 bytes AMQP allows here")]
+    TooLong(String),
+}
+
+/// How hard to try reaching the broker before giving up.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectRetry {
+    pub attempts: usize,
+    pub max_delay: Duration,
+}
+
+impl Default for ConnectRetry {
+    fn default() -> Self {
+        Self {
+            attempts: 10,
+            max_delay: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Connects, retrying with exponential backoff and jitter. `name` shows in the
+/// broker's connection list.
+pub async fn connect(url: &str, name: &str, retry: ConnectRetry) -> Result<Connection, AmqpError> {
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(retry.max_delay)
+        .with_max_times(retry.attempts.saturating_sub(1))
+        .with_jitter();
+    let properties = || ConnectionProperties::default().with_connection_name(name.into());
+    (|| Connection::connect(url, properties()))
+        .retry(backoff)
+        .notify(|err, wait| {
+            tracing::warn!(error = %err, retry_in = ?wait, "RabbitMQ not reachable; retrying");
+        })
+        .await
+        .map_err(|source| AmqpError::Connect {
+            url: redact_url(url),
+            attempts: retry.attempts,
+            source,
+        })
+}
+
+/// A channel in confirm mode: every publish on it is acknowledged by the broker.
+pub async fn confirm_channel(connection: &Connection) -> Result<Channel, AmqpError> {
+    let channel = connection.create_channel().await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    Ok(channel)
+}
+
+/// Hides the password of an `amqp://user:pass@host` URL for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{}:***{}", &url[..scheme + 3], user, &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+pub fn short(s: &str) -> Result<ShortString, AmqpError> {
+    ShortString::try_new(s.to_owned()).map_err(|_| AmqpError::TooLong(s.to_owned()))
+}
+
+/// Persistent properties with a message id, as every hookrelay message has.
+pub fn persistent(message_id: &str, headers: FieldTable) -> Result<BasicProperties, AmqpError> {
+    Ok(BasicProperties::default()
+        .with_message_id(short(message_id)?)
+        .with_content_type("application/json".into())
+        .with_delivery_mode(2)
+        .with_timestamp(unix_now())
+        .with_headers(headers))
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// Starts a mandatory publish; await the result with [`confirmed`]. Starting many and
+/// awaiting them together pipelines the confirms.
+pub async fn start_publish(
+    channel: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    body: &[u8],
+    properties: BasicProperties,
+) -> Result<PendingPublish, AmqpError> {
+    let confirm = channel
+        .basic_publish(
+            short(exchange)?,
+            short(routing_key)?,
+            BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            },
+            body,
+            properties,
+        )
+        .await?;
+    Ok(PendingPublish {
+        confirm,
+        exchange: exchange.to_owned(),
+        routing_key: routing_key.to_owned(),
+    })
+}
+
+/// A publish waiting for the broker's confirm.
+pub struct PendingPublish {
+    confirm: PublisherConfirm,
+    exchange: String,
+    routing_key: String,
+}
+
+impl PendingPublish {
+    /// Ok only once the broker has taken responsibility for the message.
+    pub async fn confirmed(self) -> Result<(), AmqpError> {
+        match self.confirm.await? {
+            Confirmation::Ack(None) => Ok(()),
+            Confirmation::Ack(Some(_)) | Confirmation::Nack(Some(_)) => {
+                Err(AmqpError::Unroutable {
+                    exchange: self.exchange,
+                    routing_key: self.routing_key,
+                })
+            }
+            Confirmation::Nack(None) | Confirmation::NotRequested => Err(AmqpError::Nacked {
+                exchange: self.exchange,
+            }),
+        }
+    }
+}
+
+/// Publishes one message and waits for its confirm.
+pub async fn publish_confirmed(
+    channel: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    body: &[u8],
+    properties: BasicProperties,
+) -> Result<(), AmqpError> {
+    start_publish(channel, exchange, routing_key, body, properties)
+        .await?
+        .confirmed()
+        .await
+}
+
+/// Awaits every pending confirm; the first failure is returned after all settled.
+pub async fn confirm_all(pending: Vec<PendingPublish>) -> Result<(), AmqpError> {
+    let results =
+        futures_util::future::join_all(pending.into_iter().map(PendingPublish::confirmed)).await;
+    results.into_iter().collect()
+}
+
+/// Builder for header tables.
+#[derive(Debug, Default, Clone)]
+pub struct Headers(FieldTable);
+
+impl Headers {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn from_table(table: FieldTable) -> Self {
+        Self(table)
+    }
+
+    pub fn text(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.0.insert(
+            key.into(),
+            AMQPValue::LongString(LongString::from(value.into())),
+        );
+        self
+    }
+
+    pub fn int(mut self, key: &str, value: i64) -> Self {
+        self.0.insert(key.into(), AMQPValue::LongLongInt(value));
+        self
+    }
+
+    pub fn into_table(self) -> FieldTable {
+        self.0
+    }
+}
+
+/// A header as text, whatever string type the publisher used.
+pub fn header_text(properties: &BasicProperties, key: &str) -> Option<String> {
+    let headers = properties.headers().as_ref()?;
+    match headers.inner().get(key)? {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
+        AMQPValue::LongLongInt(i) => Some(i.to_string()),
+        AMQPValue::LongInt(i) => Some(i.to_string()),
+        AMQPValue::ShortInt(i) => Some(i.to_string()),
+        AMQPValue::LongUInt(i) => Some(i.to_string()),
+        _ => None,
+    }
+}
+
+/// Copies the W3C trace context headers of an incoming message onto an outgoing one,
+/// so that publish → route → send stays one trace.
+pub fn carry_trace(from: &BasicProperties, to: Headers) -> Headers {
+    let mut to = to;
+    for key in [
+        crate::wire::HEADER_TRACEPARENT,
+        crate::wire::HEADER_TRACESTATE,
+    ] {
+        if let Some(v) = header_text(from, key) {
+            to = to.text(key, v);
+        }
+    }
+    to
+}
+
+/// OpenTelemetry's propagators write trace context through this.
+pub struct HeaderInjector<'a>(pub &'a mut FieldTable);
+
+impl opentelemetry::propagation::Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        self.0
+            .insert(key.into(), AMQPValue::LongString(LongString::from(value)));
+    }
+}
+
+/// OpenTelemetry's propagators read trace context through this.
+pub struct HeaderExtractor<'a>(pub &'a BasicProperties);
+
+impl opentelemetry::propagation::Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        let headers = self.0.headers().as_ref()?;
+        match headers.inner().get(key)? {
+            AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok(),
+            AMQPValue::ShortString(s) => Some(s.as_str()),
+            _ => None,
+        }
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0
+            .headers()
+            .as_ref()
+            .map(|h| h.inner().keys().map(|k| k.as_str()).collect())
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_url("amqp://guest:secret@127.0.0.1:5672/%2f"),
+            "amqp://guest:***@127.0.0.1:5672/%2f"
+        );
+        assert_eq!(redact_url("amqp://host"), "amqp://host");
+    }
+}

@@ -1,0 +1,48 @@
+//! Parsing of the human-written values in configuration: durations (`300ms`, `10s`,
+//! `5m`) and comma-separated lists. Used by clap value parsers in every role.
+
+use std::time::Duration;
+
+/// Defaults shared by every role (docs/configuration.md).
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/hookrelay";
+pub const DEFAULT_PREFIX: &str = "hookrelay";
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("`{s}` is not a duration like 300ms, 10s or 5m ({e})"))
+}
+
+/// `5s,30s` → two durations. An empty string is an empty list.
+pub fn parse_durations(s: &str) -> Result<Vec<Duration>, String> {
+    parse_list(s).iter().map(|d| parse_duration(d)).collect()
+}
+
+/// `a, b,,c` → `["a", "b", "c"]`.
+pub fn parse_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_durations() {
+        assert_eq!(parse_duration("300ms"), Ok(Duration::from_millis(300)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert!(parse_duration("soon").unwrap_err().contains("`soon`"));
+        assert_eq!(
+            parse_durations("5s, 30s"),
+            Ok(vec![Duration::from_secs(5), Duration::from_secs(30)])
+        );
+        assert_eq!(parse_durations(""), Ok(vec![]));
+        assert_eq!(parse_list("a, b,,c"), vec!["a", "b", "c"]);
+    }
+}

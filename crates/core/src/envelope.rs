@@ -1,0 +1,479 @@
+//! The event envelope: the one body format upstreams publish (docs/wire-contract.md).
+//!
+//! Parsing is strict and every error names the field that is wrong, because the
+//! publisher is usually another team's service and a vague error costs them hours.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+/// Longest event id, in bytes: AMQP `message_id` is a short string.
+pub const MAX_ID_BYTES: usize = 255;
+/// Longest tenant and event type, in bytes (both go into the routing key).
+pub const MAX_NAME_BYTES: usize = 120;
+/// Default body size limit (`HOOKRELAY_MAX_EVENT_BYTES`).
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 1024 * 1024;
+
+/// How the event was initiated (OneSchema's trigger types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TriggerType {
+    User,
+    Api,
+    Automation,
+}
+
+/// One event as published to `{prefix}.events`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Event {
+    /// Unique per tenant; the de-duplication key.
+    pub id: String,
+    pub tenant: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub occurred_at: OffsetDateTime,
+    #[serde(default)]
+    pub development_mode: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import_identifier: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger_type: Option<TriggerType>,
+    /// When present, only these webhooks (by key) receive the event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_keys: Option<Vec<String>>,
+    /// A one-off basic webhook: form-encoded `uploadId` POST to this URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_id: Option<String>,
+    /// JSON pointers removed from the payload before it leaves in a webhook body.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub private_fields: Vec<String>,
+    /// The JSON body that managed and event webhooks receive.
+    pub payload: Value,
+}
+
+/// Why an envelope was refused. The text is what the publisher sees (HTTP 400 body,
+/// dead-letter `x-hookrelay-reason`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("event is {size} bytes, over the limit of {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
+    #[error("body is not valid JSON: {0}")]
+    NotJson(String),
+    #[error("field `{field}`: {problem}")]
+    Field { field: String, problem: String },
+}
+
+impl EnvelopeError {
+    fn field(field: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self::Field {
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+
+    /// The field that was wrong, when the error is about one.
+    pub fn field_name(&self) -> Option<&str> {
+        match self {
+            Self::Field { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+}
+
+impl Event {
+    /// Parses and validates one envelope from raw bytes.
+    pub fn from_slice(body: &[u8], max_bytes: usize) -> Result<Self, EnvelopeError> {
+        check_size(body, max_bytes)?;
+        let value: Value =
+            serde_json::from_slice(body).map_err(|e| EnvelopeError::NotJson(e.to_string()))?;
+        Self::from_value(value)
+    }
+
+    /// Validates an already parsed JSON value as an envelope.
+    pub fn from_value(value: Value) -> Result<Self, EnvelopeError> {
+        if !value.is_object() {
+            return Err(EnvelopeError::field("$", "the event must be a JSON object"));
+        }
+        let event: Event = serde_path_to_error::deserialize(value).map_err(serde_error)?;
+        event.validate()?;
+        Ok(event)
+    }
+
+    /// Checks every rule of the wire contract that serde's types cannot express.
+    pub fn validate(&self) -> Result<(), EnvelopeError> {
+        check_text("id", &self.id, MAX_ID_BYTES)?;
+        check_name("tenant", &self.tenant, |c| {
+            c.is_ascii_alphanumeric() || c == '-' || c == '_'
+        })?;
+        check_name("type", &self.event_type, |c| {
+            c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')
+        })?;
+        for (field, value) in [
+            ("environment", &self.environment),
+            ("import_identifier", &self.import_identifier),
+            ("schema_id", &self.schema_id),
+            ("session_id", &self.session_id),
+            ("upload_id", &self.upload_id),
+        ] {
+            if let Some(v) = value {
+                check_text(field, v, MAX_ID_BYTES)?;
+            }
+        }
+        if let Some(keys) = &self.webhook_keys {
+            for (i, key) in keys.iter().enumerate() {
+                check_text(&format!("webhook_keys[{i}]"), key, MAX_ID_BYTES)?;
+            }
+        }
+        if let Some(url) = &self.webhook_url {
+            check_http_url("webhook_url", url)?;
+        }
+        for (i, pointer) in self.private_fields.iter().enumerate() {
+            if !pointer.starts_with('/') {
+                return Err(EnvelopeError::field(
+                    format!("private_fields[{i}]"),
+                    "must be a JSON pointer starting with `/` (e.g. `/data/headless/review_url`)",
+                ));
+            }
+        }
+        if !self.payload.is_object() {
+            return Err(EnvelopeError::field("payload", "must be a JSON object"));
+        }
+        Ok(())
+    }
+
+    /// AMQP routing key on the events exchange: `{tenant}.{type}`.
+    pub fn routing_key(&self) -> String {
+        format!("{}.{}", self.tenant, self.event_type)
+    }
+
+    /// The payload with every `private_fields` pointer removed: what a webhook body holds.
+    pub fn public_payload(&self) -> Value {
+        let mut payload = self.payload.clone();
+        for pointer in &self.private_fields {
+            remove_pointer(&mut payload, pointer);
+        }
+        payload
+    }
+
+    /// The `uploadId` a basic webhook receives.
+    pub fn upload_id(&self) -> &str {
+        self.upload_id.as_deref().unwrap_or(&self.id)
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        // Serializing a struct of strings, bools and `Value`s cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+/// Parses a body that is one envelope or a JSON array of envelopes (ingest and CLI).
+/// Errors in an array name the element: `[3].tenant`.
+pub fn parse_one_or_many(body: &[u8], max_bytes: usize) -> Result<Vec<Event>, EnvelopeError> {
+    check_size(body, max_bytes)?;
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| EnvelopeError::NotJson(e.to_string()))?;
+    match value {
+        Value::Array(items) => {
+            if items.is_empty() {
+                return Err(EnvelopeError::field("$", "the array of events is empty"));
+            }
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    Event::from_value(item).map_err(|e| match e {
+                        EnvelopeError::Field { field, problem } => {
+                            let field = if field == "$" {
+                                format!("[{i}]")
+                            } else {
+                                format!("[{i}].{field}")
+                            };
+                            EnvelopeError::Field { field, problem }
+                        }
+                        other => other,
+                    })
+                })
+                .collect()
+        }
+        other => Event::from_value(other).map(|e| vec![e]),
+    }
+}
+
+fn check_size(body: &[u8], limit: usize) -> Result<(), EnvelopeError> {
+    if body.len() > limit {
+        return Err(EnvelopeError::TooLarge {
+            size: body.len(),
+            limit,
+        });
+    }
+    Ok(())
+}
+
+fn serde_error(err: serde_path_to_error::Error<serde_json::Error>) -> EnvelopeError {
+    let path = err.path().to_string();
+    let inner = err.into_inner().to_string();
+    // serde reports a missing field at the parent path; name the field itself.
+    if let Some(rest) = inner.strip_prefix("missing field `") {
+        let name = rest.split('`').next().unwrap_or_default();
+        return EnvelopeError::field(name, "is required");
+    }
+    if let Some(rest) = inner.strip_prefix("unknown field `") {
+        let name = rest.split('`').next().unwrap_or_default();
+        return EnvelopeError::field(name, "is not a field of the event envelope");
+    }
+    let field = if path == "." { "$".to_owned() } else { path };
+    EnvelopeError::field(field, inner)
+}
+
+fn check_text(field: &str, value: &str, max: usize) -> Result<(), EnvelopeError> {
+    if value.is_empty() {
+        return Err(EnvelopeError::field(field, "must not be empty"));
+    }
+    if value.len() > max {
+        return Err(EnvelopeError::field(
+            field,
+            format!("is {} bytes, longer than {max}", value.len()),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(EnvelopeError::field(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(())
+}
+
+fn check_name(field: &str, value: &str, allowed: fn(char) -> bool) -> Result<(), EnvelopeError> {
+    check_text(field, value, MAX_NAME_BYTES)?;
+    if let Some(bad) = value.chars().find(|c| !allowed(*c)) {
+        return Err(EnvelopeError::field(
+            field,
+            format!("contains `{bad}`; allowed are letters, digits and the documented separators"),
+        ));
+    }
+    Ok(())
+}
+
+/// A minimal, dependency-free check; the sender parses the URL fully before sending.
+pub fn check_http_url(field: &str, url: &str) -> Result<(), EnvelopeError> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| EnvelopeError::field(field, "must be an http:// or https:// URL"))?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if host.is_empty() || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(EnvelopeError::field(
+            field,
+            "must be an absolute URL with a host",
+        ));
+    }
+    Ok(())
+}
+
+/// Removes the value a JSON pointer (RFC 6901) points at; a missing target is fine.
+fn remove_pointer(root: &mut Value, pointer: &str) {
+    let Some((parent, last)) = pointer.rsplit_once('/') else {
+        return;
+    };
+    let last = unescape_token(last);
+    let target = if parent.is_empty() {
+        Some(root)
+    } else {
+        root.pointer_mut(parent)
+    };
+    match target {
+        Some(Value::Object(map)) => {
+            map.remove(&last);
+        }
+        Some(Value::Array(items)) => {
+            if let Ok(i) = last.parse::<usize>()
+                && i < items.len()
+            {
+                items.remove(i);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn unescape_token(token: &str) -> String {
+    token.replace("~1", "/").replace("~0", "~")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn base() -> Value {
+        json!({
+            "id": "event-34cbc6e7-7f94-4a9a-8f26-e5bfbee90f18",
+            "tenant": "acme",
+            "type": "embed_initialized",
+            "occurred_at": "2024-01-24T16:13:25.512352Z",
+            "payload": {"uuid": "event-34cbc6e7", "data": {}}
+        })
+    }
+
+    fn with(field: &str, value: Value) -> Value {
+        let mut v = base();
+        v[field] = value;
+        v
+    }
+
+    fn without(field: &str) -> Value {
+        let mut v = base();
+        v.as_object_mut().unwrap().remove(field);
+        v
+    }
+
+    fn field_of(v: Value) -> String {
+        Event::from_value(v)
+            .expect_err("must be refused")
+            .field_name()
+            .expect("names a field")
+            .to_owned()
+    }
+
+    #[test]
+    fn minimal_event_parses_with_defaults() {
+        let e = Event::from_value(base()).unwrap();
+        assert_eq!(e.tenant, "acme");
+        assert!(!e.development_mode);
+        assert_eq!(e.routing_key(), "acme.embed_initialized");
+        assert_eq!(e.upload_id(), e.id);
+    }
+
+    #[test]
+    fn every_required_field_is_named_when_missing() {
+        for field in ["id", "tenant", "type", "occurred_at", "payload"] {
+            assert_eq!(field_of(without(field)), field);
+        }
+    }
+
+    #[test]
+    fn id_length_bounds() {
+        assert_eq!(field_of(with("id", json!(""))), "id");
+        assert_eq!(field_of(with("id", json!("x".repeat(256)))), "id");
+        assert!(Event::from_value(with("id", json!("x".repeat(255)))).is_ok());
+    }
+
+    #[test]
+    fn wrong_types_name_the_field() {
+        assert_eq!(field_of(with("id", json!(5))), "id");
+        assert_eq!(
+            field_of(with("development_mode", json!("yes"))),
+            "development_mode"
+        );
+        assert_eq!(field_of(with("webhook_keys", json!("k"))), "webhook_keys");
+        assert_eq!(
+            field_of(with("webhook_keys", json!(["a", 1]))),
+            "webhook_keys[1]"
+        );
+        assert_eq!(field_of(with("payload", json!([1]))), "payload");
+        assert_eq!(
+            field_of(with("occurred_at", json!("yesterday"))),
+            "occurred_at"
+        );
+        assert_eq!(
+            field_of(with("trigger_type", json!("robot"))),
+            "trigger_type"
+        );
+    }
+
+    #[test]
+    fn tenant_and_type_must_fit_a_routing_key() {
+        assert_eq!(field_of(with("tenant", json!("a.b"))), "tenant");
+        assert_eq!(field_of(with("tenant", json!("a b"))), "tenant");
+        assert_eq!(field_of(with("type", json!("a#b"))), "type");
+        assert!(Event::from_value(with("type", json!("hookrelay.webhook_disabled"))).is_ok());
+    }
+
+    #[test]
+    fn optional_fields_are_checked() {
+        assert_eq!(
+            field_of(with("webhook_url", json!("ftp://x"))),
+            "webhook_url"
+        );
+        assert_eq!(
+            field_of(with("webhook_url", json!("https://"))),
+            "webhook_url"
+        );
+        assert_eq!(
+            field_of(with("private_fields", json!(["data"]))),
+            "private_fields[0]"
+        );
+        assert_eq!(field_of(with("session_id", json!(""))), "session_id");
+        assert_eq!(field_of(with("environment", json!("a\nb"))), "environment");
+        assert_eq!(
+            field_of(with("webhook_keys", json!([""]))),
+            "webhook_keys[0]"
+        );
+        assert_eq!(field_of(with("colour", json!("red"))), "colour");
+    }
+
+    #[test]
+    fn size_limit_and_non_json() {
+        let body = serde_json::to_vec(&base()).unwrap();
+        assert!(matches!(
+            Event::from_slice(&body, 10),
+            Err(EnvelopeError::TooLarge { limit: 10, .. })
+        ));
+        assert!(matches!(
+            Event::from_slice(b"{not json", 1000),
+            Err(EnvelopeError::NotJson(_))
+        ));
+        assert!(matches!(
+            Event::from_slice(&[0xff, 0xfe], 1000),
+            Err(EnvelopeError::NotJson(_))
+        ));
+        assert_eq!(field_of(json!("a string")), "$");
+    }
+
+    #[test]
+    fn arrays_name_the_element() {
+        let mut bad = base();
+        bad["tenant"] = json!("");
+        let body = serde_json::to_vec(&json!([base(), bad])).unwrap();
+        let err = parse_one_or_many(&body, 10_000).unwrap_err();
+        assert_eq!(err.field_name(), Some("[1].tenant"));
+        let both = serde_json::to_vec(&json!([base(), base()])).unwrap();
+        assert_eq!(parse_one_or_many(&both, 10_000).unwrap().len(), 2);
+        assert!(parse_one_or_many(b"[]", 100).is_err());
+    }
+
+    #[test]
+    fn private_fields_are_removed_from_the_body() {
+        let mut v = base();
+        v["payload"] = json!({"event": "x", "data": {"headless": {"review_url": "u", "a/b": 1, "keep": 2}}, "list": [1, 2]});
+        v["private_fields"] = json!([
+            "/data/headless/review_url",
+            "/data/headless/a~1b",
+            "/list/0",
+            "/missing/x"
+        ]);
+        let e = Event::from_value(v).unwrap();
+        assert_eq!(
+            e.public_payload(),
+            json!({"event": "x", "data": {"headless": {"keep": 2}}, "list": [2]})
+        );
+    }
+
+    #[test]
+    fn round_trips_through_json() {
+        let e = Event::from_value(with("webhook_keys", json!(["k1"]))).unwrap();
+        let again = Event::from_slice(&e.to_json(), DEFAULT_MAX_EVENT_BYTES).unwrap();
+        assert_eq!(e, again);
+    }
+}

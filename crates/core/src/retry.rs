@@ -1,0 +1,220 @@
+//! Retry policy: which failures are retried (per webhook) and when (per deployment).
+//!
+//! The default is the OneSchema rule: retry when the request timed out or the answer
+//! was 408 or 429, at most twice. A webhook may widen it (`5xx`, `connect`, any code).
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// One condition under which a failed attempt is retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RetryOn {
+    /// The request did not complete within the HTTP timeout.
+    Timeout,
+    /// No connection could be made, or it broke before an answer.
+    Connect,
+    /// Any 5xx answer.
+    ServerError,
+    /// One exact status code.
+    Status(u16),
+}
+
+impl fmt::Display for RetryOn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Timeout => f.write_str("timeout"),
+            Self::Connect => f.write_str("connect"),
+            Self::ServerError => f.write_str("5xx"),
+            Self::Status(code) => write!(f, "{code}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a retry condition; use timeout, connect, 5xx or a status code such as 503")]
+pub struct RetryOnError(pub String);
+
+impl FromStr for RetryOn {
+    type Err = RetryOnError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "timeout" => Ok(Self::Timeout),
+            "connect" => Ok(Self::Connect),
+            "5xx" => Ok(Self::ServerError),
+            other => other
+                .parse::<u16>()
+                .ok()
+                .filter(|c| (400..=599).contains(c))
+                .map(Self::Status)
+                .ok_or_else(|| RetryOnError(s.to_owned())),
+        }
+    }
+}
+
+/// The set of conditions a webhook retries on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "Vec<String>", into = "Vec<String>")]
+pub struct RetryPolicy(Vec<RetryOn>);
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self(vec![
+            RetryOn::Timeout,
+            RetryOn::Status(408),
+            RetryOn::Status(429),
+        ])
+    }
+}
+
+impl RetryPolicy {
+    pub fn new(mut conditions: Vec<RetryOn>) -> Self {
+        conditions.sort();
+        conditions.dedup();
+        Self(conditions)
+    }
+
+    pub fn parse<S: AsRef<str>>(items: &[S]) -> Result<Self, RetryOnError> {
+        items
+            .iter()
+            .map(|s| s.as_ref().parse())
+            .collect::<Result<Vec<_>, _>>()
+            .map(Self::new)
+    }
+
+    pub fn conditions(&self) -> &[RetryOn] {
+        &self.0
+    }
+
+    pub fn to_strings(&self) -> Vec<String> {
+        self.0.iter().map(ToString::to_string).collect()
+    }
+
+    /// Whether a failed attempt with this outcome may be tried again.
+    pub fn retries(&self, failure: &Failure) -> bool {
+        self.0.iter().any(|c| match (c, failure) {
+            (RetryOn::Timeout, Failure::Timeout) => true,
+            (RetryOn::Connect, Failure::Connect) => true,
+            (RetryOn::ServerError, Failure::Status(code)) => (500..=599).contains(code),
+            (RetryOn::Status(want), Failure::Status(code)) => want == code,
+            _ => false,
+        })
+    }
+}
+
+impl TryFrom<Vec<String>> for RetryPolicy {
+    type Error = RetryOnError;
+
+    fn try_from(v: Vec<String>) -> Result<Self, Self::Error> {
+        Self::parse(&v)
+    }
+}
+
+impl From<RetryPolicy> for Vec<String> {
+    fn from(p: RetryPolicy) -> Self {
+        p.to_strings()
+    }
+}
+
+/// How an attempt failed, as far as the retry decision cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    Timeout,
+    Connect,
+    /// A non-2xx answer (3xx included: redirects are not followed).
+    Status(u16),
+    /// Cannot succeed by trying again (bad URL, unresolved variable, blocked address).
+    Permanent,
+}
+
+/// When attempts happen: the delays between them, and the cap on `Retry-After`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetrySchedule {
+    /// Delay before attempt 2, 3, ...; its length is the number of retries.
+    pub delays: Vec<Duration>,
+    /// Longest `Retry-After` honoured.
+    pub retry_after_max: Duration,
+}
+
+impl Default for RetrySchedule {
+    fn default() -> Self {
+        Self {
+            delays: vec![Duration::from_secs(5), Duration::from_secs(30)],
+            retry_after_max: Duration::from_secs(300),
+        }
+    }
+}
+
+impl RetrySchedule {
+    /// Attempts in all, the first included.
+    pub fn max_attempts(&self) -> u32 {
+        u32::try_from(self.delays.len()).unwrap_or(u32::MAX - 1) + 1
+    }
+
+    /// How long to wait before the attempt after `attempt` (1-based), or `None` when
+    /// it was the last. A `Retry-After` lengthens the wait, up to the cap.
+    pub fn delay_after(&self, attempt: u32, retry_after: Option<Duration>) -> Option<Duration> {
+        let index = usize::try_from(attempt).ok()?.checked_sub(1)?;
+        let planned = *self.delays.get(index)?;
+        let asked = retry_after.map(|d| d.min(self.retry_after_max));
+        Some(asked.map_or(planned, |a| a.max(planned)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_policy_is_the_seed_rule() {
+        let p = RetryPolicy::default();
+        assert!(p.retries(&Failure::Timeout));
+        assert!(p.retries(&Failure::Status(408)));
+        assert!(p.retries(&Failure::Status(429)));
+        assert!(!p.retries(&Failure::Status(500)));
+        assert!(!p.retries(&Failure::Status(503)));
+        assert!(!p.retries(&Failure::Connect));
+        assert!(!p.retries(&Failure::Permanent));
+        assert_eq!(p.to_strings(), vec!["timeout", "408", "429"]);
+    }
+
+    #[test]
+    fn widened_policy() {
+        let p = RetryPolicy::parse(&["timeout", "5xx", "connect"]).unwrap();
+        assert!(p.retries(&Failure::Status(502)));
+        assert!(p.retries(&Failure::Connect));
+        assert!(!p.retries(&Failure::Status(429)));
+        assert!(!p.retries(&Failure::Permanent));
+    }
+
+    #[test]
+    fn bad_conditions_are_named() {
+        let err = RetryPolicy::parse(&["timeout", "sometimes"]).unwrap_err();
+        assert_eq!(err.0, "sometimes");
+        assert!(RetryPolicy::parse(&["200"]).is_err());
+    }
+
+    #[test]
+    fn schedule_gives_two_retries_and_honours_retry_after_within_cap() {
+        let s = RetrySchedule::default();
+        assert_eq!(s.max_attempts(), 3);
+        assert_eq!(s.delay_after(1, None), Some(Duration::from_secs(5)));
+        assert_eq!(s.delay_after(2, None), Some(Duration::from_secs(30)));
+        assert_eq!(s.delay_after(3, None), None);
+        assert_eq!(
+            s.delay_after(1, Some(Duration::from_secs(60))),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            s.delay_after(1, Some(Duration::from_secs(3600))),
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(
+            s.delay_after(2, Some(Duration::from_secs(1))),
+            Some(Duration::from_secs(30))
+        );
+    }
+}

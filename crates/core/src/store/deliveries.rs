@@ -1,0 +1,332 @@
+//! The `deliveries` and `delivery_attempts` tables: one row per (event, target), and
+//! one row per HTTP attempt. The router creates and publishes deliveries; the sender
+//! records attempts and outcomes.
+
+use deadpool_postgres::GenericClient;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::StoreError;
+use crate::envelope::Event;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    Pending,
+    Delivered,
+    Failed,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "pending" => Ok(Self::Pending),
+            "delivered" => Ok(Self::Delivered),
+            "failed" => Ok(Self::Failed),
+            other => Err(StoreError::Invalid(format!(
+                "unknown delivery status `{other}`"
+            ))),
+        }
+    }
+}
+
+/// Where one delivery goes: a stored webhook, or a one-off basic webhook URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Webhook(Uuid),
+    Url(String),
+}
+
+/// A delivery to be created by the router.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub tenant: String,
+    pub event_id: String,
+    pub target: Target,
+    pub trace_id: Option<String>,
+}
+
+/// Enough about a delivery to publish its message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryRef {
+    pub id: Uuid,
+    pub tenant: String,
+    pub event_id: String,
+    pub webhook_id: Option<Uuid>,
+}
+
+/// Creates the deliveries that do not exist yet; existing (event, target) pairs are
+/// left alone, so calling this twice for one event creates nothing new.
+pub async fn insert(db: &impl GenericClient, new: &[NewDelivery]) -> Result<u64, StoreError> {
+    if new.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<Uuid> = new.iter().map(|_| Uuid::now_v7()).collect();
+    let tenants: Vec<&str> = new.iter().map(|d| d.tenant.as_str()).collect();
+    let events: Vec<&str> = new.iter().map(|d| d.event_id.as_str()).collect();
+    let webhooks: Vec<Option<Uuid>> = new
+        .iter()
+        .map(|d| match d.target {
+            Target::Webhook(id) => Some(id),
+            Target::Url(_) => None,
+        })
+        .collect();
+    let urls: Vec<Option<&str>> = new
+        .iter()
+        .map(|d| match &d.target {
+            Target::Url(url) => Some(url.as_str()),
+            Target::Webhook(_) => None,
+        })
+        .collect();
+    let traces: Vec<Option<&str>> = new.iter().map(|d| d.trace_id.as_deref()).collect();
+    Ok(db
+        .execute(
+            "INSERT INTO deliveries (id, tenant, event_id, webhook_id, url, trace_id) \
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::text[]) \
+             ON CONFLICT DO NOTHING",
+            &[&ids, &tenants, &events, &webhooks, &urls, &traces],
+        )
+        .await?)
+}
+
+/// Locks and returns the not-yet-published deliveries of these events. Rows another
+/// router holds are skipped: that router publishes them (or, if it dies, its event
+/// message comes back and this runs again). Call inside a transaction.
+pub async fn lock_unpublished(
+    db: &impl GenericClient,
+    events: &[(&str, &str)],
+) -> Result<Vec<DeliveryRef>, StoreError> {
+    let tenants: Vec<&str> = events.iter().map(|(t, _)| *t).collect();
+    let ids: Vec<&str> = events.iter().map(|(_, id)| *id).collect();
+    let rows = db
+        .query(
+            "SELECT d.id, d.tenant, d.event_id, d.webhook_id FROM deliveries d \
+             JOIN unnest($1::text[], $2::text[]) AS e(tenant, id) \
+               ON d.tenant = e.tenant AND d.event_id = e.id \
+             WHERE NOT d.published ORDER BY d.id FOR UPDATE OF d SKIP LOCKED",
+            &[&tenants, &ids],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(DeliveryRef {
+                id: r.try_get("id")?,
+                tenant: r.try_get("tenant")?,
+                event_id: r.try_get("event_id")?,
+                webhook_id: r.try_get("webhook_id")?,
+            })
+        })
+        .collect()
+}
+
+pub async fn mark_published(db: &impl GenericClient, ids: &[Uuid]) -> Result<(), StoreError> {
+    if !ids.is_empty() {
+        db.execute(
+            "UPDATE deliveries SET published = true, updated_at = now() WHERE id = ANY($1)",
+            &[&ids],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// What the sender needs to make an attempt.
+#[derive(Debug, Clone)]
+pub struct SendJob {
+    pub id: Uuid,
+    pub tenant: String,
+    pub status: DeliveryStatus,
+    pub attempts: i32,
+    pub webhook_id: Option<Uuid>,
+    pub url: Option<String>,
+    pub event: Event,
+    pub created_at: OffsetDateTime,
+}
+
+pub async fn send_job(db: &impl GenericClient, id: Uuid) -> Result<Option<SendJob>, StoreError> {
+    let row = db
+        .query_opt(
+            "SELECT d.id, d.tenant, d.status, d.attempts, d.webhook_id, d.url, d.created_at, e.envelope \
+             FROM deliveries d JOIN events e ON e.tenant = d.tenant AND e.id = d.event_id \
+             WHERE d.id = $1",
+            &[&id],
+        )
+        .await?;
+    let Some(r) = row else { return Ok(None) };
+    let envelope: serde_json::Value = r.try_get("envelope")?;
+    let event: Event = serde_json::from_value(envelope)
+        .map_err(|e| StoreError::Invalid(format!("stored envelope of delivery {id}: {e}")))?;
+    Ok(Some(SendJob {
+        id: r.try_get("id")?,
+        tenant: r.try_get("tenant")?,
+        status: DeliveryStatus::parse(r.try_get("status")?)?,
+        attempts: r.try_get("attempts")?,
+        webhook_id: r.try_get("webhook_id")?,
+        url: r.try_get("url")?,
+        event,
+        created_at: r.try_get("created_at")?,
+    }))
+}
+
+/// One finished HTTP attempt (or a permanent failure found before sending).
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub delivery_id: Uuid,
+    pub attempt: i32,
+    pub started_at: OffsetDateTime,
+    pub latency_ms: f64,
+    pub status_code: Option<i32>,
+    pub error: Option<String>,
+    pub response_snippet: Option<String>,
+    /// The delivery's status after this attempt.
+    pub status: DeliveryStatus,
+    /// Set when another attempt is scheduled.
+    pub next_attempt_at: Option<OffsetDateTime>,
+}
+
+impl AttemptRecord {
+    fn outcome(&self) -> &'static str {
+        match (self.status, self.next_attempt_at) {
+            (DeliveryStatus::Delivered, _) => "delivered",
+            (DeliveryStatus::Pending, Some(_)) => "retry",
+            _ => "failed",
+        }
+    }
+}
+
+/// Records the attempt and the delivery's new state in one statement.
+pub async fn record_attempt(db: &impl GenericClient, a: &AttemptRecord) -> Result<(), StoreError> {
+    db.execute(
+        "WITH attempt AS ( \
+           INSERT INTO delivery_attempts (delivery_id, attempt, started_at, latency_ms, \
+             status_code, error, response_snippet, outcome) \
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)) \
+         UPDATE deliveries SET status = $9, attempts = GREATEST(attempts, $2), \
+           last_attempt_at = $3, last_status = $5, last_error = $6, next_attempt_at = $10, \
+           updated_at = now() \
+         WHERE id = $1",
+        &[
+            &a.delivery_id,
+            &a.attempt,
+            &a.started_at,
+            &a.latency_ms,
+            &a.status_code,
+            &a.error,
+            &a.response_snippet,
+            &a.outcome(),
+            &a.status.as_str(),
+            &a.next_attempt_at,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Marks a delivery failed without an attempt (its webhook was deleted or disabled).
+pub async fn mark_failed(
+    db: &impl GenericClient,
+    id: Uuid,
+    reason: &str,
+) -> Result<(), StoreError> {
+    db.execute(
+        "UPDATE deliveries SET status = 'failed', last_error = $2, next_attempt_at = NULL, \
+         updated_at = now() WHERE id = $1",
+        &[&id, &reason],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A delivery as operators and tests see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Delivery {
+    pub id: Uuid,
+    pub tenant: String,
+    pub event_id: String,
+    pub webhook_id: Option<Uuid>,
+    pub url: Option<String>,
+    pub status: DeliveryStatus,
+    pub published: bool,
+    pub attempts: i32,
+    pub last_status: Option<i32>,
+    pub last_error: Option<String>,
+}
+
+/// Every delivery of one event.
+pub async fn for_event(
+    db: &impl GenericClient,
+    tenant: &str,
+    event_id: &str,
+) -> Result<Vec<Delivery>, StoreError> {
+    let rows = db
+        .query(
+            "SELECT id, tenant, event_id, webhook_id, url, status, published, attempts, \
+             last_status, last_error FROM deliveries WHERE tenant = $1 AND event_id = $2 ORDER BY id",
+            &[&tenant, &event_id],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Delivery {
+                id: r.try_get("id")?,
+                tenant: r.try_get("tenant")?,
+                event_id: r.try_get("event_id")?,
+                webhook_id: r.try_get("webhook_id")?,
+                url: r.try_get("url")?,
+                status: DeliveryStatus::parse(r.try_get("status")?)?,
+                published: r.try_get("published")?,
+                attempts: r.try_get("attempts")?,
+                last_status: r.try_get("last_status")?,
+                last_error: r.try_get("last_error")?,
+            })
+        })
+        .collect()
+}
+
+/// An attempt as operators and tests see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Attempt {
+    pub attempt: i32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    pub latency_ms: f64,
+    pub status_code: Option<i32>,
+    pub error: Option<String>,
+    pub response_snippet: Option<String>,
+    pub outcome: String,
+}
+
+pub async fn attempts(
+    db: &impl GenericClient,
+    delivery_id: Uuid,
+) -> Result<Vec<Attempt>, StoreError> {
+    let rows = db
+        .query(
+            "SELECT attempt, started_at, latency_ms, status_code, error, response_snippet, outcome \
+             FROM delivery_attempts WHERE delivery_id = $1 ORDER BY id",
+            &[&delivery_id],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Attempt {
+                attempt: r.try_get("attempt")?,
+                started_at: r.try_get("started_at")?,
+                latency_ms: r.try_get("latency_ms")?,
+                status_code: r.try_get("status_code")?,
+                error: r.try_get("error")?,
+                response_snippet: r.try_get("response_snippet")?,
+                outcome: r.try_get("outcome")?,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,148 @@
+//! The `environments` table: named variable sets per tenant (`Production`, `Sandbox`),
+//! used to resolve `{{NAME}}` placeholders in webhook URLs.
+
+use std::collections::BTreeMap;
+
+use deadpool_postgres::GenericClient;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::StoreError;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Environment {
+    pub tenant: String,
+    pub name: String,
+    /// Values are masked: variables often hold tokens.
+    pub variables: BTreeMap<String, String>,
+}
+
+/// Shows enough of a value to recognise it, never all of it.
+pub fn mask(value: &str) -> String {
+    let shown: String = value.chars().take(3).collect();
+    if value.chars().count() <= 3 {
+        "***".to_owned()
+    } else {
+        format!("{shown}***")
+    }
+}
+
+fn to_map(value: Value) -> BTreeMap<String, String> {
+    match value {
+        Value::Object(map) => map
+            .into_iter()
+            .filter_map(|(k, v)| v.as_str().map(|s| (k, s.to_owned())))
+            .collect(),
+        _ => BTreeMap::new(),
+    }
+}
+
+fn check_name(name: &str) -> Result<(), StoreError> {
+    if name.is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
+        return Err(StoreError::Invalid(
+            "name: must be 1 to 255 characters without control characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn check_variable(key: &str) -> Result<(), StoreError> {
+    if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(StoreError::Invalid(format!(
+            "variable `{key}`: names may only hold letters, digits and `_`"
+        )));
+    }
+    Ok(())
+}
+
+/// Sets variables in an environment (created if missing); other variables stay.
+pub async fn set(
+    db: &impl GenericClient,
+    tenant: &str,
+    name: &str,
+    variables: &BTreeMap<String, String>,
+) -> Result<Environment, StoreError> {
+    check_name(name)?;
+    for key in variables.keys() {
+        check_variable(key)?;
+    }
+    let patch = serde_json::to_value(variables).unwrap_or_default();
+    let row = db
+        .query_one(
+            "INSERT INTO environments (tenant, name, variables) VALUES ($1, $2, $3) \
+             ON CONFLICT (tenant, name) DO UPDATE \
+             SET variables = environments.variables || EXCLUDED.variables, updated_at = now() \
+             RETURNING variables",
+            &[&tenant, &name, &patch],
+        )
+        .await?;
+    Ok(masked(tenant, name, row.try_get("variables")?))
+}
+
+/// Removes variables from an environment.
+pub async fn unset(
+    db: &impl GenericClient,
+    tenant: &str,
+    name: &str,
+    keys: &[String],
+) -> Result<Environment, StoreError> {
+    let row = db
+        .query_opt(
+            "UPDATE environments SET variables = variables - $3::text[], updated_at = now() \
+             WHERE tenant = $1 AND name = $2 RETURNING variables",
+            &[&tenant, &name, &keys],
+        )
+        .await?
+        .ok_or_else(|| {
+            StoreError::NotFound(format!("environment `{name}` in tenant `{tenant}`"))
+        })?;
+    Ok(masked(tenant, name, row.try_get("variables")?))
+}
+
+/// A tenant's environments, values masked.
+pub async fn list(db: &impl GenericClient, tenant: &str) -> Result<Vec<Environment>, StoreError> {
+    let rows = db
+        .query(
+            "SELECT name, variables FROM environments WHERE tenant = $1 ORDER BY name",
+            &[&tenant],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(masked(
+                tenant,
+                &r.try_get::<_, String>("name")?,
+                r.try_get("variables")?,
+            ))
+        })
+        .collect()
+}
+
+/// The real values, for resolving a URL. Never returned to an operator.
+pub async fn variables(
+    db: &impl GenericClient,
+    tenant: &str,
+    name: &str,
+) -> Result<BTreeMap<String, String>, StoreError> {
+    let row = db
+        .query_opt(
+            "SELECT variables FROM environments WHERE tenant = $1 AND name = $2",
+            &[&tenant, &name],
+        )
+        .await?;
+    Ok(match row {
+        Some(r) => to_map(r.try_get("variables")?),
+        None => BTreeMap::new(),
+    })
+}
+
+fn masked(tenant: &str, name: &str, variables: Value) -> Environment {
+    Environment {
+        tenant: tenant.to_owned(),
+        name: name.to_owned(),
+        variables: to_map(variables)
+            .into_iter()
+            .map(|(k, v)| (k, mask(&v)))
+            .collect(),
+    }
+}

@@ -1,0 +1,145 @@
+//! Postgres: the only module with SQL. One submodule per table.
+//!
+//! Architecture invariant: no connection is held across a webhook HTTP call; callers
+//! take a client from the pool for one statement or one short transaction.
+
+pub mod deliveries;
+pub mod environments;
+pub mod events;
+pub mod webhooks;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+pub use deadpool_postgres::Pool as DbPool;
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// Advisory lock key held while migrating, so replicas starting together take turns.
+const MIGRATION_LOCK: i64 = 0x686f_6f6b_7265_6c61; // "hookrela"
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database URL is invalid: {0}")]
+    BadUrl(String),
+    #[error("database error: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    #[error("no database connection available: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("migration failed: {0}")]
+    Migration(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl StoreError {
+    /// Errors worth retrying after a pause (the database went away), as opposed to
+    /// errors in what was asked.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Pool(_) => true,
+            Self::Db(e) => e.is_closed() || e.code().is_none(),
+            _ => false,
+        }
+    }
+}
+
+/// Parses a `postgres://` URL; it must name a database.
+pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, StoreError> {
+    let config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e: tokio_postgres::Error| StoreError::BadUrl(e.to_string()))?;
+    if config.get_dbname().is_none() {
+        return Err(StoreError::BadUrl(format!(
+            "`{url}` names no database (add /hookrelay)"
+        )));
+    }
+    Ok(config)
+}
+
+/// A connection pool. Size it for concurrent database users, not for prefetch.
+pub fn pool(url: &str, max_size: usize) -> Result<Pool, StoreError> {
+    let config = parse_url(url)?;
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(max_size)
+        .build()
+        .map_err(|e| StoreError::BadUrl(e.to_string()))
+}
+
+/// Creates the database if it is missing, then applies pending migrations under an
+/// advisory lock. Safe to run from several replicas at once.
+pub async fn migrate(url: &str) -> Result<(), StoreError> {
+    let config = parse_url(url)?;
+    create_database_if_missing(&config).await?;
+    let mut client = connect(&config).await?;
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    let result = embedded::migrations::runner()
+        .run_async(&mut client)
+        .await
+        .map_err(|e| StoreError::Migration(e.to_string()));
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    result.map(|_| ())
+}
+
+/// A fingerprint of all migrations: test harnesses name template databases by it.
+pub fn schema_fingerprint() -> u64 {
+    embedded::migrations::runner()
+        .get_migrations()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325, |acc, m| {
+            acc.rotate_left(5) ^ m.checksum()
+        })
+}
+
+async fn connect(config: &tokio_postgres::Config) -> Result<tokio_postgres::Client, StoreError> {
+    let (client, connection) = config.connect(NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "migration connection closed");
+        }
+    });
+    Ok(client)
+}
+
+async fn create_database_if_missing(config: &tokio_postgres::Config) -> Result<(), StoreError> {
+    let Some(name) = config.get_dbname().map(str::to_owned) else {
+        return Err(StoreError::BadUrl("no database named".into()));
+    };
+    let mut admin = config.clone();
+    admin.dbname("postgres");
+    let client = connect(&admin).await?;
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await?
+        .is_some();
+    if exists {
+        return Ok(());
+    }
+    let sql = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
+    match client.batch_execute(&sql).await {
+        Ok(()) => {
+            tracing::info!(database = %name, "created database");
+            Ok(())
+        }
+        // Another replica created it between our check and our CREATE.
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,379 @@
+//! The `webhooks` table: operator-managed endpoints (Dromo managed webhooks and
+//! OneSchema event webhooks are the same row with different fields used).
+
+use std::fmt;
+
+use deadpool_postgres::GenericClient;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tokio_postgres::Row;
+use tokio_postgres::error::SqlState;
+use uuid::Uuid;
+
+use super::StoreError;
+use crate::retry::RetryPolicy;
+use crate::template;
+
+/// A secret that never shows itself in logs (`Debug`) or in output (`Serialize`).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(********)")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("********")
+    }
+}
+
+/// How the body of a POST is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BodyFormat {
+    /// The event's payload, minus private fields, as `application/json`.
+    #[default]
+    Json,
+    /// `uploadId=<upload id>` as `application/x-www-form-urlencoded`.
+    Form,
+}
+
+impl BodyFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Json => "json",
+            Self::Form => "form",
+        }
+    }
+}
+
+impl std::str::FromStr for BodyFormat {
+    type Err = StoreError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "json" => Ok(Self::Json),
+            "form" => Ok(Self::Form),
+            other => Err(StoreError::Invalid(format!(
+                "format: `{other}` is not json or form"
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Webhook {
+    pub id: Uuid,
+    pub tenant: String,
+    pub key: String,
+    /// May hold `{{NAME}}` placeholders, resolved per environment at send time.
+    pub url: String,
+    /// Empty: every event type.
+    pub event_types: Vec<String>,
+    pub secret: Option<Secret>,
+    pub development_mode: bool,
+    pub import_identifiers: Vec<String>,
+    pub schema_ids: Vec<String>,
+    pub format: BodyFormat,
+    pub retry_on: RetryPolicy,
+    pub enabled: bool,
+    pub disabled_reason: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// What an operator gives to create a webhook.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewWebhook {
+    pub tenant: String,
+    pub key: String,
+    pub url: String,
+    #[serde(default)]
+    pub event_types: Vec<String>,
+    #[serde(default)]
+    pub secret: Option<Secret>,
+    #[serde(default)]
+    pub development_mode: bool,
+    #[serde(default)]
+    pub import_identifiers: Vec<String>,
+    #[serde(default)]
+    pub schema_ids: Vec<String>,
+    #[serde(default)]
+    pub format: BodyFormat,
+    #[serde(default)]
+    pub retry_on: RetryPolicy,
+}
+
+/// A partial update: `None` leaves a field as it is. `secret: Some(None)` removes it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookUpdate {
+    pub key: Option<String>,
+    pub url: Option<String>,
+    pub event_types: Option<Vec<String>>,
+    #[serde(default, with = "double_option")]
+    pub secret: Option<Option<Secret>>,
+    pub development_mode: Option<bool>,
+    pub import_identifiers: Option<Vec<String>>,
+    pub schema_ids: Option<Vec<String>>,
+    pub format: Option<BodyFormat>,
+    pub retry_on: Option<RetryPolicy>,
+    pub enabled: Option<bool>,
+}
+
+mod double_option {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>
+    where
+        T: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Option::<T>::deserialize(d).map(Some)
+    }
+}
+
+const COLUMNS: &str = "id, tenant, key, url, event_types, secret, development_mode, \
+    import_identifiers, schema_ids, format, retry_on, enabled, disabled_reason, created_at, updated_at";
+
+fn validate_key(key: &str) -> Result<(), StoreError> {
+    if key.is_empty() || key.len() > 255 || key.chars().any(char::is_control) {
+        return Err(StoreError::Invalid(
+            "key: must be 1 to 255 characters without control characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_url(url: &str) -> Result<(), StoreError> {
+    template::check_url_template(url).map_err(|e| StoreError::Invalid(format!("url: {e}")))
+}
+
+fn validate_tenant(tenant: &str) -> Result<(), StoreError> {
+    let ok = !tenant.is_empty()
+        && tenant.len() <= crate::envelope::MAX_NAME_BYTES
+        && tenant
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(
+            "tenant: must be letters, digits, `-` or `_`".into(),
+        ))
+    }
+}
+
+impl NewWebhook {
+    pub fn validate(&self) -> Result<(), StoreError> {
+        validate_tenant(&self.tenant)?;
+        validate_key(&self.key)?;
+        validate_url(&self.url)
+    }
+}
+
+fn from_row(row: &Row) -> Result<Webhook, StoreError> {
+    let retry_on: Vec<String> = row.try_get("retry_on")?;
+    let format: String = row.try_get("format")?;
+    Ok(Webhook {
+        id: row.try_get("id")?,
+        tenant: row.try_get("tenant")?,
+        key: row.try_get("key")?,
+        url: row.try_get("url")?,
+        event_types: row.try_get("event_types")?,
+        secret: row.try_get::<_, Option<String>>("secret")?.map(Secret),
+        development_mode: row.try_get("development_mode")?,
+        import_identifiers: row.try_get("import_identifiers")?,
+        schema_ids: row.try_get("schema_ids")?,
+        format: format.parse()?,
+        retry_on: RetryPolicy::parse(&retry_on)
+            .map_err(|e| StoreError::Invalid(format!("stored retry_on: {e}")))?,
+        enabled: row.try_get("enabled")?,
+        disabled_reason: row.try_get("disabled_reason")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn key_conflict(tenant: &str, key: &str) -> impl FnOnce(tokio_postgres::Error) -> StoreError {
+    let message = format!("a webhook with key `{key}` already exists in tenant `{tenant}`");
+    move |e| {
+        if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+            StoreError::Conflict(message)
+        } else {
+            StoreError::Db(e)
+        }
+    }
+}
+
+pub async fn create(db: &impl GenericClient, new: &NewWebhook) -> Result<Webhook, StoreError> {
+    new.validate()?;
+    let sql = format!(
+        "INSERT INTO webhooks (id, tenant, key, url, event_types, secret, development_mode, \
+         import_identifiers, schema_ids, format, retry_on) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {COLUMNS}"
+    );
+    let row = db
+        .query_one(
+            &sql,
+            &[
+                &Uuid::now_v7(),
+                &new.tenant,
+                &new.key,
+                &new.url,
+                &new.event_types,
+                &new.secret.as_ref().map(Secret::expose),
+                &new.development_mode,
+                &new.import_identifiers,
+                &new.schema_ids,
+                &new.format.as_str(),
+                &new.retry_on.to_strings(),
+            ],
+        )
+        .await
+        .map_err(key_conflict(&new.tenant, &new.key))?;
+    from_row(&row)
+}
+
+/// One page of a tenant's webhooks, ordered by id (time-ordered), after `after`.
+pub async fn list(
+    db: &impl GenericClient,
+    tenant: &str,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Webhook>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM webhooks WHERE tenant = $1 AND ($2::uuid IS NULL OR id > $2) \
+         ORDER BY id LIMIT $3"
+    );
+    let rows = db.query(&sql, &[&tenant, &after, &limit]).await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// The enabled webhooks of these tenants: the router's candidates.
+pub async fn enabled_for_tenants(
+    db: &impl GenericClient,
+    tenants: &[&str],
+) -> Result<Vec<Webhook>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM webhooks WHERE tenant = ANY($1) AND enabled");
+    let rows = db.query(&sql, &[&tenants]).await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// A webhook by id or by key, within the tenant only.
+pub async fn get(
+    db: &impl GenericClient,
+    tenant: &str,
+    id_or_key: &str,
+) -> Result<Webhook, StoreError> {
+    let id = Uuid::parse_str(id_or_key).ok();
+    let sql = format!(
+        "SELECT {COLUMNS} FROM webhooks WHERE tenant = $1 AND (id = $2 OR key = $3) \
+         ORDER BY (id = $2) DESC NULLS LAST LIMIT 1"
+    );
+    db.query_opt(&sql, &[&tenant, &id, &id_or_key])
+        .await?
+        .map(|r| from_row(&r))
+        .transpose()?
+        .ok_or_else(|| StoreError::NotFound(format!("webhook `{id_or_key}` in tenant `{tenant}`")))
+}
+
+/// A webhook by id, whatever its tenant (the sender, which has the delivery's tenant
+/// already checked by the router).
+pub async fn by_id(db: &impl GenericClient, id: Uuid) -> Result<Option<Webhook>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM webhooks WHERE id = $1");
+    db.query_opt(&sql, &[&id])
+        .await?
+        .map(|r| from_row(&r))
+        .transpose()
+}
+
+pub async fn update(
+    db: &impl GenericClient,
+    tenant: &str,
+    id_or_key: &str,
+    change: &WebhookUpdate,
+) -> Result<Webhook, StoreError> {
+    let current = get(db, tenant, id_or_key).await?;
+    if let Some(key) = &change.key {
+        validate_key(key)?;
+    }
+    if let Some(url) = &change.url {
+        validate_url(url)?;
+    }
+    let key = change.key.clone().unwrap_or(current.key.clone());
+    let secret = match &change.secret {
+        Some(s) => s.clone(),
+        None => current.secret.clone(),
+    };
+    let enabled = change.enabled.unwrap_or(current.enabled);
+    let disabled_reason = if enabled {
+        None
+    } else if current.enabled {
+        Some("disabled by an operator".to_owned())
+    } else {
+        current.disabled_reason.clone()
+    };
+    let sql = format!(
+        "UPDATE webhooks SET key = $2, url = $3, event_types = $4, secret = $5, \
+         development_mode = $6, import_identifiers = $7, schema_ids = $8, format = $9, \
+         retry_on = $10, enabled = $11, disabled_reason = $12, updated_at = now() \
+         WHERE id = $1 RETURNING {COLUMNS}"
+    );
+    let row = db
+        .query_one(
+            &sql,
+            &[
+                &current.id,
+                &key,
+                change.url.as_ref().unwrap_or(&current.url),
+                change.event_types.as_ref().unwrap_or(&current.event_types),
+                &secret.as_ref().map(Secret::expose),
+                &change.development_mode.unwrap_or(current.development_mode),
+                change
+                    .import_identifiers
+                    .as_ref()
+                    .unwrap_or(&current.import_identifiers),
+                change.schema_ids.as_ref().unwrap_or(&current.schema_ids),
+                &change.format.unwrap_or(current.format).as_str(),
+                &change
+                    .retry_on
+                    .as_ref()
+                    .unwrap_or(&current.retry_on)
+                    .to_strings(),
+                &enabled,
+                &disabled_reason,
+            ],
+        )
+        .await
+        .map_err(key_conflict(tenant, &key))?;
+    from_row(&row)
+}
+
+pub async fn delete(
+    db: &impl GenericClient,
+    tenant: &str,
+    id_or_key: &str,
+) -> Result<(), StoreError> {
+    let current = get(db, tenant, id_or_key).await?;
+    db.execute("DELETE FROM webhooks WHERE id = $1", &[&current.id])
+        .await?;
+    Ok(())
+}

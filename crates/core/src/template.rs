@@ -1,0 +1,137 @@
+//! `{{NAME}}` placeholders in webhook URLs, resolved from an environment's variables
+//! (OneSchema's "environment variables in the URL").
+
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("placeholder `{{{{{name}}}}}` has no value in environment `{environment}`")]
+    Unresolved { name: String, environment: String },
+    #[error("placeholder `{{{{{0}}}}}` needs an environment, and the event names none")]
+    NoEnvironment(String),
+    #[error("unclosed `{{{{` in URL template")]
+    Unclosed,
+    #[error("placeholder name `{0}` may only hold letters, digits and `_`")]
+    BadName(String),
+    #[error("URL `{0}` is not an absolute http:// or https:// URL")]
+    NotHttp(String),
+}
+
+/// Splits a template into literal text and placeholder names.
+fn parts(template: &str) -> Result<Vec<Part<'_>>, TemplateError> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push(Part::Text(&rest[..start]));
+        let after = &rest[start + 2..];
+        let end = after.find("}}").ok_or(TemplateError::Unclosed)?;
+        let name = after[..end].trim();
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(TemplateError::BadName(name.to_owned()));
+        }
+        out.push(Part::Var(name));
+        rest = &after[end + 2..];
+    }
+    out.push(Part::Text(rest));
+    Ok(out)
+}
+
+enum Part<'a> {
+    Text(&'a str),
+    Var(&'a str),
+}
+
+/// Checks a template when a webhook is saved: well-formed placeholders, and an
+/// http(s) URL unless the scheme itself comes from a placeholder.
+pub fn check_url_template(template: &str) -> Result<(), TemplateError> {
+    parts(template)?;
+    if template.starts_with("{{") {
+        return Ok(());
+    }
+    let probe = template.replace("{{", "x").replace("}}", "x");
+    crate::envelope::check_http_url("url", &probe)
+        .map_err(|_| TemplateError::NotHttp(template.to_owned()))
+}
+
+/// Fills every placeholder from `variables`; the result must be an http(s) URL.
+pub fn resolve_url(
+    template: &str,
+    environment: Option<&str>,
+    variables: &BTreeMap<String, String>,
+) -> Result<String, TemplateError> {
+    let mut url = String::with_capacity(template.len());
+    for part in parts(template)? {
+        match part {
+            Part::Text(t) => url.push_str(t),
+            Part::Var(name) => {
+                let env =
+                    environment.ok_or_else(|| TemplateError::NoEnvironment(name.to_owned()))?;
+                let value = variables
+                    .get(name)
+                    .ok_or_else(|| TemplateError::Unresolved {
+                        name: name.to_owned(),
+                        environment: env.to_owned(),
+                    })?;
+                url.push_str(value);
+            }
+        }
+    }
+    crate::envelope::check_http_url("url", &url)
+        .map_err(|_| TemplateError::NotHttp(url.clone()))?;
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn resolves_from_the_environment() {
+        let v = vars(&[("HOST", "api.acme.test"), ("TOKEN", "t1")]);
+        assert_eq!(
+            resolve_url(
+                "https://{{HOST}}/hooks?t={{ TOKEN }}",
+                Some("Production"),
+                &v
+            )
+            .unwrap(),
+            "https://api.acme.test/hooks?t=t1"
+        );
+        assert_eq!(
+            resolve_url("https://plain.test/x", None, &BTreeMap::new()).unwrap(),
+            "https://plain.test/x"
+        );
+    }
+
+    #[test]
+    fn unresolved_and_malformed_are_clear() {
+        let err = resolve_url("https://{{HOST}}/x", Some("Sandbox"), &BTreeMap::new()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "placeholder `{{HOST}}` has no value in environment `Sandbox`"
+        );
+        assert!(matches!(
+            resolve_url("https://{{HOST}}/x", None, &BTreeMap::new()),
+            Err(TemplateError::NoEnvironment(_))
+        ));
+        assert_eq!(
+            check_url_template("https://{{HOST/x"),
+            Err(TemplateError::Unclosed)
+        );
+        assert!(check_url_template("https://{{a-b}}/x").is_err());
+        assert!(check_url_template("ftp://x/y").is_err());
+        assert!(check_url_template("{{BASE_URL}}/hooks").is_ok());
+        let v = vars(&[("BASE_URL", "file:///etc/passwd")]);
+        assert!(matches!(
+            resolve_url("{{BASE_URL}}", Some("P"), &v),
+            Err(TemplateError::NotHttp(_))
+        ));
+    }
+}

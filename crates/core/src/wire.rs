@@ -1,0 +1,46 @@
+//! Messages between roles, and the AMQP header names hookrelay writes.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Why a message was dead-lettered (human-readable).
+pub const HEADER_REASON: &str = "x-hookrelay-reason";
+/// The error or last HTTP status behind the reason.
+pub const HEADER_ERROR: &str = "x-hookrelay-error";
+pub const HEADER_LAST_STATUS: &str = "x-hookrelay-last-status";
+pub const HEADER_ATTEMPTS: &str = "x-hookrelay-attempts";
+pub const HEADER_EVENT_ID: &str = "x-hookrelay-event-id";
+pub const HEADER_WEBHOOK_ID: &str = "x-hookrelay-webhook-id";
+pub const HEADER_TENANT: &str = "x-hookrelay-tenant";
+pub const HEADER_DELIVERY_ID: &str = "x-hookrelay-delivery-id";
+/// Which queue the message was taken from before it was dead-lettered.
+pub const HEADER_SOURCE_QUEUE: &str = "x-hookrelay-source-queue";
+pub const HEADER_ROUTING_KEY: &str = "x-hookrelay-original-routing-key";
+pub const HEADER_DEAD_LETTERED_AT: &str = "x-hookrelay-dead-lettered-at";
+/// W3C trace context, carried on every hop.
+pub const HEADER_TRACEPARENT: &str = "traceparent";
+pub const HEADER_TRACESTATE: &str = "tracestate";
+
+/// The router → sender message: small on purpose. The sender loads the stored event
+/// and webhook, so a webhook disabled or edited meanwhile is seen at send time and no
+/// secret ever sits in the broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryMessage {
+    pub delivery_id: Uuid,
+    pub tenant: String,
+    pub event_id: String,
+    /// `None` for a one-off basic webhook.
+    pub webhook_id: Option<Uuid>,
+    /// 1 for the first attempt; the sender republishes with the next number.
+    pub attempt: u32,
+}
+
+impl DeliveryMessage {
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn from_json(body: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(body)
+    }
+}
