@@ -1,1 +1,31 @@
-fn main() {}
+use clap::Parser;
+use hookrelay_cli::commands::{self, environments, publish, receiver, webhooks};
+use hookrelay_cli::config::{Cli, Command};
+use hookrelay_cli::{serve, telemetry};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    telemetry::init(cli.common.log_format);
+    let common = &cli.common;
+    match cli.command {
+        Command::Migrate => {
+            hookrelay_core::store::migrate(&common.database_url).await?;
+            tracing::info!("database is up to date");
+        }
+        Command::Serve(args) => serve::run(common, &args).await?,
+        Command::Publish { file } => {
+            let ids = publish::run(common, &file).await?;
+            commands::print(
+                false,
+                &ids,
+                &["PUBLISHED"],
+                ids.iter().map(|i| vec![i.clone()]).collect(),
+            );
+        }
+        Command::Webhooks(c) => webhooks::run(common, c).await?,
+        Command::Environments(c) => environments::run(common, c).await?,
+        Command::Receiver { addr } => receiver::run(addr).await?,
+    }
+    Ok(())
+}

@@ -30,6 +30,10 @@ pub enum AmqpError {
     Nacked { exchange: String },
     #[error("`{0}` is longer than the 255 bytes AMQP allows here")]
     TooLong(String),
+    #[error("the broker ended the consumer (queue deleted or channel closed)")]
+    ConsumerEnded,
+    #[error(transparent)]
+    Topology(#[from] crate::topology::TopologyError),
 }
 
 /// How hard to try reaching the broker before giving up.

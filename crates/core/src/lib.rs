@@ -4,9 +4,11 @@
 
 pub mod amqp;
 pub mod config;
+pub mod deadletter;
 pub mod envelope;
 pub mod matching;
 pub mod retry;
+pub mod shutdown;
 pub mod store;
 pub mod template;
 pub mod topology;

@@ -132,23 +132,10 @@ impl Topology {
 
     /// Declares all exchanges, queues and bindings. Safe to call concurrently and often.
     pub async fn declare(&self, channel: &Channel) -> Result<(), TopologyError> {
-        let events = self.events_exchange();
+        self.declare_ingress(channel).await?;
         let deliveries = self.deliveries_exchange();
-        let dlx = self.dead_letter_exchange();
-        self.exchange(channel, &events, ExchangeKind::Topic).await?;
         self.exchange(channel, &deliveries, ExchangeKind::Topic)
             .await?;
-        self.exchange(channel, &dlx, ExchangeKind::Fanout).await?;
-
-        // The dead-letter queue itself has no dead-letter exchange: it is the end.
-        let dlq = self.dead_letter_queue();
-        self.queue(channel, &dlq, self.quorum_args()).await?;
-        self.bind(channel, &dlq, &dlx, "#").await?;
-
-        let router = self.router_queue();
-        self.queue(channel, &router, self.work_queue_args()).await?;
-        self.bind(channel, &router, &events, "#").await?;
-
         let sender = self.deliveries_queue();
         self.queue(channel, &sender, self.work_queue_args()).await?;
         self.bind(channel, &sender, &deliveries, "#").await?;
@@ -159,6 +146,25 @@ impl Topology {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Declares what publishing events needs: the events exchange, the router's queue
+    /// (so nothing published is unroutable) and the dead-letter exchange and queue.
+    /// Upstream publishers call this; they need not know the sender's retry delays.
+    pub async fn declare_ingress(&self, channel: &Channel) -> Result<(), TopologyError> {
+        let events = self.events_exchange();
+        let dlx = self.dead_letter_exchange();
+        self.exchange(channel, &events, ExchangeKind::Topic).await?;
+        self.exchange(channel, &dlx, ExchangeKind::Fanout).await?;
+
+        // The dead-letter queue itself has no dead-letter exchange: it is the end.
+        let dlq = self.dead_letter_queue();
+        self.queue(channel, &dlq, self.quorum_args()).await?;
+        self.bind(channel, &dlq, &dlx, "#").await?;
+
+        let router = self.router_queue();
+        self.queue(channel, &router, self.work_queue_args()).await?;
+        self.bind(channel, &router, &events, "#").await
     }
 
     /// Deletes everything `declare` made (test clean-up; never used by the roles).

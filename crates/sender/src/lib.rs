@@ -1,1 +1,103 @@
+//! The sender: consumes `{prefix}.deliveries`, POSTs each delivery, records every
+//! attempt, retries through the delay queues what the webhook's policy allows, and
+//! dead-letters the rest with the reason.
+//!
+//! Architecture invariant: a delivery message is acked only after its outcome is
+//! committed and any follow-up message (retry or dead letter) is confirmed.
 
+mod consume;
+mod limiter;
+mod outcome;
+mod request;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use hookrelay_core::Topology;
+use hookrelay_core::retry::RetrySchedule;
+use hookrelay_core::shutdown::Shutdown;
+
+#[derive(Debug, Clone)]
+pub struct SenderConfig {
+    pub amqp_url: String,
+    pub topology: Topology,
+    pub schedule: RetrySchedule,
+    /// Deliveries in flight at once (also the consumer prefetch).
+    pub concurrency: u16,
+    /// Deliveries in flight to one webhook at once; more wait in a delay queue, so a
+    /// slow endpoint cannot take every slot.
+    pub per_webhook_concurrency: usize,
+    /// How long a deferred delivery waits before it is tried again.
+    pub defer_delay: Duration,
+    pub http_timeout: Duration,
+    /// Bytes of a response body kept in the attempt log.
+    pub response_snippet_bytes: usize,
+    /// How long in-flight deliveries may take to finish at shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl SenderConfig {
+    pub fn new(amqp_url: impl Into<String>, topology: Topology, schedule: RetrySchedule) -> Self {
+        Self {
+            amqp_url: amqp_url.into(),
+            topology,
+            schedule,
+            concurrency: 64,
+            per_webhook_concurrency: 8,
+            defer_delay: Duration::from_secs(1),
+            http_timeout: Duration::from_secs(10),
+            response_snippet_bytes: 1024,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SenderError {
+    #[error("cannot build the HTTP client: {0}")]
+    HttpClient(#[from] reqwest::Error),
+}
+
+/// Counters of what the sender did; shared with metrics and tests.
+#[derive(Debug, Default)]
+pub struct SenderStats {
+    pub attempts: AtomicU64,
+    pub delivered: AtomicU64,
+    pub retried: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    pub deferred: AtomicU64,
+    pub already_done: AtomicU64,
+    pub in_flight: AtomicU64,
+    pub consuming: AtomicBool,
+}
+
+impl SenderStats {
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Clone)]
+pub struct Sender {
+    pub config: Arc<SenderConfig>,
+    pub pool: Pool,
+    pub stats: Arc<SenderStats>,
+}
+
+impl Sender {
+    pub fn new(config: SenderConfig, pool: Pool) -> Self {
+        Self {
+            config: Arc::new(config),
+            pool,
+            stats: Arc::new(SenderStats::default()),
+        }
+    }
+
+    /// Runs until `shutdown` fires, then lets in-flight deliveries finish (within the
+    /// grace period) before closing.
+    pub async fn run(&self, shutdown: Shutdown) -> Result<(), SenderError> {
+        consume::run(self.clone(), shutdown).await
+    }
+}

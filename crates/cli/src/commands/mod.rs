@@ -1,0 +1,53 @@
+//! Operator subcommands. Each prints a table, or JSON with `--json`.
+
+pub mod environments;
+pub mod publish;
+pub mod receiver;
+pub mod webhooks;
+
+use serde::Serialize;
+
+/// Prints rows as an aligned table (people) or the value as JSON (scripts).
+pub fn print<T: Serialize>(json: bool, value: &T, headers: &[&str], rows: Vec<Vec<String>>) {
+    if json {
+        let text = serde_json::to_string_pretty(value).unwrap_or_default();
+        write_out(&text);
+        return;
+    }
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (i, cell) in row.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<width$}", width = widths.get(i).copied().unwrap_or(0)))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    let mut out = vec![line(headers.iter().map(|h| (*h).to_owned()).collect())];
+    out.extend(rows.into_iter().map(line));
+    write_out(&out.join("\n"));
+}
+
+/// Command output goes to stdout (logs go to stderr).
+fn write_out(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{text}");
+}
+
+pub fn join(items: &[String]) -> String {
+    if items.is_empty() {
+        "-".to_owned()
+    } else {
+        items.join(",")
+    }
+}

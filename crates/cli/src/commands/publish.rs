@@ -1,0 +1,33 @@
+//! `hookrelay publish --file EVENT.json`.
+
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::Context;
+use hookrelay_core::amqp::ConnectRetry;
+use hookrelay_core::envelope::{DEFAULT_MAX_EVENT_BYTES, parse_one_or_many};
+use hookrelay_producer::Publisher;
+
+use crate::config::Common;
+
+pub async fn run(common: &Common, file: &Path) -> anyhow::Result<Vec<String>> {
+    let body = if file == Path::new("-") {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .context("reading stdin")?;
+        buf
+    } else {
+        std::fs::read(file).with_context(|| format!("reading {}", file.display()))?
+    };
+    let events = parse_one_or_many(&body, DEFAULT_MAX_EVENT_BYTES.max(body.len()))
+        .with_context(|| format!("{} is not a valid event envelope", file.display()))?;
+    let publisher =
+        Publisher::connect(&common.amqp_url, common.topology(), ConnectRetry::default()).await?;
+    publisher.publish_batch(&events).await?;
+    let ids: Vec<String> = events.into_iter().map(|e| e.id).collect();
+    for id in &ids {
+        tracing::info!(event_id = %id, "published");
+    }
+    Ok(ids)
+}

@@ -1,0 +1,234 @@
+//! `hookrelay webhooks create|list|get|update|delete`.
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use hookrelay_core::config::parse_list;
+use hookrelay_core::retry::RetryPolicy;
+use hookrelay_core::store::webhooks::{
+    self, BodyFormat, NewWebhook, Secret, Webhook, WebhookUpdate,
+};
+use hookrelay_core::store::{self, DbPool};
+
+use super::{join, print};
+use crate::config::{Common, Output};
+
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCommand {
+    /// Create a webhook.
+    Create {
+        #[command(flatten)]
+        fields: Fields,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// List a tenant's webhooks.
+    List {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Show one webhook (by id or key).
+    Get {
+        #[arg(long)]
+        tenant: String,
+        id_or_key: String,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Change a webhook (by id or key); only the options given change.
+    Update {
+        #[arg(long)]
+        tenant: String,
+        id_or_key: String,
+        #[command(flatten)]
+        change: Change,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Delete a webhook (by id or key).
+    Delete {
+        #[arg(long)]
+        tenant: String,
+        id_or_key: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct Fields {
+    #[arg(long)]
+    tenant: String,
+    /// Unique within the tenant; events name it in `webhook_keys`.
+    #[arg(long)]
+    key: String,
+    /// May hold `{{NAME}}` placeholders, filled from the event's environment.
+    #[arg(long)]
+    url: String,
+    /// Comma-separated; none means every type.
+    #[arg(long, default_value = "")]
+    event_types: String,
+    /// Sent as the HTTP Basic auth password (empty username).
+    #[arg(long, env = "HOOKRELAY_WEBHOOK_SECRET", hide_env_values = true)]
+    secret: Option<String>,
+    /// Fire only for events with `development_mode: true`.
+    #[arg(long)]
+    development_mode: bool,
+    #[arg(long, default_value = "")]
+    import_identifiers: String,
+    #[arg(long, default_value = "")]
+    schema_ids: String,
+    #[arg(long, default_value = "json")]
+    format: String,
+    /// Retry conditions: timeout, connect, 5xx or status codes.
+    #[arg(long, default_value = "timeout,408,429")]
+    retry_on: String,
+}
+
+#[derive(Debug, Args)]
+pub struct Change {
+    #[arg(long)]
+    key: Option<String>,
+    #[arg(long)]
+    url: Option<String>,
+    #[arg(long)]
+    event_types: Option<String>,
+    #[arg(long, hide_env_values = true)]
+    secret: Option<String>,
+    /// Remove the secret.
+    #[arg(long, conflicts_with = "secret")]
+    clear_secret: bool,
+    #[arg(long)]
+    development_mode: Option<bool>,
+    #[arg(long)]
+    import_identifiers: Option<String>,
+    #[arg(long)]
+    schema_ids: Option<String>,
+    #[arg(long)]
+    format: Option<String>,
+    #[arg(long)]
+    retry_on: Option<String>,
+    #[arg(long)]
+    enabled: Option<bool>,
+}
+
+pub async fn run(common: &Common, command: WebhooksCommand) -> anyhow::Result<()> {
+    let pool = store::pool(&common.database_url, 2)?;
+    match command {
+        WebhooksCommand::Create { fields, output } => {
+            let new = new_webhook(fields)?;
+            let w = webhooks::create(&client(&pool).await?, &new).await?;
+            show(output.json, &[w]);
+        }
+        WebhooksCommand::List {
+            tenant,
+            limit,
+            output,
+        } => {
+            let list = webhooks::list(&client(&pool).await?, &tenant, None, limit).await?;
+            show(output.json, &list);
+        }
+        WebhooksCommand::Get {
+            tenant,
+            id_or_key,
+            output,
+        } => {
+            let w = webhooks::get(&client(&pool).await?, &tenant, &id_or_key).await?;
+            show(output.json, &[w]);
+        }
+        WebhooksCommand::Update {
+            tenant,
+            id_or_key,
+            change,
+            output,
+        } => {
+            let update = webhook_update(change)?;
+            let w = webhooks::update(&client(&pool).await?, &tenant, &id_or_key, &update).await?;
+            show(output.json, &[w]);
+        }
+        WebhooksCommand::Delete { tenant, id_or_key } => {
+            webhooks::delete(&client(&pool).await?, &tenant, &id_or_key).await?;
+            tracing::info!(%tenant, webhook = %id_or_key, "webhook deleted");
+        }
+    }
+    Ok(())
+}
+
+async fn client(pool: &DbPool) -> anyhow::Result<deadpool_postgres::Object> {
+    pool.get()
+        .await
+        .context("connecting to Postgres (did you run `hookrelay migrate`?)")
+}
+
+fn new_webhook(f: Fields) -> anyhow::Result<NewWebhook> {
+    Ok(NewWebhook {
+        tenant: f.tenant,
+        key: f.key,
+        url: f.url,
+        event_types: parse_list(&f.event_types),
+        secret: f.secret.map(Secret::new),
+        development_mode: f.development_mode,
+        import_identifiers: parse_list(&f.import_identifiers),
+        schema_ids: parse_list(&f.schema_ids),
+        format: f.format.parse::<BodyFormat>()?,
+        retry_on: RetryPolicy::parse(&parse_list(&f.retry_on))?,
+    })
+}
+
+fn webhook_update(c: Change) -> anyhow::Result<WebhookUpdate> {
+    let secret = if c.clear_secret {
+        Some(None)
+    } else {
+        c.secret.map(|s| Some(Secret::new(s)))
+    };
+    Ok(WebhookUpdate {
+        key: c.key,
+        url: c.url,
+        event_types: c.event_types.as_deref().map(parse_list),
+        secret,
+        development_mode: c.development_mode,
+        import_identifiers: c.import_identifiers.as_deref().map(parse_list),
+        schema_ids: c.schema_ids.as_deref().map(parse_list),
+        format: c.format.as_deref().map(str::parse).transpose()?,
+        retry_on: c
+            .retry_on
+            .as_deref()
+            .map(|r| RetryPolicy::parse(&parse_list(r)))
+            .transpose()?,
+        enabled: c.enabled,
+    })
+}
+
+fn show(json: bool, list: &[Webhook]) {
+    let rows = list
+        .iter()
+        .map(|w| {
+            vec![
+                w.id.to_string(),
+                w.key.clone(),
+                w.url.clone(),
+                join(&w.event_types),
+                w.format.as_str().to_owned(),
+                if w.development_mode { "dev" } else { "prod" }.to_owned(),
+                if w.enabled { "yes" } else { "no" }.to_owned(),
+                if w.secret.is_some() { "set" } else { "-" }.to_owned(),
+            ]
+        })
+        .collect();
+    let headers = [
+        "ID",
+        "KEY",
+        "URL",
+        "EVENT TYPES",
+        "FORMAT",
+        "MODE",
+        "ENABLED",
+        "SECRET",
+    ];
+    if json && list.len() == 1 {
+        print(true, &list[0], &headers, rows);
+    } else {
+        print(json, &list, &headers, rows);
+    }
+}

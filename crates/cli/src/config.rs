@@ -1,0 +1,162 @@
+//! Command line and environment: every knob has a flag and a `HOOKRELAY_` variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use hookrelay_core::Topology;
+use hookrelay_core::config::{self as defaults, parse_duration, parse_durations};
+use hookrelay_core::retry::RetrySchedule;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hookrelay",
+    version,
+    about = "Durable, queue-backed webhook delivery"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Settings every command shares.
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    /// RabbitMQ URL.
+    #[arg(long, global = true, env = "HOOKRELAY_AMQP_URL", default_value = defaults::DEFAULT_AMQP_URL)]
+    pub amqp_url: String,
+    /// Postgres URL; must name a database (`migrate` creates it if missing).
+    #[arg(long, global = true, env = "HOOKRELAY_DATABASE_URL", default_value = defaults::DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+    /// Prefix of every exchange and queue name.
+    #[arg(long = "amqp-prefix", global = true, env = "HOOKRELAY_AMQP_PREFIX", default_value = defaults::DEFAULT_PREFIX)]
+    pub prefix: String,
+    /// Delays before each retry; their number is the number of retries.
+    #[arg(long, global = true, env = "HOOKRELAY_RETRY_DELAYS", default_value = "5s,30s", value_parser = durations)]
+    pub retry_delays: DurationList,
+    /// Longest `Retry-After` honoured.
+    #[arg(long, global = true, env = "HOOKRELAY_RETRY_AFTER_MAX", default_value = "5m", value_parser = parse_duration)]
+    pub retry_after_max: Duration,
+    /// Log format: text for people, json for machines.
+    #[arg(
+        long,
+        global = true,
+        env = "HOOKRELAY_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DurationList(pub Vec<Duration>);
+
+fn durations(s: &str) -> Result<DurationList, String> {
+    parse_durations(s).map(DurationList)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Common {
+    pub fn schedule(&self) -> RetrySchedule {
+        RetrySchedule {
+            delays: self.retry_delays.0.clone(),
+            retry_after_max: self.retry_after_max,
+        }
+    }
+
+    pub fn topology(&self) -> Topology {
+        Topology::new(&self.prefix, &self.retry_delays.0, self.retry_after_max)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the database if missing and apply migrations.
+    Migrate,
+    /// Run roles: api (ingest and health), router, sender.
+    Serve(ServeArgs),
+    /// Publish events from a JSON file (one envelope or an array; `-` for stdin).
+    Publish {
+        #[arg(long, short)]
+        file: PathBuf,
+    },
+    /// Manage webhooks.
+    #[command(subcommand)]
+    Webhooks(crate::commands::webhooks::WebhooksCommand),
+    /// Manage environments and their URL variables.
+    #[command(subcommand)]
+    Environments(crate::commands::environments::EnvironmentsCommand),
+    /// Run a small receiver that logs every webhook it gets (for demos and compose).
+    Receiver {
+        #[arg(
+            long,
+            env = "HOOKRELAY_RECEIVER_ADDR",
+            default_value = "127.0.0.1:9000"
+        )]
+        addr: SocketAddr,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Roles to run in this process.
+    #[arg(
+        long,
+        env = "HOOKRELAY_ROLES",
+        default_value = "api,router,sender",
+        value_delimiter = ','
+    )]
+    pub roles: Vec<Role>,
+    /// Address of the api role's HTTP server.
+    #[arg(long, env = "HOOKRELAY_HTTP_ADDR", default_value = defaults::DEFAULT_HTTP_ADDR)]
+    pub http_addr: SocketAddr,
+    /// Bearer token required by /v1 routes; required to bind a non-loopback address.
+    #[arg(long, env = "HOOKRELAY_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+    /// Largest accepted event (and ingest request body), in bytes.
+    #[arg(long, env = "HOOKRELAY_MAX_EVENT_BYTES", default_value_t = hookrelay_core::envelope::DEFAULT_MAX_EVENT_BYTES)]
+    pub max_event_bytes: usize,
+    /// Timeout of one webhook request.
+    #[arg(long, env = "HOOKRELAY_HTTP_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub http_timeout: Duration,
+    /// Deliveries in flight at once per sender.
+    #[arg(long, env = "HOOKRELAY_SENDER_CONCURRENCY", default_value_t = 64)]
+    pub sender_concurrency: u16,
+    /// Deliveries in flight at once to one webhook.
+    #[arg(long, env = "HOOKRELAY_PER_WEBHOOK_CONCURRENCY", default_value_t = 8)]
+    pub per_webhook_concurrency: usize,
+    /// Unacked events a router holds at once.
+    #[arg(long, env = "HOOKRELAY_ROUTER_PREFETCH", default_value_t = 200)]
+    pub router_prefetch: u16,
+    /// Events per router transaction at most.
+    #[arg(long, env = "HOOKRELAY_ROUTER_BATCH_SIZE", default_value_t = 100)]
+    pub router_batch_size: usize,
+    /// Postgres connections per process.
+    #[arg(long, env = "HOOKRELAY_DATABASE_POOL_SIZE", default_value_t = 16)]
+    pub database_pool_size: usize,
+    /// How long in-flight work may take to finish after SIGTERM.
+    #[arg(long, env = "HOOKRELAY_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    Api,
+    Router,
+    Sender,
+}
+
+/// `--json` on read commands.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct Output {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,120 @@
+//! `hookrelay serve`: runs the chosen roles in one process until SIGTERM or Ctrl-C.
+
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use hookrelay_core::amqp::ConnectRetry;
+use hookrelay_core::shutdown::{self, Shutdown};
+use hookrelay_core::store;
+use hookrelay_producer::Publisher;
+use hookrelay_router::{Router, RouterConfig};
+use hookrelay_sender::{Sender, SenderConfig};
+use tokio::task::JoinSet;
+
+use crate::api::{self, ApiState};
+use crate::config::{Common, Role, ServeArgs};
+
+pub async fn run(common: &Common, args: &ServeArgs) -> anyhow::Result<()> {
+    if args.roles.contains(&Role::Api)
+        && !args.http_addr.ip().is_loopback()
+        && args.api_token.is_none()
+    {
+        bail!(
+            "refusing to serve the API on {} without HOOKRELAY_API_TOKEN: set a token or bind 127.0.0.1",
+            args.http_addr
+        );
+    }
+    store::migrate(&common.database_url)
+        .await
+        .context("applying database migrations")?;
+    let pool = store::pool(&common.database_url, args.database_pool_size)?;
+    let (trigger, stop) = shutdown::channel();
+    let mut roles = JoinSet::new();
+    for role in &args.roles {
+        spawn_role(&mut roles, *role, common, args, pool.clone(), stop.clone()).await?;
+    }
+    tracing::info!(roles = ?args.roles, "hookrelay running");
+    tokio::select! {
+        () = signal() => tracing::info!("stopping"),
+        Some(done) = roles.join_next() => {
+            trigger.trigger();
+            done.context("a role panicked")??;
+            bail!("a role stopped unexpectedly");
+        }
+    }
+    trigger.trigger();
+    while let Some(done) = roles.join_next().await {
+        done.context("a role panicked")??;
+    }
+    Ok(())
+}
+
+async fn spawn_role(
+    roles: &mut JoinSet<anyhow::Result<()>>,
+    role: Role,
+    common: &Common,
+    args: &ServeArgs,
+    pool: store::DbPool,
+    stop: Shutdown,
+) -> anyhow::Result<()> {
+    match role {
+        Role::Api => {
+            let publisher =
+                Publisher::connect(&common.amqp_url, common.topology(), ConnectRetry::default())
+                    .await
+                    .context("api: connecting to RabbitMQ")?;
+            let state = ApiState {
+                publisher: Arc::new(publisher),
+                pool,
+                api_token: args.api_token.clone(),
+                max_event_bytes: args.max_event_bytes,
+            };
+            let listener = tokio::net::TcpListener::bind(args.http_addr)
+                .await
+                .with_context(|| format!("api: binding {}", args.http_addr))?;
+            tracing::info!(addr = %args.http_addr, "api listening");
+            let mut stop = stop;
+            roles.spawn(async move {
+                axum::serve(listener, api::app(state))
+                    .with_graceful_shutdown(async move { stop.wait().await })
+                    .await
+                    .context("api server failed")
+            });
+        }
+        Role::Router => {
+            let mut config = RouterConfig::new(&common.amqp_url, common.topology());
+            config.prefetch = args.router_prefetch;
+            config.batch_size = args.router_batch_size;
+            config.max_event_bytes = args.max_event_bytes;
+            let router = Router::new(config, pool);
+            roles.spawn(async move { router.run(stop).await.context("router failed") });
+        }
+        Role::Sender => {
+            let mut config =
+                SenderConfig::new(&common.amqp_url, common.topology(), common.schedule());
+            config.concurrency = args.sender_concurrency;
+            config.per_webhook_concurrency = args.per_webhook_concurrency;
+            config.http_timeout = args.http_timeout;
+            config.shutdown_grace = args.shutdown_grace;
+            let sender = Sender::new(config, pool);
+            roles.spawn(async move { sender.run(stop).await.context("sender failed") });
+        }
+    }
+    Ok(())
+}
+
+/// SIGTERM (orchestrators) or Ctrl-C (people).
+async fn signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,95 @@
+//! Publishing to the dead-letter exchange with headers that say why. Used by the
+//! router (events it cannot route) and the sender (deliveries that failed).
+
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel};
+
+use crate::amqp::{self, AmqpError, Headers};
+use crate::topology::Topology;
+use crate::wire;
+
+/// Why a message is dead-lettered, and where it came from.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// Short and human: "invalid event", "retries exhausted", "webhook disabled".
+    pub reason: String,
+    /// The detail: the validation error, the last HTTP status or transport error.
+    pub error: Option<String>,
+    pub source_queue: String,
+    pub routing_key: String,
+    /// Further `x-hookrelay-*` headers (attempts, webhook id, event id, ...).
+    pub extra: Headers,
+}
+
+/// Publishes `body` to `{prefix}.dead-letter` keeping its original properties and
+/// headers, adding the reason headers; returns once the broker confirmed it.
+pub async fn publish(
+    channel: &Channel,
+    topology: &Topology,
+    body: &[u8],
+    original: &BasicProperties,
+    letter: DeadLetter,
+) -> Result<(), AmqpError> {
+    let mut table = original.headers().clone().unwrap_or_default();
+    let mut add = letter
+        .extra
+        .text(wire::HEADER_REASON, letter.reason)
+        .text(wire::HEADER_SOURCE_QUEUE, letter.source_queue)
+        .text(wire::HEADER_ROUTING_KEY, letter.routing_key.clone())
+        .text(wire::HEADER_DEAD_LETTERED_AT, now_rfc3339());
+    if let Some(error) = letter.error {
+        add = add.text(wire::HEADER_ERROR, truncate(&error, 2000));
+    }
+    merge(&mut table, add.into_table());
+    let properties = original.clone().with_headers(table).with_delivery_mode(2);
+    amqp::publish_confirmed(
+        channel,
+        &topology.dead_letter_exchange(),
+        &letter.routing_key,
+        body,
+        properties,
+    )
+    .await
+}
+
+fn merge(into: &mut FieldTable, from: FieldTable) {
+    for (k, v) in from.inner() {
+        into.insert(k.clone(), v.clone());
+    }
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Cuts text at a character boundary at or below `max` bytes.
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+/// Reads an `x-hookrelay-*` text header of a dead-lettered message.
+pub fn header(properties: &BasicProperties, key: &str) -> Option<String> {
+    amqp::header_text(properties, key)
+}
+
+/// The broker's own reason when it dead-lettered a message (delivery limit, expiry).
+pub fn broker_reason(properties: &BasicProperties) -> Option<String> {
+    match properties
+        .headers()
+        .as_ref()?
+        .inner()
+        .get("x-first-death-reason")?
+    {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        _ => None,
+    }
+}

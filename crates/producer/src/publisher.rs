@@ -1,0 +1,117 @@
+use hookrelay_core::amqp::{self, AmqpError, ConnectRetry, Headers};
+use hookrelay_core::topology::TopologyError;
+use hookrelay_core::{Event, Topology};
+use lapin::{Channel, Connection};
+use tokio::sync::Mutex;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error(transparent)]
+    Amqp(#[from] AmqpError),
+    #[error(transparent)]
+    Topology(#[from] TopologyError),
+    #[error("event `{id}` is invalid: {source}")]
+    Invalid {
+        id: String,
+        source: hookrelay_core::EnvelopeError,
+    },
+}
+
+/// Publishes events to `{prefix}.events` with publisher confirms and persistent
+/// delivery. Cheap to share (`Arc<Publisher>`); reconnects on the next publish after
+/// the connection was lost.
+pub struct Publisher {
+    url: String,
+    topology: Topology,
+    retry: ConnectRetry,
+    link: Mutex<Option<Link>>,
+}
+
+struct Link {
+    _connection: Connection,
+    channel: Channel,
+}
+
+impl Publisher {
+    /// Connects (retrying with backoff) and declares what publishing needs.
+    pub async fn connect(
+        url: &str,
+        topology: Topology,
+        retry: ConnectRetry,
+    ) -> Result<Self, PublishError> {
+        let publisher = Self {
+            url: url.to_owned(),
+            topology,
+            retry,
+            link: Mutex::new(None),
+        };
+        publisher.channel().await?;
+        Ok(publisher)
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// Whether the broker connection is currently up.
+    pub async fn is_connected(&self) -> bool {
+        self.link
+            .lock()
+            .await
+            .as_ref()
+            .is_some_and(|l| l.channel.status().connected())
+    }
+
+    async fn channel(&self) -> Result<Channel, PublishError> {
+        let mut link = self.link.lock().await;
+        if let Some(l) = link.as_ref()
+            && l.channel.status().connected()
+        {
+            return Ok(l.channel.clone());
+        }
+        *link = None;
+        let connection = amqp::connect(&self.url, "hookrelay-producer", self.retry).await?;
+        let channel = amqp::confirm_channel(&connection).await?;
+        self.topology.declare_ingress(&channel).await?;
+        *link = Some(Link {
+            _connection: connection,
+            channel: channel.clone(),
+        });
+        Ok(channel)
+    }
+
+    /// Publishes one event; returns once the broker confirmed it.
+    pub async fn publish(&self, event: &Event) -> Result<(), PublishError> {
+        self.publish_batch(std::slice::from_ref(event)).await
+    }
+
+    /// Publishes events with pipelined confirms; returns once all are confirmed. On an
+    /// error some may have been published: publishing again is safe, hookrelay
+    /// de-duplicates by event id.
+    pub async fn publish_batch(&self, events: &[Event]) -> Result<(), PublishError> {
+        for event in events {
+            event.validate().map_err(|source| PublishError::Invalid {
+                id: event.id.clone(),
+                source,
+            })?;
+        }
+        let channel = self.channel().await?;
+        let exchange = self.topology.events_exchange();
+        let mut pending = Vec::with_capacity(events.len());
+        for event in events {
+            let properties = amqp::persistent(&event.id, Headers::new().into_table())?;
+            let publish = amqp::start_publish(
+                &channel,
+                &exchange,
+                &event.routing_key(),
+                &event.to_json(),
+                properties,
+            )
+            .await?;
+            pending.push(publish);
+        }
+        amqp::confirm_all(pending).await?;
+        tracing::debug!(count = events.len(), "events published");
+        Ok(())
+    }
+}

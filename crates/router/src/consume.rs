@@ -1,0 +1,137 @@
+//! The consume loop: connect, declare, take events in batches, reconnect on failure.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use hookrelay_core::amqp::{self, ConnectRetry};
+use hookrelay_core::shutdown::Shutdown;
+use lapin::message::Delivery;
+use lapin::options::{BasicConsumeOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, Consumer};
+
+use crate::route::{BatchError, handle_batch};
+use crate::{Router, RouterError};
+
+/// Consumes until shutdown. Broker trouble reconnects with backoff; database trouble
+/// holds the batch and retries it, so nothing is acked that was not handled.
+pub async fn run(router: Router, mut shutdown: Shutdown) -> Result<(), RouterError> {
+    let mut pause = Duration::from_millis(200);
+    while !shutdown.is_triggered() {
+        let session = tokio::select! {
+            s = open(&router) => s,
+            () = shutdown.wait() => break,
+        };
+        match session {
+            Ok((connection, channel, consumer)) => {
+                pause = Duration::from_millis(200);
+                router.stats.consuming.store(true, Ordering::Relaxed);
+                let result = consume(&router, &channel, consumer, shutdown.clone()).await;
+                router.stats.consuming.store(false, Ordering::Relaxed);
+                let _ = connection.close(200, "router stopping".into()).await;
+                match result {
+                    Ok(()) => break,
+                    Err(ConsumeError::Injected(f)) => return Err(RouterError::Injected(f)),
+                    Err(ConsumeError::Broker(e)) => {
+                        tracing::warn!(error = %e, "router lost the broker; reconnecting");
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?pause, "router cannot start consuming")
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = shutdown.wait() => break,
+        }
+        pause = (pause * 2).min(Duration::from_secs(10));
+    }
+    tracing::info!("router stopped");
+    Ok(())
+}
+
+async fn open(router: &Router) -> Result<(Connection, Channel, Consumer), amqp::AmqpError> {
+    let config = &router.config;
+    let connection = amqp::connect(
+        &config.amqp_url,
+        "hookrelay-router",
+        ConnectRetry::default(),
+    )
+    .await?;
+    let channel = amqp::confirm_channel(&connection).await?;
+    config.topology.declare(&channel).await?;
+    channel
+        .basic_qos(config.prefetch, BasicQosOptions::default())
+        .await?;
+    let consumer = channel
+        .basic_consume(
+            amqp::short(&config.topology.router_queue())?,
+            "hookrelay-router".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    tracing::info!(queue = %config.topology.router_queue(), "router consuming");
+    Ok((connection, channel, consumer))
+}
+
+pub(crate) enum ConsumeError {
+    Broker(amqp::AmqpError),
+    Injected(crate::Fault),
+}
+
+async fn consume(
+    router: &Router,
+    channel: &Channel,
+    mut consumer: Consumer,
+    mut shutdown: Shutdown,
+) -> Result<(), ConsumeError> {
+    let config = &router.config;
+    loop {
+        let first = tokio::select! {
+            next = consumer.next() => next,
+            () = shutdown.wait() => return Ok(()),
+        };
+        let Some(first) = first else {
+            return Err(ConsumeError::Broker(amqp::AmqpError::ConsumerEnded));
+        };
+        let mut batch: Vec<Delivery> = vec![first.map_err(|e| ConsumeError::Broker(e.into()))?];
+        let deadline = tokio::time::Instant::now() + config.batch_wait;
+        while batch.len() < config.batch_size {
+            match tokio::time::timeout_at(deadline, consumer.next()).await {
+                Ok(Some(next)) => batch.push(next.map_err(|e| ConsumeError::Broker(e.into()))?),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        handle_with_retry(router, channel, batch, &mut shutdown).await?;
+    }
+}
+
+/// Handles a batch; while the database is away, waits and tries again with the same
+/// messages (they stay unacked, so a crash meanwhile loses nothing).
+async fn handle_with_retry(
+    router: &Router,
+    channel: &Channel,
+    batch: Vec<Delivery>,
+    shutdown: &mut Shutdown,
+) -> Result<(), ConsumeError> {
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match handle_batch(router, channel, &batch).await {
+            Ok(()) => return Ok(()),
+            Err(BatchError::Broker(e)) => return Err(ConsumeError::Broker(e)),
+            Err(BatchError::Injected(f)) => return Err(ConsumeError::Injected(f)),
+            Err(BatchError::Store(e)) => {
+                tracing::warn!(error = %e, retry_in = ?pause, events = batch.len(), "database unavailable; holding events");
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            // Unacked messages go back to the queue when the channel closes.
+            () = shutdown.wait() => return Ok(()),
+        }
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,179 @@
+//! The consume loop: connect, declare, run each delivery as its own task within the
+//! concurrency bound, reconnect on failure, drain on shutdown.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use hookrelay_core::amqp::{self, AmqpError, ConnectRetry};
+use hookrelay_core::shutdown::Shutdown;
+use lapin::message::Delivery;
+use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, Consumer};
+use tokio::sync::Semaphore;
+
+use crate::limiter::PerTarget;
+use crate::outcome::{Ctx, HandleError, handle};
+use crate::{Sender, SenderError};
+
+const CONSUMER_TAG: &str = "hookrelay-sender";
+
+pub(crate) async fn run(sender: Sender, mut shutdown: Shutdown) -> Result<(), SenderError> {
+    let client = crate::request::client(sender.config.http_timeout)?;
+    let limiter = PerTarget::new(sender.config.per_webhook_concurrency);
+    let mut pause = Duration::from_millis(200);
+    while !shutdown.is_triggered() {
+        let opened = tokio::select! {
+            o = open(&sender) => o,
+            () = shutdown.wait() => break,
+        };
+        match opened {
+            Ok((connection, channel, consumer)) => {
+                pause = Duration::from_millis(200);
+                let ctx = Arc::new(Ctx {
+                    sender: sender.clone(),
+                    client: client.clone(),
+                    channel,
+                    limiter: Arc::clone(&limiter),
+                });
+                sender.stats.consuming.store(true, Ordering::Relaxed);
+                let result = consume(&ctx, consumer, shutdown.clone()).await;
+                sender.stats.consuming.store(false, Ordering::Relaxed);
+                let _ = connection.close(200, "sender stopping".into()).await;
+                match result {
+                    Ok(()) => break,
+                    Err(e) => tracing::warn!(error = %e, "sender lost the broker; reconnecting"),
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?pause, "sender cannot start consuming")
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = shutdown.wait() => break,
+        }
+        pause = (pause * 2).min(Duration::from_secs(10));
+    }
+    tracing::info!("sender stopped");
+    Ok(())
+}
+
+async fn open(sender: &Sender) -> Result<(Connection, Channel, Consumer), AmqpError> {
+    let config = &sender.config;
+    let connection = amqp::connect(
+        &config.amqp_url,
+        "hookrelay-sender",
+        ConnectRetry::default(),
+    )
+    .await?;
+    let channel = amqp::confirm_channel(&connection).await?;
+    config.topology.declare(&channel).await?;
+    channel
+        .basic_qos(config.concurrency, BasicQosOptions::default())
+        .await?;
+    let consumer = channel
+        .basic_consume(
+            amqp::short(&config.topology.deliveries_queue())?,
+            CONSUMER_TAG.into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    tracing::info!(queue = %config.topology.deliveries_queue(), concurrency = config.concurrency, "sender consuming");
+    Ok((connection, channel, consumer))
+}
+
+async fn consume(
+    ctx: &Arc<Ctx>,
+    mut consumer: Consumer,
+    mut shutdown: Shutdown,
+) -> Result<(), AmqpError> {
+    let slots = Arc::new(Semaphore::new(usize::from(
+        ctx.sender.config.concurrency.max(1),
+    )));
+    let outcome = loop {
+        let permit = tokio::select! {
+            p = Arc::clone(&slots).acquire_owned() => p,
+            () = shutdown.wait() => break Ok(()),
+        };
+        let Ok(permit) = permit else { break Ok(()) };
+        let next = tokio::select! {
+            n = consumer.next() => n,
+            () = shutdown.wait() => break Ok(()),
+        };
+        let delivery = match next {
+            Some(Ok(d)) => d,
+            Some(Err(e)) => break Err(AmqpError::Broker(e)),
+            None => break Err(AmqpError::ConsumerEnded),
+        };
+        let ctx = Arc::clone(ctx);
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            ctx.sender.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+            process(&ctx, delivery, shutdown).await;
+            ctx.sender.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+            drop(permit);
+        });
+    };
+    if outcome.is_ok() {
+        drain(ctx, &slots).await;
+    }
+    outcome
+}
+
+/// Stops taking new deliveries and gives in-flight ones the grace period to finish.
+/// Whatever is still unacked after that returns to the queue when the channel closes.
+async fn drain(ctx: &Ctx, slots: &Arc<Semaphore>) {
+    let _ = ctx
+        .channel
+        .basic_cancel(CONSUMER_TAG.into(), BasicCancelOptions::default())
+        .await;
+    let all = u32::from(ctx.sender.config.concurrency.max(1));
+    let grace = ctx.sender.config.shutdown_grace;
+    if tokio::time::timeout(grace, slots.acquire_many(all))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            ?grace,
+            "in-flight deliveries did not finish in time; they return to the queue"
+        );
+    }
+}
+
+/// Handles one delivery; while the database is away, waits and tries again.
+async fn process(ctx: &Ctx, delivery: Delivery, mut shutdown: Shutdown) {
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match handle(ctx, &delivery).await {
+            Ok(()) => return,
+            Err(HandleError::Store(e)) if e.is_transient() => {
+                tracing::warn!(error = %e, retry_in = ?pause, "database unavailable; holding delivery");
+            }
+            Err(HandleError::Store(e)) => {
+                tracing::error!(error = %e, "delivery could not be handled; returning it to the queue");
+                let _ = delivery
+                    .acker
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..Default::default()
+                    })
+                    .await;
+                return;
+            }
+            Err(HandleError::Broker(e)) => {
+                // The channel is likely gone; the broker will redeliver the message.
+                tracing::warn!(error = %e, "broker error while handling a delivery");
+                return;
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = shutdown.wait() => return,
+        }
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,361 @@
+//! One delivery message from start to ack: load, check, send, decide, record, follow up.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use hookrelay_core::amqp::{self, AmqpError, Headers};
+use hookrelay_core::deadletter::{self, DeadLetter};
+use hookrelay_core::retry::{Failure, RetryPolicy};
+use hookrelay_core::store::deliveries::{self, AttemptRecord, DeliveryStatus, SendJob};
+use hookrelay_core::store::webhooks::{self, BodyFormat, Webhook};
+use hookrelay_core::store::{StoreError, environments};
+use hookrelay_core::template;
+use hookrelay_core::wire::{self, DeliveryMessage};
+use lapin::Channel;
+use lapin::message::Delivery;
+use lapin::options::BasicAckOptions;
+use time::OffsetDateTime;
+
+use crate::Sender;
+use crate::limiter::PerTarget;
+use crate::request::{self, Answer, Outgoing};
+
+/// What a delivery task shares with the others.
+pub(crate) struct Ctx {
+    pub sender: Sender,
+    pub client: reqwest::Client,
+    pub channel: Channel,
+    pub limiter: Arc<PerTarget>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HandleError {
+    #[error(transparent)]
+    Broker(#[from] AmqpError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<lapin::Error> for HandleError {
+    fn from(e: lapin::Error) -> Self {
+        Self::Broker(AmqpError::Broker(e))
+    }
+}
+
+/// Where the POST goes and how, once the webhook (if any) is loaded and checked.
+struct Target {
+    webhook: Option<Webhook>,
+    format: BodyFormat,
+    policy: RetryPolicy,
+    url_template: String,
+    limiter_key: String,
+}
+
+pub(crate) async fn handle(ctx: &Ctx, delivery: &Delivery) -> Result<(), HandleError> {
+    let message = match DeliveryMessage::from_json(&delivery.data) {
+        Ok(m) => m,
+        Err(e) => {
+            let letter = letter(
+                ctx,
+                "invalid delivery message",
+                Some(e.to_string()),
+                Headers::new(),
+            );
+            return dead_letter_and_ack(ctx, delivery, letter).await;
+        }
+    };
+    let Some(job) = deliveries::send_job(&db(ctx).await?, message.delivery_id).await? else {
+        let letter = letter(
+            ctx,
+            "delivery not found",
+            Some("no delivery row with this id (purged by retention, or never committed)".into()),
+            ids(&message),
+        );
+        return dead_letter_and_ack(ctx, delivery, letter).await;
+    };
+    if job.status != DeliveryStatus::Pending {
+        // A redelivered message after a crash, or a duplicate publish: already settled.
+        ctx.sender
+            .stats
+            .already_done
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(delivery_id = %job.id, status = job.status.as_str(), "delivery already settled; acking");
+        delivery.acker.ack(BasicAckOptions::default()).await?;
+        return Ok(());
+    }
+    let target = match target(ctx, &job).await? {
+        Ok(t) => t,
+        Err(reason) => {
+            let letter = letter(
+                ctx,
+                &reason,
+                None,
+                ids(&message).int(wire::HEADER_ATTEMPTS, i64::from(job.attempts)),
+            );
+            deadletter::publish(
+                &ctx.channel,
+                &ctx.sender.config.topology,
+                &delivery.data,
+                &delivery.properties,
+                letter,
+            )
+            .await?;
+            deliveries::mark_failed(&db(ctx).await?, job.id, &reason).await?;
+            ctx.sender
+                .stats
+                .dead_lettered
+                .fetch_add(1, Ordering::Relaxed);
+            delivery.acker.ack(BasicAckOptions::default()).await?;
+            return Ok(());
+        }
+    };
+    let Some(_slot) = ctx.limiter.try_acquire(&target.limiter_key) else {
+        return defer(ctx, delivery, &message).await;
+    };
+    let attempt = message
+        .attempt
+        .max(u32::try_from(job.attempts).unwrap_or(0) + 1);
+    let answer = attempt_once(ctx, &job, &target, attempt, delivery).await?;
+    settle(ctx, delivery, &message, &job, &target, attempt, answer).await
+}
+
+/// Loads and checks the webhook. `Err(reason)` is a permanent refusal without a POST.
+async fn target(ctx: &Ctx, job: &SendJob) -> Result<Result<Target, String>, HandleError> {
+    let Some(webhook_id) = job.webhook_id else {
+        let url = job.url.clone().unwrap_or_default();
+        return Ok(Ok(Target {
+            webhook: None,
+            format: BodyFormat::Form,
+            policy: RetryPolicy::default(),
+            limiter_key: format!("url:{}", host_of(&url)),
+            url_template: url,
+        }));
+    };
+    let webhook = match webhooks::by_id(&db(ctx).await?, webhook_id).await? {
+        Some(w) if w.tenant != job.tenant => {
+            return Ok(Err("webhook belongs to another tenant".into()));
+        }
+        Some(w) if !w.enabled => return Ok(Err("webhook disabled".into())),
+        Some(w) => w,
+        None => return Ok(Err("webhook deleted".into())),
+    };
+    Ok(Ok(Target {
+        format: webhook.format,
+        policy: webhook.retry_on.clone(),
+        url_template: webhook.url.clone(),
+        limiter_key: webhook.id.to_string(),
+        webhook: Some(webhook),
+    }))
+}
+
+fn host_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.split(['/', '?', '#']).next().unwrap_or(rest)
+}
+
+/// Resolves the URL and sends; a URL that cannot be built is an answer too.
+async fn attempt_once(
+    ctx: &Ctx,
+    job: &SendJob,
+    target: &Target,
+    attempt: u32,
+    delivery: &Delivery,
+) -> Result<Answer, HandleError> {
+    let event = &job.event;
+    let variables = match (&event.environment, target.url_template.contains("{{")) {
+        (Some(env), true) => environments::variables(&db(ctx).await?, &job.tenant, env).await?,
+        _ => Default::default(),
+    };
+    let url = match template::resolve_url(
+        &target.url_template,
+        event.environment.as_deref(),
+        &variables,
+    ) {
+        Ok(url) => url,
+        Err(e) => return Ok(Answer::refused(e.to_string())),
+    };
+    let (body, content_type) = request::body(event, target.format);
+    let trace: Vec<(&'static str, String)> = [wire::HEADER_TRACEPARENT, wire::HEADER_TRACESTATE]
+        .into_iter()
+        .filter_map(|k| amqp::header_text(&delivery.properties, k).map(|v| (k, v)))
+        .collect();
+    let headers = request::headers(
+        job.id,
+        event,
+        attempt,
+        content_type,
+        target.webhook.as_ref(),
+        &trace,
+    );
+    ctx.sender.stats.attempts.fetch_add(1, Ordering::Relaxed);
+    let answer = request::send(
+        &ctx.client,
+        Outgoing { url, body, headers },
+        ctx.sender.config.response_snippet_bytes,
+    )
+    .await;
+    tracing::info!(
+        delivery_id = %job.id, event_id = %event.id, tenant = %job.tenant,
+        webhook_id = ?job.webhook_id, attempt, status = ?answer.status,
+        latency_ms = answer.latency.as_secs_f64() * 1000.0, error = ?answer.error,
+        "delivery attempt"
+    );
+    Ok(answer)
+}
+
+/// Records the attempt and does what follows: ack, schedule a retry, or dead-letter.
+async fn settle(
+    ctx: &Ctx,
+    delivery: &Delivery,
+    message: &DeliveryMessage,
+    job: &SendJob,
+    target: &Target,
+    attempt: u32,
+    answer: Answer,
+) -> Result<(), HandleError> {
+    let config = &ctx.sender.config;
+    let mut record = AttemptRecord {
+        delivery_id: job.id,
+        attempt: i32::try_from(attempt).unwrap_or(i32::MAX),
+        started_at: answer.started_at,
+        latency_ms: answer.latency.as_secs_f64() * 1000.0,
+        status_code: answer.status.map(i32::from),
+        error: answer.error.clone(),
+        response_snippet: answer.snippet.clone(),
+        status: DeliveryStatus::Delivered,
+        next_attempt_at: None,
+    };
+    let Some(failure) = answer.failure else {
+        deliveries::record_attempt(&db(ctx).await?, &record).await?;
+        ctx.sender.stats.delivered.fetch_add(1, Ordering::Relaxed);
+        delivery.acker.ack(BasicAckOptions::default()).await?;
+        return Ok(());
+    };
+    let retryable = failure != Failure::Permanent && target.policy.retries(&failure);
+    let next_delay = retryable
+        .then(|| config.schedule.delay_after(attempt, answer.retry_after))
+        .flatten();
+    if let Some(delay) = next_delay {
+        record.status = DeliveryStatus::Pending;
+        record.next_attempt_at = Some(OffsetDateTime::now_utc() + delay);
+        deliveries::record_attempt(&db(ctx).await?, &record).await?;
+        let next = DeliveryMessage {
+            attempt: attempt + 1,
+            ..message.clone()
+        };
+        publish_delayed(ctx, delivery, &next, delay).await?;
+        ctx.sender.stats.retried.fetch_add(1, Ordering::Relaxed);
+        delivery.acker.ack(BasicAckOptions::default()).await?;
+        return Ok(());
+    }
+    let reason = if retryable {
+        "retries exhausted"
+    } else if failure == Failure::Permanent {
+        "permanent failure"
+    } else {
+        "not retryable"
+    };
+    let mut extra = ids(message).int(wire::HEADER_ATTEMPTS, i64::from(attempt));
+    if let Some(status) = answer.status {
+        extra = extra.int(wire::HEADER_LAST_STATUS, i64::from(status));
+    }
+    let letter = letter(ctx, reason, answer.error.clone(), extra);
+    let failed = DeliveryMessage {
+        attempt,
+        ..message.clone()
+    };
+    deadletter::publish(
+        &ctx.channel,
+        &config.topology,
+        &failed.to_json(),
+        &delivery.properties,
+        letter,
+    )
+    .await?;
+    record.status = DeliveryStatus::Failed;
+    deliveries::record_attempt(&db(ctx).await?, &record).await?;
+    ctx.sender
+        .stats
+        .dead_lettered
+        .fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(delivery_id = %job.id, event_id = %job.event.id, reason, error = ?answer.error, "delivery dead-lettered");
+    delivery.acker.ack(BasicAckOptions::default()).await?;
+    Ok(())
+}
+
+/// Sends the message to the delay queue that waits at least `delay`.
+async fn publish_delayed(
+    ctx: &Ctx,
+    delivery: &Delivery,
+    message: &DeliveryMessage,
+    delay: Duration,
+) -> Result<(), HandleError> {
+    let topology = &ctx.sender.config.topology;
+    let queue = topology.delay_queue_name(topology.delay_at_least(delay));
+    let headers = amqp::carry_trace(&delivery.properties, Headers::new());
+    let properties = amqp::persistent(&message.delivery_id.to_string(), headers.into_table())?;
+    amqp::publish_confirmed(&ctx.channel, "", &queue, &message.to_json(), properties).await?;
+    Ok(())
+}
+
+/// The webhook has its fill of requests in flight: park this one briefly, no attempt
+/// counted, so this slot serves other endpoints meanwhile.
+async fn defer(
+    ctx: &Ctx,
+    delivery: &Delivery,
+    message: &DeliveryMessage,
+) -> Result<(), HandleError> {
+    publish_delayed(ctx, delivery, message, ctx.sender.config.defer_delay).await?;
+    ctx.sender.stats.deferred.fetch_add(1, Ordering::Relaxed);
+    delivery.acker.ack(BasicAckOptions::default()).await?;
+    Ok(())
+}
+
+async fn dead_letter_and_ack(
+    ctx: &Ctx,
+    delivery: &Delivery,
+    letter: DeadLetter,
+) -> Result<(), HandleError> {
+    tracing::warn!(reason = %letter.reason, error = ?letter.error, "delivery message dead-lettered");
+    deadletter::publish(
+        &ctx.channel,
+        &ctx.sender.config.topology,
+        &delivery.data,
+        &delivery.properties,
+        letter,
+    )
+    .await?;
+    ctx.sender
+        .stats
+        .dead_lettered
+        .fetch_add(1, Ordering::Relaxed);
+    delivery.acker.ack(BasicAckOptions::default()).await?;
+    Ok(())
+}
+
+fn letter(ctx: &Ctx, reason: &str, error: Option<String>, extra: Headers) -> DeadLetter {
+    DeadLetter {
+        reason: reason.to_owned(),
+        error,
+        source_queue: ctx.sender.config.topology.deliveries_queue(),
+        routing_key: String::new(),
+        extra,
+    }
+}
+
+fn ids(m: &DeliveryMessage) -> Headers {
+    let mut h = Headers::new()
+        .text(wire::HEADER_DELIVERY_ID, m.delivery_id.to_string())
+        .text(wire::HEADER_EVENT_ID, m.event_id.clone())
+        .text(wire::HEADER_TENANT, m.tenant.clone());
+    if let Some(w) = m.webhook_id {
+        h = h.text(wire::HEADER_WEBHOOK_ID, w.to_string());
+    }
+    h
+}
+
+/// A pooled connection for one statement; never held across the HTTP call.
+async fn db(ctx: &Ctx) -> Result<deadpool_postgres::Object, HandleError> {
+    Ok(ctx.sender.pool.get().await.map_err(StoreError::from)?)
+}

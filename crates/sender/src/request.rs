@@ -1,0 +1,250 @@
+//! Building and performing one webhook POST, and classifying what happened.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use hookrelay_core::Event;
+use hookrelay_core::retry::Failure;
+use hookrelay_core::store::webhooks::{BodyFormat, Webhook};
+use reqwest::header::{
+    AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
+};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// A request ready to send.
+pub(crate) struct Outgoing {
+    pub url: String,
+    pub body: Vec<u8>,
+    pub headers: HeaderMap,
+}
+
+/// What one attempt came to.
+pub(crate) struct Answer {
+    pub started_at: OffsetDateTime,
+    pub latency: Duration,
+    pub status: Option<u16>,
+    pub failure: Option<Failure>,
+    pub error: Option<String>,
+    pub snippet: Option<String>,
+    pub retry_after: Option<Duration>,
+}
+
+impl Answer {
+    /// A failure found before anything was sent.
+    pub fn refused(error: String) -> Self {
+        Self {
+            started_at: OffsetDateTime::now_utc(),
+            latency: Duration::ZERO,
+            status: None,
+            failure: Some(Failure::Permanent),
+            error: Some(error),
+            snippet: None,
+            retry_after: None,
+        }
+    }
+}
+
+pub(crate) fn client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .user_agent(hookrelay_core::USER_AGENT)
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(5)))
+        // A 3xx is the receiver's answer, not an instruction to post elsewhere.
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(32)
+        .build()
+}
+
+/// The body and content type for a delivery.
+pub(crate) fn body(event: &Event, format: BodyFormat) -> (Vec<u8>, &'static str) {
+    match format {
+        BodyFormat::Json => (
+            serde_json::to_vec(&event.public_payload()).unwrap_or_default(),
+            "application/json",
+        ),
+        BodyFormat::Form => (
+            format!("uploadId={}", form_encode(event.upload_id())).into_bytes(),
+            "application/x-www-form-urlencoded",
+        ),
+    }
+}
+
+/// The headers every receiver can rely on.
+pub(crate) fn headers(
+    delivery_id: Uuid,
+    event: &Event,
+    attempt: u32,
+    content_type: &'static str,
+    webhook: Option<&Webhook>,
+    trace: &[(&'static str, String)],
+) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    insert(&mut h, "webhook-id", &delivery_id.to_string());
+    insert(
+        &mut h,
+        "webhook-timestamp",
+        &OffsetDateTime::now_utc().unix_timestamp().to_string(),
+    );
+    insert(&mut h, "x-hookrelay-event-id", &event.id);
+    insert(&mut h, "x-hookrelay-event-type", &event.event_type);
+    insert(&mut h, "x-hookrelay-attempt", &attempt.to_string());
+    if let Some(secret) = webhook.and_then(|w| w.secret.as_ref()) {
+        // OneSchema: the secret is the Basic auth password; no username.
+        let token =
+            base64::engine::general_purpose::STANDARD.encode(format!(":{}", secret.expose()));
+        if let Ok(mut v) = HeaderValue::from_str(&format!("Basic {token}")) {
+            v.set_sensitive(true);
+            h.insert(AUTHORIZATION, v);
+        }
+    }
+    for (name, value) in trace {
+        insert(&mut h, name, value);
+    }
+    h
+}
+
+/// Adds a header when the value is one HTTP allows; event ids are free text.
+fn insert(h: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        h.insert(HeaderName::from_static(name), v);
+    }
+}
+
+/// POSTs and reads at most `snippet_bytes` of the answer.
+pub(crate) async fn send(client: &reqwest::Client, out: Outgoing, snippet_bytes: usize) -> Answer {
+    let started_at = OffsetDateTime::now_utc();
+    let clock = Instant::now();
+    let result = client
+        .post(&out.url)
+        .headers(out.headers)
+        .body(out.body)
+        .send()
+        .await;
+    let mut answer = Answer {
+        started_at,
+        latency: Duration::ZERO,
+        status: None,
+        failure: None,
+        error: None,
+        snippet: None,
+        retry_after: None,
+    };
+    match result {
+        Ok(mut response) => {
+            let status = response.status();
+            answer.status = Some(status.as_u16());
+            if matches!(status.as_u16(), 429 | 503) {
+                answer.retry_after = response
+                    .headers()
+                    .get(RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(parse_retry_after);
+            }
+            let (snippet, read_error) = read_snippet(&mut response, snippet_bytes).await;
+            answer.snippet = Some(snippet);
+            if !status.is_success() {
+                answer.failure = Some(Failure::Status(status.as_u16()));
+                answer.error = Some(format!("HTTP {status}"));
+            } else if let Some(e) = read_error {
+                // The receiver said 2xx; a body cut short does not undo that.
+                tracing::debug!(error = %e, "response body not fully read");
+            }
+        }
+        Err(e) => {
+            let failure = if e.is_timeout() {
+                Failure::Timeout
+            } else if e.is_builder() {
+                Failure::Permanent
+            } else {
+                Failure::Connect
+            };
+            answer.failure = Some(failure);
+            answer.error = Some(describe(&e, failure));
+        }
+    }
+    answer.latency = clock.elapsed();
+    answer
+}
+
+async fn read_snippet(
+    response: &mut reqwest::Response,
+    max: usize,
+) -> (String, Option<reqwest::Error>) {
+    let mut buf: Vec<u8> = Vec::new();
+    loop {
+        if buf.len() >= max {
+            break;
+        }
+        match response.chunk().await {
+            Ok(Some(chunk)) => buf.extend_from_slice(&chunk[..chunk.len().min(max - buf.len())]),
+            Ok(None) => break,
+            Err(e) => return (String::from_utf8_lossy(&buf).into_owned(), Some(e)),
+        }
+    }
+    (String::from_utf8_lossy(&buf).into_owned(), None)
+}
+
+fn describe(e: &reqwest::Error, failure: Failure) -> String {
+    use std::error::Error as _;
+    let mut text = match failure {
+        Failure::Timeout => "timed out".to_owned(),
+        Failure::Connect => "connection failed".to_owned(),
+        _ => "request could not be made".to_owned(),
+    };
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// `Retry-After` as seconds or as an HTTP date.
+pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = OffsetDateTime::parse(value, &time::format_description::well_known::Rfc2822).ok()?;
+    let wait = when - OffsetDateTime::now_utc();
+    Some(Duration::try_from(wait).unwrap_or(Duration::ZERO))
+}
+
+/// `application/x-www-form-urlencoded` encoding of one value.
+pub(crate) fn form_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            other => out.push_str(&format!("%{other:02X}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_values_are_encoded() {
+        assert_eq!(form_encode("7df3a66d-b7bb"), "7df3a66d-b7bb");
+        assert_eq!(form_encode("a b&c=d/é"), "a+b%26c%3Dd%2F%C3%A9");
+    }
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+}
