@@ -1,1 +1,7 @@
+//! End-to-end tests: one binary, one module per capability.
 
+mod ingest;
+mod producer;
+mod router;
+mod sender;
+mod store;

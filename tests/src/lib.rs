@@ -1,1 +1,32 @@
+//! The test harness: each test gets its own database (from a migrated template), its
+//! own AMQP prefix, real HTTP receivers on 127.0.0.1, and the roles in-process.
+//! Everything it creates is removed when the stack is dropped, even after a panic.
 
+pub mod db;
+pub mod receiver;
+pub mod stack;
+
+pub use receiver::{Behaviour, Receiver};
+pub use stack::TestStack;
+
+use std::time::Duration;
+
+pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// Waits until `check` holds, polling; panics with `what` after `timeout`.
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting until {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

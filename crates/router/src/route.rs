@@ -111,6 +111,8 @@ async fn record(
     for (event, delivery) in valid {
         let key = (event.tenant.clone(), event.id.clone());
         if !seen.insert(key.clone()) {
+            // A second copy inside this batch.
+            router.stats.duplicates.fetch_add(1, Ordering::Relaxed);
             continue;
         }
         keys.push(key.clone());

@@ -1,0 +1,104 @@
+//! A fresh database per test, cloned from a template built once per schema version.
+
+use hookrelay_core::store;
+use tokio_postgres::NoTls;
+
+pub const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// A database that is dropped (WITH FORCE) when this is dropped.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+    pub pool: store::DbPool,
+}
+
+async fn admin() -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(ADMIN_URL, NoTls)
+        .await
+        .expect("Postgres must run at 127.0.0.1:5432 (see README: cargo xtask test starts it)");
+    tokio::spawn(conn);
+    client
+}
+
+/// The template's name changes whenever a migration changes.
+fn template_name() -> String {
+    format!("hookrelay_tpl_{:016x}", store::schema_fingerprint())
+}
+
+async fn ensure_template() -> String {
+    let name = template_name();
+    let client = admin().await;
+    // Tests run as parallel processes: one builds, the others wait on the lock.
+    client
+        .execute("SELECT pg_advisory_lock(7411)", &[])
+        .await
+        .expect("advisory lock");
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await
+        .expect("query pg_database")
+        .is_some();
+    if !exists {
+        let building = format!("{name}_building");
+        client
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"))
+            .await
+            .expect("drop stale template");
+        store::migrate(&format!("postgres://postgres@127.0.0.1:5432/{building}"))
+            .await
+            .expect("migrate template");
+        client
+            .batch_execute(&format!("ALTER DATABASE {building} RENAME TO {name}"))
+            .await
+            .expect("rename template");
+    }
+    client
+        .execute("SELECT pg_advisory_unlock(7411)", &[])
+        .await
+        .expect("advisory unlock");
+    name
+}
+
+impl TestDb {
+    pub async fn new() -> Self {
+        let template = ensure_template().await;
+        let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+        admin()
+            .await
+            .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
+            .await
+            .expect("create test database");
+        let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+        let pool = store::pool(&url, 8).expect("pool");
+        Self { name, url, pool }
+    }
+
+    pub async fn client(&self) -> deadpool_postgres::Object {
+        self.pool.get().await.expect("database connection")
+    }
+}
+
+/// Drops a database from outside any runtime (used from `Drop`).
+pub fn drop_database(name: &str) {
+    let name = name.to_owned();
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let _ = admin()
+                .await
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await;
+        });
+    })
+    .join();
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        self.pool.close();
+        drop_database(&self.name);
+    }
+}

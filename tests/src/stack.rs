@@ -1,0 +1,251 @@
+//! `TestStack`: one isolated hookrelay (prefix + database + receiver) per test.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hookrelay_core::amqp::{self, ConnectRetry};
+use hookrelay_core::retry::RetrySchedule;
+use hookrelay_core::shutdown::{self, ShutdownTrigger};
+use hookrelay_core::store::deliveries::{self, Attempt, Delivery};
+use hookrelay_core::store::webhooks::{self, NewWebhook, Webhook};
+use hookrelay_core::{Event, Topology};
+use hookrelay_producer::Publisher;
+use hookrelay_router::{Router, RouterConfig};
+use hookrelay_sender::{Sender, SenderConfig};
+use lapin::options::{BasicAckOptions, BasicGetOptions};
+use lapin::{BasicProperties, Channel, Connection};
+use tokio::task::JoinHandle;
+
+use crate::db::TestDb;
+use crate::receiver::Receiver;
+use crate::AMQP_URL;
+
+/// A message taken off a queue by a test.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub routing_key: String,
+    pub properties: BasicProperties,
+    pub body: Vec<u8>,
+}
+
+impl Message {
+    pub fn header(&self, key: &str) -> Option<String> {
+        amqp::header_text(&self.properties, key)
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("message body is JSON")
+    }
+}
+
+pub struct TestStack {
+    pub prefix: String,
+    pub topology: Topology,
+    pub schedule: RetrySchedule,
+    pub db: TestDb,
+    pub receiver: Receiver,
+    pub publisher: Arc<Publisher>,
+    pub connection: Connection,
+    pub channel: Channel,
+    roles: Vec<(ShutdownTrigger, JoinHandle<()>)>,
+}
+
+impl TestStack {
+    /// Short retry delays so retry tests take a second, not a minute.
+    pub async fn new() -> Self {
+        let prefix = format!("t.{}", uuid::Uuid::new_v4().simple());
+        let schedule = RetrySchedule {
+            delays: vec![Duration::from_millis(200), Duration::from_millis(400)],
+            retry_after_max: Duration::from_secs(2),
+        };
+        let topology = Topology::new(&prefix, &schedule.delays, schedule.retry_after_max)
+            .with_queue_expiry(Duration::from_secs(600));
+        let connection = amqp::connect(AMQP_URL, "hookrelay-test", ConnectRetry::default())
+            .await
+            .expect("RabbitMQ must run at 127.0.0.1:5672 (see README: cargo xtask test starts it)");
+        let channel = amqp::confirm_channel(&connection).await.expect("channel");
+        topology.declare(&channel).await.expect("declare topology");
+        let publisher = Publisher::connect(AMQP_URL, topology.clone(), ConnectRetry::default())
+            .await
+            .expect("publisher");
+        Self {
+            prefix,
+            topology,
+            schedule,
+            db: TestDb::new().await,
+            receiver: Receiver::start().await,
+            publisher: Arc::new(publisher),
+            connection,
+            channel,
+            roles: Vec::new(),
+        }
+    }
+
+    pub fn router_config(&self) -> RouterConfig {
+        RouterConfig::new(AMQP_URL, self.topology.clone())
+    }
+
+    pub fn sender_config(&self) -> SenderConfig {
+        let mut config = SenderConfig::new(AMQP_URL, self.topology.clone(), self.schedule.clone());
+        config.http_timeout = Duration::from_millis(500);
+        config.shutdown_grace = Duration::from_secs(5);
+        config
+    }
+
+    /// Starts a router with default test settings.
+    pub async fn start_router(&mut self) -> Router {
+        self.start_router_with(self.router_config()).await
+    }
+
+    pub async fn start_router_with(&mut self, config: RouterConfig) -> Router {
+        let router = Router::new(config, self.db.pool.clone());
+        let (trigger, stop) = shutdown::channel();
+        let r = router.clone();
+        let handle = tokio::spawn(async move {
+            let _ = r.run(stop).await;
+        });
+        self.roles.push((trigger, handle));
+        router
+    }
+
+    pub async fn start_sender(&mut self) -> Sender {
+        self.start_sender_with(self.sender_config()).await
+    }
+
+    pub async fn start_sender_with(&mut self, config: SenderConfig) -> Sender {
+        let sender = Sender::new(config, self.db.pool.clone());
+        let (trigger, stop) = shutdown::channel();
+        let s = sender.clone();
+        let handle = tokio::spawn(async move {
+            s.run(stop).await.expect("sender runs");
+        });
+        self.roles.push((trigger, handle));
+        sender
+    }
+
+    /// Stops every running role and waits until each has finished.
+    pub async fn stop_roles(&mut self) {
+        for (trigger, handle) in self.roles.drain(..) {
+            trigger.trigger();
+            let _ = handle.await;
+        }
+    }
+
+    pub async fn publish(&self, event: &Event) {
+        self.publisher.publish(event).await.expect("publish");
+    }
+
+    /// Publishes raw bytes to the events exchange, as a buggy upstream might.
+    pub async fn publish_raw(&self, routing_key: &str, body: &[u8]) {
+        let props = amqp::persistent("raw", Default::default()).unwrap();
+        amqp::publish_confirmed(&self.channel, &self.topology.events_exchange(), routing_key, body, props)
+            .await
+            .expect("raw publish");
+    }
+
+    pub async fn create_webhook(&self, new: NewWebhook) -> Webhook {
+        webhooks::create(&self.db.client().await, &new).await.expect("create webhook")
+    }
+
+    pub async fn deliveries_of(&self, tenant: &str, event_id: &str) -> Vec<Delivery> {
+        deliveries::for_event(&self.db.client().await, tenant, event_id).await.expect("deliveries")
+    }
+
+    pub async fn attempts_of(&self, delivery_id: uuid::Uuid) -> Vec<Attempt> {
+        deliveries::attempts(&self.db.client().await, delivery_id).await.expect("attempts")
+    }
+
+    /// Waits until the event's deliveries all have a final status (delivered or failed).
+    pub async fn wait_settled(&self, tenant: &str, event_id: &str, count: usize, timeout: Duration) -> Vec<Delivery> {
+        let what = format!("{count} deliveries of {event_id} are settled");
+        crate::wait_until(&what, timeout, || async {
+            let d = self.deliveries_of(tenant, event_id).await;
+            d.len() == count && d.iter().all(|d| d.status != deliveries::DeliveryStatus::Pending)
+        })
+        .await;
+        self.deliveries_of(tenant, event_id).await
+    }
+
+    /// Takes every message now in `queue` (they are acked: removed).
+    pub async fn drain_queue(&self, queue: &str) -> Vec<Message> {
+        let mut out = Vec::new();
+        while let Some(m) = self
+            .channel
+            .basic_get(queue.into(), BasicGetOptions::default())
+            .await
+            .expect("basic_get")
+        {
+            let d = m.delivery;
+            d.acker.ack(BasicAckOptions::default()).await.expect("ack");
+            out.push(Message {
+                routing_key: d.routing_key.as_str().to_owned(),
+                properties: d.properties,
+                body: d.data,
+            });
+        }
+        out
+    }
+
+    /// Waits until the dead-letter queue holds `n` messages, and takes them.
+    pub async fn dead_letters(&self, n: usize, timeout: Duration) -> Vec<Message> {
+        let mut taken = Vec::new();
+        let deadline = tokio::time::Instant::now() + timeout;
+        while taken.len() < n {
+            taken.extend(self.drain_queue(&self.topology.dead_letter_queue()).await);
+            if tokio::time::Instant::now() > deadline {
+                panic!("timed out waiting for {n} dead letters; got {}", taken.len());
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        taken
+    }
+}
+
+impl Drop for TestStack {
+    fn drop(&mut self) {
+        for (trigger, handle) in self.roles.drain(..) {
+            trigger.trigger();
+            handle.abort();
+        }
+        let topology = self.topology.clone();
+        // Runs on its own runtime: Drop may be called while a test's runtime unwinds.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async move {
+                if let Ok(conn) = amqp::connect(AMQP_URL, "hookrelay-test-cleanup", ConnectRetry { attempts: 1, max_delay: Duration::from_millis(10) }).await
+                    && let Ok(ch) = conn.create_channel().await
+                {
+                    let _ = topology.delete(&ch).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// An event of tenant `tenant` with a fresh id and the given extra fields.
+pub fn event(tenant: &str, event_type: &str, extra: serde_json::Value) -> Event {
+    let mut v = serde_json::json!({
+        "id": format!("evt-{}", uuid::Uuid::new_v4()),
+        "tenant": tenant,
+        "type": event_type,
+        "occurred_at": "2024-04-24T17:20:14.659349Z",
+        "payload": {"event": event_type, "data": {"n": 1}}
+    });
+    if let Some(map) = extra.as_object() {
+        for (k, val) in map {
+            v[k] = val.clone();
+        }
+    }
+    Event::from_value(v).expect("valid test event")
+}
+
+/// A webhook of `tenant` with key `key` posting to `url`.
+pub fn webhook(tenant: &str, key: &str, url: &str) -> NewWebhook {
+    NewWebhook {
+        tenant: tenant.into(),
+        key: key.into(),
+        url: url.into(),
+        ..Default::default()
+    }
+}
