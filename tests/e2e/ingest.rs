@@ -21,7 +21,9 @@ async fn serve(stack: &TestStack, token: Option<&str>, max_event_bytes: usize) -
 }
 
 async fn post(url: &str, token: Option<&str>, body: Vec<u8>) -> (StatusCode, Value) {
-    let mut req = reqwest::Client::new().post(format!("{url}/v1/events")).body(body);
+    let mut req = reqwest::Client::new()
+        .post(format!("{url}/v1/events"))
+        .body(body);
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }
@@ -45,7 +47,13 @@ async fn accepted_events_answer_202_with_ids_and_reach_the_queue() {
     let (status, body) = post(&url, None, batch).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     assert_eq!(body, json!({"accepted": [a.id, b.id]}));
-    assert_eq!(stack.drain_queue(&stack.topology.router_queue()).await.len(), 3);
+    assert_eq!(
+        stack
+            .drain_queue(&stack.topology.router_queue())
+            .await
+            .len(),
+        3
+    );
 }
 
 #[tokio::test]
@@ -68,7 +76,13 @@ async fn invalid_events_answer_400_naming_the_field_and_publish_nothing() {
     let (status, body) = post(&url, None, batch).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["field"], "[1].tenant");
-    assert!(stack.drain_queue(&stack.topology.router_queue()).await.is_empty(), "nothing published");
+    assert!(
+        stack
+            .drain_queue(&stack.topology.router_queue())
+            .await
+            .is_empty(),
+        "nothing published"
+    );
 }
 
 #[tokio::test]

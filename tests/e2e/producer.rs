@@ -19,7 +19,10 @@ async fn publish_puts_a_persistent_message_with_routing_key_and_id() {
     assert_eq!(messages.len(), 1);
     let m = &messages[0];
     assert_eq!(m.routing_key, "acme.import_completed");
-    assert_eq!(m.properties.message_id().as_ref().map(|s| s.as_str()), Some(e.id.as_str()));
+    assert_eq!(
+        m.properties.message_id().as_ref().map(|s| s.as_str()),
+        Some(e.id.as_str())
+    );
     assert_eq!(*m.properties.delivery_mode(), Some(2), "persistent");
     assert_eq!(
         m.properties.content_type().as_ref().map(|s| s.as_str()),
@@ -33,12 +36,21 @@ async fn publish_puts_a_persistent_message_with_routing_key_and_id() {
 #[tokio::test]
 async fn a_batch_is_confirmed_whole_and_keeps_order() {
     let stack = TestStack::new().await;
-    let events: Vec<Event> = (0..20).map(|_| event("acme", "file_uploaded", json!({}))).collect();
+    let events: Vec<Event> = (0..20)
+        .map(|_| event("acme", "file_uploaded", json!({})))
+        .collect();
     stack.publisher.publish_batch(&events).await.expect("batch");
     let messages = stack.drain_queue(&stack.topology.router_queue()).await;
     let ids: Vec<String> = messages
         .iter()
-        .map(|m| m.properties.message_id().as_ref().unwrap().as_str().to_owned())
+        .map(|m| {
+            m.properties
+                .message_id()
+                .as_ref()
+                .unwrap()
+                .as_str()
+                .to_owned()
+        })
         .collect();
     let expected: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
     assert_eq!(ids, expected);
@@ -59,13 +71,26 @@ async fn publishing_to_a_down_broker_retries_with_backoff_then_errors_clearly() 
     });
     let url = format!("amqp://guest:secret-pw@{addr}/%2f");
     let topology = Topology::new("t.down", &[], Duration::from_secs(1));
-    let retry = ConnectRetry { attempts: 3, max_delay: Duration::from_millis(50) };
-    let err = Publisher::connect(&url, topology, retry).await.err().expect("must fail");
+    let retry = ConnectRetry {
+        attempts: 3,
+        max_delay: Duration::from_millis(50),
+    };
+    let err = Publisher::connect(&url, topology, retry)
+        .await
+        .err()
+        .expect("must fail");
     let text = err.to_string();
-    assert_eq!(accepted.load(Ordering::SeqCst), 3, "three connection attempts");
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        3,
+        "three connection attempts"
+    );
     assert!(text.contains("after 3 attempts"), "{text}");
     assert!(text.contains(&addr.to_string()), "names the broker: {text}");
-    assert!(!text.contains("secret-pw"), "never shows the password: {text}");
+    assert!(
+        !text.contains("secret-pw"),
+        "never shows the password: {text}"
+    );
 }
 
 #[tokio::test]

@@ -26,7 +26,10 @@ async fn event_stored(stack: &TestStack, tenant: &str, id: &str) -> bool {
 }
 
 fn delivery_messages(messages: &[hookrelay_tests::stack::Message]) -> Vec<DeliveryMessage> {
-    messages.iter().map(|m| DeliveryMessage::from_json(&m.body).expect("delivery message")).collect()
+    messages
+        .iter()
+        .map(|m| DeliveryMessage::from_json(&m.body).expect("delivery message"))
+        .collect()
 }
 
 #[tokio::test]
@@ -50,10 +53,19 @@ async fn managed_webhooks_match_by_type_mode_and_triggers() {
     stack.create_webhook(other_type).await;
     stack.start_router().await;
 
-    let e = event("acme", "import_completed", json!({"import_identifier": "contacts", "schema_id": "s-0"}));
+    let e = event(
+        "acme",
+        "import_completed",
+        json!({"import_identifier": "contacts", "schema_id": "s-0"}),
+    );
     stack.publish(&e).await;
     wait_routed(&stack, "acme", &e.id, 2).await;
-    let mut got: Vec<_> = stack.deliveries_of("acme", &e.id).await.iter().map(|d| d.webhook_id.unwrap()).collect();
+    let mut got: Vec<_> = stack
+        .deliveries_of("acme", &e.id)
+        .await
+        .iter()
+        .map(|d| d.webhook_id.unwrap())
+        .collect();
     let mut want = vec![all.id, contacts.id];
     got.sort();
     want.sort();
@@ -62,19 +74,32 @@ async fn managed_webhooks_match_by_type_mode_and_triggers() {
     let by_schema = event("acme", "import_completed", json!({"schema_id": "schema-9"}));
     stack.publish(&by_schema).await;
     wait_routed(&stack, "acme", &by_schema.id, 2).await;
-    let mut got: Vec<_> = stack.deliveries_of("acme", &by_schema.id).await.iter().map(|d| d.webhook_id.unwrap()).collect();
+    let mut got: Vec<_> = stack
+        .deliveries_of("acme", &by_schema.id)
+        .await
+        .iter()
+        .map(|d| d.webhook_id.unwrap())
+        .collect();
     let mut want = vec![all.id, schema.id];
     got.sort();
     want.sort();
     assert_eq!(got, want);
 
-    let dev_event = event("acme", "import_completed", json!({"development_mode": true}));
+    let dev_event = event(
+        "acme",
+        "import_completed",
+        json!({"development_mode": true}),
+    );
     stack.publish(&dev_event).await;
     wait_routed(&stack, "acme", &dev_event.id, 1).await;
 
     let messages = delivery_messages(&stack.drain_queue(&stack.topology.deliveries_queue()).await);
     assert_eq!(messages.len(), 5, "one message per delivery");
-    assert!(messages.iter().all(|m| m.attempt == 1 && m.tenant == "acme"));
+    assert!(
+        messages
+            .iter()
+            .all(|m| m.attempt == 1 && m.tenant == "acme")
+    );
 }
 
 #[tokio::test]
@@ -87,30 +112,51 @@ async fn an_event_without_a_match_is_stored_and_acked_with_no_delivery() {
     let e = event("acme", "embed_closed", json!({}));
     stack.publish(&e).await;
     wait_until("event stored", WAIT, || event_stored(&stack, "acme", &e.id)).await;
-    wait_until("event acked", WAIT, || async { RouterStats::get(&router.stats.events_routed) == 1 }).await;
+    wait_until("event acked", WAIT, || async {
+        RouterStats::get(&router.stats.events_routed) == 1
+    })
+    .await;
     assert!(stack.deliveries_of("acme", &e.id).await.is_empty());
-    assert!(stack.drain_queue(&stack.topology.deliveries_queue()).await.is_empty());
+    assert!(
+        stack
+            .drain_queue(&stack.topology.deliveries_queue())
+            .await
+            .is_empty()
+    );
 }
 
 #[tokio::test]
 async fn a_webhook_url_gives_one_basic_delivery_and_keys_select_webhooks() {
     let mut stack = TestStack::new().await;
     let url = stack.receiver.url("/h");
-    let named = stack.create_webhook(webhook("acme", "event_webhook", &url)).await;
+    let named = stack
+        .create_webhook(webhook("acme", "event_webhook", &url))
+        .await;
     stack.create_webhook(webhook("acme", "unnamed", &url)).await;
     stack.start_router().await;
 
-    let basic = event("acme", "import_completed", json!({"webhook_url": "https://example.test/basic"}));
+    let basic = event(
+        "acme",
+        "import_completed",
+        json!({"webhook_url": "https://example.test/basic"}),
+    );
     stack.publish(&basic).await;
     wait_routed(&stack, "acme", &basic.id, 1).await;
     let d = stack.deliveries_of("acme", &basic.id).await;
     assert_eq!(d[0].url.as_deref(), Some("https://example.test/basic"));
     assert_eq!(d[0].webhook_id, None);
 
-    let keyed = event("acme", "embed_initialized", json!({"webhook_keys": ["event_webhook", "no-such-key"]}));
+    let keyed = event(
+        "acme",
+        "embed_initialized",
+        json!({"webhook_keys": ["event_webhook", "no-such-key"]}),
+    );
     stack.publish(&keyed).await;
     wait_routed(&stack, "acme", &keyed.id, 1).await;
-    assert_eq!(stack.deliveries_of("acme", &keyed.id).await[0].webhook_id, Some(named.id));
+    assert_eq!(
+        stack.deliveries_of("acme", &keyed.id).await[0].webhook_id,
+        Some(named.id)
+    );
 }
 
 #[tokio::test]
@@ -118,7 +164,9 @@ async fn tenants_never_receive_each_others_events_even_with_colliding_keys() {
     let mut stack = TestStack::new().await;
     let url = stack.receiver.url("/h");
     let acme = stack.create_webhook(webhook("acme", "shared", &url)).await;
-    let globex = stack.create_webhook(webhook("globex", "shared", &url)).await;
+    let globex = stack
+        .create_webhook(webhook("globex", "shared", &url))
+        .await;
     stack.start_router().await;
     // The same event id in both tenants is two different events.
     let a = event("acme", "x", json!({"webhook_keys": ["shared"]}));
@@ -131,9 +179,18 @@ async fn tenants_never_receive_each_others_events_even_with_colliding_keys() {
     wait_routed(&stack, "acme", &a.id, 1).await;
     wait_routed(&stack, "globex", &g.id, 1).await;
     wait_routed(&stack, "acme", &plain.id, 1).await;
-    assert_eq!(stack.deliveries_of("acme", &a.id).await[0].webhook_id, Some(acme.id));
-    assert_eq!(stack.deliveries_of("globex", &g.id).await[0].webhook_id, Some(globex.id));
-    assert_eq!(stack.deliveries_of("acme", &plain.id).await[0].webhook_id, Some(acme.id));
+    assert_eq!(
+        stack.deliveries_of("acme", &a.id).await[0].webhook_id,
+        Some(acme.id)
+    );
+    assert_eq!(
+        stack.deliveries_of("globex", &g.id).await[0].webhook_id,
+        Some(globex.id)
+    );
+    assert_eq!(
+        stack.deliveries_of("acme", &plain.id).await[0].webhook_id,
+        Some(acme.id)
+    );
 }
 
 #[tokio::test]
@@ -148,7 +205,8 @@ async fn the_same_event_published_five_times_is_fanned_out_once() {
         stack.publish(&e).await;
     }
     wait_until("five copies handled", WAIT, || async {
-        RouterStats::get(&router.stats.events_routed) + RouterStats::get(&router.stats.duplicates) == 5
+        RouterStats::get(&router.stats.events_routed) + RouterStats::get(&router.stats.duplicates)
+            == 5
     })
     .await;
     assert_eq!(RouterStats::get(&router.stats.duplicates), 4);
@@ -176,8 +234,16 @@ async fn a_router_killed_between_commit_and_publish_leaves_nothing_missing_or_do
     .await;
     stack.stop_roles().await;
     let rows = stack.deliveries_of("acme", &e.id).await;
-    assert!(rows.iter().all(|d| !d.published), "crashed before publishing");
-    assert!(stack.drain_queue(&stack.topology.deliveries_queue()).await.is_empty());
+    assert!(
+        rows.iter().all(|d| !d.published),
+        "crashed before publishing"
+    );
+    assert!(
+        stack
+            .drain_queue(&stack.topology.deliveries_queue())
+            .await
+            .is_empty()
+    );
 
     // The unacked event returns to the queue; a healthy router finishes the job.
     stack.start_router().await;
@@ -197,21 +263,47 @@ async fn a_router_killed_between_commit_and_publish_leaves_nothing_missing_or_do
 #[tokio::test]
 async fn a_poison_message_is_dead_lettered_with_its_reason_and_routing_goes_on() {
     let mut stack = TestStack::new().await;
-    stack.create_webhook(webhook("acme", "a", &stack.receiver.url("/h"))).await;
+    stack
+        .create_webhook(webhook("acme", "a", &stack.receiver.url("/h")))
+        .await;
     stack.start_router().await;
     stack.publish_raw("acme.broken", b"{this is not json").await;
     let mut missing_field = serde_json::to_value(event("acme", "x", json!({}))).unwrap();
     missing_field.as_object_mut().unwrap().remove("occurred_at");
-    stack.publish_raw("acme.x", &serde_json::to_vec(&missing_field).unwrap()).await;
+    stack
+        .publish_raw("acme.x", &serde_json::to_vec(&missing_field).unwrap())
+        .await;
     let good = event("acme", "import_completed", json!({}));
     stack.publish(&good).await;
 
     let letters = stack.dead_letters(2, WAIT).await;
-    assert_eq!(letters[0].header(wire::HEADER_REASON).as_deref(), Some("invalid event"));
-    assert!(letters[0].header(wire::HEADER_ERROR).unwrap().contains("not valid JSON"));
-    assert_eq!(letters[0].header(wire::HEADER_ROUTING_KEY).as_deref(), Some("acme.broken"));
-    assert_eq!(letters[0].body, b"{this is not json", "the original body is kept");
-    assert!(letters[1].header(wire::HEADER_ERROR).unwrap().contains("`occurred_at`"));
+    assert_eq!(
+        letters[0].header(wire::HEADER_REASON).as_deref(),
+        Some("invalid event")
+    );
+    assert!(
+        letters[0]
+            .header(wire::HEADER_ERROR)
+            .unwrap()
+            .contains("not valid JSON")
+    );
+    assert_eq!(
+        letters[0].header(wire::HEADER_ROUTING_KEY).as_deref(),
+        Some("acme.broken")
+    );
+    assert_eq!(
+        letters[0].body, b"{this is not json",
+        "the original body is kept"
+    );
+    assert!(
+        letters[1]
+            .header(wire::HEADER_ERROR)
+            .unwrap()
+            .contains("`occurred_at`")
+    );
     wait_routed(&stack, "acme", &good.id, 1).await;
-    assert_eq!(stack.deliveries_of("acme", &good.id).await[0].status, DeliveryStatus::Pending);
+    assert_eq!(
+        stack.deliveries_of("acme", &good.id).await[0].status,
+        DeliveryStatus::Pending
+    );
 }

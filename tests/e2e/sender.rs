@@ -1,0 +1,479 @@
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hookrelay_core::retry::RetryPolicy;
+use hookrelay_core::store::deliveries::DeliveryStatus;
+use hookrelay_core::store::environments;
+use hookrelay_core::store::webhooks::{self, BodyFormat, Secret, WebhookUpdate};
+use hookrelay_core::wire::{self, DeliveryMessage};
+use hookrelay_sender::SenderStats;
+use hookrelay_tests::stack::{event, webhook};
+use hookrelay_tests::{Behaviour, TestStack, wait_until};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn running() -> TestStack {
+    let mut stack = TestStack::new().await;
+    stack.start_router().await;
+    stack.start_sender().await;
+    stack
+}
+
+#[tokio::test]
+async fn json_body_is_the_payload_without_private_fields_with_receiver_headers() {
+    let stack = running().await;
+    let mut w = webhook("acme", "managed", &stack.receiver.url("/managed"));
+    w.secret = Some(Secret::new("s3cret"));
+    stack.create_webhook(w).await;
+    let e = event(
+        "acme",
+        "headless_import_needs_review",
+        json!({
+            "payload": {"event": "headless_import_needs_review", "data": {"id": "imp-1", "headless": {"status": "NEEDS_REVIEW", "review_url": "https://secret", "original_file_download": "https://file"}}},
+            "private_fields": ["/data/headless/review_url", "/data/headless/original_file_download"]
+        }),
+    );
+    stack.publish(&e).await;
+    let got = stack.receiver.wait_for("/managed", 1, WAIT).await;
+    let r = &got[0];
+    assert_eq!(
+        r.json(),
+        json!({"event": "headless_import_needs_review", "data": {"id": "imp-1", "headless": {"status": "NEEDS_REVIEW"}}})
+    );
+    assert_eq!(
+        r.header("content-type").as_deref(),
+        Some("application/json")
+    );
+    // base64(":s3cret"): the secret is the password, the username is empty.
+    assert_eq!(
+        r.header("authorization").as_deref(),
+        Some("Basic OnMzY3JldA==")
+    );
+    let d = stack.wait_settled("acme", &e.id, 1, WAIT).await;
+    assert_eq!(r.header("webhook-id"), Some(d[0].id.to_string()));
+    assert!(
+        r.header("webhook-timestamp")
+            .unwrap()
+            .parse::<i64>()
+            .unwrap()
+            > 1_700_000_000
+    );
+    assert!(r.header("user-agent").unwrap().starts_with("hookrelay/"));
+    assert_eq!(r.header("x-hookrelay-event-id"), Some(e.id.clone()));
+    assert_eq!(d[0].status, DeliveryStatus::Delivered);
+}
+
+#[tokio::test]
+async fn basic_webhooks_post_only_the_upload_id_form_encoded() {
+    let stack = running().await;
+    let with_upload = event(
+        "acme",
+        "import_completed",
+        json!({"webhook_url": stack.receiver.url("/basic"), "upload_id": "7df3a66d-b7bb-4da6-9244-b4e22c7d7ab0"}),
+    );
+    let without = event(
+        "acme",
+        "import_completed",
+        json!({"webhook_url": stack.receiver.url("/basic")}),
+    );
+    stack.publish(&with_upload).await;
+    stack.publish(&without).await;
+    let got = stack.receiver.wait_for("/basic", 2, WAIT).await;
+    let bodies: Vec<String> = got
+        .iter()
+        .map(|r| String::from_utf8(r.body.to_vec()).unwrap())
+        .collect();
+    assert!(
+        bodies.contains(&"uploadId=7df3a66d-b7bb-4da6-9244-b4e22c7d7ab0".to_owned()),
+        "{bodies:?}"
+    );
+    assert!(
+        bodies.contains(&format!("uploadId={}", without.id)),
+        "defaults to the event id: {bodies:?}"
+    );
+    assert!(
+        got.iter()
+            .all(|r| r.header("content-type").as_deref()
+                == Some("application/x-www-form-urlencoded"))
+    );
+    assert!(got.iter().all(|r| r.header("authorization").is_none()));
+}
+
+#[tokio::test]
+async fn url_templates_resolve_per_environment_and_unresolved_ones_fail_without_a_request() {
+    let stack = running().await;
+    let c = stack.db.client().await;
+    let addr = stack.receiver.addr.to_string();
+    environments::set(
+        &c,
+        "acme",
+        "Production",
+        &BTreeMap::from([
+            ("HOST".into(), addr.clone()),
+            ("PATH".into(), "prod".into()),
+        ]),
+    )
+    .await
+    .unwrap();
+    environments::set(
+        &c,
+        "acme",
+        "Sandbox",
+        &BTreeMap::from([
+            ("HOST".into(), addr.clone()),
+            ("PATH".into(), "sandbox".into()),
+        ]),
+    )
+    .await
+    .unwrap();
+    environments::set(
+        &c,
+        "globex",
+        "Staging",
+        &BTreeMap::from([("HOST".into(), addr), ("PATH".into(), "stolen".into())]),
+    )
+    .await
+    .unwrap();
+    stack
+        .create_webhook(webhook("acme", "templated", "http://{{HOST}}/{{PATH}}"))
+        .await;
+
+    let prod = event(
+        "acme",
+        "embed_initialized",
+        json!({"environment": "Production"}),
+    );
+    let sandbox = event(
+        "acme",
+        "embed_initialized",
+        json!({"environment": "Sandbox"}),
+    );
+    let staging = event(
+        "acme",
+        "embed_initialized",
+        json!({"environment": "Staging"}),
+    );
+    for e in [&prod, &sandbox, &staging] {
+        stack.publish(e).await;
+    }
+    stack.receiver.wait_for("/prod", 1, WAIT).await;
+    stack.receiver.wait_for("/sandbox", 1, WAIT).await;
+    let failed = stack.wait_settled("acme", &staging.id, 1, WAIT).await;
+    assert_eq!(failed[0].status, DeliveryStatus::Failed);
+    let error = failed[0].last_error.clone().unwrap();
+    assert!(
+        error.contains("{{HOST}}") && error.contains("Staging"),
+        "{error}"
+    );
+    let letters = stack.dead_letters(1, WAIT).await;
+    assert_eq!(
+        letters[0].header(wire::HEADER_REASON).as_deref(),
+        Some("permanent failure")
+    );
+    assert!(
+        stack.receiver.received_on("/stolen").is_empty(),
+        "another tenant's variables are never used"
+    );
+    assert_eq!(stack.receiver.all().len(), 2);
+}
+
+#[tokio::test]
+async fn a_2xx_is_delivered_once_with_its_attempt_recorded() {
+    let stack = running().await;
+    stack.receiver.respond("/ok", Behaviour::Status(204));
+    stack
+        .create_webhook(webhook("acme", "ok", &stack.receiver.url("/ok")))
+        .await;
+    let e = event("acme", "x", json!({}));
+    stack.publish(&e).await;
+    let d = stack.wait_settled("acme", &e.id, 1, WAIT).await;
+    assert_eq!(d[0].status, DeliveryStatus::Delivered);
+    let attempts = stack.attempts_of(d[0].id).await;
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].status_code, Some(204));
+    assert_eq!(attempts[0].outcome, "delivered");
+    assert!(attempts[0].latency_ms > 0.0);
+    assert_eq!(stack.receiver.received_on("/ok").len(), 1);
+}
+
+#[tokio::test]
+async fn a_429_is_tried_three_times_then_dead_lettered_with_the_reason() {
+    let stack = running().await;
+    stack.receiver.respond("/busy", Behaviour::Status(429));
+    let w = stack
+        .create_webhook(webhook("acme", "busy", &stack.receiver.url("/busy")))
+        .await;
+    let e = event("acme", "x", json!({}));
+    stack.publish(&e).await;
+    let d = stack.wait_settled("acme", &e.id, 1, WAIT).await;
+    assert_eq!(d[0].status, DeliveryStatus::Failed);
+    assert_eq!(d[0].attempts, 3);
+    assert_eq!(d[0].last_status, Some(429));
+    let attempts = stack.attempts_of(d[0].id).await;
+    let outcomes: Vec<&str> = attempts.iter().map(|a| a.outcome.as_str()).collect();
+    assert_eq!(outcomes, vec!["retry", "retry", "failed"]);
+    assert!(attempts.iter().all(|a| a.status_code == Some(429)));
+    assert_eq!(stack.receiver.received_on("/busy").len(), 3);
+    let got = stack.receiver.received_on("/busy");
+    assert!(
+        got.iter()
+            .all(|r| r.header("webhook-id") == got[0].header("webhook-id")),
+        "same webhook-id on every retry"
+    );
+    assert!(
+        got[1].at - got[0].at >= Duration::from_millis(200),
+        "retry waits its delay"
+    );
+
+    let letters = stack.dead_letters(1, WAIT).await;
+    let l = &letters[0];
+    assert_eq!(
+        l.header(wire::HEADER_REASON).as_deref(),
+        Some("retries exhausted")
+    );
+    assert_eq!(l.header(wire::HEADER_LAST_STATUS).as_deref(), Some("429"));
+    assert_eq!(l.header(wire::HEADER_ATTEMPTS).as_deref(), Some("3"));
+    assert_eq!(l.header(wire::HEADER_WEBHOOK_ID), Some(w.id.to_string()));
+    assert_eq!(l.header(wire::HEADER_EVENT_ID), Some(e.id.clone()));
+    let body = DeliveryMessage::from_json(&l.body).unwrap();
+    assert_eq!(body.delivery_id, d[0].id);
+}
+
+#[tokio::test]
+async fn a_timeout_is_tried_three_times() {
+    let stack = running().await;
+    stack.receiver.respond("/hang", Behaviour::Hang);
+    stack
+        .create_webhook(webhook("acme", "hang", &stack.receiver.url("/hang")))
+        .await;
+    let e = event("acme", "x", json!({}));
+    stack.publish(&e).await;
+    let d = stack.wait_settled("acme", &e.id, 1, WAIT).await;
+    assert_eq!(d[0].status, DeliveryStatus::Failed);
+    let attempts = stack.attempts_of(d[0].id).await;
+    assert_eq!(attempts.len(), 3);
+    assert!(
+        attempts.iter().all(
+            |a| a.status_code.is_none() && a.error.as_deref().unwrap().starts_with("timed out")
+        )
+    );
+    assert!(
+        attempts.iter().all(|a| a.latency_ms >= 500.0),
+        "waited the full timeout"
+    );
+    assert_eq!(
+        stack.dead_letters(1, WAIT).await[0]
+            .header(wire::HEADER_REASON)
+            .as_deref(),
+        Some("retries exhausted")
+    );
+}
+
+#[tokio::test]
+async fn a_500_is_not_retried_by_default_but_is_when_the_policy_says_5xx() {
+    let stack = running().await;
+    stack.receiver.respond("/default", Behaviour::Status(500));
+    stack.receiver.respond("/widened", Behaviour::Status(503));
+    stack
+        .create_webhook(webhook("acme", "default", &stack.receiver.url("/default")))
+        .await;
+    let mut widened = webhook("acme", "widened", &stack.receiver.url("/widened"));
+    widened.retry_on = RetryPolicy::parse(&["timeout", "429", "5xx"]).unwrap();
+    stack.create_webhook(widened).await;
+    let e = event("acme", "x", json!({}));
+    stack.publish(&e).await;
+    stack.wait_settled("acme", &e.id, 2, WAIT).await;
+    assert_eq!(stack.receiver.received_on("/default").len(), 1);
+    assert_eq!(stack.receiver.received_on("/widened").len(), 3);
+    let letters = stack.dead_letters(2, WAIT).await;
+    let mut reasons: Vec<String> = letters
+        .iter()
+        .map(|l| l.header(wire::HEADER_REASON).unwrap())
+        .collect();
+    reasons.sort();
+    assert_eq!(reasons, vec!["not retryable", "retries exhausted"]);
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured_within_the_cap() {
+    let stack = running().await;
+    // The stack's retry delays are 200ms and 400ms; Retry-After asks for more.
+    stack.receiver.respond(
+        "/later",
+        Behaviour::Sequence(vec![
+            Behaviour::RetryAfter(429, "1".into()),
+            Behaviour::Status(200),
+        ]),
+    );
+    stack.receiver.respond(
+        "/capped",
+        Behaviour::Sequence(vec![
+            Behaviour::RetryAfter(503, "3600".into()),
+            Behaviour::Status(200),
+        ]),
+    );
+    stack
+        .create_webhook(webhook("acme", "later", &stack.receiver.url("/later")))
+        .await;
+    let mut capped = webhook("acme", "capped", &stack.receiver.url("/capped"));
+    capped.retry_on = RetryPolicy::parse(&["503"]).unwrap();
+    stack.create_webhook(capped).await;
+    let e = event("acme", "x", json!({}));
+    stack.publish(&e).await;
+    let later = stack.receiver.wait_for("/later", 2, WAIT).await;
+    assert!(
+        later[1].at - later[0].at >= Duration::from_secs(1),
+        "waited Retry-After: {:?}",
+        later[1].at - later[0].at
+    );
+    // Capped at 2s (the stack's retry-after max) instead of an hour.
+    let capped = stack.receiver.wait_for("/capped", 2, WAIT).await;
+    assert!(capped[1].at - capped[0].at >= Duration::from_secs(2));
+    let d = stack.wait_settled("acme", &e.id, 2, WAIT).await;
+    assert!(d.iter().all(|d| d.status == DeliveryStatus::Delivered));
+}
+
+#[tokio::test]
+async fn a_disabled_or_deleted_webhook_is_dead_lettered_without_a_post() {
+    let mut stack = TestStack::new().await;
+    stack.start_router().await;
+    let off = stack
+        .create_webhook(webhook("acme", "off", &stack.receiver.url("/off")))
+        .await;
+    let gone = stack
+        .create_webhook(webhook("acme", "gone", &stack.receiver.url("/gone")))
+        .await;
+    let e = event("acme", "x", json!({}));
+    stack.publish(&e).await;
+    wait_until("routed", WAIT, || async {
+        stack
+            .deliveries_of("acme", &e.id)
+            .await
+            .iter()
+            .filter(|d| d.published)
+            .count()
+            == 2
+    })
+    .await;
+    // Changed after routing, before sending.
+    let c = stack.db.client().await;
+    webhooks::update(
+        &c,
+        "acme",
+        &off.key,
+        &WebhookUpdate {
+            enabled: Some(false),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    webhooks::delete(&c, "acme", &gone.key).await.unwrap();
+    stack.start_sender().await;
+    let d = stack.wait_settled("acme", &e.id, 2, WAIT).await;
+    assert!(d.iter().all(|d| d.status == DeliveryStatus::Failed));
+    let mut reasons: Vec<String> = stack
+        .dead_letters(2, WAIT)
+        .await
+        .iter()
+        .map(|l| l.header(wire::HEADER_REASON).unwrap())
+        .collect();
+    reasons.sort();
+    assert_eq!(reasons, vec!["webhook deleted", "webhook disabled"]);
+    assert!(stack.receiver.all().is_empty());
+}
+
+#[tokio::test]
+async fn a_restarted_sender_loses_nothing_and_does_not_repost_delivered_ones() {
+    let mut stack = TestStack::new().await;
+    stack.start_router().await;
+    stack
+        .create_webhook(webhook("acme", "a", &stack.receiver.url("/a")))
+        .await;
+    let sender = stack.start_sender().await;
+    let events: Vec<_> = (0..40).map(|_| event("acme", "x", json!({}))).collect();
+    stack.publisher.publish_batch(&events).await.unwrap();
+    wait_until("some delivered", WAIT, || async {
+        SenderStats::get(&sender.stats.delivered) >= 5
+    })
+    .await;
+    stack.stop_roles().await;
+    let delivered_before = stack.receiver.received_on("/a").len();
+
+    // The messages a stopped sender did not ack are redelivered to the new one; the
+    // rows already delivered are acked without a POST.
+    stack.start_router().await;
+    let second = stack.start_sender().await;
+    for e in &events {
+        stack.publish(e).await; // upstream retries too: still de-duplicated
+    }
+    for e in &events {
+        stack.wait_settled("acme", &e.id, 1, WAIT).await;
+    }
+    let got = stack.receiver.received_on("/a");
+    let mut ids: Vec<String> = got
+        .iter()
+        .map(|r| r.header("x-hookrelay-event-id").unwrap())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 40, "every event arrived");
+    assert_eq!(
+        got.len(),
+        40,
+        "none twice (before restart: {delivered_before})"
+    );
+    assert_eq!(SenderStats::get(&second.stats.dead_lettered), 0);
+}
+
+#[tokio::test]
+async fn a_hanging_endpoint_does_not_hold_back_a_healthy_one() {
+    let mut stack = TestStack::new().await;
+    stack.start_router().await;
+    let mut config = stack.sender_config();
+    config.concurrency = 4;
+    config.per_webhook_concurrency = 2;
+    config.http_timeout = Duration::from_secs(30);
+    stack.start_sender_with(config).await;
+    stack.receiver.respond("/slow", Behaviour::Hang);
+    let mut slow = webhook("acme", "slow", &stack.receiver.url("/slow"));
+    slow.event_types = vec!["to_slow".into()];
+    stack.create_webhook(slow).await;
+    let mut fast = webhook("acme", "fast", &stack.receiver.url("/fast"));
+    fast.event_types = vec!["to_fast".into()];
+    stack.create_webhook(fast).await;
+    // The slow endpoint's deliveries are first in the queue and outnumber the slots.
+    let slow_events: Vec<_> = (0..10)
+        .map(|_| event("acme", "to_slow", json!({})))
+        .collect();
+    stack.publisher.publish_batch(&slow_events).await.unwrap();
+    stack.receiver.wait_for("/slow", 2, WAIT).await;
+    let fast_events: Vec<_> = (0..20)
+        .map(|_| event("acme", "to_fast", json!({})))
+        .collect();
+    stack.publisher.publish_batch(&fast_events).await.unwrap();
+    stack.receiver.wait_for("/fast", 20, WAIT).await;
+    assert!(
+        stack.receiver.received_on("/slow").len() <= 2,
+        "never more than the per-webhook cap in flight"
+    );
+    for e in &slow_events {
+        assert_eq!(
+            stack.deliveries_of("acme", &e.id).await[0].status,
+            DeliveryStatus::Pending
+        );
+    }
+}
+
+#[tokio::test]
+async fn json_format_can_be_switched_to_form_on_a_stored_webhook() {
+    let stack = running().await;
+    let mut w = webhook("acme", "form", &stack.receiver.url("/form"));
+    w.format = BodyFormat::Form;
+    stack.create_webhook(w).await;
+    let e = event("acme", "import_completed", json!({"upload_id": "u-1"}));
+    stack.publish(&e).await;
+    let got = stack.receiver.wait_for("/form", 1, WAIT).await;
+    assert_eq!(&got[0].body[..], b"uploadId=u-1");
+}

@@ -10,18 +10,30 @@ use hookrelay_tests::stack::webhook;
 async fn migrations_create_the_database_and_run_twice_cleanly() {
     let name = format!("t_{}", uuid::Uuid::new_v4().simple());
     let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
-    store::migrate(&url).await.expect("first run creates and migrates");
+    store::migrate(&url)
+        .await
+        .expect("first run creates and migrates");
     store::migrate(&url).await.expect("second run is a no-op");
     let pool = store::pool(&url, 1).unwrap();
     let client = pool.get().await.unwrap();
     let tables: Vec<String> = client
-        .query("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1", &[])
+        .query(
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
+            &[],
+        )
         .await
         .unwrap()
         .iter()
         .map(|r| r.get(0))
         .collect();
-    for t in ["deliveries", "delivery_attempts", "environments", "events", "tenants", "webhooks"] {
+    for t in [
+        "deliveries",
+        "delivery_attempts",
+        "environments",
+        "events",
+        "tenants",
+        "webhooks",
+    ] {
         assert!(tables.contains(&t.to_owned()), "{t} in {tables:?}");
     }
     drop(client);
@@ -42,24 +54,64 @@ async fn webhooks_round_trip_and_keys_are_unique_per_tenant() {
     assert_eq!(got, created);
     assert_eq!(got.secret.as_ref().unwrap().expose(), "pw");
     assert_eq!(got.retry_on.to_strings(), vec!["timeout", "5xx"]);
-    assert_eq!(webhooks::get(&c, "acme", &created.id.to_string()).await.unwrap().key, "event_webhook");
+    assert_eq!(
+        webhooks::get(&c, "acme", &created.id.to_string())
+            .await
+            .unwrap()
+            .key,
+        "event_webhook"
+    );
 
     let dup = webhooks::create(&c, &webhook("acme", "event_webhook", "https://x.test/")).await;
-    assert!(matches!(dup, Err(StoreError::Conflict(ref m)) if m.contains("event_webhook")), "{dup:?}");
-    webhooks::create(&c, &webhook("globex", "event_webhook", "https://x.test/")).await.expect("other tenant may reuse a key");
-    assert!(matches!(webhooks::get(&c, "globex", &created.id.to_string()).await, Err(StoreError::NotFound(_))), "never across tenants");
+    assert!(
+        matches!(dup, Err(StoreError::Conflict(ref m)) if m.contains("event_webhook")),
+        "{dup:?}"
+    );
+    webhooks::create(&c, &webhook("globex", "event_webhook", "https://x.test/"))
+        .await
+        .expect("other tenant may reuse a key");
+    assert!(
+        matches!(
+            webhooks::get(&c, "globex", &created.id.to_string()).await,
+            Err(StoreError::NotFound(_))
+        ),
+        "never across tenants"
+    );
 
-    let renamed = webhooks::update(&c, "acme", "event_webhook", &WebhookUpdate { key: Some("renamed".into()), enabled: Some(false), ..Default::default() }).await.unwrap();
+    let renamed = webhooks::update(
+        &c,
+        "acme",
+        "event_webhook",
+        &WebhookUpdate {
+            key: Some("renamed".into()),
+            enabled: Some(false),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(renamed.key, "renamed");
     assert!(!renamed.enabled);
-    assert_eq!(renamed.disabled_reason.as_deref(), Some("disabled by an operator"));
+    assert_eq!(
+        renamed.disabled_reason.as_deref(),
+        Some("disabled by an operator")
+    );
     webhooks::delete(&c, "acme", "renamed").await.unwrap();
-    assert!(matches!(webhooks::get(&c, "acme", "renamed").await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        webhooks::get(&c, "acme", "renamed").await,
+        Err(StoreError::NotFound(_))
+    ));
 
     let bad = webhooks::create(&c, &webhook("acme", "k", "ftp://x")).await;
-    assert!(matches!(bad, Err(StoreError::Invalid(ref m)) if m.starts_with("url")), "{bad:?}");
+    assert!(
+        matches!(bad, Err(StoreError::Invalid(ref m)) if m.starts_with("url")),
+        "{bad:?}"
+    );
     let json = serde_json::to_string(&got).unwrap();
-    assert!(!json.contains("\"pw\""), "secrets are never serialized: {json}");
+    assert!(
+        !json.contains("\"pw\""),
+        "secrets are never serialized: {json}"
+    );
 }
 
 #[tokio::test]
@@ -67,12 +119,23 @@ async fn environment_variables_merge_and_are_masked_when_shown() {
     let db = TestDb::new().await;
     let c = db.client().await;
     let vars = BTreeMap::from([("HOST".to_owned(), "api.acme.test".to_owned())]);
-    environments::set(&c, "acme", "Production", &vars).await.unwrap();
+    environments::set(&c, "acme", "Production", &vars)
+        .await
+        .unwrap();
     let more = BTreeMap::from([("TOKEN".to_owned(), "tok-123456".to_owned())]);
-    let shown = environments::set(&c, "acme", "Production", &more).await.unwrap();
+    let shown = environments::set(&c, "acme", "Production", &more)
+        .await
+        .unwrap();
     assert_eq!(shown.variables["TOKEN"], "tok***");
     assert_eq!(shown.variables["HOST"], "api***");
-    let real = environments::variables(&c, "acme", "Production").await.unwrap();
+    let real = environments::variables(&c, "acme", "Production")
+        .await
+        .unwrap();
     assert_eq!(real["TOKEN"], "tok-123456");
-    assert!(environments::variables(&c, "globex", "Production").await.unwrap().is_empty());
+    assert!(
+        environments::variables(&c, "globex", "Production")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

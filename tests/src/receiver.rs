@@ -33,7 +33,10 @@ pub struct Received {
 
 impl Received {
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
     }
 
     pub fn json(&self) -> serde_json::Value {
@@ -56,10 +59,14 @@ pub struct Receiver {
 
 impl Receiver {
     pub async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind receiver");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind receiver");
         let addr = listener.local_addr().expect("addr");
         let inner = Arc::new(Mutex::new(Inner::default()));
-        let app = axum::Router::new().fallback(handle).with_state(Arc::clone(&inner));
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(Arc::clone(&inner));
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self { addr, inner }
     }
@@ -69,11 +76,22 @@ impl Receiver {
     }
 
     pub fn respond(&self, path: &str, behaviour: Behaviour) {
-        self.inner.lock().unwrap().behaviours.insert(path.to_owned(), behaviour);
+        self.inner
+            .lock()
+            .unwrap()
+            .behaviours
+            .insert(path.to_owned(), behaviour);
     }
 
     pub fn received_on(&self, path: &str) -> Vec<Received> {
-        self.inner.lock().unwrap().received.iter().filter(|r| r.path == path).cloned().collect()
+        self.inner
+            .lock()
+            .unwrap()
+            .received
+            .iter()
+            .filter(|r| r.path == path)
+            .cloned()
+            .collect()
     }
 
     pub fn all(&self) -> Vec<Received> {
@@ -83,29 +101,54 @@ impl Receiver {
     /// Waits until `path` has received at least `n` requests.
     pub async fn wait_for(&self, path: &str, n: usize, timeout: Duration) -> Vec<Received> {
         let what = format!("{path} received {n} requests");
-        crate::wait_until(&what, timeout, || async { self.received_on(path).len() >= n }).await;
+        crate::wait_until(&what, timeout, || async {
+            self.received_on(path).len() >= n
+        })
+        .await;
         self.received_on(path)
     }
 }
 
-async fn handle(State(inner): State<Arc<Mutex<Inner>>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn handle(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let path = uri.path().to_owned();
     let behaviour = {
         let mut inner = inner.lock().unwrap();
-        inner.received.push(Received { path: path.clone(), headers, body, at: Instant::now() });
+        inner.received.push(Received {
+            path: path.clone(),
+            headers,
+            body,
+            at: Instant::now(),
+        });
         let n = inner.counts.entry(path.clone()).or_default();
         let index = *n;
         *n += 1;
-        match inner.behaviours.get(&path).cloned().unwrap_or(Behaviour::Status(200)) {
-            Behaviour::Sequence(list) => list.get(index).or(list.last()).cloned().unwrap_or(Behaviour::Status(200)),
+        match inner
+            .behaviours
+            .get(&path)
+            .cloned()
+            .unwrap_or(Behaviour::Status(200))
+        {
+            Behaviour::Sequence(list) => list
+                .get(index)
+                .or(list.last())
+                .cloned()
+                .unwrap_or(Behaviour::Status(200)),
             other => other,
         }
     };
     match behaviour {
         Behaviour::Status(code) => StatusCode::from_u16(code).unwrap().into_response(),
-        Behaviour::RetryAfter(code, after) => {
-            (StatusCode::from_u16(code).unwrap(), [("retry-after", after)], "slow down").into_response()
-        }
+        Behaviour::RetryAfter(code, after) => (
+            StatusCode::from_u16(code).unwrap(),
+            [("retry-after", after)],
+            "slow down",
+        )
+            .into_response(),
         Behaviour::Hang => {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             StatusCode::OK.into_response()

@@ -16,9 +16,9 @@ use lapin::options::{BasicAckOptions, BasicGetOptions};
 use lapin::{BasicProperties, Channel, Connection};
 use tokio::task::JoinHandle;
 
+use crate::AMQP_URL;
 use crate::db::TestDb;
 use crate::receiver::Receiver;
-use crate::AMQP_URL;
 
 /// A message taken off a queue by a test.
 #[derive(Debug, Clone)]
@@ -138,29 +138,49 @@ impl TestStack {
     /// Publishes raw bytes to the events exchange, as a buggy upstream might.
     pub async fn publish_raw(&self, routing_key: &str, body: &[u8]) {
         let props = amqp::persistent("raw", Default::default()).unwrap();
-        amqp::publish_confirmed(&self.channel, &self.topology.events_exchange(), routing_key, body, props)
-            .await
-            .expect("raw publish");
+        amqp::publish_confirmed(
+            &self.channel,
+            &self.topology.events_exchange(),
+            routing_key,
+            body,
+            props,
+        )
+        .await
+        .expect("raw publish");
     }
 
     pub async fn create_webhook(&self, new: NewWebhook) -> Webhook {
-        webhooks::create(&self.db.client().await, &new).await.expect("create webhook")
+        webhooks::create(&self.db.client().await, &new)
+            .await
+            .expect("create webhook")
     }
 
     pub async fn deliveries_of(&self, tenant: &str, event_id: &str) -> Vec<Delivery> {
-        deliveries::for_event(&self.db.client().await, tenant, event_id).await.expect("deliveries")
+        deliveries::for_event(&self.db.client().await, tenant, event_id)
+            .await
+            .expect("deliveries")
     }
 
     pub async fn attempts_of(&self, delivery_id: uuid::Uuid) -> Vec<Attempt> {
-        deliveries::attempts(&self.db.client().await, delivery_id).await.expect("attempts")
+        deliveries::attempts(&self.db.client().await, delivery_id)
+            .await
+            .expect("attempts")
     }
 
     /// Waits until the event's deliveries all have a final status (delivered or failed).
-    pub async fn wait_settled(&self, tenant: &str, event_id: &str, count: usize, timeout: Duration) -> Vec<Delivery> {
+    pub async fn wait_settled(
+        &self,
+        tenant: &str,
+        event_id: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> Vec<Delivery> {
         let what = format!("{count} deliveries of {event_id} are settled");
         crate::wait_until(&what, timeout, || async {
             let d = self.deliveries_of(tenant, event_id).await;
-            d.len() == count && d.iter().all(|d| d.status != deliveries::DeliveryStatus::Pending)
+            d.len() == count
+                && d.iter()
+                    .all(|d| d.status != deliveries::DeliveryStatus::Pending)
         })
         .await;
         self.deliveries_of(tenant, event_id).await
@@ -193,7 +213,10 @@ impl TestStack {
         while taken.len() < n {
             taken.extend(self.drain_queue(&self.topology.dead_letter_queue()).await);
             if tokio::time::Instant::now() > deadline {
-                panic!("timed out waiting for {n} dead letters; got {}", taken.len());
+                panic!(
+                    "timed out waiting for {n} dead letters; got {}",
+                    taken.len()
+                );
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -210,9 +233,20 @@ impl Drop for TestStack {
         let topology = self.topology.clone();
         // Runs on its own runtime: Drop may be called while a test's runtime unwinds.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
             rt.block_on(async move {
-                if let Ok(conn) = amqp::connect(AMQP_URL, "hookrelay-test-cleanup", ConnectRetry { attempts: 1, max_delay: Duration::from_millis(10) }).await
+                if let Ok(conn) = amqp::connect(
+                    AMQP_URL,
+                    "hookrelay-test-cleanup",
+                    ConnectRetry {
+                        attempts: 1,
+                        max_delay: Duration::from_millis(10),
+                    },
+                )
+                .await
                     && let Ok(ch) = conn.create_channel().await
                 {
                     let _ = topology.delete(&ch).await;
