@@ -1,1 +1,49 @@
-fn main() {}
+//! Project commands, in Rust instead of shell scripts:
+//!
+//! - `cargo xtask test`: make sure RabbitMQ and Postgres run, then the whole test suite.
+//! - `cargo xtask demo`: make sure they run, then the whole flow with a demo receiver.
+
+mod demo;
+mod services;
+
+use std::process::{Command, ExitCode};
+
+use anyhow::Context;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test") => test(&args[1..]),
+        Some("demo") => demo::run(),
+        _ => {
+            eprintln!("usage: cargo xtask <test|demo>\n\n  test [ARGS]  check services, then run every test (ARGS go to the test runner)\n  demo         check services, then run hookrelay end to end with a demo receiver");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The services check, then nextest (or `cargo test` where nextest is not installed).
+fn test(extra: &[String]) -> anyhow::Result<()> {
+    services::ensure()?;
+    let nextest = Command::new("cargo")
+        .args(["nextest", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let mut cmd = Command::new("cargo");
+    if nextest {
+        cmd.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
+    } else {
+        eprintln!("xtask: cargo-nextest not found (cargo install cargo-nextest); using cargo test");
+        cmd.args(["test", "--workspace", "--no-fail-fast"]);
+    }
+    let status = cmd.args(extra).status().context("running the tests")?;
+    anyhow::ensure!(status.success(), "tests failed");
+    Ok(())
+}

@@ -93,6 +93,15 @@ pub enum Command {
     /// Manage environments and their URL variables.
     #[command(subcommand)]
     Environments(crate::commands::environments::EnvironmentsCommand),
+    /// Show an event's deliveries with every attempt.
+    Deliveries {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long = "event")]
+        event_id: String,
+        #[command(flatten)]
+        output: Output,
+    },
     /// Run a small receiver that logs every webhook it gets (for demos and compose).
     Receiver {
         #[arg(

@@ -1,5 +1,5 @@
 use clap::Parser;
-use hookrelay_cli::commands::{self, environments, publish, receiver, webhooks};
+use hookrelay_cli::commands::{self, deliveries, environments, publish, receiver, webhooks};
 use hookrelay_cli::config::{Cli, Command};
 use hookrelay_cli::{serve, telemetry};
 
@@ -25,6 +25,9 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Webhooks(c) => webhooks::run(common, c).await?,
         Command::Environments(c) => environments::run(common, c).await?,
+        Command::Deliveries { tenant, event_id, output } => {
+            deliveries::run(common, &tenant, &event_id, output.json).await?
+        }
         Command::Receiver { addr } => receiver::run(addr).await?,
     }
     Ok(())

@@ -21,7 +21,7 @@ pub fn targets(event: &Event, webhooks: &[Webhook]) -> Vec<Target> {
         .filter(|w| w.tenant == event.tenant && w.enabled);
     let chosen: Vec<&Webhook> = match &event.webhook_keys {
         Some(keys) => own
-            .filter(|w| keys.iter().any(|k| *k == w.key) && subscribes(w, event))
+            .filter(|w| keys.contains(&w.key) && subscribes(w, event))
             .collect(),
         None => own.filter(|w| subscribed_managed(w, event)).collect(),
     };
@@ -45,7 +45,7 @@ pub fn unknown_keys<'a>(event: &'a Event, webhooks: &[Webhook]) -> Vec<&'a str> 
 
 /// Event type filter: an empty list subscribes to every type.
 fn subscribes(w: &Webhook, event: &Event) -> bool {
-    w.event_types.is_empty() || w.event_types.iter().any(|t| *t == event.event_type)
+    w.event_types.is_empty() || w.event_types.contains(&event.event_type)
 }
 
 fn subscribed_managed(w: &Webhook, event: &Event) -> bool {

@@ -1,5 +1,6 @@
 //! Operator subcommands. Each prints a table, or JSON with `--json`.
 
+pub mod deliveries;
 pub mod environments;
 pub mod publish;
 pub mod receiver;

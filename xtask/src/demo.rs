@@ -1,0 +1,201 @@
+//! `cargo xtask demo`: hookrelay end to end on this machine. Starts a demo receiver and
+//! `hookrelay serve`, registers webhooks from both seeds, publishes the examples in
+//! docs/examples, and prints each event's deliveries and attempts.
+//!
+//! It uses its own database (`hookrelay_demo`) and prefix (`hookrelay-demo`), so it
+//! never touches a real installation's data.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+use crate::services;
+
+const TENANT: &str = "acme";
+const DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/hookrelay_demo";
+const PREFIX: &str = "hookrelay-demo";
+
+/// Child processes, stopped with SIGTERM (and waited for) when dropped.
+struct Running(Vec<Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        }
+        for child in &mut self.0 {
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn run() -> anyhow::Result<()> {
+    services::ensure()?;
+    let root = workspace_root();
+    step("building hookrelay");
+    let ok = Command::new("cargo")
+        .args(["build", "--quiet", "-p", "hookrelay-cli"])
+        .current_dir(&root)
+        .status()?
+        .success();
+    anyhow::ensure!(ok, "cargo build failed");
+    let bin = root.join("target/debug/hookrelay");
+
+    step("migrating the demo database");
+    hookrelay(&bin, &["migrate"])?;
+
+    let receiver_port = free_port()?;
+    let api_port = free_port()?;
+    let receiver_addr = format!("127.0.0.1:{receiver_port}");
+    let mut running = Running(Vec::new());
+    step(&format!("starting the demo receiver on {receiver_addr} and hookrelay serve (api on 127.0.0.1:{api_port})"));
+    running.0.push(spawn(&bin, &["receiver", "--addr", &receiver_addr], "receiver")?);
+    running.0.push(spawn(&bin, &["serve", "--http-addr", &format!("127.0.0.1:{api_port}")], "serve")?);
+    wait_http(&format!("127.0.0.1:{api_port}"), Duration::from_secs(30))?;
+
+    step("registering webhooks");
+    register_webhooks(&bin, &receiver_addr)?;
+
+    step("publishing the seed examples from docs/examples");
+    let run_id = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let events = prepared_examples(&root, run_id, &receiver_addr)?;
+    let file = std::env::temp_dir().join(format!("hookrelay-demo-{run_id}.json"));
+    std::fs::write(&file, serde_json::to_vec_pretty(&events)?)?;
+    hookrelay(&bin, &["publish", "--file", &file.to_string_lossy()])?;
+
+    step("waiting for every delivery to settle (the unreachable webhook retries, then dead-letters)");
+    for event in &events {
+        let id = event["id"].as_str().unwrap_or_default();
+        wait_settled(&bin, id, Duration::from_secs(60))?;
+    }
+    for event in &events {
+        let id = event["id"].as_str().unwrap_or_default();
+        println!("\nevent {id} ({})", event["type"].as_str().unwrap_or_default());
+        hookrelay(&bin, &["deliveries", "--tenant", TENANT, "--event", id])?;
+    }
+    step("stopping (the receiver's log above shows each POST it got)");
+    drop(running);
+    let _ = std::fs::remove_file(file);
+    Ok(())
+}
+
+fn step(text: &str) {
+    println!("\n==> {text}");
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+fn command(bin: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.args(args)
+        .env("HOOKRELAY_DATABASE_URL", DATABASE_URL)
+        .env("HOOKRELAY_AMQP_PREFIX", PREFIX)
+        .env("HOOKRELAY_RETRY_DELAYS", "1s,2s")
+        .env("HOOKRELAY_RETRY_AFTER_MAX", "5s")
+        .env("HOOKRELAY_HTTP_TIMEOUT", "2s")
+        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,hookrelay_cli=info".into()));
+    cmd
+}
+
+fn hookrelay(bin: &Path, args: &[&str]) -> anyhow::Result<()> {
+    let status = command(bin, args).status().with_context(|| format!("running hookrelay {}", args.join(" ")))?;
+    anyhow::ensure!(status.success(), "hookrelay {} failed", args.join(" "));
+    Ok(())
+}
+
+fn spawn(bin: &Path, args: &[&str], what: &str) -> anyhow::Result<Child> {
+    command(bin, args)
+        .stdin(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting the {what}"))
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn wait_http(addr: &str, within: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    bail!("hookrelay serve did not listen on {addr} within {within:?}")
+}
+
+/// Webhooks from both seeds; deleted first so the demo can run again.
+fn register_webhooks(bin: &Path, receiver: &str) -> anyhow::Result<()> {
+    for key in ["dromo-managed", "event_webhook", "unreachable"] {
+        let _ = command(bin, &["webhooks", "delete", "--tenant", TENANT, key])
+            .stderr(Stdio::null())
+            .status();
+    }
+    hookrelay(bin, &[
+        "webhooks", "create", "--tenant", TENANT, "--key", "dromo-managed",
+        "--url", &format!("http://{receiver}/dromo/managed"),
+        "--event-types", "import_completed,headless_import_needs_review,headless_import_failed",
+        "--import-identifiers", "contacts",
+    ])?;
+    hookrelay(bin, &["environments", "set", "--tenant", TENANT, "--name", "Production", "--var", &format!("RECEIVER={receiver}")])?;
+    hookrelay(bin, &[
+        "webhooks", "create", "--tenant", TENANT, "--key", "event_webhook",
+        "--url", "http://{{RECEIVER}}/oneschema/events", "--secret", "demo-secret",
+        "--event-types", "embed_initialized,columns_mapped",
+    ])?;
+    // Nothing listens on port 9: retried on connection errors, then dead-lettered.
+    hookrelay(bin, &[
+        "webhooks", "create", "--tenant", TENANT, "--key", "unreachable",
+        "--url", "http://127.0.0.1:9/down", "--event-types", "columns_mapped", "--retry-on", "connect",
+    ])
+}
+
+/// The examples with ids unique to this run (hookrelay would rightly drop repeats),
+/// and the basic webhook pointed at the demo receiver.
+fn prepared_examples(root: &Path, run_id: u64, receiver: &str) -> anyhow::Result<Vec<Value>> {
+    let dir = root.join("docs/examples");
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    paths.sort();
+    let mut events = Vec::new();
+    for path in paths {
+        let mut event: Value = serde_json::from_slice(&std::fs::read(&path)?)
+            .with_context(|| format!("parsing {}", path.display()))?;
+        let id = format!("{}-demo{run_id}", event["id"].as_str().unwrap_or("event"));
+        event["id"] = Value::String(id);
+        if event.get("webhook_url").is_some() {
+            event["webhook_url"] = Value::String(format!("http://{receiver}/dromo/basic"));
+        }
+        events.push(event);
+    }
+    Ok(events)
+}
+
+fn wait_settled(bin: &Path, event_id: &str, within: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        let out = command(bin, &["deliveries", "--tenant", TENANT, "--event", event_id, "--json"])
+            .stderr(Stdio::null())
+            .output()?;
+        let logs: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        if let Some(list) = logs.as_array()
+            && list.iter().all(|d| d["status"] != "pending")
+            && (!list.is_empty() || Instant::now() + within / 2 > deadline)
+        {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    bail!("deliveries of {event_id} did not settle within {within:?}")
+}
