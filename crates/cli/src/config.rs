@@ -141,6 +141,10 @@ pub struct ServeArgs {
     /// Deliveries in flight at once to one webhook.
     #[arg(long, env = "HOOKRELAY_PER_WEBHOOK_CONCURRENCY", default_value_t = 8)]
     pub per_webhook_concurrency: usize,
+    /// A webhook whose oldest request in flight is older than this stops queueing
+    /// deliveries in memory; they wait in a delay queue instead.
+    #[arg(long, env = "HOOKRELAY_PER_WEBHOOK_SLOW_AFTER", default_value = "1s", value_parser = parse_duration)]
+    pub per_webhook_slow_after: Duration,
     /// Unacked events a router holds at once.
     #[arg(long, env = "HOOKRELAY_ROUTER_PREFETCH", default_value_t = 200)]
     pub router_prefetch: u16,

@@ -94,6 +94,7 @@ async fn spawn_role(
                 SenderConfig::new(&common.amqp_url, common.topology(), common.schedule());
             config.concurrency = args.sender_concurrency;
             config.per_webhook_concurrency = args.per_webhook_concurrency;
+            config.slow_after = args.per_webhook_slow_after;
             config.http_timeout = args.http_timeout;
             config.shutdown_grace = args.shutdown_grace;
             let sender = Sender::new(config, pool);

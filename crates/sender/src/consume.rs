@@ -22,7 +22,7 @@ const CONSUMER_TAG: &str = "hookrelay-sender";
 
 pub(crate) async fn run(sender: Sender, mut shutdown: Shutdown) -> Result<(), SenderError> {
     let client = crate::request::client(sender.config.http_timeout)?;
-    let limiter = PerTarget::new(sender.config.per_webhook_concurrency);
+    let limiter = PerTarget::new(sender.config.per_webhook_concurrency, sender.config.slow_after);
     let mut pause = Duration::from_millis(200);
     while !shutdown.is_triggered() {
         let opened = tokio::select! {

@@ -26,9 +26,11 @@ pub struct SenderConfig {
     pub schedule: RetrySchedule,
     /// Deliveries in flight at once (also the consumer prefetch).
     pub concurrency: u16,
-    /// Deliveries in flight to one webhook at once; more wait in a delay queue, so a
+    /// Deliveries in flight to one webhook at once. More wait for a slot while the
+    /// webhook answers within `slow_after`; past that they go to a delay queue, so a
     /// slow endpoint cannot take every slot.
     pub per_webhook_concurrency: usize,
+    pub slow_after: Duration,
     /// How long a deferred delivery waits before it is tried again.
     pub defer_delay: Duration,
     pub http_timeout: Duration,
@@ -46,6 +48,7 @@ impl SenderConfig {
             schedule,
             concurrency: 64,
             per_webhook_concurrency: 8,
+            slow_after: Duration::from_secs(1),
             defer_delay: Duration::from_secs(1),
             http_timeout: Duration::from_secs(10),
             response_snippet_bytes: 1024,

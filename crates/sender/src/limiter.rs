@@ -1,56 +1,126 @@
-//! Per-webhook cap on in-flight requests.
+//! Per-webhook cap on in-flight requests, without starving anyone.
+//!
+//! At the cap, a delivery waits for a slot while the webhook answers promptly (a busy
+//! but healthy endpoint keeps its throughput). Once the webhook's oldest request in
+//! flight is older than `slow_after`, waiting stops: the caller defers the delivery to
+//! a delay queue, so a hanging endpoint holds at most `cap` slots for long.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 
 #[derive(Debug)]
 pub(crate) struct PerTarget {
     cap: usize,
-    counts: Mutex<HashMap<String, usize>>,
+    slow_after: Duration,
+    entries: Mutex<Entries>,
+}
+
+#[derive(Debug, Default)]
+struct Entries {
+    next_id: u64,
+    by_key: HashMap<String, Entry>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    slots: Arc<Semaphore>,
+    /// Start of each request in flight, by slot id.
+    started: HashMap<u64, Instant>,
+    waiting: usize,
 }
 
 /// Releases the slot when dropped.
 pub(crate) struct Slot {
     limiter: Arc<PerTarget>,
     key: String,
+    id: u64,
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 impl PerTarget {
-    pub(crate) fn new(cap: usize) -> Arc<Self> {
+    pub(crate) fn new(cap: usize, slow_after: Duration) -> Arc<Self> {
         Arc::new(Self {
             cap: cap.max(1),
-            counts: Mutex::new(HashMap::new()),
+            slow_after,
+            entries: Mutex::new(Entries::default()),
         })
     }
 
-    /// A slot for `key`, or `None` when it already has `cap` requests in flight.
-    pub(crate) fn try_acquire(self: &Arc<Self>, key: &str) -> Option<Slot> {
-        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        let count = counts.entry(key.to_owned()).or_default();
-        if *count >= self.cap {
-            return None;
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A slot for `key`, or `None` when the webhook is at its cap and slow.
+    pub(crate) async fn acquire(self: &Arc<Self>, key: &str) -> Option<Slot> {
+        let slots = {
+            let mut entries = self.lock();
+            let cap = self.cap;
+            let entry = entries.by_key.entry(key.to_owned()).or_insert_with(|| Entry {
+                slots: Arc::new(Semaphore::new(cap)),
+                started: HashMap::new(),
+                waiting: 0,
+            });
+            if let Ok(permit) = Arc::clone(&entry.slots).try_acquire_owned() {
+                return Some(self.slot(&mut entries, key, permit));
+            }
+            let oldest = entry.started.values().min().copied();
+            if oldest.is_some_and(|t| t.elapsed() >= self.slow_after) {
+                return None;
+            }
+            entry.waiting += 1;
+            Arc::clone(&entry.slots)
+        };
+        let permit = tokio::time::timeout(self.slow_after, slots.acquire_owned()).await;
+        let mut entries = self.lock();
+        if let Some(entry) = entries.by_key.get_mut(key) {
+            entry.waiting -= 1;
         }
-        *count += 1;
-        Some(Slot {
+        match permit {
+            Ok(Ok(permit)) => Some(self.slot(&mut entries, key, permit)),
+            _ => {
+                forget_if_idle(&mut entries, key, self.cap);
+                None
+            }
+        }
+    }
+
+    fn slot(self: &Arc<Self>, entries: &mut Entries, key: &str, permit: OwnedSemaphorePermit) -> Slot {
+        entries.next_id += 1;
+        let id = entries.next_id;
+        if let Some(entry) = entries.by_key.get_mut(key) {
+            entry.started.insert(id, Instant::now());
+        }
+        Slot {
             limiter: Arc::clone(self),
             key: key.to_owned(),
-        })
+            id,
+            permit: Some(permit),
+        }
+    }
+}
+
+fn forget_if_idle(entries: &mut Entries, key: &str, cap: usize) {
+    let idle = entries
+        .by_key
+        .get(key)
+        .is_some_and(|e| e.waiting == 0 && e.started.is_empty() && e.slots.available_permits() == cap);
+    if idle {
+        entries.by_key.remove(key);
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut counts = self
-            .limiter
-            .counts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = counts.get_mut(&self.key) {
-            *count -= 1;
-            if *count == 0 {
-                counts.remove(&self.key);
-            }
+        let mut entries = self.limiter.lock();
+        if let Some(entry) = entries.by_key.get_mut(&self.key) {
+            entry.started.remove(&self.id);
         }
+        drop(self.permit.take());
+        forget_if_idle(&mut entries, &self.key, self.limiter.cap);
     }
 }
 
@@ -58,14 +128,24 @@ impl Drop for Slot {
 mod tests {
     use super::*;
 
-    #[test]
-    fn caps_per_key_and_releases_on_drop() {
-        let l = PerTarget::new(2);
-        let a = l.try_acquire("a").unwrap();
-        let _b = l.try_acquire("a").unwrap();
-        assert!(l.try_acquire("a").is_none());
-        assert!(l.try_acquire("other").is_some());
+    #[tokio::test(start_paused = true)]
+    async fn waits_while_prompt_and_refuses_once_slow() {
+        let l = PerTarget::new(2, Duration::from_secs(1));
+        let a = l.acquire("a").await.unwrap();
+        let _b = l.acquire("a").await.unwrap();
+        assert!(l.acquire("other").await.is_some(), "other keys are not affected");
+        // At the cap but young: waits, and gets the slot a releases.
+        let waiter = {
+            let l = Arc::clone(&l);
+            tokio::spawn(async move { l.acquire("a").await })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
         drop(a);
-        assert!(l.try_acquire("a").is_some());
+        let _held = waiter.await.unwrap().expect("the waiter got the released slot");
+        // Now the oldest request in flight is older than slow_after: refused at once.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let before = Instant::now();
+        assert!(l.acquire("a").await.is_none());
+        assert_eq!(before.elapsed(), Duration::ZERO);
     }
 }

@@ -110,7 +110,7 @@ pub(crate) async fn handle(ctx: &Ctx, delivery: &Delivery) -> Result<(), HandleE
             return Ok(());
         }
     };
-    let Some(_slot) = ctx.limiter.try_acquire(&target.limiter_key) else {
+    let Some(_slot) = ctx.limiter.acquire(&target.limiter_key).await else {
         return defer(ctx, delivery, &message).await;
     };
     let attempt = message
@@ -299,8 +299,8 @@ async fn publish_delayed(
     Ok(())
 }
 
-/// The webhook has its fill of requests in flight: park this one briefly, no attempt
-/// counted, so this slot serves other endpoints meanwhile.
+/// The webhook has its fill of slow requests in flight: park this one briefly, no
+/// attempt counted, so this slot serves other endpoints meanwhile.
 async fn defer(
     ctx: &Ctx,
     delivery: &Delivery,
