@@ -23,18 +23,41 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args { events: 2000, fanout: 1, payload_bytes: 1024 };
+    let mut a = Args {
+        events: 2000,
+        fanout: 1,
+        payload_bytes: 1024,
+    };
     let argv: Vec<String> = std::env::args().collect();
-    let value = |name: &str| argv.iter().position(|x| x == name).and_then(|i| argv.get(i + 1)).and_then(|v| v.parse().ok());
-    if let Some(v) = value("--events") { a.events = v; }
-    if let Some(v) = value("--fanout") { a.fanout = v; }
-    if let Some(v) = value("--payload-bytes") { a.payload_bytes = v; }
+    let value = |name: &str| {
+        argv.iter()
+            .position(|x| x == name)
+            .and_then(|i| argv.get(i + 1))
+            .and_then(|v| v.parse().ok())
+    };
+    if let Some(v) = value("--events") {
+        a.events = v;
+    }
+    if let Some(v) = value("--fanout") {
+        a.fanout = v;
+    }
+    if let Some(v) = value("--payload-bytes") {
+        a.payload_bytes = v;
+    }
     a
 }
 
 fn events(n: usize, payload_bytes: usize) -> Vec<Event> {
     let blob = "x".repeat(payload_bytes);
-    (0..n).map(|_| event("bench", "import_completed", json!({"payload": {"event": "import_completed", "data": {"blob": blob}}}))).collect()
+    (0..n)
+        .map(|_| {
+            event(
+                "bench",
+                "import_completed",
+                json!({"payload": {"event": "import_completed", "data": {"blob": blob}}}),
+            )
+        })
+        .collect()
 }
 
 async fn publish_all(stack: &TestStack, events: &[Event]) {
@@ -59,32 +82,53 @@ async fn main() {
     let a = args();
     let mut stack = TestStack::new().await;
     for i in 0..a.fanout {
-        stack.create_webhook(webhook("bench", &format!("w{i}"), &stack.receiver.url(&format!("/w{i}")))).await;
+        stack
+            .create_webhook(webhook(
+                "bench",
+                &format!("w{i}"),
+                &stack.receiver.url(&format!("/w{i}")),
+            ))
+            .await;
     }
     let limit = Duration::from_secs(600);
-    println!("hookrelay pipeline bench: {} events, fan-out {}, {} B payload; RabbitMQ, Postgres and receiver on this machine", a.events, a.fanout, a.payload_bytes);
+    println!(
+        "hookrelay pipeline bench: {} events, fan-out {}, {} B payload; RabbitMQ, Postgres and receiver on this machine",
+        a.events, a.fanout, a.payload_bytes
+    );
 
     // Router alone, from a full events queue.
     let batch = events(a.events, a.payload_bytes);
     publish_all(&stack, &batch).await;
     let started = Instant::now();
     let router = stack.start_router().await;
-    wait_until("all events routed", limit, || async { RouterStats::get(&router.stats.events_routed) as usize >= a.events }).await;
+    wait_until("all events routed", limit, || async {
+        RouterStats::get(&router.stats.events_routed) as usize >= a.events
+    })
+    .await;
     let route_time = started.elapsed();
     let deliveries = a.events * a.fanout;
-    wait_until("all deliveries published", limit, || async { RouterStats::get(&router.stats.deliveries_published) as usize >= deliveries }).await;
+    wait_until("all deliveries published", limit, || async {
+        RouterStats::get(&router.stats.deliveries_published) as usize >= deliveries
+    })
+    .await;
 
     // Sender alone, from a full deliveries queue.
     let started = Instant::now();
     stack.start_sender().await;
-    wait_until("all delivered", limit, || async { received(&stack).1 >= deliveries }).await;
+    wait_until("all delivered", limit, || async {
+        received(&stack).1 >= deliveries
+    })
+    .await;
     let send_time = started.elapsed();
 
     // Both roles running while events arrive.
     let batch = events(a.events, a.payload_bytes);
     let started = Instant::now();
     publish_all(&stack, &batch).await;
-    wait_until("all delivered end to end", limit, || async { received(&stack).1 >= 2 * deliveries }).await;
+    wait_until("all delivered end to end", limit, || async {
+        received(&stack).1 >= 2 * deliveries
+    })
+    .await;
     let e2e_time = started.elapsed();
 
     // Let stragglers (duplicates) arrive before counting.
@@ -95,9 +139,24 @@ async fn main() {
     println!();
     println!("| stage | count | seconds | per second |");
     println!("|---|---|---|---|");
-    println!("| router: events routed | {} | {:.2} | {:.0} |", a.events, route_time.as_secs_f64(), per_sec(a.events, route_time));
-    println!("| sender: deliveries sent | {} | {:.2} | {:.0} |", deliveries, send_time.as_secs_f64(), per_sec(deliveries, send_time));
-    println!("| end to end: deliveries | {} | {:.2} | {:.0} |", deliveries, e2e_time.as_secs_f64(), per_sec(deliveries, e2e_time));
+    println!(
+        "| router: events routed | {} | {:.2} | {:.0} |",
+        a.events,
+        route_time.as_secs_f64(),
+        per_sec(a.events, route_time)
+    );
+    println!(
+        "| sender: deliveries sent | {} | {:.2} | {:.0} |",
+        deliveries,
+        send_time.as_secs_f64(),
+        per_sec(deliveries, send_time)
+    );
+    println!(
+        "| end to end: deliveries | {} | {:.2} | {:.0} |",
+        deliveries,
+        e2e_time.as_secs_f64(),
+        per_sec(deliveries, e2e_time)
+    );
     println!();
     println!("lost: {lost}  duplicates: {duplicates}");
     stack.stop_roles().await;

@@ -80,20 +80,10 @@ impl TestDb {
 
 /// Drops a database from outside any runtime (used from `Drop`).
 pub fn drop_database(name: &str) {
-    let name = name.to_owned();
-    let _ = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let _ = admin()
-                .await
-                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .await;
-        });
-    })
-    .join();
+    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+    crate::block_on_fresh(async move {
+        let _ = admin().await.batch_execute(&sql).await;
+    });
 }
 
 impl Drop for TestDb {

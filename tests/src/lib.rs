@@ -30,3 +30,19 @@ where
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// Runs `future` to completion on a runtime of its own, on another thread: how
+/// `Drop` impls clean up, even while a test's runtime is unwinding.
+pub fn block_on_fresh<F>(future: F)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(future);
+    })
+    .join();
+}

@@ -231,29 +231,17 @@ impl Drop for TestStack {
             handle.abort();
         }
         let topology = self.topology.clone();
-        // Runs on its own runtime: Drop may be called while a test's runtime unwinds.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                if let Ok(conn) = amqp::connect(
-                    AMQP_URL,
-                    "hookrelay-test-cleanup",
-                    ConnectRetry {
-                        attempts: 1,
-                        max_delay: Duration::from_millis(10),
-                    },
-                )
-                .await
-                    && let Ok(ch) = conn.create_channel().await
-                {
-                    let _ = topology.delete(&ch).await;
-                }
-            });
-        })
-        .join();
+        crate::block_on_fresh(async move {
+            let retry = ConnectRetry {
+                attempts: 1,
+                max_delay: Duration::from_millis(10),
+            };
+            if let Ok(conn) = amqp::connect(AMQP_URL, "hookrelay-test-cleanup", retry).await
+                && let Ok(ch) = conn.create_channel().await
+            {
+                let _ = topology.delete(&ch).await;
+            }
+        });
     }
 }
 

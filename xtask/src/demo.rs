@@ -25,7 +25,9 @@ struct Running(Vec<Child>);
 impl Drop for Running {
     fn drop(&mut self) {
         for child in &mut self.0 {
-            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
         }
         for child in &mut self.0 {
             let _ = child.wait();
@@ -52,9 +54,19 @@ pub fn run() -> anyhow::Result<()> {
     let api_port = free_port()?;
     let receiver_addr = format!("127.0.0.1:{receiver_port}");
     let mut running = Running(Vec::new());
-    step(&format!("starting the demo receiver on {receiver_addr} and hookrelay serve (api on 127.0.0.1:{api_port})"));
-    running.0.push(spawn(&bin, &["receiver", "--addr", &receiver_addr], "receiver")?);
-    running.0.push(spawn(&bin, &["serve", "--http-addr", &format!("127.0.0.1:{api_port}")], "serve")?);
+    step(&format!(
+        "starting the demo receiver on {receiver_addr} and hookrelay serve (api on 127.0.0.1:{api_port})"
+    ));
+    running.0.push(spawn(
+        &bin,
+        &["receiver", "--addr", &receiver_addr],
+        "receiver",
+    )?);
+    running.0.push(spawn(
+        &bin,
+        &["serve", "--http-addr", &format!("127.0.0.1:{api_port}")],
+        "serve",
+    )?);
     wait_http(&format!("127.0.0.1:{api_port}"), Duration::from_secs(30))?;
 
     step("registering webhooks");
@@ -67,14 +79,19 @@ pub fn run() -> anyhow::Result<()> {
     std::fs::write(&file, serde_json::to_vec_pretty(&events)?)?;
     hookrelay(&bin, &["publish", "--file", &file.to_string_lossy()])?;
 
-    step("waiting for every delivery to settle (the unreachable webhook retries, then dead-letters)");
+    step(
+        "waiting for every delivery to settle (the unreachable webhook retries, then dead-letters)",
+    );
     for event in &events {
         let id = event["id"].as_str().unwrap_or_default();
         wait_settled(&bin, id, Duration::from_secs(60))?;
     }
     for event in &events {
         let id = event["id"].as_str().unwrap_or_default();
-        println!("\nevent {id} ({})", event["type"].as_str().unwrap_or_default());
+        println!(
+            "\nevent {id} ({})",
+            event["type"].as_str().unwrap_or_default()
+        );
         hookrelay(&bin, &["deliveries", "--tenant", TENANT, "--event", id])?;
     }
     step("stopping (the receiver's log above shows each POST it got)");
@@ -88,7 +105,10 @@ fn step(text: &str) {
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 fn command(bin: &Path, args: &[&str]) -> Command {
@@ -99,12 +119,17 @@ fn command(bin: &Path, args: &[&str]) -> Command {
         .env("HOOKRELAY_RETRY_DELAYS", "1s,2s")
         .env("HOOKRELAY_RETRY_AFTER_MAX", "5s")
         .env("HOOKRELAY_HTTP_TIMEOUT", "2s")
-        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,hookrelay_cli=info".into()));
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,hookrelay_cli=info".into()),
+        );
     cmd
 }
 
 fn hookrelay(bin: &Path, args: &[&str]) -> anyhow::Result<()> {
-    let status = command(bin, args).status().with_context(|| format!("running hookrelay {}", args.join(" ")))?;
+    let status = command(bin, args)
+        .status()
+        .with_context(|| format!("running hookrelay {}", args.join(" ")))?;
     anyhow::ensure!(status.success(), "hookrelay {} failed", args.join(" "));
     Ok(())
 }
@@ -131,30 +156,65 @@ fn wait_http(addr: &str, within: Duration) -> anyhow::Result<()> {
     bail!("hookrelay serve did not listen on {addr} within {within:?}")
 }
 
-/// Webhooks from both seeds; deleted first so the demo can run again.
+/// Webhooks from both seeds: (key, URL, options). The event webhook's URL takes its
+/// host from the `Production` environment; nothing listens on port 9, so the last one
+/// is retried on connection errors, then dead-lettered.
+const WEBHOOKS: [(&str, &str, &[&str]); 3] = [
+    (
+        "dromo-managed",
+        "http://{receiver}/dromo/managed",
+        &[
+            "--event-types",
+            "import_completed,headless_import_needs_review,headless_import_failed",
+            "--import-identifiers",
+            "contacts",
+        ],
+    ),
+    (
+        "event_webhook",
+        "http://{{RECEIVER}}/oneschema/events",
+        &[
+            "--secret",
+            "demo-secret",
+            "--event-types",
+            "embed_initialized,columns_mapped",
+        ],
+    ),
+    (
+        "unreachable",
+        "http://127.0.0.1:9/down",
+        &["--event-types", "columns_mapped", "--retry-on", "connect"],
+    ),
+];
+
+/// Registers [`WEBHOOKS`], deleting them first so the demo can run again.
 fn register_webhooks(bin: &Path, receiver: &str) -> anyhow::Result<()> {
-    for key in ["dromo-managed", "event_webhook", "unreachable"] {
+    let variable = format!("RECEIVER={receiver}");
+    hookrelay(
+        bin,
+        &[
+            "environments",
+            "set",
+            "--tenant",
+            TENANT,
+            "--name",
+            "Production",
+            "--var",
+            &variable,
+        ],
+    )?;
+    for (key, url, options) in WEBHOOKS {
         let _ = command(bin, &["webhooks", "delete", "--tenant", TENANT, key])
             .stderr(Stdio::null())
             .status();
+        let url = url.replace("{receiver}", receiver);
+        let mut args = vec![
+            "webhooks", "create", "--tenant", TENANT, "--key", key, "--url", &url,
+        ];
+        args.extend_from_slice(options);
+        hookrelay(bin, &args)?;
     }
-    hookrelay(bin, &[
-        "webhooks", "create", "--tenant", TENANT, "--key", "dromo-managed",
-        "--url", &format!("http://{receiver}/dromo/managed"),
-        "--event-types", "import_completed,headless_import_needs_review,headless_import_failed",
-        "--import-identifiers", "contacts",
-    ])?;
-    hookrelay(bin, &["environments", "set", "--tenant", TENANT, "--name", "Production", "--var", &format!("RECEIVER={receiver}")])?;
-    hookrelay(bin, &[
-        "webhooks", "create", "--tenant", TENANT, "--key", "event_webhook",
-        "--url", "http://{{RECEIVER}}/oneschema/events", "--secret", "demo-secret",
-        "--event-types", "embed_initialized,columns_mapped",
-    ])?;
-    // Nothing listens on port 9: retried on connection errors, then dead-lettered.
-    hookrelay(bin, &[
-        "webhooks", "create", "--tenant", TENANT, "--key", "unreachable",
-        "--url", "http://127.0.0.1:9/down", "--event-types", "columns_mapped", "--retry-on", "connect",
-    ])
+    Ok(())
 }
 
 /// The examples with ids unique to this run (hookrelay would rightly drop repeats),
@@ -185,9 +245,19 @@ fn prepared_examples(root: &Path, run_id: u64, receiver: &str) -> anyhow::Result
 fn wait_settled(bin: &Path, event_id: &str, within: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
-        let out = command(bin, &["deliveries", "--tenant", TENANT, "--event", event_id, "--json"])
-            .stderr(Stdio::null())
-            .output()?;
+        let out = command(
+            bin,
+            &[
+                "deliveries",
+                "--tenant",
+                TENANT,
+                "--event",
+                event_id,
+                "--json",
+            ],
+        )
+        .stderr(Stdio::null())
+        .output()?;
         let logs: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
         if let Some(list) = logs.as_array()
             && list.iter().all(|d| d["status"] != "pending")

@@ -16,7 +16,9 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("demo") => demo::run(),
         _ => {
-            eprintln!("usage: cargo xtask <test|demo>\n\n  test [ARGS]  check services, then run every test (ARGS go to the test runner)\n  demo         check services, then run hookrelay end to end with a demo receiver");
+            eprintln!(
+                "usage: cargo xtask <test|demo>\n\n  test [ARGS]  check services, then run every test (ARGS go to the test runner)\n  demo         check services, then run hookrelay end to end with a demo receiver"
+            );
             return ExitCode::from(2);
         }
     };

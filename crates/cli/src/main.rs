@@ -25,9 +25,11 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Webhooks(c) => webhooks::run(common, c).await?,
         Command::Environments(c) => environments::run(common, c).await?,
-        Command::Deliveries { tenant, event_id, output } => {
-            deliveries::run(common, &tenant, &event_id, output.json).await?
-        }
+        Command::Deliveries {
+            tenant,
+            event_id,
+            output,
+        } => deliveries::run(common, &tenant, &event_id, output.json).await?,
         Command::Receiver { addr } => receiver::run(addr).await?,
     }
     Ok(())

@@ -83,6 +83,33 @@ pub async fn confirm_channel(connection: &Connection) -> Result<Channel, AmqpErr
     Ok(channel)
 }
 
+/// Connects, declares the topology, and starts consuming `queue` with `prefetch`
+/// unacked messages at most: how every role begins.
+pub async fn open_consumer(
+    url: &str,
+    role: &str,
+    topology: &crate::Topology,
+    queue: &str,
+    prefetch: u16,
+) -> Result<(Connection, Channel, lapin::Consumer), AmqpError> {
+    let connection = connect(url, role, ConnectRetry::default()).await?;
+    let channel = confirm_channel(&connection).await?;
+    topology.declare(&channel).await?;
+    channel
+        .basic_qos(prefetch, lapin::options::BasicQosOptions::default())
+        .await?;
+    let consumer = channel
+        .basic_consume(
+            short(queue)?,
+            role.into(),
+            lapin::options::BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    tracing::info!(%queue, prefetch, "{role} consuming");
+    Ok((connection, channel, consumer))
+}
+
 /// Hides the password of an `amqp://user:pass@host` URL for messages and logs.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {

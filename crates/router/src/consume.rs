@@ -4,11 +4,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use hookrelay_core::amqp::{self, ConnectRetry};
+use hookrelay_core::amqp;
 use hookrelay_core::shutdown::Shutdown;
 use lapin::message::Delivery;
-use lapin::options::{BasicConsumeOptions, BasicQosOptions};
-use lapin::types::FieldTable;
 use lapin::{Channel, Connection, Consumer};
 
 use crate::route::{BatchError, handle_batch};
@@ -54,27 +52,14 @@ pub async fn run(router: Router, mut shutdown: Shutdown) -> Result<(), RouterErr
 
 async fn open(router: &Router) -> Result<(Connection, Channel, Consumer), amqp::AmqpError> {
     let config = &router.config;
-    let connection = amqp::connect(
+    amqp::open_consumer(
         &config.amqp_url,
         "hookrelay-router",
-        ConnectRetry::default(),
+        &config.topology,
+        &config.topology.router_queue(),
+        config.prefetch,
     )
-    .await?;
-    let channel = amqp::confirm_channel(&connection).await?;
-    config.topology.declare(&channel).await?;
-    channel
-        .basic_qos(config.prefetch, BasicQosOptions::default())
-        .await?;
-    let consumer = channel
-        .basic_consume(
-            amqp::short(&config.topology.router_queue())?,
-            "hookrelay-router".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    tracing::info!(queue = %config.topology.router_queue(), "router consuming");
-    Ok((connection, channel, consumer))
+    .await
 }
 
 pub(crate) enum ConsumeError {

@@ -6,11 +6,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use hookrelay_core::amqp::{self, AmqpError, ConnectRetry};
+use hookrelay_core::amqp::{self, AmqpError};
 use hookrelay_core::shutdown::Shutdown;
 use lapin::message::Delivery;
-use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
-use lapin::types::FieldTable;
+use lapin::options::{BasicCancelOptions, BasicNackOptions};
 use lapin::{Channel, Connection, Consumer};
 use tokio::sync::Semaphore;
 
@@ -22,7 +21,10 @@ const CONSUMER_TAG: &str = "hookrelay-sender";
 
 pub(crate) async fn run(sender: Sender, mut shutdown: Shutdown) -> Result<(), SenderError> {
     let client = crate::request::client(sender.config.http_timeout)?;
-    let limiter = PerTarget::new(sender.config.per_webhook_concurrency, sender.config.slow_after);
+    let limiter = PerTarget::new(
+        sender.config.per_webhook_concurrency,
+        sender.config.slow_after,
+    );
     let mut pause = Duration::from_millis(200);
     while !shutdown.is_triggered() {
         let opened = tokio::select! {
@@ -63,27 +65,14 @@ pub(crate) async fn run(sender: Sender, mut shutdown: Shutdown) -> Result<(), Se
 
 async fn open(sender: &Sender) -> Result<(Connection, Channel, Consumer), AmqpError> {
     let config = &sender.config;
-    let connection = amqp::connect(
+    amqp::open_consumer(
         &config.amqp_url,
-        "hookrelay-sender",
-        ConnectRetry::default(),
+        CONSUMER_TAG,
+        &config.topology,
+        &config.topology.deliveries_queue(),
+        config.concurrency,
     )
-    .await?;
-    let channel = amqp::confirm_channel(&connection).await?;
-    config.topology.declare(&channel).await?;
-    channel
-        .basic_qos(config.concurrency, BasicQosOptions::default())
-        .await?;
-    let consumer = channel
-        .basic_consume(
-            amqp::short(&config.topology.deliveries_queue())?,
-            CONSUMER_TAG.into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    tracing::info!(queue = %config.topology.deliveries_queue(), concurrency = config.concurrency, "sender consuming");
-    Ok((connection, channel, consumer))
+    .await
 }
 
 async fn consume(

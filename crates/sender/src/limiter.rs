@@ -59,11 +59,14 @@ impl PerTarget {
         let slots = {
             let mut entries = self.lock();
             let cap = self.cap;
-            let entry = entries.by_key.entry(key.to_owned()).or_insert_with(|| Entry {
-                slots: Arc::new(Semaphore::new(cap)),
-                started: HashMap::new(),
-                waiting: 0,
-            });
+            let entry = entries
+                .by_key
+                .entry(key.to_owned())
+                .or_insert_with(|| Entry {
+                    slots: Arc::new(Semaphore::new(cap)),
+                    started: HashMap::new(),
+                    waiting: 0,
+                });
             if let Ok(permit) = Arc::clone(&entry.slots).try_acquire_owned() {
                 return Some(self.slot(&mut entries, key, permit));
             }
@@ -88,7 +91,12 @@ impl PerTarget {
         }
     }
 
-    fn slot(self: &Arc<Self>, entries: &mut Entries, key: &str, permit: OwnedSemaphorePermit) -> Slot {
+    fn slot(
+        self: &Arc<Self>,
+        entries: &mut Entries,
+        key: &str,
+        permit: OwnedSemaphorePermit,
+    ) -> Slot {
         entries.next_id += 1;
         let id = entries.next_id;
         if let Some(entry) = entries.by_key.get_mut(key) {
@@ -104,10 +112,9 @@ impl PerTarget {
 }
 
 fn forget_if_idle(entries: &mut Entries, key: &str, cap: usize) {
-    let idle = entries
-        .by_key
-        .get(key)
-        .is_some_and(|e| e.waiting == 0 && e.started.is_empty() && e.slots.available_permits() == cap);
+    let idle = entries.by_key.get(key).is_some_and(|e| {
+        e.waiting == 0 && e.started.is_empty() && e.slots.available_permits() == cap
+    });
     if idle {
         entries.by_key.remove(key);
     }
@@ -133,7 +140,10 @@ mod tests {
         let l = PerTarget::new(2, Duration::from_secs(1));
         let a = l.acquire("a").await.unwrap();
         let _b = l.acquire("a").await.unwrap();
-        assert!(l.acquire("other").await.is_some(), "other keys are not affected");
+        assert!(
+            l.acquire("other").await.is_some(),
+            "other keys are not affected"
+        );
         // At the cap but young: waits, and gets the slot a releases.
         let waiter = {
             let l = Arc::clone(&l);
@@ -141,7 +151,10 @@ mod tests {
         };
         tokio::time::sleep(Duration::from_millis(100)).await;
         drop(a);
-        let _held = waiter.await.unwrap().expect("the waiter got the released slot");
+        let _held = waiter
+            .await
+            .unwrap()
+            .expect("the waiter got the released slot");
         // Now the oldest request in flight is older than slow_after: refused at once.
         tokio::time::sleep(Duration::from_secs(2)).await;
         let before = Instant::now();

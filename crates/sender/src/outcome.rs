@@ -62,7 +62,7 @@ pub(crate) async fn handle(ctx: &Ctx, delivery: &Delivery) -> Result<(), HandleE
                 Some(e.to_string()),
                 Headers::new(),
             );
-            return dead_letter_and_ack(ctx, delivery, letter).await;
+            return dead_letter_and_ack(ctx, delivery, letter, None).await;
         }
     };
     let Some(job) = deliveries::send_job(&db(ctx).await?, message.delivery_id).await? else {
@@ -72,7 +72,7 @@ pub(crate) async fn handle(ctx: &Ctx, delivery: &Delivery) -> Result<(), HandleE
             Some("no delivery row with this id (purged by retention, or never committed)".into()),
             ids(&message),
         );
-        return dead_letter_and_ack(ctx, delivery, letter).await;
+        return dead_letter_and_ack(ctx, delivery, letter, None).await;
     };
     if job.status != DeliveryStatus::Pending {
         // A redelivered message after a crash, or a duplicate publish: already settled.
@@ -87,27 +87,9 @@ pub(crate) async fn handle(ctx: &Ctx, delivery: &Delivery) -> Result<(), HandleE
     let target = match target(ctx, &job).await? {
         Ok(t) => t,
         Err(reason) => {
-            let letter = letter(
-                ctx,
-                &reason,
-                None,
-                ids(&message).int(wire::HEADER_ATTEMPTS, i64::from(job.attempts)),
-            );
-            deadletter::publish(
-                &ctx.channel,
-                &ctx.sender.config.topology,
-                &delivery.data,
-                &delivery.properties,
-                letter,
-            )
-            .await?;
-            deliveries::mark_failed(&db(ctx).await?, job.id, &reason).await?;
-            ctx.sender
-                .stats
-                .dead_lettered
-                .fetch_add(1, Ordering::Relaxed);
-            delivery.acker.ack(BasicAckOptions::default()).await?;
-            return Ok(());
+            let attempts = ids(&message).int(wire::HEADER_ATTEMPTS, i64::from(job.attempts));
+            let letter = letter(ctx, &reason, None, attempts);
+            return dead_letter_and_ack(ctx, delivery, letter, Some(job.id)).await;
         }
     };
     let Some(_slot) = ctx.limiter.acquire(&target.limiter_key).await else {
@@ -312,12 +294,16 @@ async fn defer(
     Ok(())
 }
 
+/// Dead-letters the message as it is (confirmed), marks the delivery failed when
+/// there is one, then acks. In that order: a crash in between repeats, never loses.
 async fn dead_letter_and_ack(
     ctx: &Ctx,
     delivery: &Delivery,
     letter: DeadLetter,
+    failed: Option<uuid::Uuid>,
 ) -> Result<(), HandleError> {
-    tracing::warn!(reason = %letter.reason, error = ?letter.error, "delivery message dead-lettered");
+    tracing::warn!(reason = %letter.reason, error = ?letter.error, "delivery dead-lettered without a request");
+    let reason = letter.reason.clone();
     deadletter::publish(
         &ctx.channel,
         &ctx.sender.config.topology,
@@ -326,6 +312,9 @@ async fn dead_letter_and_ack(
         letter,
     )
     .await?;
+    if let Some(id) = failed {
+        deliveries::mark_failed(&db(ctx).await?, id, &reason).await?;
+    }
     ctx.sender
         .stats
         .dead_lettered

@@ -20,7 +20,10 @@ pub async fn run(common: &Common, tenant: &str, event_id: &str, json: bool) -> a
     let mut logs = Vec::new();
     for delivery in deliveries::for_event(&db, tenant, event_id).await? {
         let attempt_log = deliveries::attempts(&db, delivery.id).await?;
-        logs.push(DeliveryLog { delivery, attempt_log });
+        logs.push(DeliveryLog {
+            delivery,
+            attempt_log,
+        });
     }
     let rows = logs
         .iter()
@@ -34,18 +37,37 @@ pub async fn run(common: &Common, tenant: &str, event_id: &str, json: bool) -> a
             let statuses: Vec<String> = l
                 .attempt_log
                 .iter()
-                .map(|a| a.status_code.map_or_else(|| "error".to_owned(), |s| s.to_string()))
+                .map(|a| {
+                    a.status_code
+                        .map_or_else(|| "error".to_owned(), |s| s.to_string())
+                })
                 .collect();
             vec![
                 d.id.to_string(),
                 target,
                 d.status.as_str().to_owned(),
                 d.attempts.to_string(),
-                if statuses.is_empty() { "-".into() } else { statuses.join(",") },
+                if statuses.is_empty() {
+                    "-".into()
+                } else {
+                    statuses.join(",")
+                },
                 d.last_error.clone().unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();
-    print(json, &logs, &["DELIVERY", "TARGET", "STATUS", "ATTEMPTS", "ANSWERS", "LAST ERROR"], rows);
+    print(
+        json,
+        &logs,
+        &[
+            "DELIVERY",
+            "TARGET",
+            "STATUS",
+            "ATTEMPTS",
+            "ANSWERS",
+            "LAST ERROR",
+        ],
+        rows,
+    );
     Ok(())
 }
