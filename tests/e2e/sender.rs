@@ -513,3 +513,28 @@ async fn the_upstream_traceparent_reaches_the_receiver_and_the_delivery_row() {
         .get(0);
     assert_eq!(row.as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
 }
+
+#[tokio::test]
+async fn a_redirect_is_not_followed_and_counts_as_a_failure() {
+    let stack = running().await;
+    stack.receiver.respond("/moved", Behaviour::Status(302));
+    stack
+        .create_webhook(webhook("acme", "moved", &stack.receiver.url("/moved")))
+        .await;
+    let e = event("acme", "x", json!({}));
+    stack.publish(&e).await;
+    let d = stack.wait_settled("acme", &e.id, 1, WAIT).await;
+    assert_eq!(d[0].status, DeliveryStatus::Failed);
+    assert_eq!(d[0].last_status, Some(302));
+    assert_eq!(stack.receiver.received_on("/moved").len(), 1);
+    assert!(
+        stack.receiver.received_on("/followed").is_empty(),
+        "the redirect was not followed"
+    );
+    assert_eq!(
+        stack.dead_letters(1, WAIT).await[0]
+            .header(wire::HEADER_REASON)
+            .as_deref(),
+        Some("not retryable")
+    );
+}

@@ -142,6 +142,12 @@ async fn handle(
         }
     };
     match behaviour {
+        // A redirect points back at this receiver, so following it would show.
+        Behaviour::Status(code) if (300..400).contains(&code) => (
+            StatusCode::from_u16(code).unwrap(),
+            [("location", "/followed")],
+        )
+            .into_response(),
         Behaviour::Status(code) => StatusCode::from_u16(code).unwrap().into_response(),
         Behaviour::RetryAfter(code, after) => (
             StatusCode::from_u16(code).unwrap(),
