@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use hookrelay_core::Event;
-use hookrelay_router::RouterStats;
+use hookrelay_core::metrics::event as routed;
 use hookrelay_tests::stack::{event, webhook};
 use hookrelay_tests::{TestStack, wait_until};
 use serde_json::json;
@@ -102,13 +102,13 @@ async fn main() {
     let started = Instant::now();
     let router = stack.start_router().await;
     wait_until("all events routed", limit, || async {
-        RouterStats::get(&router.stats.events_routed) as usize >= a.events
+        router.metrics.events(routed::ROUTED) as usize >= a.events
     })
     .await;
     let route_time = started.elapsed();
     let deliveries = a.events * a.fanout;
     wait_until("all deliveries published", limit, || async {
-        RouterStats::get(&router.stats.deliveries_published) as usize >= deliveries
+        router.metrics.published_total() as usize >= deliveries
     })
     .await;
 

@@ -1,8 +1,9 @@
 use std::time::Duration;
 
+use hookrelay_core::metrics::event;
 use hookrelay_core::store::deliveries::DeliveryStatus;
 use hookrelay_core::wire::{self, DeliveryMessage};
-use hookrelay_router::{Fault, RouterStats};
+use hookrelay_router::Fault;
 use hookrelay_tests::stack::{event, webhook};
 use hookrelay_tests::{TestStack, wait_until};
 use serde_json::json;
@@ -113,7 +114,7 @@ async fn an_event_without_a_match_is_stored_and_acked_with_no_delivery() {
     stack.publish(&e).await;
     wait_until("event stored", WAIT, || event_stored(&stack, "acme", &e.id)).await;
     wait_until("event acked", WAIT, || async {
-        RouterStats::get(&router.stats.events_routed) == 1
+        router.metrics.events(event::ROUTED) == 1
     })
     .await;
     assert!(stack.deliveries_of("acme", &e.id).await.is_empty());
@@ -205,11 +206,10 @@ async fn the_same_event_published_five_times_is_fanned_out_once() {
         stack.publish(&e).await;
     }
     wait_until("five copies handled", WAIT, || async {
-        RouterStats::get(&router.stats.events_routed) + RouterStats::get(&router.stats.duplicates)
-            == 5
+        router.metrics.events(event::ROUTED) + router.metrics.events(event::DUPLICATE) == 5
     })
     .await;
-    assert_eq!(RouterStats::get(&router.stats.duplicates), 4);
+    assert_eq!(router.metrics.events(event::DUPLICATE), 4);
     assert_eq!(stack.deliveries_of("acme", &e.id).await.len(), 2);
     let messages = delivery_messages(&stack.drain_queue(&stack.topology.deliveries_queue()).await);
     assert_eq!(messages.len(), 2, "each delivery published once");

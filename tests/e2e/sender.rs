@@ -1,12 +1,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use hookrelay_core::metrics::outcome;
 use hookrelay_core::retry::RetryPolicy;
 use hookrelay_core::store::deliveries::DeliveryStatus;
 use hookrelay_core::store::environments;
 use hookrelay_core::store::webhooks::{self, BodyFormat, Secret, WebhookUpdate};
 use hookrelay_core::wire::{self, DeliveryMessage};
-use hookrelay_sender::SenderStats;
 use hookrelay_tests::stack::{event, webhook};
 use hookrelay_tests::{Behaviour, TestStack, wait_until};
 use serde_json::json;
@@ -395,7 +395,7 @@ async fn a_restarted_sender_loses_nothing_and_does_not_repost_delivered_ones() {
     let events: Vec<_> = (0..40).map(|_| event("acme", "x", json!({}))).collect();
     stack.publisher.publish_batch(&events).await.unwrap();
     wait_until("some delivered", WAIT, || async {
-        SenderStats::get(&sender.stats.delivered) >= 5
+        sender.metrics.outcomes(outcome::DELIVERED) >= 5
     })
     .await;
     stack.stop_roles().await;
@@ -424,7 +424,7 @@ async fn a_restarted_sender_loses_nothing_and_does_not_repost_delivered_ones() {
         40,
         "none twice (before restart: {delivered_before})"
     );
-    assert_eq!(SenderStats::get(&second.stats.dead_lettered), 0);
+    assert_eq!(second.metrics.outcomes(outcome::FAILED), 0);
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hookrelay_core::amqp::{self, ConnectRetry};
+use hookrelay_core::metrics::Metrics;
 use hookrelay_core::retry::RetrySchedule;
 use hookrelay_core::shutdown::{self, ShutdownTrigger};
 use hookrelay_core::store::deliveries::{self, Attempt, Delivery};
@@ -98,7 +99,7 @@ impl TestStack {
     }
 
     pub async fn start_router_with(&mut self, config: RouterConfig) -> Router {
-        let router = Router::new(config, self.db.pool.clone());
+        let router = Router::new(config, self.db.pool.clone(), Arc::new(Metrics::new()));
         let (trigger, stop) = shutdown::channel();
         let r = router.clone();
         let handle = tokio::spawn(async move {
@@ -113,7 +114,7 @@ impl TestStack {
     }
 
     pub async fn start_sender_with(&mut self, config: SenderConfig) -> Sender {
-        let sender = Sender::new(config, self.db.pool.clone());
+        let sender = Sender::new(config, self.db.pool.clone(), Arc::new(Metrics::new()));
         let (trigger, stop) = shutdown::channel();
         let s = sender.clone();
         let handle = tokio::spawn(async move {

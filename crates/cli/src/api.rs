@@ -1,4 +1,5 @@
-//! The api role's HTTP app: ingest under `/v1`, bearer auth, health probes.
+//! The HTTP server of every `serve` process: `/healthz`, `/readyz` and `/metrics`
+//! always; the ingest routes under `/v1` (bearer auth) when the api role runs.
 
 use std::sync::Arc;
 
@@ -9,32 +10,42 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use deadpool_postgres::Pool;
+use hookrelay_core::metrics::Metrics;
 use hookrelay_producer::Publisher;
 use hookrelay_producer::ingest::{self, ApiError, IngestState};
 use serde_json::json;
 
 #[derive(Clone)]
 pub struct ApiState {
-    pub publisher: Arc<Publisher>,
+    /// Present when this process runs the api role.
+    pub publisher: Option<Arc<Publisher>>,
     pub pool: Pool,
     pub api_token: Option<String>,
     pub max_event_bytes: usize,
+    pub metrics: Arc<Metrics>,
+    /// Consuming roles in this process; `/readyz` checks each consumes.
+    pub consumers: Vec<&'static str>,
 }
 
 pub fn app(state: ApiState) -> Router {
+    let base = Router::new()
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+        .with_state(state.clone());
+    let Some(publisher) = state.publisher else {
+        return base;
+    };
     let v1 = ingest::router(IngestState {
-        publisher: Arc::clone(&state.publisher),
+        publisher,
+        metrics: Arc::clone(&state.metrics),
         max_body_bytes: state.max_event_bytes,
     })
     .layer(middleware::from_fn_with_state(
-        state.api_token.clone().map(Arc::<str>::from),
+        state.api_token.map(Arc::<str>::from),
         require_token,
     ));
-    Router::new()
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
-        .route("/readyz", get(ready))
-        .with_state(state)
-        .merge(v1)
+    base.merge(v1)
 }
 
 /// 401 unless the request carries `Authorization: Bearer <token>` (when one is set).
@@ -67,21 +78,39 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Ready when the broker connection is up and the database answers.
+/// Ready when the database answers, the api's broker connection is up, and every
+/// consuming role consumes.
 async fn ready(State(state): State<ApiState>) -> Response {
-    let broker = state.publisher.is_connected().await;
     let database = match state.pool.get().await {
         Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
         Err(_) => false,
     };
-    let status = if broker && database {
+    let broker = match &state.publisher {
+        Some(p) => Some(p.is_connected().await),
+        None => None,
+    };
+    let consumers: serde_json::Map<String, serde_json::Value> = state
+        .consumers
+        .iter()
+        .map(|role| ((*role).to_owned(), json!(state.metrics.is_consuming(role))))
+        .collect();
+    let ok = database && broker.unwrap_or(true) && consumers.values().all(|v| v == &json!(true));
+    let status = if ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    let body = json!({"database": database, "api_broker": broker, "consuming": consumers});
+    (status, Json(body)).into_response()
+}
+
+async fn metrics(State(state): State<ApiState>) -> Response {
     (
-        status,
-        Json(json!({"broker": broker, "database": database})),
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
     )
         .into_response()
 }

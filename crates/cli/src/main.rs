@@ -3,10 +3,20 @@ use hookrelay_cli::commands::{self, deliveries, environments, publish, receiver,
 use hookrelay_cli::config::{Cli, Command};
 use hookrelay_cli::{serve, telemetry};
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    telemetry::init(cli.common.log_format);
+    let telemetry = telemetry::init(cli.common.log_format)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(run(cli));
+    // The exporter's blocking client must not be dropped inside the runtime.
+    drop(runtime);
+    telemetry.shutdown();
+    result
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let common = &cli.common;
     match cli.command {
         Command::Migrate => {

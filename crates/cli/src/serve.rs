@@ -1,9 +1,11 @@
-//! `hookrelay serve`: runs the chosen roles in one process until SIGTERM or Ctrl-C.
+//! `hookrelay serve`: runs the chosen roles in one process until SIGTERM or Ctrl-C,
+//! with one HTTP server for probes, metrics and (with the api role) ingest.
 
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use hookrelay_core::amqp::ConnectRetry;
+use hookrelay_core::metrics::Metrics;
 use hookrelay_core::shutdown::{self, Shutdown};
 use hookrelay_core::store;
 use hookrelay_producer::Publisher;
@@ -15,10 +17,8 @@ use crate::api::{self, ApiState};
 use crate::config::{Common, Role, ServeArgs};
 
 pub async fn run(common: &Common, args: &ServeArgs) -> anyhow::Result<()> {
-    if args.roles.contains(&Role::Api)
-        && !args.http_addr.ip().is_loopback()
-        && args.api_token.is_none()
-    {
+    let api_role = args.roles.contains(&Role::Api);
+    if api_role && !args.http_addr.ip().is_loopback() && args.api_token.is_none() {
         bail!(
             "refusing to serve the API on {} without HOOKRELAY_API_TOKEN: set a token or bind 127.0.0.1",
             args.http_addr
@@ -28,12 +28,57 @@ pub async fn run(common: &Common, args: &ServeArgs) -> anyhow::Result<()> {
         .await
         .context("applying database migrations")?;
     let pool = store::pool(&common.database_url, args.database_pool_size)?;
+    let metrics = Arc::new(Metrics::new());
     let (trigger, stop) = shutdown::channel();
     let mut roles = JoinSet::new();
+
+    let publisher = if api_role {
+        let p = Publisher::connect(&common.amqp_url, common.topology(), ConnectRetry::default())
+            .await
+            .context("api: connecting to RabbitMQ")?;
+        Some(Arc::new(p))
+    } else {
+        None
+    };
+    let mut consumers = Vec::new();
     for role in &args.roles {
-        spawn_role(&mut roles, *role, common, args, pool.clone(), stop.clone()).await?;
+        match role {
+            Role::Api => {}
+            Role::Router => {
+                consumers.push(hookrelay_router::ROLE);
+                spawn_router(
+                    &mut roles,
+                    common,
+                    args,
+                    pool.clone(),
+                    Arc::clone(&metrics),
+                    stop.clone(),
+                );
+            }
+            Role::Sender => {
+                consumers.push(hookrelay_sender::ROLE);
+                spawn_sender(
+                    &mut roles,
+                    common,
+                    args,
+                    pool.clone(),
+                    Arc::clone(&metrics),
+                    stop.clone(),
+                );
+            }
+        }
     }
-    tracing::info!(roles = ?args.roles, "hookrelay running");
+    let state = ApiState {
+        publisher,
+        pool,
+        api_token: args.api_token.clone(),
+        max_event_bytes: args.max_event_bytes,
+        metrics,
+        consumers,
+    };
+    spawn_http(&mut roles, args, state, stop).await?;
+    tracing::info!(roles = ?args.roles, addr = %args.http_addr, "hookrelay running");
+
     tokio::select! {
         () = signal() => tracing::info!("stopping"),
         Some(done) = roles.join_next() => {
@@ -46,62 +91,60 @@ pub async fn run(common: &Common, args: &ServeArgs) -> anyhow::Result<()> {
     while let Some(done) = roles.join_next().await {
         done.context("a role panicked")??;
     }
+    tracing::info!("stopped");
     Ok(())
 }
 
-async fn spawn_role(
+async fn spawn_http(
     roles: &mut JoinSet<anyhow::Result<()>>,
-    role: Role,
+    args: &ServeArgs,
+    state: ApiState,
+    mut stop: Shutdown,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(args.http_addr)
+        .await
+        .with_context(|| format!("binding {} (HOOKRELAY_HTTP_ADDR)", args.http_addr))?;
+    roles.spawn(async move {
+        axum::serve(listener, api::app(state))
+            .with_graceful_shutdown(async move { stop.wait().await })
+            .await
+            .context("HTTP server failed")
+    });
+    Ok(())
+}
+
+fn spawn_router(
+    roles: &mut JoinSet<anyhow::Result<()>>,
     common: &Common,
     args: &ServeArgs,
     pool: store::DbPool,
+    metrics: Arc<Metrics>,
     stop: Shutdown,
-) -> anyhow::Result<()> {
-    match role {
-        Role::Api => {
-            let publisher =
-                Publisher::connect(&common.amqp_url, common.topology(), ConnectRetry::default())
-                    .await
-                    .context("api: connecting to RabbitMQ")?;
-            let state = ApiState {
-                publisher: Arc::new(publisher),
-                pool,
-                api_token: args.api_token.clone(),
-                max_event_bytes: args.max_event_bytes,
-            };
-            let listener = tokio::net::TcpListener::bind(args.http_addr)
-                .await
-                .with_context(|| format!("api: binding {}", args.http_addr))?;
-            tracing::info!(addr = %args.http_addr, "api listening");
-            let mut stop = stop;
-            roles.spawn(async move {
-                axum::serve(listener, api::app(state))
-                    .with_graceful_shutdown(async move { stop.wait().await })
-                    .await
-                    .context("api server failed")
-            });
-        }
-        Role::Router => {
-            let mut config = RouterConfig::new(&common.amqp_url, common.topology());
-            config.prefetch = args.router_prefetch;
-            config.batch_size = args.router_batch_size;
-            config.max_event_bytes = args.max_event_bytes;
-            let router = Router::new(config, pool);
-            roles.spawn(async move { router.run(stop).await.context("router failed") });
-        }
-        Role::Sender => {
-            let mut config =
-                SenderConfig::new(&common.amqp_url, common.topology(), common.schedule());
-            config.concurrency = args.sender_concurrency;
-            config.per_webhook_concurrency = args.per_webhook_concurrency;
-            config.slow_after = args.per_webhook_slow_after;
-            config.http_timeout = args.http_timeout;
-            config.shutdown_grace = args.shutdown_grace;
-            let sender = Sender::new(config, pool);
-            roles.spawn(async move { sender.run(stop).await.context("sender failed") });
-        }
-    }
-    Ok(())
+) {
+    let mut config = RouterConfig::new(&common.amqp_url, common.topology());
+    config.prefetch = args.router_prefetch;
+    config.batch_size = args.router_batch_size;
+    config.max_event_bytes = args.max_event_bytes;
+    let router = Router::new(config, pool, metrics);
+    roles.spawn(async move { router.run(stop).await.context("router failed") });
+}
+
+fn spawn_sender(
+    roles: &mut JoinSet<anyhow::Result<()>>,
+    common: &Common,
+    args: &ServeArgs,
+    pool: store::DbPool,
+    metrics: Arc<Metrics>,
+    stop: Shutdown,
+) {
+    let mut config = SenderConfig::new(&common.amqp_url, common.topology(), common.schedule());
+    config.concurrency = args.sender_concurrency;
+    config.per_webhook_concurrency = args.per_webhook_concurrency;
+    config.slow_after = args.per_webhook_slow_after;
+    config.http_timeout = args.http_timeout;
+    config.shutdown_grace = args.shutdown_grace;
+    let sender = Sender::new(config, pool, metrics);
+    roles.spawn(async move { sender.run(stop).await.context("sender failed") });
 }
 
 /// SIGTERM (orchestrators) or Ctrl-C (people).

@@ -7,11 +7,13 @@ pub mod config;
 pub mod deadletter;
 pub mod envelope;
 pub mod matching;
+pub mod metrics;
 pub mod retry;
 pub mod shutdown;
 pub mod store;
 pub mod template;
 pub mod topology;
+pub mod trace;
 pub mod wire;
 
 pub use envelope::{EnvelopeError, Event};

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use hookrelay_core::EnvelopeError;
 use hookrelay_core::envelope::parse_one_or_many;
+use hookrelay_core::metrics::Metrics;
 use serde::Serialize;
 
 use crate::Publisher;
@@ -18,6 +19,7 @@ use crate::Publisher;
 #[derive(Clone)]
 pub struct IngestState {
     pub publisher: Arc<Publisher>,
+    pub metrics: Arc<Metrics>,
     /// Limit on the request body, one event or a batch.
     pub max_body_bytes: usize,
 }
@@ -92,6 +94,7 @@ async fn ingest(State(state): State<IngestState>, body: Body) -> Result<Response
             format!("events were not accepted by the broker; retry the request: {e}"),
         )
     })?;
+    state.metrics.accepted(events.len() as u64);
     let accepted = events.into_iter().map(|e| e.id).collect();
     Ok((StatusCode::ACCEPTED, Json(Accepted { accepted })).into_response())
 }

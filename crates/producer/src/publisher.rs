@@ -1,6 +1,6 @@
 use hookrelay_core::amqp::{self, AmqpError, ConnectRetry, Headers};
 use hookrelay_core::topology::TopologyError;
-use hookrelay_core::{Event, Topology};
+use hookrelay_core::{Event, Topology, trace};
 use lapin::{Channel, Connection};
 use tokio::sync::Mutex;
 
@@ -99,7 +99,11 @@ impl Publisher {
         let exchange = self.topology.events_exchange();
         let mut pending = Vec::with_capacity(events.len());
         for event in events {
-            let properties = amqp::persistent(&event.id, Headers::new().into_table())?;
+            // The span of each publish is the root (or a child of the caller's span) of
+            // the event's trace; its context travels in the message headers.
+            let span = tracing::info_span!("publish", event_id = %event.id, tenant = %event.tenant, event_type = %event.event_type);
+            let headers = trace::inject(&span, None, Headers::new());
+            let properties = amqp::persistent(&event.id, headers.into_table())?;
             let publish = amqp::start_publish(
                 &channel,
                 &exchange,

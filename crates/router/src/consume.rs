@@ -1,6 +1,5 @@
 //! The consume loop: connect, declare, take events in batches, reconnect on failure.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -24,9 +23,9 @@ pub async fn run(router: Router, mut shutdown: Shutdown) -> Result<(), RouterErr
         match session {
             Ok((connection, channel, consumer)) => {
                 pause = Duration::from_millis(200);
-                router.stats.consuming.store(true, Ordering::Relaxed);
+                router.metrics.set_consuming(crate::ROLE, true);
                 let result = consume(&router, &channel, consumer, shutdown.clone()).await;
-                router.stats.consuming.store(false, Ordering::Relaxed);
+                router.metrics.set_consuming(crate::ROLE, false);
                 let _ = connection.close(200, "router stopping".into()).await;
                 match result {
                     Ok(()) => break,

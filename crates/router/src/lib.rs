@@ -8,11 +8,11 @@ mod consume;
 mod route;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use hookrelay_core::Topology;
+use hookrelay_core::metrics::Metrics;
 use hookrelay_core::shutdown::Shutdown;
 
 pub use consume::run;
@@ -61,36 +61,23 @@ pub enum RouterError {
     Injected(Fault),
 }
 
-/// Counters of what the router did; shared with metrics and tests.
-#[derive(Debug, Default)]
-pub struct RouterStats {
-    pub events_routed: AtomicU64,
-    pub duplicates: AtomicU64,
-    pub deliveries_published: AtomicU64,
-    pub dead_lettered: AtomicU64,
-    pub consuming: AtomicBool,
-}
-
-impl RouterStats {
-    pub fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
-    }
-}
-
-/// The handle `run` needs: config, database, counters.
+/// The handle `run` needs: config, database, metrics.
 #[derive(Clone)]
 pub struct Router {
     pub config: Arc<RouterConfig>,
     pub pool: Pool,
-    pub stats: Arc<RouterStats>,
+    pub metrics: Arc<Metrics>,
 }
 
+/// The role name in metrics and logs.
+pub const ROLE: &str = "router";
+
 impl Router {
-    pub fn new(config: RouterConfig, pool: Pool) -> Self {
+    pub fn new(config: RouterConfig, pool: Pool, metrics: Arc<Metrics>) -> Self {
         Self {
             config: Arc::new(config),
             pool,
-            stats: Arc::new(RouterStats::default()),
+            metrics,
         }
     }
 

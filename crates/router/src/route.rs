@@ -7,18 +7,18 @@
 //! anywhere leaves rows `published = false`, which the redelivered event publishes.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::Ordering;
 
 use hookrelay_core::amqp::{self, AmqpError, Headers};
 use hookrelay_core::deadletter::{self, DeadLetter};
+use hookrelay_core::metrics::{InFlight, event as outcome};
 use hookrelay_core::store::{StoreError, deliveries, events, webhooks};
-use hookrelay_core::wire::{self, DeliveryMessage};
-use hookrelay_core::{Event, matching};
+use hookrelay_core::wire::DeliveryMessage;
+use hookrelay_core::{Event, matching, trace};
+use lapin::Channel;
 use lapin::message::Delivery;
 use lapin::options::BasicAckOptions;
-use lapin::{BasicProperties, Channel};
 
-use crate::{Fault, Router};
+use crate::{Fault, ROLE, Router};
 
 pub(crate) enum BatchError {
     Store(StoreError),
@@ -50,17 +50,50 @@ impl From<lapin::Error> for BatchError {
     }
 }
 
+/// A valid event in the batch, with its message and its `route` span.
+struct Routing<'a> {
+    event: Event,
+    delivery: &'a Delivery,
+    span: tracing::Span,
+}
+
+fn route_span(delivery: &Delivery, event: Option<&Event>) -> tracing::Span {
+    let span = tracing::info_span!(
+        "route",
+        event_id = event.map(|e| e.id.as_str()),
+        tenant = event.map(|e| e.tenant.as_str()),
+        event_type = event.map(|e| e.event_type.as_str()),
+        trace_id = tracing::field::Empty,
+    );
+    trace::continue_from(&span, &delivery.properties);
+    if let Some(id) = trace::trace_id(&span, Some(&delivery.properties)) {
+        span.record("trace_id", id.as_str());
+    }
+    span
+}
+
 pub(crate) async fn handle_batch(
     router: &Router,
     channel: &Channel,
     batch: &[Delivery],
 ) -> Result<(), BatchError> {
     let config = &router.config;
-    let mut valid: Vec<(Event, &Delivery)> = Vec::with_capacity(batch.len());
+    let _in_flight: Vec<InFlight> = batch
+        .iter()
+        .map(|_| router.metrics.track_in_flight(ROLE))
+        .collect();
+    let mut valid: Vec<Routing<'_>> = Vec::with_capacity(batch.len());
     let mut invalid: Vec<(&Delivery, String)> = Vec::new();
     for delivery in batch {
         match Event::from_slice(&delivery.data, config.max_event_bytes) {
-            Ok(event) => valid.push((event, delivery)),
+            Ok(event) => {
+                let span = route_span(delivery, Some(&event));
+                valid.push(Routing {
+                    event,
+                    delivery,
+                    span,
+                });
+            }
             Err(e) => invalid.push((delivery, e.to_string())),
         }
     }
@@ -75,8 +108,12 @@ pub(crate) async fn handle_batch(
     for (delivery, reason) in &invalid {
         reject(router, channel, delivery, reason).await?;
     }
-    for (_, delivery) in &valid {
-        delivery.acker.ack(BasicAckOptions::default()).await?;
+    for routing in &valid {
+        routing
+            .delivery
+            .acker
+            .ack(BasicAckOptions::default())
+            .await?;
     }
     Ok(())
 }
@@ -85,17 +122,17 @@ pub(crate) async fn handle_batch(
 /// distinct (tenant, id) in the batch.
 async fn record(
     router: &Router,
-    valid: &[(Event, &Delivery)],
+    valid: &[Routing<'_>],
 ) -> Result<Vec<(String, String)>, BatchError> {
-    let events: Vec<Event> = valid.iter().map(|(e, _)| e.clone()).collect();
+    let events: Vec<Event> = valid.iter().map(|r| r.event.clone()).collect();
     let mut client = router.pool.get().await.map_err(StoreError::from)?;
     let tx = client.transaction().await?;
     let inserted = events::insert_new(&tx, &events).await?;
 
     let tenants: HashSet<&str> = valid
         .iter()
-        .filter(|(e, _)| inserted.contains(&(e.tenant.clone(), e.id.clone())))
-        .map(|(e, _)| e.tenant.as_str())
+        .filter(|r| inserted.contains(&(r.event.tenant.clone(), r.event.id.clone())))
+        .map(|r| r.event.tenant.as_str())
         .collect();
     let tenants: Vec<&str> = tenants.into_iter().collect();
     let candidates = if tenants.is_empty() {
@@ -105,28 +142,35 @@ async fn record(
     };
 
     let mut new_deliveries = Vec::new();
-    let mut routed: HashSet<(String, String)> = HashSet::new();
     let mut keys: Vec<(String, String)> = Vec::new();
     let mut seen: HashSet<(String, String)> = HashSet::new();
-    for (event, delivery) in valid {
+    let mut routed = 0;
+    for Routing {
+        event,
+        delivery,
+        span,
+    } in valid
+    {
+        let _entered = span.enter();
         let key = (event.tenant.clone(), event.id.clone());
-        if !seen.insert(key.clone()) {
-            // A second copy inside this batch.
-            router.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+        // A second copy inside this batch, or an event seen before.
+        if !seen.insert(key.clone()) || !inserted.contains(&key) {
+            router.metrics.event(outcome::DUPLICATE, 1);
+            tracing::info!("duplicate event; not fanned out again");
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
             continue;
         }
-        keys.push(key.clone());
-        if !inserted.contains(&key) {
-            router.stats.duplicates.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(tenant = %event.tenant, event_id = %event.id, "duplicate event; not fanned out again");
-            continue;
-        }
+        keys.push(key);
         let unknown = matching::unknown_keys(event, &candidates);
         if !unknown.is_empty() {
-            tracing::warn!(tenant = %event.tenant, event_id = %event.id, keys = ?unknown, "event names webhook keys this tenant does not have");
+            tracing::warn!(keys = ?unknown, "event names webhook keys this tenant does not have");
         }
-        let trace_id = trace_id(&delivery.properties);
-        for target in matching::targets(event, &candidates) {
+        let trace_id = trace::trace_id(span, Some(&delivery.properties));
+        let targets = matching::targets(event, &candidates);
+        tracing::debug!(deliveries = targets.len(), "event matched");
+        for target in targets {
             new_deliveries.push(deliveries::NewDelivery {
                 tenant: event.tenant.clone(),
                 event_id: event.id.clone(),
@@ -134,19 +178,11 @@ async fn record(
                 trace_id: trace_id.clone(),
             });
         }
-        routed.insert(key);
+        routed += 1;
     }
     deliveries::insert(&tx, &new_deliveries).await?;
     tx.commit().await?;
-    router
-        .stats
-        .events_routed
-        .fetch_add(routed.len() as u64, Ordering::Relaxed);
-    tracing::debug!(
-        events = routed.len(),
-        deliveries = new_deliveries.len(),
-        "events recorded"
-    );
+    router.metrics.event(outcome::ROUTED, routed);
     Ok(keys)
 }
 
@@ -155,7 +191,7 @@ async fn record(
 async fn publish_unpublished(
     router: &Router,
     channel: &Channel,
-    valid: &[(Event, &Delivery)],
+    valid: &[Routing<'_>],
     keys: &[(String, String)],
 ) -> Result<(), BatchError> {
     let topology = &router.config.topology;
@@ -165,17 +201,17 @@ async fn publish_unpublished(
         .iter()
         .map(|(t, id)| (t.as_str(), id.as_str()))
         .collect();
-    let pending_rows = deliveries::lock_unpublished(&tx, &refs).await?;
-    if pending_rows.is_empty() {
+    let rows = deliveries::lock_unpublished(&tx, &refs).await?;
+    if rows.is_empty() {
         return Ok(());
     }
-    let properties_of: HashMap<(&str, &str), &BasicProperties> = valid
+    let routing_of: HashMap<(&str, &str), &Routing<'_>> = valid
         .iter()
-        .map(|(e, d)| ((e.tenant.as_str(), e.id.as_str()), &d.properties))
+        .map(|r| ((r.event.tenant.as_str(), r.event.id.as_str()), r))
         .collect();
     let exchange = topology.deliveries_exchange();
-    let mut pending = Vec::with_capacity(pending_rows.len());
-    for row in &pending_rows {
+    let mut pending = Vec::with_capacity(rows.len());
+    for row in &rows {
         let message = DeliveryMessage {
             delivery_id: row.id,
             tenant: row.tenant.clone(),
@@ -183,10 +219,10 @@ async fn publish_unpublished(
             webhook_id: row.webhook_id,
             attempt: 1,
         };
-        let mut headers = Headers::new();
-        if let Some(props) = properties_of.get(&(row.tenant.as_str(), row.event_id.as_str())) {
-            headers = amqp::carry_trace(props, headers);
-        }
+        let headers = match routing_of.get(&(row.tenant.as_str(), row.event_id.as_str())) {
+            Some(r) => trace::inject(&r.span, Some(&r.delivery.properties), Headers::new()),
+            None => Headers::new(),
+        };
         let properties = amqp::persistent(&row.id.to_string(), headers.into_table())?;
         pending.push(
             amqp::start_publish(
@@ -200,13 +236,10 @@ async fn publish_unpublished(
         );
     }
     amqp::confirm_all(pending).await?;
-    let ids: Vec<uuid::Uuid> = pending_rows.iter().map(|r| r.id).collect();
+    let ids: Vec<uuid::Uuid> = rows.iter().map(|r| r.id).collect();
     deliveries::mark_published(&tx, &ids).await?;
     tx.commit().await?;
-    router
-        .stats
-        .deliveries_published
-        .fetch_add(ids.len() as u64, Ordering::Relaxed);
+    router.metrics.published(ids.len() as u64);
     Ok(())
 }
 
@@ -218,7 +251,10 @@ async fn reject(
     delivery: &Delivery,
     reason: &str,
 ) -> Result<(), BatchError> {
+    const REASON: &str = "invalid event";
     let topology = &router.config.topology;
+    let span = route_span(delivery, None);
+    let _entered = span.enter();
     tracing::warn!(routing_key = %delivery.routing_key, error = %reason, "invalid event dead-lettered");
     deadletter::publish(
         channel,
@@ -226,7 +262,7 @@ async fn reject(
         &delivery.data,
         &delivery.properties,
         DeadLetter {
-            reason: "invalid event".into(),
+            reason: REASON.into(),
             error: Some(reason.to_owned()),
             source_queue: topology.router_queue(),
             routing_key: delivery.routing_key.as_str().to_owned(),
@@ -235,13 +271,7 @@ async fn reject(
     )
     .await?;
     delivery.acker.ack(BasicAckOptions::default()).await?;
-    router.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+    router.metrics.event(outcome::INVALID, 1);
+    router.metrics.dead_letter(ROLE, REASON);
     Ok(())
-}
-
-/// The trace id of a W3C `traceparent` header, stored on the delivery rows.
-fn trace_id(properties: &BasicProperties) -> Option<String> {
-    let traceparent = amqp::header_text(properties, wire::HEADER_TRACEPARENT)?;
-    let id = traceparent.split('-').nth(1)?;
-    (id.len() == 32 && id.chars().all(|c| c.is_ascii_hexdigit())).then(|| id.to_owned())
 }

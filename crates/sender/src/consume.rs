@@ -2,7 +2,6 @@
 //! concurrency bound, reconnect on failure, drain on shutdown.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -40,9 +39,9 @@ pub(crate) async fn run(sender: Sender, mut shutdown: Shutdown) -> Result<(), Se
                     channel,
                     limiter: Arc::clone(&limiter),
                 });
-                sender.stats.consuming.store(true, Ordering::Relaxed);
+                sender.metrics.set_consuming(crate::ROLE, true);
                 let result = consume(&ctx, consumer, shutdown.clone()).await;
-                sender.stats.consuming.store(false, Ordering::Relaxed);
+                sender.metrics.set_consuming(crate::ROLE, false);
                 let _ = connection.close(200, "sender stopping".into()).await;
                 match result {
                     Ok(()) => break,
@@ -101,9 +100,9 @@ async fn consume(
         let ctx = Arc::clone(ctx);
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            ctx.sender.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+            let in_flight = ctx.sender.metrics.track_in_flight(crate::ROLE);
             process(&ctx, delivery, shutdown).await;
-            ctx.sender.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+            drop(in_flight);
             drop(permit);
         });
     };

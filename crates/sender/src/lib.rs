@@ -11,11 +11,11 @@ mod outcome;
 mod request;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use hookrelay_core::Topology;
+use hookrelay_core::metrics::Metrics;
 use hookrelay_core::retry::RetrySchedule;
 use hookrelay_core::shutdown::Shutdown;
 
@@ -63,38 +63,22 @@ pub enum SenderError {
     HttpClient(#[from] reqwest::Error),
 }
 
-/// Counters of what the sender did; shared with metrics and tests.
-#[derive(Debug, Default)]
-pub struct SenderStats {
-    pub attempts: AtomicU64,
-    pub delivered: AtomicU64,
-    pub retried: AtomicU64,
-    pub dead_lettered: AtomicU64,
-    pub deferred: AtomicU64,
-    pub already_done: AtomicU64,
-    pub in_flight: AtomicU64,
-    pub consuming: AtomicBool,
-}
-
-impl SenderStats {
-    pub fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
-    }
-}
-
 #[derive(Clone)]
 pub struct Sender {
     pub config: Arc<SenderConfig>,
     pub pool: Pool,
-    pub stats: Arc<SenderStats>,
+    pub metrics: Arc<Metrics>,
 }
 
+/// The role name in metrics and logs.
+pub const ROLE: &str = "sender";
+
 impl Sender {
-    pub fn new(config: SenderConfig, pool: Pool) -> Self {
+    pub fn new(config: SenderConfig, pool: Pool, metrics: Arc<Metrics>) -> Self {
         Self {
             config: Arc::new(config),
             pool,
-            stats: Arc::new(SenderStats::default()),
+            metrics,
         }
     }
 

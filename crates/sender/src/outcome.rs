@@ -1,21 +1,22 @@
 //! One delivery message from start to ack: load, check, send, decide, record, follow up.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use hookrelay_core::amqp::{self, AmqpError, Headers};
 use hookrelay_core::deadletter::{self, DeadLetter};
+use hookrelay_core::metrics::{outcome, status_class};
 use hookrelay_core::retry::{Failure, RetryPolicy};
 use hookrelay_core::store::deliveries::{self, AttemptRecord, DeliveryStatus, SendJob};
 use hookrelay_core::store::webhooks::{self, BodyFormat, Webhook};
 use hookrelay_core::store::{StoreError, environments};
-use hookrelay_core::template;
 use hookrelay_core::wire::{self, DeliveryMessage};
+use hookrelay_core::{template, trace};
 use lapin::Channel;
 use lapin::message::Delivery;
 use lapin::options::BasicAckOptions;
 use time::OffsetDateTime;
+use tracing::Instrument;
 
 use crate::Sender;
 use crate::limiter::PerTarget;
@@ -65,6 +66,35 @@ pub(crate) async fn handle(ctx: &Ctx, delivery: &Delivery) -> Result<(), HandleE
             return dead_letter_and_ack(ctx, delivery, letter, None).await;
         }
     };
+    let span = attempt_span(delivery, &message);
+    handle_message(ctx, delivery, message)
+        .instrument(span)
+        .await
+}
+
+/// The span of one delivery message: every log line about it carries these fields.
+fn attempt_span(delivery: &Delivery, message: &DeliveryMessage) -> tracing::Span {
+    let span = tracing::info_span!(
+        "attempt",
+        delivery_id = %message.delivery_id,
+        event_id = %message.event_id,
+        tenant = %message.tenant,
+        webhook_id = message.webhook_id.map(tracing::field::display),
+        attempt = message.attempt,
+        trace_id = tracing::field::Empty,
+    );
+    trace::continue_from(&span, &delivery.properties);
+    if let Some(id) = trace::trace_id(&span, Some(&delivery.properties)) {
+        span.record("trace_id", id.as_str());
+    }
+    span
+}
+
+async fn handle_message(
+    ctx: &Ctx,
+    delivery: &Delivery,
+    message: DeliveryMessage,
+) -> Result<(), HandleError> {
     let Some(job) = deliveries::send_job(&db(ctx).await?, message.delivery_id).await? else {
         let letter = letter(
             ctx,
@@ -76,11 +106,11 @@ pub(crate) async fn handle(ctx: &Ctx, delivery: &Delivery) -> Result<(), HandleE
     };
     if job.status != DeliveryStatus::Pending {
         // A redelivered message after a crash, or a duplicate publish: already settled.
-        ctx.sender
-            .stats
-            .already_done
-            .fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(delivery_id = %job.id, status = job.status.as_str(), "delivery already settled; acking");
+        ctx.sender.metrics.outcome(outcome::ALREADY_SETTLED);
+        tracing::debug!(
+            status = job.status.as_str(),
+            "delivery already settled; acking"
+        );
         delivery.acker.ack(BasicAckOptions::default()).await?;
         return Ok(());
     }
@@ -158,10 +188,7 @@ async fn attempt_once(
         Err(e) => return Ok(Answer::refused(e.to_string())),
     };
     let (body, content_type) = request::body(event, target.format);
-    let trace: Vec<(&'static str, String)> = [wire::HEADER_TRACEPARENT, wire::HEADER_TRACESTATE]
-        .into_iter()
-        .filter_map(|k| amqp::header_text(&delivery.properties, k).map(|v| (k, v)))
-        .collect();
+    let trace = trace_headers(delivery);
     let headers = request::headers(
         job.id,
         event,
@@ -170,17 +197,26 @@ async fn attempt_once(
         target.webhook.as_ref(),
         &trace,
     );
-    ctx.sender.stats.attempts.fetch_add(1, Ordering::Relaxed);
     let answer = request::send(
         &ctx.client,
         Outgoing { url, body, headers },
         ctx.sender.config.response_snippet_bytes,
     )
     .await;
+    let class = match (answer.status, answer.failure) {
+        (Some(status), _) => Some(status_class(status)),
+        (None, Some(Failure::Timeout)) => Some("timeout"),
+        (None, Some(Failure::Connect)) => Some("connect"),
+        _ => None,
+    };
+    if let Some(class) = class {
+        ctx.sender
+            .metrics
+            .attempt(class, answer.latency.as_secs_f64());
+    }
     tracing::info!(
-        delivery_id = %job.id, event_id = %event.id, tenant = %job.tenant,
-        webhook_id = ?job.webhook_id, attempt, status = ?answer.status,
-        latency_ms = answer.latency.as_secs_f64() * 1000.0, error = ?answer.error,
+        attempt, status = ?answer.status, error = ?answer.error,
+        latency_ms = answer.latency.as_secs_f64() * 1000.0,
         "delivery attempt"
     );
     Ok(answer)
@@ -210,7 +246,7 @@ async fn settle(
     };
     let Some(failure) = answer.failure else {
         deliveries::record_attempt(&db(ctx).await?, &record).await?;
-        ctx.sender.stats.delivered.fetch_add(1, Ordering::Relaxed);
+        ctx.sender.metrics.outcome(outcome::DELIVERED);
         delivery.acker.ack(BasicAckOptions::default()).await?;
         return Ok(());
     };
@@ -227,7 +263,7 @@ async fn settle(
             ..message.clone()
         };
         publish_delayed(ctx, delivery, &next, delay).await?;
-        ctx.sender.stats.retried.fetch_add(1, Ordering::Relaxed);
+        ctx.sender.metrics.outcome(outcome::RETRIED);
         delivery.acker.ack(BasicAckOptions::default()).await?;
         return Ok(());
     }
@@ -257,11 +293,9 @@ async fn settle(
     .await?;
     record.status = DeliveryStatus::Failed;
     deliveries::record_attempt(&db(ctx).await?, &record).await?;
-    ctx.sender
-        .stats
-        .dead_lettered
-        .fetch_add(1, Ordering::Relaxed);
-    tracing::warn!(delivery_id = %job.id, event_id = %job.event.id, reason, error = ?answer.error, "delivery dead-lettered");
+    ctx.sender.metrics.outcome(outcome::FAILED);
+    ctx.sender.metrics.dead_letter(crate::ROLE, reason);
+    tracing::warn!(reason, error = ?answer.error, "delivery dead-lettered");
     delivery.acker.ack(BasicAckOptions::default()).await?;
     Ok(())
 }
@@ -275,7 +309,11 @@ async fn publish_delayed(
 ) -> Result<(), HandleError> {
     let topology = &ctx.sender.config.topology;
     let queue = topology.delay_queue_name(topology.delay_at_least(delay));
-    let headers = amqp::carry_trace(&delivery.properties, Headers::new());
+    let headers = trace::inject(
+        &tracing::Span::current(),
+        Some(&delivery.properties),
+        Headers::new(),
+    );
     let properties = amqp::persistent(&message.delivery_id.to_string(), headers.into_table())?;
     amqp::publish_confirmed(&ctx.channel, "", &queue, &message.to_json(), properties).await?;
     Ok(())
@@ -289,7 +327,7 @@ async fn defer(
     message: &DeliveryMessage,
 ) -> Result<(), HandleError> {
     publish_delayed(ctx, delivery, message, ctx.sender.config.defer_delay).await?;
-    ctx.sender.stats.deferred.fetch_add(1, Ordering::Relaxed);
+    ctx.sender.metrics.outcome(outcome::DEFERRED);
     delivery.acker.ack(BasicAckOptions::default()).await?;
     Ok(())
 }
@@ -314,11 +352,9 @@ async fn dead_letter_and_ack(
     .await?;
     if let Some(id) = failed {
         deliveries::mark_failed(&db(ctx).await?, id, &reason).await?;
+        ctx.sender.metrics.outcome(outcome::FAILED);
     }
-    ctx.sender
-        .stats
-        .dead_lettered
-        .fetch_add(1, Ordering::Relaxed);
+    ctx.sender.metrics.dead_letter(crate::ROLE, &reason);
     delivery.acker.ack(BasicAckOptions::default()).await?;
     Ok(())
 }
@@ -347,4 +383,26 @@ fn ids(m: &DeliveryMessage) -> Headers {
 /// A pooled connection for one statement; never held across the HTTP call.
 async fn db(ctx: &Ctx) -> Result<deadpool_postgres::Object, HandleError> {
     Ok(ctx.sender.pool.get().await.map_err(StoreError::from)?)
+}
+
+/// Trace headers for the POST: this attempt's span context, else the incoming ones.
+fn trace_headers(delivery: &Delivery) -> Vec<(&'static str, String)> {
+    struct Pairs(Vec<(&'static str, String)>);
+    impl opentelemetry::propagation::Injector for Pairs {
+        fn set(&mut self, key: &str, value: String) {
+            match key {
+                wire::HEADER_TRACEPARENT => self.0.push((wire::HEADER_TRACEPARENT, value)),
+                wire::HEADER_TRACESTATE => self.0.push((wire::HEADER_TRACESTATE, value)),
+                _ => {}
+            }
+        }
+    }
+    let mut pairs = Pairs(Vec::new());
+    if trace::inject_into(&tracing::Span::current(), &mut pairs) {
+        return pairs.0;
+    }
+    [wire::HEADER_TRACEPARENT, wire::HEADER_TRACESTATE]
+        .into_iter()
+        .filter_map(|k| amqp::header_text(&delivery.properties, k).map(|v| (k, v)))
+        .collect()
 }

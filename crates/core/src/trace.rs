@@ -1,0 +1,66 @@
+//! W3C trace context across hops: AMQP headers in and out, HTTP headers out.
+//!
+//! Each hop opens a span (publish, route, attempt) whose parent is the context found
+//! in the incoming message, and writes its own context into what it sends next, so
+//! upstream → router → sender → receiver is one trace. Without an OpenTelemetry
+//! layer installed, spans carry no context; the incoming headers are then copied on
+//! as they are, so an upstream's trace still reaches the receiver.
+
+use lapin::BasicProperties;
+use lapin::types::FieldTable;
+use opentelemetry::propagation::{Injector, TextMapPropagator};
+use opentelemetry::trace::TraceContextExt;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::amqp::{HeaderExtractor, HeaderInjector, Headers, carry_trace};
+
+/// Makes `span` a child of the trace context in the message's headers, if any.
+pub fn continue_from(span: &tracing::Span, properties: &BasicProperties) {
+    let parent = TraceContextPropagator::new().extract(&HeaderExtractor(properties));
+    if parent.span().span_context().is_valid() {
+        let _ = span.set_parent(parent);
+    }
+}
+
+/// Adds `span`'s trace context to outgoing headers; without one, copies the incoming
+/// message's trace headers.
+pub fn inject(
+    span: &tracing::Span,
+    incoming: Option<&BasicProperties>,
+    headers: Headers,
+) -> Headers {
+    let context = span.context();
+    if context.span().span_context().is_valid() {
+        let mut table: FieldTable = headers.into_table();
+        TraceContextPropagator::new().inject_context(&context, &mut HeaderInjector(&mut table));
+        return Headers::from_table(table);
+    }
+    match incoming {
+        Some(props) => carry_trace(props, headers),
+        None => headers,
+    }
+}
+
+/// Writes `span`'s trace context through any injector (HTTP headers); returns false
+/// when the span has none.
+pub fn inject_into(span: &tracing::Span, injector: &mut dyn Injector) -> bool {
+    let context = span.context();
+    if !context.span().span_context().is_valid() {
+        return false;
+    }
+    TraceContextPropagator::new().inject_context(&context, injector);
+    true
+}
+
+/// The trace id of `span` (32 hex digits), else the one in the incoming headers.
+pub fn trace_id(span: &tracing::Span, incoming: Option<&BasicProperties>) -> Option<String> {
+    let context = span.context();
+    let span_context = context.span().span_context().clone();
+    if span_context.is_valid() {
+        return Some(span_context.trace_id().to_string());
+    }
+    let traceparent = crate::amqp::header_text(incoming?, crate::wire::HEADER_TRACEPARENT)?;
+    let id = traceparent.split('-').nth(1)?;
+    (id.len() == 32 && id.chars().all(|c| c.is_ascii_hexdigit())).then(|| id.to_owned())
+}
