@@ -1,6 +1,7 @@
 //! End-to-end tests: one binary, one module per capability.
 
 mod ingest;
+mod observability;
 mod producer;
 mod router;
 mod sender;

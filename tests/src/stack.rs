@@ -48,6 +48,8 @@ pub struct TestStack {
     pub publisher: Arc<Publisher>,
     pub connection: Connection,
     pub channel: Channel,
+    /// Shared by every role this stack starts, as in one `serve` process.
+    pub metrics: Arc<Metrics>,
     roles: Vec<(ShutdownTrigger, JoinHandle<()>)>,
 }
 
@@ -78,6 +80,7 @@ impl TestStack {
             publisher: Arc::new(publisher),
             connection,
             channel,
+            metrics: Arc::new(Metrics::new()),
             roles: Vec::new(),
         }
     }
@@ -99,7 +102,7 @@ impl TestStack {
     }
 
     pub async fn start_router_with(&mut self, config: RouterConfig) -> Router {
-        let router = Router::new(config, self.db.pool.clone(), Arc::new(Metrics::new()));
+        let router = Router::new(config, self.db.pool.clone(), Arc::clone(&self.metrics));
         let (trigger, stop) = shutdown::channel();
         let r = router.clone();
         let handle = tokio::spawn(async move {
@@ -114,7 +117,7 @@ impl TestStack {
     }
 
     pub async fn start_sender_with(&mut self, config: SenderConfig) -> Sender {
-        let sender = Sender::new(config, self.db.pool.clone(), Arc::new(Metrics::new()));
+        let sender = Sender::new(config, self.db.pool.clone(), Arc::clone(&self.metrics));
         let (trigger, stop) = shutdown::channel();
         let s = sender.clone();
         let handle = tokio::spawn(async move {

@@ -6,6 +6,7 @@
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, filter};
@@ -44,16 +45,30 @@ pub fn init(format: LogFormat) -> anyhow::Result<Telemetry> {
         provider = provider.with_batch_exporter(exporter);
     }
     let provider = provider.build();
+    // A second init (tests) keeps the first subscriber.
+    let _ = subscriber(format, &provider, std::io::stderr).try_init();
+    Ok(Telemetry { provider })
+}
+
+/// The subscriber every process uses: filtered log lines to `writer`, and spans of
+/// hookrelay's crates to `provider`. Tests install it with their own writer/exporter.
+pub fn subscriber<W>(
+    format: LogFormat,
+    provider: &SdkTracerProvider,
+    writer: W,
+) -> impl tracing::Subscriber + Send + Sync + for<'a> tracing_subscriber::registry::LookupSpan<'a>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     let otel = tracing_opentelemetry::layer()
         .with_tracer(provider.tracer("hookrelay"))
         .with_filter(filter::filter_fn(|m| {
             m.is_span() && m.target().starts_with("hookrelay")
         }));
-
     let env_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(ansi);
     let fmt = match format {
         LogFormat::Json => fmt
@@ -64,10 +79,7 @@ pub fn init(format: LogFormat) -> anyhow::Result<Telemetry> {
             .boxed(),
         LogFormat::Text => fmt.boxed(),
     };
-    // A second init (tests) keeps the first subscriber.
-    let _ = tracing_subscriber::registry()
+    tracing_subscriber::registry()
         .with(fmt.with_filter(env_filter))
         .with(otel)
-        .try_init();
-    Ok(Telemetry { provider })
 }
