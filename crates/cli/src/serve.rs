@@ -16,6 +16,9 @@ use tokio::task::JoinSet;
 use crate::api::{self, ApiState};
 use crate::config::{Common, Role, ServeArgs};
 
+/// How often queue depths are sampled for `/metrics`.
+const QUEUE_SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
+
 pub async fn run(common: &Common, args: &ServeArgs) -> anyhow::Result<()> {
     let api_role = args.roles.contains(&Role::Api);
     if api_role && !args.http_addr.ip().is_loopback() && args.api_token.is_none() {
@@ -67,6 +70,24 @@ pub async fn run(common: &Common, args: &ServeArgs) -> anyhow::Result<()> {
                 );
             }
         }
+    }
+    {
+        let (url, topology, metrics, stop) = (
+            common.amqp_url.clone(),
+            common.topology(),
+            Arc::clone(&metrics),
+            stop.clone(),
+        );
+        tokio::spawn(async move {
+            hookrelay_core::amqp::sample_queue_depths(
+                &url,
+                &topology,
+                &metrics,
+                QUEUE_SAMPLE_EVERY,
+                stop,
+            )
+            .await;
+        });
     }
     let state = ApiState {
         publisher,

@@ -44,6 +44,54 @@ impl Env {
         child.wait_with_output().unwrap()
     }
 
+    fn spawn(&self, args: &[&str]) -> std::process::Child {
+        Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+            .args(args)
+            .env("HOOKRELAY_DATABASE_URL", self.url())
+            .env("HOOKRELAY_AMQP_PREFIX", &self.prefix)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("hookrelay starts")
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:5432/{}", self.database)
+    }
+
+    /// One SQL count, on a runtime of its own (these tests are synchronous).
+    fn count(&self, sql: &str) -> i64 {
+        let url = self.url();
+        let sql = sql.to_owned();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            c.query_one(&sql, &[]).await.unwrap().get::<_, i64>(0)
+        })
+    }
+
+    fn wait_count(&self, sql: &str, at_least: i64, within: Duration) -> i64 {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let n = self.count(sql);
+            if n >= at_least {
+                return n;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {sql} >= {at_least} (now {n})"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args, None);
         assert!(
@@ -253,4 +301,98 @@ fn publish_reads_stdin_and_names_the_bad_field() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("[0].occurred_at"), "{stderr}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_listening(port: u16) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing listens on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    child.wait().unwrap()
+}
+
+#[test]
+fn sigterm_during_deliveries_exits_cleanly_and_loses_nothing() {
+    let env = Env::new();
+    env.ok(&["migrate"]);
+    let receiver_port = free_port();
+    let mut receiver = env.spawn(&["receiver", "--addr", &format!("127.0.0.1:{receiver_port}")]);
+    wait_listening(receiver_port);
+    env.ok(&[
+        "webhooks",
+        "create",
+        "--tenant",
+        "acme",
+        "--key",
+        "k",
+        "--url",
+        &format!("http://127.0.0.1:{receiver_port}/hook"),
+    ]);
+    let serve_args = |port: u16| {
+        vec![
+            "serve".to_owned(),
+            "--http-addr".to_owned(),
+            format!("127.0.0.1:{port}"),
+        ]
+    };
+    let port = free_port();
+    let args = serve_args(port);
+    let mut serve = env.spawn(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    wait_listening(port);
+
+    let events: Vec<serde_json::Value> = (0..400)
+        .map(|i| serde_json::json!({"id": format!("e-{i}"), "tenant": "acme", "type": "x", "occurred_at": "2024-01-24T16:13:25Z", "payload": {"n": i}}))
+        .collect();
+    let out = env.run(
+        &["publish", "--file", "-"],
+        Some(&serde_json::to_string(&events).unwrap()),
+    );
+    assert!(out.status.success());
+    env.wait_count(
+        "SELECT count(*) FROM deliveries WHERE status = 'delivered'",
+        1,
+        Duration::from_secs(30),
+    );
+    let status = terminate(&mut serve);
+    assert!(status.success(), "serve exits 0 on SIGTERM: {status:?}");
+    let delivered_at_stop = env.count("SELECT count(*) FROM deliveries WHERE status = 'delivered'");
+
+    let port = free_port();
+    let args = serve_args(port);
+    let mut again = env.spawn(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    env.wait_count(
+        "SELECT count(*) FROM deliveries WHERE status = 'delivered'",
+        400,
+        Duration::from_secs(60),
+    );
+    assert_eq!(env.count("SELECT count(*) FROM events"), 400);
+    assert_eq!(
+        env.count("SELECT count(*) FROM deliveries"),
+        400,
+        "one delivery per event"
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM deliveries WHERE status <> 'delivered'"),
+        0
+    );
+    eprintln!("delivered before SIGTERM: {delivered_at_stop} of 400");
+    assert!(terminate(&mut again).success());
+    terminate(&mut receiver);
 }

@@ -110,6 +110,67 @@ pub async fn open_consumer(
     Ok((connection, channel, consumer))
 }
 
+/// Samples the ready-message count of every queue into `metrics`, every `every`,
+/// until `shutdown`. Passive declares are cheap: the broker answers from memory.
+pub async fn sample_queue_depths(
+    url: &str,
+    topology: &crate::Topology,
+    metrics: &crate::metrics::Metrics,
+    every: std::time::Duration,
+    mut shutdown: crate::shutdown::Shutdown,
+) {
+    let mut queues = vec![
+        topology.router_queue(),
+        topology.deliveries_queue(),
+        topology.dead_letter_queue(),
+    ];
+    queues.extend(
+        topology
+            .delays()
+            .iter()
+            .map(|d| topology.delay_queue_name(*d)),
+    );
+    let mut link: Option<(Connection, Channel)> = None;
+    while !shutdown.is_triggered() {
+        if link.as_ref().is_none_or(|(_, ch)| !ch.status().connected()) {
+            link = match connect(
+                url,
+                "hookrelay-metrics",
+                ConnectRetry {
+                    attempts: 1,
+                    max_delay: every,
+                },
+            )
+            .await
+            {
+                Ok(conn) => conn.create_channel().await.ok().map(|ch| (conn, ch)),
+                Err(_) => None,
+            };
+        }
+        if let Some((_, channel)) = &link {
+            for queue in &queues {
+                let Ok(name) = short(queue) else { continue };
+                let passive = lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                };
+                match channel
+                    .queue_declare(name, passive, FieldTable::default())
+                    .await
+                {
+                    Ok(q) => metrics.queue_depth(queue, q.message_count()),
+                    // A missing queue closes the channel; reopen on the next round.
+                    Err(_) => break,
+                }
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = shutdown.wait() => {}
+        }
+    }
+}
+
 /// Hides the password of an `amqp://user:pass@host` URL for messages and logs.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
