@@ -1,16 +1,41 @@
-# One image, one `hookrelay` binary; the command picks the role.
+# One image, one `hookrelay` binary; the command picks the role:
+#   hookrelay migrate | hookrelay serve --roles api|router|sender | hookrelay receiver
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
-COPY . .
-RUN --mount=type=cache,target=/usr/local/cargo/registry \
-    --mount=type=cache,target=/src/target \
-    cargo build --release -p hookrelay-cli && cp target/release/hookrelay /hookrelay
+
+# Dependency layer: manifests and stub sources only, so a code change does not
+# rebuild every dependency.
+COPY Cargo.toml Cargo.lock ./
+COPY .cargo .cargo
+COPY crates/core/Cargo.toml crates/core/build.rs crates/core/
+COPY crates/producer/Cargo.toml crates/producer/
+COPY crates/router/Cargo.toml crates/router/
+COPY crates/sender/Cargo.toml crates/sender/
+COPY crates/cli/Cargo.toml crates/cli/
+COPY tests/Cargo.toml tests/
+COPY xtask/Cargo.toml xtask/
+RUN for c in core producer router sender cli; do mkdir -p crates/$c/src && touch crates/$c/src/lib.rs; done \
+    && echo 'fn main() {}' > crates/cli/src/main.rs \
+    && mkdir -p crates/core/migrations tests/src tests/e2e tests/benches xtask/src \
+    && touch tests/src/lib.rs && echo 'fn main() {}' > xtask/src/main.rs \
+    && echo 'fn main() {}' > tests/e2e/main.rs && echo 'fn main() {}' > tests/benches/pipeline.rs \
+    && cargo build --release --locked -p hookrelay-cli
+
+# The real sources; touch so cargo rebuilds the workspace crates, not the deps.
+COPY crates crates
+RUN touch crates/*/src/*.rs crates/core/build.rs \
+    && cargo build --release --locked -p hookrelay-cli \
+    && cp target/release/hookrelay /hookrelay
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
-    && rm -rf /var/lib/apt/lists/* && useradd --system --uid 10001 hookrelay
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --no-create-home hookrelay
 COPY --from=build /hookrelay /usr/local/bin/hookrelay
-USER hookrelay
-ENV HOOKRELAY_LOG_FORMAT=json
+USER 10001
+ENV HOOKRELAY_LOG_FORMAT=json \
+    HOOKRELAY_HTTP_ADDR=0.0.0.0:8080
+EXPOSE 8080
+HEALTHCHECK --interval=10s --timeout=5s --start-period=20s CMD ["hookrelay", "probe", "http://127.0.0.1:8080/healthz"]
 ENTRYPOINT ["hookrelay"]
 CMD ["serve"]

@@ -104,7 +104,7 @@ fn step(text: &str) {
     println!("\n==> {text}");
 }
 
-fn workspace_root() -> PathBuf {
+pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(Path::to_path_buf)

@@ -4,6 +4,7 @@
 //! - `cargo xtask demo`: make sure they run, then the whole flow with a demo receiver.
 
 mod demo;
+mod deploy;
 mod services;
 
 use std::process::{Command, ExitCode};
@@ -15,6 +16,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
         Some("demo") => demo::run(),
+        Some("check-deploy") => deploy::check(&demo::workspace_root()),
         _ => {
             eprintln!(
                 "usage: cargo xtask <test|demo>\n\n  test [ARGS]  check services, then run every test (ARGS go to the test runner)\n  demo         check services, then run hookrelay end to end with a demo receiver"

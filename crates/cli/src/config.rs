@@ -102,6 +102,13 @@ pub enum Command {
         #[command(flatten)]
         output: Output,
     },
+    /// Exit 0 when the URL answers 200 (container health checks).
+    Probe {
+        #[arg(default_value = "http://127.0.0.1:8080/readyz")]
+        url: String,
+        #[arg(long, default_value = "3s", value_parser = parse_duration)]
+        timeout: Duration,
+    },
     /// Run a small receiver that logs every webhook it gets (for demos and compose).
     Receiver {
         #[arg(

@@ -1,10 +1,27 @@
+use std::process::ExitCode;
+
 use clap::Parser;
 use hookrelay_cli::commands::{self, deliveries, environments, publish, receiver, webhooks};
 use hookrelay_cli::config::{Cli, Command};
 use hookrelay_cli::{serve, telemetry};
 
-fn main() -> anyhow::Result<()> {
+/// Errors reach the user as one plain chain of causes, not a backtrace.
+fn main() -> ExitCode {
+    match start() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn start() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Probes run often and must stay quiet and quick: no telemetry, no runtime.
+    if let Command::Probe { url, timeout } = &cli.command {
+        return commands::probe::run(url, *timeout);
+    }
     let telemetry = telemetry::init(cli.common.log_format)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -40,6 +57,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             event_id,
             output,
         } => deliveries::run(common, &tenant, &event_id, output.json).await?,
+        Command::Probe { .. } => unreachable!("handled before the runtime starts"),
         Command::Receiver { addr } => receiver::run(addr).await?,
     }
     Ok(())

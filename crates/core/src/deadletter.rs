@@ -42,7 +42,8 @@ pub async fn publish(
     }
     merge(&mut table, add.into_table());
     // The dead letter continues the trace of whoever dead-letters it.
-    let table = crate::trace::inject(&tracing::Span::current(), None, Headers::from_table(table)).into_table();
+    let table = crate::trace::inject(&tracing::Span::current(), None, Headers::from_table(table))
+        .into_table();
     let properties = original.clone().with_headers(table).with_delivery_mode(2);
     amqp::publish_confirmed(
         channel,

@@ -2,6 +2,7 @@
 
 pub mod deliveries;
 pub mod environments;
+pub mod probe;
 pub mod publish;
 pub mod receiver;
 pub mod webhooks;
