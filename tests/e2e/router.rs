@@ -307,3 +307,54 @@ async fn a_poison_message_is_dead_lettered_with_its_reason_and_routing_goes_on()
         DeliveryStatus::Pending
     );
 }
+
+#[tokio::test]
+async fn an_event_the_database_refuses_is_dead_lettered_and_its_batch_still_routes() {
+    let mut stack = TestStack::new().await;
+    stack
+        .create_webhook(webhook("acme", "a", &stack.receiver.url("/h")))
+        .await;
+    // This test's own database refuses one id, as it would refuse any row it cannot
+    // store: a real, non-transient error in the middle of a batch.
+    stack
+        .db
+        .client()
+        .await
+        .batch_execute("ALTER TABLE events ADD CONSTRAINT refuse_poison CHECK (id <> 'poison')")
+        .await
+        .unwrap();
+    let before = event("acme", "x", json!({}));
+    let mut poison = event("acme", "x", json!({}));
+    poison.id = "poison".into();
+    let after = event("acme", "x", json!({}));
+    stack
+        .publisher
+        .publish_batch(&[before.clone(), poison, after.clone()])
+        .await
+        .unwrap();
+    let mut config = stack.router_config();
+    config.batch_wait = Duration::from_millis(200); // the three arrive as one batch
+    stack.start_router_with(config).await;
+
+    let letters = stack.dead_letters(1, WAIT).await;
+    assert_eq!(
+        letters[0].header(wire::HEADER_REASON).as_deref(),
+        Some("event cannot be stored")
+    );
+    assert!(
+        letters[0]
+            .header(wire::HEADER_ERROR)
+            .unwrap()
+            .contains("refuse_poison")
+    );
+    assert_eq!(
+        letters[0]
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|m| m.as_str()),
+        Some("poison")
+    );
+    wait_routed(&stack, "acme", &before.id, 1).await;
+    wait_routed(&stack, "acme", &after.id, 1).await;
+}

@@ -81,7 +81,7 @@ fn manifests(dir: &Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
-        .filter(|p| !p.file_name().is_some_and(|n| n == "kustomization.yaml"))
+        .filter(|p| p.file_name().is_none_or(|n| n != "kustomization.yaml"))
         .collect();
     files.sort();
     Ok(files)

@@ -86,6 +86,9 @@ pub enum Command {
     Publish {
         #[arg(long, short)]
         file: PathBuf,
+        /// Largest event the router accepts; larger ones are refused here.
+        #[arg(long, env = "HOOKRELAY_MAX_EVENT_BYTES", default_value_t = hookrelay_core::envelope::DEFAULT_MAX_EVENT_BYTES)]
+        max_event_bytes: usize,
     },
     /// Manage webhooks.
     #[command(subcommand)]

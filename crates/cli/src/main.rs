@@ -41,8 +41,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!("database is up to date");
         }
         Command::Serve(args) => serve::run(common, &args).await?,
-        Command::Publish { file } => {
-            let ids = publish::run(common, &file).await?;
+        Command::Publish {
+            file,
+            max_event_bytes,
+        } => {
+            let ids = publish::run(common, &file, max_event_bytes).await?;
             commands::print(
                 false,
                 &ids,

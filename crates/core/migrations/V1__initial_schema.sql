@@ -41,7 +41,8 @@ CREATE TABLE events (
     session_id  text,
     occurred_at timestamptz NOT NULL,
     received_at timestamptz NOT NULL DEFAULT now(),
-    envelope    jsonb NOT NULL,
+    -- json, not jsonb: receivers get the payload's keys in the order sent.
+    envelope    json NOT NULL,
     PRIMARY KEY (tenant, id)
 );
 CREATE INDEX events_by_received ON events (tenant, received_at, id);

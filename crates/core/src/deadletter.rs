@@ -1,7 +1,7 @@
 //! Publishing to the dead-letter exchange with headers that say why. Used by the
 //! router (events it cannot route) and the sender (deliveries that failed).
 
-use lapin::types::{AMQPValue, FieldTable};
+use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel};
 
 use crate::amqp::{self, AmqpError, Headers};
@@ -82,17 +82,4 @@ pub fn truncate(s: &str, max: usize) -> String {
 /// Reads an `x-hookrelay-*` text header of a dead-lettered message.
 pub fn header(properties: &BasicProperties, key: &str) -> Option<String> {
     amqp::header_text(properties, key)
-}
-
-/// The broker's own reason when it dead-lettered a message (delivery limit, expiry).
-pub fn broker_reason(properties: &BasicProperties) -> Option<String> {
-    match properties
-        .headers()
-        .as_ref()?
-        .inner()
-        .get("x-first-death-reason")?
-    {
-        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
-        _ => None,
-    }
 }

@@ -136,6 +136,13 @@ impl Event {
         }
         if let Some(url) = &self.webhook_url {
             check_http_url("webhook_url", url)?;
+            if url.contains("{{") {
+                // Variables belong to the tenant's stored webhooks, never to upstreams.
+                return Err(EnvelopeError::field(
+                    "webhook_url",
+                    "may not hold {{placeholders}}; only stored webhooks' URLs use environment variables",
+                ));
+            }
         }
         for (i, pointer) in self.private_fields.iter().enumerate() {
             if !pointer.starts_with('/') {
@@ -147,6 +154,12 @@ impl Event {
         }
         if !self.payload.is_object() {
             return Err(EnvelopeError::field("payload", "must be a JSON object"));
+        }
+        if let Some(path) = find_nul(&self.payload, "payload") {
+            return Err(EnvelopeError::field(
+                path,
+                "contains a NUL character (\\u0000), which cannot be stored",
+            ));
         }
         Ok(())
     }
@@ -279,6 +292,25 @@ pub fn check_http_url(field: &str, url: &str) -> Result<(), EnvelopeError> {
         ));
     }
     Ok(())
+}
+
+/// The path of the first string or key holding `\0`, which Postgres cannot store.
+fn find_nul(value: &Value, path: &str) -> Option<String> {
+    match value {
+        Value::String(s) if s.contains('\0') => Some(path.to_owned()),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| find_nul(v, &format!("{path}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if k.contains('\0') {
+                Some(format!("{path}.{}", k.replace('\0', "\\u0000")))
+            } else {
+                find_nul(v, &format!("{path}.{k}"))
+            }
+        }),
+        _ => None,
+    }
 }
 
 /// Removes the value a JSON pointer (RFC 6901) points at; a missing target is fine.
@@ -467,6 +499,23 @@ mod tests {
         assert_eq!(
             e.public_payload(),
             json!({"event": "x", "data": {"headless": {"keep": 2}}, "list": [2]})
+        );
+    }
+
+    #[test]
+    fn nul_characters_anywhere_are_refused_with_their_path() {
+        let v = with("payload", json!({"data": {"rows": ["ok", "bad\u{0}"]}}));
+        assert_eq!(field_of(v), "payload.data.rows[1]");
+        assert_eq!(field_of(with("tenant", json!("a\u{0}"))), "tenant");
+    }
+
+    #[test]
+    fn payload_key_order_is_kept() {
+        let body = br#"{"id":"e","tenant":"t","type":"x","occurred_at":"2024-01-01T00:00:00Z","payload":{"z":1,"a":2,"m":3}}"#;
+        let e = Event::from_slice(body, 10_000).unwrap();
+        assert_eq!(
+            serde_json::to_string(&e.public_payload()).unwrap(),
+            r#"{"z":1,"a":2,"m":3}"#
         );
     }
 

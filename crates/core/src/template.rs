@@ -53,6 +53,16 @@ pub fn check_url_template(template: &str) -> Result<(), TemplateError> {
         .map_err(|_| TemplateError::NotHttp(template.to_owned()))
 }
 
+/// A URL taken as it is (no placeholders): it must be an absolute http(s) URL.
+pub fn literal_url(url: &str) -> Result<String, TemplateError> {
+    if url.contains("{{") {
+        return Err(TemplateError::NotHttp(url.to_owned()));
+    }
+    crate::envelope::check_http_url("url", url)
+        .map_err(|_| TemplateError::NotHttp(url.to_owned()))?;
+    Ok(url.to_owned())
+}
+
 /// Fills every placeholder from `variables`; the result must be an http(s) URL.
 pub fn resolve_url(
     template: &str,

@@ -8,7 +8,7 @@ use hookrelay_core::shutdown::Shutdown;
 use lapin::message::Delivery;
 use lapin::{Channel, Connection, Consumer};
 
-use crate::route::{BatchError, handle_batch};
+use crate::route::{BatchError, handle_batch, reject};
 use crate::{Router, RouterError};
 
 /// Consumes until shutdown. Broker trouble reconnects with backoff; database trouble
@@ -94,7 +94,9 @@ async fn consume(
 }
 
 /// Handles a batch; while the database is away, waits and tries again with the same
-/// messages (they stay unacked, so a crash meanwhile loses nothing).
+/// messages (they stay unacked, so a crash meanwhile loses nothing). An error that
+/// retrying cannot fix is narrowed down to the event causing it, which is
+/// dead-lettered; the rest of the batch is routed.
 async fn handle_with_retry(
     router: &Router,
     channel: &Channel,
@@ -107,6 +109,9 @@ async fn handle_with_retry(
             Ok(()) => return Ok(()),
             Err(BatchError::Broker(e)) => return Err(ConsumeError::Broker(e)),
             Err(BatchError::Injected(f)) => return Err(ConsumeError::Injected(f)),
+            Err(BatchError::Store(e)) if !e.is_transient() => {
+                return isolate(router, channel, batch, &e, shutdown).await;
+            }
             Err(BatchError::Store(e)) => {
                 tracing::warn!(error = %e, retry_in = ?pause, events = batch.len(), "database unavailable; holding events");
             }
@@ -118,4 +123,31 @@ async fn handle_with_retry(
         }
         pause = (pause * 2).min(Duration::from_secs(5));
     }
+}
+
+/// Routes the events of a failed batch one at a time; one the database refuses on
+/// its own is dead-lettered with the database's error.
+async fn isolate(
+    router: &Router,
+    channel: &Channel,
+    batch: Vec<Delivery>,
+    error: &hookrelay_core::store::StoreError,
+    shutdown: &mut Shutdown,
+) -> Result<(), ConsumeError> {
+    if batch.len() == 1 {
+        return reject(
+            router,
+            channel,
+            &batch[0],
+            "event cannot be stored",
+            &error.to_string(),
+        )
+        .await
+        .map_err(ConsumeError::Broker);
+    }
+    tracing::warn!(%error, events = batch.len(), "batch refused by the database; routing its events one by one");
+    for delivery in batch {
+        Box::pin(handle_with_retry(router, channel, vec![delivery], shutdown)).await?;
+    }
+    Ok(())
 }

@@ -105,8 +105,8 @@ pub(crate) async fn handle_batch(
         }
         publish_unpublished(router, channel, &valid, &keys).await?;
     }
-    for (delivery, reason) in &invalid {
-        reject(router, channel, delivery, reason).await?;
+    for (delivery, error) in &invalid {
+        reject(router, channel, delivery, "invalid event", error).await?;
     }
     for routing in &valid {
         routing
@@ -245,25 +245,25 @@ async fn publish_unpublished(
 
 /// An event that can never be routed goes to the dead-letter queue with the reason;
 /// the router carries on.
-async fn reject(
+pub(crate) async fn reject(
     router: &Router,
     channel: &Channel,
     delivery: &Delivery,
     reason: &str,
-) -> Result<(), BatchError> {
-    const REASON: &str = "invalid event";
+    error: &str,
+) -> Result<(), AmqpError> {
     let topology = &router.config.topology;
     let span = route_span(delivery, None);
     let _entered = span.enter();
-    tracing::warn!(routing_key = %delivery.routing_key, error = %reason, "invalid event dead-lettered");
+    tracing::warn!(routing_key = %delivery.routing_key, %reason, %error, "event dead-lettered");
     deadletter::publish(
         channel,
         topology,
         &delivery.data,
         &delivery.properties,
         DeadLetter {
-            reason: REASON.into(),
-            error: Some(reason.to_owned()),
+            reason: reason.to_owned(),
+            error: Some(error.to_owned()),
             source_queue: topology.router_queue(),
             routing_key: delivery.routing_key.as_str().to_owned(),
             extra: Headers::new(),
@@ -272,6 +272,6 @@ async fn reject(
     .await?;
     delivery.acker.ack(BasicAckOptions::default()).await?;
     router.metrics.event(outcome::INVALID, 1);
-    router.metrics.dead_letter(ROLE, REASON);
+    router.metrics.dead_letter(ROLE, reason);
     Ok(())
 }

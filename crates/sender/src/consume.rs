@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use hookrelay_core::amqp::{self, AmqpError};
 use hookrelay_core::shutdown::Shutdown;
 use lapin::message::Delivery;
-use lapin::options::{BasicCancelOptions, BasicNackOptions};
+use lapin::options::{BasicCancelOptions, BasicRejectOptions};
 use lapin::{Channel, Connection, Consumer};
 use tokio::sync::Semaphore;
 
@@ -143,12 +143,11 @@ async fn process(ctx: &Ctx, delivery: Delivery, mut shutdown: Shutdown) {
             }
             Err(HandleError::Store(e)) => {
                 tracing::error!(error = %e, "delivery could not be handled; returning it to the queue");
+                // reject (not nack) counts toward x-delivery-limit on every RabbitMQ
+                // version, so a message that always fails ends in the dead-letter queue.
                 let _ = delivery
                     .acker
-                    .nack(BasicNackOptions {
-                        requeue: true,
-                        ..Default::default()
-                    })
+                    .reject(BasicRejectOptions { requeue: true })
                     .await;
                 return;
             }

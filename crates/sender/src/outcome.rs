@@ -50,6 +50,9 @@ struct Target {
     format: BodyFormat,
     policy: RetryPolicy,
     url_template: String,
+    /// Only stored webhooks' URLs may use environment variables: a one-off URL comes
+    /// from the upstream, which must not be able to read the tenant's variables.
+    templated: bool,
     limiter_key: String,
 }
 
@@ -142,6 +145,7 @@ async fn target(ctx: &Ctx, job: &SendJob) -> Result<Result<Target, String>, Hand
             policy: RetryPolicy::default(),
             limiter_key: format!("url:{}", host_of(&url)),
             url_template: url,
+            templated: false,
         }));
     };
     let webhook = match webhooks::by_id(&db(ctx).await?, webhook_id).await? {
@@ -156,6 +160,7 @@ async fn target(ctx: &Ctx, job: &SendJob) -> Result<Result<Target, String>, Hand
         format: webhook.format,
         policy: webhook.retry_on.clone(),
         url_template: webhook.url.clone(),
+        templated: true,
         limiter_key: webhook.id.to_string(),
         webhook: Some(webhook),
     }))
@@ -175,15 +180,20 @@ async fn attempt_once(
     delivery: &Delivery,
 ) -> Result<Answer, HandleError> {
     let event = &job.event;
-    let variables = match (&event.environment, target.url_template.contains("{{")) {
-        (Some(env), true) => environments::variables(&db(ctx).await?, &job.tenant, env).await?,
-        _ => Default::default(),
+    let url = if target.templated {
+        let variables = match (&event.environment, target.url_template.contains("{{")) {
+            (Some(env), true) => environments::variables(&db(ctx).await?, &job.tenant, env).await?,
+            _ => Default::default(),
+        };
+        template::resolve_url(
+            &target.url_template,
+            event.environment.as_deref(),
+            &variables,
+        )
+    } else {
+        template::literal_url(&target.url_template)
     };
-    let url = match template::resolve_url(
-        &target.url_template,
-        event.environment.as_deref(),
-        &variables,
-    ) {
+    let url = match url {
         Ok(url) => url,
         Err(e) => return Ok(Answer::refused(e.to_string())),
     };
@@ -256,6 +266,8 @@ async fn settle(
         .flatten();
     if let Some(delay) = next_delay {
         record.status = DeliveryStatus::Pending;
+        // The wait is rounded up to an existing delay queue; record the real one.
+        let delay = config.topology.delay_at_least(delay);
         record.next_attempt_at = Some(OffsetDateTime::now_utc() + delay);
         deliveries::record_attempt(&db(ctx).await?, &record).await?;
         let next = DeliveryMessage {

@@ -3,14 +3,18 @@
 use std::io::Read;
 use std::path::Path;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use hookrelay_core::amqp::ConnectRetry;
-use hookrelay_core::envelope::{DEFAULT_MAX_EVENT_BYTES, parse_one_or_many};
+use hookrelay_core::envelope::parse_one_or_many;
 use hookrelay_producer::Publisher;
 
 use crate::config::Common;
 
-pub async fn run(common: &Common, file: &Path) -> anyhow::Result<Vec<String>> {
+pub async fn run(
+    common: &Common,
+    file: &Path,
+    max_event_bytes: usize,
+) -> anyhow::Result<Vec<String>> {
     let body = if file == Path::new("-") {
         let mut buf = Vec::new();
         std::io::stdin()
@@ -20,8 +24,18 @@ pub async fn run(common: &Common, file: &Path) -> anyhow::Result<Vec<String>> {
     } else {
         std::fs::read(file).with_context(|| format!("reading {}", file.display()))?
     };
-    let events = parse_one_or_many(&body, DEFAULT_MAX_EVENT_BYTES.max(body.len()))
+    // The file may hold many events; the limit is per event, as the router applies it.
+    let events = parse_one_or_many(&body, body.len())
         .with_context(|| format!("{} is not a valid event envelope", file.display()))?;
+    for (i, event) in events.iter().enumerate() {
+        let size = event.to_json().len();
+        if size > max_event_bytes {
+            bail!(
+                "event [{i}] (`{}`) is {size} bytes, over the limit of {max_event_bytes} (HOOKRELAY_MAX_EVENT_BYTES)",
+                event.id
+            );
+        }
+    }
     let publisher =
         Publisher::connect(&common.amqp_url, common.topology(), ConnectRetry::default()).await?;
     publisher.publish_batch(&events).await?;

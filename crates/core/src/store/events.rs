@@ -28,7 +28,7 @@ pub async fn insert_new(
         .query(
             "INSERT INTO events (tenant, id, type, session_id, occurred_at, envelope) \
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], \
-                                  $5::timestamptz[], $6::jsonb[]) \
+                                  $5::timestamptz[], $6::json[]) \
              ON CONFLICT (tenant, id) DO NOTHING RETURNING tenant, id",
             &[&tenants, &ids, &types, &sessions, &occurred, &envelopes],
         )

@@ -24,7 +24,7 @@ const MIGRATION_LOCK: i64 = 0x686f_6f6b_7265_6c61; // "hookrela"
 pub enum StoreError {
     #[error("database URL is invalid: {0}")]
     BadUrl(String),
-    #[error("database error: {0}")]
+    #[error("database error: {}", describe(.0))]
     Db(#[from] tokio_postgres::Error),
     #[error("no database connection available: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
@@ -44,10 +44,39 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Pool(_) => true,
-            Self::Db(e) => e.is_closed() || e.code().is_none(),
+            Self::Db(e) => match e.code() {
+                None => true,
+                // Connection trouble, serialization failures and deadlocks, too many
+                // connections, shutdowns: worth another try.
+                Some(code) => {
+                    let c = code.code();
+                    c.starts_with("08")
+                        || c.starts_with("40")
+                        || c.starts_with("53")
+                        || c.starts_with("57P")
+                }
+            },
             _ => false,
         }
     }
+}
+
+/// tokio-postgres's own text is just "db error"; the server's message is what helps.
+fn describe(e: &tokio_postgres::Error) -> String {
+    let Some(db) = e.as_db_error() else {
+        let source = std::error::Error::source(e)
+            .map(|s| format!(": {s}"))
+            .unwrap_or_default();
+        return format!("{e}{source}");
+    };
+    let mut text = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+    if let Some(detail) = db.detail() {
+        text.push_str(&format!("; {detail}"));
+    }
+    if let Some(constraint) = db.constraint() {
+        text.push_str(&format!("; constraint {constraint}"));
+    }
+    text
 }
 
 /// Parses a `postgres://` URL; it must name a database.
