@@ -1,5 +1,6 @@
 //! End-to-end tests: one binary, one module per capability.
 
+mod bench;
 mod deploy;
 mod ingest;
 mod observability;

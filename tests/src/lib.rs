@@ -2,6 +2,7 @@
 //! own AMQP prefix, real HTTP receivers on 127.0.0.1, and the roles in-process.
 //! Everything it creates is removed when the stack is dropped, even after a panic.
 
+pub mod bench;
 pub mod db;
 pub mod receiver;
 pub mod stack;

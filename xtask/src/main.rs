@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("demo") => demo::run(),
         Some("check-deploy") => deploy::check(&demo::workspace_root()),
+        Some("bench") => bench(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <test|demo>\n\n  test [ARGS]  check services, then run every test (ARGS go to the test runner)\n  demo         check services, then run hookrelay end to end with a demo receiver"
@@ -49,5 +50,25 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     }
     let status = cmd.args(extra).status().context("running the tests")?;
     anyhow::ensure!(status.success(), "tests failed");
+    Ok(())
+}
+
+/// The benchmark, built with optimisations: `cargo bench` of the pipeline bench.
+fn bench(extra: &[String]) -> anyhow::Result<()> {
+    services::ensure()?;
+    let status = Command::new("cargo")
+        .args([
+            "bench",
+            "-q",
+            "-p",
+            "hookrelay-tests",
+            "--bench",
+            "pipeline",
+            "--",
+        ])
+        .args(extra)
+        .status()
+        .context("running the benchmark")?;
+    anyhow::ensure!(status.success(), "the benchmark failed");
     Ok(())
 }

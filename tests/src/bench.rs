@@ -1,0 +1,393 @@
+//! The end-to-end benchmark: hookrelay against the broker's own ceiling, on this
+//! machine's RabbitMQ and Postgres, with the roles in this process and a lean
+//! receiver on 127.0.0.1. Used by `cargo xtask bench` and by a CI smoke test.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use futures_util::StreamExt;
+use hookrelay_core::Event;
+use hookrelay_core::amqp::{self, ConnectRetry, Headers};
+use hookrelay_core::metrics::event as routed;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::stack::{event, webhook};
+use crate::{AMQP_URL, TestStack, wait_until};
+
+/// One benchmark run.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub name: String,
+    pub events: usize,
+    pub fanout: usize,
+    pub payload_bytes: usize,
+    /// Events per second to publish at; 0 = as fast as possible.
+    pub rate: u32,
+    /// Of the `fanout` webhooks, how many answer 429 every time.
+    pub throttled: usize,
+    /// Add one webhook that never answers.
+    pub hanging: bool,
+}
+
+impl Scenario {
+    pub fn new(name: &str, events: usize, fanout: usize, payload_bytes: usize) -> Self {
+        Self {
+            name: name.to_owned(),
+            events,
+            fanout,
+            payload_bytes,
+            rate: 0,
+            throttled: 0,
+            hanging: false,
+        }
+    }
+
+    /// Deliveries the healthy webhooks must receive.
+    fn expected(&self) -> usize {
+        self.events * (self.fanout - self.throttled)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub scenario: String,
+    pub events: usize,
+    pub fanout: usize,
+    pub payload_bytes: usize,
+    pub rate: u32,
+    pub expected_deliveries: usize,
+    pub deliveries_per_sec: f64,
+    pub events_routed_per_sec: f64,
+    pub broker_ceiling_msgs_per_sec: f64,
+    pub ratio_to_ceiling: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub lost: usize,
+    pub duplicates: usize,
+    pub seconds: f64,
+    /// CPU seconds of this process (all roles and the receiver) during the run.
+    pub cpu_seconds: f64,
+    pub peak_rss_mib: f64,
+}
+
+#[derive(Default)]
+struct Seen {
+    by_id: HashMap<String, u32>,
+    latencies_us: Vec<u64>,
+    first: Option<Instant>,
+    last: Option<Instant>,
+    throttled: usize,
+}
+
+/// A receiver that only counts: `webhook-id` for duplicates, `sent_at_us` in the
+/// payload for latency. `/429/...` answers 429; `/hang/...` never answers.
+async fn receive(
+    State(seen): State<Arc<Mutex<Seen>>>,
+    Path((kind, _hook)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    match kind.as_str() {
+        "429" => {
+            seen.lock().unwrap().throttled += 1;
+            return StatusCode::TOO_MANY_REQUESTS;
+        }
+        "hang" => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            return StatusCode::OK;
+        }
+        _ => {}
+    }
+    let now = now_us();
+    let sent = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["sent_at_us"].as_u64());
+    let id = headers
+        .get("webhook-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let mut seen = seen.lock().unwrap();
+    *seen.by_id.entry(id).or_default() += 1;
+    if let Some(sent) = sent {
+        seen.latencies_us.push(now.saturating_sub(sent));
+    }
+    let t = Instant::now();
+    seen.first.get_or_insert(t);
+    seen.last = Some(t);
+    StatusCode::OK
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or_default()
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)] as f64 / 1000.0
+}
+
+/// (CPU seconds, peak RSS MiB) of this process, from /proc.
+fn usage() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields
+        .get(11)
+        .and_then(|u| u.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        + fields
+            .get(12)
+            .and_then(|s| s.parse::<f64>().ok())
+            .unwrap_or(0.0);
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let hwm_kib: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    (ticks / 100.0, hwm_kib / 1024.0)
+}
+
+/// Raw persistent publish + consume with confirms through lapin on a quorum queue:
+/// the most this broker moves per second here, the yardstick for hookrelay.
+pub async fn broker_ceiling(messages: usize, payload_bytes: usize) -> f64 {
+    let conn = amqp::connect(AMQP_URL, "hookrelay-bench-ceiling", ConnectRetry::default())
+        .await
+        .expect("broker");
+    let publish = amqp::confirm_channel(&conn).await.expect("channel");
+    let consume = conn.create_channel().await.expect("channel");
+    let queue = format!("t.ceiling.{}", uuid::Uuid::new_v4().simple());
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString(LongString::from("quorum")),
+    );
+    let options = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    publish
+        .queue_declare(queue.as_str().into(), options, args)
+        .await
+        .expect("declare");
+    consume
+        .basic_qos(500, Default::default())
+        .await
+        .expect("qos");
+    let mut consumer = consume
+        .basic_consume(
+            queue.as_str().into(),
+            "ceiling".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    let body = vec![b'x'; payload_bytes];
+    let started = Instant::now();
+    let reader = tokio::spawn(async move {
+        for _ in 0..messages {
+            let Some(Ok(d)) = consumer.next().await else {
+                break;
+            };
+            d.acker.ack(BasicAckOptions::default()).await.expect("ack");
+        }
+    });
+    for chunk in (0..messages).collect::<Vec<_>>().chunks(500) {
+        let mut pending = Vec::with_capacity(chunk.len());
+        for i in chunk {
+            let props =
+                amqp::persistent(&i.to_string(), Headers::new().into_table()).expect("props");
+            pending.push(
+                amqp::start_publish(&publish, "", &queue, &body, props)
+                    .await
+                    .expect("publish"),
+            );
+        }
+        amqp::confirm_all(pending).await.expect("confirm");
+    }
+    reader.await.expect("reader");
+    let rate = messages as f64 / started.elapsed().as_secs_f64();
+    let _ = publish
+        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+        .await;
+    rate
+}
+
+fn events_for(s: &Scenario) -> Vec<Event> {
+    let blob = "x".repeat(s.payload_bytes.saturating_sub(80));
+    (0..s.events)
+        .map(|_| {
+            event(
+                "bench",
+                "import_completed",
+                json!({"payload": {"event": "import_completed", "data": {"blob": blob}}}),
+            )
+        })
+        .collect()
+}
+
+/// Publishes at the scenario's rate, stamping each event's payload with its send time.
+async fn publish(stack: &TestStack, s: &Scenario, mut events: Vec<Event>) {
+    let chunk = if s.rate == 0 {
+        200
+    } else {
+        (s.rate as usize / 100).max(1)
+    };
+    let tick = Duration::from_secs_f64(chunk as f64 / f64::from(s.rate.max(1)));
+    let mut next = tokio::time::Instant::now();
+    for batch in events.chunks_mut(chunk) {
+        if s.rate > 0 {
+            tokio::time::sleep_until(next).await;
+            next += tick;
+        }
+        let stamp = now_us();
+        for e in batch.iter_mut() {
+            e.payload["sent_at_us"] = json!(stamp);
+        }
+        stack.publisher.publish_batch(batch).await.expect("publish");
+    }
+}
+
+/// Runs one scenario end to end and measures it.
+pub async fn run(s: &Scenario, ceiling: f64) -> Report {
+    let mut stack = TestStack::new().await;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let app = axum::Router::new()
+        .route("/{kind}/{hook}", axum::routing::post(receive))
+        .with_state(Arc::clone(&seen));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    for i in 0..s.fanout {
+        let kind = if i < s.throttled { "429" } else { "ok" };
+        stack
+            .create_webhook(webhook(
+                "bench",
+                &format!("w{i}"),
+                &format!("http://{addr}/{kind}/w{i}"),
+            ))
+            .await;
+    }
+    if s.hanging {
+        stack
+            .create_webhook(webhook(
+                "bench",
+                "hanging",
+                &format!("http://{addr}/hang/h"),
+            ))
+            .await;
+    }
+    let mut sender = stack.sender_config();
+    sender.http_timeout = Duration::from_secs(10);
+    stack.start_sender_with(sender).await;
+    let router = stack.start_router().await;
+
+    let (cpu_before, _) = usage();
+    let started = Instant::now();
+    publish(&stack, s, events_for(s)).await;
+    let expected = s.expected();
+    let limit = Duration::from_secs(60 + (expected / 200) as u64);
+    wait_until("every expected delivery arrived", limit, || async {
+        seen.lock().unwrap().by_id.len() >= expected
+    })
+    .await;
+    let routed_at = router.metrics.events(routed::ROUTED);
+    let elapsed = started.elapsed();
+    // Stragglers would be duplicates: give them a moment before counting.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (cpu_after, rss) = usage();
+    stack.stop_roles().await;
+
+    let seen = seen.lock().unwrap();
+    let received: usize = seen.by_id.values().map(|n| *n as usize).sum();
+    let mut latencies = seen.latencies_us.clone();
+    latencies.sort_unstable();
+    // Sustained rate: from the first 10 % of deliveries to the last.
+    let warm = latencies.len() / 10;
+    let window = match (seen.first, seen.last) {
+        (Some(first), Some(last)) => (last - first).as_secs_f64(),
+        _ => elapsed.as_secs_f64(),
+    };
+    let deliveries_per_sec = (received.saturating_sub(warm)) as f64 / (window * 0.9).max(1e-3);
+    Report {
+        scenario: s.name.clone(),
+        events: s.events,
+        fanout: s.fanout,
+        payload_bytes: s.payload_bytes,
+        rate: s.rate,
+        expected_deliveries: expected,
+        deliveries_per_sec,
+        events_routed_per_sec: routed_at as f64 / elapsed.as_secs_f64(),
+        broker_ceiling_msgs_per_sec: ceiling,
+        ratio_to_ceiling: if ceiling > 0.0 {
+            deliveries_per_sec / ceiling
+        } else {
+            0.0
+        },
+        p50_ms: percentile(&latencies, 0.50),
+        p90_ms: percentile(&latencies, 0.90),
+        p99_ms: percentile(&latencies, 0.99),
+        max_ms: percentile(&latencies, 1.0),
+        lost: expected.saturating_sub(seen.by_id.len()),
+        duplicates: received - seen.by_id.len(),
+        seconds: elapsed.as_secs_f64(),
+        cpu_seconds: cpu_after - cpu_before,
+        peak_rss_mib: rss,
+    }
+}
+
+/// The table printed on stdout.
+pub fn table(reports: &[Report]) -> String {
+    let mut out = String::from(
+        "| scenario | events | fan-out | payload | rate | deliveries/s | events/s | ceiling msg/s | ratio | p50 ms | p90 ms | p99 ms | max ms | lost | dup | CPU s | RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in reports {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {:.1} | {:.0} |\n",
+            r.scenario,
+            r.events,
+            r.fanout,
+            r.payload_bytes,
+            if r.rate == 0 { "max".to_owned() } else { r.rate.to_string() },
+            r.deliveries_per_sec,
+            r.events_routed_per_sec,
+            r.broker_ceiling_msgs_per_sec,
+            r.ratio_to_ceiling,
+            r.p50_ms,
+            r.p90_ms,
+            r.p99_ms,
+            r.max_ms,
+            r.lost,
+            r.duplicates,
+            r.cpu_seconds,
+            r.peak_rss_mib,
+        ));
+    }
+    out
+}
