@@ -20,6 +20,7 @@ const CONSUMER_TAG: &str = "hookrelay-sender";
 
 pub(crate) async fn run(sender: Sender, mut shutdown: Shutdown) -> Result<(), SenderError> {
     let client = crate::request::client(sender.config.http_timeout)?;
+    let recorder = crate::recorder::Recorder::start(sender.pool.clone());
     let limiter = PerTarget::new(
         sender.config.per_webhook_concurrency,
         sender.config.slow_after,
@@ -35,6 +36,7 @@ pub(crate) async fn run(sender: Sender, mut shutdown: Shutdown) -> Result<(), Se
                 pause = Duration::from_millis(200);
                 let ctx = Arc::new(Ctx {
                     sender: sender.clone(),
+                    recorder: recorder.clone(),
                     client: client.clone(),
                     channel,
                     limiter: Arc::clone(&limiter),

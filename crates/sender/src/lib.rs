@@ -8,6 +8,7 @@
 mod consume;
 mod limiter;
 mod outcome;
+mod recorder;
 mod request;
 
 use std::sync::Arc;

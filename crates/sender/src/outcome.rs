@@ -8,7 +8,7 @@ use hookrelay_core::deadletter::{self, DeadLetter};
 use hookrelay_core::metrics::{outcome, status_class};
 use hookrelay_core::retry::{Failure, RetryPolicy};
 use hookrelay_core::store::deliveries::{self, AttemptRecord, DeliveryStatus, SendJob};
-use hookrelay_core::store::webhooks::{self, BodyFormat, Webhook};
+use hookrelay_core::store::webhooks::{BodyFormat, Webhook};
 use hookrelay_core::store::{StoreError, environments};
 use hookrelay_core::wire::{self, DeliveryMessage};
 use hookrelay_core::{template, trace};
@@ -25,6 +25,7 @@ use crate::request::{self, Answer, Outgoing};
 /// What a delivery task shares with the others.
 pub(crate) struct Ctx {
     pub sender: Sender,
+    pub recorder: crate::recorder::Recorder,
     pub client: reqwest::Client,
     pub channel: Channel,
     pub limiter: Arc<PerTarget>,
@@ -117,7 +118,7 @@ async fn handle_message(
         delivery.acker.ack(BasicAckOptions::default()).await?;
         return Ok(());
     }
-    let target = match target(ctx, &job).await? {
+    let target = match target(&job) {
         Ok(t) => t,
         Err(reason) => {
             let attempts = ids(&message).int(wire::HEADER_ATTEMPTS, i64::from(job.attempts));
@@ -136,34 +137,34 @@ async fn handle_message(
 }
 
 /// Loads and checks the webhook. `Err(reason)` is a permanent refusal without a POST.
-async fn target(ctx: &Ctx, job: &SendJob) -> Result<Result<Target, String>, HandleError> {
+fn target(job: &SendJob) -> Result<Target, String> {
     let Some(webhook_id) = job.webhook_id else {
         let url = job.url.clone().unwrap_or_default();
-        return Ok(Ok(Target {
+        return Ok(Target {
             webhook: None,
             format: BodyFormat::Form,
             policy: RetryPolicy::default(),
             limiter_key: format!("url:{}", host_of(&url)),
             url_template: url,
             templated: false,
-        }));
+        });
     };
-    let webhook = match webhooks::by_id(&db(ctx).await?, webhook_id).await? {
+    let webhook = match job.webhook.clone().filter(|w| w.id == webhook_id) {
         Some(w) if w.tenant != job.tenant => {
-            return Ok(Err("webhook belongs to another tenant".into()));
+            return Err("webhook belongs to another tenant".into());
         }
-        Some(w) if !w.enabled => return Ok(Err("webhook disabled".into())),
+        Some(w) if !w.enabled => return Err("webhook disabled".into()),
         Some(w) => w,
-        None => return Ok(Err("webhook deleted".into())),
+        None => return Err("webhook deleted".into()),
     };
-    Ok(Ok(Target {
+    Ok(Target {
         format: webhook.format,
         policy: webhook.retry_on.clone(),
         url_template: webhook.url.clone(),
         templated: true,
         limiter_key: webhook.id.to_string(),
         webhook: Some(webhook),
-    }))
+    })
 }
 
 fn host_of(url: &str) -> &str {
@@ -255,7 +256,7 @@ async fn settle(
         next_attempt_at: None,
     };
     let Some(failure) = answer.failure else {
-        deliveries::record_attempt(&db(ctx).await?, &record).await?;
+        ctx.recorder.record(record.clone()).await?;
         ctx.sender.metrics.outcome(outcome::DELIVERED);
         delivery.acker.ack(BasicAckOptions::default()).await?;
         return Ok(());
@@ -269,7 +270,7 @@ async fn settle(
         // The wait is rounded up to an existing delay queue; record the real one.
         let delay = config.topology.delay_at_least(delay);
         record.next_attempt_at = Some(OffsetDateTime::now_utc() + delay);
-        deliveries::record_attempt(&db(ctx).await?, &record).await?;
+        ctx.recorder.record(record.clone()).await?;
         let next = DeliveryMessage {
             attempt: attempt + 1,
             ..message.clone()
@@ -304,7 +305,7 @@ async fn settle(
     )
     .await?;
     record.status = DeliveryStatus::Failed;
-    deliveries::record_attempt(&db(ctx).await?, &record).await?;
+    ctx.recorder.record(record.clone()).await?;
     ctx.sender.metrics.outcome(outcome::FAILED);
     ctx.sender.metrics.dead_letter(crate::ROLE, reason);
     tracing::warn!(reason, error = ?answer.error, "delivery dead-lettered");

@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::StoreError;
 use crate::envelope::Event;
+use crate::store::webhooks::Webhook;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -147,20 +148,23 @@ pub struct SendJob {
     pub status: DeliveryStatus,
     pub attempts: i32,
     pub webhook_id: Option<Uuid>,
+    /// The stored webhook, if the delivery has one and it still exists.
+    pub webhook: Option<Webhook>,
     pub url: Option<String>,
     pub event: Event,
     pub created_at: OffsetDateTime,
 }
 
+/// The delivery, its event and its webhook in one round trip.
 pub async fn send_job(db: &impl GenericClient, id: Uuid) -> Result<Option<SendJob>, StoreError> {
-    let row = db
-        .query_opt(
-            "SELECT d.id, d.tenant, d.status, d.attempts, d.webhook_id, d.url, d.created_at, e.envelope \
-             FROM deliveries d JOIN events e ON e.tenant = d.tenant AND e.id = d.event_id \
-             WHERE d.id = $1",
-            &[&id],
-        )
-        .await?;
+    let sql = format!(
+        "SELECT d.id, d.tenant, d.status, d.attempts, d.webhook_id, d.url, d.created_at, e.envelope, {} \
+         FROM deliveries d JOIN events e ON e.tenant = d.tenant AND e.id = d.event_id \
+         LEFT JOIN webhooks w ON w.id = d.webhook_id \
+         WHERE d.id = $1",
+        super::webhooks::select_prefixed("w", "w_")
+    );
+    let row = db.query_opt(&sql, &[&id]).await?;
     let Some(r) = row else { return Ok(None) };
     let envelope: serde_json::Value = r.try_get("envelope")?;
     let event: Event = serde_json::from_value(envelope)
@@ -171,6 +175,7 @@ pub async fn send_job(db: &impl GenericClient, id: Uuid) -> Result<Option<SendJo
         status: DeliveryStatus::parse(r.try_get("status")?)?,
         attempts: r.try_get("attempts")?,
         webhook_id: r.try_get("webhook_id")?,
+        webhook: super::webhooks::from_row_prefixed(&r, "w_")?,
         url: r.try_get("url")?,
         event,
         created_at: r.try_get("created_at")?,
@@ -203,29 +208,42 @@ impl AttemptRecord {
     }
 }
 
-/// Records the attempt and the delivery's new state in one statement.
-pub async fn record_attempt(db: &impl GenericClient, a: &AttemptRecord) -> Result<(), StoreError> {
+/// Records attempts and their deliveries' new states, many in one statement (and one
+/// commit): the sender's hot path.
+pub async fn record_attempts(
+    db: &impl GenericClient,
+    records: &[AttemptRecord],
+) -> Result<(), StoreError> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = records.iter().map(|a| a.delivery_id).collect();
+    let attempts: Vec<i32> = records.iter().map(|a| a.attempt).collect();
+    let started: Vec<OffsetDateTime> = records.iter().map(|a| a.started_at).collect();
+    let latency: Vec<f64> = records.iter().map(|a| a.latency_ms).collect();
+    let codes: Vec<Option<i32>> = records.iter().map(|a| a.status_code).collect();
+    let errors: Vec<Option<&str>> = records.iter().map(|a| a.error.as_deref()).collect();
+    let snippets: Vec<Option<&str>> = records
+        .iter()
+        .map(|a| a.response_snippet.as_deref())
+        .collect();
+    let outcomes: Vec<&str> = records.iter().map(AttemptRecord::outcome).collect();
+    let statuses: Vec<&str> = records.iter().map(|a| a.status.as_str()).collect();
+    let next: Vec<Option<OffsetDateTime>> = records.iter().map(|a| a.next_attempt_at).collect();
     db.execute(
-        "WITH attempt AS ( \
+        "WITH input AS ( \
+           SELECT * FROM unnest($1::uuid[], $2::int[], $3::timestamptz[], $4::float8[], $5::int[], \
+             $6::text[], $7::text[], $8::text[], $9::text[], $10::timestamptz[]) \
+           AS t(delivery_id, attempt, started_at, latency_ms, status_code, error, snippet, outcome, status, next_at)), \
+         attempt AS ( \
            INSERT INTO delivery_attempts (delivery_id, attempt, started_at, latency_ms, \
              status_code, error, response_snippet, outcome) \
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)) \
-         UPDATE deliveries SET status = $9, attempts = GREATEST(attempts, $2), \
-           last_attempt_at = $3, last_status = $5, last_error = $6, next_attempt_at = $10, \
-           updated_at = now() \
-         WHERE id = $1",
-        &[
-            &a.delivery_id,
-            &a.attempt,
-            &a.started_at,
-            &a.latency_ms,
-            &a.status_code,
-            &a.error,
-            &a.response_snippet,
-            &a.outcome(),
-            &a.status.as_str(),
-            &a.next_attempt_at,
-        ],
+           SELECT delivery_id, attempt, started_at, latency_ms, status_code, error, snippet, outcome FROM input) \
+         UPDATE deliveries d SET status = i.status, attempts = GREATEST(d.attempts, i.attempt), \
+           last_attempt_at = i.started_at, last_status = i.status_code, last_error = i.error, \
+           next_attempt_at = i.next_at, updated_at = now() \
+         FROM input i WHERE d.id = i.delivery_id",
+        &[&ids, &attempts, &started, &latency, &codes, &errors, &snippets, &outcomes, &statuses, &next],
     )
     .await?;
     Ok(())

@@ -190,26 +190,47 @@ impl NewWebhook {
 }
 
 fn from_row(row: &Row) -> Result<Webhook, StoreError> {
-    let retry_on: Vec<String> = row.try_get("retry_on")?;
-    let format: String = row.try_get("format")?;
-    Ok(Webhook {
-        id: row.try_get("id")?,
-        tenant: row.try_get("tenant")?,
-        key: row.try_get("key")?,
-        url: row.try_get("url")?,
-        event_types: row.try_get("event_types")?,
-        secret: row.try_get::<_, Option<String>>("secret")?.map(Secret),
-        development_mode: row.try_get("development_mode")?,
-        import_identifiers: row.try_get("import_identifiers")?,
-        schema_ids: row.try_get("schema_ids")?,
+    from_row_prefixed(row, "")?.ok_or_else(|| StoreError::Invalid("webhook row without id".into()))
+}
+
+/// `w.id AS w_id, w.tenant AS w_tenant, ...`: the columns under a prefix, for joins.
+pub(super) fn select_prefixed(alias: &str, prefix: &str) -> String {
+    COLUMNS
+        .split(',')
+        .map(str::trim)
+        .map(|c| format!("{alias}.{c} AS {prefix}{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A webhook from columns named `{prefix}id`, ...; `None` when a LEFT JOIN found none.
+pub(super) fn from_row_prefixed(row: &Row, prefix: &str) -> Result<Option<Webhook>, StoreError> {
+    let col = |name: &str| format!("{prefix}{name}");
+    let Some(id) = row.try_get::<_, Option<Uuid>>(col("id").as_str())? else {
+        return Ok(None);
+    };
+    let retry_on: Vec<String> = row.try_get(col("retry_on").as_str())?;
+    let format: String = row.try_get(col("format").as_str())?;
+    Ok(Some(Webhook {
+        id,
+        tenant: row.try_get(col("tenant").as_str())?,
+        key: row.try_get(col("key").as_str())?,
+        url: row.try_get(col("url").as_str())?,
+        event_types: row.try_get(col("event_types").as_str())?,
+        secret: row
+            .try_get::<_, Option<String>>(col("secret").as_str())?
+            .map(Secret),
+        development_mode: row.try_get(col("development_mode").as_str())?,
+        import_identifiers: row.try_get(col("import_identifiers").as_str())?,
+        schema_ids: row.try_get(col("schema_ids").as_str())?,
         format: format.parse()?,
         retry_on: RetryPolicy::parse(&retry_on)
             .map_err(|e| StoreError::Invalid(format!("stored retry_on: {e}")))?,
-        enabled: row.try_get("enabled")?,
-        disabled_reason: row.try_get("disabled_reason")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
+        enabled: row.try_get(col("enabled").as_str())?,
+        disabled_reason: row.try_get(col("disabled_reason").as_str())?,
+        created_at: row.try_get(col("created_at").as_str())?,
+        updated_at: row.try_get(col("updated_at").as_str())?,
+    }))
 }
 
 fn key_conflict(tenant: &str, key: &str) -> impl FnOnce(tokio_postgres::Error) -> StoreError {
