@@ -133,7 +133,7 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub roles: Vec<Role>,
-    /// Address of the api role's HTTP server.
+    /// HTTP address of this process: probes and /metrics always, ingest with the api role.
     #[arg(long, env = "HOOKRELAY_HTTP_ADDR", default_value = defaults::DEFAULT_HTTP_ADDR)]
     pub http_addr: SocketAddr,
     /// Bearer token required by /v1 routes; required to bind a non-loopback address.

@@ -53,13 +53,40 @@ impl Publisher {
         &self.topology
     }
 
-    /// Whether the broker connection is currently up.
+    /// Whether the broker connection is up; if it is down, one quick attempt to
+    /// reconnect is made first, so a readiness probe also heals an idle publisher.
     pub async fn is_connected(&self) -> bool {
-        self.link
-            .lock()
-            .await
+        let mut link = self.link.lock().await;
+        if link
             .as_ref()
             .is_some_and(|l| l.channel.status().connected())
+        {
+            return true;
+        }
+        let once = ConnectRetry {
+            attempts: 1,
+            max_delay: std::time::Duration::from_secs(1),
+        };
+        match self.open(once).await {
+            Ok(l) => {
+                *link = Some(l);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "publisher cannot reach RabbitMQ");
+                false
+            }
+        }
+    }
+
+    async fn open(&self, retry: ConnectRetry) -> Result<Link, PublishError> {
+        let connection = amqp::connect(&self.url, "hookrelay-producer", retry).await?;
+        let channel = amqp::confirm_channel(&connection).await?;
+        self.topology.declare_ingress(&channel).await?;
+        Ok(Link {
+            _connection: connection,
+            channel,
+        })
     }
 
     async fn channel(&self) -> Result<Channel, PublishError> {
@@ -70,13 +97,9 @@ impl Publisher {
             return Ok(l.channel.clone());
         }
         *link = None;
-        let connection = amqp::connect(&self.url, "hookrelay-producer", self.retry).await?;
-        let channel = amqp::confirm_channel(&connection).await?;
-        self.topology.declare_ingress(&channel).await?;
-        *link = Some(Link {
-            _connection: connection,
-            channel: channel.clone(),
-        });
+        let opened = self.open(self.retry).await?;
+        let channel = opened.channel.clone();
+        *link = Some(opened);
         Ok(channel)
     }
 

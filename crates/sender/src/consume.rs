@@ -21,6 +21,7 @@ const CONSUMER_TAG: &str = "hookrelay-sender";
 pub(crate) async fn run(sender: Sender, mut shutdown: Shutdown) -> Result<(), SenderError> {
     let client = crate::request::client(sender.config.http_timeout)?;
     let recorder = crate::recorder::Recorder::start(sender.pool.clone());
+    let loader = crate::recorder::Loader::start(sender.pool.clone());
     let limiter = PerTarget::new(
         sender.config.per_webhook_concurrency,
         sender.config.slow_after,
@@ -37,6 +38,7 @@ pub(crate) async fn run(sender: Sender, mut shutdown: Shutdown) -> Result<(), Se
                 let ctx = Arc::new(Ctx {
                     sender: sender.clone(),
                     recorder: recorder.clone(),
+                    loader: loader.clone(),
                     client: client.clone(),
                     channel,
                     limiter: Arc::clone(&limiter),

@@ -5,6 +5,7 @@
 //! Architecture invariant: a delivery message is acked only after its outcome is
 //! committed and any follow-up message (retry or dead letter) is confirmed.
 
+mod batcher;
 mod consume;
 mod limiter;
 mod outcome;

@@ -26,6 +26,7 @@ use crate::request::{self, Answer, Outgoing};
 pub(crate) struct Ctx {
     pub sender: Sender,
     pub recorder: crate::recorder::Recorder,
+    pub loader: crate::recorder::Loader,
     pub client: reqwest::Client,
     pub channel: Channel,
     pub limiter: Arc<PerTarget>,
@@ -99,7 +100,7 @@ async fn handle_message(
     delivery: &Delivery,
     message: DeliveryMessage,
 ) -> Result<(), HandleError> {
-    let Some(job) = deliveries::send_job(&db(ctx).await?, message.delivery_id).await? else {
+    let Some(job) = ctx.loader.load(message.delivery_id).await? else {
         let letter = letter(
             ctx,
             "delivery not found",
@@ -126,13 +127,15 @@ async fn handle_message(
             return dead_letter_and_ack(ctx, delivery, letter, Some(job.id)).await;
         }
     };
-    let Some(_slot) = ctx.limiter.acquire(&target.limiter_key).await else {
+    let Some(slot) = ctx.limiter.acquire(&target.limiter_key).await else {
         return defer(ctx, delivery, &message).await;
     };
     let attempt = message
         .attempt
         .max(u32::try_from(job.attempts).unwrap_or(0) + 1);
     let answer = attempt_once(ctx, &job, &target, attempt, delivery).await?;
+    // The cap is on requests in flight to the endpoint, not on our bookkeeping.
+    drop(slot);
     settle(ctx, delivery, &message, &job, &target, attempt, answer).await
 }
 

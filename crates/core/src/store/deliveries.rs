@@ -155,31 +155,40 @@ pub struct SendJob {
     pub created_at: OffsetDateTime,
 }
 
-/// The delivery, its event and its webhook in one round trip.
-pub async fn send_job(db: &impl GenericClient, id: Uuid) -> Result<Option<SendJob>, StoreError> {
+/// Deliveries with their events and webhooks, many in one round trip; ids not found
+/// are missing from the map.
+pub async fn send_jobs(
+    db: &impl GenericClient,
+    ids: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, SendJob>, StoreError> {
     let sql = format!(
         "SELECT d.id, d.tenant, d.status, d.attempts, d.webhook_id, d.url, d.created_at, e.envelope, {} \
          FROM deliveries d JOIN events e ON e.tenant = d.tenant AND e.id = d.event_id \
          LEFT JOIN webhooks w ON w.id = d.webhook_id \
-         WHERE d.id = $1",
+         WHERE d.id = ANY($1)",
         super::webhooks::select_prefixed("w", "w_")
     );
-    let row = db.query_opt(&sql, &[&id]).await?;
-    let Some(r) = row else { return Ok(None) };
-    let envelope: serde_json::Value = r.try_get("envelope")?;
-    let event: Event = serde_json::from_value(envelope)
-        .map_err(|e| StoreError::Invalid(format!("stored envelope of delivery {id}: {e}")))?;
-    Ok(Some(SendJob {
-        id: r.try_get("id")?,
-        tenant: r.try_get("tenant")?,
-        status: DeliveryStatus::parse(r.try_get("status")?)?,
-        attempts: r.try_get("attempts")?,
-        webhook_id: r.try_get("webhook_id")?,
-        webhook: super::webhooks::from_row_prefixed(&r, "w_")?,
-        url: r.try_get("url")?,
-        event,
-        created_at: r.try_get("created_at")?,
-    }))
+    let rows = db.query(&sql, &[&ids]).await?;
+    let mut jobs = std::collections::HashMap::with_capacity(rows.len());
+    for r in rows {
+        let id: Uuid = r.try_get("id")?;
+        let envelope: serde_json::Value = r.try_get("envelope")?;
+        let event: Event = serde_json::from_value(envelope)
+            .map_err(|e| StoreError::Invalid(format!("stored envelope of delivery {id}: {e}")))?;
+        let job = SendJob {
+            id,
+            tenant: r.try_get("tenant")?,
+            status: DeliveryStatus::parse(r.try_get("status")?)?,
+            attempts: r.try_get("attempts")?,
+            webhook_id: r.try_get("webhook_id")?,
+            webhook: super::webhooks::from_row_prefixed(&r, "w_")?,
+            url: r.try_get("url")?,
+            event,
+            created_at: r.try_get("created_at")?,
+        };
+        jobs.insert(id, job);
+    }
+    Ok(jobs)
 }
 
 /// One finished HTTP attempt (or a permanent failure found before sending).

@@ -36,6 +36,9 @@ pub enum StoreError {
     Conflict(String),
     #[error("{0}")]
     Invalid(String),
+    /// The database could not be reached or could not serve now; worth retrying.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl StoreError {
@@ -43,7 +46,7 @@ impl StoreError {
     /// errors in what was asked.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Pool(_) => true,
+            Self::Pool(_) | Self::Unavailable(_) => true,
             Self::Db(e) => match e.code() {
                 None => true,
                 // Connection trouble, serialization failures and deadlocks, too many
@@ -117,7 +120,10 @@ pub async fn migrate(url: &str) -> Result<(), StoreError> {
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .await?;
+    // A database migrated by a newer release must not stop an older one (rollbacks,
+    // old pods restarting mid-rollout): migrations are additive.
     let result = embedded::migrations::runner()
+        .set_abort_missing(false)
         .run_async(&mut client)
         .await
         .map_err(|e| StoreError::Migration(e.to_string()));
