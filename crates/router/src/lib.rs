@@ -26,7 +26,9 @@ pub struct RouterConfig {
     pub prefetch: u16,
     /// Events handled in one database transaction at most.
     pub batch_size: usize,
-    /// How long to wait for more events to fill a batch.
+    /// How long to wait for more events to fill a batch. Zero takes what the broker has
+    /// already handed over: under load batches fill by themselves, and at low rates no
+    /// event waits for company.
     pub batch_wait: Duration,
     pub max_event_bytes: usize,
     /// Test hook: simulate a crash at a chosen point. Never set in production.
@@ -41,7 +43,7 @@ impl RouterConfig {
             topology,
             prefetch: 200,
             batch_size: 100,
-            batch_wait: Duration::from_millis(5),
+            batch_wait: Duration::ZERO,
             max_event_bytes: hookrelay_core::envelope::DEFAULT_MAX_EVENT_BYTES,
             fault: None,
         }
