@@ -26,6 +26,7 @@ fn args() -> Args {
             .cloned()
     };
     Args {
+        // --fanout, --rate or --payload-bytes without --scenario mean one custom run.
         scenario: value("--scenario").unwrap_or_else(|| "all".into()),
         events: value("--events").and_then(|v| v.parse().ok()),
         fanout: value("--fanout").and_then(|v| v.parse().ok()),
@@ -54,7 +55,10 @@ fn scenarios(a: &Args) -> Vec<Scenario> {
     if a.scenario == "all" {
         return all;
     }
-    if a.scenario == "custom" {
+    if a.scenario == "custom"
+        || (a.scenario == "all"
+            && (a.fanout.is_some() || a.rate.is_some() || a.payload_bytes.is_some()))
+    {
         let mut s = Scenario::new(
             "custom",
             e,

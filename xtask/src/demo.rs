@@ -94,6 +94,8 @@ pub fn run() -> anyhow::Result<()> {
         );
         hookrelay(&bin, &["deliveries", "--tenant", TENANT, "--event", id])?;
     }
+    step("the queues: the unreachable webhook's delivery waits in the dead-letter queue");
+    hookrelay(&bin, &["queues"])?;
     step("stopping (the receiver's log above shows each POST it got)");
     drop(running);
     let _ = std::fs::remove_file(file);

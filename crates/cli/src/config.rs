@@ -105,6 +105,11 @@ pub enum Command {
         #[command(flatten)]
         output: Output,
     },
+    /// Messages waiting in each of hookrelay's queues (the dead-letter queue included).
+    Queues {
+        #[command(flatten)]
+        output: Output,
+    },
     /// Exit 0 when the URL answers 200 (container health checks).
     Probe {
         #[arg(default_value = "http://127.0.0.1:8080/readyz")]

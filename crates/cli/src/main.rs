@@ -1,7 +1,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use hookrelay_cli::commands::{self, deliveries, environments, publish, receiver, webhooks};
+use hookrelay_cli::commands::{
+    self, deliveries, environments, publish, queues, receiver, webhooks,
+};
 use hookrelay_cli::config::{Cli, Command};
 use hookrelay_cli::{serve, telemetry};
 
@@ -60,6 +62,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             event_id,
             output,
         } => deliveries::run(common, &tenant, &event_id, output.json).await?,
+        Command::Queues { output } => queues::run(common, output.json).await?,
         Command::Probe { .. } => unreachable!("handled before the runtime starts"),
         Command::Receiver { addr } => receiver::run(addr).await?,
     }

@@ -4,6 +4,7 @@ pub mod deliveries;
 pub mod environments;
 pub mod probe;
 pub mod publish;
+pub mod queues;
 pub mod receiver;
 pub mod webhooks;
 
