@@ -15,6 +15,7 @@ struct Args {
     rate: Option<u32>,
     payload_bytes: Option<usize>,
     json: Option<String>,
+    hookrelay: Option<String>,
 }
 
 fn args() -> Args {
@@ -33,6 +34,7 @@ fn args() -> Args {
         rate: value("--rate").and_then(|v| v.parse().ok()),
         payload_bytes: value("--payload-bytes").and_then(|v| v.parse().ok()),
         json: value("--json"),
+        hookrelay: value("--hookrelay"),
     }
 }
 
@@ -78,9 +80,19 @@ async fn main() {
     let a = args();
     let list = scenarios(&a);
     assert!(!list.is_empty(), "no scenario named {}", a.scenario);
-    println!(
-        "hookrelay bench: roles in-process (one process: router + sender + receiver); RabbitMQ and Postgres on this machine"
-    );
+    let roles = match &a.hookrelay {
+        Some(binary) => bench::Roles::Processes(binary.into()),
+        None => bench::Roles::InProcess,
+    };
+    match &roles {
+        bench::Roles::Processes(b) => println!(
+            "hookrelay bench: router and sender as `{} serve` child processes; receiver and publisher in the bench process; RabbitMQ and Postgres on this machine",
+            b.display()
+        ),
+        bench::Roles::InProcess => println!(
+            "hookrelay bench: router and sender in-process with the receiver; RabbitMQ and Postgres on this machine"
+        ),
+    }
     let mut ceilings = std::collections::HashMap::new();
     let mut reports: Vec<Report> = Vec::new();
     for s in &list {
@@ -93,7 +105,7 @@ async fn main() {
             }
         };
         eprintln!("running {} ...", s.name);
-        reports.push(bench::run(s, ceiling).await);
+        reports.push(bench::run(s, ceiling, &roles).await);
     }
     println!("\n{}", bench::table(&reports));
     if let Some(path) = a.json {

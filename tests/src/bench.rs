@@ -57,6 +57,23 @@ impl Scenario {
     }
 }
 
+/// Where the router and sender run.
+#[derive(Debug, Clone)]
+pub enum Roles {
+    /// Tasks in this process (CPU and memory are reported for the whole process).
+    InProcess,
+    /// `hookrelay serve --roles router` and `--roles sender` child processes of this
+    /// binary, each measured on its own.
+    Processes(std::path::PathBuf),
+}
+
+/// CPU seconds used during the run and peak resident memory of one role.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RoleUsage {
+    pub cpu_seconds: f64,
+    pub peak_rss_mib: f64,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub scenario: String,
@@ -76,9 +93,13 @@ pub struct Report {
     pub lost: usize,
     pub duplicates: usize,
     pub seconds: f64,
-    /// CPU seconds of this process (all roles and the receiver) during the run.
-    pub cpu_seconds: f64,
-    pub peak_rss_mib: f64,
+    /// `in-process` or `processes`.
+    pub roles: String,
+    /// This process: the receiver and publisher, and the roles when in-process.
+    pub bench_process: RoleUsage,
+    /// Present when the roles ran as processes.
+    pub router: Option<RoleUsage>,
+    pub sender: Option<RoleUsage>,
 }
 
 #[derive(Default)]
@@ -144,9 +165,9 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)] as f64 / 1000.0
 }
 
-/// (CPU seconds, peak RSS MiB) of this process, from /proc.
-fn usage() -> (f64, f64) {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+/// (CPU seconds, peak RSS MiB) of a process (`self` or a pid), from /proc.
+fn usage(pid: &str) -> (f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields: Vec<&str> = stat
         .rsplit(')')
         .next()
@@ -161,7 +182,7 @@ fn usage() -> (f64, f64) {
             .get(12)
             .and_then(|s| s.parse::<f64>().ok())
             .unwrap_or(0.0);
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let hwm_kib: f64 = status
         .lines()
         .find(|l| l.starts_with("VmHWM:"))
@@ -272,9 +293,85 @@ async fn publish(stack: &TestStack, s: &Scenario, mut events: Vec<Event>) {
     }
 }
 
+/// A role running as a child `hookrelay serve` process.
+struct Child {
+    process: std::process::Child,
+    port: u16,
+}
+
+impl Child {
+    fn pid(&self) -> String {
+        self.process.id().to_string()
+    }
+
+    async fn metric(&self, name: &str) -> f64 {
+        let url = format!("http://127.0.0.1:{}/metrics", self.port);
+        let text = match reqwest::get(&url).await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    fn stop(mut self) -> RoleUsage {
+        let (cpu, rss) = usage(&self.pid());
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.pid()])
+            .status();
+        let _ = self.process.wait();
+        RoleUsage {
+            cpu_seconds: cpu,
+            peak_rss_mib: rss,
+        }
+    }
+}
+
+async fn spawn_role(binary: &std::path::Path, stack: &TestStack, role: &str) -> Child {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    let process = std::process::Command::new(binary)
+        .args([
+            "serve",
+            "--roles",
+            role,
+            "--http-addr",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("HOOKRELAY_DATABASE_URL", &stack.db.url)
+        .env("HOOKRELAY_AMQP_PREFIX", &stack.prefix)
+        .env("HOOKRELAY_RETRY_DELAYS", "200ms,400ms")
+        .env("HOOKRELAY_RETRY_AFTER_MAX", "2s")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("hookrelay serve starts");
+    let child = Child { process, port };
+    let ready = format!("http://127.0.0.1:{port}/readyz");
+    wait_until(
+        &format!("{role} ready"),
+        Duration::from_secs(30),
+        || async {
+            reqwest::get(&ready)
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        },
+    )
+    .await;
+    child
+}
+
 /// Runs one scenario end to end and measures it.
-pub async fn run(s: &Scenario, ceiling: f64) -> Report {
-    let mut stack = TestStack::new().await;
+pub async fn run(s: &Scenario, ceiling: f64, roles: &Roles) -> Report {
+    let mut stack = match roles {
+        Roles::InProcess => TestStack::new().await,
+        Roles::Processes(_) => TestStack::for_processes().await,
+    };
     let seen = Arc::new(Mutex::new(Seen::default()));
     let app = axum::Router::new()
         .route("/{kind}/{hook}", axum::routing::post(receive))
@@ -303,12 +400,25 @@ pub async fn run(s: &Scenario, ceiling: f64) -> Report {
             ))
             .await;
     }
-    let mut sender = stack.sender_config();
-    sender.http_timeout = Duration::from_secs(10);
-    stack.start_sender_with(sender).await;
-    let router = stack.start_router().await;
-
-    let (cpu_before, _) = usage();
+    let children = match roles {
+        Roles::InProcess => {
+            let mut sender = stack.sender_config();
+            sender.http_timeout = Duration::from_secs(10);
+            stack.start_sender_with(sender).await;
+            stack.start_router().await;
+            None
+        }
+        Roles::Processes(binary) => Some((
+            spawn_role(binary, &stack, "router").await,
+            spawn_role(binary, &stack, "sender").await,
+        )),
+    };
+    let cpu_at_start = |pid: &str| usage(pid).0;
+    let (cpu_before, _) = usage("self");
+    let (router_cpu_before, sender_cpu_before) = match &children {
+        Some((r, s)) => (cpu_at_start(&r.pid()), cpu_at_start(&s.pid())),
+        None => (0.0, 0.0),
+    };
     let started = Instant::now();
     publish(&stack, s, events_for(s)).await;
     let expected = s.expected();
@@ -317,12 +427,31 @@ pub async fn run(s: &Scenario, ceiling: f64) -> Report {
         seen.lock().unwrap().by_id.len() >= expected
     })
     .await;
-    let routed_at = router.metrics.events(routed::ROUTED);
     let elapsed = started.elapsed();
+    let routed_at = match &children {
+        Some((router, _)) => {
+            router
+                .metric("hookrelay_router_events_total{outcome=\"routed\"}")
+                .await as u64
+        }
+        None => stack.metrics.events(routed::ROUTED),
+    };
     // Stragglers would be duplicates: give them a moment before counting.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (cpu_after, rss) = usage();
-    stack.stop_roles().await;
+    let (cpu_after, rss) = usage("self");
+    let (router_usage, sender_usage) = match children {
+        Some((router, sender)) => {
+            let mut r = router.stop();
+            let mut s = sender.stop();
+            r.cpu_seconds -= router_cpu_before;
+            s.cpu_seconds -= sender_cpu_before;
+            (Some(r), Some(s))
+        }
+        None => {
+            stack.stop_roles().await;
+            (None, None)
+        }
+    };
 
     let seen = seen.lock().unwrap();
     let received: usize = seen.by_id.values().map(|n| *n as usize).sum();
@@ -357,19 +486,27 @@ pub async fn run(s: &Scenario, ceiling: f64) -> Report {
         lost: expected.saturating_sub(seen.by_id.len()),
         duplicates: received - seen.by_id.len(),
         seconds: elapsed.as_secs_f64(),
-        cpu_seconds: cpu_after - cpu_before,
-        peak_rss_mib: rss,
+        roles: match roles {
+            Roles::InProcess => "in-process".into(),
+            Roles::Processes(_) => "processes".into(),
+        },
+        bench_process: RoleUsage {
+            cpu_seconds: cpu_after - cpu_before,
+            peak_rss_mib: rss,
+        },
+        router: router_usage,
+        sender: sender_usage,
     }
 }
 
 /// The table printed on stdout.
 pub fn table(reports: &[Report]) -> String {
     let mut out = String::from(
-        "| scenario | events | fan-out | payload | rate | deliveries/s | events/s | ceiling msg/s | ratio | p50 ms | p90 ms | p99 ms | max ms | lost | dup | CPU s | RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| scenario | events | fan-out | payload | rate | deliveries/s | events/s | ceiling msg/s | ratio | p50 ms | p90 ms | p99 ms | max ms | lost | dup | CPU s router/sender/bench | peak RSS MiB router/sender/bench |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in reports {
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {:.1} | {:.0} |\n",
+            "| {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {} |\n",
             r.scenario,
             r.events,
             r.fanout,
@@ -385,9 +522,19 @@ pub fn table(reports: &[Report]) -> String {
             r.max_ms,
             r.lost,
             r.duplicates,
-            r.cpu_seconds,
-            r.peak_rss_mib,
+            usage_cell(r, |u| format!("{:.1}", u.cpu_seconds)),
+            usage_cell(r, |u| format!("{:.0}", u.peak_rss_mib)),
         ));
     }
     out
+}
+
+/// `router/sender/bench` figures, or the bench process's alone when in-process.
+fn usage_cell(r: &Report, f: impl Fn(&RoleUsage) -> String) -> String {
+    match (&r.router, &r.sender) {
+        (Some(router), Some(sender)) => {
+            format!("{}/{}/{}", f(router), f(sender), f(&r.bench_process))
+        }
+        _ => format!("-/-/{} (in-process)", f(&r.bench_process)),
+    }
 }

@@ -56,13 +56,25 @@ pub struct TestStack {
 impl TestStack {
     /// Short retry delays so retry tests take a second, not a minute.
     pub async fn new() -> Self {
+        Self::build(true).await
+    }
+
+    /// Without the test-only `x-expires` on queues, so that `hookrelay serve` child
+    /// processes, which declare the production arguments, can share the topology.
+    pub async fn for_processes() -> Self {
+        Self::build(false).await
+    }
+
+    async fn build(expiring: bool) -> Self {
         let prefix = format!("t.{}", uuid::Uuid::new_v4().simple());
         let schedule = RetrySchedule {
             delays: vec![Duration::from_millis(200), Duration::from_millis(400)],
             retry_after_max: Duration::from_secs(2),
         };
-        let topology = Topology::new(&prefix, &schedule.delays, schedule.retry_after_max)
-            .with_queue_expiry(Duration::from_secs(600));
+        let mut topology = Topology::new(&prefix, &schedule.delays, schedule.retry_after_max);
+        if expiring {
+            topology = topology.with_queue_expiry(Duration::from_secs(600));
+        }
         let connection = amqp::connect(AMQP_URL, "hookrelay-test", ConnectRetry::default())
             .await
             .expect("RabbitMQ must run at 127.0.0.1:5672 (see README: cargo xtask test starts it)");

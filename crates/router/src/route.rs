@@ -108,12 +108,10 @@ pub(crate) async fn handle_batch(
     for (delivery, error) in &invalid {
         reject(router, channel, delivery, "invalid event", error).await?;
     }
-    for routing in &valid {
-        routing
-            .delivery
-            .acker
-            .ack(BasicAckOptions::default())
-            .await?;
+    // Batches are handled one after another on this channel, so one `multiple` ack
+    // of the last message settles exactly this batch: one frame instead of many.
+    if let Some(last) = batch.last() {
+        last.acker.ack(BasicAckOptions { multiple: true }).await?;
     }
     Ok(())
 }
@@ -243,8 +241,8 @@ async fn publish_unpublished(
     Ok(())
 }
 
-/// An event that can never be routed goes to the dead-letter queue with the reason;
-/// the router carries on.
+/// An event that can never be routed goes to the dead-letter queue with the reason
+/// (confirmed); the caller acks it.
 pub(crate) async fn reject(
     router: &Router,
     channel: &Channel,
@@ -270,7 +268,6 @@ pub(crate) async fn reject(
         },
     )
     .await?;
-    delivery.acker.ack(BasicAckOptions::default()).await?;
     router.metrics.event(outcome::INVALID, 1);
     router.metrics.dead_letter(ROLE, reason);
     Ok(())
