@@ -104,17 +104,7 @@ async fn one_trace_spans_publish_route_attempt_and_reaches_the_receiver() {
             "{traceparent} carries {trace_id}"
         );
     }
-    let stored: Option<String> = stack
-        .db
-        .client()
-        .await
-        .query_one(
-            "SELECT trace_id FROM deliveries WHERE event_id = $1",
-            &[&e.id],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let stored = stack.trace_id_of(&e.id).await;
     assert_eq!(
         stored,
         Some(trace_id.to_string()),

@@ -500,17 +500,7 @@ async fn the_upstream_traceparent_reaches_the_receiver_and_the_delivery_row() {
     .unwrap();
     let got = stack.receiver.wait_for("/traced", 1, WAIT).await;
     assert_eq!(got[0].header("traceparent").as_deref(), Some(traceparent));
-    let row: Option<String> = stack
-        .db
-        .client()
-        .await
-        .query_one(
-            "SELECT trace_id FROM deliveries WHERE event_id = $1",
-            &[&e.id],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let row = stack.trace_id_of(&e.id).await;
     assert_eq!(row.as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
 }
 

@@ -177,6 +177,20 @@ impl TestStack {
             .expect("deliveries")
     }
 
+    /// The trace id stored on the (first) delivery of an event.
+    pub async fn trace_id_of(&self, event_id: &str) -> Option<String> {
+        self.db
+            .client()
+            .await
+            .query_one(
+                "SELECT trace_id FROM deliveries WHERE event_id = $1 LIMIT 1",
+                &[&event_id],
+            )
+            .await
+            .expect("trace id")
+            .get(0)
+    }
+
     pub async fn attempts_of(&self, delivery_id: uuid::Uuid) -> Vec<Attempt> {
         deliveries::attempts(&self.db.client().await, delivery_id)
             .await

@@ -53,9 +53,33 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The benchmark, built with optimisations: `cargo bench` of the pipeline bench.
+/// The benchmark, built with optimisations, the roles as child processes of the
+/// release binary: `cargo bench` of the pipeline bench.
 fn bench(extra: &[String]) -> anyhow::Result<()> {
     services::ensure()?;
+    let root = demo::workspace_root();
+    let built = Command::new("cargo")
+        .args(["build", "-q", "--release", "-p", "hookrelay-cli"])
+        .current_dir(&root)
+        .status()
+        .context("building hookrelay")?;
+    anyhow::ensure!(built.success(), "building hookrelay failed");
+    let binary = root.join("target/release/hookrelay");
+    // cargo runs a bench from its package's folder: make `--json PATH` absolute.
+    let here = std::env::current_dir()?;
+    let extra: Vec<String> = extra
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            match (
+                i > 0 && extra[i - 1] == "--json",
+                std::path::Path::new(a).is_relative(),
+            ) {
+                (true, true) => here.join(a).to_string_lossy().into_owned(),
+                _ => a.clone(),
+            }
+        })
+        .collect();
     let status = Command::new("cargo")
         .args([
             "bench",
@@ -66,7 +90,10 @@ fn bench(extra: &[String]) -> anyhow::Result<()> {
             "pipeline",
             "--",
         ])
+        .arg("--hookrelay")
+        .arg(&binary)
         .args(extra)
+        .current_dir(&root)
         .status()
         .context("running the benchmark")?;
     anyhow::ensure!(status.success(), "the benchmark failed");

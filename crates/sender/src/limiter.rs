@@ -54,8 +54,9 @@ impl PerTarget {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A slot for `key`, or `None` when the webhook is at its cap and slow.
-    pub(crate) async fn acquire(self: &Arc<Self>, key: &str) -> Option<Slot> {
+    /// A slot for `key`, or, when the webhook is at its cap and slow, how long its
+    /// oldest request has been in flight.
+    pub(crate) async fn acquire(self: &Arc<Self>, key: &str) -> Result<Slot, Duration> {
         let slots = {
             let mut entries = self.lock();
             let cap = self.cap;
@@ -68,11 +69,11 @@ impl PerTarget {
                     waiting: 0,
                 });
             if let Ok(permit) = Arc::clone(&entry.slots).try_acquire_owned() {
-                return Some(self.slot(&mut entries, key, permit));
+                return Ok(self.slot(&mut entries, key, permit));
             }
-            let oldest = entry.started.values().min().copied();
-            if oldest.is_some_and(|t| t.elapsed() >= self.slow_after) {
-                return None;
+            let oldest = entry.started.values().min().map(|t| t.elapsed());
+            if let Some(age) = oldest.filter(|age| *age >= self.slow_after) {
+                return Err(age);
             }
             entry.waiting += 1;
             Arc::clone(&entry.slots)
@@ -83,10 +84,10 @@ impl PerTarget {
             entry.waiting -= 1;
         }
         match permit {
-            Ok(Ok(permit)) => Some(self.slot(&mut entries, key, permit)),
+            Ok(Ok(permit)) => Ok(self.slot(&mut entries, key, permit)),
             _ => {
                 forget_if_idle(&mut entries, key, self.cap);
-                None
+                Err(self.slow_after)
             }
         }
     }
@@ -138,10 +139,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn waits_while_prompt_and_refuses_once_slow() {
         let l = PerTarget::new(2, Duration::from_secs(1));
-        let a = l.acquire("a").await.unwrap();
-        let _b = l.acquire("a").await.unwrap();
+        let a = l.acquire("a").await.ok().unwrap();
+        let _b = l.acquire("a").await.ok().unwrap();
         assert!(
-            l.acquire("other").await.is_some(),
+            l.acquire("other").await.is_ok(),
             "other keys are not affected"
         );
         // At the cap but young: waits, and gets the slot a releases.
@@ -158,7 +159,11 @@ mod tests {
         // Now the oldest request in flight is older than slow_after: refused at once.
         tokio::time::sleep(Duration::from_secs(2)).await;
         let before = Instant::now();
-        assert!(l.acquire("a").await.is_none());
+        let age = l.acquire("a").await.err().expect("refused");
+        assert!(
+            age >= Duration::from_secs(2),
+            "reports how long the oldest has hung: {age:?}"
+        );
         assert_eq!(before.elapsed(), Duration::ZERO);
     }
 }

@@ -127,8 +127,9 @@ async fn handle_message(
             return dead_letter_and_ack(ctx, delivery, letter, Some(job.id)).await;
         }
     };
-    let Some(slot) = ctx.limiter.acquire(&target.limiter_key).await else {
-        return defer(ctx, delivery, &message).await;
+    let slot = match ctx.limiter.acquire(&target.limiter_key).await {
+        Ok(slot) => slot,
+        Err(hanging_for) => return defer(ctx, delivery, &message, hanging_for).await,
     };
     let attempt = message
         .attempt
@@ -335,14 +336,19 @@ async fn publish_delayed(
     Ok(())
 }
 
-/// The webhook has its fill of slow requests in flight: park this one briefly, no
-/// attempt counted, so this slot serves other endpoints meanwhile.
+/// The webhook has its fill of slow requests in flight: park this one, no attempt
+/// counted, so this slot serves other endpoints meanwhile. The longer the endpoint
+/// has been hanging, the longer the wait (up to 5 × the defer delay), so a dead
+/// endpoint does not keep its deliveries cycling through the broker every second.
 async fn defer(
     ctx: &Ctx,
     delivery: &Delivery,
     message: &DeliveryMessage,
+    hanging_for: Duration,
 ) -> Result<(), HandleError> {
-    publish_delayed(ctx, delivery, message, ctx.sender.config.defer_delay).await?;
+    let base = ctx.sender.config.defer_delay;
+    let wait = hanging_for.clamp(base, base * 5);
+    publish_delayed(ctx, delivery, message, wait).await?;
     ctx.sender.metrics.outcome(outcome::DEFERRED);
     delivery.acker.ack(BasicAckOptions::default()).await?;
     Ok(())
