@@ -347,7 +347,7 @@ async fn spawn_role(binary: &std::path::Path, stack: &TestStack, role: &str) -> 
         .env("HOOKRELAY_AMQP_PREFIX", &stack.prefix)
         .env("HOOKRELAY_RETRY_DELAYS", "200ms,400ms")
         .env("HOOKRELAY_RETRY_AFTER_MAX", "2s")
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "error")
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("hookrelay serve starts");

@@ -54,6 +54,18 @@ impl PerTarget {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// How long `key`'s oldest request has hung, when it is at its cap and slow: a
+    /// check that costs nothing, made before any database work.
+    pub(crate) fn slow_and_full(&self, key: &str) -> Option<Duration> {
+        let entries = self.lock();
+        let entry = entries.by_key.get(key)?;
+        if entry.slots.available_permits() > 0 {
+            return None;
+        }
+        let age = entry.started.values().min()?.elapsed();
+        (age >= self.slow_after).then_some(age)
+    }
+
     /// A slot for `key`, or, when the webhook is at its cap and slow, how long its
     /// oldest request has been in flight.
     pub(crate) async fn acquire(self: &Arc<Self>, key: &str) -> Result<Slot, Duration> {

@@ -100,6 +100,13 @@ async fn handle_message(
     delivery: &Delivery,
     message: DeliveryMessage,
 ) -> Result<(), HandleError> {
+    // A webhook that is full and hanging gets no database work: straight back to wait.
+    if let Some(hanging_for) = message
+        .webhook_id
+        .and_then(|id| ctx.limiter.slow_and_full(&id.to_string()))
+    {
+        return defer(ctx, delivery, &message, hanging_for).await;
+    }
     let Some(job) = ctx.loader.load(message.delivery_id).await? else {
         let letter = letter(
             ctx,
