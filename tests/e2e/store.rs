@@ -139,3 +139,74 @@ async fn environment_variables_merge_and_are_masked_when_shown() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn tls_to_postgres_verifies_the_server_and_encrypts() {
+    // This machine's Postgres serves TLS with Debian's self-signed certificate for
+    // `localhost`; elsewhere there may be none, and then there is nothing to test.
+    let ca = "/etc/ssl/certs/ssl-cert-snakeoil.pem";
+    let admin = TestDb::new().await;
+    let ssl: String = admin
+        .client()
+        .await
+        .query_one("SHOW ssl", &[])
+        .await
+        .unwrap()
+        .get(0);
+    if ssl != "on" || !std::path::Path::new(ca).exists() {
+        eprintln!("skipped: the local Postgres does not serve TLS with {ca}");
+        return;
+    }
+    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let verified =
+        format!("postgres://postgres@localhost:5432/{name}?sslmode=verify-full&sslrootcert={ca}");
+    store::migrate(&verified)
+        .await
+        .expect("migrate over verified TLS");
+    let pool = store::pool(&verified, 1).unwrap();
+    let encrypted: bool = pool
+        .get()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(encrypted, "the connection is encrypted");
+    pool.close();
+
+    // The certificate names `localhost`: reached as 127.0.0.1 it is refused, so the
+    // server's identity is checked, not just the encryption.
+    let wrong_name =
+        format!("postgres://postgres@127.0.0.1:5432/{name}?sslmode=verify-full&sslrootcert={ca}");
+    let err = store::pool(&wrong_name, 1)
+        .unwrap()
+        .get()
+        .await
+        .expect_err("refused");
+    let text = format!("{err:?}");
+    assert!(
+        text.contains("NotValidForName") || text.to_lowercase().contains("certificate"),
+        "{text}"
+    );
+
+    // No sslmode: plain, as before.
+    let plain = format!("postgres://postgres@127.0.0.1:5432/{name}");
+    let plain_ssl: bool = store::pool(&plain, 1)
+        .unwrap()
+        .get()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!plain_ssl);
+    drop_database(&name);
+}

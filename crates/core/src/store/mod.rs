@@ -10,6 +10,7 @@ pub mod webhooks;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 pub use deadpool_postgres::Pool as DbPool;
 
@@ -82,29 +83,104 @@ fn describe(e: &tokio_postgres::Error) -> String {
     text
 }
 
+/// A database URL as hookrelay understands it: tokio-postgres's settings, plus TLS.
+///
+/// `sslmode=require`, `verify-ca` or `verify-full` connect over TLS and always verify
+/// the server's certificate (system roots, plus `sslrootcert=PATH` if given, as in
+/// libpq). Without `sslmode`, or with `prefer`/`disable`, connections are plain.
+pub struct DbUrl {
+    pub config: tokio_postgres::Config,
+    tls: Option<rustls::ClientConfig>,
+}
+
 /// Parses a `postgres://` URL; it must name a database.
 pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, StoreError> {
-    let config: tokio_postgres::Config = url
-        .parse()
-        .map_err(|e: tokio_postgres::Error| StoreError::BadUrl(e.to_string()))?;
+    Ok(parse(url)?.config)
+}
+
+fn parse(url: &str) -> Result<DbUrl, StoreError> {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut kept = Vec::new();
+    let mut root_cert = None;
+    let mut tls = false;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("sslrootcert", path)) => root_cert = Some(path.to_owned()),
+            Some(("sslmode", "require" | "verify-ca" | "verify-full")) => {
+                tls = true;
+                kept.push("sslmode=require".to_owned());
+            }
+            Some(("sslmode", "prefer" | "disable")) => kept.push("sslmode=disable".to_owned()),
+            _ => kept.push(pair.to_owned()),
+        }
+    }
+    let plain = if kept.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    let mut config: tokio_postgres::Config =
+        plain.parse().map_err(|e: tokio_postgres::Error| {
+            StoreError::BadUrl(format!("{e} in `{}`", redact(url)))
+        })?;
     if config.get_dbname().is_none() {
         return Err(StoreError::BadUrl(format!(
-            "`{url}` names no database (add /hookrelay)"
+            "`{}` names no database (add /hookrelay)",
+            redact(url)
         )));
     }
-    Ok(config)
+    if !tls {
+        config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+    }
+    let tls = if tls {
+        Some(tls_config(root_cert.as_deref())?)
+    } else {
+        None
+    };
+    Ok(DbUrl { config, tls })
+}
+
+/// Verifying TLS: the system's roots, plus the PEM certificates of `root_cert`.
+fn tls_config(root_cert: Option<&str>) -> Result<rustls::ClientConfig, StoreError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(native.certs);
+    if let Some(path) = root_cert {
+        let certs = CertificateDer::pem_file_iter(path)
+            .map_err(|e| StoreError::BadUrl(format!("sslrootcert `{path}`: {e}")))?;
+        for cert in certs {
+            let cert =
+                cert.map_err(|e| StoreError::BadUrl(format!("sslrootcert `{path}`: {e}")))?;
+            roots
+                .add(cert)
+                .map_err(|e| StoreError::BadUrl(format!("sslrootcert `{path}`: {e}")))?;
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StoreError::BadUrl(format!("TLS set-up: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// Hides the password of a URL for messages.
+fn redact(url: &str) -> String {
+    crate::amqp::redact_url(url)
 }
 
 /// A connection pool. Size it for concurrent database users, not for prefetch.
 pub fn pool(url: &str, max_size: usize) -> Result<Pool, StoreError> {
-    let config = parse_url(url)?;
-    let manager = Manager::from_config(
-        config,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
+    let DbUrl { config, tls } = parse(url)?;
+    let manager_config = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    let manager = match tls {
+        Some(tls) => Manager::from_config(config, MakeRustlsConnect::new(tls), manager_config),
+        None => Manager::from_config(config, NoTls, manager_config),
+    };
     Pool::builder(manager)
         .max_size(max_size)
         .build()
@@ -114,9 +190,9 @@ pub fn pool(url: &str, max_size: usize) -> Result<Pool, StoreError> {
 /// Creates the database if it is missing, then applies pending migrations under an
 /// advisory lock. Safe to run from several replicas at once.
 pub async fn migrate(url: &str) -> Result<(), StoreError> {
-    let config = parse_url(url)?;
-    create_database_if_missing(&config).await?;
-    let mut client = connect(&config).await?;
+    let db = parse(url)?;
+    create_database_if_missing(&db).await?;
+    let mut client = connect(&db.config, db.tls.as_ref()).await?;
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .await?;
@@ -143,23 +219,41 @@ pub fn schema_fingerprint() -> u64 {
         })
 }
 
-async fn connect(config: &tokio_postgres::Config) -> Result<tokio_postgres::Client, StoreError> {
-    let (client, connection) = config.connect(NoTls).await?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "migration connection closed");
+async fn connect(
+    config: &tokio_postgres::Config,
+    tls: Option<&rustls::ClientConfig>,
+) -> Result<tokio_postgres::Client, StoreError> {
+    Ok(match tls {
+        Some(tls) => {
+            let (client, connection) = config.connect(MakeRustlsConnect::new(tls.clone())).await?;
+            tokio::spawn(drive(connection));
+            client
         }
-    });
-    Ok(client)
+        None => {
+            let (client, connection) = config.connect(NoTls).await?;
+            tokio::spawn(drive(connection));
+            client
+        }
+    })
 }
 
-async fn create_database_if_missing(config: &tokio_postgres::Config) -> Result<(), StoreError> {
-    let Some(name) = config.get_dbname().map(str::to_owned) else {
+/// Runs a connection until its client is dropped.
+async fn drive<C>(connection: C)
+where
+    C: std::future::Future<Output = Result<(), tokio_postgres::Error>>,
+{
+    if let Err(e) = connection.await {
+        tracing::debug!(error = %e, "migration connection closed");
+    }
+}
+
+async fn create_database_if_missing(db: &DbUrl) -> Result<(), StoreError> {
+    let Some(name) = db.config.get_dbname().map(str::to_owned) else {
         return Err(StoreError::BadUrl("no database named".into()));
     };
-    let mut admin = config.clone();
+    let mut admin = db.config.clone();
     admin.dbname("postgres");
-    let client = connect(&admin).await?;
+    let client = connect(&admin, db.tls.as_ref()).await?;
     let exists = client
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
         .await?
