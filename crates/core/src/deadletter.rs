@@ -78,8 +78,3 @@ pub fn truncate(s: &str, max: usize) -> String {
     }
     s[..end].to_owned()
 }
-
-/// Reads an `x-hookrelay-*` text header of a dead-lettered message.
-pub fn header(properties: &BasicProperties, key: &str) -> Option<String> {
-    amqp::header_text(properties, key)
-}

@@ -28,13 +28,6 @@ impl Drop for ShutdownTrigger {
 }
 
 impl Shutdown {
-    /// A signal that never fires (for tools that run until their work is done).
-    pub fn never() -> Self {
-        let (tx, rx) = watch::channel(false);
-        std::mem::forget(tx);
-        Self(rx)
-    }
-
     pub fn is_triggered(&self) -> bool {
         *self.0.borrow()
     }

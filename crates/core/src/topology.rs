@@ -75,10 +75,6 @@ impl Topology {
         self
     }
 
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
     /// Topic exchange upstreams publish to, routing key `{tenant}.{type}`.
     pub fn events_exchange(&self) -> String {
         format!("{}.events", self.prefix)

@@ -152,7 +152,6 @@ pub struct SendJob {
     pub webhook: Option<Webhook>,
     pub url: Option<String>,
     pub event: Event,
-    pub created_at: OffsetDateTime,
 }
 
 /// Deliveries with their events and webhooks, many in one round trip; ids not found
@@ -162,7 +161,7 @@ pub async fn send_jobs(
     ids: &[Uuid],
 ) -> Result<std::collections::HashMap<Uuid, SendJob>, StoreError> {
     let sql = format!(
-        "SELECT d.id, d.tenant, d.status, d.attempts, d.webhook_id, d.url, d.created_at, e.envelope, {} \
+        "SELECT d.id, d.tenant, d.status, d.attempts, d.webhook_id, d.url, e.envelope, {} \
          FROM deliveries d JOIN events e ON e.tenant = d.tenant AND e.id = d.event_id \
          LEFT JOIN webhooks w ON w.id = d.webhook_id \
          WHERE d.id = ANY($1)",
@@ -184,7 +183,6 @@ pub async fn send_jobs(
             webhook: super::webhooks::from_row_prefixed(&r, "w_")?,
             url: r.try_get("url")?,
             event,
-            created_at: r.try_get("created_at")?,
         };
         jobs.insert(id, job);
     }

@@ -316,16 +316,6 @@ pub async fn get(
         .ok_or_else(|| StoreError::NotFound(format!("webhook `{id_or_key}` in tenant `{tenant}`")))
 }
 
-/// A webhook by id, whatever its tenant (the sender, which has the delivery's tenant
-/// already checked by the router).
-pub async fn by_id(db: &impl GenericClient, id: Uuid) -> Result<Option<Webhook>, StoreError> {
-    let sql = format!("SELECT {COLUMNS} FROM webhooks WHERE id = $1");
-    db.query_opt(&sql, &[&id])
-        .await?
-        .map(|r| from_row(&r))
-        .transpose()
-}
-
 pub async fn update(
     db: &impl GenericClient,
     tenant: &str,
