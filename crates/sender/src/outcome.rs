@@ -147,7 +147,8 @@ async fn handle_message(
     settle(ctx, delivery, &message, &job, &target, attempt, answer).await
 }
 
-/// Loads and checks the webhook. `Err(reason)` is a permanent refusal without a POST.
+/// Where the POST goes, from the loaded job. `Err(reason)` is a permanent refusal
+/// without a POST.
 fn target(job: &SendJob) -> Result<Target, String> {
     let Some(webhook_id) = job.webhook_id else {
         let url = job.url.clone().unwrap_or_default();
