@@ -1,26 +1,10 @@
-use std::sync::Arc;
-
-use hookrelay_cli::api::{ApiState, app};
-use hookrelay_core::metrics::Metrics;
 use hookrelay_tests::TestStack;
 use hookrelay_tests::stack::event;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-/// Serves the api role's app on a free port; returns its base URL.
 async fn serve(stack: &TestStack, token: Option<&str>, max_event_bytes: usize) -> String {
-    let state = ApiState {
-        publisher: Some(Arc::clone(&stack.publisher)),
-        pool: stack.db.pool.clone(),
-        api_token: token.map(str::to_owned),
-        max_event_bytes,
-        metrics: Arc::new(Metrics::new()),
-        consumers: vec![],
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app(state)).await });
-    format!("http://{addr}")
+    stack.serve_api(token, max_event_bytes).await
 }
 
 async fn post(url: &str, token: Option<&str>, body: Vec<u8>) -> (StatusCode, Value) {

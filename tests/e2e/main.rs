@@ -1,5 +1,6 @@
 //! End-to-end tests: one binary, one module per capability.
 
+mod admin;
 mod bench;
 mod deploy;
 mod ingest;

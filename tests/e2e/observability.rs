@@ -135,6 +135,7 @@ async fn metrics_parse_and_move_by_what_happened() {
 
     let state = ApiState {
         publisher: None,
+        admin: None,
         pool: stack.db.pool.clone(),
         api_token: Some("t".into()),
         max_event_bytes: 1 << 20,

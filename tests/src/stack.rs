@@ -165,6 +165,30 @@ impl TestStack {
         .expect("raw publish");
     }
 
+    /// Serves the api role's HTTP app (ingest and admin) for this stack on a free
+    /// port; returns its base URL.
+    pub async fn serve_api(&self, token: Option<&str>, max_event_bytes: usize) -> String {
+        let admin = hookrelay_admin::http::AdminState::new(
+            self.db.pool.clone(),
+            self.topology.clone(),
+            AMQP_URL.to_owned(),
+            30,
+        );
+        let state = hookrelay_cli::api::ApiState {
+            publisher: Some(Arc::clone(&self.publisher)),
+            admin: Some(admin),
+            pool: self.db.pool.clone(),
+            api_token: token.map(str::to_owned),
+            max_event_bytes,
+            metrics: Arc::new(Metrics::new()),
+            consumers: vec![],
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, hookrelay_cli::api::app(state)).await });
+        format!("http://{addr}")
+    }
+
     pub async fn create_webhook(&self, new: NewWebhook) -> Webhook {
         webhooks::create(&self.db.client().await, &new)
             .await
@@ -237,6 +261,27 @@ impl TestStack {
     }
 
     /// Waits until the dead-letter queue holds `n` messages, and takes them.
+    /// Messages ready in a queue (not counting those a consumer holds).
+    pub async fn queue_len(&self, queue: &str) -> u32 {
+        let channel = self.connection.create_channel().await.unwrap();
+        let passive = lapin::options::QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let q = channel
+            .queue_declare(queue.into(), passive, lapin::types::FieldTable::default())
+            .await
+            .expect("queue exists");
+        let _ = channel.close(200, "done".into()).await;
+        q.message_count()
+    }
+
+    /// Waits until `queue` holds `n` ready messages.
+    pub async fn wait_queue_len(&self, queue: &str, n: u32, timeout: Duration) {
+        let what = format!("{queue} holds {n} messages");
+        crate::wait_until(&what, timeout, || async { self.queue_len(queue).await == n }).await;
+    }
+
     pub async fn dead_letters(&self, n: usize, timeout: Duration) -> Vec<Message> {
         let mut taken = Vec::new();
         let deadline = tokio::time::Instant::now() + timeout;

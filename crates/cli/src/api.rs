@@ -1,5 +1,6 @@
 //! The HTTP server of every `serve` process: `/healthz`, `/readyz` and `/metrics`
-//! always; the ingest routes under `/v1` (bearer auth) when the api role runs.
+//! always; with the api role, the ingest and admin routes under `/v1` (bearer auth)
+//! and `/openapi.json`.
 
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use deadpool_postgres::Pool;
+use hookrelay_admin::http::{self, AdminState};
 use hookrelay_core::metrics::Metrics;
 use hookrelay_producer::Publisher;
 use hookrelay_producer::ingest::{self, ApiError, IngestState};
@@ -19,6 +21,8 @@ use serde_json::json;
 pub struct ApiState {
     /// Present when this process runs the api role.
     pub publisher: Option<Arc<Publisher>>,
+    /// The admin API; present with the api role.
+    pub admin: Option<AdminState>,
     pub pool: Pool,
     pub api_token: Option<String>,
     pub max_event_bytes: usize,
@@ -33,7 +37,7 @@ pub fn app(state: ApiState) -> Router {
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .with_state(state.clone());
-    let Some(publisher) = state.publisher else {
+    let (Some(publisher), Some(admin)) = (state.publisher, state.admin) else {
         return base;
     };
     let v1 = ingest::router(IngestState {
@@ -41,11 +45,12 @@ pub fn app(state: ApiState) -> Router {
         metrics: Arc::clone(&state.metrics),
         max_body_bytes: state.max_event_bytes,
     })
+    .merge(http::router(admin))
     .layer(middleware::from_fn_with_state(
         state.api_token.map(Arc::<str>::from),
         require_token,
     ));
-    base.merge(v1)
+    base.merge(v1).merge(http::openapi_router())
 }
 
 /// 401 unless the request carries `Authorization: Bearer <token>` (when one is set).

@@ -96,15 +96,18 @@ pub enum Command {
     /// Manage environments and their URL variables.
     #[command(subcommand)]
     Environments(crate::commands::environments::EnvironmentsCommand),
-    /// Show an event's deliveries with every attempt.
-    Deliveries {
-        #[arg(long)]
-        tenant: String,
-        #[arg(long = "event")]
-        event_id: String,
-        #[command(flatten)]
-        output: Output,
-    },
+    /// Delivery logs (every attempt) and manual redelivery.
+    #[command(subcommand)]
+    Deliveries(crate::commands::deliveries::DeliveriesCommand),
+    /// A tenant's stored events, and the retention purge.
+    #[command(subcommand)]
+    Events(crate::commands::events::EventsCommand),
+    /// Per-tenant settings: the retention period.
+    #[command(subcommand)]
+    Tenants(crate::commands::tenants::TenantsCommand),
+    /// The dead-letter queue: list, show, replay, purge.
+    #[command(subcommand)]
+    Dlq(crate::commands::dlq::DlqCommand),
     /// Messages waiting in each of hookrelay's queues (the dead-letter queue included).
     Queues {
         #[command(flatten)]
@@ -169,6 +172,13 @@ pub struct ServeArgs {
     /// Postgres connections per process.
     #[arg(long, env = "HOOKRELAY_DATABASE_POOL_SIZE", default_value_t = 16)]
     pub database_pool_size: usize,
+    /// Days an event (with its deliveries and attempts) is kept, unless its tenant
+    /// sets its own period. Enforced by the api role.
+    #[arg(long, env = "HOOKRELAY_RETENTION_DAYS", default_value_t = 30, value_parser = clap::value_parser!(i32).range(1..))]
+    pub retention_days: i32,
+    /// How often the api role deletes expired events.
+    #[arg(long, env = "HOOKRELAY_RETENTION_INTERVAL", default_value = "1h", value_parser = parse_duration)]
+    pub retention_interval: Duration,
     /// How long in-flight work may take to finish after SIGTERM.
     #[arg(long, env = "HOOKRELAY_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,

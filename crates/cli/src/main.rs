@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use hookrelay_cli::commands::{
-    self, deliveries, environments, publish, queues, receiver, webhooks,
+    self, deliveries, dlq, environments, events, publish, queues, receiver, tenants, webhooks,
 };
 use hookrelay_cli::config::{Cli, Command};
 use hookrelay_cli::{serve, telemetry};
@@ -57,11 +57,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Webhooks(c) => webhooks::run(common, c).await?,
         Command::Environments(c) => environments::run(common, c).await?,
-        Command::Deliveries {
-            tenant,
-            event_id,
-            output,
-        } => deliveries::run(common, &tenant, &event_id, output.json).await?,
+        Command::Deliveries(c) => deliveries::run(common, c).await?,
+        Command::Events(c) => events::run(common, c).await?,
+        Command::Tenants(c) => tenants::run(common, c).await?,
+        Command::Dlq(c) => dlq::run(common, c).await?,
         Command::Queues { output } => queues::run(common, output.json).await?,
         Command::Probe { .. } => unreachable!("handled before the runtime starts"),
         Command::Receiver { addr } => receiver::run(addr).await?,

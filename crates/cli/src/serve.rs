@@ -4,6 +4,8 @@
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use hookrelay_admin::http::AdminState;
+use hookrelay_admin::retention;
 use hookrelay_core::amqp::ConnectRetry;
 use hookrelay_core::metrics::Metrics;
 use hookrelay_core::shutdown::{self, Shutdown};
@@ -89,8 +91,28 @@ pub async fn run(common: &Common, args: &ServeArgs) -> anyhow::Result<()> {
             .await;
         });
     }
+    let admin = api_role.then(|| {
+        AdminState::new(
+            pool.clone(),
+            common.topology(),
+            common.amqp_url.clone(),
+            args.retention_days,
+        )
+    });
+    if api_role {
+        let (pool, days, every, mut stop) = (
+            pool.clone(),
+            args.retention_days,
+            args.retention_interval,
+            stop.clone(),
+        );
+        tokio::spawn(async move {
+            retention::run(pool, days, every, async move { stop.wait().await }).await;
+        });
+    }
     let state = ApiState {
         publisher,
+        admin,
         pool,
         api_token: args.api_token.clone(),
         max_event_bytes: args.max_event_bytes,

@@ -28,6 +28,12 @@ pub fn parse_list(s: &str) -> Vec<String> {
         .collect()
 }
 
+/// An RFC 3339 time (`2026-11-23T10:00:00Z`), as flags and query strings take it.
+pub fn parse_time(s: &str) -> Result<time::OffsetDateTime, String> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("`{s}` is not an RFC 3339 time like 2026-11-23T10:00:00Z: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,6 +18,10 @@ use lapin::{Channel, ExchangeKind};
 /// the code did not foresee).
 pub const DELIVERY_LIMIT: i32 = 10;
 
+/// The dead-letter queue's delivery limit: as high as AMQP allows, never reached.
+/// (`-1`, "unlimited" on RabbitMQ 4, drops returned messages on 3.x.)
+pub const DEAD_LETTER_DELIVERY_LIMIT: i32 = i32::MAX;
+
 /// Delay queues always declared besides the configured retry delays, so that a
 /// `Retry-After` and the per-webhook deferral have a queue close to what they ask for.
 const DELAY_LADDER: [Duration; 5] = [
@@ -155,7 +159,8 @@ impl Topology {
 
         // The dead-letter queue itself has no dead-letter exchange: it is the end.
         let dlq = self.dead_letter_queue();
-        self.queue(channel, &dlq, self.quorum_args()).await?;
+        self.queue(channel, &dlq, self.dead_letter_queue_args())
+            .await?;
         self.bind(channel, &dlq, &dlx, "#").await?;
 
         let router = self.router_queue();
@@ -194,6 +199,18 @@ impl Topology {
         if let Some(expires) = self.queue_expires {
             args.insert("x-expires".into(), millis(expires));
         }
+        args
+    }
+
+    /// The dead-letter queue: operators read it by taking messages and handing them
+    /// back, which a quorum queue counts as deliveries; RabbitMQ 4 would drop a
+    /// message after 20 such reads by default. The highest limit never drops one.
+    fn dead_letter_queue_args(&self) -> FieldTable {
+        let mut args = self.quorum_args();
+        args.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongInt(DEAD_LETTER_DELIVERY_LIMIT),
+        );
         args
     }
 

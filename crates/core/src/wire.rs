@@ -33,9 +33,23 @@ pub struct DeliveryMessage {
     pub webhook_id: Option<Uuid>,
     /// 1 for the first attempt; the sender republishes with the next number.
     pub attempt: u32,
+    /// Attempts made in earlier rounds: a replay or manual redelivery starts a fresh
+    /// round of retries whose attempt numbers continue the delivery's count.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempts_before: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl DeliveryMessage {
+    /// This attempt's place in its round (1 for the first), which the retry schedule
+    /// is indexed by.
+    pub fn attempt_in_round(&self, attempt: u32) -> u32 {
+        attempt.saturating_sub(self.attempts_before).max(1)
+    }
+
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
     }

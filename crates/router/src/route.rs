@@ -216,6 +216,7 @@ async fn publish_unpublished(
             event_id: row.event_id.clone(),
             webhook_id: row.webhook_id,
             attempt: 1,
+            attempts_before: 0,
         };
         let headers = match routing_of.get(&(row.tenant.as_str(), row.event_id.as_str())) {
             Some(r) => trace::inject(&r.span, Some(&r.delivery.properties), Headers::new()),

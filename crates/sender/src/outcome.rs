@@ -275,7 +275,10 @@ async fn settle(
     };
     let retryable = failure != Failure::Permanent && target.policy.retries(&failure);
     let next_delay = retryable
-        .then(|| config.schedule.delay_after(attempt, answer.retry_after))
+        .then(|| {
+            let in_round = message.attempt_in_round(attempt);
+            config.schedule.delay_after(in_round, answer.retry_after)
+        })
         .flatten();
     if let Some(delay) = next_delay {
         record.status = DeliveryStatus::Pending;

@@ -1,11 +1,71 @@
-//! `hookrelay deliveries --tenant T --event ID`: an event's deliveries with every attempt.
+//! `hookrelay deliveries list|show|redeliver`: delivery logs with every attempt, and
+//! manual redelivery (the same code as the admin API's).
 
-use anyhow::Context;
-use hookrelay_core::store::{self, deliveries};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use hookrelay_admin::redeliver;
+use hookrelay_core::amqp::{self, ConnectRetry};
+use hookrelay_core::config::parse_time;
+use hookrelay_core::store::deliveries::{self, DeliveryFilter, DeliveryStatus};
+use hookrelay_core::store::{self, webhooks};
 use serde::Serialize;
+use time::OffsetDateTime;
+use uuid::Uuid;
 
-use super::print;
-use crate::config::Common;
+use super::{print, write_out};
+use crate::config::{Common, Output};
+
+#[derive(Debug, Subcommand)]
+pub enum DeliveriesCommand {
+    /// A tenant's deliveries, oldest first, with the answers of every attempt.
+    List {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long = "event")]
+        event_id: Option<String>,
+        /// Webhook id or key.
+        #[arg(long)]
+        webhook: Option<String>,
+        #[arg(long, value_parser = parse_status)]
+        status: Option<DeliveryStatus>,
+        /// Created at or after (RFC 3339).
+        #[arg(long, value_parser = parse_time)]
+        since: Option<OffsetDateTime>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// One delivery with every attempt.
+    Show {
+        #[arg(long)]
+        tenant: String,
+        id: Uuid,
+    },
+    /// A fresh round of attempts for one failed delivery, or for every failed
+    /// delivery of a webhook since a time.
+    Redeliver {
+        #[arg(long)]
+        tenant: String,
+        /// The delivery.
+        #[arg(required_unless_present = "webhook", conflicts_with = "webhook")]
+        id: Option<Uuid>,
+        /// Webhook id or key: redeliver its failed deliveries (with --since).
+        #[arg(long, requires = "since")]
+        webhook: Option<String>,
+        #[arg(long, value_parser = parse_time)]
+        since: Option<OffsetDateTime>,
+        #[command(flatten)]
+        output: Output,
+    },
+}
+
+fn parse_status(s: &str) -> Result<DeliveryStatus, String> {
+    serde_json::from_value(serde_json::json!(s))
+        .map_err(|_| format!("`{s}` is not pending, delivered or failed"))
+}
 
 #[derive(Serialize)]
 struct DeliveryLog {
@@ -14,17 +74,105 @@ struct DeliveryLog {
     attempt_log: Vec<deliveries::Attempt>,
 }
 
-pub async fn run(common: &Common, tenant: &str, event_id: &str, json: bool) -> anyhow::Result<()> {
+pub async fn run(common: &Common, command: DeliveriesCommand) -> anyhow::Result<()> {
     let pool = store::pool(&common.database_url, 2)?;
-    let db = pool.get().await.context("connecting to Postgres")?;
-    let mut logs = Vec::new();
-    for delivery in deliveries::for_event(&db, tenant, event_id).await? {
-        let attempt_log = deliveries::attempts(&db, delivery.id).await?;
-        logs.push(DeliveryLog {
-            delivery,
-            attempt_log,
-        });
+    match command {
+        DeliveriesCommand::List {
+            tenant,
+            event_id,
+            webhook,
+            status,
+            since,
+            limit,
+            output,
+        } => {
+            let db = pool.get().await.context("connecting to Postgres")?;
+            let webhook_id = match webhook {
+                Some(w) => Some(webhooks::get(&db, &tenant, &w).await?.id),
+                None => None,
+            };
+            let filter = DeliveryFilter {
+                event_id,
+                webhook_id,
+                status,
+                since,
+            };
+            let mut logs = Vec::new();
+            for delivery in deliveries::list(&db, &tenant, &filter, None, limit).await? {
+                let attempt_log = deliveries::attempts(&db, delivery.id).await?;
+                logs.push(DeliveryLog {
+                    delivery,
+                    attempt_log,
+                });
+            }
+            print_logs(&logs, output.json);
+        }
+        DeliveriesCommand::Show { tenant, id } => {
+            let db = pool.get().await.context("connecting to Postgres")?;
+            let delivery = deliveries::get(&db, &tenant, id).await?;
+            let attempt_log = deliveries::attempts(&db, id).await?;
+            let log = DeliveryLog {
+                delivery,
+                attempt_log,
+            };
+            write_out(&serde_json::to_string_pretty(&log)?);
+        }
+        DeliveriesCommand::Redeliver {
+            tenant,
+            id,
+            webhook,
+            since,
+            output,
+        } => {
+            let retry = ConnectRetry {
+                attempts: 3,
+                max_delay: Duration::from_secs(1),
+            };
+            let connection = amqp::connect(&common.amqp_url, "hookrelay-cli", retry).await?;
+            let channel = amqp::confirm_channel(&connection).await?;
+            let topology = common.topology();
+            let summary = match (id, webhook, since) {
+                (Some(id), _, _) => {
+                    let one = redeliver::one(&pool, &channel, &topology, &tenant, id).await?;
+                    let requeued = u64::from(one.outcome == redeliver::Outcome::Requeued);
+                    redeliver::Summary {
+                        requeued,
+                        skipped: 1 - requeued,
+                        deliveries: vec![one],
+                    }
+                }
+                (None, Some(webhook), Some(since)) => {
+                    let db = pool.get().await.context("connecting to Postgres")?;
+                    let webhook = webhooks::get(&db, &tenant, &webhook).await?;
+                    drop(db);
+                    redeliver::failed_of_webhook(
+                        &pool, &channel, &topology, &tenant, webhook.id, since,
+                    )
+                    .await?
+                }
+                _ => bail!("give a delivery id, or --webhook with --since"),
+            };
+            let _ = connection.close(200, "done".into()).await;
+            let rows = summary
+                .deliveries
+                .iter()
+                .map(|d| {
+                    vec![
+                        d.delivery_id.to_string(),
+                        serde_json::to_value(d.outcome)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_owned))
+                            .unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            print(output.json, &summary, &["DELIVERY", "OUTCOME"], rows);
+        }
     }
+    Ok(())
+}
+
+fn print_logs(logs: &[DeliveryLog], json: bool) {
     let rows = logs
         .iter()
         .map(|l| {
@@ -44,14 +192,11 @@ pub async fn run(common: &Common, tenant: &str, event_id: &str, json: bool) -> a
                 .collect();
             vec![
                 d.id.to_string(),
+                d.event_id.clone(),
                 target,
                 d.status.as_str().to_owned(),
                 d.attempts.to_string(),
-                if statuses.is_empty() {
-                    "-".into()
-                } else {
-                    statuses.join(",")
-                },
+                super::join(&statuses),
                 d.last_error.clone().unwrap_or_else(|| "-".into()),
             ]
         })
@@ -61,6 +206,7 @@ pub async fn run(common: &Common, tenant: &str, event_id: &str, json: bool) -> a
         &logs,
         &[
             "DELIVERY",
+            "EVENT",
             "TARGET",
             "STATUS",
             "ATTEMPTS",
@@ -69,5 +215,4 @@ pub async fn run(common: &Common, tenant: &str, event_id: &str, json: bool) -> a
         ],
         rows,
     );
-    Ok(())
 }

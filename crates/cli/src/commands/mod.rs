@@ -1,6 +1,9 @@
 //! Operator subcommands. Each prints a table, or JSON with `--json`.
 
 pub mod deliveries;
+pub mod dlq;
+pub mod events;
+pub mod tenants;
 pub mod environments;
 pub mod probe;
 pub mod publish;
@@ -41,7 +44,7 @@ pub fn print<T: Serialize>(json: bool, value: &T, headers: &[&str], rows: Vec<Ve
 }
 
 /// Command output goes to stdout (logs go to stderr).
-fn write_out(text: &str) {
+pub fn write_out(text: &str) {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "{text}");
@@ -53,4 +56,9 @@ pub fn join(items: &[String]) -> String {
     } else {
         items.join(",")
     }
+}
+
+pub fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }

@@ -284,6 +284,33 @@ pub struct Delivery {
     pub attempts: i32,
     pub last_status: Option<i32>,
     pub last_error: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_attempt_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub next_attempt_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+const DELIVERY_COLUMNS: &str = "id, tenant, event_id, webhook_id, url, status, published, \
+    attempts, last_status, last_error, last_attempt_at, next_attempt_at, created_at";
+
+fn delivery_from_row(r: &tokio_postgres::Row) -> Result<Delivery, StoreError> {
+    Ok(Delivery {
+        id: r.try_get("id")?,
+        tenant: r.try_get("tenant")?,
+        event_id: r.try_get("event_id")?,
+        webhook_id: r.try_get("webhook_id")?,
+        url: r.try_get("url")?,
+        status: DeliveryStatus::parse(r.try_get("status")?)?,
+        published: r.try_get("published")?,
+        attempts: r.try_get("attempts")?,
+        last_status: r.try_get("last_status")?,
+        last_error: r.try_get("last_error")?,
+        last_attempt_at: r.try_get("last_attempt_at")?,
+        next_attempt_at: r.try_get("next_attempt_at")?,
+        created_at: r.try_get("created_at")?,
+    })
 }
 
 /// Every delivery of one event.
@@ -292,29 +319,134 @@ pub async fn for_event(
     tenant: &str,
     event_id: &str,
 ) -> Result<Vec<Delivery>, StoreError> {
+    let filter = DeliveryFilter {
+        event_id: Some(event_id.to_owned()),
+        ..DeliveryFilter::default()
+    };
+    list(db, tenant, &filter, None, i64::MAX).await
+}
+
+/// Which deliveries of a tenant to list; every field narrows.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct DeliveryFilter {
+    pub event_id: Option<String>,
+    pub webhook_id: Option<Uuid>,
+    pub status: Option<DeliveryStatus>,
+    /// Created at or after.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub since: Option<OffsetDateTime>,
+}
+
+/// One page of a tenant's deliveries in creation order (ids are time-ordered UUIDs),
+/// after the delivery `after`.
+pub async fn list(
+    db: &impl GenericClient,
+    tenant: &str,
+    filter: &DeliveryFilter,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Delivery>, StoreError> {
+    let sql = format!(
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE tenant = $1 \
+         AND ($2::text IS NULL OR event_id = $2) AND ($3::uuid IS NULL OR webhook_id = $3) \
+         AND ($4::text IS NULL OR status = $4) AND ($5::timestamptz IS NULL OR created_at >= $5) \
+         AND ($6::uuid IS NULL OR id > $6) ORDER BY id LIMIT $7"
+    );
     let rows = db
         .query(
-            "SELECT id, tenant, event_id, webhook_id, url, status, published, attempts, \
-             last_status, last_error FROM deliveries WHERE tenant = $1 AND event_id = $2 ORDER BY id",
-            &[&tenant, &event_id],
+            &sql,
+            &[
+                &tenant,
+                &filter.event_id,
+                &filter.webhook_id,
+                &filter.status.map(DeliveryStatus::as_str),
+                &filter.since,
+                &after,
+                &limit,
+            ],
         )
         .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Delivery {
-                id: r.try_get("id")?,
-                tenant: r.try_get("tenant")?,
-                event_id: r.try_get("event_id")?,
-                webhook_id: r.try_get("webhook_id")?,
-                url: r.try_get("url")?,
-                status: DeliveryStatus::parse(r.try_get("status")?)?,
-                published: r.try_get("published")?,
-                attempts: r.try_get("attempts")?,
-                last_status: r.try_get("last_status")?,
-                last_error: r.try_get("last_error")?,
-            })
-        })
-        .collect()
+    rows.iter().map(delivery_from_row).collect()
+}
+
+/// One delivery of a tenant.
+pub async fn get(db: &impl GenericClient, tenant: &str, id: Uuid) -> Result<Delivery, StoreError> {
+    let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE tenant = $1 AND id = $2");
+    db.query_opt(&sql, &[&tenant, &id])
+        .await?
+        .map(|r| delivery_from_row(&r))
+        .transpose()?
+        .ok_or_else(|| StoreError::NotFound(format!("delivery `{id}` in tenant `{tenant}`")))
+}
+
+/// What reopening a delivery for another round found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reopen {
+    /// Set back to pending and not yet re-published: publish it with this many
+    /// attempts made before, then call [`mark_published`].
+    Publish { attempts_before: u32 },
+    /// Already re-published by an earlier run (or still in its first round): nothing
+    /// to send again.
+    InFlight,
+    /// Delivered since: nothing to send.
+    Delivered,
+}
+
+/// Makes a failed delivery pending again for a fresh round of attempts. The state is
+/// kept in the row (`published` false until the new message is confirmed), so a
+/// redelivery interrupted at any point neither loses the delivery nor sends it twice
+/// when run again: the router's publish protocol, reused.
+pub async fn reopen(db: &impl GenericClient, id: Uuid) -> Result<Option<Reopen>, StoreError> {
+    let row = db
+        .query_opt(
+            "UPDATE deliveries SET status = 'pending', published = false, \
+               next_attempt_at = NULL, updated_at = now() \
+             WHERE id = $1 AND status = 'failed' RETURNING attempts",
+            &[&id],
+        )
+        .await?;
+    if let Some(row) = row {
+        let attempts: i32 = row.try_get("attempts")?;
+        return Ok(Some(Reopen::Publish {
+            attempts_before: u32::try_from(attempts).unwrap_or(0),
+        }));
+    }
+    let row = db
+        .query_opt(
+            "SELECT status, published, attempts FROM deliveries WHERE id = $1",
+            &[&id],
+        )
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let status = DeliveryStatus::parse(row.try_get("status")?)?;
+    let published: bool = row.try_get("published")?;
+    let attempts: i32 = row.try_get("attempts")?;
+    Ok(Some(match (status, published) {
+        (DeliveryStatus::Delivered, _) => Reopen::Delivered,
+        (DeliveryStatus::Pending, false) => Reopen::Publish {
+            attempts_before: u32::try_from(attempts).unwrap_or(0),
+        },
+        _ => Reopen::InFlight,
+    }))
+}
+
+/// Failed deliveries of one webhook created at or after `since`: what "redeliver all
+/// failed" reopens.
+pub async fn failed_of_webhook(
+    db: &impl GenericClient,
+    tenant: &str,
+    webhook_id: Uuid,
+    since: OffsetDateTime,
+) -> Result<Vec<Delivery>, StoreError> {
+    let filter = DeliveryFilter {
+        webhook_id: Some(webhook_id),
+        status: Some(DeliveryStatus::Failed),
+        since: Some(since),
+        ..DeliveryFilter::default()
+    };
+    list(db, tenant, &filter, None, i64::MAX).await
 }
 
 /// An attempt as operators and tests see it.

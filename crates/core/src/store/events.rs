@@ -57,3 +57,132 @@ pub async fn get(
     })
     .transpose()
 }
+
+/// A stored event as operators and the events API see it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StoredEvent {
+    pub id: String,
+    pub tenant: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub session_id: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub occurred_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub received_at: OffsetDateTime,
+    /// The envelope as published.
+    pub envelope: serde_json::Value,
+}
+
+/// Which events of a tenant to list; every field narrows. The time range is on
+/// `received_at`, the order of the list, so polling with `since` misses nothing.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub session_id: Option<String>,
+    pub event_type: Option<String>,
+    pub since: Option<OffsetDateTime>,
+    pub until: Option<OffsetDateTime>,
+}
+
+/// Where a page ends: the last event's (received_at, id). Pages run newest first, so
+/// events arriving while a client pages land before its first page, never inside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub received_at: OffsetDateTime,
+    pub id: String,
+}
+
+impl Cursor {
+    /// An opaque token: `<unix nanos>.<id>`, base64url.
+    pub fn encode(&self) -> String {
+        use base64::Engine;
+        let raw = format!("{}.{}", self.received_at.unix_timestamp_nanos(), self.id);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    pub fn decode(token: &str) -> Result<Self, StoreError> {
+        use base64::Engine;
+        let invalid = || StoreError::Invalid("cursor: not a cursor from this API".into());
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .map_err(|_| invalid())?;
+        let raw = String::from_utf8(raw).map_err(|_| invalid())?;
+        let (nanos, id) = raw.split_once('.').ok_or_else(invalid)?;
+        let nanos: i128 = nanos.parse().map_err(|_| invalid())?;
+        let received_at =
+            OffsetDateTime::from_unix_timestamp_nanos(nanos).map_err(|_| invalid())?;
+        Ok(Self {
+            received_at,
+            id: id.to_owned(),
+        })
+    }
+
+    pub fn of(event: &StoredEvent) -> Self {
+        Self {
+            received_at: event.received_at,
+            id: event.id.clone(),
+        }
+    }
+}
+
+const EVENT_COLUMNS: &str = "id, tenant, type, session_id, occurred_at, received_at, envelope";
+
+fn event_from_row(r: &tokio_postgres::Row) -> Result<StoredEvent, StoreError> {
+    Ok(StoredEvent {
+        id: r.try_get("id")?,
+        tenant: r.try_get("tenant")?,
+        event_type: r.try_get("type")?,
+        session_id: r.try_get("session_id")?,
+        occurred_at: r.try_get("occurred_at")?,
+        received_at: r.try_get("received_at")?,
+        envelope: r.try_get("envelope")?,
+    })
+}
+
+/// One page of a tenant's events, newest first, after `after`.
+pub async fn list(
+    db: &impl GenericClient,
+    tenant: &str,
+    filter: &EventFilter,
+    after: Option<&Cursor>,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE tenant = $1 \
+         AND ($2::text IS NULL OR session_id = $2) AND ($3::text IS NULL OR type = $3) \
+         AND ($4::timestamptz IS NULL OR received_at >= $4) \
+         AND ($5::timestamptz IS NULL OR received_at < $5) \
+         AND ($6::timestamptz IS NULL OR (received_at, id) < ($6, $7::text)) \
+         ORDER BY received_at DESC, id DESC LIMIT $8"
+    );
+    let rows = db
+        .query(
+            &sql,
+            &[
+                &tenant,
+                &filter.session_id,
+                &filter.event_type,
+                &filter.since,
+                &filter.until,
+                &after.map(|c| c.received_at),
+                &after.map(|c| c.id.as_str()),
+                &limit,
+            ],
+        )
+        .await?;
+    rows.iter().map(event_from_row).collect()
+}
+
+/// One stored event with its metadata.
+pub async fn find(
+    db: &impl GenericClient,
+    tenant: &str,
+    id: &str,
+) -> Result<StoredEvent, StoreError> {
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE tenant = $1 AND id = $2");
+    db.query_opt(&sql, &[&tenant, &id])
+        .await?
+        .map(|r| event_from_row(&r))
+        .transpose()?
+        .ok_or_else(|| StoreError::NotFound(format!("event `{id}` in tenant `{tenant}`")))
+}

@@ -5,6 +5,7 @@
 
 pub mod deliveries;
 pub mod environments;
+pub mod tenants;
 pub mod events;
 pub mod webhooks;
 

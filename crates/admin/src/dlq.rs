@@ -1,0 +1,468 @@
+//! The dead-letter queue, read and changed safely.
+//!
+//! AMQP has no "peek": every operation takes a snapshot of the messages in the queue
+//! when it starts (`basic.get` without ack, as many as the queue held), acks the
+//! messages it removed, and closes its channel, which hands every other message back
+//! in its original order. Nothing is acked before its replacement is confirmed, so a
+//! crash at any point leaves each message either in the queue or replayed.
+
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use hookrelay_core::Topology;
+use hookrelay_core::amqp::{self, Headers};
+use hookrelay_core::store::deliveries;
+use hookrelay_core::wire::{self, DeliveryMessage};
+use lapin::message::BasicGetMessage;
+use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Connection};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::AdminError;
+use crate::redeliver::{self, Outcome};
+
+/// Headers the broker or a dead-lettering adds; a replayed message starts without them.
+const DEAD_LETTER_HEADERS: &[&str] = &[
+    "x-death",
+    "x-delivery-count",
+    "x-first-death-exchange",
+    "x-first-death-queue",
+    "x-first-death-reason",
+    "x-last-death-exchange",
+    "x-last-death-queue",
+    "x-last-death-reason",
+    wire::HEADER_REASON,
+    wire::HEADER_ERROR,
+    wire::HEADER_LAST_STATUS,
+    wire::HEADER_SOURCE_QUEUE,
+    wire::HEADER_ROUTING_KEY,
+    wire::HEADER_DEAD_LETTERED_AT,
+];
+
+/// How often a message has been replayed from the dead-letter queue.
+pub const HEADER_REPLAYS: &str = "x-hookrelay-replays";
+
+/// What was dead-lettered: an event the router could not take, or a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Event,
+    Delivery,
+    Unknown,
+}
+
+/// One dead-lettered message, as operators see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadMessage {
+    /// 1 for the head of the queue at the time of reading.
+    pub position: u64,
+    pub message_id: Option<String>,
+    pub kind: Kind,
+    pub tenant: Option<String>,
+    pub event_id: Option<String>,
+    pub webhook_id: Option<String>,
+    pub delivery_id: Option<String>,
+    pub reason: Option<String>,
+    pub error: Option<String>,
+    pub last_status: Option<String>,
+    pub attempts: Option<String>,
+    pub dead_lettered_at: Option<String>,
+    pub source_queue: Option<String>,
+    pub routing_key: Option<String>,
+    pub headers: serde_json::Map<String, Value>,
+    /// The body as JSON when it is JSON, else as (lossy) text.
+    pub body: Value,
+}
+
+/// Which messages an operation touches; every field narrows, none means all.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub tenant: Option<String>,
+    pub webhook: Option<String>,
+    /// A case-insensitive part of the reason.
+    pub reason: Option<String>,
+    /// Message, delivery or event ids.
+    pub ids: Vec<String>,
+}
+
+impl Filter {
+    pub fn matches(&self, m: &DeadMessage) -> bool {
+        let eq = |want: &Option<String>, have: &Option<String>| {
+            want.as_ref().is_none_or(|w| have.as_ref() == Some(w))
+        };
+        let reason_ok = self.reason.as_ref().is_none_or(|r| {
+            m.reason
+                .as_ref()
+                .is_some_and(|have| have.to_lowercase().contains(&r.to_lowercase()))
+        });
+        let id_ok = self.ids.is_empty()
+            || self.ids.iter().any(|id| {
+                [&m.message_id, &m.delivery_id, &m.event_id]
+                    .iter()
+                    .any(|have| have.as_deref() == Some(id.as_str()))
+            });
+        eq(&self.tenant, &m.tenant) && eq(&self.webhook, &m.webhook_id) && reason_ok && id_ok
+    }
+}
+
+/// Where the dead-letter queue lives and how to reach what replay needs.
+pub struct Dlq<'a> {
+    pub connection: &'a Connection,
+    pub topology: &'a Topology,
+    pub pool: &'a Pool,
+}
+
+/// Lists matching messages, at most `limit`, leaving the queue as it was.
+pub async fn list(
+    dlq: &Dlq<'_>,
+    filter: &Filter,
+    limit: usize,
+) -> Result<Vec<DeadMessage>, AdminError> {
+    let mut found = Vec::new();
+    let mut snapshot = Snapshot::open(dlq).await?;
+    while found.len() < limit {
+        let Some((_, message)) = snapshot.next().await? else {
+            break;
+        };
+        if filter.matches(&message) {
+            found.push(message);
+        }
+    }
+    snapshot.close().await;
+    Ok(found)
+}
+
+/// The first message whose message, delivery or event id is `id`.
+pub async fn show(dlq: &Dlq<'_>, id: &str) -> Result<DeadMessage, AdminError> {
+    let filter = Filter {
+        ids: vec![id.to_owned()],
+        ..Filter::default()
+    };
+    list(dlq, &filter, 1)
+        .await?
+        .pop()
+        .ok_or_else(|| AdminError::NotFound(format!("dead-lettered message `{id}`")))
+}
+
+/// What a replay or purge did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    /// Messages looked at (the queue's length when the run began, at most).
+    pub scanned: u64,
+    pub matched: u64,
+    /// Sent back for a fresh round (replay) or removed (purge).
+    pub done: u64,
+    /// Removed without sending: their delivery was delivered or re-queued since.
+    pub already_settled: u64,
+    /// Left in the queue: their delivery no longer exists, or the source is unknown.
+    pub left: u64,
+    pub dry_run: bool,
+}
+
+/// How replay paces itself and reports progress.
+pub struct ReplayOptions<'a> {
+    pub dry_run: bool,
+    /// Messages per second at most.
+    pub rate: Option<f64>,
+    /// Called with (messages scanned, queue length at start) after each message.
+    pub progress: &'a (dyn Fn(u64, u64) + Send + Sync),
+}
+
+/// Sends matching messages back for a fresh round of attempts: a delivery is
+/// reopened and re-queued (see [`redeliver`]), an event goes back to the router.
+/// Each dead-letter copy is removed only after its replacement is confirmed.
+pub async fn replay(
+    dlq: &Dlq<'_>,
+    filter: &Filter,
+    options: &ReplayOptions<'_>,
+) -> Result<Summary, AdminError> {
+    let publisher = amqp::confirm_channel(dlq.connection).await?;
+    let mut snapshot = Snapshot::open(dlq).await?;
+    let mut summary = Summary {
+        dry_run: options.dry_run,
+        ..Summary::default()
+    };
+    let mut pace = options
+        .rate
+        .filter(|r| *r > 0.0)
+        .map(|r| tokio::time::interval(Duration::from_secs_f64(1.0 / r)));
+    let result = async {
+        while let Some((got, message)) = snapshot.next().await? {
+            summary.scanned += 1;
+            if filter.matches(&message) {
+                summary.matched += 1;
+            }
+            if filter.matches(&message) && !options.dry_run {
+                if let Some(pace) = pace.as_mut() {
+                    pace.tick().await;
+                }
+                match replay_one(dlq, &publisher, &got, &message).await? {
+                    Replayed::Sent => summary.done += 1,
+                    Replayed::Settled => summary.already_settled += 1,
+                    Replayed::Left => summary.left += 1,
+                }
+            }
+            (options.progress)(summary.scanned, snapshot.total);
+        }
+        Ok::<_, AdminError>(())
+    }
+    .await;
+    snapshot.close().await;
+    let _ = publisher.close(200, "replay done".into()).await;
+    result.map(|()| summary)
+}
+
+/// Removes matching messages; with `dry_run`, only counts them.
+pub async fn purge(dlq: &Dlq<'_>, filter: &Filter, dry_run: bool) -> Result<Summary, AdminError> {
+    let mut snapshot = Snapshot::open(dlq).await?;
+    let mut summary = Summary {
+        dry_run,
+        ..Summary::default()
+    };
+    let result = async {
+        while let Some((got, message)) = snapshot.next().await? {
+            summary.scanned += 1;
+            if filter.matches(&message) {
+                summary.matched += 1;
+                if !dry_run {
+                    got.delivery.acker.ack(BasicAckOptions::default()).await?;
+                    summary.done += 1;
+                }
+            }
+        }
+        Ok::<_, AdminError>(())
+    }
+    .await;
+    snapshot.close().await;
+    if summary.done > 0 {
+        tracing::warn!(purged = summary.done, "dead-lettered messages purged");
+    }
+    result.map(|()| summary)
+}
+
+enum Replayed {
+    Sent,
+    Settled,
+    Left,
+}
+
+async fn replay_one(
+    dlq: &Dlq<'_>,
+    publisher: &Channel,
+    got: &BasicGetMessage,
+    message: &DeadMessage,
+) -> Result<Replayed, AdminError> {
+    let ack = || got.delivery.acker.ack(BasicAckOptions::default());
+    if message.kind == Kind::Delivery {
+        let Ok(body) = DeliveryMessage::from_json(&got.delivery.data) else {
+            return Ok(Replayed::Left);
+        };
+        let db = dlq
+            .pool
+            .get()
+            .await
+            .map_err(hookrelay_core::store::StoreError::from)?;
+        let found = deliveries::get(&db, &body.tenant, body.delivery_id).await;
+        drop(db);
+        let delivery = match found {
+            Ok(d) => d,
+            Err(hookrelay_core::store::StoreError::NotFound(_)) => return Ok(Replayed::Left),
+            Err(e) => return Err(e.into()),
+        };
+        let outcome =
+            redeliver::reopen_and_publish(dlq.pool, publisher, dlq.topology, &delivery).await?;
+        ack().await?;
+        return Ok(match outcome {
+            Outcome::Requeued => Replayed::Sent,
+            Outcome::Missing => Replayed::Left,
+            Outcome::AlreadyDelivered | Outcome::AlreadyPending => Replayed::Settled,
+        });
+    }
+    // An event (or anything else) goes back to the queue it was taken from, if that
+    // is one of ours: the router de-duplicates by event id, so a second copy is safe.
+    let Some(queue) = message
+        .source_queue
+        .clone()
+        .filter(|q| *q == dlq.topology.router_queue())
+    else {
+        return Ok(Replayed::Left);
+    };
+    let properties = replayed_properties(&got.delivery.properties);
+    amqp::publish_confirmed(publisher, "", &queue, &got.delivery.data, properties).await?;
+    ack().await?;
+    Ok(Replayed::Sent)
+}
+
+/// The original properties without the dead-letter headers, counting the replay.
+fn replayed_properties(original: &BasicProperties) -> BasicProperties {
+    let mut table = original.headers().clone().unwrap_or_default();
+    let replays = amqp::header_text(original, HEADER_REPLAYS)
+        .and_then(|r| r.parse::<i64>().ok())
+        .unwrap_or(0);
+    let mut kept = FieldTable::default();
+    for (k, v) in table.inner() {
+        if !DEAD_LETTER_HEADERS.contains(&k.as_str()) {
+            kept.insert(k.clone(), v.clone());
+        }
+    }
+    table = Headers::from_table(kept)
+        .int(HEADER_REPLAYS, replays + 1)
+        .into_table();
+    original.clone().with_headers(table).with_delivery_mode(2)
+}
+
+/// A reading of the queue: the messages it held when opened, taken one by one and
+/// handed back (those not acked) on close.
+struct Snapshot {
+    channel: Channel,
+    queue: String,
+    total: u64,
+    taken: u64,
+    topology_router_queue: String,
+    topology_deliveries_queue: String,
+}
+
+impl Snapshot {
+    async fn open(dlq: &Dlq<'_>) -> Result<Self, AdminError> {
+        let channel = dlq.connection.create_channel().await?;
+        dlq.topology.declare_ingress(&channel).await.map_err(|e| {
+            AdminError::Broker(hookrelay_core::amqp::AmqpError::Topology(e))
+        })?;
+        let queue = dlq.topology.dead_letter_queue();
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let declared = channel
+            .queue_declare(amqp::short(&queue)?, passive, FieldTable::default())
+            .await?;
+        Ok(Self {
+            channel,
+            queue,
+            total: u64::from(declared.message_count()),
+            taken: 0,
+            topology_router_queue: dlq.topology.router_queue(),
+            topology_deliveries_queue: dlq.topology.deliveries_queue(),
+        })
+    }
+
+    /// The next message of the snapshot, or `None` once it is read.
+    async fn next(&mut self) -> Result<Option<(BasicGetMessage, DeadMessage)>, AdminError> {
+        let position = self.taken + 1;
+        if position > self.total {
+            return Ok(None);
+        }
+        let got = self
+            .channel
+            .basic_get(amqp::short(&self.queue)?, BasicGetOptions { no_ack: false })
+            .await?;
+        let Some(got) = got else {
+            return Ok(None);
+        };
+        self.taken = position;
+        let message = describe(
+            position,
+            &got.delivery.properties,
+            &got.delivery.data,
+            &self.topology_router_queue,
+            &self.topology_deliveries_queue,
+        );
+        Ok(Some((got, message)))
+    }
+
+    /// Hands back every message not acked, in order.
+    async fn close(self) {
+        if let Err(e) = self.channel.close(200, "done".into()).await {
+            tracing::warn!(error = %e, "closing the dead-letter channel");
+        }
+    }
+}
+
+/// Reads what hookrelay (or the broker, for `x-death`) wrote on a dead letter.
+fn describe(
+    position: u64,
+    properties: &BasicProperties,
+    data: &[u8],
+    router_queue: &str,
+    deliveries_queue: &str,
+) -> DeadMessage {
+    let header = |key: &str| amqp::header_text(properties, key);
+    let body: Value = serde_json::from_slice(data)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(data).into_owned()));
+    let source_queue = header(wire::HEADER_SOURCE_QUEUE).or_else(|| header("x-first-death-queue"));
+    let delivery = DeliveryMessage::from_json(data).ok();
+    let kind = match (&delivery, source_queue.as_deref()) {
+        (Some(_), _) => Kind::Delivery,
+        (None, Some(q)) if q == router_queue => Kind::Event,
+        (None, Some(q)) if q == deliveries_queue => Kind::Delivery,
+        _ => Kind::Unknown,
+    };
+    let body_text = |key: &str| body.get(key).and_then(Value::as_str).map(str::to_owned);
+    let event_id = header(wire::HEADER_EVENT_ID)
+        .or_else(|| delivery.as_ref().map(|d| d.event_id.clone()))
+        .or_else(|| (kind == Kind::Event).then(|| body_text("id")).flatten());
+    DeadMessage {
+        position,
+        message_id: properties.message_id().as_ref().map(|m| m.to_string()),
+        kind,
+        tenant: header(wire::HEADER_TENANT)
+            .or_else(|| delivery.as_ref().map(|d| d.tenant.clone()))
+            .or_else(|| body_text("tenant")),
+        event_id,
+        webhook_id: header(wire::HEADER_WEBHOOK_ID)
+            .or_else(|| delivery.as_ref().and_then(|d| d.webhook_id.map(|w| w.to_string()))),
+        delivery_id: header(wire::HEADER_DELIVERY_ID)
+            .or_else(|| delivery.as_ref().map(|d| d.delivery_id.to_string())),
+        reason: header(wire::HEADER_REASON).or_else(|| header("x-first-death-reason")),
+        error: header(wire::HEADER_ERROR),
+        last_status: header(wire::HEADER_LAST_STATUS),
+        attempts: header(wire::HEADER_ATTEMPTS)
+            .or_else(|| delivery.as_ref().map(|d| d.attempt.to_string())),
+        dead_lettered_at: header(wire::HEADER_DEAD_LETTERED_AT),
+        source_queue,
+        routing_key: header(wire::HEADER_ROUTING_KEY),
+        headers: headers_json(properties),
+        body,
+    }
+}
+
+fn headers_json(properties: &BasicProperties) -> serde_json::Map<String, Value> {
+    properties
+        .headers()
+        .as_ref()
+        .map(|h| {
+            h.inner()
+                .iter()
+                .map(|(k, v)| (k.to_string(), amqp_json(v)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn amqp_json(value: &AMQPValue) -> Value {
+    match value {
+        AMQPValue::Boolean(b) => json!(b),
+        AMQPValue::ShortShortInt(i) => json!(i),
+        AMQPValue::ShortShortUInt(i) => json!(i),
+        AMQPValue::ShortInt(i) => json!(i),
+        AMQPValue::ShortUInt(i) => json!(i),
+        AMQPValue::LongInt(i) => json!(i),
+        AMQPValue::LongUInt(i) => json!(i),
+        AMQPValue::LongLongInt(i) => json!(i),
+        AMQPValue::Float(f) => json!(f),
+        AMQPValue::Double(f) => json!(f),
+        AMQPValue::ShortString(s) => json!(s.as_str()),
+        AMQPValue::LongString(s) => json!(String::from_utf8_lossy(s.as_bytes())),
+        AMQPValue::Timestamp(t) => json!(t),
+        AMQPValue::FieldArray(a) => Value::Array(a.as_slice().iter().map(amqp_json).collect()),
+        AMQPValue::FieldTable(t) => Value::Object(
+            t.inner()
+                .iter()
+                .map(|(k, v)| (k.to_string(), amqp_json(v)))
+                .collect(),
+        ),
+        other => json!(format!("{other:?}")),
+    }
+}

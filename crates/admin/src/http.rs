@@ -1,0 +1,733 @@
+//! The admin API: `/v1/tenants/{tenant}/...` and `/v1/dead-letter`, JSON in and out,
+//! described by `/openapi.json`. Authentication is applied by whoever mounts it.
+//!
+//! Every tenant route reads and writes within the tenant of its path only.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use deadpool_postgres::Pool;
+use hookrelay_core::Topology;
+use hookrelay_core::amqp::{self, ConnectRetry};
+use hookrelay_core::store::deliveries::{self, DeliveryFilter, DeliveryStatus};
+use hookrelay_core::store::events::{self, Cursor, EventFilter};
+use hookrelay_core::store::webhooks::{self, NewWebhook, WebhookUpdate};
+use hookrelay_core::store::{StoreError, environments, tenants};
+use hookrelay_producer::ingest::ApiError;
+use lapin::Connection;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+use crate::dlq::{self, Dlq, Filter, ReplayOptions};
+use crate::{AdminError, redeliver};
+
+/// The OpenAPI description of every route, served at `/openapi.json`.
+pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
+
+const DEFAULT_LIMIT: i64 = 50;
+const MAX_LIMIT: i64 = 500;
+
+#[derive(Clone)]
+pub struct AdminState {
+    pub pool: Pool,
+    pub topology: Topology,
+    pub amqp_url: String,
+    pub default_retention_days: i32,
+    /// Opened on first use and again after it drops: admin calls are rare.
+    connection: Arc<Mutex<Option<Arc<Connection>>>>,
+}
+
+impl AdminState {
+    pub fn new(pool: Pool, topology: Topology, amqp_url: String, retention_days: i32) -> Self {
+        Self {
+            pool,
+            topology,
+            amqp_url,
+            default_retention_days: retention_days,
+            connection: Arc::default(),
+        }
+    }
+
+    async fn connection(&self) -> Result<Arc<Connection>, AdminError> {
+        let mut slot = self.connection.lock().await;
+        if let Some(c) = slot.as_ref().filter(|c| c.status().connected()) {
+            return Ok(Arc::clone(c));
+        }
+        let retry = ConnectRetry {
+            attempts: 3,
+            max_delay: std::time::Duration::from_secs(1),
+        };
+        let c = Arc::new(amqp::connect(&self.amqp_url, "hookrelay-admin", retry).await?);
+        *slot = Some(Arc::clone(&c));
+        Ok(c)
+    }
+}
+
+pub fn router(state: AdminState) -> Router {
+    let tenant = Router::new()
+        .route("/", get(get_tenant).put(put_tenant))
+        .route("/webhooks", get(list_webhooks).post(create_webhook))
+        .route(
+            "/webhooks/{id}",
+            get(get_webhook).patch(update_webhook).delete(delete_webhook),
+        )
+        .route("/webhooks/{id}/enable", post(enable_webhook))
+        .route("/webhooks/{id}/disable", post(disable_webhook))
+        .route("/webhooks/{id}/redeliver", post(redeliver_webhook))
+        .route("/environments", get(list_environments))
+        .route("/environments/{name}", get(get_environment).put(put_environment))
+        .route(
+            "/environments/{name}/variables/{variable}",
+            delete(delete_variable),
+        )
+        .route("/events", get(list_events))
+        .route("/events/{id}", get(get_event))
+        .route("/deliveries", get(list_deliveries))
+        .route("/deliveries/{id}", get(get_delivery))
+        .route("/deliveries/{id}/attempts", get(list_attempts))
+        .route("/deliveries/{id}/redeliver", post(redeliver_delivery));
+    let dead_letter = Router::new()
+        .route("/", get(list_dead_letters))
+        .route("/replay", post(replay_dead_letters))
+        .route("/purge", post(purge_dead_letters))
+        .route("/{id}", get(show_dead_letter));
+    Router::new()
+        .nest("/v1/tenants/{tenant}", tenant)
+        .nest("/v1/dead-letter", dead_letter)
+        .with_state(state)
+}
+
+/// The OpenAPI route, open to all: it describes, it reveals no data.
+pub fn openapi_router() -> Router {
+    Router::new().route(
+        "/openapi.json",
+        get(|| async {
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                OPENAPI,
+            )
+        }),
+    )
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+fn ok<T: Serialize>(value: T) -> ApiResult {
+    Ok(Json(value).into_response())
+}
+
+fn created<T: Serialize>(value: T) -> ApiResult {
+    Ok((StatusCode::CREATED, Json(value)).into_response())
+}
+
+/// The JSON error of a failed admin call: the field named where one was wrong.
+fn api_error(e: AdminError) -> ApiError {
+    match e {
+        AdminError::Store(e) => store_error(e),
+        AdminError::Invalid(m) => invalid(m),
+        AdminError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, format!("{m} not found")),
+        AdminError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
+        AdminError::Broker(e) => {
+            tracing::warn!(error = %e, "admin call could not reach RabbitMQ");
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
+    }
+}
+
+fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
+        StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
+        StoreError::Invalid(m) => invalid(m),
+        e if e.is_transient() => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        e => {
+            tracing::error!(error = %e, "admin call failed");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        }
+    }
+}
+
+/// A 400 whose message starts `field: ...` names that field.
+fn invalid(message: String) -> ApiError {
+    let field = message
+        .split_once(':')
+        .map(|(f, _)| f.trim())
+        .filter(|f| !f.is_empty() && !f.contains(' '))
+        .map(|f| f.trim_matches('`').to_owned());
+    let mut error = ApiError::new(StatusCode::BAD_REQUEST, message);
+    error.field = field;
+    error
+}
+
+impl From<AdminError> for ApiError {
+    fn from(e: AdminError) -> Self {
+        api_error(e)
+    }
+}
+
+fn from_store(e: StoreError) -> ApiError {
+    store_error(e)
+}
+
+/// Parses a JSON body, naming the field that was wrong.
+fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let mut error = ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("invalid request body at `{path}`: {}", e.inner()),
+        );
+        error.field = (path != ".").then_some(path);
+        error
+    })
+}
+
+fn check_tenant(tenant: &str) -> Result<(), ApiError> {
+    let ok = !tenant.is_empty()
+        && tenant.len() <= hookrelay_core::envelope::MAX_NAME_BYTES
+        && tenant
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            "tenant: must be letters, digits, `-` or `_`".to_owned(),
+        ))
+    }
+}
+
+fn limit(given: Option<i64>) -> Result<i64, ApiError> {
+    match given {
+        None => Ok(DEFAULT_LIMIT),
+        Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        Some(_) => Err(invalid(format!("limit: must be 1 to {MAX_LIMIT}"))),
+    }
+}
+
+fn parse_time(field: &str, value: Option<&str>) -> Result<Option<OffsetDateTime>, ApiError> {
+    value
+        .map(|v| {
+            OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
+                .map_err(|e| invalid(format!("{field}: `{v}` is not an RFC 3339 time: {e}")))
+        })
+        .transpose()
+}
+
+fn parse_uuid(field: &str, value: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(value).map_err(|_| invalid(format!("{field}: `{value}` is not a UUID")))
+}
+
+/// A page of a list: `next_cursor` is absent on the last page.
+#[derive(Serialize)]
+struct Page<T> {
+    data: Vec<T>,
+    next_cursor: Option<String>,
+}
+
+async fn db(state: &AdminState) -> Result<deadpool_postgres::Object, ApiError> {
+    state
+        .pool
+        .get()
+        .await
+        .map_err(|e| from_store(StoreError::from(e)))
+}
+
+// ---- tenants
+
+async fn get_tenant(State(s): State<AdminState>, Path(tenant): Path<String>) -> ApiResult {
+    check_tenant(&tenant)?;
+    let settings = tenants::get(&db(&s).await?, &tenant).await.map_err(from_store)?;
+    ok(json!({
+        "tenant": settings.tenant,
+        "retention_days": settings.retention_days,
+        "effective_retention_days": settings.retention_days.unwrap_or(s.default_retention_days),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantBody {
+    retention_days: Option<i32>,
+}
+
+async fn put_tenant(
+    State(s): State<AdminState>,
+    Path(tenant): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    check_tenant(&tenant)?;
+    let body: TenantBody = parse_body(&body)?;
+    tenants::set_retention(&db(&s).await?, &tenant, body.retention_days)
+        .await
+        .map_err(from_store)?;
+    get_tenant(State(s), Path(tenant)).await
+}
+
+// ---- webhooks
+
+#[derive(Deserialize)]
+struct PageQuery {
+    cursor: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn list_webhooks(
+    State(s): State<AdminState>,
+    Path(tenant): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> ApiResult {
+    check_tenant(&tenant)?;
+    let limit = limit(q.limit)?;
+    let after = q.cursor.as_deref().map(|c| parse_uuid("cursor", c)).transpose()?;
+    let data = webhooks::list(&db(&s).await?, &tenant, after, limit)
+        .await
+        .map_err(from_store)?;
+    let next_cursor = (data.len() as i64 == limit)
+        .then(|| data.last().map(|w| w.id.to_string()))
+        .flatten();
+    ok(Page { data, next_cursor })
+}
+
+async fn create_webhook(
+    State(s): State<AdminState>,
+    Path(tenant): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    check_tenant(&tenant)?;
+    let mut value: Value = parse_body(&body)?;
+    let Some(object) = value.as_object_mut() else {
+        return Err(invalid("body: must be a JSON object".into()));
+    };
+    match object.get("tenant") {
+        Some(Value::String(t)) if *t == tenant => {}
+        Some(_) => return Err(invalid("tenant: differs from the tenant of the path".into())),
+        None => {
+            object.insert("tenant".into(), json!(tenant));
+        }
+    }
+    let new: NewWebhook = parse_body(&Bytes::from(value.to_string()))?;
+    let webhook = webhooks::create(&db(&s).await?, &new)
+        .await
+        .map_err(from_store)?;
+    created(webhook)
+}
+
+async fn get_webhook(
+    State(s): State<AdminState>,
+    Path((tenant, id)): Path<(String, String)>,
+) -> ApiResult {
+    let webhook = webhooks::get(&db(&s).await?, &tenant, &id)
+        .await
+        .map_err(from_store)?;
+    ok(webhook)
+}
+
+async fn update_webhook(
+    State(s): State<AdminState>,
+    Path((tenant, id)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult {
+    let change: WebhookUpdate = parse_body(&body)?;
+    let webhook = webhooks::update(&db(&s).await?, &tenant, &id, &change)
+        .await
+        .map_err(from_store)?;
+    ok(webhook)
+}
+
+async fn set_enabled(s: &AdminState, tenant: &str, id: &str, enabled: bool) -> ApiResult {
+    let change = WebhookUpdate {
+        enabled: Some(enabled),
+        ..WebhookUpdate::default()
+    };
+    let webhook = webhooks::update(&db(s).await?, tenant, id, &change)
+        .await
+        .map_err(from_store)?;
+    ok(webhook)
+}
+
+async fn enable_webhook(
+    State(s): State<AdminState>,
+    Path((tenant, id)): Path<(String, String)>,
+) -> ApiResult {
+    set_enabled(&s, &tenant, &id, true).await
+}
+
+async fn disable_webhook(
+    State(s): State<AdminState>,
+    Path((tenant, id)): Path<(String, String)>,
+) -> ApiResult {
+    set_enabled(&s, &tenant, &id, false).await
+}
+
+async fn delete_webhook(
+    State(s): State<AdminState>,
+    Path((tenant, id)): Path<(String, String)>,
+) -> ApiResult {
+    webhooks::delete(&db(&s).await?, &tenant, &id)
+        .await
+        .map_err(from_store)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RedeliverBody {
+    #[serde(with = "time::serde::rfc3339")]
+    since: OffsetDateTime,
+}
+
+async fn redeliver_webhook(
+    State(s): State<AdminState>,
+    Path((tenant, id)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult {
+    let body: RedeliverBody = parse_body(&body)?;
+    let webhook = webhooks::get(&db(&s).await?, &tenant, &id)
+        .await
+        .map_err(from_store)?;
+    let connection = s.connection().await?;
+    let channel = amqp::confirm_channel(&connection).await.map_err(AdminError::from)?;
+    let summary = redeliver::failed_of_webhook(
+        &s.pool,
+        &channel,
+        &s.topology,
+        &tenant,
+        webhook.id,
+        body.since,
+    )
+    .await;
+    let _ = channel.close(200, "done".into()).await;
+    ok(summary?)
+}
+
+// ---- environments
+
+async fn list_environments(
+    State(s): State<AdminState>,
+    Path(tenant): Path<String>,
+) -> ApiResult {
+    check_tenant(&tenant)?;
+    let data = environments::list(&db(&s).await?, &tenant)
+        .await
+        .map_err(from_store)?;
+    ok(json!({ "data": data }))
+}
+
+async fn get_environment(
+    State(s): State<AdminState>,
+    Path((tenant, name)): Path<(String, String)>,
+) -> ApiResult {
+    let all = environments::list(&db(&s).await?, &tenant)
+        .await
+        .map_err(from_store)?;
+    let found = all.into_iter().find(|e| e.name == name).ok_or_else(|| {
+        from_store(StoreError::NotFound(format!(
+            "environment `{name}` in tenant `{tenant}`"
+        )))
+    })?;
+    ok(found)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnvironmentBody {
+    variables: BTreeMap<String, String>,
+}
+
+async fn put_environment(
+    State(s): State<AdminState>,
+    Path((tenant, name)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult {
+    check_tenant(&tenant)?;
+    let body: EnvironmentBody = parse_body(&body)?;
+    let environment = environments::set(&db(&s).await?, &tenant, &name, &body.variables)
+        .await
+        .map_err(from_store)?;
+    ok(environment)
+}
+
+async fn delete_variable(
+    State(s): State<AdminState>,
+    Path((tenant, name, variable)): Path<(String, String, String)>,
+) -> ApiResult {
+    let environment = environments::unset(&db(&s).await?, &tenant, &name, &[variable])
+        .await
+        .map_err(from_store)?;
+    ok(environment)
+}
+
+// ---- events
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    session_id: Option<String>,
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    cursor: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn list_events(
+    State(s): State<AdminState>,
+    Path(tenant): Path<String>,
+    Query(q): Query<EventsQuery>,
+) -> ApiResult {
+    check_tenant(&tenant)?;
+    let limit = limit(q.limit)?;
+    let filter = EventFilter {
+        session_id: q.session_id,
+        event_type: q.event_type,
+        since: parse_time("since", q.since.as_deref())?,
+        until: parse_time("until", q.until.as_deref())?,
+    };
+    let after = q
+        .cursor
+        .as_deref()
+        .map(Cursor::decode)
+        .transpose()
+        .map_err(from_store)?;
+    let data = events::list(&db(&s).await?, &tenant, &filter, after.as_ref(), limit)
+        .await
+        .map_err(from_store)?;
+    let next_cursor = (data.len() as i64 == limit)
+        .then(|| data.last().map(|e| Cursor::of(e).encode()))
+        .flatten();
+    ok(Page { data, next_cursor })
+}
+
+async fn get_event(
+    State(s): State<AdminState>,
+    Path((tenant, id)): Path<(String, String)>,
+) -> ApiResult {
+    let db = db(&s).await?;
+    let event = events::find(&db, &tenant, &id).await.map_err(from_store)?;
+    let deliveries = deliveries::for_event(&db, &tenant, &id)
+        .await
+        .map_err(from_store)?;
+    ok(json!({ "event": event, "deliveries": deliveries }))
+}
+
+// ---- deliveries
+
+#[derive(Deserialize)]
+struct DeliveriesQuery {
+    event_id: Option<String>,
+    webhook_id: Option<String>,
+    status: Option<String>,
+    since: Option<String>,
+    cursor: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn list_deliveries(
+    State(s): State<AdminState>,
+    Path(tenant): Path<String>,
+    Query(q): Query<DeliveriesQuery>,
+) -> ApiResult {
+    check_tenant(&tenant)?;
+    let limit = limit(q.limit)?;
+    let status = q
+        .status
+        .as_deref()
+        .map(|v| {
+            serde_json::from_value::<DeliveryStatus>(json!(v)).map_err(|_| {
+                invalid(format!(
+                    "status: `{v}` is not pending, delivered or failed"
+                ))
+            })
+        })
+        .transpose()?;
+    let filter = DeliveryFilter {
+        event_id: q.event_id,
+        webhook_id: q
+            .webhook_id
+            .as_deref()
+            .map(|w| parse_uuid("webhook_id", w))
+            .transpose()?,
+        status,
+        since: parse_time("since", q.since.as_deref())?,
+    };
+    let after = q.cursor.as_deref().map(|c| parse_uuid("cursor", c)).transpose()?;
+    let data = deliveries::list(&db(&s).await?, &tenant, &filter, after, limit)
+        .await
+        .map_err(from_store)?;
+    let next_cursor = (data.len() as i64 == limit)
+        .then(|| data.last().map(|d| d.id.to_string()))
+        .flatten();
+    ok(Page { data, next_cursor })
+}
+
+async fn get_delivery(
+    State(s): State<AdminState>,
+    Path((tenant, id)): Path<(String, String)>,
+) -> ApiResult {
+    let id = parse_uuid("id", &id)?;
+    let delivery = deliveries::get(&db(&s).await?, &tenant, id)
+        .await
+        .map_err(from_store)?;
+    ok(delivery)
+}
+
+async fn list_attempts(
+    State(s): State<AdminState>,
+    Path((tenant, id)): Path<(String, String)>,
+) -> ApiResult {
+    let id = parse_uuid("id", &id)?;
+    let db = db(&s).await?;
+    // The delivery must be the tenant's: 404 otherwise, never another's attempts.
+    deliveries::get(&db, &tenant, id).await.map_err(from_store)?;
+    let data = deliveries::attempts(&db, id).await.map_err(from_store)?;
+    ok(json!({ "data": data }))
+}
+
+async fn redeliver_delivery(
+    State(s): State<AdminState>,
+    Path((tenant, id)): Path<(String, String)>,
+) -> ApiResult {
+    let id = parse_uuid("id", &id)?;
+    let connection = s.connection().await?;
+    let channel = amqp::confirm_channel(&connection).await.map_err(AdminError::from)?;
+    let result = redeliver::one(&s.pool, &channel, &s.topology, &tenant, id).await;
+    let _ = channel.close(200, "done".into()).await;
+    let done = result?;
+    if done.outcome != redeliver::Outcome::Requeued {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "delivery `{id}` is not failed ({}); nothing to redeliver",
+                serde_json::to_value(done.outcome)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            ),
+        ));
+    }
+    Ok((StatusCode::ACCEPTED, Json(done)).into_response())
+}
+
+// ---- dead-letter queue
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DeadLetterQuery {
+    tenant: Option<String>,
+    webhook: Option<String>,
+    reason: Option<String>,
+    limit: Option<i64>,
+}
+
+impl DeadLetterQuery {
+    fn filter(&self) -> Filter {
+        Filter {
+            tenant: self.tenant.clone(),
+            webhook: self.webhook.clone(),
+            reason: self.reason.clone(),
+            ids: Vec::new(),
+        }
+    }
+}
+
+async fn list_dead_letters(
+    State(s): State<AdminState>,
+    Query(q): Query<DeadLetterQuery>,
+) -> ApiResult {
+    let limit = usize::try_from(limit(q.limit)?).unwrap_or(usize::MAX);
+    let connection = s.connection().await?;
+    let dlq = Dlq {
+        connection: &connection,
+        topology: &s.topology,
+        pool: &s.pool,
+    };
+    let data = dlq::list(&dlq, &q.filter(), limit).await?;
+    ok(json!({ "data": data }))
+}
+
+async fn show_dead_letter(State(s): State<AdminState>, Path(id): Path<String>) -> ApiResult {
+    let connection = s.connection().await?;
+    let dlq = Dlq {
+        connection: &connection,
+        topology: &s.topology,
+        pool: &s.pool,
+    };
+    ok(dlq::show(&dlq, &id).await?)
+}
+
+/// The body of replay and purge: a filter and how to act.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DeadLetterAction {
+    tenant: Option<String>,
+    webhook: Option<String>,
+    reason: Option<String>,
+    /// Message, delivery or event ids.
+    #[serde(default)]
+    ids: Vec<String>,
+    #[serde(default)]
+    dry_run: bool,
+    /// Replay: messages per second at most.
+    rate: Option<f64>,
+    /// Purge: must be true (unless `dry_run`).
+    #[serde(default)]
+    confirm: bool,
+}
+
+impl DeadLetterAction {
+    fn filter(&self) -> Filter {
+        Filter {
+            tenant: self.tenant.clone(),
+            webhook: self.webhook.clone(),
+            reason: self.reason.clone(),
+            ids: self.ids.clone(),
+        }
+    }
+}
+
+async fn replay_dead_letters(State(s): State<AdminState>, body: Bytes) -> ApiResult {
+    let action: DeadLetterAction = parse_body(&body)?;
+    if action.rate.is_some_and(|r| r.is_nan() || r <= 0.0 || r.is_infinite()) {
+        return Err(invalid("rate: must be above 0 messages per second".into()));
+    }
+    let connection = s.connection().await?;
+    let dlq = Dlq {
+        connection: &connection,
+        topology: &s.topology,
+        pool: &s.pool,
+    };
+    let options = ReplayOptions {
+        dry_run: action.dry_run,
+        rate: action.rate,
+        progress: &|_, _| {},
+    };
+    ok(dlq::replay(&dlq, &action.filter(), &options).await?)
+}
+
+async fn purge_dead_letters(State(s): State<AdminState>, body: Bytes) -> ApiResult {
+    let action: DeadLetterAction = parse_body(&body)?;
+    if !action.confirm && !action.dry_run {
+        return Err(invalid(
+            "confirm: purging deletes messages for good; send \"confirm\": true (or \"dry_run\": true)".into(),
+        ));
+    }
+    let connection = s.connection().await?;
+    let dlq = Dlq {
+        connection: &connection,
+        topology: &s.topology,
+        pool: &s.pool,
+    };
+    ok(dlq::purge(&dlq, &action.filter(), action.dry_run).await?)
+}

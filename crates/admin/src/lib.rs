@@ -1,0 +1,36 @@
+//! The operator surface, shared by the admin API (the `api` role) and the `hookrelay`
+//! subcommands: both call these functions, so they cannot drift apart.
+//!
+//! - [`dlq`]: read, replay and purge the dead-letter queue without losing or
+//!   reordering what stays in it.
+//! - [`redeliver`]: a fresh round of attempts for failed deliveries.
+//! - [`retention`]: deleting expired events in small batches.
+//! - [`http`]: the `/v1/tenants/...` and `/v1/dead-letter` routes.
+
+pub mod dlq;
+pub mod http;
+pub mod redeliver;
+pub mod retention;
+
+use hookrelay_core::amqp::AmqpError;
+use hookrelay_core::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Broker(#[from] AmqpError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+}
+
+impl From<lapin::Error> for AdminError {
+    fn from(e: lapin::Error) -> Self {
+        Self::Broker(AmqpError::Broker(e))
+    }
+}

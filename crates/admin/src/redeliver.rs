@@ -1,0 +1,129 @@
+//! Manual redelivery: a failed delivery gets a fresh round of attempts (the first
+//! attempt and the configured retries), recorded after its earlier ones. The delivery
+//! row is reused, so de-duplication still holds: one event, one delivery per webhook.
+
+use deadpool_postgres::Pool;
+use hookrelay_core::Topology;
+use hookrelay_core::amqp;
+use hookrelay_core::store::deliveries::{self, Delivery, Reopen};
+use hookrelay_core::wire::DeliveryMessage;
+use lapin::Channel;
+use serde::Serialize;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::AdminError;
+
+/// What redelivering one delivery did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Queued for a fresh round of attempts.
+    Requeued,
+    /// Not failed: still pending (in its round, or queued by an earlier redelivery).
+    AlreadyPending,
+    AlreadyDelivered,
+    /// The delivery no longer exists (retention deleted its event).
+    Missing,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Redelivered {
+    pub delivery_id: Uuid,
+    pub outcome: Outcome,
+}
+
+/// Redelivers one delivery of `tenant`; 404 (`NotFound`) for another tenant's.
+pub async fn one(
+    pool: &Pool,
+    channel: &Channel,
+    topology: &Topology,
+    tenant: &str,
+    id: Uuid,
+) -> Result<Redelivered, AdminError> {
+    let db = pool.get().await.map_err(hookrelay_core::store::StoreError::from)?;
+    let delivery = deliveries::get(&db, tenant, id).await?;
+    drop(db);
+    let outcome = reopen_and_publish(pool, channel, topology, &delivery).await?;
+    Ok(Redelivered {
+        delivery_id: id,
+        outcome,
+    })
+}
+
+/// What redelivering many did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    pub requeued: u64,
+    pub skipped: u64,
+    pub deliveries: Vec<Redelivered>,
+}
+
+/// Redelivers every failed delivery of one webhook created at or after `since`.
+pub async fn failed_of_webhook(
+    pool: &Pool,
+    channel: &Channel,
+    topology: &Topology,
+    tenant: &str,
+    webhook_id: Uuid,
+    since: OffsetDateTime,
+) -> Result<Summary, AdminError> {
+    let db = pool.get().await.map_err(hookrelay_core::store::StoreError::from)?;
+    let failed = deliveries::failed_of_webhook(&db, tenant, webhook_id, since).await?;
+    drop(db);
+    let mut summary = Summary::default();
+    for delivery in failed {
+        let outcome = reopen_and_publish(pool, channel, topology, &delivery).await?;
+        if outcome == Outcome::Requeued {
+            summary.requeued += 1;
+        } else {
+            summary.skipped += 1;
+        }
+        summary.deliveries.push(Redelivered {
+            delivery_id: delivery.id,
+            outcome,
+        });
+    }
+    Ok(summary)
+}
+
+/// Reopens the row, publishes the delivery message (confirmed), then marks the row
+/// published: if this stops midway, running it again publishes once (see
+/// [`deliveries::reopen`]).
+pub(crate) async fn reopen_and_publish(
+    pool: &Pool,
+    channel: &Channel,
+    topology: &Topology,
+    delivery: &Delivery,
+) -> Result<Outcome, AdminError> {
+    let db = pool.get().await.map_err(hookrelay_core::store::StoreError::from)?;
+    let attempts_before = match deliveries::reopen(&db, delivery.id).await? {
+        None => return Ok(Outcome::Missing),
+        Some(Reopen::Delivered) => return Ok(Outcome::AlreadyDelivered),
+        Some(Reopen::InFlight) => return Ok(Outcome::AlreadyPending),
+        Some(Reopen::Publish { attempts_before }) => attempts_before,
+    };
+    // No connection is held while waiting for the broker.
+    drop(db);
+    let message = DeliveryMessage {
+        delivery_id: delivery.id,
+        tenant: delivery.tenant.clone(),
+        event_id: delivery.event_id.clone(),
+        webhook_id: delivery.webhook_id,
+        attempt: attempts_before + 1,
+        attempts_before,
+    };
+    let properties = amqp::persistent(&delivery.id.to_string(), Default::default())?;
+    amqp::publish_confirmed(
+        channel,
+        &topology.deliveries_exchange(),
+        &delivery.tenant,
+        &message.to_json(),
+        properties,
+    )
+    .await?;
+    let db = pool.get().await.map_err(hookrelay_core::store::StoreError::from)?;
+    deliveries::mark_published(&db, &[delivery.id]).await?;
+    tracing::info!(delivery_id = %delivery.id, attempts_before, "delivery re-queued");
+    Ok(Outcome::Requeued)
+}

@@ -1,0 +1,243 @@
+//! `hookrelay dlq list|show|replay|purge`: the dead-letter queue, read and changed
+//! through the same code as the admin API's `/v1/dead-letter` routes.
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use hookrelay_admin::dlq::{self, DeadMessage, Dlq, Filter, ReplayOptions, Summary};
+use hookrelay_core::amqp::{self, ConnectRetry};
+use hookrelay_core::store;
+
+use super::{print, write_out};
+use crate::config::{Common, Output};
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List dead-lettered messages, oldest first; the queue is left as it was.
+    List {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Show at most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// One message in full: headers and body.
+    Show {
+        /// Its message id, delivery id or event id.
+        id: String,
+    },
+    /// Send matching messages back for a fresh round of attempts.
+    Replay {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Count what would be replayed; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// At most this many messages per second (`50/s` or `50`).
+        #[arg(long, value_parser = parse_rate)]
+        rate: Option<f64>,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Delete matching messages for good.
+    Purge {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Required: purged messages cannot be recovered.
+        #[arg(long)]
+        yes: bool,
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        output: Output,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FilterArgs {
+    #[arg(long)]
+    tenant: Option<String>,
+    /// Webhook id.
+    #[arg(long)]
+    webhook: Option<String>,
+    /// Part of the reason, any case (`exhausted`, `invalid event`).
+    #[arg(long)]
+    reason: Option<String>,
+    /// Only these message, delivery or event ids; repeat for several.
+    #[arg(long = "id")]
+    ids: Vec<String>,
+}
+
+impl From<FilterArgs> for Filter {
+    fn from(a: FilterArgs) -> Self {
+        Filter {
+            tenant: a.tenant,
+            webhook: a.webhook,
+            reason: a.reason,
+            ids: a.ids,
+        }
+    }
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let n = s.trim().trim_end_matches("/s").trim();
+    match n.parse::<f64>() {
+        Ok(r) if r > 0.0 && r.is_finite() => Ok(r),
+        _ => Err(format!("`{s}` is not a rate like `50/s`")),
+    }
+}
+
+pub async fn run(common: &Common, command: DlqCommand) -> anyhow::Result<()> {
+    let topology = common.topology();
+    let pool = store::pool(&common.database_url, 2)?;
+    let retry = ConnectRetry {
+        attempts: 3,
+        max_delay: Duration::from_secs(1),
+    };
+    let connection = amqp::connect(&common.amqp_url, "hookrelay-cli", retry).await?;
+    let dlq = Dlq {
+        connection: &connection,
+        topology: &topology,
+        pool: &pool,
+    };
+    match command {
+        DlqCommand::List {
+            filter,
+            limit,
+            output,
+        } => {
+            let found = dlq::list(&dlq, &filter.into(), limit).await?;
+            print_list(&found, output.json);
+        }
+        DlqCommand::Show { id } => {
+            let found = dlq::show(&dlq, &id).await?;
+            write_out(&serde_json::to_string_pretty(&found)?);
+        }
+        DlqCommand::Replay {
+            filter,
+            dry_run,
+            rate,
+            output,
+        } => {
+            let progress = Progress::new(!output.json && !dry_run);
+            let options = ReplayOptions {
+                dry_run,
+                rate,
+                progress: &|done, total| progress.show(done, total),
+            };
+            let summary = dlq::replay(&dlq, &filter.into(), &options).await;
+            progress.finish();
+            print_summary("replayed", &summary?, output.json);
+        }
+        DlqCommand::Purge {
+            filter,
+            yes,
+            dry_run,
+            output,
+        } => {
+            if !yes && !dry_run {
+                bail!("purge deletes messages for good: add --yes (or --dry-run to count them)");
+            }
+            let summary = dlq::purge(&dlq, &filter.into(), dry_run).await?;
+            print_summary("purged", &summary, output.json);
+        }
+    }
+    connection
+        .close(200, "done".into())
+        .await
+        .context("closing the RabbitMQ connection")?;
+    Ok(())
+}
+
+fn print_list(found: &[DeadMessage], json: bool) {
+    let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let rows = found
+        .iter()
+        .map(|m| {
+            vec![
+                m.position.to_string(),
+                dash(&m.event_id),
+                dash(&m.tenant),
+                dash(&m.webhook_id),
+                dash(&m.reason),
+                dash(&m.last_status),
+                dash(&m.attempts),
+                dash(&m.dead_lettered_at),
+            ]
+        })
+        .collect();
+    print(
+        json,
+        &found,
+        &[
+            "#", "EVENT", "TENANT", "WEBHOOK", "REASON", "LAST", "ATTEMPTS", "WHEN",
+        ],
+        rows,
+    );
+}
+
+fn print_summary(verb: &str, s: &Summary, json: bool) {
+    if json {
+        write_out(&serde_json::to_string_pretty(s).unwrap_or_default());
+        return;
+    }
+    let mut line = if s.dry_run {
+        format!(
+            "dry run: {} of {} messages match; nothing changed",
+            s.matched, s.scanned
+        )
+    } else {
+        format!("{verb} {} of {} messages matched", s.done, s.matched)
+    };
+    if s.already_settled > 0 {
+        line.push_str(&format!(
+            "; {} removed without sending (their delivery was delivered or re-queued since)",
+            s.already_settled
+        ));
+    }
+    if s.left > 0 {
+        line.push_str(&format!(
+            "; {} left in the queue (delivery deleted by retention, or source unknown)",
+            s.left
+        ));
+    }
+    write_out(&line);
+}
+
+/// A one-line progress bar on stderr, redrawn in place, for people at a terminal.
+struct Progress {
+    enabled: bool,
+}
+
+impl Progress {
+    fn new(enabled: bool) -> Self {
+        use std::io::IsTerminal;
+        Self {
+            enabled: enabled && std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn show(&self, done: u64, total: u64) {
+        if !self.enabled {
+            return;
+        }
+        const WIDTH: u64 = 30;
+        let filled = (done * WIDTH).checked_div(total).unwrap_or(WIDTH).min(WIDTH);
+        let bar: String = (0..WIDTH)
+            .map(|i| if i < filled { '#' } else { '.' })
+            .collect();
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\r[{bar}] {done} of {total} messages");
+        let _ = err.flush();
+    }
+
+    fn finish(&self) {
+        if self.enabled {
+            let _ = writeln!(std::io::stderr().lock());
+        }
+    }
+}

@@ -1,0 +1,459 @@
+//! The admin API: webhooks, environments, tenants, events, deliveries, redelivery,
+//! authentication and tenant isolation, over real HTTP.
+
+use std::time::Duration;
+
+use hookrelay_tests::stack::{event, webhook};
+use hookrelay_tests::{Behaviour, TestStack, wait_until};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A client for one served API.
+struct Api {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Api {
+    async fn new(stack: &TestStack, token: Option<&str>) -> Self {
+        Self {
+            base: stack.serve_api(token, 1 << 20).await,
+            token: token.map(str::to_owned),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, None).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, Some(body)).await
+    }
+}
+
+#[tokio::test]
+async fn webhooks_are_managed_with_clear_errors() {
+    let stack = TestStack::new().await;
+    let api = Api::new(&stack, None).await;
+    let url = stack.receiver.url("/a");
+    let (status, created) = api
+        .post(
+            "/v1/tenants/acme/webhooks",
+            json!({"key": "orders", "url": url, "event_types": ["file_uploaded"], "secret": "s3cret"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["tenant"], "acme");
+    assert_eq!(created["secret"], "********", "secrets are never echoed");
+    let id = created["id"].as_str().unwrap().to_owned();
+
+    let (status, body) = api
+        .post("/v1/tenants/acme/webhooks", json!({"key": "orders", "url": url}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+
+    let (status, body) = api
+        .post("/v1/tenants/acme/webhooks", json!({"key": "k2", "url": "ftp://x"}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["field"], "url", "{body}");
+    let (status, body) = api
+        .post("/v1/tenants/acme/webhooks", json!({"key": "k3", "url": url, "format": "xml"}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["field"], "format", "{body}");
+    let (status, body) = api
+        .post("/v1/tenants/acme/webhooks", json!({"key": "k4", "url": url, "colour": "red"}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "unknown fields are refused: {body}");
+
+    let (status, body) = api
+        .call(
+            Method::PATCH,
+            &format!("/v1/tenants/acme/webhooks/{id}"),
+            Some(json!({"key": "orders-v2"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["key"], "orders-v2");
+    let (status, body) = api.get("/v1/tenants/acme/webhooks/orders-v2").await;
+    assert_eq!((status, body["id"].as_str()), (StatusCode::OK, Some(id.as_str())));
+
+    let (_, body) = api
+        .post(&format!("/v1/tenants/acme/webhooks/{id}/disable"), json!({}))
+        .await;
+    assert_eq!(body["enabled"], false);
+    assert_eq!(body["disabled_reason"], "disabled by an operator");
+    let (_, body) = api
+        .post(&format!("/v1/tenants/acme/webhooks/{id}/enable"), json!({}))
+        .await;
+    assert_eq!(body["enabled"], true);
+
+    // Another tenant sees nothing of it.
+    let (status, _) = api.get(&format!("/v1/tenants/other/webhooks/{id}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = api
+        .call(Method::DELETE, &format!("/v1/tenants/other/webhooks/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (status, _) = api
+        .call(Method::DELETE, &format!("/v1/tenants/acme/webhooks/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = api.get(&format!("/v1/tenants/acme/webhooks/{id}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+}
+
+#[tokio::test]
+async fn webhook_lists_are_paged() {
+    let stack = TestStack::new().await;
+    let api = Api::new(&stack, None).await;
+    for i in 0..5 {
+        let (status, _) = api
+            .post(
+                "/v1/tenants/acme/webhooks",
+                json!({"key": format!("k{i}"), "url": stack.receiver.url("/x")}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let mut keys = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/tenants/acme/webhooks?limit=2&cursor={c}"),
+            None => "/v1/tenants/acme/webhooks?limit=2".to_owned(),
+        };
+        let (status, page) = api.get(&path).await;
+        assert_eq!(status, StatusCode::OK);
+        for w in page["data"].as_array().unwrap() {
+            keys.push(w["key"].as_str().unwrap().to_owned());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(keys, ["k0", "k1", "k2", "k3", "k4"]);
+    let (status, body) = api.get("/v1/tenants/acme/webhooks?limit=0").await;
+    assert_eq!((status, body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("limit")));
+}
+
+#[tokio::test]
+async fn every_admin_route_needs_the_token_and_openapi_describes_them() {
+    let stack = TestStack::new().await;
+    let api = Api::new(&stack, Some("sesame")).await;
+    let anonymous = Api {
+        base: api.base.clone(),
+        token: None,
+        http: reqwest::Client::new(),
+    };
+    for path in [
+        "/v1/tenants/acme/webhooks",
+        "/v1/tenants/acme/events",
+        "/v1/tenants/acme/deliveries",
+        "/v1/tenants/acme/environments",
+        "/v1/tenants/acme",
+        "/v1/dead-letter",
+    ] {
+        let (status, _) = anonymous.get(path).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+        let (status, body) = api.get(path).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    }
+    let (status, spec) = anonymous.get("/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    let paths = spec["paths"].as_object().expect("openapi paths");
+    for path in [
+        "/v1/events",
+        "/v1/tenants/{tenant}",
+        "/v1/tenants/{tenant}/webhooks",
+        "/v1/tenants/{tenant}/webhooks/{id}",
+        "/v1/tenants/{tenant}/environments/{name}",
+        "/v1/tenants/{tenant}/events",
+        "/v1/tenants/{tenant}/events/{id}",
+        "/v1/tenants/{tenant}/deliveries",
+        "/v1/tenants/{tenant}/deliveries/{id}/attempts",
+        "/v1/tenants/{tenant}/deliveries/{id}/redeliver",
+        "/v1/dead-letter",
+        "/v1/dead-letter/replay",
+        "/v1/dead-letter/purge",
+    ] {
+        assert!(paths.contains_key(path), "openapi.json lacks {path}");
+    }
+}
+
+#[tokio::test]
+async fn environment_values_are_never_echoed_in_full() {
+    let stack = TestStack::new().await;
+    let api = Api::new(&stack, None).await;
+    let (status, body) = api
+        .call(
+            Method::PUT,
+            "/v1/tenants/acme/environments/Production",
+            Some(json!({"variables": {"API_TOKEN": "tok_live_123456"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["variables"]["API_TOKEN"], "tok***");
+    let (_, list) = api.get("/v1/tenants/acme/environments").await;
+    assert!(!list.to_string().contains("123456"), "{list}");
+    let (status, body) = api
+        .call(
+            Method::PUT,
+            "/v1/tenants/acme/environments/Production",
+            Some(json!({"variables": {"bad-name": "x"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = api
+        .call(
+            Method::DELETE,
+            "/v1/tenants/acme/environments/Production/variables/API_TOKEN",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["variables"], json!({}));
+}
+
+#[tokio::test]
+async fn retention_is_set_per_tenant() {
+    let stack = TestStack::new().await;
+    let api = Api::new(&stack, None).await;
+    let (_, body) = api.get("/v1/tenants/acme").await;
+    assert_eq!(body, json!({"tenant": "acme", "retention_days": null, "effective_retention_days": 30}));
+    let (status, body) = api
+        .call(Method::PUT, "/v1/tenants/acme", Some(json!({"retention_days": 7})))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["effective_retention_days"], 7);
+    let (status, body) = api
+        .call(Method::PUT, "/v1/tenants/acme", Some(json!({"retention_days": 0})))
+        .await;
+    assert_eq!((status, body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("retention_days")));
+}
+
+/// Events of two tenants with the same ids: each tenant sees its own only.
+#[tokio::test]
+async fn events_api_filters_pages_stably_and_isolates_tenants() {
+    let mut stack = TestStack::new().await;
+    stack.start_router().await;
+    let api = Api::new(&stack, None).await;
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let session = if i % 2 == 0 { "s-even" } else { "s-odd" };
+        let mut a = event("acme", "file_uploaded", json!({"session_id": session}));
+        a.id = format!("evt-{i}");
+        let mut b = event("globex", "file_uploaded", json!({"session_id": session}));
+        b.id = format!("evt-{i}");
+        stack.publish(&a).await;
+        stack.publish(&b).await;
+        ids.push(a.id);
+    }
+    let stored = |tenant: &'static str, n: usize| {
+        let api = &api;
+        async move {
+            wait_until(&format!("{n} events of {tenant} stored"), WAIT, || async {
+                let (_, page) = api.get(&format!("/v1/tenants/{tenant}/events?limit=100")).await;
+                page["data"].as_array().map(Vec::len) == Some(n)
+            })
+            .await;
+        }
+    };
+    stored("acme", 6).await;
+    stored("globex", 6).await;
+
+    let (_, page1) = api.get("/v1/tenants/acme/events?limit=4").await;
+    let first: Vec<String> = page1["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            assert_eq!(e["tenant"], "acme");
+            e["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(first.len(), 4);
+    // New events arrive between pages: they come before page one, not inside.
+    for i in 6..9 {
+        let mut late = event("acme", "file_uploaded", json!({}));
+        late.id = format!("evt-{i}");
+        stack.publish(&late).await;
+    }
+    stored("acme", 9).await;
+    let cursor = page1["next_cursor"].as_str().expect("a next page");
+    let (_, page2) = api
+        .get(&format!("/v1/tenants/acme/events?limit=4&cursor={cursor}"))
+        .await;
+    let second: Vec<String> = page2["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
+    let mut all: Vec<String> = first.iter().chain(&second).cloned().collect();
+    all.sort();
+    assert_eq!(all, ids, "the six first events, each once, across both pages");
+
+    let (_, odd) = api.get("/v1/tenants/acme/events?session_id=s-odd").await;
+    let odd: Vec<&str> = odd["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(odd.len(), 3);
+    assert!(odd.iter().all(|id| ["evt-1", "evt-3", "evt-5"].contains(id)));
+    let (_, none) = api.get("/v1/tenants/acme/events?type=other").await;
+    assert_eq!(none["data"], json!([]));
+    let (_, future) = api
+        .get("/v1/tenants/acme/events?since=2999-01-01T00:00:00Z")
+        .await;
+    assert_eq!(future["data"], json!([]));
+    let (status, body) = api.get("/v1/tenants/acme/events?since=yesterday").await;
+    assert_eq!((status, body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("since")));
+    let (status, body) = api.get("/v1/tenants/acme/events?cursor=garbage").await;
+    assert_eq!((status, body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("cursor")));
+
+    let (status, one) = api.get("/v1/tenants/globex/events/evt-7").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "globex has no evt-7: {one}");
+    let (status, one) = api.get("/v1/tenants/globex/events/evt-1").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(one["event"]["tenant"], "globex");
+    assert_eq!(one["deliveries"], json!([]));
+}
+
+/// A failed delivery redelivered by hand: a fresh round of attempts, recorded after
+/// the first ones, on the same delivery row.
+#[tokio::test]
+async fn a_failed_delivery_is_redelivered_with_new_attempts() {
+    let mut stack = TestStack::new().await;
+    stack.start_router().await;
+    stack.start_sender().await;
+    let api = Api::new(&stack, None).await;
+    stack.receiver.respond(
+        "/flaky",
+        Behaviour::Sequence(vec![
+            Behaviour::Status(429),
+            Behaviour::Status(429),
+            Behaviour::Status(429),
+            Behaviour::Status(429),
+            Behaviour::Status(200),
+        ]),
+    );
+    let hook = stack
+        .create_webhook(webhook("acme", "flaky", &stack.receiver.url("/flaky")))
+        .await;
+    let e = event("acme", "file_uploaded", json!({}));
+    stack.publish(&e).await;
+    let settled = stack.wait_settled("acme", &e.id, 1, WAIT).await;
+    assert_eq!(settled[0].status.as_str(), "failed");
+    let id = settled[0].id;
+
+    let (_, failed) = api
+        .get(&format!("/v1/tenants/acme/deliveries?status=failed&webhook_id={}", hook.id))
+        .await;
+    assert_eq!(failed["data"].as_array().unwrap().len(), 1, "{failed}");
+    let (status, body) = api
+        .post(&format!("/v1/tenants/other/deliveries/{id}/redeliver"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = api
+        .post(&format!("/v1/tenants/acme/deliveries/{id}/redeliver"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (status, _) = api
+        .post(&format!("/v1/tenants/acme/deliveries/{id}/redeliver"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "already pending again");
+
+    wait_until("the redelivered delivery is delivered", WAIT, || async {
+        let (_, d) = api.get(&format!("/v1/tenants/acme/deliveries/{id}")).await;
+        d["status"] == "delivered"
+    })
+    .await;
+    let (_, attempts) = api
+        .get(&format!("/v1/tenants/acme/deliveries/{id}/attempts"))
+        .await;
+    let numbers: Vec<i64> = attempts["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["attempt"].as_i64().unwrap())
+        .collect();
+    let codes: Vec<i64> = attempts["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["status_code"].as_i64().unwrap())
+        .collect();
+    assert_eq!(numbers, [1, 2, 3, 4, 5], "the second round's retries continue the count");
+    assert_eq!(codes, [429, 429, 429, 429, 200]);
+    let (status, _) = api
+        .get(&format!("/v1/tenants/other/deliveries/{id}/attempts"))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(stack.deliveries_of("acme", &e.id).await.len(), 1, "dedup holds");
+}
+
+/// "All failed deliveries of a webhook since a time", by the API.
+#[tokio::test]
+async fn failed_deliveries_of_a_webhook_are_redelivered_together() {
+    let mut stack = TestStack::new().await;
+    stack.start_router().await;
+    stack.start_sender().await;
+    let api = Api::new(&stack, None).await;
+    stack.receiver.respond("/down", Behaviour::Status(500));
+    let hook = stack
+        .create_webhook(webhook("acme", "down", &stack.receiver.url("/down")))
+        .await;
+    let events: Vec<_> = (0..3).map(|_| event("acme", "file_uploaded", json!({}))).collect();
+    for e in &events {
+        stack.publish(e).await;
+    }
+    for e in &events {
+        stack.wait_settled("acme", &e.id, 1, WAIT).await;
+    }
+    stack.receiver.respond("/down", Behaviour::Status(200));
+    let (status, summary) = api
+        .post(
+            &format!("/v1/tenants/acme/webhooks/{}/redeliver", hook.key),
+            json!({"since": "2000-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{summary}");
+    assert_eq!(summary["requeued"], 3);
+    stack.receiver.wait_for("/down", 6, WAIT).await;
+    for e in &events {
+        wait_until("delivered after redelivery", WAIT, || async {
+            stack.deliveries_of("acme", &e.id).await[0].status.as_str() == "delivered"
+        })
+        .await;
+    }
+    let (status, body) = api
+        .post(
+            &format!("/v1/tenants/acme/webhooks/{}/redeliver", hook.key),
+            json!({"since": "soon"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
