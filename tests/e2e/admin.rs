@@ -65,24 +65,40 @@ async fn webhooks_are_managed_with_clear_errors() {
     let id = created["id"].as_str().unwrap().to_owned();
 
     let (status, body) = api
-        .post("/v1/tenants/acme/webhooks", json!({"key": "orders", "url": url}))
+        .post(
+            "/v1/tenants/acme/webhooks",
+            json!({"key": "orders", "url": url}),
+        )
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
 
     let (status, body) = api
-        .post("/v1/tenants/acme/webhooks", json!({"key": "k2", "url": "ftp://x"}))
+        .post(
+            "/v1/tenants/acme/webhooks",
+            json!({"key": "k2", "url": "ftp://x"}),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["field"], "url", "{body}");
     let (status, body) = api
-        .post("/v1/tenants/acme/webhooks", json!({"key": "k3", "url": url, "format": "xml"}))
+        .post(
+            "/v1/tenants/acme/webhooks",
+            json!({"key": "k3", "url": url, "format": "xml"}),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["field"], "format", "{body}");
     let (status, body) = api
-        .post("/v1/tenants/acme/webhooks", json!({"key": "k4", "url": url, "colour": "red"}))
+        .post(
+            "/v1/tenants/acme/webhooks",
+            json!({"key": "k4", "url": url, "colour": "red"}),
+        )
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "unknown fields are refused: {body}");
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "unknown fields are refused: {body}"
+    );
 
     let (status, body) = api
         .call(
@@ -94,10 +110,16 @@ async fn webhooks_are_managed_with_clear_errors() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["key"], "orders-v2");
     let (status, body) = api.get("/v1/tenants/acme/webhooks/orders-v2").await;
-    assert_eq!((status, body["id"].as_str()), (StatusCode::OK, Some(id.as_str())));
+    assert_eq!(
+        (status, body["id"].as_str()),
+        (StatusCode::OK, Some(id.as_str()))
+    );
 
     let (_, body) = api
-        .post(&format!("/v1/tenants/acme/webhooks/{id}/disable"), json!({}))
+        .post(
+            &format!("/v1/tenants/acme/webhooks/{id}/disable"),
+            json!({}),
+        )
         .await;
     assert_eq!(body["enabled"], false);
     assert_eq!(body["disabled_reason"], "disabled by an operator");
@@ -110,12 +132,20 @@ async fn webhooks_are_managed_with_clear_errors() {
     let (status, _) = api.get(&format!("/v1/tenants/other/webhooks/{id}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = api
-        .call(Method::DELETE, &format!("/v1/tenants/other/webhooks/{id}"), None)
+        .call(
+            Method::DELETE,
+            &format!("/v1/tenants/other/webhooks/{id}"),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     let (status, _) = api
-        .call(Method::DELETE, &format!("/v1/tenants/acme/webhooks/{id}"), None)
+        .call(
+            Method::DELETE,
+            &format!("/v1/tenants/acme/webhooks/{id}"),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, body) = api.get(&format!("/v1/tenants/acme/webhooks/{id}")).await;
@@ -154,7 +184,10 @@ async fn webhook_lists_are_paged() {
     }
     assert_eq!(keys, ["k0", "k1", "k2", "k3", "k4"]);
     let (status, body) = api.get("/v1/tenants/acme/webhooks?limit=0").await;
-    assert_eq!((status, body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("limit")));
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("limit"))
+    );
 }
 
 #[tokio::test]
@@ -240,16 +273,30 @@ async fn retention_is_set_per_tenant() {
     let stack = TestStack::new().await;
     let api = Api::new(&stack, None).await;
     let (_, body) = api.get("/v1/tenants/acme").await;
-    assert_eq!(body, json!({"tenant": "acme", "retention_days": null, "effective_retention_days": 30}));
+    assert_eq!(
+        body,
+        json!({"tenant": "acme", "retention_days": null, "effective_retention_days": 30})
+    );
     let (status, body) = api
-        .call(Method::PUT, "/v1/tenants/acme", Some(json!({"retention_days": 7})))
+        .call(
+            Method::PUT,
+            "/v1/tenants/acme",
+            Some(json!({"retention_days": 7})),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["effective_retention_days"], 7);
     let (status, body) = api
-        .call(Method::PUT, "/v1/tenants/acme", Some(json!({"retention_days": 0})))
+        .call(
+            Method::PUT,
+            "/v1/tenants/acme",
+            Some(json!({"retention_days": 0})),
+        )
         .await;
-    assert_eq!((status, body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("retention_days")));
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("retention_days"))
+    );
 }
 
 /// Events of two tenants with the same ids: each tenant sees its own only.
@@ -273,7 +320,9 @@ async fn events_api_filters_pages_stably_and_isolates_tenants() {
         let api = &api;
         async move {
             wait_until(&format!("{n} events of {tenant} stored"), WAIT, || async {
-                let (_, page) = api.get(&format!("/v1/tenants/{tenant}/events?limit=100")).await;
+                let (_, page) = api
+                    .get(&format!("/v1/tenants/{tenant}/events?limit=100"))
+                    .await;
                 page["data"].as_array().map(Vec::len) == Some(n)
             })
             .await;
@@ -312,7 +361,10 @@ async fn events_api_filters_pages_stably_and_isolates_tenants() {
         .collect();
     let mut all: Vec<String> = first.iter().chain(&second).cloned().collect();
     all.sort();
-    assert_eq!(all, ids, "the six first events, each once, across both pages");
+    assert_eq!(
+        all, ids,
+        "the six first events, each once, across both pages"
+    );
 
     let (_, odd) = api.get("/v1/tenants/acme/events?session_id=s-odd").await;
     let odd: Vec<&str> = odd["data"]
@@ -322,7 +374,10 @@ async fn events_api_filters_pages_stably_and_isolates_tenants() {
         .map(|e| e["id"].as_str().unwrap())
         .collect();
     assert_eq!(odd.len(), 3);
-    assert!(odd.iter().all(|id| ["evt-1", "evt-3", "evt-5"].contains(id)));
+    assert!(
+        odd.iter()
+            .all(|id| ["evt-1", "evt-3", "evt-5"].contains(id))
+    );
     let (_, none) = api.get("/v1/tenants/acme/events?type=other").await;
     assert_eq!(none["data"], json!([]));
     let (_, future) = api
@@ -330,9 +385,15 @@ async fn events_api_filters_pages_stably_and_isolates_tenants() {
         .await;
     assert_eq!(future["data"], json!([]));
     let (status, body) = api.get("/v1/tenants/acme/events?since=yesterday").await;
-    assert_eq!((status, body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("since")));
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("since"))
+    );
     let (status, body) = api.get("/v1/tenants/acme/events?cursor=garbage").await;
-    assert_eq!((status, body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("cursor")));
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("cursor"))
+    );
 
     let (status, one) = api.get("/v1/tenants/globex/events/evt-7").await;
     assert_eq!(status, StatusCode::NOT_FOUND, "globex has no evt-7: {one}");
@@ -370,19 +431,31 @@ async fn a_failed_delivery_is_redelivered_with_new_attempts() {
     let id = settled[0].id;
 
     let (_, failed) = api
-        .get(&format!("/v1/tenants/acme/deliveries?status=failed&webhook_id={}", hook.id))
+        .get(&format!(
+            "/v1/tenants/acme/deliveries?status=failed&webhook_id={}",
+            hook.id
+        ))
         .await;
     assert_eq!(failed["data"].as_array().unwrap().len(), 1, "{failed}");
     let (status, body) = api
-        .post(&format!("/v1/tenants/other/deliveries/{id}/redeliver"), json!({}))
+        .post(
+            &format!("/v1/tenants/other/deliveries/{id}/redeliver"),
+            json!({}),
+        )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     let (status, body) = api
-        .post(&format!("/v1/tenants/acme/deliveries/{id}/redeliver"), json!({}))
+        .post(
+            &format!("/v1/tenants/acme/deliveries/{id}/redeliver"),
+            json!({}),
+        )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let (status, _) = api
-        .post(&format!("/v1/tenants/acme/deliveries/{id}/redeliver"), json!({}))
+        .post(
+            &format!("/v1/tenants/acme/deliveries/{id}/redeliver"),
+            json!({}),
+        )
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "already pending again");
 
@@ -406,13 +479,21 @@ async fn a_failed_delivery_is_redelivered_with_new_attempts() {
         .iter()
         .map(|a| a["status_code"].as_i64().unwrap())
         .collect();
-    assert_eq!(numbers, [1, 2, 3, 4, 5], "the second round's retries continue the count");
+    assert_eq!(
+        numbers,
+        [1, 2, 3, 4, 5],
+        "the second round's retries continue the count"
+    );
     assert_eq!(codes, [429, 429, 429, 429, 200]);
     let (status, _) = api
         .get(&format!("/v1/tenants/other/deliveries/{id}/attempts"))
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(stack.deliveries_of("acme", &e.id).await.len(), 1, "dedup holds");
+    assert_eq!(
+        stack.deliveries_of("acme", &e.id).await.len(),
+        1,
+        "dedup holds"
+    );
 }
 
 /// "All failed deliveries of a webhook since a time", by the API.
@@ -426,7 +507,9 @@ async fn failed_deliveries_of_a_webhook_are_redelivered_together() {
     let hook = stack
         .create_webhook(webhook("acme", "down", &stack.receiver.url("/down")))
         .await;
-    let events: Vec<_> = (0..3).map(|_| event("acme", "file_uploaded", json!({}))).collect();
+    let events: Vec<_> = (0..3)
+        .map(|_| event("acme", "file_uploaded", json!({})))
+        .collect();
     for e in &events {
         stack.publish(e).await;
     }

@@ -3,9 +3,11 @@
 mod admin;
 mod bench;
 mod deploy;
+mod dlq;
 mod ingest;
 mod observability;
 mod producer;
+mod retention;
 mod router;
 mod sender;
 mod store;

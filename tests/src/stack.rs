@@ -279,7 +279,10 @@ impl TestStack {
     /// Waits until `queue` holds `n` ready messages.
     pub async fn wait_queue_len(&self, queue: &str, n: u32, timeout: Duration) {
         let what = format!("{queue} holds {n} messages");
-        crate::wait_until(&what, timeout, || async { self.queue_len(queue).await == n }).await;
+        crate::wait_until(&what, timeout, || async {
+            self.queue_len(queue).await == n
+        })
+        .await;
     }
 
     pub async fn dead_letters(&self, n: usize, timeout: Duration) -> Vec<Message> {

@@ -327,9 +327,10 @@ struct Snapshot {
 impl Snapshot {
     async fn open(dlq: &Dlq<'_>) -> Result<Self, AdminError> {
         let channel = dlq.connection.create_channel().await?;
-        dlq.topology.declare_ingress(&channel).await.map_err(|e| {
-            AdminError::Broker(hookrelay_core::amqp::AmqpError::Topology(e))
-        })?;
+        dlq.topology
+            .declare_ingress(&channel)
+            .await
+            .map_err(|e| AdminError::Broker(hookrelay_core::amqp::AmqpError::Topology(e)))?;
         let queue = dlq.topology.dead_letter_queue();
         let passive = QueueDeclareOptions {
             passive: true,
@@ -411,8 +412,11 @@ fn describe(
             .or_else(|| delivery.as_ref().map(|d| d.tenant.clone()))
             .or_else(|| body_text("tenant")),
         event_id,
-        webhook_id: header(wire::HEADER_WEBHOOK_ID)
-            .or_else(|| delivery.as_ref().and_then(|d| d.webhook_id.map(|w| w.to_string()))),
+        webhook_id: header(wire::HEADER_WEBHOOK_ID).or_else(|| {
+            delivery
+                .as_ref()
+                .and_then(|d| d.webhook_id.map(|w| w.to_string()))
+        }),
         delivery_id: header(wire::HEADER_DELIVERY_ID)
             .or_else(|| delivery.as_ref().map(|d| d.delivery_id.to_string())),
         reason: header(wire::HEADER_REASON).or_else(|| header("x-first-death-reason")),

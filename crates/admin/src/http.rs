@@ -79,13 +79,18 @@ pub fn router(state: AdminState) -> Router {
         .route("/webhooks", get(list_webhooks).post(create_webhook))
         .route(
             "/webhooks/{id}",
-            get(get_webhook).patch(update_webhook).delete(delete_webhook),
+            get(get_webhook)
+                .patch(update_webhook)
+                .delete(delete_webhook),
         )
         .route("/webhooks/{id}/enable", post(enable_webhook))
         .route("/webhooks/{id}/disable", post(disable_webhook))
         .route("/webhooks/{id}/redeliver", post(redeliver_webhook))
         .route("/environments", get(list_environments))
-        .route("/environments/{name}", get(get_environment).put(put_environment))
+        .route(
+            "/environments/{name}",
+            get(get_environment).put(put_environment),
+        )
         .route(
             "/environments/{name}/variables/{variable}",
             delete(delete_variable),
@@ -248,7 +253,9 @@ async fn db(state: &AdminState) -> Result<deadpool_postgres::Object, ApiError> {
 
 async fn get_tenant(State(s): State<AdminState>, Path(tenant): Path<String>) -> ApiResult {
     check_tenant(&tenant)?;
-    let settings = tenants::get(&db(&s).await?, &tenant).await.map_err(from_store)?;
+    let settings = tenants::get(&db(&s).await?, &tenant)
+        .await
+        .map_err(from_store)?;
     ok(json!({
         "tenant": settings.tenant,
         "retention_days": settings.retention_days,
@@ -290,7 +297,11 @@ async fn list_webhooks(
 ) -> ApiResult {
     check_tenant(&tenant)?;
     let limit = limit(q.limit)?;
-    let after = q.cursor.as_deref().map(|c| parse_uuid("cursor", c)).transpose()?;
+    let after = q
+        .cursor
+        .as_deref()
+        .map(|c| parse_uuid("cursor", c))
+        .transpose()?;
     let data = webhooks::list(&db(&s).await?, &tenant, after, limit)
         .await
         .map_err(from_store)?;
@@ -312,7 +323,11 @@ async fn create_webhook(
     };
     match object.get("tenant") {
         Some(Value::String(t)) if *t == tenant => {}
-        Some(_) => return Err(invalid("tenant: differs from the tenant of the path".into())),
+        Some(_) => {
+            return Err(invalid(
+                "tenant: differs from the tenant of the path".into(),
+            ));
+        }
         None => {
             object.insert("tenant".into(), json!(tenant));
         }
@@ -398,7 +413,9 @@ async fn redeliver_webhook(
         .await
         .map_err(from_store)?;
     let connection = s.connection().await?;
-    let channel = amqp::confirm_channel(&connection).await.map_err(AdminError::from)?;
+    let channel = amqp::confirm_channel(&connection)
+        .await
+        .map_err(AdminError::from)?;
     let summary = redeliver::failed_of_webhook(
         &s.pool,
         &channel,
@@ -414,10 +431,7 @@ async fn redeliver_webhook(
 
 // ---- environments
 
-async fn list_environments(
-    State(s): State<AdminState>,
-    Path(tenant): Path<String>,
-) -> ApiResult {
+async fn list_environments(State(s): State<AdminState>, Path(tenant): Path<String>) -> ApiResult {
     check_tenant(&tenant)?;
     let data = environments::list(&db(&s).await?, &tenant)
         .await
@@ -545,11 +559,8 @@ async fn list_deliveries(
         .status
         .as_deref()
         .map(|v| {
-            serde_json::from_value::<DeliveryStatus>(json!(v)).map_err(|_| {
-                invalid(format!(
-                    "status: `{v}` is not pending, delivered or failed"
-                ))
-            })
+            serde_json::from_value::<DeliveryStatus>(json!(v))
+                .map_err(|_| invalid(format!("status: `{v}` is not pending, delivered or failed")))
         })
         .transpose()?;
     let filter = DeliveryFilter {
@@ -562,7 +573,11 @@ async fn list_deliveries(
         status,
         since: parse_time("since", q.since.as_deref())?,
     };
-    let after = q.cursor.as_deref().map(|c| parse_uuid("cursor", c)).transpose()?;
+    let after = q
+        .cursor
+        .as_deref()
+        .map(|c| parse_uuid("cursor", c))
+        .transpose()?;
     let data = deliveries::list(&db(&s).await?, &tenant, &filter, after, limit)
         .await
         .map_err(from_store)?;
@@ -590,7 +605,9 @@ async fn list_attempts(
     let id = parse_uuid("id", &id)?;
     let db = db(&s).await?;
     // The delivery must be the tenant's: 404 otherwise, never another's attempts.
-    deliveries::get(&db, &tenant, id).await.map_err(from_store)?;
+    deliveries::get(&db, &tenant, id)
+        .await
+        .map_err(from_store)?;
     let data = deliveries::attempts(&db, id).await.map_err(from_store)?;
     ok(json!({ "data": data }))
 }
@@ -601,7 +618,9 @@ async fn redeliver_delivery(
 ) -> ApiResult {
     let id = parse_uuid("id", &id)?;
     let connection = s.connection().await?;
-    let channel = amqp::confirm_channel(&connection).await.map_err(AdminError::from)?;
+    let channel = amqp::confirm_channel(&connection)
+        .await
+        .map_err(AdminError::from)?;
     let result = redeliver::one(&s.pool, &channel, &s.topology, &tenant, id).await;
     let _ = channel.close(200, "done".into()).await;
     let done = result?;
@@ -699,7 +718,10 @@ impl DeadLetterAction {
 
 async fn replay_dead_letters(State(s): State<AdminState>, body: Bytes) -> ApiResult {
     let action: DeadLetterAction = parse_body(&body)?;
-    if action.rate.is_some_and(|r| r.is_nan() || r <= 0.0 || r.is_infinite()) {
+    if action
+        .rate
+        .is_some_and(|r| r.is_nan() || r <= 0.0 || r.is_infinite())
+    {
         return Err(invalid("rate: must be above 0 messages per second".into()));
     }
     let connection = s.connection().await?;

@@ -41,7 +41,10 @@ pub async fn one(
     tenant: &str,
     id: Uuid,
 ) -> Result<Redelivered, AdminError> {
-    let db = pool.get().await.map_err(hookrelay_core::store::StoreError::from)?;
+    let db = pool
+        .get()
+        .await
+        .map_err(hookrelay_core::store::StoreError::from)?;
     let delivery = deliveries::get(&db, tenant, id).await?;
     drop(db);
     let outcome = reopen_and_publish(pool, channel, topology, &delivery).await?;
@@ -68,7 +71,10 @@ pub async fn failed_of_webhook(
     webhook_id: Uuid,
     since: OffsetDateTime,
 ) -> Result<Summary, AdminError> {
-    let db = pool.get().await.map_err(hookrelay_core::store::StoreError::from)?;
+    let db = pool
+        .get()
+        .await
+        .map_err(hookrelay_core::store::StoreError::from)?;
     let failed = deliveries::failed_of_webhook(&db, tenant, webhook_id, since).await?;
     drop(db);
     let mut summary = Summary::default();
@@ -96,7 +102,10 @@ pub(crate) async fn reopen_and_publish(
     topology: &Topology,
     delivery: &Delivery,
 ) -> Result<Outcome, AdminError> {
-    let db = pool.get().await.map_err(hookrelay_core::store::StoreError::from)?;
+    let db = pool
+        .get()
+        .await
+        .map_err(hookrelay_core::store::StoreError::from)?;
     let attempts_before = match deliveries::reopen(&db, delivery.id).await? {
         None => return Ok(Outcome::Missing),
         Some(Reopen::Delivered) => return Ok(Outcome::AlreadyDelivered),
@@ -122,7 +131,10 @@ pub(crate) async fn reopen_and_publish(
         properties,
     )
     .await?;
-    let db = pool.get().await.map_err(hookrelay_core::store::StoreError::from)?;
+    let db = pool
+        .get()
+        .await
+        .map_err(hookrelay_core::store::StoreError::from)?;
     deliveries::mark_published(&db, &[delivery.id]).await?;
     tracing::info!(delivery_id = %delivery.id, attempts_before, "delivery re-queued");
     Ok(Outcome::Requeued)

@@ -396,3 +396,127 @@ fn sigterm_during_deliveries_exits_cleanly_and_loses_nothing() {
     assert!(terminate(&mut again).success());
     terminate(&mut receiver);
 }
+
+/// An operator's round: failed deliveries are found, inspected and replayed with
+/// the CLI alone, and retention is previewed without deleting.
+#[test]
+fn operator_finds_inspects_and_replays_dead_letters() {
+    let env = Env::new();
+    env.ok(&["migrate"]);
+    let closed = free_port();
+    env.ok(&[
+        "webhooks",
+        "create",
+        "--tenant",
+        "acme",
+        "--key",
+        "k",
+        "--url",
+        &format!("http://127.0.0.1:{closed}/hook"),
+    ]);
+    let port = free_port();
+    let mut serve = env.spawn(&["serve", "--http-addr", &format!("127.0.0.1:{port}")]);
+    wait_listening(port);
+    let events: Vec<Value> = (0..3)
+        .map(|i| serde_json::json!({"id": format!("e-{i}"), "tenant": "acme", "type": "x", "occurred_at": "2024-01-24T16:13:25Z", "payload": {}}))
+        .collect();
+    let out = env.run(
+        &["publish", "--file", "-"],
+        Some(&serde_json::to_string(&events).unwrap()),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    env.wait_count(
+        "SELECT count(*) FROM deliveries WHERE status = 'failed'",
+        3,
+        Duration::from_secs(30),
+    );
+
+    let failed: Value = serde_json::from_str(&env.ok(&[
+        "deliveries",
+        "list",
+        "--tenant",
+        "acme",
+        "--status",
+        "failed",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(failed.as_array().unwrap().len(), 3);
+    let listed = wait_for_dead_letters(&env, 3);
+    assert!(
+        listed.iter().all(|m| m["reason"] == "not retryable"),
+        "{listed:?}"
+    );
+    let table = env.ok(&["dlq", "list"]);
+    assert!(
+        table.contains("not retryable") && table.contains("e-1"),
+        "{table}"
+    );
+    let shown: Value = serde_json::from_str(&env.ok(&["dlq", "show", "e-1"])).unwrap();
+    assert_eq!(shown["body"]["event_id"], "e-1");
+
+    let refused = env.run(&["dlq", "purge"], None);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--yes"));
+
+    let in_40_days = time_in_days(40);
+    let preview = env.ok(&["events", "purge", "--dry-run", "--as-of", &in_40_days]);
+    assert!(preview.contains("acme"), "{preview}");
+    assert_eq!(
+        env.count("SELECT count(*) FROM events"),
+        3,
+        "a dry run deletes nothing"
+    );
+
+    // The endpoint is fixed; one command sends every dead letter again.
+    let receiver_port = free_port();
+    let mut receiver = env.spawn(&["receiver", "--addr", &format!("127.0.0.1:{receiver_port}")]);
+    wait_listening(receiver_port);
+    env.ok(&[
+        "webhooks",
+        "update",
+        "--tenant",
+        "acme",
+        "k",
+        "--url",
+        &format!("http://127.0.0.1:{receiver_port}/hook"),
+    ]);
+    let replayed = env.ok(&["dlq", "replay"]);
+    assert!(replayed.contains("replayed 3 of 3"), "{replayed}");
+    env.wait_count(
+        "SELECT count(*) FROM deliveries WHERE status = 'delivered'",
+        3,
+        Duration::from_secs(30),
+    );
+    let left: Value = serde_json::from_str(&env.ok(&["dlq", "list", "--json"])).unwrap();
+    assert_eq!(left, serde_json::json!([]));
+    assert!(terminate(&mut serve).success());
+    terminate(&mut receiver);
+}
+
+/// Dead letters reach the queue a moment after their delivery row says failed.
+fn wait_for_dead_letters(env: &Env, n: usize) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed: Value = serde_json::from_str(&env.ok(&["dlq", "list", "--json"])).unwrap();
+        let listed = listed.as_array().unwrap().clone();
+        if listed.len() >= n {
+            return listed;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{n} dead letters expected"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn time_in_days(days: i64) -> String {
+    (time::OffsetDateTime::now_utc() + time::Duration::days(days))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}

@@ -226,7 +226,10 @@ impl Progress {
             return;
         }
         const WIDTH: u64 = 30;
-        let filled = (done * WIDTH).checked_div(total).unwrap_or(WIDTH).min(WIDTH);
+        let filled = (done * WIDTH)
+            .checked_div(total)
+            .unwrap_or(WIDTH)
+            .min(WIDTH);
         let bar: String = (0..WIDTH)
             .map(|i| if i < filled { '#' } else { '.' })
             .collect();

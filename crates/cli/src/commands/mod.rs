@@ -2,13 +2,13 @@
 
 pub mod deliveries;
 pub mod dlq;
-pub mod events;
-pub mod tenants;
 pub mod environments;
+pub mod events;
 pub mod probe;
 pub mod publish;
 pub mod queues;
 pub mod receiver;
+pub mod tenants;
 pub mod webhooks;
 
 use serde::Serialize;

@@ -21,7 +21,11 @@ pub enum TenantsCommand {
         #[arg(long)]
         tenant: String,
         /// Days its events are kept.
-        #[arg(long, conflicts_with = "default_retention", required_unless_present = "default_retention")]
+        #[arg(
+            long,
+            conflicts_with = "default_retention",
+            required_unless_present = "default_retention"
+        )]
         retention_days: Option<i32>,
         /// Use the service-wide HOOKRELAY_RETENTION_DAYS again.
         #[arg(long)]

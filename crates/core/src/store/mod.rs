@@ -5,8 +5,8 @@
 
 pub mod deliveries;
 pub mod environments;
-pub mod tenants;
 pub mod events;
+pub mod tenants;
 pub mod webhooks;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};

@@ -24,7 +24,10 @@ pub async fn get(db: &impl GenericClient, tenant: &str) -> Result<TenantSettings
         .await?;
     Ok(TenantSettings {
         tenant: tenant.to_owned(),
-        retention_days: row.map(|r| r.try_get("retention_days")).transpose()?.flatten(),
+        retention_days: row
+            .map(|r| r.try_get("retention_days"))
+            .transpose()?
+            .flatten(),
     })
 }
 

@@ -1,0 +1,256 @@
+//! Dead-letter tools on a real queue: listing changes nothing, replay gives each
+//! message a fresh round and empties the queue, a replay killed midway loses nothing,
+//! purge removes only what matches.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use hookrelay_admin::dlq::{self, Dlq, Filter, ReplayOptions};
+use hookrelay_core::amqp::{self, ConnectRetry};
+use hookrelay_core::store::deliveries::DeliveryStatus;
+use hookrelay_tests::stack::{event, webhook};
+use hookrelay_tests::{AMQP_URL, Behaviour, TestStack, wait_until};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A running stack whose `/down` webhook has failed `n` events, all dead-lettered.
+async fn with_dead_letters(n: usize) -> (TestStack, Vec<String>) {
+    let mut stack = TestStack::new().await;
+    stack.start_router().await;
+    stack.start_sender().await;
+    stack.receiver.respond("/down", Behaviour::Status(500));
+    stack
+        .create_webhook(webhook("acme", "down", &stack.receiver.url("/down")))
+        .await;
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        let e = event("acme", "file_uploaded", json!({}));
+        stack.publish(&e).await;
+        ids.push(e.id);
+    }
+    for id in &ids {
+        stack.wait_settled("acme", id, 1, WAIT).await;
+    }
+    let dlq = stack.topology.dead_letter_queue();
+    stack.wait_queue_len(&dlq, n as u32, WAIT).await;
+    (stack, ids)
+}
+
+async fn connect() -> lapin::Connection {
+    amqp::connect(AMQP_URL, "dlq-test", ConnectRetry::default())
+        .await
+        .unwrap()
+}
+
+fn quiet() -> &'static (dyn Fn(u64, u64) + Send + Sync) {
+    &|_, _| {}
+}
+
+#[tokio::test]
+async fn listing_leaves_the_queue_unchanged_in_count_and_order() {
+    let (stack, ids) = with_dead_letters(5).await;
+    let connection = connect().await;
+    let dlq = Dlq {
+        connection: &connection,
+        topology: &stack.topology,
+        pool: &stack.db.pool,
+    };
+    let first = dlq::list(&dlq, &Filter::default(), 100).await.unwrap();
+    let order: Vec<_> = first.iter().map(|m| m.event_id.clone().unwrap()).collect();
+    let mut sorted = order.clone();
+    sorted.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(sorted, expected, "every dead letter listed once");
+    assert!(
+        first
+            .iter()
+            .all(|m| m.reason.as_deref() == Some("not retryable"))
+    );
+    assert!(
+        first
+            .iter()
+            .all(|m| m.last_status.as_deref() == Some("500"))
+    );
+    assert!(first.iter().all(|m| m.tenant.as_deref() == Some("acme")));
+
+    let queue = stack.topology.dead_letter_queue();
+    stack.wait_queue_len(&queue, 5, WAIT).await;
+    for _ in 0..3 {
+        let again = dlq::list(&dlq, &Filter::default(), 100).await.unwrap();
+        let again: Vec<_> = again.iter().map(|m| m.event_id.clone().unwrap()).collect();
+        assert_eq!(again, order, "same messages, same order");
+    }
+    stack.wait_queue_len(&queue, 5, WAIT).await;
+
+    let filtered = Filter {
+        ids: vec![order[2].clone()],
+        ..Filter::default()
+    };
+    let one = dlq::list(&dlq, &filtered, 100).await.unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].position, 3);
+    let shown = dlq::show(&dlq, &order[2]).await.unwrap();
+    assert_eq!(shown.body["event_id"], order[2].as_str());
+    assert!(shown.headers.contains_key("x-hookrelay-reason"));
+    let none = Filter {
+        tenant: Some("globex".into()),
+        ..Filter::default()
+    };
+    assert!(dlq::list(&dlq, &none, 100).await.unwrap().is_empty());
+    stack.wait_queue_len(&queue, 5, WAIT).await;
+}
+
+#[tokio::test]
+async fn replay_gives_each_message_a_new_round_and_empties_the_queue() {
+    let (stack, ids) = with_dead_letters(6).await;
+    stack.receiver.respond("/down", Behaviour::Status(200));
+    let connection = connect().await;
+    let dlq = Dlq {
+        connection: &connection,
+        topology: &stack.topology,
+        pool: &stack.db.pool,
+    };
+    let dry = ReplayOptions {
+        dry_run: true,
+        rate: None,
+        progress: quiet(),
+    };
+    let summary = dlq::replay(&dlq, &Filter::default(), &dry).await.unwrap();
+    assert_eq!((summary.matched, summary.done), (6, 0));
+    let queue = stack.topology.dead_letter_queue();
+    stack.wait_queue_len(&queue, 6, WAIT).await;
+
+    let options = ReplayOptions {
+        dry_run: false,
+        rate: None,
+        progress: quiet(),
+    };
+    let summary = dlq::replay(&dlq, &Filter::default(), &options)
+        .await
+        .unwrap();
+    assert_eq!((summary.matched, summary.done), (6, 6), "{summary:?}");
+    stack.wait_queue_len(&queue, 0, WAIT).await;
+    stack.receiver.wait_for("/down", 12, WAIT).await;
+    for id in &ids {
+        let d = stack.wait_settled("acme", id, 1, WAIT).await;
+        assert_eq!(d[0].status, DeliveryStatus::Delivered);
+        let attempts = stack.attempts_of(d[0].id).await;
+        let numbers: Vec<i32> = attempts.iter().map(|a| a.attempt).collect();
+        assert_eq!(numbers, [1, 2], "the replay's attempt follows the first");
+    }
+    // Replaying an empty queue is a no-op, not an error.
+    let summary = dlq::replay(&dlq, &Filter::default(), &options)
+        .await
+        .unwrap();
+    assert_eq!(summary.scanned, 0);
+}
+
+/// A replay whose process dies midway: its connection drops with messages taken.
+/// Running it again finishes the job; each delivery is sent once, none is lost.
+#[tokio::test]
+async fn a_replay_killed_halfway_loses_nothing_and_doubles_nothing() {
+    let (stack, ids) = with_dead_letters(8).await;
+    stack.receiver.respond("/down", Behaviour::Status(200));
+    let topology = stack.topology.clone();
+    let pool = stack.db.pool.clone();
+    let seen = Arc::new(AtomicU64::new(0));
+    let progress_seen = Arc::clone(&seen);
+    let connection = Arc::new(connect().await);
+    let task_connection = Arc::clone(&connection);
+    let run = tokio::spawn(async move {
+        let dlq = Dlq {
+            connection: &task_connection,
+            topology: &topology,
+            pool: &pool,
+        };
+        let progress = move |scanned: u64, _total: u64| {
+            progress_seen.store(scanned, Ordering::SeqCst);
+        };
+        let options = ReplayOptions {
+            dry_run: false,
+            rate: Some(5.0),
+            progress: &progress,
+        };
+        let _ = dlq::replay(&dlq, &Filter::default(), &options).await;
+    });
+    wait_until("the replay is halfway", WAIT, || async {
+        seen.load(Ordering::SeqCst) >= 4
+    })
+    .await;
+    // The process dies: its work stops and its connection drops with messages taken.
+    run.abort();
+    let _ = run.await;
+    connection.close(320, "killed".into()).await.unwrap();
+    let queue = stack.topology.dead_letter_queue();
+    let left = stack.queue_len(&queue).await;
+    assert!((1..8).contains(&left), "stopped midway: {left} left");
+
+    // The operator runs it again until the queue is empty.
+    let connection = connect().await;
+    let dlq = Dlq {
+        connection: &connection,
+        topology: &stack.topology,
+        pool: &stack.db.pool,
+    };
+    let options = ReplayOptions {
+        dry_run: false,
+        rate: None,
+        progress: quiet(),
+    };
+    wait_until("replays empty the dead-letter queue", WAIT, || async {
+        dlq::replay(&dlq, &Filter::default(), &options)
+            .await
+            .unwrap();
+        stack.queue_len(&queue).await == 0
+    })
+    .await;
+    for id in &ids {
+        let d = stack.wait_settled("acme", id, 1, WAIT).await;
+        assert_eq!(d[0].status, DeliveryStatus::Delivered, "{id}");
+    }
+    // 8 failed first attempts, then exactly one successful send per delivery.
+    let received = stack.receiver.wait_for("/down", 16, WAIT).await;
+    let mut per_delivery = std::collections::HashMap::<String, usize>::new();
+    for r in &received[8..] {
+        *per_delivery
+            .entry(r.header("webhook-id").unwrap())
+            .or_default() += 1;
+    }
+    assert_eq!(per_delivery.len(), 8);
+    assert!(per_delivery.values().all(|n| *n == 1), "{per_delivery:?}");
+}
+
+#[tokio::test]
+async fn purge_removes_only_what_matches() {
+    let (stack, ids) = with_dead_letters(4).await;
+    let connection = connect().await;
+    let dlq = Dlq {
+        connection: &connection,
+        topology: &stack.topology,
+        pool: &stack.db.pool,
+    };
+    let two = Filter {
+        ids: ids[..2].to_vec(),
+        ..Filter::default()
+    };
+    let dry = dlq::purge(&dlq, &two, true).await.unwrap();
+    assert_eq!((dry.matched, dry.done), (2, 0));
+    let done = dlq::purge(&dlq, &two, false).await.unwrap();
+    assert_eq!((done.matched, done.done), (2, 2));
+    let queue = stack.topology.dead_letter_queue();
+    stack.wait_queue_len(&queue, 2, WAIT).await;
+    let left: Vec<_> = dlq::list(&dlq, &Filter::default(), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.event_id.unwrap())
+        .collect();
+    let mut expected = ids[2..].to_vec();
+    expected.sort();
+    let mut left_sorted = left.clone();
+    left_sorted.sort();
+    assert_eq!(left_sorted, expected);
+}

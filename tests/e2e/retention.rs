@@ -1,0 +1,139 @@
+//! Retention with an injected "now": exactly the events past their tenant's period
+//! go, with their deliveries and attempts; nothing else is touched.
+
+use hookrelay_admin::retention;
+use hookrelay_core::store::deliveries::{self, AttemptRecord, DeliveryStatus, NewDelivery, Target};
+use hookrelay_core::store::{events, tenants};
+use hookrelay_tests::db::TestDb;
+use hookrelay_tests::stack::event;
+use serde_json::json;
+use time::{Duration, OffsetDateTime};
+
+/// Stores an event received `age` before `now`, with one delivery and one attempt.
+async fn stored(db: &TestDb, tenant: &str, id: &str, now: OffsetDateTime, age: Duration) {
+    let mut e = event(tenant, "file_uploaded", json!({}));
+    e.id = id.to_owned();
+    let client = db.client().await;
+    events::insert_new(&client, std::slice::from_ref(&e))
+        .await
+        .unwrap();
+    client
+        .execute(
+            "UPDATE events SET received_at = $3 WHERE tenant = $1 AND id = $2",
+            &[&tenant, &id, &(now - age)],
+        )
+        .await
+        .unwrap();
+    let delivery = NewDelivery {
+        tenant: tenant.to_owned(),
+        event_id: id.to_owned(),
+        target: Target::Url("http://127.0.0.1:9/x".into()),
+        trace_id: None,
+    };
+    deliveries::insert(&client, &[delivery]).await.unwrap();
+    let d = &deliveries::for_event(&client, tenant, id).await.unwrap()[0];
+    let attempt = AttemptRecord {
+        delivery_id: d.id,
+        attempt: 1,
+        started_at: now - age,
+        latency_ms: 1.0,
+        status_code: Some(200),
+        error: None,
+        response_snippet: None,
+        status: DeliveryStatus::Delivered,
+        next_attempt_at: None,
+    };
+    deliveries::record_attempts(&client, &[attempt])
+        .await
+        .unwrap();
+}
+
+async fn count(db: &TestDb, sql: &str) -> i64 {
+    db.client().await.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+#[tokio::test]
+async fn purge_deletes_exactly_what_is_past_each_tenants_period() {
+    let db = TestDb::new().await;
+    let now = OffsetDateTime::now_utc() + Duration::days(400);
+    let day = Duration::days(1);
+    // acme keeps 7 days; globex the default 30.
+    tenants::set_retention(&db.client().await, "acme", Some(7))
+        .await
+        .unwrap();
+    stored(&db, "acme", "a-old", now, day * 8).await;
+    stored(&db, "acme", "a-edge", now, day * 7 - Duration::minutes(1)).await;
+    stored(&db, "acme", "a-new", now, day).await;
+    stored(&db, "globex", "g-old", now, day * 31).await;
+    stored(&db, "globex", "g-mid", now, day * 8).await;
+
+    let plan = retention::plan(&db.pool, now, 30).await.unwrap();
+    let summary: Vec<_> = plan
+        .iter()
+        .map(|p| {
+            (
+                p.tenant.as_str(),
+                p.retention_days,
+                p.events,
+                p.deliveries,
+                p.attempts,
+            )
+        })
+        .collect();
+    assert_eq!(summary, [("acme", 7, 1, 1, 1), ("globex", 30, 1, 1, 1)]);
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM events").await,
+        5,
+        "a plan deletes nothing"
+    );
+
+    let deleted = retention::purge(&db.pool, now, 30).await.unwrap();
+    assert_eq!(deleted, [("acme".to_owned(), 1), ("globex".to_owned(), 1)]);
+    let left: Vec<String> = db
+        .client()
+        .await
+        .query("SELECT id FROM events ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(left, ["a-edge", "a-new", "g-mid"]);
+    assert_eq!(count(&db, "SELECT count(*) FROM deliveries").await, 3);
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM delivery_attempts").await,
+        3
+    );
+    assert!(
+        retention::purge(&db.pool, now, 30)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn purge_works_through_more_than_one_batch() {
+    let db = TestDb::new().await;
+    let now = OffsetDateTime::now_utc();
+    let n = retention::BATCH as usize * 2 + 7;
+    let client = db.client().await;
+    let batch: Vec<_> = (0..n)
+        .map(|i| {
+            let mut e = event("acme", "file_uploaded", json!({}));
+            e.id = format!("e-{i}");
+            e
+        })
+        .collect();
+    events::insert_new(&client, &batch).await.unwrap();
+    client
+        .execute(
+            "UPDATE events SET received_at = $1",
+            &[&(now - Duration::days(31))],
+        )
+        .await
+        .unwrap();
+    let deleted = retention::purge(&db.pool, now, 30).await.unwrap();
+    assert_eq!(deleted, [("acme".to_owned(), n as u64)]);
+    assert_eq!(count(&db, "SELECT count(*) FROM events").await, 0);
+}
