@@ -540,3 +540,75 @@ async fn failed_deliveries_of_a_webhook_are_redelivered_together() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 }
+
+/// A tenant token opens its tenant's routes and nothing else; the events API with it
+/// never returns another tenant's events, whatever the filters.
+#[tokio::test]
+async fn a_tenant_token_sees_its_tenant_only() {
+    let mut stack = TestStack::new().await;
+    stack.start_router().await;
+    let operator = Api::new(&stack, Some("operator-secret")).await;
+    let (status, made) = operator
+        .post("/v1/tenants/acme/tokens", json!({"name": "embed"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let token = made["token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("hrt_"));
+    let (_, listed) = operator.get("/v1/tenants/acme/tokens").await;
+    assert!(
+        !listed.to_string().contains(&token),
+        "tokens are shown once"
+    );
+
+    for tenant in ["acme", "globex"] {
+        let mut e = event(tenant, "file_uploaded", json!({"session_id": "shared"}));
+        e.id = "same-id".into();
+        stack.publish(&e).await;
+    }
+    wait_until("both events stored", WAIT, || async {
+        let (_, a) = operator.get("/v1/tenants/acme/events").await;
+        let (_, g) = operator.get("/v1/tenants/globex/events").await;
+        a["data"].as_array().map(Vec::len) == Some(1)
+            && g["data"].as_array().map(Vec::len) == Some(1)
+    })
+    .await;
+
+    let acme = Api {
+        base: operator.base.clone(),
+        token: Some(token.clone()),
+        http: reqwest::Client::new(),
+    };
+    let (status, own) = acme.get("/v1/tenants/acme/events?session_id=shared").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(own["data"].as_array().unwrap().len(), 1);
+    assert_eq!(own["data"][0]["tenant"], "acme");
+    for path in [
+        "/v1/tenants/globex/events",
+        "/v1/tenants/globex/events?session_id=shared",
+        "/v1/tenants/globex/events/same-id",
+        "/v1/tenants/globex/webhooks",
+        "/v1/tenants/acme/tokens",
+        "/v1/dead-letter",
+        "/v1/tenants/acm%65/events",
+    ] {
+        let (status, body) = acme.get(path).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {body}");
+    }
+    let (status, _) = acme.post("/v1/events", json!({})).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "ingest is for the operator's token"
+    );
+
+    let (status, _) = operator
+        .call(Method::DELETE, "/v1/tenants/acme/tokens/embed", None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = acme.get("/v1/tenants/acme/events").await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a revoked token stops at once"
+    );
+}

@@ -18,7 +18,7 @@ use hookrelay_core::amqp::{self, ConnectRetry};
 use hookrelay_core::store::deliveries::{self, DeliveryFilter, DeliveryStatus};
 use hookrelay_core::store::events::{self, Cursor, EventFilter};
 use hookrelay_core::store::webhooks::{self, NewWebhook, WebhookUpdate};
-use hookrelay_core::store::{StoreError, environments, tenants};
+use hookrelay_core::store::{StoreError, environments, tenants, tokens};
 use hookrelay_producer::ingest::ApiError;
 use lapin::Connection;
 use serde::de::DeserializeOwned;
@@ -86,6 +86,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/webhooks/{id}/enable", post(enable_webhook))
         .route("/webhooks/{id}/disable", post(disable_webhook))
         .route("/webhooks/{id}/redeliver", post(redeliver_webhook))
+        .route("/tokens", get(list_tokens).post(create_token))
+        .route("/tokens/{name}", delete(revoke_token))
         .route("/environments", get(list_environments))
         .route(
             "/environments/{name}",
@@ -427,6 +429,52 @@ async fn redeliver_webhook(
     .await;
     let _ = channel.close(200, "done".into()).await;
     ok(summary?)
+}
+
+// ---- tenant tokens (the operator's token only: see the api's auth)
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenBody {
+    name: String,
+}
+
+async fn create_token(
+    State(s): State<AdminState>,
+    Path(tenant): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    check_tenant(&tenant)?;
+    let body: TokenBody = parse_body(&body)?;
+    let (token, secret) = tokens::create(&db(&s).await?, &tenant, &body.name)
+        .await
+        .map_err(from_store)?;
+    // The only time the token is shown.
+    created(json!({
+        "id": token.id,
+        "tenant": token.tenant,
+        "name": token.name,
+        "created_at": token.created_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        "token": secret.expose(),
+    }))
+}
+
+async fn list_tokens(State(s): State<AdminState>, Path(tenant): Path<String>) -> ApiResult {
+    check_tenant(&tenant)?;
+    let data = tokens::list(&db(&s).await?, &tenant)
+        .await
+        .map_err(from_store)?;
+    ok(json!({ "data": data }))
+}
+
+async fn revoke_token(
+    State(s): State<AdminState>,
+    Path((tenant, name)): Path<(String, String)>,
+) -> ApiResult {
+    tokens::revoke(&db(&s).await?, &tenant, &name)
+        .await
+        .map_err(from_store)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 // ---- environments

@@ -13,6 +13,7 @@ use axum::{Json, Router};
 use deadpool_postgres::Pool;
 use hookrelay_admin::http::{self, AdminState};
 use hookrelay_core::metrics::Metrics;
+use hookrelay_core::store::tokens;
 use hookrelay_producer::Publisher;
 use hookrelay_producer::ingest::{self, ApiError, IngestState};
 use serde_json::json;
@@ -47,29 +48,72 @@ pub fn app(state: ApiState) -> Router {
     })
     .merge(http::router(admin))
     .layer(middleware::from_fn_with_state(
-        state.api_token.map(Arc::<str>::from),
+        Auth {
+            token: state.api_token.map(Arc::<str>::from),
+            pool: state.pool.clone(),
+        },
         require_token,
     ));
     base.merge(v1).merge(http::openapi_router())
 }
 
-/// 401 unless the request carries `Authorization: Bearer <token>` (when one is set).
-async fn require_token(
-    State(token): State<Option<Arc<str>>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let Some(expected) = token else {
+/// Who may call `/v1`: the operator's token opens every route; a tenant token
+/// (`hookrelay tokens create`) opens its own tenant's routes only.
+#[derive(Clone)]
+struct Auth {
+    token: Option<Arc<str>>,
+    pool: Pool,
+}
+
+/// 401 unless the request carries `Authorization: Bearer <token>` (when one is set);
+/// 403 when a tenant token asks for anything but its tenant's routes.
+async fn require_token(State(auth): State<Auth>, request: Request, next: Next) -> Response {
+    let Some(expected) = auth.token else {
         return next.run(request).await;
     };
     let given = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if given.is_some_and(|g| constant_time_eq(g.as_bytes(), expected.as_bytes())) {
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    let Some(given) = given else {
+        return unauthorized();
+    };
+    if constant_time_eq(given.as_bytes(), expected.as_bytes()) {
         return next.run(request).await;
     }
+    let tenant = match auth.pool.get().await {
+        Ok(db) => tokens::tenant_of(&db, &given).await,
+        Err(e) => Err(e.into()),
+    };
+    match tenant {
+        Ok(Some(tenant)) if tenant_route(request.uri().path(), &tenant) => next.run(request).await,
+        Ok(Some(tenant)) => ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("this token opens the routes of tenant `{tenant}` only"),
+        )
+        .into_response(),
+        Ok(None) => unauthorized(),
+        Err(e) => {
+            tracing::warn!(error = %e, "checking a tenant token failed");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cannot check the token now",
+            )
+            .into_response()
+        }
+    }
+}
+
+/// `/v1/tenants/{tenant}` and below, except the tenant's tokens (operators only).
+fn tenant_route(path: &str, tenant: &str) -> bool {
+    let mut segments = path.trim_start_matches('/').split('/');
+    let head = (segments.next(), segments.next(), segments.next());
+    head == (Some("v1"), Some("tenants"), Some(tenant)) && segments.next() != Some("tokens")
+}
+
+fn unauthorized() -> Response {
     let mut response =
         ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong bearer token").into_response();
     response.headers_mut().insert(

@@ -105,6 +105,9 @@ pub enum Command {
     /// Per-tenant settings: the retention period.
     #[command(subcommand)]
     Tenants(crate::commands::tenants::TenantsCommand),
+    /// Tokens that open one tenant's API routes (the events API for an embed).
+    #[command(subcommand)]
+    Tokens(crate::commands::tokens::TokensCommand),
     /// The dead-letter queue: list, show, replay, purge.
     #[command(subcommand)]
     Dlq(crate::commands::dlq::DlqCommand),

@@ -2,7 +2,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use hookrelay_cli::commands::{
-    self, deliveries, dlq, environments, events, publish, queues, receiver, tenants, webhooks,
+    self, deliveries, dlq, environments, events, publish, queues, receiver, tenants, tokens,
+    webhooks,
 };
 use hookrelay_cli::config::{Cli, Command};
 use hookrelay_cli::{serve, telemetry};
@@ -61,6 +62,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Events(c) => events::run(common, c).await?,
         Command::Tenants(c) => tenants::run(common, c).await?,
         Command::Dlq(c) => dlq::run(common, c).await?,
+        Command::Tokens(c) => tokens::run(common, c).await?,
         Command::Queues { output } => queues::run(common, output.json).await?,
         Command::Probe { .. } => unreachable!("handled before the runtime starts"),
         Command::Receiver { addr } => receiver::run(addr).await?,

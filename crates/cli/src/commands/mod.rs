@@ -9,6 +9,7 @@ pub mod publish;
 pub mod queues;
 pub mod receiver;
 pub mod tenants;
+pub mod tokens;
 pub mod webhooks;
 
 use serde::Serialize;

@@ -7,6 +7,7 @@ pub mod deliveries;
 pub mod environments;
 pub mod events;
 pub mod tenants;
+pub mod tokens;
 pub mod webhooks;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};

@@ -1,0 +1,57 @@
+//! `hookrelay tokens create|list|revoke`: tokens that open one tenant's API routes.
+
+use anyhow::Context;
+use clap::Subcommand;
+use hookrelay_core::store::{self, tokens};
+
+use super::{print, rfc3339, write_out};
+use crate::config::{Common, Output};
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Create a token; it is printed once and cannot be shown again.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        /// A name to tell tokens apart (`embed-frontend`).
+        #[arg(long)]
+        name: String,
+    },
+    /// A tenant's tokens (names and dates, never the tokens).
+    List {
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Revoke a token by name; it stops working at once.
+    Revoke {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        name: String,
+    },
+}
+
+pub async fn run(common: &Common, command: TokensCommand) -> anyhow::Result<()> {
+    let pool = store::pool(&common.database_url, 2)?;
+    let db = pool.get().await.context("connecting to Postgres")?;
+    match command {
+        TokensCommand::Create { tenant, name } => {
+            let (_, secret) = tokens::create(&db, &tenant, &name).await?;
+            write_out(secret.expose());
+        }
+        TokensCommand::List { tenant, output } => {
+            let list = tokens::list(&db, &tenant).await?;
+            let rows = list
+                .iter()
+                .map(|t| vec![t.name.clone(), t.id.to_string(), rfc3339(t.created_at)])
+                .collect();
+            print(output.json, &list, &["NAME", "ID", "CREATED"], rows);
+        }
+        TokensCommand::Revoke { tenant, name } => {
+            tokens::revoke(&db, &tenant, &name).await?;
+        }
+    }
+    Ok(())
+}

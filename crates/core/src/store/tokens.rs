@@ -1,0 +1,112 @@
+//! The `api_tokens` table: tokens that open one tenant's admin routes only. The token
+//! is shown once when created; only its SHA-256 is stored.
+
+use deadpool_postgres::GenericClient;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::StoreError;
+use super::webhooks::Secret;
+
+/// Every tenant token starts so, which tells it from the operator's token at a glance.
+pub const PREFIX: &str = "hrt_";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiToken {
+    pub id: Uuid,
+    pub tenant: String,
+    pub name: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+fn digest(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+/// Creates a token for `tenant`; returns it with the only copy of its secret.
+pub async fn create(
+    db: &impl GenericClient,
+    tenant: &str,
+    name: &str,
+) -> Result<(ApiToken, Secret), StoreError> {
+    if name.is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
+        return Err(StoreError::Invalid(
+            "name: must be 1 to 255 characters without control characters".into(),
+        ));
+    }
+    // 244 random bits from two v4 UUIDs (the OS generator).
+    let token = format!(
+        "{PREFIX}{}{}",
+        Uuid::new_v4().simple(),
+        Uuid::new_v4().simple()
+    );
+    let row = db
+        .query_one(
+            "INSERT INTO api_tokens (id, tenant, name, token_sha256) VALUES ($1, $2, $3, $4) \
+             RETURNING id, tenant, name, created_at",
+            &[&Uuid::now_v7(), &tenant, &name, &digest(&token)],
+        )
+        .await
+        .map_err(|e| {
+            if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
+                StoreError::Conflict(format!(
+                    "a token named `{name}` already exists in tenant `{tenant}`"
+                ))
+            } else {
+                StoreError::Db(e)
+            }
+        })?;
+    Ok((from_row(&row)?, Secret::new(token)))
+}
+
+fn from_row(r: &tokio_postgres::Row) -> Result<ApiToken, StoreError> {
+    Ok(ApiToken {
+        id: r.try_get("id")?,
+        tenant: r.try_get("tenant")?,
+        name: r.try_get("name")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+pub async fn list(db: &impl GenericClient, tenant: &str) -> Result<Vec<ApiToken>, StoreError> {
+    let rows = db
+        .query(
+            "SELECT id, tenant, name, created_at FROM api_tokens WHERE tenant = $1 ORDER BY name",
+            &[&tenant],
+        )
+        .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Revokes a tenant's token by name.
+pub async fn revoke(db: &impl GenericClient, tenant: &str, name: &str) -> Result<(), StoreError> {
+    let n = db
+        .execute(
+            "DELETE FROM api_tokens WHERE tenant = $1 AND name = $2",
+            &[&tenant, &name],
+        )
+        .await?;
+    if n == 0 {
+        return Err(StoreError::NotFound(format!(
+            "token `{name}` in tenant `{tenant}`"
+        )));
+    }
+    Ok(())
+}
+
+/// The tenant a token opens, if it is a live tenant token.
+pub async fn tenant_of(db: &impl GenericClient, token: &str) -> Result<Option<String>, StoreError> {
+    if !token.starts_with(PREFIX) {
+        return Ok(None);
+    }
+    let row = db
+        .query_opt(
+            "SELECT tenant FROM api_tokens WHERE token_sha256 = $1",
+            &[&digest(token)],
+        )
+        .await?;
+    Ok(row.map(|r| r.try_get("tenant")).transpose()?)
+}
