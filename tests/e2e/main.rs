@@ -9,5 +9,6 @@ mod observability;
 mod producer;
 mod retention;
 mod router;
+mod security;
 mod sender;
 mod store;

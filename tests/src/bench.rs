@@ -346,6 +346,7 @@ async fn spawn_role(binary: &std::path::Path, stack: &TestStack, role: &str) -> 
         .env("HOOKRELAY_DATABASE_URL", &stack.db.url)
         .env("HOOKRELAY_AMQP_PREFIX", &stack.prefix)
         .env("HOOKRELAY_RETRY_DELAYS", "200ms,400ms")
+        .env("HOOKRELAY_ALLOW_PRIVATE_DESTINATIONS", "true")
         .env("HOOKRELAY_RETRY_AFTER_MAX", "2s")
         .env("RUST_LOG", "error")
         .stdout(std::process::Stdio::null())

@@ -105,6 +105,8 @@ impl TestStack {
         let mut config = SenderConfig::new(AMQP_URL, self.topology.clone(), self.schedule.clone());
         config.http_timeout = Duration::from_millis(500);
         config.shutdown_grace = Duration::from_secs(5);
+        // Test receivers listen on 127.0.0.1.
+        config.destinations.allow_private = true;
         config
     }
 

@@ -64,7 +64,14 @@ pub fn run() -> anyhow::Result<()> {
     )?);
     running.0.push(spawn(
         &bin,
-        &["serve", "--http-addr", &format!("127.0.0.1:{api_port}")],
+        &[
+            "serve",
+            "--http-addr",
+            &format!("127.0.0.1:{api_port}"),
+            // The demo receiver is on this machine.
+            "--allow-private-destinations",
+            "true",
+        ],
         "serve",
     )?);
     wait_http(&format!("127.0.0.1:{api_port}"), Duration::from_secs(30))?;

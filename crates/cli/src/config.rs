@@ -166,6 +166,13 @@ pub struct ServeArgs {
     /// deliveries in memory; they wait in a delay queue instead.
     #[arg(long, env = "HOOKRELAY_PER_WEBHOOK_SLOW_AFTER", default_value = "1s", value_parser = parse_duration)]
     pub per_webhook_slow_after: Duration,
+    /// Let deliveries reach loopback, private and other non-public addresses (local
+    /// stacks); by default they are refused (SSRF guard).
+    #[arg(long, env = "HOOKRELAY_ALLOW_PRIVATE_DESTINATIONS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub allow_private_destinations: bool,
+    /// Non-public networks deliveries may reach nonetheless, comma-separated CIDRs.
+    #[arg(long, env = "HOOKRELAY_ALLOWED_DESTINATIONS", value_delimiter = ',')]
+    pub allowed_destinations: Vec<ipnet::IpNet>,
     /// Unacked events a router holds at once.
     #[arg(long, env = "HOOKRELAY_ROUTER_PREFETCH", default_value_t = 200)]
     pub router_prefetch: u16,

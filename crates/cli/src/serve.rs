@@ -186,6 +186,10 @@ fn spawn_sender(
     config.slow_after = args.per_webhook_slow_after;
     config.http_timeout = args.http_timeout;
     config.shutdown_grace = args.shutdown_grace;
+    config.destinations = hookrelay_sender::guard::Destinations {
+        allow_private: args.allow_private_destinations,
+        allowed: args.allowed_destinations.clone(),
+    };
     let sender = Sender::new(config, pool, metrics);
     roles.spawn(async move { sender.run(stop).await.context("sender failed") });
 }

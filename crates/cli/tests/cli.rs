@@ -49,6 +49,8 @@ impl Env {
             .args(args)
             .env("HOOKRELAY_DATABASE_URL", self.url())
             .env("HOOKRELAY_AMQP_PREFIX", &self.prefix)
+            // The test receivers listen on 127.0.0.1.
+            .env("HOOKRELAY_ALLOW_PRIVATE_DESTINATIONS", "true")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

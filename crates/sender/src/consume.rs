@@ -19,7 +19,8 @@ use crate::{Sender, SenderError};
 const CONSUMER_TAG: &str = "hookrelay-sender";
 
 pub(crate) async fn run(sender: Sender, mut shutdown: Shutdown) -> Result<(), SenderError> {
-    let client = crate::request::client(sender.config.http_timeout)?;
+    let destinations = Arc::new(sender.config.destinations.clone());
+    let client = crate::request::client(sender.config.http_timeout, destinations)?;
     let recorder = crate::recorder::Recorder::start(sender.pool.clone());
     let loader = crate::recorder::Loader::start(sender.pool.clone());
     let limiter = PerTarget::new(

@@ -7,6 +7,7 @@
 
 mod batcher;
 mod consume;
+pub mod guard;
 mod limiter;
 mod outcome;
 mod recorder;
@@ -40,6 +41,8 @@ pub struct SenderConfig {
     pub response_snippet_bytes: usize,
     /// How long in-flight deliveries may take to finish at shutdown.
     pub shutdown_grace: Duration,
+    /// Where deliveries may go: public addresses only, unless allowed here.
+    pub destinations: guard::Destinations,
 }
 
 impl SenderConfig {
@@ -55,6 +58,7 @@ impl SenderConfig {
             http_timeout: Duration::from_secs(10),
             response_snippet_bytes: 1024,
             shutdown_grace: Duration::from_secs(30),
+            destinations: guard::Destinations::default(),
         }
     }
 }

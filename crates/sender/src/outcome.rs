@@ -210,6 +210,9 @@ async fn attempt_once(
         Ok(url) => url,
         Err(e) => return Ok(Answer::refused(e.to_string())),
     };
+    if let Err(blocked) = ctx.sender.config.destinations.check_url(&url) {
+        return Ok(Answer::refused(blocked.to_string()));
+    }
     let (body, content_type) = request::body(event, target.format);
     let trace = trace_headers(delivery);
     let headers = request::headers(

@@ -1,5 +1,6 @@
 //! Building and performing one webhook POST, and classifying what happened.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -11,6 +12,8 @@ use reqwest::header::{
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
+
+use crate::guard::{self, Destinations, GuardedResolver};
 
 /// A request ready to send.
 pub(crate) struct Outgoing {
@@ -45,8 +48,15 @@ impl Answer {
     }
 }
 
-pub(crate) fn client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+/// The client of every delivery: names resolve through the SSRF guard, and proxies
+/// from the environment are ignored (a proxy would resolve names past the guard).
+pub(crate) fn client(
+    timeout: Duration,
+    destinations: Arc<Destinations>,
+) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
+        .dns_resolver(GuardedResolver { destinations })
+        .no_proxy()
         .user_agent(hookrelay_core::USER_AGENT)
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(5)))
@@ -151,6 +161,10 @@ pub(crate) async fn send(client: &reqwest::Client, out: Outgoing, snippet_bytes:
                 // The receiver said 2xx; a body cut short does not undo that.
                 tracing::debug!(error = %e, "response body not fully read");
             }
+        }
+        Err(e) if guard::blocked_in(&e).is_some() => {
+            answer.failure = Some(Failure::Permanent);
+            answer.error = guard::blocked_in(&e).map(ToString::to_string);
         }
         Err(e) => {
             let failure = if e.is_timeout() {

@@ -1,0 +1,215 @@
+//! The SSRF guard: webhooks may only reach public addresses, unless an operator
+//! allows more. The check runs on the addresses DNS returned, and those very
+//! addresses are what the HTTP client connects to, so a name that resolves to a
+//! public address when checked and a private one later (DNS rebinding) gains nothing.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+
+/// Which destinations deliveries may reach.
+#[derive(Debug, Clone, Default)]
+pub struct Destinations {
+    /// Any address at all (local stacks, tests).
+    pub allow_private: bool,
+    /// Non-public networks that are allowed nonetheless (`10.1.2.0/24`).
+    pub allowed: Vec<IpNet>,
+}
+
+/// Why a destination was refused; the sender fails the delivery for good with it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "destination blocked: {host} is {address}, not a public address (HOOKRELAY_ALLOWED_DESTINATIONS can allow it)"
+)]
+pub struct Blocked {
+    pub host: String,
+    pub address: IpAddr,
+}
+
+impl Destinations {
+    pub fn permits(&self, ip: IpAddr) -> bool {
+        self.allow_private || is_public(ip) || self.allowed.iter().any(|n| n.contains(&ip))
+    }
+
+    /// Checks a URL whose host is an IP literal (the client resolves no name then).
+    pub fn check_url(&self, url: &str) -> Result<(), Blocked> {
+        let Ok(parsed) = reqwest::Url::parse(url) else {
+            return Ok(()); // The client refuses it with its own error.
+        };
+        let host = parsed.host_str().unwrap_or_default();
+        let Ok(ip) = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+        else {
+            return Ok(());
+        };
+        if self.permits(ip) {
+            Ok(())
+        } else {
+            Err(Blocked {
+                host: ip.to_string(),
+                address: ip,
+            })
+        }
+    }
+}
+
+/// A public unicast address: not loopback, private, link-local, shared (CGNAT),
+/// documentation, benchmarking, multicast, reserved or unspecified.
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_public_v4(v4),
+        IpAddr::V6(v6) => is_public_v6(v6),
+    }
+}
+
+fn is_public_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, c, _] = ip.octets();
+    !(ip.is_unspecified()
+        || ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_broadcast()
+        || ip.is_documentation()
+        || ip.is_multicast()
+        || a == 0
+        || a >= 240
+        || (a == 100 && (64..128).contains(&b))
+        || (a == 192 && b == 0 && c == 0)
+        || (a == 198 && (18..20).contains(&b)))
+}
+
+fn is_public_v6(ip: Ipv6Addr) -> bool {
+    // Addresses that carry an IPv4 address are judged by it.
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return is_public_v4(v4);
+    }
+    let s = ip.segments();
+    let embedded_v4 = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    if s[0] == 0x0064 && s[1] == 0xff9b {
+        return is_public_v4(embedded_v4(s[6], s[7])); // NAT64
+    }
+    if s[0] == 0x2002 {
+        return is_public_v4(embedded_v4(s[1], s[2])); // 6to4
+    }
+    !(ip.is_unspecified()
+        || ip.is_loopback()
+        || ip.is_multicast()
+        || (s[0] & 0xfe00) == 0xfc00 // unique local
+        || (s[0] & 0xffc0) == 0xfe80 // link-local
+        || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+        || (s[0] == 0x2001 && s[1] < 0x0200) // Teredo, benchmarking, ORCHID and other IETF
+        || (s[0] == 0 && s[1..6] == [0; 5])) // IPv4-compatible and the rest of ::/96
+}
+
+/// Resolves names with the system resolver and keeps only permitted addresses.
+pub struct GuardedResolver {
+    pub destinations: Arc<Destinations>,
+}
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let destinations = Arc::clone(&self.destinations);
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let permitted: Vec<SocketAddr> = found
+                .iter()
+                .copied()
+                .filter(|a| destinations.permits(a.ip()))
+                .collect();
+            match (permitted.is_empty(), found.first()) {
+                (false, _) => Ok(Box::new(permitted.into_iter()) as Addrs),
+                (true, Some(first)) => Err(Box::new(Blocked {
+                    host,
+                    address: first.ip(),
+                }) as _),
+                (true, None) => Err(format!("{host} has no address").into()),
+            }
+        })
+    }
+}
+
+/// The guard's refusal behind a client error, if that is what it was.
+pub fn blocked_in<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a Blocked> {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(b) = e.downcast_ref::<Blocked>() {
+            return Some(b);
+        }
+        current = e.source();
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn public(s: &str) -> bool {
+        is_public(s.parse().unwrap())
+    }
+
+    #[test]
+    fn private_and_special_addresses_are_not_public() {
+        for s in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "224.0.0.1",
+            "192.0.2.1",
+            "198.18.0.1",
+            "240.0.0.1",
+            "192.0.0.8",
+            "::1",
+            "::",
+            "fc00::1",
+            "fd12::1",
+            "fe80::1",
+            "ff02::1",
+            "2001:db8::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "64:ff9b::a00:1",
+            "2002:a00:1::1",
+            "::127.0.0.1",
+        ] {
+            assert!(!public(s), "{s} must not count as public");
+        }
+        for s in [
+            "93.184.216.34",
+            "1.1.1.1",
+            "2606:4700::1111",
+            "::ffff:1.1.1.1",
+            "2002:101:101::1",
+        ] {
+            assert!(public(s), "{s} is public");
+        }
+    }
+
+    #[test]
+    fn allowlists_open_their_networks_only() {
+        let d = Destinations {
+            allow_private: false,
+            allowed: vec!["10.1.0.0/16".parse().unwrap()],
+        };
+        assert!(d.permits("10.1.2.3".parse().unwrap()));
+        assert!(!d.permits("10.2.0.1".parse().unwrap()));
+        assert!(d.check_url("http://10.1.0.9:8080/x").is_ok());
+        let blocked = d.check_url("http://[::1]:9000/x").unwrap_err();
+        assert!(blocked.to_string().contains("not a public address"));
+        assert!(
+            d.check_url("https://example.com/x").is_ok(),
+            "names are checked on resolution"
+        );
+    }
+}
