@@ -1,8 +1,9 @@
-//! Security features on the real pipeline: the SSRF guard.
+//! Security features on the real pipeline: the SSRF guard and signatures.
 
 use std::time::Duration;
 
 use hookrelay_core::store::deliveries::DeliveryStatus;
+use hookrelay_core::store::webhooks::{self, Secret};
 use hookrelay_sender::guard::Destinations;
 use hookrelay_tests::TestStack;
 use hookrelay_tests::stack::{event, webhook};
@@ -69,4 +70,62 @@ async fn an_allowlisted_network_is_reached() {
     stack.receiver.wait_for("/ok", 1, WAIT).await;
     let d = stack.wait_settled("acme", &e.id, 1, WAIT).await;
     assert_eq!(d[0].status, DeliveryStatus::Delivered);
+}
+
+/// Signatures checked by the Standard Webhooks reference library, through a
+/// rotation in which the old and the new secret both sign.
+#[tokio::test]
+async fn posts_carry_standard_webhooks_signatures_that_survive_rotation() {
+    let mut stack = TestStack::new().await;
+    stack.start_router().await;
+    stack.start_sender().await;
+    let old = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let mut w = webhook("acme", "signed", &stack.receiver.url("/signed"));
+    w.signing_secret = Some(Secret::new(old));
+    w.secret = Some(Secret::new("basic-pass"));
+    stack.create_webhook(w).await;
+
+    let first = event("acme", "file_uploaded", json!({"payload": {"n": 1}}));
+    stack.publish(&first).await;
+    let got = stack.receiver.wait_for("/signed", 1, WAIT).await;
+    let verify = |secret: &str, r: &hookrelay_tests::receiver::Received| {
+        standardwebhooks::Webhook::new(secret)
+            .unwrap()
+            .verify(&r.body, &r.headers)
+    };
+    verify(old, &got[0]).expect("signed with the secret");
+    assert!(got[0].header("authorization").is_some(), "Basic auth still sent");
+    let other = "whsec_dGhpcyBpcyBub3QgdGhlIHNlY3JldCBhdCBhbGwh";
+    assert!(verify(other, &got[0]).is_err(), "another secret does not verify");
+
+    let (_, new) = webhooks::rotate_signing_secret(
+        &stack.db.client().await,
+        "acme",
+        "signed",
+        None,
+        true,
+    )
+    .await
+    .unwrap();
+    assert!(new.expose().starts_with("whsec_"));
+    let second = event("acme", "file_uploaded", json!({"payload": {"n": 2}}));
+    stack.publish(&second).await;
+    let got = stack.receiver.wait_for("/signed", 2, WAIT).await;
+    let signatures = got[1].header("webhook-signature").unwrap();
+    assert_eq!(signatures.split(' ').count(), 2, "{signatures}");
+    verify(old, &got[1]).expect("the previous secret still verifies");
+    verify(new.expose(), &got[1]).expect("the new secret verifies");
+
+    let (listed, _) = webhooks::rotate_signing_secret(
+        &stack.db.client().await,
+        "acme",
+        "signed",
+        None,
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(listed.signing_secrets.len(), 1, "rotation without keep drops the old");
+    let shown = serde_json::to_string(&listed).unwrap();
+    assert!(!shown.contains("whsec_"), "secrets never show: {shown}");
 }

@@ -86,6 +86,10 @@ pub fn router(state: AdminState) -> Router {
         .route("/webhooks/{id}/enable", post(enable_webhook))
         .route("/webhooks/{id}/disable", post(disable_webhook))
         .route("/webhooks/{id}/redeliver", post(redeliver_webhook))
+        .route(
+            "/webhooks/{id}/rotate-signing-secret",
+            post(rotate_signing_secret),
+        )
         .route("/tokens", get(list_tokens).post(create_token))
         .route("/tokens/{name}", delete(revoke_token))
         .route("/environments", get(list_environments))
@@ -396,6 +400,44 @@ async fn delete_webhook(
         .await
         .map_err(from_store)?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateBody {
+    secret: Option<webhooks::Secret>,
+    #[serde(default = "yes")]
+    keep_previous: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+async fn rotate_signing_secret(
+    State(s): State<AdminState>,
+    Path((tenant, id)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult {
+    let body: RotateBody = if body.is_empty() {
+        RotateBody {
+            secret: None,
+            keep_previous: true,
+        }
+    } else {
+        parse_body(&body)?
+    };
+    let (webhook, secret) = webhooks::rotate_signing_secret(
+        &db(&s).await?,
+        &tenant,
+        &id,
+        body.secret,
+        body.keep_previous,
+    )
+    .await
+    .map_err(from_store)?;
+    // The only time the new secret is shown.
+    ok(json!({ "webhook": webhook, "signing_secret": secret.expose() }))
 }
 
 #[derive(Deserialize)]

@@ -86,6 +86,7 @@ mod tests {
             url: "https://example.test/hook".into(),
             event_types: vec![],
             secret: None,
+            signing_secrets: vec![],
             development_mode: false,
             import_identifiers: vec![],
             schema_ids: vec![],

@@ -219,7 +219,7 @@ async fn attempt_once(
         job.id,
         event,
         attempt,
-        content_type,
+        (&body, content_type),
         target.webhook.as_ref(),
         &trace,
     );

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use hookrelay_core::Event;
 use hookrelay_core::retry::Failure;
-use hookrelay_core::store::webhooks::{BodyFormat, Webhook};
+use hookrelay_core::store::webhooks::{BodyFormat, Secret, Webhook, signing_key};
 use reqwest::header::{
     AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
 };
@@ -85,18 +85,19 @@ pub(crate) fn headers(
     delivery_id: Uuid,
     event: &Event,
     attempt: u32,
-    content_type: &'static str,
+    (body, content_type): (&[u8], &'static str),
     webhook: Option<&Webhook>,
     trace: &[(&'static str, String)],
 ) -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    insert(&mut h, "webhook-id", &delivery_id.to_string());
-    insert(
-        &mut h,
-        "webhook-timestamp",
-        &OffsetDateTime::now_utc().unix_timestamp().to_string(),
-    );
+    let id = delivery_id.to_string();
+    let timestamp = OffsetDateTime::now_utc().unix_timestamp().to_string();
+    insert(&mut h, "webhook-id", &id);
+    insert(&mut h, "webhook-timestamp", &timestamp);
+    if let Some(signature) = webhook.and_then(|w| sign(&w.signing_secrets, &id, &timestamp, body)) {
+        insert(&mut h, "webhook-signature", &signature);
+    }
     insert(&mut h, "x-hookrelay-event-id", &event.id);
     insert(&mut h, "x-hookrelay-event-type", &event.event_type);
     insert(&mut h, "x-hookrelay-attempt", &attempt.to_string());
@@ -113,6 +114,35 @@ pub(crate) fn headers(
         insert(&mut h, name, value);
     }
     h
+}
+
+/// The Standard Webhooks `webhook-signature` value: `v1,<base64 HMAC-SHA256 of
+/// "{id}.{timestamp}.{body}">` per secret, space-separated (several while rotating).
+pub(crate) fn sign(
+    secrets: &[Secret],
+    id: &str,
+    timestamp: &str,
+    body: &[u8],
+) -> Option<String> {
+    use hmac::{KeyInit, Mac};
+    let signatures: Vec<String> = secrets
+        .iter()
+        .filter_map(|s| signing_key(s).ok())
+        .filter_map(|key| {
+            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).ok()?;
+            mac.update(id.as_bytes());
+            mac.update(b".");
+            mac.update(timestamp.as_bytes());
+            mac.update(b".");
+            mac.update(body);
+            let digest = mac.finalize().into_bytes();
+            Some(format!(
+                "v1,{}",
+                base64::engine::general_purpose::STANDARD.encode(digest)
+            ))
+        })
+        .collect();
+    (!signatures.is_empty()).then(|| signatures.join(" "))
 }
 
 /// Adds a header when the value is one HTTP allows; event ids are free text.

@@ -48,6 +48,19 @@ pub enum WebhooksCommand {
         #[command(flatten)]
         output: Output,
     },
+    /// Sign with a new Standard Webhooks secret (printed once); the previous one
+    /// keeps signing too unless --drop-previous.
+    RotateSigningSecret {
+        #[arg(long)]
+        tenant: String,
+        id_or_key: String,
+        /// The new `whsec_...` secret; generated when absent.
+        #[arg(long, env = "HOOKRELAY_WEBHOOK_SIGNING_SECRET", hide_env_values = true)]
+        secret: Option<String>,
+        /// Stop signing with the previous secret at once.
+        #[arg(long)]
+        drop_previous: bool,
+    },
     /// Delete a webhook (by id or key).
     Delete {
         #[arg(long)]
@@ -72,6 +85,9 @@ pub struct Fields {
     /// Sent as the HTTP Basic auth password (empty username).
     #[arg(long, env = "HOOKRELAY_WEBHOOK_SECRET", hide_env_values = true)]
     secret: Option<String>,
+    /// Standard Webhooks signing secret (`whsec_...`): every POST is signed with it.
+    #[arg(long, env = "HOOKRELAY_WEBHOOK_SIGNING_SECRET", hide_env_values = true)]
+    signing_secret: Option<String>,
     /// Fire only for events with `development_mode: true`.
     #[arg(long)]
     development_mode: bool,
@@ -147,6 +163,22 @@ pub async fn run(common: &Common, command: WebhooksCommand) -> anyhow::Result<()
             let w = webhooks::update(&client(&pool).await?, &tenant, &id_or_key, &update).await?;
             show(output.json, &[w]);
         }
+        WebhooksCommand::RotateSigningSecret {
+            tenant,
+            id_or_key,
+            secret,
+            drop_previous,
+        } => {
+            let (_, secret) = webhooks::rotate_signing_secret(
+                &client(&pool).await?,
+                &tenant,
+                &id_or_key,
+                secret.map(Secret::new),
+                !drop_previous,
+            )
+            .await?;
+            super::write_out(secret.expose());
+        }
         WebhooksCommand::Delete { tenant, id_or_key } => {
             webhooks::delete(&client(&pool).await?, &tenant, &id_or_key).await?;
             tracing::info!(%tenant, webhook = %id_or_key, "webhook deleted");
@@ -168,6 +200,7 @@ fn new_webhook(f: Fields) -> anyhow::Result<NewWebhook> {
         url: f.url,
         event_types: parse_list(&f.event_types),
         secret: f.secret.map(Secret::new),
+        signing_secret: f.signing_secret.map(Secret::new),
         development_mode: f.development_mode,
         import_identifiers: parse_list(&f.import_identifiers),
         schema_ids: parse_list(&f.schema_ids),

@@ -85,6 +85,8 @@ pub struct Webhook {
     /// Empty: every event type.
     pub event_types: Vec<String>,
     pub secret: Option<Secret>,
+    /// Standard Webhooks signing secrets, newest first (shown masked).
+    pub signing_secrets: Vec<Secret>,
     pub development_mode: bool,
     pub import_identifiers: Vec<String>,
     pub schema_ids: Vec<String>,
@@ -109,6 +111,9 @@ pub struct NewWebhook {
     pub event_types: Vec<String>,
     #[serde(default)]
     pub secret: Option<Secret>,
+    /// `whsec_` and base64 of 24 to 64 bytes; every POST is then signed with it.
+    #[serde(default)]
+    pub signing_secret: Option<Secret>,
     #[serde(default)]
     pub development_mode: bool,
     #[serde(default)]
@@ -150,7 +155,7 @@ mod double_option {
     }
 }
 
-const COLUMNS: &str = "id, tenant, key, url, event_types, secret, development_mode, \
+const COLUMNS: &str = "id, tenant, key, url, event_types, secret, signing_secrets, development_mode, \
     import_identifiers, schema_ids, format, retry_on, enabled, disabled_reason, created_at, updated_at";
 
 fn validate_key(key: &str) -> Result<(), StoreError> {
@@ -185,7 +190,11 @@ impl NewWebhook {
     pub fn validate(&self) -> Result<(), StoreError> {
         validate_tenant(&self.tenant)?;
         validate_key(&self.key)?;
-        validate_url(&self.url)
+        validate_url(&self.url)?;
+        if let Some(s) = &self.signing_secret {
+            signing_key(s)?;
+        }
+        Ok(())
     }
 }
 
@@ -220,6 +229,11 @@ pub(super) fn from_row_prefixed(row: &Row, prefix: &str) -> Result<Option<Webhoo
         secret: row
             .try_get::<_, Option<String>>(col("secret").as_str())?
             .map(Secret),
+        signing_secrets: row
+            .try_get::<_, Vec<String>>(col("signing_secrets").as_str())?
+            .into_iter()
+            .map(Secret)
+            .collect(),
         development_mode: row.try_get(col("development_mode").as_str())?,
         import_identifiers: row.try_get(col("import_identifiers").as_str())?,
         schema_ids: row.try_get(col("schema_ids").as_str())?,
@@ -248,8 +262,8 @@ pub async fn create(db: &impl GenericClient, new: &NewWebhook) -> Result<Webhook
     new.validate()?;
     let sql = format!(
         "INSERT INTO webhooks (id, tenant, key, url, event_types, secret, development_mode, \
-         import_identifiers, schema_ids, format, retry_on) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {COLUMNS}"
+         import_identifiers, schema_ids, format, retry_on, signing_secrets) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING {COLUMNS}"
     );
     let row = db
         .query_one(
@@ -266,6 +280,11 @@ pub async fn create(db: &impl GenericClient, new: &NewWebhook) -> Result<Webhook
                 &new.schema_ids,
                 &new.format.as_str(),
                 &new.retry_on.to_strings(),
+                &new
+                    .signing_secret
+                    .iter()
+                    .map(Secret::expose)
+                    .collect::<Vec<_>>(),
             ],
         )
         .await
@@ -387,4 +406,66 @@ pub async fn delete(
     db.execute("DELETE FROM webhooks WHERE id = $1", &[&current.id])
         .await?;
     Ok(())
+}
+
+/// The prefix of Standard Webhooks secrets.
+pub const SIGNING_SECRET_PREFIX: &str = "whsec_";
+
+/// The HMAC key of a `whsec_...` secret.
+pub fn signing_key(secret: &Secret) -> Result<Vec<u8>, StoreError> {
+    use base64::Engine;
+    let invalid = || {
+        StoreError::Invalid(
+            "signing_secret: must be `whsec_` followed by base64 of 24 to 64 bytes".into(),
+        )
+    };
+    let encoded = secret
+        .expose()
+        .strip_prefix(SIGNING_SECRET_PREFIX)
+        .ok_or_else(invalid)?;
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|_| invalid())?;
+    if (24..=64).contains(&key.len()) {
+        Ok(key)
+    } else {
+        Err(invalid())
+    }
+}
+
+/// A new random signing secret: 32 bytes from the OS generator.
+pub fn generate_signing_secret() -> Secret {
+    use base64::Engine;
+    let mut key = Vec::with_capacity(32);
+    key.extend_from_slice(Uuid::new_v4().as_bytes());
+    key.extend_from_slice(Uuid::new_v4().as_bytes());
+    Secret(format!(
+        "{SIGNING_SECRET_PREFIX}{}",
+        base64::engine::general_purpose::STANDARD.encode(key)
+    ))
+}
+
+/// Starts signing with a new secret (given, or generated); with `keep_previous` the
+/// current newest secret keeps signing too until the next rotation. Returns the
+/// webhook and the new secret, the only time it is shown.
+pub async fn rotate_signing_secret(
+    db: &impl GenericClient,
+    tenant: &str,
+    id_or_key: &str,
+    new: Option<Secret>,
+    keep_previous: bool,
+) -> Result<(Webhook, Secret), StoreError> {
+    let current = get(db, tenant, id_or_key).await?;
+    let new = new.unwrap_or_else(generate_signing_secret);
+    signing_key(&new)?;
+    let mut secrets = vec![new.expose().to_owned()];
+    if keep_previous && let Some(previous) = current.signing_secrets.first() {
+        secrets.push(previous.expose().to_owned());
+    }
+    let sql = format!(
+        "UPDATE webhooks SET signing_secrets = $2, updated_at = now() WHERE id = $1 \
+         RETURNING {COLUMNS}"
+    );
+    let row = db.query_one(&sql, &[&current.id, &secrets]).await?;
+    Ok((from_row(&row)?, new))
 }
