@@ -5,8 +5,8 @@ use std::time::Duration;
 use hookrelay_core::store::deliveries::DeliveryStatus;
 use hookrelay_core::store::webhooks::{self, Secret};
 use hookrelay_sender::guard::Destinations;
-use hookrelay_tests::TestStack;
 use hookrelay_tests::stack::{event, webhook};
+use hookrelay_tests::{Behaviour, TestStack};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -94,19 +94,20 @@ async fn posts_carry_standard_webhooks_signatures_that_survive_rotation() {
             .verify(&r.body, &r.headers)
     };
     verify(old, &got[0]).expect("signed with the secret");
-    assert!(got[0].header("authorization").is_some(), "Basic auth still sent");
+    assert!(
+        got[0].header("authorization").is_some(),
+        "Basic auth still sent"
+    );
     let other = "whsec_dGhpcyBpcyBub3QgdGhlIHNlY3JldCBhdCBhbGwh";
-    assert!(verify(other, &got[0]).is_err(), "another secret does not verify");
+    assert!(
+        verify(other, &got[0]).is_err(),
+        "another secret does not verify"
+    );
 
-    let (_, new) = webhooks::rotate_signing_secret(
-        &stack.db.client().await,
-        "acme",
-        "signed",
-        None,
-        true,
-    )
-    .await
-    .unwrap();
+    let (_, new) =
+        webhooks::rotate_signing_secret(&stack.db.client().await, "acme", "signed", None, true)
+            .await
+            .unwrap();
     assert!(new.expose().starts_with("whsec_"));
     let second = event("acme", "file_uploaded", json!({"payload": {"n": 2}}));
     stack.publish(&second).await;
@@ -116,16 +117,110 @@ async fn posts_carry_standard_webhooks_signatures_that_survive_rotation() {
     verify(old, &got[1]).expect("the previous secret still verifies");
     verify(new.expose(), &got[1]).expect("the new secret verifies");
 
-    let (listed, _) = webhooks::rotate_signing_secret(
-        &stack.db.client().await,
-        "acme",
-        "signed",
-        None,
-        false,
-    )
-    .await
-    .unwrap();
-    assert_eq!(listed.signing_secrets.len(), 1, "rotation without keep drops the old");
+    let (listed, _) =
+        webhooks::rotate_signing_secret(&stack.db.client().await, "acme", "signed", None, false)
+            .await
+            .unwrap();
+    assert_eq!(
+        listed.signing_secrets.len(),
+        1,
+        "rotation without keep drops the old"
+    );
     let shown = serde_json::to_string(&listed).unwrap();
     assert!(!shown.contains("whsec_"), "secrets never show: {shown}");
+}
+
+/// 410 Gone: the webhook is disabled with the reason, and a subscribed webhook of the
+/// tenant hears about it through a `hookrelay.webhook_disabled` event.
+#[tokio::test]
+async fn gone_disables_the_webhook_and_announces_it() {
+    let mut stack = TestStack::new().await;
+    stack.start_router().await;
+    stack.start_sender().await;
+    stack.receiver.respond("/gone", Behaviour::Status(410));
+    let mut gone = webhook("acme", "gone", &stack.receiver.url("/gone"));
+    gone.event_types = vec!["file_uploaded".into()];
+    let gone = stack.create_webhook(gone).await;
+    let mut ops = webhook("acme", "ops", &stack.receiver.url("/ops"));
+    ops.event_types = vec![hookrelay_sender::WEBHOOK_DISABLED.into()];
+    stack.create_webhook(ops).await;
+    // A catch-all webhook does not get hookrelay's own events.
+    stack
+        .create_webhook(webhook("acme", "all", &stack.receiver.url("/all")))
+        .await;
+
+    let e = event("acme", "file_uploaded", json!({}));
+    stack.publish(&e).await;
+    let d = stack.wait_settled("acme", &e.id, 2, WAIT).await;
+    assert!(d.iter().any(|d| d.status == DeliveryStatus::Failed));
+    let announced = stack.receiver.wait_for("/ops", 1, WAIT).await;
+    let body = announced[0].json();
+    assert_eq!(body["event"], "hookrelay.webhook_disabled");
+    assert_eq!(body["data"]["webhook_id"], gone.id.to_string());
+    assert_eq!(body["data"]["reason"], "the receiver answered 410 Gone");
+    let now = webhooks::get(&stack.db.client().await, "acme", "gone")
+        .await
+        .unwrap();
+    assert!(!now.enabled);
+    assert_eq!(
+        now.disabled_reason.as_deref(),
+        Some("the receiver answered 410 Gone")
+    );
+
+    // Disabled: the next event reaches the catch-all only.
+    let next = event("acme", "file_uploaded", json!({}));
+    stack.publish(&next).await;
+    stack.wait_settled("acme", &next.id, 1, WAIT).await;
+    assert_eq!(stack.receiver.received_on("/gone").len(), 1);
+    assert_eq!(stack.receiver.received_on("/all").len(), 2);
+}
+
+/// Failing every delivery for the configured period disables at the next failure.
+#[tokio::test]
+async fn a_webhook_failing_for_the_period_is_disabled() {
+    let mut stack = TestStack::new().await;
+    stack.start_router().await;
+    let mut config = stack.sender_config();
+    config.disable_failing_after = Some(Duration::from_secs(3600));
+    config.disable_check_every = Duration::ZERO;
+    stack.start_sender_with(config).await;
+    stack.receiver.respond("/down", Behaviour::Status(500));
+    stack
+        .create_webhook(webhook("acme", "down", &stack.receiver.url("/down")))
+        .await;
+    let first = event("acme", "file_uploaded", json!({}));
+    stack.publish(&first).await;
+    stack.wait_settled("acme", &first.id, 1, WAIT).await;
+    let still = webhooks::get(&stack.db.client().await, "acme", "down")
+        .await
+        .unwrap();
+    assert!(still.enabled, "one failure is not an hour of failures");
+    // The first failure was two hours ago.
+    stack
+        .db
+        .client()
+        .await
+        .execute(
+            "UPDATE deliveries SET created_at = now() - interval '2 hours'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let second = event("acme", "file_uploaded", json!({}));
+    stack.publish(&second).await;
+    stack.wait_settled("acme", &second.id, 1, WAIT).await;
+    hookrelay_tests::wait_until("the webhook is disabled", WAIT, || async {
+        !webhooks::get(&stack.db.client().await, "acme", "down")
+            .await
+            .unwrap()
+            .enabled
+    })
+    .await;
+    let now = webhooks::get(&stack.db.client().await, "acme", "down")
+        .await
+        .unwrap();
+    assert_eq!(
+        now.disabled_reason.as_deref(),
+        Some("every delivery failed for 1h")
+    );
 }

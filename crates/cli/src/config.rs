@@ -57,6 +57,17 @@ fn durations(s: &str) -> Result<DurationList, String> {
     parse_durations(s).map(DurationList)
 }
 
+/// A duration, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationOrOff(pub Option<Duration>);
+
+fn duration_or_off(s: &str) -> Result<DurationOrOff, String> {
+    if s == "off" {
+        return Ok(DurationOrOff(None));
+    }
+    parse_duration(s).map(|d| DurationOrOff(Some(d)))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -173,6 +184,10 @@ pub struct ServeArgs {
     /// Non-public networks deliveries may reach nonetheless, comma-separated CIDRs.
     #[arg(long, env = "HOOKRELAY_ALLOWED_DESTINATIONS", value_delimiter = ',')]
     pub allowed_destinations: Vec<ipnet::IpNet>,
+    /// Disable a webhook once every delivery to it has failed for this long (at its
+    /// next failure); `off` never does. A 410 Gone answer disables at once.
+    #[arg(long, env = "HOOKRELAY_DISABLE_FAILING_AFTER", default_value = "5d", value_parser = duration_or_off)]
+    pub disable_failing_after: DurationOrOff,
     /// Unacked events a router holds at once.
     #[arg(long, env = "HOOKRELAY_ROUTER_PREFETCH", default_value_t = 200)]
     pub router_prefetch: u16,

@@ -186,6 +186,7 @@ fn spawn_sender(
     config.slow_after = args.per_webhook_slow_after;
     config.http_timeout = args.http_timeout;
     config.shutdown_grace = args.shutdown_grace;
+    config.disable_failing_after = args.disable_failing_after.0;
     config.destinations = hookrelay_sender::guard::Destinations {
         allow_private: args.allow_private_destinations,
         allowed: args.allowed_destinations.clone(),

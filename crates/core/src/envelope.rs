@@ -61,6 +61,30 @@ pub struct Event {
     pub payload: Value,
 }
 
+impl Event {
+    /// An event hookrelay publishes itself (`hookrelay.webhook_disabled`), with a
+    /// fresh id and the current time; every optional field empty.
+    pub fn operational(tenant: &str, event_type: &str, payload: Value) -> Self {
+        Self {
+            id: format!("hookrelay-{}", uuid::Uuid::now_v7()),
+            tenant: tenant.to_owned(),
+            event_type: event_type.to_owned(),
+            occurred_at: OffsetDateTime::now_utc(),
+            development_mode: false,
+            environment: None,
+            import_identifier: None,
+            schema_id: None,
+            session_id: None,
+            trigger_type: None,
+            webhook_keys: None,
+            webhook_url: None,
+            upload_id: None,
+            private_fields: Vec::new(),
+            payload,
+        }
+    }
+}
+
 /// Why an envelope was refused. The text is what the publisher sees (HTTP 400 body,
 /// dead-letter `x-hookrelay-reason`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

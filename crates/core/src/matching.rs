@@ -43,9 +43,15 @@ pub fn unknown_keys<'a>(event: &'a Event, webhooks: &[Webhook]) -> Vec<&'a str> 
         .collect()
 }
 
-/// Event type filter: an empty list subscribes to every type.
+/// Types of the events hookrelay publishes itself.
+pub const OPERATIONAL_PREFIX: &str = "hookrelay.";
+
+/// Event type filter: an empty list subscribes to every type (but hookrelay's own).
 fn subscribes(w: &Webhook, event: &Event) -> bool {
-    w.event_types.is_empty() || w.event_types.contains(&event.event_type)
+    // hookrelay's own events (`hookrelay.webhook_disabled`) go only to webhooks that
+    // name them: "every type" means every type of the tenant's upstreams.
+    let operational = event.event_type.starts_with(OPERATIONAL_PREFIX);
+    (w.event_types.is_empty() && !operational) || w.event_types.contains(&event.event_type)
 }
 
 fn subscribed_managed(w: &Webhook, event: &Event) -> bool {
@@ -150,6 +156,16 @@ mod tests {
         let e = event(json!({"webhook_keys": ["shared-key"]}));
         assert!(targets(&e, std::slice::from_ref(&theirs)).is_empty());
         assert!(targets(&event(json!({})), &[theirs]).is_empty());
+    }
+
+    #[test]
+    fn operational_events_reach_only_webhooks_that_name_them() {
+        let all = hook("acme", "all");
+        let mut named = hook("acme", "named");
+        named.event_types = vec!["hookrelay.webhook_disabled".into()];
+        let named_id = named.id;
+        let e = event(json!({"type": "hookrelay.webhook_disabled"}));
+        assert_eq!(ids(&targets(&e, &[all, named])), vec![named_id]);
     }
 
     #[test]

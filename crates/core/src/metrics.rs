@@ -44,6 +44,7 @@ pub struct Metrics {
     consuming: Family<Labels, Gauge>,
     queue_messages: Family<Labels, Gauge>,
     events_accepted: Counter,
+    webhooks_disabled: Counter,
 }
 
 impl Default for Metrics {
@@ -118,6 +119,12 @@ impl Metrics {
             "Events accepted by the ingest API (confirmed)",
             events_accepted.clone(),
         );
+        let webhooks_disabled = Counter::default();
+        registry.register(
+            "sender_webhooks_disabled",
+            "Webhooks the sender disabled (410 Gone, or failing for the configured period)",
+            webhooks_disabled.clone(),
+        );
         Self {
             registry,
             events,
@@ -130,7 +137,12 @@ impl Metrics {
             consuming,
             queue_messages,
             events_accepted,
+            webhooks_disabled,
         }
+    }
+
+    pub fn webhook_disabled(&self) {
+        self.webhooks_disabled.inc();
     }
 
     /// The Prometheus text exposition.

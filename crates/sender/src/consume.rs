@@ -19,6 +19,9 @@ use crate::{Sender, SenderError};
 const CONSUMER_TAG: &str = "hookrelay-sender";
 
 pub(crate) async fn run(sender: Sender, mut shutdown: Shutdown) -> Result<(), SenderError> {
+    let disabler = Arc::new(crate::disable::Disabler::new(
+        sender.config.disable_check_every,
+    ));
     let destinations = Arc::new(sender.config.destinations.clone());
     let client = crate::request::client(sender.config.http_timeout, destinations)?;
     let recorder = crate::recorder::Recorder::start(sender.pool.clone());
@@ -43,6 +46,7 @@ pub(crate) async fn run(sender: Sender, mut shutdown: Shutdown) -> Result<(), Se
                     client: client.clone(),
                     channel,
                     limiter: Arc::clone(&limiter),
+                    disabler: Arc::clone(&disabler),
                 });
                 sender.metrics.set_consuming(crate::ROLE, true);
                 let result = consume(&ctx, consumer, shutdown.clone()).await;

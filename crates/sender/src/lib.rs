@@ -7,7 +7,10 @@
 
 mod batcher;
 mod consume;
+mod disable;
 pub mod guard;
+
+pub use disable::WEBHOOK_DISABLED;
 mod limiter;
 mod outcome;
 mod recorder;
@@ -41,6 +44,11 @@ pub struct SenderConfig {
     pub response_snippet_bytes: usize,
     /// How long in-flight deliveries may take to finish at shutdown.
     pub shutdown_grace: Duration,
+    /// A webhook failing every delivery for this long is disabled at its next
+    /// failure; `None` never disables for that.
+    pub disable_failing_after: Option<Duration>,
+    /// How often one process asks whether a failing webhook has failed for that long.
+    pub disable_check_every: Duration,
     /// Where deliveries may go: public addresses only, unless allowed here.
     pub destinations: guard::Destinations,
 }
@@ -59,6 +67,8 @@ impl SenderConfig {
             response_snippet_bytes: 1024,
             shutdown_grace: Duration::from_secs(30),
             destinations: guard::Destinations::default(),
+            disable_failing_after: Some(Duration::from_secs(5 * 24 * 3600)),
+            disable_check_every: Duration::from_secs(60),
         }
     }
 }

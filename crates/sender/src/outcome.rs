@@ -30,6 +30,7 @@ pub(crate) struct Ctx {
     pub client: reqwest::Client,
     pub channel: Channel,
     pub limiter: Arc<PerTarget>,
+    pub disabler: Arc<crate::disable::Disabler>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -289,6 +290,7 @@ async fn settle(
         let delay = config.topology.delay_at_least(delay);
         record.next_attempt_at = Some(OffsetDateTime::now_utc() + delay);
         ctx.recorder.record(record.clone()).await?;
+        crate::disable::after_attempt(ctx, target.webhook.as_ref(), answer.status, false).await;
         let next = DeliveryMessage {
             attempt: attempt + 1,
             ..message.clone()
@@ -324,6 +326,7 @@ async fn settle(
     .await?;
     record.status = DeliveryStatus::Failed;
     ctx.recorder.record(record.clone()).await?;
+    crate::disable::after_attempt(ctx, target.webhook.as_ref(), answer.status, true).await;
     ctx.sender.metrics.outcome(outcome::FAILED);
     ctx.sender.metrics.dead_letter(crate::ROLE, reason);
     tracing::warn!(reason, error = ?answer.error, "delivery dead-lettered");

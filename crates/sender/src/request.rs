@@ -118,12 +118,7 @@ pub(crate) fn headers(
 
 /// The Standard Webhooks `webhook-signature` value: `v1,<base64 HMAC-SHA256 of
 /// "{id}.{timestamp}.{body}">` per secret, space-separated (several while rotating).
-pub(crate) fn sign(
-    secrets: &[Secret],
-    id: &str,
-    timestamp: &str,
-    body: &[u8],
-) -> Option<String> {
+pub(crate) fn sign(secrets: &[Secret], id: &str, timestamp: &str, body: &[u8]) -> Option<String> {
     use hmac::{KeyInit, Mac};
     let signatures: Vec<String> = secrets
         .iter()

@@ -280,8 +280,7 @@ pub async fn create(db: &impl GenericClient, new: &NewWebhook) -> Result<Webhook
                 &new.schema_ids,
                 &new.format.as_str(),
                 &new.retry_on.to_strings(),
-                &new
-                    .signing_secret
+                &new.signing_secret
                     .iter()
                     .map(Secret::expose)
                     .collect::<Vec<_>>(),
@@ -468,4 +467,41 @@ pub async fn rotate_signing_secret(
     );
     let row = db.query_one(&sql, &[&current.id, &secrets]).await?;
     Ok((from_row(&row)?, new))
+}
+
+/// Disables an enabled webhook with a reason; `None` if it was disabled already (so
+/// only one caller reports the change).
+pub async fn disable(
+    db: &impl GenericClient,
+    id: Uuid,
+    reason: &str,
+) -> Result<Option<Webhook>, StoreError> {
+    let sql = format!(
+        "UPDATE webhooks SET enabled = false, disabled_reason = $2, updated_at = now() \
+         WHERE id = $1 AND enabled RETURNING {COLUMNS}"
+    );
+    db.query_opt(&sql, &[&id, &reason])
+        .await?
+        .map(|r| from_row(&r))
+        .transpose()
+}
+
+/// Whether every delivery to the webhook has failed for at least `period`: one failed
+/// delivery that old or older, none delivered since. Read on the failure path only.
+pub async fn failing_for(
+    db: &impl GenericClient,
+    id: Uuid,
+    period: std::time::Duration,
+) -> Result<bool, StoreError> {
+    let since = OffsetDateTime::now_utc() - period;
+    let row = db
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM deliveries WHERE webhook_id = $1 \
+                 AND created_at <= $2 AND status = 'failed') \
+             AND NOT EXISTS (SELECT 1 FROM deliveries WHERE webhook_id = $1 \
+                 AND created_at > $2 AND status = 'delivered') AS failing",
+            &[&id, &since],
+        )
+        .await?;
+    Ok(row.try_get("failing")?)
 }

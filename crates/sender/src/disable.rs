@@ -1,0 +1,138 @@
+//! Turning off webhooks that are gone: a `410 Gone` answer disables a webhook at
+//! once; a webhook that failed every delivery for `disable_failing_after` is disabled
+//! at its next failure. Each is recorded on the webhook (`disabled_reason`) and
+//! announced with a `hookrelay.webhook_disabled` event on the events exchange, which
+//! a tenant's webhooks may subscribe to like any event type.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use hookrelay_core::Event;
+use hookrelay_core::amqp::{self, Headers};
+use hookrelay_core::store::webhooks::{self, Webhook};
+use hookrelay_core::trace;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::outcome::Ctx;
+
+/// The type of the event announcing a disabled webhook.
+pub const WEBHOOK_DISABLED: &str = "hookrelay.webhook_disabled";
+
+/// Asks "failing for the whole period?" at most every `check_every` per webhook and
+/// process: a dead endpoint fails in bursts, and the question reads its history.
+pub(crate) struct Disabler {
+    check_every: Duration,
+    last_checked: Mutex<HashMap<Uuid, Instant>>,
+}
+
+impl Disabler {
+    pub(crate) fn new(check_every: Duration) -> Self {
+        Self {
+            check_every,
+            last_checked: Mutex::default(),
+        }
+    }
+
+    fn due(&self, webhook: Uuid) -> bool {
+        let Ok(mut seen) = self.last_checked.lock() else {
+            return true;
+        };
+        let now = Instant::now();
+        if seen
+            .get(&webhook)
+            .is_some_and(|t| now - *t < self.check_every)
+        {
+            return false;
+        }
+        seen.retain(|_, t| now - *t < self.check_every);
+        seen.insert(webhook, now);
+        true
+    }
+}
+
+/// After an attempt: 410 disables; a final failure disables a webhook failing for
+/// the configured period. Best effort: trouble here is logged and never fails the
+/// delivery (the next failure tries again).
+pub(crate) async fn after_attempt(
+    ctx: &Ctx,
+    webhook: Option<&Webhook>,
+    status: Option<u16>,
+    final_failure: bool,
+) {
+    let Some(webhook) = webhook else {
+        return;
+    };
+    let reason = if status == Some(410) {
+        Some("the receiver answered 410 Gone".to_owned())
+    } else if final_failure {
+        failing_reason(ctx, webhook).await
+    } else {
+        None
+    };
+    if let Some(reason) = reason
+        && let Err(e) = disable(ctx, webhook, &reason).await
+    {
+        tracing::warn!(error = %e, webhook_id = %webhook.id, "disabling the webhook failed; the next failure tries again");
+    }
+}
+
+async fn failing_reason(ctx: &Ctx, webhook: &Webhook) -> Option<String> {
+    let period = ctx.sender.config.disable_failing_after?;
+    if !ctx.disabler.due(webhook.id) {
+        return None;
+    }
+    let db = ctx.sender.pool.get().await.ok()?;
+    match webhooks::failing_for(&db, webhook.id, period).await {
+        Ok(true) => Some(format!(
+            "every delivery failed for {}",
+            humantime::format_duration(period)
+        )),
+        Ok(false) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the webhook's failures failed");
+            None
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum DisableError {
+    #[error(transparent)]
+    Store(#[from] hookrelay_core::store::StoreError),
+    #[error(transparent)]
+    Broker(#[from] amqp::AmqpError),
+    #[error(transparent)]
+    Pool(#[from] deadpool_postgres::PoolError),
+}
+
+async fn disable(ctx: &Ctx, webhook: &Webhook, reason: &str) -> Result<(), DisableError> {
+    let db = ctx.sender.pool.get().await?;
+    let Some(disabled) = webhooks::disable(&db, webhook.id, reason).await? else {
+        return Ok(()); // Someone else disabled it first and announced it.
+    };
+    drop(db);
+    tracing::warn!(webhook_id = %disabled.id, key = %disabled.key, tenant = %disabled.tenant, reason, "webhook disabled");
+    ctx.sender.metrics.webhook_disabled();
+    let event = Event::operational(
+        &disabled.tenant,
+        WEBHOOK_DISABLED,
+        json!({
+            "event": WEBHOOK_DISABLED,
+            "data": {"webhook_id": disabled.id, "key": disabled.key, "url": disabled.url, "reason": reason},
+        }),
+    );
+    let topology = &ctx.sender.config.topology;
+    let headers = trace::inject(&tracing::Span::current(), None, Headers::new());
+    let properties = amqp::persistent(&event.id, headers.into_table())?;
+    amqp::publish_confirmed(
+        &ctx.channel,
+        &topology.events_exchange(),
+        &event.routing_key(),
+        &event.to_json(),
+        properties,
+    )
+    .await?;
+    Ok(())
+}
