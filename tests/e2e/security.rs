@@ -224,3 +224,44 @@ async fn a_webhook_failing_for_the_period_is_disabled() {
         Some("every delivery failed for 1h")
     );
 }
+
+/// With a key set, secrets are stored encrypted and still used as they were given.
+#[tokio::test]
+async fn secrets_are_encrypted_at_rest_when_a_key_is_set() {
+    // nextest runs each test in its own process: the key stays in this test.
+    hookrelay_core::store::crypto::set_key("q0Rq3kC2sS1KcmKx0fZ2mJ8wTnH4bV7yLpE6aD9uXcI=").unwrap();
+    let mut stack = TestStack::new().await;
+    stack.start_router().await;
+    stack.start_sender().await;
+    let signing = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let mut w = webhook("acme", "enc", &stack.receiver.url("/enc"));
+    w.secret = Some(Secret::new("basic-pass"));
+    w.signing_secret = Some(Secret::new(signing));
+    stack.create_webhook(w).await;
+    let row = stack
+        .db
+        .client()
+        .await
+        .query_one(
+            "SELECT secret, signing_secrets::text AS signing FROM webhooks WHERE key = 'enc'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (secret, signing_stored): (String, String) = (row.get("secret"), row.get("signing"));
+    assert!(secret.starts_with("enc:v1:"), "{secret}");
+    assert!(!secret.contains("basic-pass") && !signing_stored.contains("MfKQ9r8"));
+
+    let e = event("acme", "file_uploaded", json!({}));
+    stack.publish(&e).await;
+    let got = stack.receiver.wait_for("/enc", 1, WAIT).await;
+    assert_eq!(
+        got[0].header("authorization").as_deref(),
+        Some("Basic OmJhc2ljLXBhc3M="),
+        "base64(\":basic-pass\")"
+    );
+    standardwebhooks::Webhook::new(signing)
+        .unwrap()
+        .verify(&got[0].body, &got[0].headers)
+        .expect("signed with the decrypted secret");
+}

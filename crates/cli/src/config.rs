@@ -40,6 +40,15 @@ pub struct Common {
     /// Longest `Retry-After` honoured.
     #[arg(long, global = true, env = "HOOKRELAY_RETRY_AFTER_MAX", default_value = "5m", value_parser = parse_duration)]
     pub retry_after_max: Duration,
+    /// Key that encrypts webhook secrets at rest: base64 of 32 bytes. Every process
+    /// that reads or writes webhooks needs the same one.
+    #[arg(
+        long,
+        global = true,
+        env = "HOOKRELAY_SECRET_KEY",
+        hide_env_values = true
+    )]
+    pub secret_key: Option<String>,
     /// Log format: text for people, json for machines.
     #[arg(
         long,

@@ -1,5 +1,6 @@
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Parser;
 use hookrelay_cli::commands::{
     self, deliveries, dlq, environments, events, publish, queues, receiver, tenants, tokens,
@@ -38,6 +39,9 @@ fn start() -> anyhow::Result<()> {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let common = &cli.common;
+    if let Some(key) = &common.secret_key {
+        hookrelay_core::store::crypto::set_key(key).context("HOOKRELAY_SECRET_KEY")?;
+    }
     match cli.command {
         Command::Migrate => {
             hookrelay_core::store::migrate(&common.database_url).await?;

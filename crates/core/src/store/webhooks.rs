@@ -10,7 +10,7 @@ use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
-use super::StoreError;
+use super::{StoreError, crypto};
 use crate::retry::RetryPolicy;
 use crate::template;
 
@@ -228,12 +228,13 @@ pub(super) fn from_row_prefixed(row: &Row, prefix: &str) -> Result<Option<Webhoo
         event_types: row.try_get(col("event_types").as_str())?,
         secret: row
             .try_get::<_, Option<String>>(col("secret").as_str())?
-            .map(Secret),
+            .map(|s| crypto::open(&s).map(Secret))
+            .transpose()?,
         signing_secrets: row
             .try_get::<_, Vec<String>>(col("signing_secrets").as_str())?
-            .into_iter()
-            .map(Secret)
-            .collect(),
+            .iter()
+            .map(|s| crypto::open(s).map(Secret))
+            .collect::<Result<_, _>>()?,
         development_mode: row.try_get(col("development_mode").as_str())?,
         import_identifiers: row.try_get(col("import_identifiers").as_str())?,
         schema_ids: row.try_get(col("schema_ids").as_str())?,
@@ -274,7 +275,7 @@ pub async fn create(db: &impl GenericClient, new: &NewWebhook) -> Result<Webhook
                 &new.key,
                 &new.url,
                 &new.event_types,
-                &new.secret.as_ref().map(Secret::expose),
+                &new.secret.as_ref().map(seal).transpose()?,
                 &new.development_mode,
                 &new.import_identifiers,
                 &new.schema_ids,
@@ -282,8 +283,8 @@ pub async fn create(db: &impl GenericClient, new: &NewWebhook) -> Result<Webhook
                 &new.retry_on.to_strings(),
                 &new.signing_secret
                     .iter()
-                    .map(Secret::expose)
-                    .collect::<Vec<_>>(),
+                    .map(seal)
+                    .collect::<Result<Vec<_>, _>>()?,
             ],
         )
         .await
@@ -374,7 +375,7 @@ pub async fn update(
                 &key,
                 change.url.as_ref().unwrap_or(&current.url),
                 change.event_types.as_ref().unwrap_or(&current.event_types),
-                &secret.as_ref().map(Secret::expose),
+                &secret.as_ref().map(seal).transpose()?,
                 &change.development_mode.unwrap_or(current.development_mode),
                 change
                     .import_identifiers
@@ -405,6 +406,11 @@ pub async fn delete(
     db.execute("DELETE FROM webhooks WHERE id = $1", &[&current.id])
         .await?;
     Ok(())
+}
+
+/// What is stored for a secret: encrypted when a key is set.
+fn seal(secret: &Secret) -> Result<String, StoreError> {
+    crypto::seal(secret.expose())
 }
 
 /// The prefix of Standard Webhooks secrets.
@@ -457,9 +463,9 @@ pub async fn rotate_signing_secret(
     let current = get(db, tenant, id_or_key).await?;
     let new = new.unwrap_or_else(generate_signing_secret);
     signing_key(&new)?;
-    let mut secrets = vec![new.expose().to_owned()];
+    let mut secrets = vec![seal(&new)?];
     if keep_previous && let Some(previous) = current.signing_secrets.first() {
-        secrets.push(previous.expose().to_owned());
+        secrets.push(seal(previous)?);
     }
     let sql = format!(
         "UPDATE webhooks SET signing_secrets = $2, updated_at = now() WHERE id = $1 \
