@@ -4,6 +4,7 @@ mod admin;
 mod bench;
 mod deploy;
 mod dlq;
+mod hostile;
 mod ingest;
 mod observability;
 mod producer;
