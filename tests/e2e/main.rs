@@ -2,6 +2,7 @@
 
 mod admin;
 mod bench;
+mod chaos;
 mod deploy;
 mod dlq;
 mod hostile;

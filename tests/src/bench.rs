@@ -294,13 +294,13 @@ async fn publish(stack: &TestStack, s: &Scenario, mut events: Vec<Event>) {
 }
 
 /// A role running as a child `hookrelay serve` process.
-struct Child {
-    process: std::process::Child,
+pub(crate) struct Child {
+    pub(crate) process: std::process::Child,
     port: u16,
 }
 
 impl Child {
-    fn pid(&self) -> String {
+    pub(crate) fn pid(&self) -> String {
         self.process.id().to_string()
     }
 
@@ -331,6 +331,23 @@ impl Child {
 }
 
 async fn spawn_role(binary: &std::path::Path, stack: &TestStack, role: &str) -> Child {
+    let child = start_role(binary, stack, role);
+    let ready = format!("http://127.0.0.1:{}/readyz", child.port);
+    wait_until(
+        &format!("{role} ready"),
+        Duration::from_secs(30),
+        || async {
+            reqwest::get(&ready)
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        },
+    )
+    .await;
+    child
+}
+
+/// Starts `hookrelay serve --roles ROLE` for the stack without waiting for it.
+pub(crate) fn start_role(binary: &std::path::Path, stack: &TestStack, role: &str) -> Child {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -352,19 +369,7 @@ async fn spawn_role(binary: &std::path::Path, stack: &TestStack, role: &str) -> 
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("hookrelay serve starts");
-    let child = Child { process, port };
-    let ready = format!("http://127.0.0.1:{port}/readyz");
-    wait_until(
-        &format!("{role} ready"),
-        Duration::from_secs(30),
-        || async {
-            reqwest::get(&ready)
-                .await
-                .is_ok_and(|r| r.status().is_success())
-        },
-    )
-    .await;
-    child
+    Child { process, port }
 }
 
 /// Runs one scenario end to end and measures it.

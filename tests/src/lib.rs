@@ -3,6 +3,7 @@
 //! Everything it creates is removed when the stack is dropped, even after a panic.
 
 pub mod bench;
+pub mod chaos;
 pub mod db;
 pub mod receiver;
 pub mod stack;
@@ -46,4 +47,27 @@ where
         rt.block_on(future);
     })
     .join();
+}
+
+/// The `hookrelay` binary of this build (next to the test executable's `deps/`),
+/// built first if this run has not built it.
+pub fn hookrelay_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target/<profile>/deps/<test>");
+    let binary = profile_dir.join("hookrelay");
+    if !binary.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let built = std::process::Command::new(cargo)
+            .args(["build", "-q", "-p", "hookrelay-cli", "--bin", "hookrelay"])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            built && binary.exists(),
+            "building the hookrelay binary failed"
+        );
+    }
+    binary
 }

@@ -2,6 +2,8 @@
 //!
 //! - `cargo xtask test`: make sure RabbitMQ and Postgres run, then the whole test suite.
 //! - `cargo xtask demo`: make sure they run, then the whole flow with a demo receiver.
+//! - `cargo xtask bench`: the end-to-end benchmark (release build), figures printed.
+//! - `cargo xtask chaos`: the fault run (kill -9, broker and database restarts).
 
 mod demo;
 mod deploy;
@@ -17,10 +19,11 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("demo") => demo::run(),
         Some("check-deploy") => deploy::check(&demo::workspace_root()),
-        Some("bench") => bench(&args[1..]),
+        Some("bench") => release_bench("pipeline", &args[1..]),
+        Some("chaos") => release_bench("chaos", &args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|demo>\n\n  test [ARGS]  check services, then run every test (ARGS go to the test runner)\n  demo         check services, then run hookrelay end to end with a demo receiver"
+                "usage: cargo xtask <test|demo|bench|chaos|check-deploy>\n\n  test [ARGS]   check services, then run every test (ARGS go to the test runner)\n  demo          check services, then run hookrelay end to end with a demo receiver\n  bench [ARGS]  the end-to-end benchmark (see tests/benches/pipeline.rs)\n  chaos [ARGS]  kill -9 roles and restart RabbitMQ and Postgres mid-run, then check\n                that nothing was lost or doubled (see tests/benches/chaos.rs)\n  check-deploy  validate docker-compose.yml and deploy/kubernetes without an engine"
             );
             return ExitCode::from(2);
         }
@@ -53,9 +56,9 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The benchmark, built with optimisations, the roles as child processes of the
-/// release binary: `cargo bench` of the pipeline bench.
-fn bench(extra: &[String]) -> anyhow::Result<()> {
+/// A bench target of the tests package (`pipeline`, `chaos`), built with
+/// optimisations, the roles as child processes of the release binary.
+fn release_bench(name: &str, extra: &[String]) -> anyhow::Result<()> {
     services::ensure()?;
     let root = demo::workspace_root();
     let built = Command::new("cargo")
@@ -87,7 +90,7 @@ fn bench(extra: &[String]) -> anyhow::Result<()> {
             "-p",
             "hookrelay-tests",
             "--bench",
-            "pipeline",
+            name,
             "--",
         ])
         .arg("--hookrelay")
@@ -95,7 +98,7 @@ fn bench(extra: &[String]) -> anyhow::Result<()> {
         .args(extra)
         .current_dir(&root)
         .status()
-        .context("running the benchmark")?;
-    anyhow::ensure!(status.success(), "the benchmark failed");
+        .with_context(|| format!("running the {name} bench"))?;
+    anyhow::ensure!(status.success(), "the {name} bench failed");
     Ok(())
 }

@@ -1,0 +1,336 @@
+//! The fault run: thousands of events through router and sender child processes
+//! while they are killed with SIGKILL at random moments and restarted, optionally
+//! with RabbitMQ and Postgres stopped and started mid-run, against a receiver that
+//! answers 429, 500 and slowly. Afterwards it checks the promise, from the database,
+//! the dead-letter queue and what the receiver saw, and returns the figures.
+//! Used by `cargo xtask chaos` and by an end-to-end test (kills only).
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use hookrelay_core::Event;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::bench::{Child, start_role};
+use crate::stack::{event, webhook};
+use crate::{TestStack, wait_until};
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub events: usize,
+    /// Senders running at once (each killed and restarted on its own).
+    pub senders: usize,
+    /// Stop and start RabbitMQ (`rabbitmqctl stop_app` / `start_app`) mid-run.
+    pub restart_broker: bool,
+    /// Restart Postgres (`pg_ctlcluster ... restart`) mid-run.
+    pub restart_database: bool,
+    /// Time between kills, at random within this range.
+    pub kill_every: (Duration, Duration),
+    /// How long everything may take to settle after the last fault.
+    pub settle_within: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            events: 2000,
+            senders: 2,
+            restart_broker: false,
+            restart_database: false,
+            kill_every: (Duration::from_millis(300), Duration::from_millis(900)),
+            settle_within: Duration::from_secs(120),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Figures {
+    pub events: usize,
+    pub router_kills: usize,
+    pub sender_kills: usize,
+    pub broker_restarts: usize,
+    pub database_restarts: usize,
+    pub seconds: f64,
+    pub deliveries: i64,
+    pub delivered: i64,
+    pub failed: i64,
+    pub dead_lettered: usize,
+    /// POSTs the receiver answered 2xx beyond the first per delivery.
+    pub receiver_duplicates: usize,
+    /// What duplicates may number: the messages in flight at each sender kill.
+    pub duplicate_bound: usize,
+}
+
+/// How the receiver treats a delivery, chosen by its id so each run is checkable:
+/// 1 in 25 always 500 (fails for good), 1 in 10 answers 429 once, 1 in 20 is slow.
+fn behaviour(webhook_id: &str) -> u32 {
+    webhook_id
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+        % 100
+}
+
+fn expect_failed(webhook_id: &str) -> bool {
+    behaviour(webhook_id) < 4
+}
+
+#[derive(Default)]
+struct Seen {
+    /// 2xx answers per webhook-id.
+    ok: HashMap<String, usize>,
+}
+
+async fn receive(State(seen): State<Arc<Mutex<Seen>>>, headers: HeaderMap) -> StatusCode {
+    let id = headers
+        .get("webhook-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let attempt = headers
+        .get("x-hookrelay-attempt")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u32>().ok())
+        .unwrap_or(1);
+    let b = behaviour(&id);
+    if b < 4 {
+        return StatusCode::INTERNAL_SERVER_ERROR;
+    }
+    if b < 14 && attempt == 1 {
+        return StatusCode::TOO_MANY_REQUESTS;
+    }
+    if b < 19 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    if let Ok(mut s) = seen.lock() {
+        *s.ok.entry(id).or_default() += 1;
+    }
+    StatusCode::OK
+}
+
+/// A small deterministic generator for kill timing and victims.
+struct Dice(u64);
+
+impl Dice {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn between(&mut self, (lo, hi): (Duration, Duration)) -> Duration {
+        let span = hi.saturating_sub(lo).as_millis().max(1) as u64;
+        lo + Duration::from_millis(self.next() % span)
+    }
+}
+
+fn kill_9(child: &mut Child) {
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &child.pid()])
+        .status();
+    let _ = child.process.wait();
+}
+
+fn run_command(program: &str, args: &[&str]) {
+    let ok = std::process::Command::new(program)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "`{program} {}` failed", args.join(" "));
+}
+
+fn postgres_version() -> String {
+    std::fs::read_dir("/etc/postgresql")
+        .ok()
+        .and_then(|dir| {
+            dir.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .max()
+        })
+        .unwrap_or_else(|| "15".into())
+}
+
+/// Publishes, retrying through broker outages: the publisher reconnects by itself.
+async fn publish_all(publisher: Arc<hookrelay_producer::Publisher>, events: Vec<Event>) {
+    for batch in events.chunks(50) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while let Err(e) = publisher.publish_batch(batch).await {
+            assert!(
+                Instant::now() < deadline,
+                "publishing failed for 2 minutes: {e}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Whether all `total` deliveries have a final status.
+async fn settled(db: &deadpool_postgres::Object, total: usize) -> bool {
+    db.query_one(
+        "SELECT count(*) FILTER (WHERE status <> 'pending') AS done FROM deliveries",
+        &[],
+    )
+    .await
+    .is_ok_and(|r| r.get::<_, i64>("done") as usize >= total)
+}
+
+pub async fn run(binary: &Path, options: &Options) -> Figures {
+    let stack = TestStack::for_processes().await;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(receive))
+        .with_state(Arc::clone(&seen));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    stack
+        .create_webhook(webhook("chaos", "hook", &format!("http://{addr}/hook")))
+        .await;
+
+    let started = Instant::now();
+    let mut router = start_role(binary, &stack, "router");
+    let mut senders: Vec<Child> = (0..options.senders)
+        .map(|_| start_role(binary, &stack, "sender"))
+        .collect();
+    let events: Vec<Event> = (0..options.events)
+        .map(|_| event("chaos", "file_uploaded", json!({})))
+        .collect();
+    let publishing = tokio::spawn(publish_all(Arc::clone(&stack.publisher), events.clone()));
+
+    let mut figures = Figures {
+        events: options.events,
+        ..Figures::default()
+    };
+    let mut dice = Dice(0x9e37_79b9_7f4a_7c15);
+    // Faults while events flow: kills all along, one broker and one database restart
+    // in the middle.
+    let mut round = 0;
+    while !publishing.is_finished() || round < 6 {
+        round += 1;
+        tokio::time::sleep(dice.between(options.kill_every)).await;
+        if dice.next().is_multiple_of(3) {
+            kill_9(&mut router);
+            figures.router_kills += 1;
+            router = start_role(binary, &stack, "router");
+        } else {
+            let i = (dice.next() as usize) % senders.len();
+            kill_9(&mut senders[i]);
+            figures.sender_kills += 1;
+            senders[i] = start_role(binary, &stack, "sender");
+        }
+        if round == 3 && options.restart_broker {
+            run_command("rabbitmqctl", &["-q", "stop_app"]);
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            run_command("rabbitmqctl", &["-q", "start_app"]);
+            figures.broker_restarts += 1;
+        }
+        if round == 5 && options.restart_database {
+            let version = postgres_version();
+            run_command(
+                "pg_ctlcluster",
+                &["--skip-systemctl-redirect", &version, "main", "restart"],
+            );
+            figures.database_restarts += 1;
+        }
+    }
+    publishing.await.expect("publishing finished");
+    // Connections from before a database restart are gone: take a fresh one.
+    let db = loop {
+        match stack.db.pool.get().await {
+            Ok(c) if c.simple_query("SELECT 1").await.is_ok() => break c,
+            _ => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    };
+    wait_until("every delivery settled", options.settle_within, || {
+        settled(&db, options.events)
+    })
+    .await;
+    figures.seconds = started.elapsed().as_secs_f64();
+    check(&stack, &db, &events, &seen, &mut figures, options).await;
+    kill_9(&mut router);
+    for s in &mut senders {
+        kill_9(s);
+    }
+    figures
+}
+
+async fn check(
+    stack: &TestStack,
+    db: &deadpool_postgres::Object,
+    events: &[Event],
+    seen: &Arc<Mutex<Seen>>,
+    figures: &mut Figures,
+    options: &Options,
+) {
+    let stored: i64 = db
+        .query_one("SELECT count(*) FROM events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored as usize, events.len(), "every event stored once");
+    let rows = db
+        .query("SELECT id, event_id, status FROM deliveries", &[])
+        .await
+        .unwrap();
+    figures.deliveries = rows.len() as i64;
+    assert_eq!(rows.len(), events.len(), "exactly one delivery per event");
+    let per_event: HashSet<String> = rows.iter().map(|r| r.get("event_id")).collect();
+    assert_eq!(per_event.len(), events.len(), "no event fanned out twice");
+
+    let dead = stack.drain_queue(&stack.topology.dead_letter_queue()).await;
+    figures.dead_lettered = dead.len();
+    let dead_ids: HashSet<String> = dead
+        .iter()
+        .filter(|m| m.header("x-hookrelay-reason").is_some())
+        .filter_map(|m| m.header("x-hookrelay-delivery-id"))
+        .collect();
+    let seen = seen.lock().unwrap();
+    for r in &rows {
+        let id: uuid::Uuid = r.get("id");
+        let id = id.to_string();
+        let status: String = r.get("status");
+        match status.as_str() {
+            "delivered" => {
+                figures.delivered += 1;
+                assert!(
+                    seen.ok.contains_key(&id),
+                    "delivered {id} was never received"
+                );
+                assert!(!expect_failed(&id), "{id} cannot have been delivered");
+            }
+            "failed" => {
+                figures.failed += 1;
+                assert!(
+                    dead_ids.contains(&id),
+                    "failed {id} is not in the dead-letter queue"
+                );
+                assert!(expect_failed(&id), "{id} should have been delivered");
+            }
+            other => panic!("delivery {id} is {other}"),
+        }
+    }
+    figures.receiver_duplicates = seen.ok.values().map(|n| n - 1).sum();
+    // Each kill can repeat at most what that sender had in flight (its concurrency);
+    // a broker restart, what every sender had.
+    let in_flight = 64;
+    figures.duplicate_bound = (figures.sender_kills
+        + figures.broker_restarts * options.senders
+        + figures.database_restarts * options.senders)
+        * in_flight;
+    assert!(
+        figures.receiver_duplicates <= figures.duplicate_bound,
+        "{} duplicates, more than the {} in flight at the faults",
+        figures.receiver_duplicates,
+        figures.duplicate_bound
+    );
+}
