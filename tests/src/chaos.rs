@@ -212,10 +212,19 @@ pub async fn run(binary: &Path, options: &Options) -> Figures {
         ..Figures::default()
     };
     let mut dice = Dice(0x9e37_79b9_7f4a_7c15);
-    // Faults while events flow: kills all along, one broker and one database restart
-    // in the middle.
+    // Faults while events flow and until every delivery is settled: kills all along,
+    // one broker and one database restart early on.
     let mut round = 0;
-    while !publishing.is_finished() || round < 6 {
+    loop {
+        let done = publishing.is_finished() && round >= 6 && {
+            match stack.db.pool.get().await {
+                Ok(db) => settled(&db, options.events).await,
+                Err(_) => false,
+            }
+        };
+        if done || round >= 400 {
+            break;
+        }
         round += 1;
         tokio::time::sleep(dice.between(options.kill_every)).await;
         if dice.next().is_multiple_of(3) {
@@ -287,7 +296,9 @@ async fn check(
     let per_event: HashSet<String> = rows.iter().map(|r| r.get("event_id")).collect();
     assert_eq!(per_event.len(), events.len(), "no event fanned out twice");
 
-    let dead = stack.drain_queue(&stack.topology.dead_letter_queue()).await;
+    let dead = stack
+        .drain_queue_fresh(&stack.topology.dead_letter_queue())
+        .await;
     figures.dead_lettered = dead.len();
     let dead_ids: HashSet<String> = dead
         .iter()

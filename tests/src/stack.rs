@@ -244,25 +244,41 @@ impl TestStack {
 
     /// Takes every message now in `queue` (they are acked: removed).
     pub async fn drain_queue(&self, queue: &str) -> Vec<Message> {
-        let mut out = Vec::new();
-        while let Some(m) = self
-            .channel
-            .basic_get(queue.into(), BasicGetOptions::default())
-            .await
-            .expect("basic_get")
-        {
-            let d = m.delivery;
-            d.acker.ack(BasicAckOptions::default()).await.expect("ack");
-            out.push(Message {
-                routing_key: d.routing_key.as_str().to_owned(),
-                properties: d.properties,
-                body: d.data,
-            });
-        }
-        out
+        drain(&self.channel, queue).await
     }
 
-    /// Waits until the dead-letter queue holds `n` messages, and takes them.
+    /// As [`Self::drain_queue`], on a new connection: for after a broker restart,
+    /// which closes the stack's own.
+    pub async fn drain_queue_fresh(&self, queue: &str) -> Vec<Message> {
+        let connection = amqp::connect(AMQP_URL, "hookrelay-test-drain", ConnectRetry::default())
+            .await
+            .expect("RabbitMQ is back");
+        let channel = connection.create_channel().await.expect("channel");
+        let taken = drain(&channel, queue).await;
+        let _ = connection.close(200, "done".into()).await;
+        taken
+    }
+}
+
+async fn drain(channel: &Channel, queue: &str) -> Vec<Message> {
+    let mut out = Vec::new();
+    while let Some(m) = channel
+        .basic_get(queue.into(), BasicGetOptions::default())
+        .await
+        .expect("basic_get")
+    {
+        let d = m.delivery;
+        d.acker.ack(BasicAckOptions::default()).await.expect("ack");
+        out.push(Message {
+            routing_key: d.routing_key.as_str().to_owned(),
+            properties: d.properties,
+            body: d.data,
+        });
+    }
+    out
+}
+
+impl TestStack {
     /// Messages ready in a queue (not counting those a consumer holds).
     pub async fn queue_len(&self, queue: &str) -> u32 {
         let channel = self.connection.create_channel().await.unwrap();
@@ -287,6 +303,7 @@ impl TestStack {
         .await;
     }
 
+    /// Waits until the dead-letter queue holds `n` messages, and takes them.
     pub async fn dead_letters(&self, n: usize, timeout: Duration) -> Vec<Message> {
         let mut taken = Vec::new();
         let deadline = tokio::time::Instant::now() + timeout;
