@@ -11,10 +11,11 @@ COPY crates/core/Cargo.toml crates/core/build.rs crates/core/
 COPY crates/producer/Cargo.toml crates/producer/
 COPY crates/router/Cargo.toml crates/router/
 COPY crates/sender/Cargo.toml crates/sender/
+COPY crates/admin/Cargo.toml crates/admin/
 COPY crates/cli/Cargo.toml crates/cli/
 COPY tests/Cargo.toml tests/
 COPY xtask/Cargo.toml xtask/
-RUN for c in core producer router sender cli; do mkdir -p crates/$c/src && touch crates/$c/src/lib.rs; done \
+RUN for c in core producer router sender admin cli; do mkdir -p crates/$c/src && touch crates/$c/src/lib.rs; done \
     && echo 'fn main() {}' > crates/cli/src/main.rs \
     && mkdir -p crates/core/migrations tests/src tests/e2e tests/benches xtask/src \
     && touch tests/src/lib.rs && echo 'fn main() {}' > xtask/src/main.rs \
