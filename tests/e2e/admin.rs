@@ -95,9 +95,17 @@ async fn webhooks_are_managed_with_clear_errors() {
         )
         .await;
     assert_eq!(
-        status,
-        StatusCode::BAD_REQUEST,
-        "unknown fields are refused: {body}"
+        (status, body["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("colour")),
+        "unknown fields are refused by name: {body}"
+    );
+    let (status, body) = api
+        .post("/v1/tenants/acme/webhooks", json!({"key": "k5"}))
+        .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("url")),
+        "a missing field is named: {body}"
     );
 
     let (status, body) = api
@@ -610,5 +618,107 @@ async fn a_tenant_token_sees_its_tenant_only() {
         status,
         StatusCode::UNAUTHORIZED,
         "a revoked token stops at once"
+    );
+}
+
+#[tokio::test]
+async fn every_error_is_json_and_names_what_was_wrong() {
+    let stack = TestStack::new().await;
+    let api = Api::new(&stack, None).await;
+    let cases = [
+        (
+            Method::GET,
+            "/v1/tenants/acme/webhooks?limit=abc",
+            StatusCode::BAD_REQUEST,
+            Some("limit"),
+        ),
+        (
+            Method::GET,
+            "/v1/tenants/acme/events?limit=-1",
+            StatusCode::BAD_REQUEST,
+            Some("limit"),
+        ),
+        (
+            Method::GET,
+            "/v1/dead-letter?colour=red",
+            StatusCode::BAD_REQUEST,
+            Some("colour"),
+        ),
+        // The tenant of the path is checked on every tenant route, not only on lists.
+        (
+            Method::GET,
+            "/v1/tenants/ac%20me/webhooks/orders",
+            StatusCode::BAD_REQUEST,
+            Some("tenant"),
+        ),
+        (
+            Method::GET,
+            "/v1/tenants/ac%20me/deliveries/x/attempts",
+            StatusCode::BAD_REQUEST,
+            Some("tenant"),
+        ),
+        (
+            Method::GET,
+            "/v1/tenants/acme/nothing-here",
+            StatusCode::NOT_FOUND,
+            None,
+        ),
+        (
+            Method::DELETE,
+            "/v1/tenants/acme/events",
+            StatusCode::METHOD_NOT_ALLOWED,
+            None,
+        ),
+        (
+            Method::POST,
+            "/v1/tenants/acme/deliveries/0191f7a4-0000-7000-8000-000000000000/redeliver",
+            StatusCode::NOT_FOUND,
+            None,
+        ),
+    ];
+    for (method, path, expected, field) in cases {
+        let (status, body) = api.call(method.clone(), path, None).await;
+        assert_eq!(status, expected, "{method} {path}: {body}");
+        assert!(
+            body["error"].is_string(),
+            "{method} {path}: not a JSON error: {body}"
+        );
+        assert_eq!(body["field"].as_str(), field, "{method} {path}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn the_openapi_document_refers_to_the_served_envelope_schema() {
+    let stack = TestStack::new().await;
+    let api = Api::new(&stack, Some("sesame")).await;
+    let anonymous = reqwest::Client::new();
+    let spec: Value = anonymous
+        .get(format!("{}/openapi.json", api.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let reference = spec["components"]["schemas"]["EventEnvelope"]["$ref"]
+        .as_str()
+        .expect("the envelope is a reference to its schema file");
+    let schema: Value = anonymous
+        .get(format!("{}/{reference}", api.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        schema,
+        serde_json::from_str::<Value>(include_str!("../../docs/event-envelope.schema.json"))
+            .unwrap()
+    );
+    assert_eq!(
+        spec["info"]["version"],
+        env!("CARGO_PKG_VERSION"),
+        "openapi.json names this version"
     );
 }

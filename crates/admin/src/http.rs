@@ -7,8 +7,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, Request, State};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -33,6 +35,8 @@ use crate::{AdminError, redeliver};
 
 /// The OpenAPI description of every route, served at `/openapi.json`.
 pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
+/// The JSON Schema of the event envelope, which the OpenAPI document refers to.
+pub const ENVELOPE_SCHEMA: &str = include_str!("../../../docs/event-envelope.schema.json");
 
 const DEFAULT_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = 500;
@@ -106,7 +110,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/deliveries", get(list_deliveries))
         .route("/deliveries/{id}", get(get_delivery))
         .route("/deliveries/{id}/attempts", get(list_attempts))
-        .route("/deliveries/{id}/redeliver", post(redeliver_delivery));
+        .route("/deliveries/{id}/redeliver", post(redeliver_delivery))
+        .route_layer(middleware::from_fn(tenant_of_path));
     let dead_letter = Router::new()
         .route("/", get(list_dead_letters))
         .route("/replay", post(replay_dead_letters))
@@ -118,17 +123,20 @@ pub fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
-/// The OpenAPI route, open to all: it describes, it reveals no data.
+/// The OpenAPI document and the event envelope's JSON Schema it refers to, open to
+/// all: they describe, they reveal no data.
 pub fn openapi_router() -> Router {
-    Router::new().route(
-        "/openapi.json",
-        get(|| async {
+    let json = |text: &'static str| {
+        get(move || async move {
             (
                 [(axum::http::header::CONTENT_TYPE, "application/json")],
-                OPENAPI,
+                text,
             )
-        }),
-    )
+        })
+    };
+    Router::new()
+        .route("/openapi.json", json(OPENAPI))
+        .route("/event-envelope.schema.json", json(ENVELOPE_SCHEMA))
 }
 
 type ApiResult = Result<Response, ApiError>;
@@ -195,13 +203,55 @@ fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
+        let inner = e.inner().to_string();
         let mut error = ApiError::new(
             StatusCode::BAD_REQUEST,
-            format!("invalid request body at `{path}`: {}", e.inner()),
+            format!("invalid request body at `{path}`: {inner}"),
         );
-        error.field = (path != ".").then_some(path);
+        error.field = hookrelay_core::envelope::field_of(&path, &inner).map(str::to_owned);
         error
     })
+}
+
+/// The query string, parsed like axum's `Query` but refused as a JSON error that
+/// names the parameter.
+struct Params<T>(T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        Query::try_from_uri(&parts.uri)
+            .map(|Query(q)| Params(q))
+            .map_err(|rejection| {
+                let text = rejection.body_text();
+                let text = text
+                    .strip_prefix("Failed to deserialize query string: ")
+                    .unwrap_or(&text);
+                let mut error = invalid(format!("query: {text}"));
+                error.field = match text.split_once(": ") {
+                    Some((field, _)) if !field.contains(' ') => Some(field.to_owned()),
+                    _ => text
+                        .split_once("unknown field `")
+                        .and_then(|(_, rest)| rest.split('`').next())
+                        .map(str::to_owned),
+                };
+                error
+            })
+    }
+}
+
+/// Every tenant route checks the tenant of its path first: a malformed one is a 400
+/// naming `tenant`, whatever the route.
+async fn tenant_of_path(
+    Path(params): Path<BTreeMap<String, String>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match params.get("tenant").map(|t| check_tenant(t)) {
+        Some(Err(e)) => e.into_response(),
+        _ => next.run(request).await,
+    }
 }
 
 fn check_tenant(tenant: &str) -> Result<(), ApiError> {
@@ -240,7 +290,7 @@ fn parse_uuid(field: &str, value: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(value).map_err(|_| invalid(format!("{field}: `{value}` is not a UUID")))
 }
 
-/// A page of a list: `next_cursor` is absent on the last page.
+/// A page of a list: `next_cursor` is null once a page comes back short.
 #[derive(Serialize)]
 struct Page<T> {
     data: Vec<T>,
@@ -258,7 +308,6 @@ async fn db(state: &AdminState) -> Result<deadpool_postgres::Object, ApiError> {
 // ---- tenants
 
 async fn get_tenant(State(s): State<AdminState>, Path(tenant): Path<String>) -> ApiResult {
-    check_tenant(&tenant)?;
     let settings = tenants::get(&db(&s).await?, &tenant)
         .await
         .map_err(from_store)?;
@@ -280,7 +329,6 @@ async fn put_tenant(
     Path(tenant): Path<String>,
     body: Bytes,
 ) -> ApiResult {
-    check_tenant(&tenant)?;
     let body: TenantBody = parse_body(&body)?;
     tenants::set_retention(&db(&s).await?, &tenant, body.retention_days)
         .await
@@ -299,9 +347,8 @@ struct PageQuery {
 async fn list_webhooks(
     State(s): State<AdminState>,
     Path(tenant): Path<String>,
-    Query(q): Query<PageQuery>,
+    Params(q): Params<PageQuery>,
 ) -> ApiResult {
-    check_tenant(&tenant)?;
     let limit = limit(q.limit)?;
     let after = q
         .cursor
@@ -322,7 +369,6 @@ async fn create_webhook(
     Path(tenant): Path<String>,
     body: Bytes,
 ) -> ApiResult {
-    check_tenant(&tenant)?;
     let mut value: Value = parse_body(&body)?;
     let Some(object) = value.as_object_mut() else {
         return Err(invalid("body: must be a JSON object".into()));
@@ -405,7 +451,7 @@ async fn delete_webhook(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RotateBody {
-    secret: Option<webhooks::Secret>,
+    signing_secret: Option<webhooks::Secret>,
     #[serde(default = "yes")]
     keep_previous: bool,
 }
@@ -421,7 +467,7 @@ async fn rotate_signing_secret(
 ) -> ApiResult {
     let body: RotateBody = if body.is_empty() {
         RotateBody {
-            secret: None,
+            signing_secret: None,
             keep_previous: true,
         }
     } else {
@@ -431,7 +477,7 @@ async fn rotate_signing_secret(
         &db(&s).await?,
         &tenant,
         &id,
-        body.secret,
+        body.signing_secret,
         body.keep_previous,
     )
     .await
@@ -486,7 +532,6 @@ async fn create_token(
     Path(tenant): Path<String>,
     body: Bytes,
 ) -> ApiResult {
-    check_tenant(&tenant)?;
     let body: TokenBody = parse_body(&body)?;
     let (token, secret) = tokens::create(&db(&s).await?, &tenant, &body.name)
         .await
@@ -502,7 +547,6 @@ async fn create_token(
 }
 
 async fn list_tokens(State(s): State<AdminState>, Path(tenant): Path<String>) -> ApiResult {
-    check_tenant(&tenant)?;
     let data = tokens::list(&db(&s).await?, &tenant)
         .await
         .map_err(from_store)?;
@@ -522,7 +566,6 @@ async fn revoke_token(
 // ---- environments
 
 async fn list_environments(State(s): State<AdminState>, Path(tenant): Path<String>) -> ApiResult {
-    check_tenant(&tenant)?;
     let data = environments::list(&db(&s).await?, &tenant)
         .await
         .map_err(from_store)?;
@@ -555,7 +598,6 @@ async fn put_environment(
     Path((tenant, name)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult {
-    check_tenant(&tenant)?;
     let body: EnvironmentBody = parse_body(&body)?;
     let environment = environments::set(&db(&s).await?, &tenant, &name, &body.variables)
         .await
@@ -589,9 +631,8 @@ struct EventsQuery {
 async fn list_events(
     State(s): State<AdminState>,
     Path(tenant): Path<String>,
-    Query(q): Query<EventsQuery>,
+    Params(q): Params<EventsQuery>,
 ) -> ApiResult {
-    check_tenant(&tenant)?;
     let limit = limit(q.limit)?;
     let filter = EventFilter {
         session_id: q.session_id,
@@ -641,9 +682,8 @@ struct DeliveriesQuery {
 async fn list_deliveries(
     State(s): State<AdminState>,
     Path(tenant): Path<String>,
-    Query(q): Query<DeliveriesQuery>,
+    Params(q): Params<DeliveriesQuery>,
 ) -> ApiResult {
-    check_tenant(&tenant)?;
     let limit = limit(q.limit)?;
     let status = q
         .status
@@ -707,6 +747,10 @@ async fn redeliver_delivery(
     Path((tenant, id)): Path<(String, String)>,
 ) -> ApiResult {
     let id = parse_uuid("id", &id)?;
+    // An unknown delivery is a 404 even while the broker is down.
+    deliveries::get(&db(&s).await?, &tenant, id)
+        .await
+        .map_err(from_store)?;
     let connection = s.connection().await?;
     let channel = amqp::confirm_channel(&connection)
         .await
@@ -753,7 +797,7 @@ impl DeadLetterQuery {
 
 async fn list_dead_letters(
     State(s): State<AdminState>,
-    Query(q): Query<DeadLetterQuery>,
+    Params(q): Params<DeadLetterQuery>,
 ) -> ApiResult {
     let limit = usize::try_from(limit(q.limit)?).unwrap_or(usize::MAX);
     let connection = s.connection().await?;

@@ -54,7 +54,17 @@ pub fn app(state: ApiState) -> Router {
         },
         require_token,
     ));
-    base.merge(v1).merge(http::openapi_router())
+    base.merge(v1)
+        .merge(http::openapi_router())
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "no such route; see /openapi.json")
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this route; see /openapi.json",
+            )
+        })
 }
 
 /// Who may call `/v1`: the operator's token opens every route; a tenant token

@@ -259,17 +259,25 @@ fn check_size(body: &[u8], limit: usize) -> Result<(), EnvelopeError> {
 fn serde_error(err: serde_path_to_error::Error<serde_json::Error>) -> EnvelopeError {
     let path = err.path().to_string();
     let inner = err.into_inner().to_string();
-    // serde reports a missing field at the parent path; name the field itself.
-    if let Some(rest) = inner.strip_prefix("missing field `") {
-        let name = rest.split('`').next().unwrap_or_default();
-        return EnvelopeError::field(name, "is required");
+    let field = field_of(&path, &inner).unwrap_or("$").to_owned();
+    if inner.starts_with("missing field `") {
+        return EnvelopeError::field(field, "is required");
     }
-    if let Some(rest) = inner.strip_prefix("unknown field `") {
-        let name = rest.split('`').next().unwrap_or_default();
-        return EnvelopeError::field(name, "is not a field of the event envelope");
+    if inner.starts_with("unknown field `") {
+        return EnvelopeError::field(field, "is not a field of the event envelope");
     }
-    let field = if path == "." { "$".to_owned() } else { path };
     EnvelopeError::field(field, inner)
+}
+
+/// The field a serde error is about: serde reports a missing or unknown field at its
+/// parent's path (`.`), with the name only in the message. None for the whole value.
+pub fn field_of<'a>(path: &'a str, message: &'a str) -> Option<&'a str> {
+    for prefix in ["missing field `", "unknown field `"] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            return rest.split('`').next();
+        }
+    }
+    (path != ".").then_some(path)
 }
 
 fn check_text(field: &str, value: &str, max: usize) -> Result<(), EnvelopeError> {
