@@ -299,6 +299,16 @@ pub(crate) struct Child {
     port: u16,
 }
 
+/// A test that panics must not leave roles running: they would go on consuming.
+impl Drop for Child {
+    fn drop(&mut self) {
+        if matches!(self.process.try_wait(), Ok(None)) {
+            let _ = self.process.kill();
+            let _ = self.process.wait();
+        }
+    }
+}
+
 impl Child {
     pub(crate) fn pid(&self) -> String {
         self.process.id().to_string()

@@ -67,7 +67,9 @@ pub struct Figures {
 }
 
 /// How the receiver treats a delivery, chosen by its id so each run is checkable:
-/// 1 in 25 always 500 (fails for good), 1 in 10 answers 429 once, 1 in 20 is slow.
+/// 1 in 25 always 500 (fails for good), 1 in 10 answers 429 once, 1 in 20 is slow,
+/// 1 in 50 has its connection dropped mid-request at the first attempt (a connection
+/// error: not retried by default, so it fails for good too).
 fn behaviour(webhook_id: &str) -> u32 {
     webhook_id
         .bytes()
@@ -76,8 +78,13 @@ fn behaviour(webhook_id: &str) -> u32 {
 }
 
 fn expect_failed(webhook_id: &str) -> bool {
-    behaviour(webhook_id) < 4
+    let b = behaviour(webhook_id);
+    b < 4 || (19..21).contains(&b)
 }
+
+/// What the receiver panics with to drop a connection: hyper ends the connection
+/// of a handler that panics, and the client sees it closed mid-request.
+const RESET: &str = "chaos receiver: dropping the connection";
 
 #[derive(Default)]
 struct Seen {
@@ -105,6 +112,9 @@ async fn receive(State(seen): State<Arc<Mutex<Seen>>>, headers: HeaderMap) -> St
     }
     if b < 19 {
         tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    if (19..21).contains(&b) && attempt == 1 {
+        std::panic::panic_any(RESET);
     }
     if let Ok(mut s) = seen.lock() {
         *s.ok.entry(id).or_default() += 1;
@@ -183,6 +193,13 @@ async fn settled(db: &deadpool_postgres::Object, total: usize) -> bool {
 }
 
 pub async fn run(binary: &Path, options: &Options) -> Figures {
+    // The receiver's deliberate panics are not news; any other panic is.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if info.payload().downcast_ref::<&str>() != Some(&RESET) {
+            default_hook(info);
+        }
+    }));
     let stack = TestStack::for_processes().await;
     let seen = Arc::new(Mutex::new(Seen::default()));
     let app = axum::Router::new()
