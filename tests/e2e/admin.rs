@@ -691,26 +691,12 @@ async fn every_error_is_json_and_names_what_was_wrong() {
 async fn the_openapi_document_refers_to_the_served_envelope_schema() {
     let stack = TestStack::new().await;
     let api = Api::new(&stack, Some("sesame")).await;
-    let anonymous = reqwest::Client::new();
-    let spec: Value = anonymous
-        .get(format!("{}/openapi.json", api.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, spec) = api.get("/openapi.json").await;
     let reference = spec["components"]["schemas"]["EventEnvelope"]["$ref"]
         .as_str()
         .expect("the envelope is a reference to its schema file");
-    let schema: Value = anonymous
-        .get(format!("{}/{reference}", api.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (status, schema) = api.get(&format!("/{reference}")).await;
+    assert_eq!(status, StatusCode::OK);
     assert_eq!(
         schema,
         serde_json::from_str::<Value>(include_str!("../../docs/event-envelope.schema.json"))

@@ -255,18 +255,7 @@ async fn tenant_of_path(
 }
 
 fn check_tenant(tenant: &str) -> Result<(), ApiError> {
-    let ok = !tenant.is_empty()
-        && tenant.len() <= hookrelay_core::envelope::MAX_NAME_BYTES
-        && tenant
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid(
-            "tenant: must be letters, digits, `-` or `_`".to_owned(),
-        ))
-    }
+    hookrelay_core::envelope::check_tenant(tenant).map_err(invalid)
 }
 
 fn limit(given: Option<i64>) -> Result<i64, ApiError> {
@@ -295,6 +284,19 @@ fn parse_uuid(field: &str, value: &str) -> Result<Uuid, ApiError> {
 struct Page<T> {
     data: Vec<T>,
     next_cursor: Option<String>,
+}
+
+/// The answer of a list route: a full page names the cursor of its last item.
+fn page<T: Serialize>(data: Vec<T>, limit: i64, cursor: impl Fn(&T) -> String) -> ApiResult {
+    let next_cursor = (data.len() as i64 == limit)
+        .then(|| data.last().map(cursor))
+        .flatten();
+    ok(Page { data, next_cursor })
+}
+
+/// The `cursor` of lists ordered by id.
+fn uuid_cursor(cursor: Option<&str>) -> Result<Option<Uuid>, ApiError> {
+    cursor.map(|c| parse_uuid("cursor", c)).transpose()
 }
 
 async fn db(state: &AdminState) -> Result<deadpool_postgres::Object, ApiError> {
@@ -350,18 +352,11 @@ async fn list_webhooks(
     Params(q): Params<PageQuery>,
 ) -> ApiResult {
     let limit = limit(q.limit)?;
-    let after = q
-        .cursor
-        .as_deref()
-        .map(|c| parse_uuid("cursor", c))
-        .transpose()?;
+    let after = uuid_cursor(q.cursor.as_deref())?;
     let data = webhooks::list(&db(&s).await?, &tenant, after, limit)
         .await
         .map_err(from_store)?;
-    let next_cursor = (data.len() as i64 == limit)
-        .then(|| data.last().map(|w| w.id.to_string()))
-        .flatten();
-    ok(Page { data, next_cursor })
+    page(data, limit, |w| w.id.to_string())
 }
 
 async fn create_webhook(
@@ -649,10 +644,7 @@ async fn list_events(
     let data = events::list(&db(&s).await?, &tenant, &filter, after.as_ref(), limit)
         .await
         .map_err(from_store)?;
-    let next_cursor = (data.len() as i64 == limit)
-        .then(|| data.last().map(|e| Cursor::of(e).encode()))
-        .flatten();
-    ok(Page { data, next_cursor })
+    page(data, limit, |e| Cursor::of(e).encode())
 }
 
 async fn get_event(
@@ -703,18 +695,11 @@ async fn list_deliveries(
         status,
         since: parse_time("since", q.since.as_deref())?,
     };
-    let after = q
-        .cursor
-        .as_deref()
-        .map(|c| parse_uuid("cursor", c))
-        .transpose()?;
+    let after = uuid_cursor(q.cursor.as_deref())?;
     let data = deliveries::list(&db(&s).await?, &tenant, &filter, after, limit)
         .await
         .map_err(from_store)?;
-    let next_cursor = (data.len() as i64 == limit)
-        .then(|| data.last().map(|d| d.id.to_string()))
-        .flatten();
-    ok(Page { data, next_cursor })
+    page(data, limit, |d| d.id.to_string())
 }
 
 async fn get_delivery(

@@ -136,9 +136,7 @@ impl Event {
     /// Checks every rule of the wire contract that serde's types cannot express.
     pub fn validate(&self) -> Result<(), EnvelopeError> {
         check_text("id", &self.id, MAX_ID_BYTES)?;
-        check_name("tenant", &self.tenant, |c| {
-            c.is_ascii_alphanumeric() || c == '-' || c == '_'
-        })?;
+        check_name("tenant", &self.tenant, tenant_char)?;
         check_name("type", &self.event_type, |c| {
             c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')
         })?;
@@ -297,6 +295,19 @@ fn check_text(field: &str, value: &str, max: usize) -> Result<(), EnvelopeError>
         ));
     }
     Ok(())
+}
+
+fn tenant_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '-' || c == '_'
+}
+
+/// The rule for tenant names wherever one arrives (envelope, admin path, stored
+/// webhook): `tenant: <problem>` when it is broken.
+pub fn check_tenant(tenant: &str) -> Result<(), String> {
+    check_name("tenant", tenant, tenant_char).map_err(|e| match e {
+        EnvelopeError::Field { field, problem } => format!("{field}: {problem}"),
+        other => other.to_string(),
+    })
 }
 
 fn check_name(field: &str, value: &str, allowed: fn(char) -> bool) -> Result<(), EnvelopeError> {

@@ -172,18 +172,7 @@ fn validate_url(url: &str) -> Result<(), StoreError> {
 }
 
 fn validate_tenant(tenant: &str) -> Result<(), StoreError> {
-    let ok = !tenant.is_empty()
-        && tenant.len() <= crate::envelope::MAX_NAME_BYTES
-        && tenant
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(StoreError::Invalid(
-            "tenant: must be letters, digits, `-` or `_`".into(),
-        ))
-    }
+    crate::envelope::check_tenant(tenant).map_err(StoreError::Invalid)
 }
 
 impl NewWebhook {
