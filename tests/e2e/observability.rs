@@ -253,3 +253,50 @@ async fn logs_name_the_delivery_and_never_show_a_secret() {
         .expect("dead-letter line");
     assert_eq!(dead["span"]["event_id"], e.id.as_str());
 }
+
+/// `/metrics` shows how many messages wait in each queue: three poison events in the
+/// dead-letter queue show as 3 there, and the router's queue drained as 0.
+#[tokio::test]
+async fn queue_depths_are_sampled_into_metrics() {
+    let mut stack = TestStack::new().await;
+    let _router = stack.start_router().await;
+    for _ in 0..3 {
+        stack.publish_raw("acme.file_uploaded", b"not json").await;
+    }
+    let dead_letter = stack.topology.dead_letter_queue();
+    stack.wait_queue_len(&dead_letter, 3, WAIT).await;
+    let metrics = Arc::new(hookrelay_core::metrics::Metrics::new());
+    let (stop, shutdown) = hookrelay_core::shutdown::channel();
+    let sampler = {
+        let (topology, metrics) = (stack.topology.clone(), Arc::clone(&metrics));
+        tokio::spawn(async move {
+            hookrelay_core::amqp::sample_queue_depths(
+                hookrelay_tests::AMQP_URL,
+                &topology,
+                &metrics,
+                Duration::from_millis(50),
+                shutdown,
+            )
+            .await;
+        })
+    };
+    let expected = [
+        format!("queue_messages{{queue=\"{dead_letter}\"}} 3"),
+        format!(
+            "queue_messages{{queue=\"{}\"}} 0",
+            stack.topology.router_queue()
+        ),
+    ];
+    hookrelay_tests::wait_until("the depths are sampled", WAIT, || async {
+        let text = metrics.render();
+        expected
+            .iter()
+            .all(|line| text.lines().any(|l| l.ends_with(line.as_str())))
+    })
+    .await;
+    drop(stop);
+    tokio::time::timeout(WAIT, sampler)
+        .await
+        .expect("the sampler stops on shutdown")
+        .unwrap();
+}

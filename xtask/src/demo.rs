@@ -19,6 +19,21 @@ const TENANT: &str = "acme";
 const DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/hookrelay_demo";
 const PREFIX: &str = "hookrelay-demo";
 
+/// The binary and where its data goes: `--database-url` and `--prefix` override the
+/// demo's own, so a test can run the demo beside others.
+struct Demo {
+    bin: PathBuf,
+    database_url: String,
+    prefix: String,
+}
+
+fn flag(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
+
 /// Child processes, stopped with SIGTERM (and waited for) when dropped.
 struct Running(Vec<Child>);
 
@@ -35,7 +50,7 @@ impl Drop for Running {
     }
 }
 
-pub fn run() -> anyhow::Result<()> {
+pub fn run(args: &[String]) -> anyhow::Result<()> {
     services::ensure()?;
     let root = workspace_root();
     step("building hookrelay");
@@ -45,10 +60,14 @@ pub fn run() -> anyhow::Result<()> {
         .status()?
         .success();
     anyhow::ensure!(ok, "cargo build failed");
-    let bin = root.join("target/debug/hookrelay");
+    let demo = Demo {
+        bin: root.join("target/debug/hookrelay"),
+        database_url: flag(args, "--database-url").unwrap_or_else(|| DATABASE_URL.into()),
+        prefix: flag(args, "--prefix").unwrap_or_else(|| PREFIX.into()),
+    };
 
     step("migrating the demo database");
-    hookrelay(&bin, &["migrate"])?;
+    hookrelay(&demo, &["migrate"])?;
 
     let receiver_port = free_port()?;
     let api_port = free_port()?;
@@ -58,12 +77,12 @@ pub fn run() -> anyhow::Result<()> {
         "starting the demo receiver on {receiver_addr} and hookrelay serve (api on 127.0.0.1:{api_port})"
     ));
     running.0.push(spawn(
-        &bin,
+        &demo,
         &["receiver", "--addr", &receiver_addr],
         "receiver",
     )?);
     running.0.push(spawn(
-        &bin,
+        &demo,
         &[
             "serve",
             "--http-addr",
@@ -77,21 +96,21 @@ pub fn run() -> anyhow::Result<()> {
     wait_http(&format!("127.0.0.1:{api_port}"), Duration::from_secs(30))?;
 
     step("registering webhooks");
-    register_webhooks(&bin, &receiver_addr)?;
+    register_webhooks(&demo, &receiver_addr)?;
 
     step("publishing the seed examples from docs/examples");
     let run_id = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     let events = prepared_examples(&root, run_id, &receiver_addr)?;
     let file = std::env::temp_dir().join(format!("hookrelay-demo-{run_id}.json"));
     std::fs::write(&file, serde_json::to_vec_pretty(&events)?)?;
-    hookrelay(&bin, &["publish", "--file", &file.to_string_lossy()])?;
+    hookrelay(&demo, &["publish", "--file", &file.to_string_lossy()])?;
 
     step(
         "waiting for every delivery to settle (the unreachable webhook retries, then dead-letters)",
     );
     for event in &events {
         let id = event["id"].as_str().unwrap_or_default();
-        wait_settled(&bin, id, Duration::from_secs(60))?;
+        wait_settled(&demo, id, Duration::from_secs(60))?;
     }
     for event in &events {
         let id = event["id"].as_str().unwrap_or_default();
@@ -99,10 +118,19 @@ pub fn run() -> anyhow::Result<()> {
             "\nevent {id} ({})",
             event["type"].as_str().unwrap_or_default()
         );
-        hookrelay(&bin, &["deliveries", "--tenant", TENANT, "--event", id])?;
+        hookrelay(
+            &demo,
+            &["deliveries", "list", "--tenant", TENANT, "--event", id],
+        )?;
     }
     step("the queues: the unreachable webhook's delivery waits in the dead-letter queue");
-    hookrelay(&bin, &["queues"])?;
+    hookrelay(&demo, &["queues"])?;
+    step("the dead-letter queue: what failed for good in this run, and why");
+    let mut dlq = vec!["dlq", "list"];
+    for event in &events {
+        dlq.extend(["--id", event["id"].as_str().unwrap_or_default()]);
+    }
+    hookrelay(&demo, &dlq)?;
     step("stopping (the receiver's log above shows each POST it got)");
     drop(running);
     let _ = std::fs::remove_file(file);
@@ -120,11 +148,11 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_default()
 }
 
-fn command(bin: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(bin);
+fn command(demo: &Demo, args: &[&str]) -> Command {
+    let mut cmd = Command::new(&demo.bin);
     cmd.args(args)
-        .env("HOOKRELAY_DATABASE_URL", DATABASE_URL)
-        .env("HOOKRELAY_AMQP_PREFIX", PREFIX)
+        .env("HOOKRELAY_DATABASE_URL", &demo.database_url)
+        .env("HOOKRELAY_AMQP_PREFIX", &demo.prefix)
         .env("HOOKRELAY_RETRY_DELAYS", "1s,2s")
         .env("HOOKRELAY_RETRY_AFTER_MAX", "5s")
         .env("HOOKRELAY_HTTP_TIMEOUT", "2s")
@@ -135,16 +163,16 @@ fn command(bin: &Path, args: &[&str]) -> Command {
     cmd
 }
 
-fn hookrelay(bin: &Path, args: &[&str]) -> anyhow::Result<()> {
-    let status = command(bin, args)
+fn hookrelay(demo: &Demo, args: &[&str]) -> anyhow::Result<()> {
+    let status = command(demo, args)
         .status()
         .with_context(|| format!("running hookrelay {}", args.join(" ")))?;
     anyhow::ensure!(status.success(), "hookrelay {} failed", args.join(" "));
     Ok(())
 }
 
-fn spawn(bin: &Path, args: &[&str], what: &str) -> anyhow::Result<Child> {
-    command(bin, args)
+fn spawn(demo: &Demo, args: &[&str], what: &str) -> anyhow::Result<Child> {
+    command(demo, args)
         .stdin(Stdio::null())
         .spawn()
         .with_context(|| format!("starting the {what}"))
@@ -197,10 +225,10 @@ const WEBHOOKS: [(&str, &str, &[&str]); 3] = [
 ];
 
 /// Registers [`WEBHOOKS`], deleting them first so the demo can run again.
-fn register_webhooks(bin: &Path, receiver: &str) -> anyhow::Result<()> {
+fn register_webhooks(demo: &Demo, receiver: &str) -> anyhow::Result<()> {
     let variable = format!("RECEIVER={receiver}");
     hookrelay(
-        bin,
+        demo,
         &[
             "environments",
             "set",
@@ -213,7 +241,7 @@ fn register_webhooks(bin: &Path, receiver: &str) -> anyhow::Result<()> {
         ],
     )?;
     for (key, url, options) in WEBHOOKS {
-        let _ = command(bin, &["webhooks", "delete", "--tenant", TENANT, key])
+        let _ = command(demo, &["webhooks", "delete", "--tenant", TENANT, key])
             .stderr(Stdio::null())
             .status();
         let url = url.replace("{receiver}", receiver);
@@ -221,7 +249,7 @@ fn register_webhooks(bin: &Path, receiver: &str) -> anyhow::Result<()> {
             "webhooks", "create", "--tenant", TENANT, "--key", key, "--url", &url,
         ];
         args.extend_from_slice(options);
-        hookrelay(bin, &args)?;
+        hookrelay(demo, &args)?;
     }
     Ok(())
 }
@@ -251,13 +279,14 @@ fn prepared_examples(root: &Path, run_id: u64, receiver: &str) -> anyhow::Result
     Ok(events)
 }
 
-fn wait_settled(bin: &Path, event_id: &str, within: Duration) -> anyhow::Result<()> {
+fn wait_settled(demo: &Demo, event_id: &str, within: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
         let out = command(
-            bin,
+            demo,
             &[
                 "deliveries",
+                "list",
                 "--tenant",
                 TENANT,
                 "--event",

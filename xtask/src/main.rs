@@ -17,7 +17,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
-        Some("demo") => demo::run(),
+        Some("demo") => demo::run(&args[1..]),
         Some("check-deploy") => deploy::check(&demo::workspace_root()),
         Some("bench") => release_bench("pipeline", &args[1..]),
         Some("chaos") => release_bench("chaos", &args[1..]),

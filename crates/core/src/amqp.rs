@@ -131,7 +131,16 @@ pub async fn sample_queue_depths(
             .map(|d| topology.delay_queue_name(*d)),
     );
     let mut link: Option<(Connection, Channel)> = None;
-    while !shutdown.is_triggered() {
+    loop {
+        // Wait first: the roles declare their queues as they start, and a passive
+        // declare of a queue not there yet closes the channel with a logged error.
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = shutdown.wait() => {}
+        }
+        if shutdown.is_triggered() {
+            break;
+        }
         if link.as_ref().is_none_or(|(_, ch)| !ch.status().connected()) {
             link = match connect(
                 url,
@@ -163,10 +172,6 @@ pub async fn sample_queue_depths(
                     Err(_) => break,
                 }
             }
-        }
-        tokio::select! {
-            () = tokio::time::sleep(every) => {}
-            () = shutdown.wait() => {}
         }
     }
 }
