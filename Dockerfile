@@ -24,6 +24,8 @@ RUN for c in core producer router sender admin cli; do mkdir -p crates/$c/src &&
 
 # The real sources; touch so cargo rebuilds the workspace crates, not the deps.
 COPY crates crates
+# The admin API serves these two files, compiled in with include_str!.
+COPY docs/openapi.json docs/event-envelope.schema.json docs/
 RUN touch crates/*/src/*.rs crates/core/build.rs \
     && cargo build --release --locked -p hookrelay-cli \
     && cp target/release/hookrelay /hookrelay

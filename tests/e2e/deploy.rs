@@ -152,6 +152,59 @@ fn the_dockerfile_dependency_stage_resolves_the_workspace() {
     );
 }
 
+/// Every file the code compiles in (`include_str!`, `include_bytes!`) is copied into
+/// the build stage before the real build: else the image fails to compile.
+#[test]
+fn the_dockerfile_copies_every_file_the_code_compiles_in() {
+    let dockerfile = read("Dockerfile");
+    let build = dockerfile.split("\nFROM ").nth(1).expect("a build stage");
+    let copied: Vec<&str> = build
+        .lines()
+        .filter_map(|l| l.strip_prefix("COPY "))
+        .filter(|l| !l.contains("--from"))
+        .flat_map(|l| {
+            let parts: Vec<&str> = l.split_whitespace().collect();
+            parts[..parts.len() - 1].to_vec()
+        })
+        .collect();
+    let mut included = 0;
+    for file in files_under("crates")
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+    {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let pieces = ["include_str!(\"", "include_bytes!(\""]
+            .into_iter()
+            .flat_map(|m| text.split(m).skip(1));
+        for piece in pieces {
+            let Some(rel) = piece.split('"').next() else {
+                continue;
+            };
+            if file.components().any(|c| c.as_os_str() == "tests") {
+                continue;
+            }
+            let target = file.parent().unwrap().join(rel);
+            let target = std::fs::canonicalize(&target)
+                .unwrap_or_else(|e| panic!("{} includes {rel}: {e}", file.display()));
+            let target = target
+                .strip_prefix(std::fs::canonicalize(root()).unwrap())
+                .unwrap();
+            let target = target.to_string_lossy();
+            included += 1;
+            assert!(
+                copied.iter().any(|c| target == *c
+                    || target.starts_with(&format!("{}/", c.trim_end_matches('/')))),
+                "{} compiles in {target}, which the Dockerfile's build stage does not copy",
+                file.display()
+            );
+        }
+    }
+    assert!(
+        included >= 2,
+        "found {included} included files: the scan is off"
+    );
+}
+
 fn copy(from: &Path, to: &Path) {
     if from.is_dir() {
         for entry in std::fs::read_dir(from).unwrap().flatten() {
