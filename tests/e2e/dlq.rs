@@ -254,3 +254,61 @@ async fn purge_removes_only_what_matches() {
     left_sorted.sort();
     assert_eq!(left_sorted, expected);
 }
+
+/// A delivery whose message the broker dead-lettered itself (its delivery limit
+/// reached: no reason of ours, the row still pending) is sent again by a replay, not
+/// taken for one in flight and dropped.
+#[tokio::test]
+async fn a_delivery_the_broker_dead_lettered_is_replayed() {
+    let mut stack = TestStack::new().await;
+    stack.start_router().await;
+    stack
+        .create_webhook(webhook("acme", "later", &stack.receiver.url("/later")))
+        .await;
+    let e = event("acme", "file_uploaded", json!({}));
+    stack.publish(&e).await;
+    // No sender yet: the delivery is committed, published and waiting.
+    let deliveries = stack.topology.deliveries_queue();
+    stack.wait_queue_len(&deliveries, 1, WAIT).await;
+    let waiting = stack.drain_queue(&deliveries).await;
+    assert_eq!(waiting.len(), 1);
+    // What the broker does at the delivery limit: the message as it was, to the
+    // dead-letter exchange, with only its own x-death headers.
+    let properties = waiting[0].properties.clone();
+    amqp::publish_confirmed(
+        &stack.channel,
+        &stack.topology.dead_letter_exchange(),
+        "",
+        &waiting[0].body,
+        properties,
+    )
+    .await
+    .unwrap();
+    let queue = stack.topology.dead_letter_queue();
+    stack.wait_queue_len(&queue, 1, WAIT).await;
+    assert_eq!(
+        stack.deliveries_of("acme", &e.id).await[0].status,
+        DeliveryStatus::Pending
+    );
+
+    stack.start_sender().await;
+    let connection = connect().await;
+    let dlq = Dlq {
+        connection: &connection,
+        topology: &stack.topology,
+        pool: &stack.db.pool,
+    };
+    let options = ReplayOptions {
+        dry_run: false,
+        rate: None,
+        progress: quiet(),
+    };
+    let summary = dlq::replay(&dlq, &Filter::default(), &options)
+        .await
+        .unwrap();
+    assert_eq!((summary.matched, summary.done), (1, 1), "{summary:?}");
+    let d = stack.wait_settled("acme", &e.id, 1, WAIT).await;
+    assert_eq!(d[0].status, DeliveryStatus::Delivered);
+    assert_eq!(stack.receiver.received_on("/later").len(), 1);
+    stack.wait_queue_len(&queue, 0, WAIT).await;
+}

@@ -358,3 +358,64 @@ async fn an_event_the_database_refuses_is_dead_lettered_and_its_batch_still_rout
     wait_routed(&stack, "acme", &before.id, 1).await;
     wait_routed(&stack, "acme", &after.id, 1).await;
 }
+
+/// The refused event last in its batch is acked at once, not left for the next
+/// batch's ack: after the router stops, nothing returns to its queue.
+#[tokio::test]
+async fn an_event_the_database_refuses_last_in_its_batch_is_acked() {
+    let mut stack = TestStack::new().await;
+    stack
+        .db
+        .client()
+        .await
+        .batch_execute("ALTER TABLE events ADD CONSTRAINT refuse_poison CHECK (id <> 'poison')")
+        .await
+        .unwrap();
+    let first = event("acme", "x", json!({}));
+    let mut poison = event("acme", "x", json!({}));
+    poison.id = "poison".into();
+    stack
+        .publisher
+        .publish_batch(&[first.clone(), poison])
+        .await
+        .unwrap();
+    let mut config = stack.router_config();
+    config.batch_wait = Duration::from_millis(200);
+    stack.start_router_with(config).await;
+    stack.dead_letters(1, WAIT).await;
+    wait_until("the first event stored", WAIT, || {
+        event_stored(&stack, "acme", &first.id)
+    })
+    .await;
+    stack.stop_roles().await;
+    let queue = stack.topology.router_queue();
+    assert_eq!(
+        stack.queue_len(&queue).await,
+        0,
+        "an unacked event went back"
+    );
+}
+
+/// The router matches without secrets: a webhook secret it could not decrypt (here:
+/// sealed under a key this process does not have) does not stop routing.
+#[tokio::test]
+async fn the_router_routes_without_reading_webhook_secrets() {
+    let mut stack = TestStack::new().await;
+    let w = stack
+        .create_webhook(webhook("acme", "a", &stack.receiver.url("/h")))
+        .await;
+    stack
+        .db
+        .client()
+        .await
+        .execute(
+            "UPDATE webhooks SET secret = 'enc:v1:c2VhbGVkIGVsc2V3aGVyZQ==' WHERE id = $1",
+            &[&w.id],
+        )
+        .await
+        .unwrap();
+    stack.start_router().await;
+    let e = event("acme", "x", json!({}));
+    stack.publish(&e).await;
+    wait_routed(&stack, "acme", &e.id, 1).await;
+}

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use hookrelay_core::metrics::outcome;
 use hookrelay_core::retry::RetryPolicy;
-use hookrelay_core::store::deliveries::DeliveryStatus;
+use hookrelay_core::store::deliveries::{self, DeliveryStatus};
 use hookrelay_core::store::environments;
 use hookrelay_core::store::webhooks::{self, BodyFormat, Secret, WebhookUpdate};
 use hookrelay_core::wire::{self, DeliveryMessage};
@@ -527,4 +527,90 @@ async fn a_redirect_is_not_followed_and_counts_as_a_failure() {
             .as_deref(),
         Some("not retryable")
     );
+}
+
+/// A receiver answering with NUL bytes (which Postgres text refuses) gets one POST
+/// per delivery, its answer stored with the NUL replaced; the deliveries recorded in
+/// the same batch are not disturbed.
+#[tokio::test]
+async fn a_response_with_nul_bytes_is_recorded_and_not_posted_again() {
+    let stack = running().await;
+    stack
+        .receiver
+        .respond("/nul", Behaviour::Body(200, b"ok\0then\0more".to_vec()));
+    stack
+        .create_webhook(webhook("acme", "nul", &stack.receiver.url("/nul")))
+        .await;
+    stack
+        .create_webhook(webhook("acme", "plain", &stack.receiver.url("/plain")))
+        .await;
+    let events: Vec<_> = (0..20).map(|_| event("acme", "x", json!({}))).collect();
+    for e in &events {
+        stack.publish(e).await;
+    }
+    for e in &events {
+        let ds = stack.wait_settled("acme", &e.id, 2, WAIT).await;
+        for d in &ds {
+            assert_eq!(d.status, DeliveryStatus::Delivered, "{d:?}");
+            let attempts = stack.attempts_of(d.id).await;
+            assert_eq!(attempts.len(), 1, "{attempts:?}");
+        }
+    }
+    assert_eq!(
+        stack.receiver.received_on("/nul").len(),
+        20,
+        "one POST each"
+    );
+    assert_eq!(
+        stack.receiver.received_on("/plain").len(),
+        20,
+        "one POST each"
+    );
+    let d = stack.deliveries_of("acme", &events[0].id).await;
+    let snippets: Vec<_> =
+        futures_util::future::join_all(d.iter().map(|d| stack.attempts_of(d.id)))
+            .await
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a.response_snippet)
+            .collect();
+    assert!(
+        snippets.iter().any(|s| s == "ok\u{FFFD}then\u{FFFD}more"),
+        "{snippets:?}"
+    );
+}
+
+/// Two copies of one delivery message can be in flight (a replay beside a late
+/// redelivery): a failed attempt recorded after a delivered one keeps the delivery
+/// delivered, and both attempts stay in its log.
+#[tokio::test]
+async fn a_late_failure_never_undoes_a_delivery() {
+    let stack = running().await;
+    stack
+        .create_webhook(webhook("acme", "ok", &stack.receiver.url("/ok")))
+        .await;
+    let e = event("acme", "x", json!({}));
+    stack.publish(&e).await;
+    let d = stack.wait_settled("acme", &e.id, 1, WAIT).await;
+    assert_eq!(d[0].status, DeliveryStatus::Delivered);
+    let late = deliveries::AttemptRecord {
+        delivery_id: d[0].id,
+        attempt: 2,
+        started_at: time::OffsetDateTime::now_utc(),
+        latency_ms: 1.0,
+        status_code: Some(500),
+        error: Some("HTTP 500".into()),
+        response_snippet: None,
+        status: DeliveryStatus::Failed,
+        next_attempt_at: None,
+    };
+    deliveries::record_attempts(&stack.db.client().await, &[late])
+        .await
+        .unwrap();
+    deliveries::mark_failed(&stack.db.client().await, d[0].id, "webhook disabled")
+        .await
+        .unwrap();
+    let after = stack.deliveries_of("acme", &e.id).await;
+    assert_eq!(after[0].status, DeliveryStatus::Delivered);
+    assert_eq!(stack.attempts_of(d[0].id).await.len(), 2);
 }

@@ -19,6 +19,8 @@ pub enum Behaviour {
     RetryAfter(u16, String),
     /// Never answers (until the client gives up).
     Hang,
+    /// Status with this body.
+    Body(u16, Vec<u8>),
     /// Answers from the list in turn; the last one repeats.
     Sequence(Vec<Behaviour>),
 }
@@ -155,6 +157,7 @@ async fn handle(
             "slow down",
         )
             .into_response(),
+        Behaviour::Body(code, body) => (StatusCode::from_u16(code).unwrap(), body).into_response(),
         Behaviour::Hang => {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             StatusCode::OK.into_response()

@@ -39,6 +39,7 @@ const DEAD_LETTER_HEADERS: &[&str] = &[
     wire::HEADER_SOURCE_QUEUE,
     wire::HEADER_ROUTING_KEY,
     wire::HEADER_DEAD_LETTERED_AT,
+    wire::HEADER_UNSETTLED,
 ];
 
 /// How often a message has been replayed from the dead-letter queue.
@@ -271,8 +272,13 @@ async fn replay_one(
             Err(hookrelay_core::store::StoreError::NotFound(_)) => return Ok(Replayed::Left),
             Err(e) => return Err(e.into()),
         };
+        // The sender marks the dead letters of deliveries it could not settle; the
+        // broker's own (delivery limit reached) carry no reason of ours at all.
+        let unsettled = message.reason.is_none()
+            || amqp::header_text(&got.delivery.properties, wire::HEADER_UNSETTLED).is_some();
         let outcome =
-            redeliver::reopen_and_publish(dlq.pool, publisher, dlq.topology, &delivery).await?;
+            redeliver::reopen_and_publish(dlq.pool, publisher, dlq.topology, &delivery, unsettled)
+                .await?;
         ack().await?;
         return Ok(match outcome {
             Outcome::Requeued => Replayed::Sent,

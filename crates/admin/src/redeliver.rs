@@ -47,7 +47,7 @@ pub async fn one(
         .map_err(hookrelay_core::store::StoreError::from)?;
     let delivery = deliveries::get(&db, tenant, id).await?;
     drop(db);
-    let outcome = reopen_and_publish(pool, channel, topology, &delivery).await?;
+    let outcome = reopen_and_publish(pool, channel, topology, &delivery, false).await?;
     Ok(Redelivered {
         delivery_id: id,
         outcome,
@@ -79,7 +79,7 @@ pub async fn failed_of_webhook(
     drop(db);
     let mut summary = Summary::default();
     for delivery in failed {
-        let outcome = reopen_and_publish(pool, channel, topology, &delivery).await?;
+        let outcome = reopen_and_publish(pool, channel, topology, &delivery, false).await?;
         if outcome == Outcome::Requeued {
             summary.requeued += 1;
         } else {
@@ -95,18 +95,25 @@ pub async fn failed_of_webhook(
 
 /// Reopens the row, publishes the delivery message (confirmed), then marks the row
 /// published: if this stops midway, running it again publishes once (see
-/// [`deliveries::reopen`]).
+/// [`deliveries::reopen`]). `unsettled`: the delivery's dead letter says the sender
+/// could not settle it, so a pending row is stuck rather than in flight.
 pub(crate) async fn reopen_and_publish(
     pool: &Pool,
     channel: &Channel,
     topology: &Topology,
     delivery: &Delivery,
+    unsettled: bool,
 ) -> Result<Outcome, AdminError> {
     let db = pool
         .get()
         .await
         .map_err(hookrelay_core::store::StoreError::from)?;
-    let attempts_before = match deliveries::reopen(&db, delivery.id).await? {
+    let reopened = if unsettled {
+        deliveries::reopen_unsettled(&db, delivery.id).await?
+    } else {
+        deliveries::reopen(&db, delivery.id).await?
+    };
+    let attempts_before = match reopened {
         None => return Ok(Outcome::Missing),
         Some(Reopen::Delivered) => return Ok(Outcome::AlreadyDelivered),
         Some(Reopen::InFlight) => return Ok(Outcome::AlreadyPending),

@@ -17,6 +17,9 @@ pub const HEADER_DELIVERY_ID: &str = "x-hookrelay-delivery-id";
 pub const HEADER_SOURCE_QUEUE: &str = "x-hookrelay-source-queue";
 pub const HEADER_ROUTING_KEY: &str = "x-hookrelay-original-routing-key";
 pub const HEADER_DEAD_LETTERED_AT: &str = "x-hookrelay-dead-lettered-at";
+/// On a delivery's dead letter: the sender could not settle the delivery row (it is
+/// still pending), so a replay must publish it again.
+pub const HEADER_UNSETTLED: &str = "x-hookrelay-unsettled";
 /// W3C trace context, carried on every hop.
 pub const HEADER_TRACEPARENT: &str = "traceparent";
 pub const HEADER_TRACESTATE: &str = "tracestate";

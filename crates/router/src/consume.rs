@@ -6,6 +6,7 @@ use futures_util::StreamExt;
 use hookrelay_core::amqp;
 use hookrelay_core::shutdown::Shutdown;
 use lapin::message::Delivery;
+use lapin::options::BasicAckOptions;
 use lapin::{Channel, Connection, Consumer};
 
 use crate::route::{BatchError, handle_batch, reject};
@@ -134,16 +135,24 @@ async fn isolate(
     error: &hookrelay_core::store::StoreError,
     shutdown: &mut Shutdown,
 ) -> Result<(), ConsumeError> {
-    if batch.len() == 1 {
-        return reject(
+    if let [delivery] = batch.as_slice() {
+        reject(
             router,
             channel,
-            &batch[0],
+            delivery,
             "event cannot be stored",
             &error.to_string(),
         )
         .await
-        .map_err(ConsumeError::Broker);
+        .map_err(ConsumeError::Broker)?;
+        // Acked now: it must not wait for the next batch's ack, holding a prefetch
+        // slot, nor be dead-lettered again after a restart.
+        delivery
+            .acker
+            .ack(BasicAckOptions::default())
+            .await
+            .map_err(|e| ConsumeError::Broker(e.into()))?;
+        return Ok(());
     }
     tracing::warn!(%error, events = batch.len(), "batch refused by the database; routing its events one by one");
     for delivery in batch {

@@ -17,6 +17,7 @@ use hookrelay_core::{Event, matching, trace};
 use lapin::Channel;
 use lapin::message::Delivery;
 use lapin::options::BasicAckOptions;
+use tracing::Instrument;
 
 use crate::{Fault, ROLE, Router};
 
@@ -253,8 +254,9 @@ pub(crate) async fn reject(
 ) -> Result<(), AmqpError> {
     let topology = &router.config.topology;
     let span = route_span(delivery, None);
-    let _entered = span.enter();
-    tracing::warn!(routing_key = %delivery.routing_key, %reason, %error, "event dead-lettered");
+    span.in_scope(|| {
+        tracing::warn!(routing_key = %delivery.routing_key, %reason, %error, "event dead-lettered");
+    });
     deadletter::publish(
         channel,
         topology,
@@ -268,6 +270,7 @@ pub(crate) async fn reject(
             extra: Headers::new(),
         },
     )
+    .instrument(span)
     .await?;
     router.metrics.event(outcome::INVALID, 1);
     router.metrics.dead_letter(ROLE, reason);

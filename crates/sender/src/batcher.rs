@@ -30,6 +30,26 @@ impl From<BatchFailure> for StoreError {
     }
 }
 
+impl From<&StoreError> for BatchFailure {
+    fn from(e: &StoreError) -> Self {
+        Self {
+            message: e.to_string(),
+            transient: e.is_transient(),
+        }
+    }
+}
+
+/// The output of a batch of one.
+fn only_output<O>(result: Result<Vec<O>, StoreError>) -> Result<O, BatchFailure> {
+    match result {
+        Ok(outputs) => outputs.into_iter().next().ok_or_else(|| BatchFailure {
+            message: "database batch returned no output".into(),
+            transient: false,
+        }),
+        Err(e) => Err(BatchFailure::from(&e)),
+    }
+}
+
 type Reply<O> = oneshot::Sender<Result<O, BatchFailure>>;
 
 pub(crate) struct Batcher<I, O> {
@@ -44,8 +64,10 @@ impl<I, O> Clone for Batcher<I, O> {
     }
 }
 
-impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
-    /// `work` gets a batch of inputs and returns one output per input, in order.
+impl<I: Clone + Send + 'static, O: Send + 'static> Batcher<I, O> {
+    /// `work` gets a batch of inputs and returns one output per input, in order. A
+    /// batch refused for good is tried again one input at a time, so one input the
+    /// database refuses fails alone, not with every request that shared its batch.
     pub(crate) fn start<F, Fut>(pool: Pool, work: F) -> Self
     where
         F: Fn(Pool, Vec<I>) -> Fut + Send + 'static,
@@ -62,17 +84,21 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
                     }
                 }
                 let (inputs, replies): (Vec<I>, Vec<Reply<O>>) = batch.into_iter().unzip();
-                match work(pool.clone(), inputs).await {
-                    Ok(outputs) => {
+                let alone = (inputs.len() > 1).then(|| inputs.clone());
+                match (work(pool.clone(), inputs).await, alone) {
+                    (Ok(outputs), _) => {
                         for (reply, output) in replies.into_iter().zip(outputs) {
                             let _ = reply.send(Ok(output));
                         }
                     }
-                    Err(e) => {
-                        let failure = BatchFailure {
-                            message: e.to_string(),
-                            transient: e.is_transient(),
-                        };
+                    (Err(e), Some(inputs)) if !e.is_transient() => {
+                        for (input, reply) in inputs.into_iter().zip(replies) {
+                            let result = work(pool.clone(), vec![input]).await;
+                            let _ = reply.send(only_output(result));
+                        }
+                    }
+                    (Err(e), _) => {
+                        let failure = BatchFailure::from(&e);
                         for reply in replies {
                             let _ = reply.send(Err(failure.clone()));
                         }

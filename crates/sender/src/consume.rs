@@ -11,9 +11,10 @@ use lapin::message::Delivery;
 use lapin::options::{BasicCancelOptions, BasicRejectOptions};
 use lapin::{Channel, Connection, Consumer};
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 use crate::limiter::PerTarget;
-use crate::outcome::{Ctx, HandleError, handle};
+use crate::outcome::{Ctx, HandleError, handle, open as open_message};
 use crate::{Sender, SenderError};
 
 const CONSUMER_TAG: &str = "hookrelay-sender";
@@ -141,35 +142,49 @@ async fn drain(ctx: &Ctx, slots: &Arc<Semaphore>) {
     }
 }
 
-/// Handles one delivery; while the database is away, waits and tries again.
+/// Handles one delivery; while the database is away, waits and tries again. Every
+/// line logged meanwhile carries the delivery's ids.
 async fn process(ctx: &Ctx, delivery: Delivery, mut shutdown: Shutdown) {
-    let mut pause = Duration::from_millis(100);
-    loop {
-        match handle(ctx, &delivery).await {
-            Ok(()) => return,
-            Err(HandleError::Store(e)) if e.is_transient() => {
-                tracing::warn!(error = %e, retry_in = ?pause, "database unavailable; holding delivery");
-            }
-            Err(HandleError::Store(e)) => {
-                tracing::error!(error = %e, "delivery could not be handled; returning it to the queue");
-                // reject (not nack) counts toward x-delivery-limit on every RabbitMQ
-                // version, so a message that always fails ends in the dead-letter queue.
-                let _ = delivery
-                    .acker
-                    .reject(BasicRejectOptions { requeue: true })
-                    .await;
-                return;
-            }
-            Err(HandleError::Broker(e)) => {
-                // The channel is likely gone; the broker will redeliver the message.
-                tracing::warn!(error = %e, "broker error while handling a delivery");
-                return;
-            }
+    let (message, span) = match open_message(ctx, &delivery).await {
+        Ok(Some(opened)) => opened,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, "broker error while dead-lettering an unreadable delivery");
+            return;
         }
-        tokio::select! {
-            () = tokio::time::sleep(pause) => {}
-            () = shutdown.wait() => return,
+    };
+    async {
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match handle(ctx, &delivery, &message).await {
+                Ok(()) => return,
+                Err(HandleError::Store(e) | HandleError::Unrecorded(e)) if e.is_transient() => {
+                    tracing::warn!(error = %e, retry_in = ?pause, "database unavailable; holding delivery");
+                }
+                Err(HandleError::Store(e) | HandleError::Unrecorded(e)) => {
+                    // Only when even dead-lettering failed on the database: reject
+                    // (not nack) counts toward x-delivery-limit on every RabbitMQ
+                    // version, so the broker dead-letters it in the end.
+                    tracing::error!(error = %e, "delivery could not be handled; returning it to the queue");
+                    let _ = delivery
+                        .acker
+                        .reject(BasicRejectOptions { requeue: true })
+                        .await;
+                    return;
+                }
+                Err(HandleError::Broker(e)) => {
+                    // The channel is likely gone; the broker will redeliver the message.
+                    tracing::warn!(error = %e, "broker error while handling a delivery");
+                    return;
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                () = shutdown.wait() => return,
+            }
+            pause = (pause * 2).min(Duration::from_secs(5));
         }
-        pause = (pause * 2).min(Duration::from_secs(5));
     }
+    .instrument(span)
+    .await;
 }

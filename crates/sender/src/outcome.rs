@@ -16,7 +16,6 @@ use lapin::Channel;
 use lapin::message::Delivery;
 use lapin::options::BasicAckOptions;
 use time::OffsetDateTime;
-use tracing::Instrument;
 
 use crate::Sender;
 use crate::limiter::PerTarget;
@@ -39,6 +38,10 @@ pub(crate) enum HandleError {
     Broker(#[from] AmqpError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The request was made but the database refused its record for good: sending
+    /// the message back would repeat the POST.
+    #[error("the attempt could not be recorded: {0}")]
+    Unrecorded(StoreError),
 }
 
 impl From<lapin::Error> for HandleError {
@@ -59,9 +62,17 @@ struct Target {
     limiter_key: String,
 }
 
-pub(crate) async fn handle(ctx: &Ctx, delivery: &Delivery) -> Result<(), HandleError> {
-    let message = match DeliveryMessage::from_json(&delivery.data) {
-        Ok(m) => m,
+/// Parses the delivery message; one that cannot be read is dead-lettered (and
+/// `None` returned), with the span every later log line about it carries.
+pub(crate) async fn open(
+    ctx: &Ctx,
+    delivery: &Delivery,
+) -> Result<Option<(DeliveryMessage, tracing::Span)>, HandleError> {
+    match DeliveryMessage::from_json(&delivery.data) {
+        Ok(m) => {
+            let span = attempt_span(delivery, &m);
+            Ok(Some((m, span)))
+        }
         Err(e) => {
             let letter = letter(
                 ctx,
@@ -69,13 +80,29 @@ pub(crate) async fn handle(ctx: &Ctx, delivery: &Delivery) -> Result<(), HandleE
                 Some(e.to_string()),
                 Headers::new(),
             );
-            return dead_letter_and_ack(ctx, delivery, letter, None).await;
+            dead_letter_and_ack(ctx, delivery, letter, None).await?;
+            Ok(None)
         }
+    }
+}
+
+/// Handles one delivery message to its ack. A database error that is not worth
+/// retrying dead-letters the message, marked unsettled (its row stays pending), so
+/// it neither loops through the queue nor is lost: a replay sends it again.
+pub(crate) async fn handle(
+    ctx: &Ctx,
+    delivery: &Delivery,
+    message: &DeliveryMessage,
+) -> Result<(), HandleError> {
+    let (reason, error) = match handle_message(ctx, delivery, message.clone()).await {
+        Err(HandleError::Unrecorded(e)) => ("attempt not recorded", e),
+        Err(HandleError::Store(e)) if !e.is_transient() => ("delivery could not be handled", e),
+        other => return other,
     };
-    let span = attempt_span(delivery, &message);
-    handle_message(ctx, delivery, message)
-        .instrument(span)
-        .await
+    tracing::error!(%error, reason, "delivery cannot be settled; dead-lettering it");
+    let extra = ids(message).text(wire::HEADER_UNSETTLED, "true");
+    let letter = letter(ctx, reason, Some(error.to_string()), extra);
+    dead_letter_and_ack(ctx, delivery, letter, None).await
 }
 
 /// The span of one delivery message: every log line about it carries these fields.
@@ -272,7 +299,10 @@ async fn settle(
         next_attempt_at: None,
     };
     let Some(failure) = answer.failure else {
-        ctx.recorder.record(record.clone()).await?;
+        ctx.recorder
+            .record(record.clone())
+            .await
+            .map_err(HandleError::Unrecorded)?;
         ctx.sender.metrics.outcome(outcome::DELIVERED);
         delivery.acker.ack(BasicAckOptions::default()).await?;
         return Ok(());
@@ -289,7 +319,10 @@ async fn settle(
         // The wait is rounded up to an existing delay queue; record the real one.
         let delay = config.topology.delay_at_least(delay);
         record.next_attempt_at = Some(OffsetDateTime::now_utc() + delay);
-        ctx.recorder.record(record.clone()).await?;
+        ctx.recorder
+            .record(record.clone())
+            .await
+            .map_err(HandleError::Unrecorded)?;
         crate::disable::after_attempt(ctx, target.webhook.as_ref(), answer.status, false).await;
         let next = DeliveryMessage {
             attempt: attempt + 1,
@@ -325,7 +358,10 @@ async fn settle(
     )
     .await?;
     record.status = DeliveryStatus::Failed;
-    ctx.recorder.record(record.clone()).await?;
+    ctx.recorder
+        .record(record.clone())
+        .await
+        .map_err(HandleError::Unrecorded)?;
     crate::disable::after_attempt(ctx, target.webhook.as_ref(), answer.status, true).await;
     ctx.sender.metrics.outcome(outcome::FAILED);
     ctx.sender.metrics.dead_letter(crate::ROLE, reason);

@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::StoreError;
+use std::borrow::Cow;
+
+use super::{StoreError, storable};
 use crate::envelope::Event;
 use crate::store::webhooks::Webhook;
 
@@ -229,10 +231,13 @@ pub async fn record_attempts(
     let started: Vec<OffsetDateTime> = records.iter().map(|a| a.started_at).collect();
     let latency: Vec<f64> = records.iter().map(|a| a.latency_ms).collect();
     let codes: Vec<Option<i32>> = records.iter().map(|a| a.status_code).collect();
-    let errors: Vec<Option<&str>> = records.iter().map(|a| a.error.as_deref()).collect();
-    let snippets: Vec<Option<&str>> = records
+    let errors: Vec<Option<Cow<'_, str>>> = records
         .iter()
-        .map(|a| a.response_snippet.as_deref())
+        .map(|a| a.error.as_deref().map(storable))
+        .collect();
+    let snippets: Vec<Option<Cow<'_, str>>> = records
+        .iter()
+        .map(|a| a.response_snippet.as_deref().map(storable))
         .collect();
     let outcomes: Vec<&str> = records.iter().map(AttemptRecord::outcome).collect();
     let statuses: Vec<&str> = records.iter().map(|a| a.status.as_str()).collect();
@@ -249,7 +254,7 @@ pub async fn record_attempts(
          UPDATE deliveries d SET status = i.status, attempts = GREATEST(d.attempts, i.attempt), \
            last_attempt_at = i.started_at, last_status = i.status_code, last_error = i.error, \
            next_attempt_at = i.next_at, updated_at = now() \
-         FROM input i WHERE d.id = i.delivery_id",
+         FROM input i WHERE d.id = i.delivery_id AND d.status <> 'delivered'",
         &[&ids, &attempts, &started, &latency, &codes, &errors, &snippets, &outcomes, &statuses, &next],
     )
     .await?;
@@ -264,8 +269,8 @@ pub async fn mark_failed(
 ) -> Result<(), StoreError> {
     db.execute(
         "UPDATE deliveries SET status = 'failed', last_error = $2, next_attempt_at = NULL, \
-         updated_at = now() WHERE id = $1",
-        &[&id, &reason],
+         updated_at = now() WHERE id = $1 AND status <> 'delivered'",
+        &[&id, &storable(reason)],
     )
     .await?;
     Ok(())
@@ -430,6 +435,29 @@ pub async fn reopen(db: &impl GenericClient, id: Uuid) -> Result<Option<Reopen>,
         },
         _ => Reopen::InFlight,
     }))
+}
+
+/// [`reopen`] for a delivery whose dead letter says the sender could not settle it
+/// (the row is still pending, its message gone to the dead-letter queue): marks it
+/// unpublished so the replay publishes it again. Any other pending delivery is in
+/// flight, which is why only such a dead letter may ask for this.
+pub async fn reopen_unsettled(
+    db: &impl GenericClient,
+    id: Uuid,
+) -> Result<Option<Reopen>, StoreError> {
+    let row = db
+        .query_opt(
+            "UPDATE deliveries SET published = false, next_attempt_at = NULL, updated_at = now() \
+             WHERE id = $1 AND status = 'pending' AND published RETURNING attempts",
+            &[&id],
+        )
+        .await?;
+    match row {
+        Some(row) => Ok(Some(Reopen::Publish {
+            attempts_before: u32::try_from(row.try_get::<_, i32>("attempts")?).unwrap_or(0),
+        })),
+        None => reopen(db, id).await,
+    }
 }
 
 /// Failed deliveries of one webhook created at or after `since`: what "redeliver all

@@ -21,6 +21,17 @@ mod embedded {
     refinery::embed_migrations!("migrations");
 }
 
+/// Text as Postgres can store it: a NUL character, which `text` refuses, becomes
+/// U+FFFD. For text from outside (response bodies, error messages): one receiver
+/// answering with a NUL must not make its attempt unrecordable.
+pub fn storable(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') {
+        std::borrow::Cow::Owned(text.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
 /// Advisory lock key held while migrating, so replicas starting together take turns.
 const MIGRATION_LOCK: i64 = 0x686f_6f6b_7265_6c61; // "hookrela"
 

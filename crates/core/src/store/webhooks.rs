@@ -301,7 +301,13 @@ pub async fn enabled_for_tenants(
     db: &impl GenericClient,
     tenants: &[&str],
 ) -> Result<Vec<Webhook>, StoreError> {
-    let sql = format!("SELECT {COLUMNS} FROM webhooks WHERE tenant = ANY($1) AND enabled");
+    // Matching needs no secret: without them a router needs no secret key, and
+    // nothing it loads can leak one.
+    let columns = COLUMNS.replace(
+        "secret, signing_secrets",
+        "NULL::text AS secret, '{}'::text[] AS signing_secrets",
+    );
+    let sql = format!("SELECT {columns} FROM webhooks WHERE tenant = ANY($1) AND enabled");
     let rows = db.query(&sql, &[&tenants]).await?;
     rows.iter().map(from_row).collect()
 }
