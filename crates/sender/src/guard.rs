@@ -89,20 +89,21 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
     }
     let s = ip.segments();
     let embedded_v4 = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
-    if s[0] == 0x0064 && s[1] == 0xff9b {
-        return is_public_v4(embedded_v4(s[6], s[7])); // NAT64
+    match s {
+        // IPv4-translated (::ffff:0:0/96) and NAT64's well-known prefix (64:ff9b::/96).
+        [0, 0, 0, 0, 0xffff, 0, hi, lo] | [0x0064, 0xff9b, 0, 0, 0, 0, hi, lo] => {
+            return is_public_v4(embedded_v4(hi, lo));
+        }
+        [0x2002, hi, lo, ..] => return is_public_v4(embedded_v4(hi, lo)), // 6to4
+        _ => {}
     }
-    if s[0] == 0x2002 {
-        return is_public_v4(embedded_v4(s[1], s[2])); // 6to4
-    }
-    !(ip.is_unspecified()
-        || ip.is_loopback()
-        || ip.is_multicast()
-        || (s[0] & 0xfe00) == 0xfc00 // unique local
-        || (s[0] & 0xffc0) == 0xfe80 // link-local
-        || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
-        || (s[0] == 0x2001 && s[1] < 0x0200) // Teredo, benchmarking, ORCHID and other IETF
-        || (s[0] == 0 && s[1..6] == [0; 5])) // IPv4-compatible and the rest of ::/96
+    // Only global unicast (2000::/3) is public, less its special-purpose blocks. An
+    // allowlist of what is public, not a list of what is not: a block assigned later
+    // (or missed here) is refused rather than reached.
+    (s[0] & 0xe000) == 0x2000
+        && !(s[0] == 0x2001 && s[1] < 0x0200) // 2001::/23: Teredo, benchmarking, ORCHID, other IETF
+        && !(s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+        && (s[0] & 0xfff0) != 0x3ff0 // 3fff::/20, documentation (RFC 9637)
 }
 
 /// Resolves names with the system resolver and keeps only permitted addresses.
@@ -182,6 +183,13 @@ mod tests {
             "64:ff9b::a00:1",
             "2002:a00:1::1",
             "::127.0.0.1",
+            "::ffff:0:7f00:1",
+            "64:ff9b:1::a00:1",
+            "fec0::1",
+            "100::1",
+            "3fff::1",
+            "5f00::1",
+            "4000::1",
         ] {
             assert!(!public(s), "{s} must not count as public");
         }
@@ -211,5 +219,21 @@ mod tests {
             d.check_url("https://example.com/x").is_ok(),
             "names are checked on resolution"
         );
+    }
+
+    #[test]
+    fn every_spelling_of_a_loopback_literal_is_refused() {
+        let d = Destinations::default();
+        for url in [
+            "http://[::ffff:127.0.0.1]/x",
+            "http://[::1]/x",
+            "http://0/x",
+            "http://2130706433/x",
+            "http://0x7f.1/x",
+            "http://127.1/x",
+            "http://[0:0:0:0:0:ffff:7f00:1]/x",
+        ] {
+            assert!(d.check_url(url).is_err(), "{url} must be refused");
+        }
     }
 }
