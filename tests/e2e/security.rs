@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use hookrelay_core::metrics::outcome;
 use hookrelay_core::store::deliveries::DeliveryStatus;
 use hookrelay_core::store::webhooks::{self, Secret};
 use hookrelay_sender::guard::Destinations;
@@ -175,7 +176,9 @@ async fn gone_disables_the_webhook_and_announces_it() {
     assert_eq!(stack.receiver.received_on("/all").len(), 2);
 }
 
-/// Failing every delivery for the configured period disables at the next failure.
+/// Failing every delivery for the configured period disables at the next failure; a
+/// delivery that got through within the period, even one created before it, keeps
+/// the webhook on.
 #[tokio::test]
 async fn a_webhook_failing_for_the_period_is_disabled() {
     let mut stack = TestStack::new().await;
@@ -184,36 +187,49 @@ async fn a_webhook_failing_for_the_period_is_disabled() {
     config.disable_failing_after = Some(Duration::from_secs(3600));
     config.disable_check_every = Duration::ZERO;
     stack.start_sender_with(config).await;
-    stack.receiver.respond("/down", Behaviour::Status(500));
+    stack.receiver.respond(
+        "/down",
+        Behaviour::Sequence(vec![Behaviour::Status(200), Behaviour::Status(500)]),
+    );
     stack
         .create_webhook(webhook("acme", "down", &stack.receiver.url("/down")))
         .await;
-    let first = event("acme", "file_uploaded", json!({}));
-    stack.publish(&first).await;
-    stack.wait_settled("acme", &first.id, 1, WAIT).await;
-    let still = webhooks::get(&stack.db.client().await, "acme", "down")
-        .await
-        .unwrap();
-    assert!(still.enabled, "one failure is not an hour of failures");
-    // The first failure was two hours ago.
-    stack
-        .db
-        .client()
-        .await
-        .execute(
-            "UPDATE deliveries SET created_at = now() - interval '2 hours'",
-            &[],
-        )
-        .await
-        .unwrap();
-    let second = event("acme", "file_uploaded", json!({}));
-    stack.publish(&second).await;
-    stack.wait_settled("acme", &second.id, 1, WAIT).await;
-    hookrelay_tests::wait_until("the webhook is disabled", WAIT, || async {
-        !webhooks::get(&stack.db.client().await, "acme", "down")
+    let enabled = || async {
+        webhooks::get(&stack.db.client().await, "acme", "down")
             .await
             .unwrap()
             .enabled
+    };
+    // Settled means its disable check ran too: the sender counts the outcome after it.
+    let fail_once = || async {
+        let before =
+            stack.metrics.outcomes(outcome::FAILED) + stack.metrics.outcomes(outcome::DELIVERED);
+        let e = event("acme", "file_uploaded", json!({}));
+        stack.publish(&e).await;
+        let d = stack.wait_settled("acme", &e.id, 1, WAIT).await;
+        hookrelay_tests::wait_until("the outcome counted", WAIT, || async {
+            stack.metrics.outcomes(outcome::FAILED) + stack.metrics.outcomes(outcome::DELIVERED)
+                > before
+        })
+        .await;
+        d[0].status
+    };
+    assert_eq!(fail_once().await, DeliveryStatus::Delivered);
+    assert_eq!(fail_once().await, DeliveryStatus::Failed);
+    assert!(enabled().await, "one failure is not an hour of failures");
+    let stack = &stack;
+    let sql = |q: &'static str| async move {
+        stack.db.client().await.execute(q, &[]).await.unwrap();
+    };
+    // Both were created two hours ago; the first got through just now.
+    sql("UPDATE deliveries SET created_at = now() - interval '2 hours'").await;
+    assert_eq!(fail_once().await, DeliveryStatus::Failed);
+    assert!(enabled().await, "a delivery succeeded within the hour");
+    // Now nothing got through in the last hour.
+    sql("UPDATE deliveries SET created_at = now() - interval '2 hours', last_attempt_at = now() - interval '2 hours'").await;
+    assert_eq!(fail_once().await, DeliveryStatus::Failed);
+    hookrelay_tests::wait_until("the webhook is disabled", WAIT, || async {
+        !enabled().await
     })
     .await;
     let now = webhooks::get(&stack.db.client().await, "acme", "down")
@@ -223,6 +239,60 @@ async fn a_webhook_failing_for_the_period_is_disabled() {
         now.disabled_reason.as_deref(),
         Some("every delivery failed for 1h")
     );
+}
+
+/// A sender stopped between disabling a webhook and announcing it: the next sender
+/// announces it at start, once.
+#[tokio::test]
+async fn a_disabling_not_yet_announced_is_announced_by_the_next_sender() {
+    let mut stack = TestStack::new().await;
+    stack.start_router().await;
+    let mut ops = webhook("acme", "ops", &stack.receiver.url("/ops"));
+    ops.event_types = vec![hookrelay_sender::WEBHOOK_DISABLED.into()];
+    stack.create_webhook(ops).await;
+    let gone = stack
+        .create_webhook(webhook("acme", "gone", &stack.receiver.url("/gone")))
+        .await;
+    // What `webhooks::disable` leaves when the sender dies before publishing.
+    let disabled = webhooks::disable(
+        &stack.db.client().await,
+        gone.id,
+        "the receiver answered 410 Gone",
+    )
+    .await
+    .unwrap();
+    assert!(disabled.is_some());
+    stack.start_sender().await;
+    let announced = stack.receiver.wait_for("/ops", 1, WAIT).await;
+    let body = announced[0].json();
+    assert_eq!(body["data"]["webhook_id"], gone.id.to_string());
+    assert_eq!(body["data"]["reason"], "the receiver answered 410 Gone");
+    hookrelay_tests::wait_until("the announcement noted", WAIT, || async {
+        !stack
+            .db
+            .client()
+            .await
+            .query_one(
+                "SELECT announce_disabled FROM webhooks WHERE id = $1",
+                &[&gone.id],
+            )
+            .await
+            .unwrap()
+            .get::<_, bool>(0)
+    })
+    .await;
+    let events: i64 = stack
+        .db
+        .client()
+        .await
+        .query_one(
+            "SELECT count(*) FROM events WHERE type = $1",
+            &[&hookrelay_sender::WEBHOOK_DISABLED],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(events, 1);
 }
 
 /// With a key set, secrets are stored encrypted and still used as they were given.

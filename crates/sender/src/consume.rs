@@ -49,6 +49,11 @@ pub(crate) async fn run(sender: Sender, mut shutdown: Shutdown) -> Result<(), Se
                     limiter: Arc::clone(&limiter),
                     disabler: Arc::clone(&disabler),
                 });
+                tokio::spawn(crate::disable::announce_pending(
+                    Arc::clone(&ctx),
+                    sender.config.announce_every,
+                    shutdown.clone(),
+                ));
                 sender.metrics.set_consuming(crate::ROLE, true);
                 let result = consume(&ctx, consumer, shutdown.clone()).await;
                 sender.metrics.set_consuming(crate::ROLE, false);

@@ -10,9 +10,12 @@ use std::time::{Duration, Instant};
 
 use hookrelay_core::Event;
 use hookrelay_core::amqp::{self, Headers};
+use hookrelay_core::shutdown::Shutdown;
 use hookrelay_core::store::webhooks::{self, Webhook};
 use hookrelay_core::trace;
 use serde_json::json;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use crate::outcome::Ctx;
@@ -53,8 +56,9 @@ impl Disabler {
 }
 
 /// After an attempt: 410 disables; a final failure disables a webhook failing for
-/// the configured period. Best effort: trouble here is logged and never fails the
-/// delivery (the next failure tries again).
+/// the configured period. Trouble here is logged and never fails the delivery: a
+/// disabling that did not happen is tried at the next failure, an announcement that
+/// did not go out by the periodic announcer.
 pub(crate) async fn after_attempt(
     ctx: &Ctx,
     webhook: Option<&Webhook>,
@@ -109,19 +113,37 @@ enum DisableError {
 
 async fn disable(ctx: &Ctx, webhook: &Webhook, reason: &str) -> Result<(), DisableError> {
     let db = ctx.sender.pool.get().await?;
-    let Some(disabled) = webhooks::disable(&db, webhook.id, reason).await? else {
-        return Ok(()); // Someone else disabled it first and announced it.
+    let Some((disabled, at)) = webhooks::disable(&db, webhook.id, reason).await? else {
+        return Ok(()); // Someone else disabled it first and announces it.
     };
     drop(db);
     tracing::warn!(webhook_id = %disabled.id, key = %disabled.key, tenant = %disabled.tenant, reason, "webhook disabled");
     ctx.sender.metrics.webhook_disabled();
-    let event = Event::operational(
+    announce(ctx, &disabled, at).await
+}
+
+/// Publishes the `hookrelay.webhook_disabled` event (confirmed), then notes it
+/// announced. Its id comes from the webhook and the time it was disabled, so an
+/// announcement repeated after a crash is fanned out once.
+async fn announce(ctx: &Ctx, disabled: &Webhook, at: OffsetDateTime) -> Result<(), DisableError> {
+    let mut event = Event::operational(
         &disabled.tenant,
         WEBHOOK_DISABLED,
         json!({
             "event": WEBHOOK_DISABLED,
-            "data": {"webhook_id": disabled.id, "key": disabled.key, "url": disabled.url, "reason": reason},
+            "data": {
+                "webhook_id": disabled.id,
+                "key": disabled.key,
+                "url": disabled.url,
+                "reason": disabled.disabled_reason,
+                "disabled_at": at.format(&Rfc3339).unwrap_or_default(),
+            },
         }),
+    );
+    event.id = format!(
+        "hookrelay-webhook-disabled-{}-{}",
+        disabled.id,
+        at.unix_timestamp_nanos() / 1000
     );
     let topology = &ctx.sender.config.topology;
     let headers = trace::inject(&tracing::Span::current(), None, Headers::new());
@@ -134,5 +156,34 @@ async fn disable(ctx: &Ctx, webhook: &Webhook, reason: &str) -> Result<(), Disab
         properties,
     )
     .await?;
+    let db = ctx.sender.pool.get().await?;
+    webhooks::announced(&db, disabled.id, at).await?;
+    Ok(())
+}
+
+/// Announces what was disabled but not announced yet (a sender stopped in between),
+/// every `every` while the channel is open.
+pub(crate) async fn announce_pending(
+    ctx: std::sync::Arc<Ctx>,
+    every: Duration,
+    mut shutdown: Shutdown,
+) {
+    while ctx.channel.status().connected() && !shutdown.is_triggered() {
+        if let Err(e) = announce_batch(&ctx).await {
+            tracing::warn!(error = %e, "announcing disabled webhooks failed; trying again later");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = shutdown.wait() => return,
+        }
+    }
+}
+
+async fn announce_batch(ctx: &Ctx) -> Result<(), DisableError> {
+    let pending = webhooks::to_announce(&ctx.sender.pool.get().await?, 100).await?;
+    for (webhook, at) in pending {
+        announce(ctx, &webhook, at).await?;
+        tracing::info!(webhook_id = %webhook.id, "disabled webhook announced");
+    }
     Ok(())
 }

@@ -49,6 +49,9 @@ pub struct SenderConfig {
     pub disable_failing_after: Option<Duration>,
     /// How often one process asks whether a failing webhook has failed for that long.
     pub disable_check_every: Duration,
+    /// How often a sender looks for disabled webhooks whose announcement did not go
+    /// out (it also looks at every start).
+    pub announce_every: Duration,
     /// Where deliveries may go: public addresses only, unless allowed here.
     pub destinations: guard::Destinations,
 }
@@ -69,6 +72,7 @@ impl SenderConfig {
             destinations: guard::Destinations::default(),
             disable_failing_after: Some(Duration::from_secs(5 * 24 * 3600)),
             disable_check_every: Duration::from_secs(60),
+            announce_every: Duration::from_secs(60),
         }
     }
 }

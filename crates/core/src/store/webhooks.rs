@@ -10,7 +10,7 @@ use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
-use super::{StoreError, crypto};
+use super::{StoreError, crypto, storable};
 use crate::retry::RetryPolicy;
 use crate::template;
 
@@ -158,6 +158,14 @@ mod double_option {
 const COLUMNS: &str = "id, tenant, key, url, event_types, secret, signing_secrets, development_mode, \
     import_identifiers, schema_ids, format, retry_on, enabled, disabled_reason, created_at, updated_at";
 
+/// [`COLUMNS`] with the secrets left out (read as none).
+fn columns_without_secrets() -> String {
+    COLUMNS.replace(
+        "secret, signing_secrets",
+        "NULL::text AS secret, '{}'::text[] AS signing_secrets",
+    )
+}
+
 fn validate_key(key: &str) -> Result<(), StoreError> {
     if key.is_empty() || key.len() > 255 || key.chars().any(char::is_control) {
         return Err(StoreError::Invalid(
@@ -303,10 +311,7 @@ pub async fn enabled_for_tenants(
 ) -> Result<Vec<Webhook>, StoreError> {
     // Matching needs no secret: without them a router needs no secret key, and
     // nothing it loads can leak one.
-    let columns = COLUMNS.replace(
-        "secret, signing_secrets",
-        "NULL::text AS secret, '{}'::text[] AS signing_secrets",
-    );
+    let columns = columns_without_secrets();
     let sql = format!("SELECT {columns} FROM webhooks WHERE tenant = ANY($1) AND enabled");
     let rows = db.query(&sql, &[&tenants]).await?;
     rows.iter().map(from_row).collect()
@@ -359,7 +364,8 @@ pub async fn update(
     let sql = format!(
         "UPDATE webhooks SET key = $2, url = $3, event_types = $4, secret = $5, \
          development_mode = $6, import_identifiers = $7, schema_ids = $8, format = $9, \
-         retry_on = $10, enabled = $11, disabled_reason = $12, updated_at = now() \
+         retry_on = $10, enabled = $11, disabled_reason = $12, \
+         announce_disabled = announce_disabled AND NOT $11, updated_at = now() \
          WHERE id = $1 RETURNING {COLUMNS}"
     );
     let row = db
@@ -470,25 +476,60 @@ pub async fn rotate_signing_secret(
     Ok((from_row(&row)?, new))
 }
 
-/// Disables an enabled webhook with a reason; `None` if it was disabled already (so
-/// only one caller reports the change).
+/// Disables an enabled webhook with a reason, to be announced (see
+/// [`to_announce`]); `None` if it was disabled already, so only one caller reports
+/// the change. Returns the webhook and when it was disabled.
 pub async fn disable(
     db: &impl GenericClient,
     id: Uuid,
     reason: &str,
-) -> Result<Option<Webhook>, StoreError> {
+) -> Result<Option<(Webhook, OffsetDateTime)>, StoreError> {
     let sql = format!(
-        "UPDATE webhooks SET enabled = false, disabled_reason = $2, updated_at = now() \
-         WHERE id = $1 AND enabled RETURNING {COLUMNS}"
+        "UPDATE webhooks SET enabled = false, disabled_reason = $2, disabled_at = now(), \
+           announce_disabled = true, updated_at = now() \
+         WHERE id = $1 AND enabled RETURNING {}, disabled_at",
+        columns_without_secrets()
     );
-    db.query_opt(&sql, &[&id, &reason])
+    db.query_opt(&sql, &[&id, &storable(reason)])
         .await?
-        .map(|r| from_row(&r))
+        .map(|r| Ok((from_row(&r)?, r.try_get("disabled_at")?)))
         .transpose()
 }
 
+/// Webhooks disabled by the sender whose announcement is not confirmed yet, oldest
+/// first, with when they were disabled.
+pub async fn to_announce(
+    db: &impl GenericClient,
+    limit: i64,
+) -> Result<Vec<(Webhook, OffsetDateTime)>, StoreError> {
+    let sql = format!(
+        "SELECT {}, disabled_at FROM webhooks WHERE announce_disabled AND NOT enabled \
+         ORDER BY disabled_at LIMIT $1",
+        columns_without_secrets()
+    );
+    let rows = db.query(&sql, &[&limit]).await?;
+    rows.iter()
+        .map(|r| Ok((from_row(r)?, r.try_get("disabled_at")?)))
+        .collect()
+}
+
+/// The announcement of the disabling at `disabled_at` is confirmed.
+pub async fn announced(
+    db: &impl GenericClient,
+    id: Uuid,
+    disabled_at: OffsetDateTime,
+) -> Result<(), StoreError> {
+    db.execute(
+        "UPDATE webhooks SET announce_disabled = false WHERE id = $1 AND disabled_at = $2",
+        &[&id, &disabled_at],
+    )
+    .await?;
+    Ok(())
+}
+
 /// Whether every delivery to the webhook has failed for at least `period`: one failed
-/// delivery that old or older, none delivered since. Read on the failure path only.
+/// delivery that old or older, and no delivery succeeded since (by the time of its
+/// successful attempt: one created earlier that got through on a retry counts). Read on the failure path only.
 pub async fn failing_for(
     db: &impl GenericClient,
     id: Uuid,
@@ -500,7 +541,7 @@ pub async fn failing_for(
             "SELECT EXISTS (SELECT 1 FROM deliveries WHERE webhook_id = $1 \
                  AND created_at <= $2 AND status = 'failed') \
              AND NOT EXISTS (SELECT 1 FROM deliveries WHERE webhook_id = $1 \
-                 AND created_at > $2 AND status = 'delivered') AS failing",
+                 AND status = 'delivered' AND last_attempt_at > $2) AS failing",
             &[&id, &since],
         )
         .await?;
