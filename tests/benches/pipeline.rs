@@ -2,9 +2,13 @@
 //! [--payload-bytes N] [--json PATH]`
 //!
 //! End-to-end deliveries/s and publish→receive latency of hookrelay (router and sender
-//! in this process, RabbitMQ and Postgres on this machine, a local receiver), checked
+//! as child processes of `--hookrelay PATH`, which `cargo xtask bench` passes, else
+//! in this process; RabbitMQ and Postgres on this machine; a local receiver), checked
 //! for lost and duplicate deliveries, beside the broker's own ceiling (raw persistent
 //! publish + consume with confirms) so the result reads as a ratio.
+//!
+//! `--fanout`, `--rate` or `--payload-bytes` without `--scenario` make one custom
+//! run; `--scenario` takes a scenario's exact name.
 
 use hookrelay_tests::bench::{self, Report, Scenario};
 
@@ -54,13 +58,8 @@ fn scenarios(a: &Args) -> Vec<Scenario> {
         hanging,
         rate500,
     ];
-    if a.scenario == "all" {
-        return all;
-    }
-    if a.scenario == "custom"
-        || (a.scenario == "all"
-            && (a.fanout.is_some() || a.rate.is_some() || a.payload_bytes.is_some()))
-    {
+    let custom = a.fanout.is_some() || a.rate.is_some() || a.payload_bytes.is_some();
+    if a.scenario == "custom" || (a.scenario == "all" && custom) {
         let mut s = Scenario::new(
             "custom",
             e,
@@ -70,16 +69,24 @@ fn scenarios(a: &Args) -> Vec<Scenario> {
         s.rate = a.rate.unwrap_or(0);
         return vec![s];
     }
-    all.into_iter()
-        .filter(|s| s.name.starts_with(&a.scenario))
-        .collect()
+    if a.scenario == "all" {
+        return all;
+    }
+    let names: Vec<String> = all.iter().map(|s| format!("`{}`", s.name)).collect();
+    let chosen: Vec<Scenario> = all.into_iter().filter(|s| s.name == a.scenario).collect();
+    assert!(
+        !chosen.is_empty(),
+        "no scenario named `{}`; the scenarios are {}, `all` and `custom`",
+        a.scenario,
+        names.join(", ")
+    );
+    chosen
 }
 
 #[tokio::main]
 async fn main() {
     let a = args();
     let list = scenarios(&a);
-    assert!(!list.is_empty(), "no scenario named {}", a.scenario);
     let roles = match &a.hookrelay {
         Some(binary) => bench::Roles::Processes(binary.into()),
         None => bench::Roles::InProcess,

@@ -50,11 +50,6 @@ impl Scenario {
             hanging: false,
         }
     }
-
-    /// Deliveries the healthy webhooks must receive.
-    fn expected(&self) -> usize {
-        self.events * (self.fanout - self.throttled)
-    }
 }
 
 /// Where the router and sender run.
@@ -104,18 +99,22 @@ pub struct Report {
 
 #[derive(Default)]
 struct Seen {
-    by_id: HashMap<String, u32>,
+    /// 2xx answers per (event id, webhook): more than one is a duplicate, whatever
+    /// its `webhook-id` (a delivery fanned out twice has two).
+    by_target: HashMap<(String, String), u32>,
+    /// When each (event, webhook) first arrived, in order.
+    arrivals: Vec<Instant>,
+    /// Publish → first arrival, per (event, webhook).
     latencies_us: Vec<u64>,
-    first: Option<Instant>,
-    last: Option<Instant>,
     throttled: usize,
 }
 
-/// A receiver that only counts: `webhook-id` for duplicates, `sent_at_us` in the
-/// payload for latency. `/429/...` answers 429; `/hang/...` never answers.
+/// A receiver that only counts: (`x-hookrelay-event-id`, webhook) for loss and
+/// duplicates, `sent_at_us` in the payload for latency. `/429/...` answers 429;
+/// `/hang/...` never answers.
 async fn receive(
     State(seen): State<Arc<Mutex<Seen>>>,
-    Path((kind, _hook)): Path<(String, String)>,
+    Path((kind, hook)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
@@ -134,19 +133,20 @@ async fn receive(
     let sent = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| v["sent_at_us"].as_u64());
-    let id = headers
-        .get("webhook-id")
+    let event_id = headers
+        .get("x-hookrelay-event-id")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
     let mut seen = seen.lock().unwrap();
-    *seen.by_id.entry(id).or_default() += 1;
-    if let Some(sent) = sent {
-        seen.latencies_us.push(now.saturating_sub(sent));
+    let count = seen.by_target.entry((event_id, hook)).or_default();
+    *count += 1;
+    if *count == 1 {
+        seen.arrivals.push(Instant::now());
+        if let Some(sent) = sent {
+            seen.latencies_us.push(now.saturating_sub(sent));
+        }
     }
-    let t = Instant::now();
-    seen.first.get_or_insert(t);
-    seen.last = Some(t);
     StatusCode::OK
 }
 
@@ -435,25 +435,54 @@ pub async fn run(s: &Scenario, ceiling: f64, roles: &Roles) -> Report {
         Some((r, s)) => (cpu_at_start(&r.pid()), cpu_at_start(&s.pid())),
         None => (0.0, 0.0),
     };
+    let events = events_for(s);
+    let expected: std::collections::HashSet<(String, String)> = events
+        .iter()
+        .flat_map(|e| (s.throttled..s.fanout).map(|i| (e.id.clone(), format!("w{i}"))))
+        .collect();
     let started = Instant::now();
-    publish(&stack, s, events_for(s)).await;
-    let expected = s.expected();
-    let limit = Duration::from_secs(60 + (expected / 200) as u64);
-    wait_until("every expected delivery arrived", limit, || async {
-        seen.lock().unwrap().by_id.len() >= expected
-    })
-    .await;
-    let elapsed = started.elapsed();
-    let routed_at = match &children {
-        Some((router, _)) => {
-            router
-                .metric("hookrelay_router_events_total{outcome=\"routed\"}")
-                .await as u64
+    publish(&stack, s, events).await;
+    let limit = Duration::from_secs(60 + (expected.len() / 200) as u64);
+    let routed = || async {
+        match &children {
+            Some((router, _)) => {
+                router
+                    .metric("hookrelay_router_events_total{outcome=\"routed\"}")
+                    .await as u64
+            }
+            None => stack.metrics.events(routed::ROUTED),
         }
-        None => stack.metrics.events(routed::ROUTED),
     };
-    // Stragglers would be duplicates: give them a moment before counting.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Until every expected delivery arrived, or the limit: then what is missing is
+    // reported as lost rather than hidden behind a timeout.
+    let mut routing_done: Option<Duration> = None;
+    let mut polls = 0u32;
+    loop {
+        let arrived = seen.lock().unwrap().by_target.len();
+        if routing_done.is_none() && polls.is_multiple_of(4) && routed().await >= s.events as u64 {
+            routing_done = Some(started.elapsed());
+        }
+        polls += 1;
+        if arrived >= expected.len() || started.elapsed() > limit {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let elapsed = started.elapsed();
+    let routed_at = routed().await;
+    // Duplicates come from messages still in flight: count once the sender is idle
+    // and its queue empty (a scenario with a hanging endpoint never is: 3 s then).
+    let quiet_by = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < quiet_by {
+        let in_flight = match &children {
+            Some((_, sender)) => sender.metric("hookrelay_in_flight{role=\"sender\"}").await as i64,
+            None => stack.metrics.in_flight(hookrelay_sender::ROLE),
+        };
+        if in_flight == 0 && stack.queue_len(&stack.topology.deliveries_queue()).await == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let (cpu_after, rss) = usage("self");
     let (router_usage, sender_usage) = match children {
         Some((router, sender)) => {
@@ -470,25 +499,34 @@ pub async fn run(s: &Scenario, ceiling: f64, roles: &Roles) -> Report {
     };
 
     let seen = seen.lock().unwrap();
-    let received: usize = seen.by_id.values().map(|n| *n as usize).sum();
+    let lost = expected
+        .iter()
+        .filter(|k| !seen.by_target.contains_key(*k))
+        .count();
+    let unexpected = seen
+        .by_target
+        .keys()
+        .filter(|k| !expected.contains(*k))
+        .count();
+    let duplicates = seen
+        .by_target
+        .values()
+        .map(|n| *n as usize - 1)
+        .sum::<usize>()
+        + unexpected;
     let mut latencies = seen.latencies_us.clone();
     latencies.sort_unstable();
-    // Sustained rate: from the first 10 % of deliveries to the last.
-    let warm = latencies.len() / 10;
-    let window = match (seen.first, seen.last) {
-        (Some(first), Some(last)) => (last - first).as_secs_f64(),
-        _ => elapsed.as_secs_f64(),
-    };
-    let deliveries_per_sec = (received.saturating_sub(warm)) as f64 / (window * 0.9).max(1e-3);
+    let deliveries_per_sec = sustained_rate(&seen.arrivals);
+    let routing_time = routing_done.unwrap_or(elapsed).as_secs_f64().max(1e-3);
     Report {
         scenario: s.name.clone(),
         events: s.events,
         fanout: s.fanout,
         payload_bytes: s.payload_bytes,
         rate: s.rate,
-        expected_deliveries: expected,
+        expected_deliveries: expected.len(),
         deliveries_per_sec,
-        events_routed_per_sec: routed_at as f64 / elapsed.as_secs_f64(),
+        events_routed_per_sec: routed_at as f64 / routing_time,
         broker_ceiling_msgs_per_sec: ceiling,
         ratio_to_ceiling: if ceiling > 0.0 {
             deliveries_per_sec / ceiling
@@ -499,8 +537,8 @@ pub async fn run(s: &Scenario, ceiling: f64, roles: &Roles) -> Report {
         p90_ms: percentile(&latencies, 0.90),
         p99_ms: percentile(&latencies, 0.99),
         max_ms: percentile(&latencies, 1.0),
-        lost: expected.saturating_sub(seen.by_id.len()),
-        duplicates: received - seen.by_id.len(),
+        lost,
+        duplicates,
         seconds: elapsed.as_secs_f64(),
         roles: match roles {
             Roles::InProcess => "in-process".into(),
@@ -512,6 +550,18 @@ pub async fn run(s: &Scenario, ceiling: f64, roles: &Roles) -> Report {
         },
         router: router_usage,
         sender: sender_usage,
+    }
+}
+
+/// Deliveries per second after the warm-up: from the arrival of the first 10 % to
+/// the last arrival.
+fn sustained_rate(arrivals: &[Instant]) -> f64 {
+    let warm = arrivals.len() / 10;
+    match (arrivals.get(warm), arrivals.last()) {
+        (Some(from), Some(to)) if to > from => {
+            (arrivals.len() - 1 - warm) as f64 / (*to - *from).as_secs_f64()
+        }
+        _ => 0.0,
     }
 }
 

@@ -210,6 +210,11 @@ impl Metrics {
         InFlight(gauge)
     }
 
+    /// Messages `role` is handling now.
+    pub fn in_flight(&self, role: &str) -> i64 {
+        self.in_flight.get_or_create(&label("role", role)).get()
+    }
+
     pub fn set_consuming(&self, role: &str, on: bool) {
         self.consuming
             .get_or_create(&label("role", role))
