@@ -131,7 +131,7 @@ pub async fn list(
             found.push(message);
         }
     }
-    snapshot.close().await;
+    snapshot.close(dlq, 0).await;
     Ok(found)
 }
 
@@ -210,7 +210,9 @@ pub async fn replay(
         Ok::<_, AdminError>(())
     }
     .await;
-    snapshot.close().await;
+    snapshot
+        .close(dlq, summary.done + summary.already_settled)
+        .await;
     let _ = publisher.close(200, "replay done".into()).await;
     result.map(|()| summary)
 }
@@ -236,7 +238,7 @@ pub async fn purge(dlq: &Dlq<'_>, filter: &Filter, dry_run: bool) -> Result<Summ
         Ok::<_, AdminError>(())
     }
     .await;
-    snapshot.close().await;
+    snapshot.close(dlq, summary.done).await;
     if summary.done > 0 {
         tracing::warn!(purged = summary.done, "dead-lettered messages purged");
     }
@@ -379,12 +381,43 @@ impl Snapshot {
         Ok(Some((got, message)))
     }
 
-    /// Hands back every message not acked, in order.
-    async fn close(self) {
+    /// Hands back every message not acked, in order, and returns once the broker
+    /// shows them again: it requeues them after the channel closes, and an operation
+    /// run right after this one must find the queue as this one left it.
+    async fn close(self, dlq: &Dlq<'_>, removed: u64) {
         if let Err(e) = self.channel.close(200, "done".into()).await {
             tracing::warn!(error = %e, "closing the dead-letter channel");
         }
+        let expected = self.total.saturating_sub(removed);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while tokio::time::Instant::now() < deadline {
+            match ready_count(dlq.connection, &self.queue).await {
+                Ok(n) if n >= expected => return,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the dead-letter queue's depth");
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tracing::warn!(expected, "the dead-letter queue has not shown every message back yet");
     }
+}
+
+/// Messages ready in `queue` (a passive declare, on a channel of its own: one for a
+/// missing queue closes the channel).
+async fn ready_count(connection: &Connection, queue: &str) -> Result<u64, AdminError> {
+    let channel = connection.create_channel().await?;
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let declared = channel
+        .queue_declare(amqp::short(queue)?, passive, FieldTable::default())
+        .await?;
+    let _ = channel.close(200, "done".into()).await;
+    Ok(u64::from(declared.message_count()))
 }
 
 /// Reads what hookrelay (or the broker, for `x-death`) wrote on a dead letter.
