@@ -91,11 +91,16 @@ pub async fn insert(db: &impl GenericClient, new: &[NewDelivery]) -> Result<u64,
         })
         .collect();
     let traces: Vec<Option<&str>> = new.iter().map(|d| d.trace_id.as_deref()).collect();
+    let statement = super::prepared(
+        db,
+        "INSERT INTO deliveries (id, tenant, event_id, webhook_id, url, trace_id) \
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::text[]) \
+         ON CONFLICT DO NOTHING",
+    )
+    .await?;
     Ok(db
         .execute(
-            "INSERT INTO deliveries (id, tenant, event_id, webhook_id, url, trace_id) \
-             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::text[]) \
-             ON CONFLICT DO NOTHING",
+            &statement,
             &[&ids, &tenants, &events, &webhooks, &urls, &traces],
         )
         .await?)
@@ -110,15 +115,15 @@ pub async fn lock_unpublished(
 ) -> Result<Vec<DeliveryRef>, StoreError> {
     let tenants: Vec<&str> = events.iter().map(|(t, _)| *t).collect();
     let ids: Vec<&str> = events.iter().map(|(_, id)| *id).collect();
-    let rows = db
-        .query(
-            "SELECT d.id, d.tenant, d.event_id, d.webhook_id FROM deliveries d \
-             JOIN unnest($1::text[], $2::text[]) AS e(tenant, id) \
-               ON d.tenant = e.tenant AND d.event_id = e.id \
-             WHERE NOT d.published ORDER BY d.id FOR UPDATE OF d SKIP LOCKED",
-            &[&tenants, &ids],
-        )
-        .await?;
+    let statement = super::prepared(
+        db,
+        "SELECT d.id, d.tenant, d.event_id, d.webhook_id FROM deliveries d \
+         JOIN unnest($1::text[], $2::text[]) AS e(tenant, id) \
+           ON d.tenant = e.tenant AND d.event_id = e.id \
+         WHERE NOT d.published ORDER BY d.id FOR UPDATE OF d SKIP LOCKED",
+    )
+    .await?;
+    let rows = db.query(&statement, &[&tenants, &ids]).await?;
     rows.iter()
         .map(|r| {
             Ok(DeliveryRef {
@@ -133,11 +138,12 @@ pub async fn lock_unpublished(
 
 pub async fn mark_published(db: &impl GenericClient, ids: &[Uuid]) -> Result<(), StoreError> {
     if !ids.is_empty() {
-        db.execute(
+        let statement = super::prepared(
+            db,
             "UPDATE deliveries SET published = true, updated_at = now() WHERE id = ANY($1)",
-            &[&ids],
         )
         .await?;
+        db.execute(&statement, &[&ids]).await?;
     }
     Ok(())
 }
@@ -162,14 +168,17 @@ pub async fn send_jobs(
     db: &impl GenericClient,
     ids: &[Uuid],
 ) -> Result<std::collections::HashMap<Uuid, SendJob>, StoreError> {
-    let sql = format!(
-        "SELECT d.id, d.tenant, d.status, d.attempts, d.webhook_id, d.url, e.envelope, {} \
-         FROM deliveries d JOIN events e ON e.tenant = d.tenant AND e.id = d.event_id \
-         LEFT JOIN webhooks w ON w.id = d.webhook_id \
-         WHERE d.id = ANY($1)",
-        super::webhooks::select_prefixed("w", "w_")
-    );
-    let rows = db.query(&sql, &[&ids]).await?;
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "SELECT d.id, d.tenant, d.status, d.attempts, d.webhook_id, d.url, e.envelope, {} \
+             FROM deliveries d JOIN events e ON e.tenant = d.tenant AND e.id = d.event_id \
+             LEFT JOIN webhooks w ON w.id = d.webhook_id \
+             WHERE d.id = ANY($1)",
+            super::webhooks::select_prefixed("w", "w_")
+        )
+    });
+    let statement = super::prepared(db, &SQL).await?;
+    let rows = db.query(&statement, &[&ids]).await?;
     let mut jobs = std::collections::HashMap::with_capacity(rows.len());
     for r in rows {
         let id: Uuid = r.try_get("id")?;
@@ -242,7 +251,8 @@ pub async fn record_attempts(
     let outcomes: Vec<&str> = records.iter().map(AttemptRecord::outcome).collect();
     let statuses: Vec<&str> = records.iter().map(|a| a.status.as_str()).collect();
     let next: Vec<Option<OffsetDateTime>> = records.iter().map(|a| a.next_attempt_at).collect();
-    db.execute(
+    let statement = super::prepared(
+        db,
         "WITH input AS ( \
            SELECT * FROM unnest($1::uuid[], $2::int[], $3::timestamptz[], $4::float8[], $5::int[], \
              $6::text[], $7::text[], $8::text[], $9::text[], $10::timestamptz[]) \
@@ -255,7 +265,14 @@ pub async fn record_attempts(
            last_attempt_at = i.started_at, last_status = i.status_code, last_error = i.error, \
            next_attempt_at = i.next_at, updated_at = now() \
          FROM input i WHERE d.id = i.delivery_id AND d.status <> 'delivered'",
-        &[&ids, &attempts, &started, &latency, &codes, &errors, &snippets, &outcomes, &statuses, &next],
+    )
+    .await?;
+    db.execute(
+        &statement,
+        &[
+            &ids, &attempts, &started, &latency, &codes, &errors, &snippets, &outcomes, &statuses,
+            &next,
+        ],
     )
     .await?;
     Ok(())

@@ -24,12 +24,17 @@ pub async fn insert_new(
         .iter()
         .map(|e| serde_json::to_value(e).unwrap_or_default())
         .collect();
+    let statement = super::prepared(
+        db,
+        "INSERT INTO events (tenant, id, type, session_id, occurred_at, envelope) \
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], \
+                              $5::timestamptz[], $6::json[]) \
+         ON CONFLICT (tenant, id) DO NOTHING RETURNING tenant, id",
+    )
+    .await?;
     let rows = db
         .query(
-            "INSERT INTO events (tenant, id, type, session_id, occurred_at, envelope) \
-             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], \
-                                  $5::timestamptz[], $6::json[]) \
-             ON CONFLICT (tenant, id) DO NOTHING RETURNING tenant, id",
+            &statement,
             &[&tenants, &ids, &types, &sessions, &occurred, &envelopes],
         )
         .await?;

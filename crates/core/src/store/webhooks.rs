@@ -311,9 +311,12 @@ pub async fn enabled_for_tenants(
 ) -> Result<Vec<Webhook>, StoreError> {
     // Matching needs no secret: without them a router needs no secret key, and
     // nothing it loads can leak one.
-    let columns = columns_without_secrets();
-    let sql = format!("SELECT {columns} FROM webhooks WHERE tenant = ANY($1) AND enabled");
-    let rows = db.query(&sql, &[&tenants]).await?;
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let columns = columns_without_secrets();
+        format!("SELECT {columns} FROM webhooks WHERE tenant = ANY($1) AND enabled")
+    });
+    let statement = super::prepared(db, &SQL).await?;
+    let rows = db.query(&statement, &[&tenants]).await?;
     rows.iter().map(from_row).collect()
 }
 
