@@ -51,6 +51,8 @@ async fn main() {
         restart_database,
         kill_every: (Duration::from_millis(300), Duration::from_millis(1200)),
         settle_within: Duration::from_secs(300),
+        // 5000 events over about 10 s: kills keep landing while they flow.
+        publish_pause: Duration::from_millis(100),
     };
     eprintln!("chaos: {options:?}");
     let figures = chaos::run(std::path::Path::new(&binary), &options).await;

@@ -784,3 +784,53 @@ async fn openapi_json_documents_exactly_the_routes_served() {
         "found only {declared} routes: the parse is off"
     );
 }
+
+/// A redelivery joins the event's trace: the receiver's new POST carries the same
+/// trace id, which the delivery shows operators.
+#[tokio::test]
+async fn a_redelivery_continues_the_events_trace() {
+    use hookrelay_core::amqp::{self, Headers};
+    let mut stack = TestStack::new().await;
+    stack.start_router().await;
+    stack.start_sender().await;
+    let api = Api::new(&stack, None).await;
+    stack.receiver.respond(
+        "/traced",
+        Behaviour::Sequence(vec![Behaviour::Status(500), Behaviour::Status(200)]),
+    );
+    stack
+        .create_webhook(webhook("acme", "traced", &stack.receiver.url("/traced")))
+        .await;
+    let e = event("acme", "x", json!({}));
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let headers = Headers::new()
+        .text("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+        .into_table();
+    amqp::publish_confirmed(
+        &stack.channel,
+        &stack.topology.events_exchange(),
+        &e.routing_key(),
+        &e.to_json(),
+        amqp::persistent(&e.id, headers).unwrap(),
+    )
+    .await
+    .unwrap();
+    let d = stack.wait_settled("acme", &e.id, 1, WAIT).await;
+    assert_eq!(d[0].status.as_str(), "failed");
+    let (_, shown) = api
+        .get(&format!("/v1/tenants/acme/deliveries/{}", d[0].id))
+        .await;
+    assert_eq!(shown["trace_id"], trace, "{shown}");
+    let (status, body) = api
+        .post(
+            &format!("/v1/tenants/acme/deliveries/{}/redeliver", d[0].id),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let got = stack.receiver.wait_for("/traced", 2, WAIT).await;
+    let again = got[1]
+        .header("traceparent")
+        .expect("the redelivery is traced");
+    assert_eq!(again.split('-').nth(1), Some(trace), "{again}");
+}

@@ -614,3 +614,36 @@ async fn a_late_failure_never_undoes_a_delivery() {
     assert_eq!(after[0].status, DeliveryStatus::Delivered);
     assert_eq!(stack.attempts_of(d[0].id).await.len(), 2);
 }
+
+/// kill -9 of a sender while its POST is in flight (sent, not answered, nothing
+/// recorded): the next sender POSTs once more, with the same `webhook-id`, and the
+/// delivery is delivered once.
+#[tokio::test]
+async fn a_sender_killed_mid_request_posts_once_more_with_the_same_id() {
+    let mut stack = TestStack::for_processes().await;
+    stack.receiver.respond(
+        "/crash",
+        Behaviour::Sequence(vec![Behaviour::Hang, Behaviour::Status(200)]),
+    );
+    stack
+        .create_webhook(webhook("acme", "crash", &stack.receiver.url("/crash")))
+        .await;
+    stack.start_router().await;
+    let binary = hookrelay_tests::hookrelay_binary();
+    let mut sender = hookrelay_tests::bench::start_role(&binary, &stack, "sender");
+    let e = event("acme", "x", json!({}));
+    stack.publish(&e).await;
+    stack.receiver.wait_for("/crash", 1, WAIT).await;
+    sender.kill_9();
+    let _next = hookrelay_tests::bench::start_role(&binary, &stack, "sender");
+    let d = stack.wait_settled("acme", &e.id, 1, WAIT).await;
+    assert_eq!(d[0].status, DeliveryStatus::Delivered);
+    let got = stack.receiver.received_on("/crash");
+    assert_eq!(got.len(), 2, "the interrupted POST, then one more");
+    assert_eq!(got[0].header("webhook-id"), got[1].header("webhook-id"));
+    assert_eq!(
+        stack.attempts_of(d[0].id).await.len(),
+        1,
+        "the interrupted one was never recorded"
+    );
+}

@@ -294,7 +294,7 @@ async fn publish(stack: &TestStack, s: &Scenario, mut events: Vec<Event>) {
 }
 
 /// A role running as a child `hookrelay serve` process.
-pub(crate) struct Child {
+pub struct Child {
     pub(crate) process: std::process::Child,
     port: u16,
 }
@@ -310,11 +310,17 @@ impl Drop for Child {
 }
 
 impl Child {
+    /// SIGKILL: no shutdown, no flush, unacked messages return to their queues.
+    pub fn kill_9(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+
     pub(crate) fn pid(&self) -> String {
         self.process.id().to_string()
     }
 
-    async fn metric(&self, name: &str) -> f64 {
+    pub(crate) async fn metric(&self, name: &str) -> f64 {
         let url = format!("http://127.0.0.1:{}/metrics", self.port);
         let text = match reqwest::get(&url).await {
             Ok(r) => r.text().await.unwrap_or_default(),
@@ -357,7 +363,7 @@ async fn spawn_role(binary: &std::path::Path, stack: &TestStack, role: &str) -> 
 }
 
 /// Starts `hookrelay serve --roles ROLE` for the stack without waiting for it.
-pub(crate) fn start_role(binary: &std::path::Path, stack: &TestStack, role: &str) -> Child {
+pub fn start_role(binary: &std::path::Path, stack: &TestStack, role: &str) -> Child {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

@@ -33,6 +33,9 @@ pub struct Options {
     pub kill_every: (Duration, Duration),
     /// How long everything may take to settle after the last fault.
     pub settle_within: Duration,
+    /// Pause between batches of 50 published events: how long the events flow, and
+    /// so how many kills land while they do.
+    pub publish_pause: Duration,
 }
 
 impl Default for Options {
@@ -44,6 +47,7 @@ impl Default for Options {
             restart_database: false,
             kill_every: (Duration::from_millis(300), Duration::from_millis(900)),
             settle_within: Duration::from_secs(120),
+            publish_pause: Duration::from_millis(10),
         }
     }
 }
@@ -62,9 +66,24 @@ pub struct Figures {
     pub dead_lettered: usize,
     /// POSTs the receiver answered 2xx beyond the first per delivery.
     pub receiver_duplicates: usize,
-    /// What duplicates may number: the messages in flight at each sender kill.
+    /// What duplicates may number: what each killed or cut-off role can have had
+    /// unacked (a sender's concurrency, a router's batch).
     pub duplicate_bound: usize,
+    /// The senders' in-flight gauges just before each sender kill, summed: what the
+    /// kills really interrupted.
+    pub in_flight_at_kills: usize,
+    /// Probe events published after each broker or database restart and delivered by
+    /// the very processes that lived through it (no kill meanwhile): they reconnected
+    /// by themselves.
+    pub probes_after_restarts: usize,
 }
+
+/// A sender's unacked messages can be at most its concurrency (the default).
+const SENDER_IN_FLIGHT: usize = 64;
+/// A router's unacked events can be at most its batch (the default).
+const ROUTER_BATCH: usize = 100;
+/// Probe events published after each restart.
+const PROBES: usize = 50;
 
 /// How the receiver treats a delivery, chosen by its id so each run is checkable:
 /// 1 in 25 always 500 (fails for good), 1 in 10 answers 429 once, 1 in 20 is slow,
@@ -139,13 +158,6 @@ impl Dice {
     }
 }
 
-fn kill_9(child: &mut Child) {
-    let _ = std::process::Command::new("kill")
-        .args(["-KILL", &child.pid()])
-        .status();
-    let _ = child.process.wait();
-}
-
 fn run_command(program: &str, args: &[&str]) {
     let ok = std::process::Command::new(program)
         .args(args)
@@ -168,7 +180,11 @@ fn postgres_version() -> String {
 }
 
 /// Publishes, retrying through broker outages: the publisher reconnects by itself.
-async fn publish_all(publisher: Arc<hookrelay_producer::Publisher>, events: Vec<Event>) {
+async fn publish_all(
+    publisher: Arc<hookrelay_producer::Publisher>,
+    events: Vec<Event>,
+    pause: Duration,
+) {
     for batch in events.chunks(50) {
         let deadline = Instant::now() + Duration::from_secs(120);
         while let Err(e) = publisher.publish_batch(batch).await {
@@ -178,7 +194,57 @@ async fn publish_all(publisher: Arc<hookrelay_producer::Publisher>, events: Vec<
             );
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// After a broker or database restart: with no kill meanwhile, fresh events must be
+/// delivered or dead-lettered by the processes that lived through the restart, which
+/// proves they reconnected by themselves.
+async fn probe(
+    stack: &TestStack,
+    events: &mut Vec<Event>,
+    router: &mut Child,
+    senders: &mut [Child],
+    options: &Options,
+) {
+    let probes: Vec<Event> = (0..PROBES)
+        .map(|_| event("chaos", "file_uploaded", json!({})))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while let Err(e) = stack.publisher.publish_batch(&probes).await {
+        assert!(
+            Instant::now() < deadline,
+            "publishing probes failed for 2 minutes: {e}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    events.extend(probes.iter().cloned());
+    let db = loop {
+        match stack.db.pool.get().await {
+            Ok(c) if c.simple_query("SELECT 1").await.is_ok() => break c,
+            _ => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    };
+    let ids: Vec<String> = probes.into_iter().map(|e| e.id).collect();
+    wait_until(
+        "the probes settled by the same processes",
+        options.settle_within,
+        || async {
+            db.query_one(
+                "SELECT count(*) FROM deliveries WHERE event_id = ANY($1) AND status <> 'pending'",
+                &[&ids],
+            )
+            .await
+            .is_ok_and(|r| r.get::<_, i64>(0) as usize == ids.len())
+        },
+    )
+    .await;
+    for child in std::iter::once(router).chain(senders.iter_mut()) {
+        assert!(
+            matches!(child.process.try_wait(), Ok(None)),
+            "a role exited during the restart instead of reconnecting"
+        );
     }
 }
 
@@ -219,15 +285,16 @@ pub async fn run(binary: &Path, options: &Options) -> Figures {
     let mut senders: Vec<Child> = (0..options.senders)
         .map(|_| start_role(binary, &stack, "sender"))
         .collect();
-    let events: Vec<Event> = (0..options.events)
+    let mut events: Vec<Event> = (0..options.events)
         .map(|_| event("chaos", "file_uploaded", json!({})))
         .collect();
-    let publishing = tokio::spawn(publish_all(Arc::clone(&stack.publisher), events.clone()));
+    let publishing = tokio::spawn(publish_all(
+        Arc::clone(&stack.publisher),
+        events.clone(),
+        options.publish_pause,
+    ));
 
-    let mut figures = Figures {
-        events: options.events,
-        ..Figures::default()
-    };
+    let mut figures = Figures::default();
     let mut dice = Dice(0x9e37_79b9_7f4a_7c15);
     // Faults while events flow and until every delivery is settled: kills all along,
     // one broker and one database restart early on.
@@ -235,7 +302,7 @@ pub async fn run(binary: &Path, options: &Options) -> Figures {
     loop {
         let done = publishing.is_finished() && round >= 6 && {
             match stack.db.pool.get().await {
-                Ok(db) => settled(&db, options.events).await,
+                Ok(db) => settled(&db, events.len()).await,
                 Err(_) => false,
             }
         };
@@ -245,12 +312,15 @@ pub async fn run(binary: &Path, options: &Options) -> Figures {
         round += 1;
         tokio::time::sleep(dice.between(options.kill_every)).await;
         if dice.next().is_multiple_of(3) {
-            kill_9(&mut router);
+            router.kill_9();
             figures.router_kills += 1;
             router = start_role(binary, &stack, "router");
         } else {
             let i = (dice.next() as usize) % senders.len();
-            kill_9(&mut senders[i]);
+            figures.in_flight_at_kills += senders[i]
+                .metric("hookrelay_in_flight{role=\"sender\"}")
+                .await as usize;
+            senders[i].kill_9();
             figures.sender_kills += 1;
             senders[i] = start_role(binary, &stack, "sender");
         }
@@ -259,6 +329,8 @@ pub async fn run(binary: &Path, options: &Options) -> Figures {
             tokio::time::sleep(Duration::from_secs(3)).await;
             run_command("rabbitmqctl", &["-q", "start_app"]);
             figures.broker_restarts += 1;
+            probe(&stack, &mut events, &mut router, &mut senders, options).await;
+            figures.probes_after_restarts += PROBES;
         }
         if round == 5 && options.restart_database {
             let version = postgres_version();
@@ -267,6 +339,8 @@ pub async fn run(binary: &Path, options: &Options) -> Figures {
                 &["--skip-systemctl-redirect", &version, "main", "restart"],
             );
             figures.database_restarts += 1;
+            probe(&stack, &mut events, &mut router, &mut senders, options).await;
+            figures.probes_after_restarts += PROBES;
         }
     }
     publishing.await.expect("publishing finished");
@@ -278,14 +352,15 @@ pub async fn run(binary: &Path, options: &Options) -> Figures {
         }
     };
     wait_until("every delivery settled", options.settle_within, || {
-        settled(&db, options.events)
+        settled(&db, events.len())
     })
     .await;
     figures.seconds = started.elapsed().as_secs_f64();
+    figures.events = events.len();
     check(&stack, &db, &events, &seen, &mut figures, options).await;
-    kill_9(&mut router);
+    router.kill_9();
     for s in &mut senders {
-        kill_9(s);
+        s.kill_9();
     }
     figures
 }
@@ -348,13 +423,13 @@ async fn check(
         }
     }
     figures.receiver_duplicates = seen.ok.values().map(|n| n - 1).sum();
-    // Each kill can repeat at most what that sender had in flight (its concurrency);
-    // a broker restart, what every sender had.
-    let in_flight = 64;
+    // A sender kill can repeat at most what that sender had unacked; a router kill,
+    // a batch's delivery messages (published again, both copies in flight at once); a
+    // restart, what every sender had.
     figures.duplicate_bound = (figures.sender_kills
-        + figures.broker_restarts * options.senders
-        + figures.database_restarts * options.senders)
-        * in_flight;
+        + (figures.broker_restarts + figures.database_restarts) * options.senders)
+        * SENDER_IN_FLIGHT
+        + figures.router_kills * ROUTER_BATCH;
     assert!(
         figures.receiver_duplicates <= figures.duplicate_bound,
         "{} duplicates, more than the {} in flight at the faults",

@@ -401,7 +401,10 @@ impl Snapshot {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        tracing::warn!(expected, "the dead-letter queue has not shown every message back yet");
+        tracing::warn!(
+            expected,
+            "the dead-letter queue has not shown every message back yet"
+        );
     }
 }
 

@@ -4,12 +4,14 @@
 
 use deadpool_postgres::Pool;
 use hookrelay_core::Topology;
-use hookrelay_core::amqp;
+use hookrelay_core::amqp::{self, Headers};
 use hookrelay_core::store::deliveries::{self, Delivery, Reopen};
+use hookrelay_core::trace;
 use hookrelay_core::wire::DeliveryMessage;
 use lapin::Channel;
 use serde::Serialize;
 use time::OffsetDateTime;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::AdminError;
@@ -129,7 +131,10 @@ pub(crate) async fn reopen_and_publish(
         attempt: attempts_before + 1,
         attempts_before,
     };
-    let properties = amqp::persistent(&delivery.id.to_string(), Default::default())?;
+    let span =
+        tracing::info_span!("redeliver", delivery_id = %delivery.id, event_id = %delivery.event_id);
+    let headers = trace::continue_stored(&span, delivery.trace_id.as_deref(), Headers::new());
+    let properties = amqp::persistent(&delivery.id.to_string(), headers.into_table())?;
     amqp::publish_confirmed(
         channel,
         &topology.deliveries_exchange(),
@@ -137,6 +142,7 @@ pub(crate) async fn reopen_and_publish(
         &message.to_json(),
         properties,
     )
+    .instrument(span)
     .await?;
     let db = pool
         .get()

@@ -42,6 +42,41 @@ pub fn inject(
     }
 }
 
+/// Headers for a message that continues a stored trace (a manual redelivery, a
+/// replay): `span` becomes a child of it, so the new attempts join the event's
+/// trace. Without an OpenTelemetry layer the stored trace is written on as it is.
+pub fn continue_stored(span: &tracing::Span, trace_id: Option<&str>, headers: Headers) -> Headers {
+    let Some(parent) = trace_id.and_then(remote_parent) else {
+        return inject(span, None, headers);
+    };
+    let _ = span.set_parent(parent.clone());
+    if span.context().span().span_context().is_valid() {
+        return inject(span, None, headers);
+    }
+    let mut table: FieldTable = headers.into_table();
+    TraceContextPropagator::new().inject_context(&parent, &mut HeaderInjector(&mut table));
+    Headers::from_table(table)
+}
+
+/// A stored trace id as a remote parent (with a fresh span id: the original span
+/// is long closed).
+fn remote_parent(trace_id: &str) -> Option<opentelemetry::Context> {
+    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+    let trace_id = TraceId::from_hex(trace_id).ok()?;
+    let mut span_id = [0u8; 8];
+    getrandom::fill(&mut span_id).ok()?;
+    let context = SpanContext::new(
+        trace_id,
+        SpanId::from_bytes(span_id),
+        TraceFlags::SAMPLED,
+        true,
+        TraceState::default(),
+    );
+    context
+        .is_valid()
+        .then(|| opentelemetry::Context::new().with_remote_span_context(context))
+}
+
 /// Writes `span`'s trace context through any injector (HTTP headers); returns false
 /// when the span has none.
 pub fn inject_into(span: &tracing::Span, injector: &mut dyn Injector) -> bool {

@@ -312,10 +312,13 @@ pub struct Delivery {
     pub next_attempt_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// The W3C trace id of the event's trace, when it had one: where to look for
+    /// every hop of this delivery (redeliveries join the same trace).
+    pub trace_id: Option<String>,
 }
 
 const DELIVERY_COLUMNS: &str = "id, tenant, event_id, webhook_id, url, status, published, \
-    attempts, last_status, last_error, last_attempt_at, next_attempt_at, created_at";
+    attempts, last_status, last_error, last_attempt_at, next_attempt_at, created_at, trace_id";
 
 fn delivery_from_row(r: &tokio_postgres::Row) -> Result<Delivery, StoreError> {
     Ok(Delivery {
@@ -332,6 +335,7 @@ fn delivery_from_row(r: &tokio_postgres::Row) -> Result<Delivery, StoreError> {
         last_attempt_at: r.try_get("last_attempt_at")?,
         next_attempt_at: r.try_get("next_attempt_at")?,
         created_at: r.try_get("created_at")?,
+        trace_id: r.try_get("trace_id")?,
     })
 }
 

@@ -443,15 +443,15 @@ pub fn signing_key(secret: &Secret) -> Result<Vec<u8>, StoreError> {
 }
 
 /// A new random signing secret: 32 bytes from the OS generator.
-pub fn generate_signing_secret() -> Secret {
+pub fn generate_signing_secret() -> Result<Secret, StoreError> {
     use base64::Engine;
-    let mut key = Vec::with_capacity(32);
-    key.extend_from_slice(Uuid::new_v4().as_bytes());
-    key.extend_from_slice(Uuid::new_v4().as_bytes());
-    Secret(format!(
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key)
+        .map_err(|e| StoreError::Invalid(format!("no randomness for a signing secret: {e}")))?;
+    Ok(Secret(format!(
         "{SIGNING_SECRET_PREFIX}{}",
         base64::engine::general_purpose::STANDARD.encode(key)
-    ))
+    )))
 }
 
 /// Starts signing with a new secret (given, or generated); with `keep_previous` the
@@ -465,7 +465,10 @@ pub async fn rotate_signing_secret(
     keep_previous: bool,
 ) -> Result<(Webhook, Secret), StoreError> {
     let current = get(db, tenant, id_or_key).await?;
-    let new = new.unwrap_or_else(generate_signing_secret);
+    let new = match new {
+        Some(secret) => secret,
+        None => generate_signing_secret()?,
+    };
     signing_key(&new)?;
     let mut secrets = vec![seal(&new)?];
     if keep_previous && let Some(previous) = current.signing_secrets.first() {
