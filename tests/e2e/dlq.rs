@@ -312,3 +312,100 @@ async fn a_delivery_the_broker_dead_lettered_is_replayed() {
     assert_eq!(stack.receiver.received_on("/later").len(), 1);
     stack.wait_queue_len(&queue, 0, WAIT).await;
 }
+
+/// The same tools over the admin API: list, show (404 for an unknown id), a purge
+/// that must be confirmed, a dry run that changes nothing, a replay that empties
+/// the queue.
+#[tokio::test]
+async fn the_admin_api_lists_shows_replays_and_purges_dead_letters() {
+    let (stack, ids) = with_dead_letters(3).await;
+    let base = stack.serve_api(None, 1 << 20).await;
+    let http = reqwest::Client::new();
+    let call = |method: reqwest::Method, path: &str, body: Option<serde_json::Value>| {
+        let mut request = http.request(method, format!("{base}{path}"));
+        if let Some(b) = body {
+            request = request.json(&b);
+        }
+        async move {
+            let res = request.send().await.unwrap();
+            let status = res.status().as_u16();
+            (
+                status,
+                res.json::<serde_json::Value>().await.unwrap_or_default(),
+            )
+        }
+    };
+    let queue = stack.topology.dead_letter_queue();
+
+    let (status, list) = call(
+        reqwest::Method::GET,
+        "/v1/dead-letter?reason=not%20retryable",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["data"].as_array().unwrap().len(), 3, "{list}");
+    let (status, one) = call(
+        reqwest::Method::GET,
+        &format!("/v1/dead-letter/{}", ids[1]),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(one["event_id"], ids[1].as_str());
+    assert_eq!(one["headers"]["x-hookrelay-reason"], "not retryable");
+    let (status, missing) = call(reqwest::Method::GET, "/v1/dead-letter/no-such-id", None).await;
+    assert_eq!(status, 404, "{missing}");
+
+    let (status, refused) = call(
+        reqwest::Method::POST,
+        "/v1/dead-letter/purge",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(
+        (status, refused["field"].as_str()),
+        (400, Some("confirm")),
+        "{refused}"
+    );
+    let (status, dry) = call(
+        reqwest::Method::POST,
+        "/v1/dead-letter/replay",
+        Some(json!({"dry_run": true})),
+    )
+    .await;
+    assert_eq!(
+        (status, &dry["matched"], &dry["done"]),
+        (200, &json!(3), &json!(0)),
+        "{dry}"
+    );
+    stack.wait_queue_len(&queue, 3, WAIT).await;
+
+    let (status, purged) = call(
+        reqwest::Method::POST,
+        "/v1/dead-letter/purge",
+        Some(json!({"ids": [ids[0]], "confirm": true})),
+    )
+    .await;
+    assert_eq!((status, &purged["done"]), (200, &json!(1)), "{purged}");
+    stack.receiver.respond("/down", Behaviour::Status(200));
+    let (status, replayed) = call(
+        reqwest::Method::POST,
+        "/v1/dead-letter/replay",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!((status, &replayed["done"]), (200, &json!(2)), "{replayed}");
+    stack.wait_queue_len(&queue, 0, WAIT).await;
+    for id in &ids[1..] {
+        wait_until("the replayed delivery is delivered", WAIT, || async {
+            stack.deliveries_of("acme", id).await[0].status == DeliveryStatus::Delivered
+        })
+        .await;
+    }
+    assert_eq!(
+        stack.deliveries_of("acme", &ids[0]).await[0].status,
+        DeliveryStatus::Failed,
+        "the purged one stays failed"
+    );
+}

@@ -189,23 +189,65 @@ async fn randomized_tenants_with_colliding_keys_and_ids_never_cross() {
         n == 0
     })
     .await;
-    let rows = db
-        .query("SELECT tenant, event_id, webhook_id FROM deliveries", &[])
-        .await
-        .unwrap();
-    assert!(!rows.is_empty());
-    for r in &rows {
-        let tenant: String = r.get("tenant");
-        let webhook: uuid::Uuid = r.get("webhook_id");
-        assert_eq!(owner[&webhook], tenant.as_str(), "delivery crossed tenants");
+    // What must be there: the first copy of each (tenant, id) decides (the others are
+    // duplicates), and it goes to its tenant's webhooks it names, or to all three.
+    let mut first: std::collections::HashMap<(String, String), Option<Vec<&str>>> =
+        std::collections::HashMap::new();
+    for (tenant, n, keys) in &picks {
+        first
+            .entry(((*tenant).to_owned(), format!("shared-{n}")))
+            .or_insert_with(|| keys.clone());
     }
-    let crossed: i64 = db
-        .query_one(
-            "SELECT count(*) FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id WHERE w.tenant <> d.tenant",
+    let expected: HashSet<(String, String, String)> = first
+        .iter()
+        .flat_map(|((tenant, id), keys)| {
+            ["k0", "k1", "k2"]
+                .into_iter()
+                .filter(|k| keys.as_ref().is_none_or(|named| named.contains(k)))
+                .map(|k| (tenant.clone(), id.clone(), k.to_owned()))
+        })
+        .collect();
+    let rows = db
+        .query(
+            "SELECT d.tenant, d.event_id, w.key, w.tenant AS owner FROM deliveries d \
+             JOIN webhooks w ON w.id = d.webhook_id",
             &[],
         )
         .await
-        .unwrap()
-        .get(0);
-    assert_eq!(crossed, 0);
+        .unwrap();
+    for r in &rows {
+        assert_eq!(
+            r.get::<_, String>("owner"),
+            r.get::<_, String>("tenant"),
+            "delivery crossed tenants"
+        );
+    }
+    let stored: HashSet<(String, String, String)> = rows
+        .iter()
+        .map(|r| (r.get("tenant"), r.get("event_id"), r.get("key")))
+        .collect();
+    assert_eq!(rows.len(), stored.len(), "a delivery was created twice");
+    assert_eq!(stored, expected, "exactly the deliveries the rules give");
+
+    // And what the receivers got: each POST on its own tenant's path, each expected
+    // delivery once.
+    stack.start_sender().await;
+    stack.receiver.wait_for_total(expected.len(), WAIT).await;
+    let received: Vec<(String, String, String)> = stack
+        .receiver
+        .all()
+        .iter()
+        .map(|r| {
+            let mut path = r.path.trim_start_matches('/').split('/');
+            let tenant = path.next().unwrap_or_default().to_owned();
+            let key = path.next().unwrap_or_default().to_owned();
+            (
+                tenant,
+                r.header("x-hookrelay-event-id").unwrap_or_default(),
+                key,
+            )
+        })
+        .collect();
+    assert_eq!(received.len(), expected.len(), "one POST per delivery");
+    assert_eq!(received.into_iter().collect::<HashSet<_>>(), expected);
 }

@@ -100,6 +100,12 @@ impl Receiver {
         self.inner.lock().unwrap().received.clone()
     }
 
+    /// Waits until at least `n` requests arrived, on any path.
+    pub async fn wait_for_total(&self, n: usize, timeout: Duration) {
+        let what = format!("{n} requests received");
+        crate::wait_until(&what, timeout, || async { self.all().len() >= n }).await;
+    }
+
     /// Waits until `path` has received at least `n` requests.
     pub async fn wait_for(&self, path: &str, n: usize, timeout: Duration) -> Vec<Received> {
         let what = format!("{path} received {n} requests");

@@ -62,21 +62,9 @@ impl Env {
         format!("postgres://postgres@127.0.0.1:5432/{}", self.database)
     }
 
-    /// One SQL count, on a runtime of its own (these tests are synchronous).
+    /// One SQL count in this test's database.
     fn count(&self, sql: &str) -> i64 {
-        let url = self.url();
-        let sql = sql.to_owned();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                .await
-                .unwrap();
-            tokio::spawn(conn);
-            c.query_one(&sql, &[]).await.unwrap().get::<_, i64>(0)
-        })
+        count_at(&self.url(), sql)
     }
 
     fn wait_count(&self, sql: &str, at_least: i64, within: Duration) -> i64 {
@@ -103,6 +91,22 @@ impl Env {
         );
         String::from_utf8(out.stdout).unwrap()
     }
+}
+
+/// One SQL count, on a runtime of its own (these tests are synchronous).
+fn count_at(url: &str, sql: &str) -> i64 {
+    let (url, sql) = (url.to_owned(), sql.to_owned());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        c.query_one(&sql, &[]).await.unwrap().get::<_, i64>(0)
+    })
 }
 
 impl Drop for Env {
@@ -521,4 +525,90 @@ fn time_in_days(days: i64) -> String {
     (time::OffsetDateTime::now_utc() + time::Duration::days(days))
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap()
+}
+
+/// The api role on an address others can reach needs a token: `serve` refuses to
+/// start without one, saying what to do, and touches nothing.
+#[test]
+fn serve_refuses_a_public_address_without_a_token() {
+    let env = Env::new();
+    let out = env.run(
+        &["serve", "--roles", "api", "--http-addr", "0.0.0.0:0"],
+        None,
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("HOOKRELAY_API_TOKEN"), "{err}");
+    let created = count_at(
+        "postgres://postgres@127.0.0.1:5432/postgres",
+        &format!(
+            "SELECT count(*) FROM pg_database WHERE datname = '{}'",
+            env.database
+        ),
+    );
+    assert_eq!(created, 0, "refused before touching anything");
+}
+
+/// `/readyz` answers 503, naming what is not ready, while a consuming role cannot
+/// reach the broker, and 200 with the same body shape once everything runs.
+#[test]
+fn readiness_says_what_is_not_ready() {
+    let env = Env::new();
+    env.ok(&["migrate"]);
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut down = Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+        .args(["serve", "--roles", "router", "--http-addr", &addr])
+        .env("HOOKRELAY_DATABASE_URL", env.url())
+        .env("HOOKRELAY_AMQP_PREFIX", &env.prefix)
+        // Nothing listens on port 9: the router cannot consume.
+        .env("HOOKRELAY_AMQP_URL", "amqp://guest:guest@127.0.0.1:9/%2f")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_listening(port);
+    let (status, body) = get_json(&format!("http://{addr}/readyz"));
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["consuming"]["router"], false, "{body}");
+    assert_eq!(body["database"], true, "{body}");
+    terminate(&mut down);
+
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut up = env.spawn(&["serve", "--roles", "router", "--http-addr", &addr]);
+    wait_listening(port);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = get_json(&format!("http://{addr}/readyz"));
+        if status == 200 {
+            assert_eq!(body["consuming"]["router"], true, "{body}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never ready: {body}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    terminate(&mut up);
+}
+
+/// A plain HTTP/1.1 GET: (status, JSON body).
+fn get_json(url: &str) -> (u16, Value) {
+    use std::io::Read;
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
 }

@@ -80,7 +80,10 @@ pub struct StoredEvent {
 }
 
 /// Which events of a tenant to list; every field narrows. The time range is on
-/// `received_at`, the order of the list, so polling with `since` misses nothing.
+/// `received_at`, the order of the list. `received_at` is stamped when the routing
+/// transaction starts: with several routers an event can become visible a moment
+/// (one transaction) after events stamped later, so a poller should overlap its
+/// `since` by a few seconds and drop ids it has seen.
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
     pub session_id: Option<String>,
@@ -90,7 +93,8 @@ pub struct EventFilter {
 }
 
 /// Where a page ends: the last event's (received_at, id). Pages run newest first, so
-/// events arriving while a client pages land before its first page, never inside.
+/// events arriving while a client pages land before its first page, and a page never
+/// repeats or skips an event that was visible when paging began.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor {
     pub received_at: OffsetDateTime,
