@@ -107,3 +107,22 @@ async fn the_seed_examples_in_docs_are_valid_envelopes() {
     }
     assert!(count >= 6, "both seeds' examples are there ({count})");
 }
+
+/// An event no queue would take (here: the router's queue is gone) is an error that
+/// says so, never a silent drop: publishing is mandatory.
+#[tokio::test]
+async fn an_unroutable_event_is_an_error_not_a_silent_drop() {
+    let stack = TestStack::new().await;
+    stack
+        .channel
+        .queue_delete(
+            stack.topology.router_queue().as_str().into(),
+            lapin::options::QueueDeleteOptions::default(),
+        )
+        .await
+        .unwrap();
+    let e = event("acme", "import_completed", json!({}));
+    let err = stack.publisher.publish(&e).await.unwrap_err();
+    assert!(err.to_string().contains("unroutable"), "{err}");
+    assert!(err.to_string().contains("acme.import_completed"), "{err}");
+}

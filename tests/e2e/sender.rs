@@ -647,3 +647,22 @@ async fn a_sender_killed_mid_request_posts_once_more_with_the_same_id() {
         "the interrupted one was never recorded"
     );
 }
+
+/// The answer's body is kept in the attempt log, cut at the configured size.
+#[tokio::test]
+async fn a_long_answer_is_stored_cut_at_the_snippet_size() {
+    let stack = running().await;
+    stack
+        .receiver
+        .respond("/long", Behaviour::Body(200, vec![b'a'; 5000]));
+    stack
+        .create_webhook(webhook("acme", "long", &stack.receiver.url("/long")))
+        .await;
+    let e = event("acme", "x", json!({}));
+    stack.publish(&e).await;
+    let d = stack.wait_settled("acme", &e.id, 1, WAIT).await;
+    let attempts = stack.attempts_of(d[0].id).await;
+    let snippet = attempts[0].response_snippet.clone().unwrap_or_default();
+    assert_eq!(snippet.len(), stack.sender_config().response_snippet_bytes);
+    assert!(snippet.bytes().all(|b| b == b'a'));
+}

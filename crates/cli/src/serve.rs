@@ -22,6 +22,39 @@ use crate::config::{Common, Role, ServeArgs};
 const QUEUE_SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
 
 pub async fn run(common: &Common, args: &ServeArgs) -> anyhow::Result<()> {
+    // Listening from the first moment: a SIGTERM while migrating or waiting for the
+    // broker stops cleanly (exit 0), not by the signal's default action.
+    let mut stopping = std::pin::pin!(stop_signal());
+    let (trigger, mut roles) = tokio::select! {
+        started = start(common, args) => started?,
+        () = &mut stopping => {
+            tracing::info!("stopped during start-up");
+            return Ok(());
+        }
+    };
+    tracing::info!(roles = ?args.roles, addr = %args.http_addr, "hookrelay running");
+
+    tokio::select! {
+        () = &mut stopping => tracing::info!("stopping"),
+        Some(done) = roles.join_next() => {
+            trigger.trigger();
+            done.context("a role panicked")??;
+            bail!("a role stopped unexpectedly");
+        }
+    }
+    trigger.trigger();
+    while let Some(done) = roles.join_next().await {
+        done.context("a role panicked")??;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Migrates, connects and starts every role; returns what stops them and their tasks.
+async fn start(
+    common: &Common,
+    args: &ServeArgs,
+) -> anyhow::Result<(shutdown::ShutdownTrigger, JoinSet<anyhow::Result<()>>)> {
     let api_role = args.roles.contains(&Role::Api);
     if api_role && !args.http_addr.ip().is_loopback() && args.api_token.is_none() {
         bail!(
@@ -120,22 +153,7 @@ pub async fn run(common: &Common, args: &ServeArgs) -> anyhow::Result<()> {
         consumers,
     };
     spawn_http(&mut roles, args, state, stop).await?;
-    tracing::info!(roles = ?args.roles, addr = %args.http_addr, "hookrelay running");
-
-    tokio::select! {
-        () = signal() => tracing::info!("stopping"),
-        Some(done) = roles.join_next() => {
-            trigger.trigger();
-            done.context("a role panicked")??;
-            bail!("a role stopped unexpectedly");
-        }
-    }
-    trigger.trigger();
-    while let Some(done) = roles.join_next().await {
-        done.context("a role panicked")??;
-    }
-    tracing::info!("stopped");
-    Ok(())
+    Ok((trigger, roles))
 }
 
 async fn spawn_http(
@@ -195,18 +213,20 @@ fn spawn_sender(
     roles.spawn(async move { sender.run(stop).await.context("sender failed") });
 }
 
-/// SIGTERM (orchestrators) or Ctrl-C (people).
-async fn signal() {
+/// SIGTERM (orchestrators) or Ctrl-C (people). The SIGTERM handler is registered
+/// when this is called, not when first awaited.
+fn stop_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    async move {
+        #[cfg(unix)]
+        if let Some(mut term) = term {
             tokio::select! {
                 _ = term.recv() => {}
                 _ = tokio::signal::ctrl_c() => {}
             }
             return;
         }
+        let _ = tokio::signal::ctrl_c().await;
     }
-    let _ = tokio::signal::ctrl_c().await;
 }

@@ -612,3 +612,37 @@ fn get_json(url: &str) -> (u16, Value) {
     let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
     (status, serde_json::from_str(body).unwrap_or(Value::Null))
 }
+
+/// SIGTERM while `serve` still waits for the broker at start-up: a clean stop, exit 0.
+#[test]
+fn sigterm_during_start_up_stops_cleanly() {
+    let env = Env::new();
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+        .args([
+            "serve",
+            "--roles",
+            "api",
+            "--http-addr",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("HOOKRELAY_DATABASE_URL", env.url())
+        .env("HOOKRELAY_AMQP_PREFIX", &env.prefix)
+        .env("HOOKRELAY_AMQP_URL", "amqp://guest:guest@127.0.0.1:9/%2f")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Migrated (its database exists): it is now retrying the broker, which never answers.
+    let query = format!(
+        "SELECT count(*) FROM pg_database WHERE datname = '{}'",
+        env.database
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while count_at("postgres://postgres@127.0.0.1:5432/postgres", &query) == 0 {
+        assert!(std::time::Instant::now() < deadline, "never migrated");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = terminate(&mut child);
+    assert!(status.success(), "{status:?}");
+}
