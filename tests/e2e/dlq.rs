@@ -48,6 +48,27 @@ fn quiet() -> &'static (dyn Fn(u64, u64) + Send + Sync) {
     &|_, _| {}
 }
 
+/// A replay of every message, quietly, with the stack's topology and database.
+async fn replay_all(
+    stack: &TestStack,
+    connection: &lapin::Connection,
+    dry_run: bool,
+) -> dlq::Summary {
+    let dlq = Dlq {
+        connection,
+        topology: &stack.topology,
+        pool: &stack.db.pool,
+    };
+    let options = ReplayOptions {
+        dry_run,
+        rate: None,
+        progress: quiet(),
+    };
+    dlq::replay(&dlq, &Filter::default(), &options)
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn listing_leaves_the_queue_unchanged_in_count_and_order() {
     let (stack, ids) = with_dead_letters(5).await;
@@ -108,29 +129,12 @@ async fn replay_gives_each_message_a_new_round_and_empties_the_queue() {
     let (stack, ids) = with_dead_letters(6).await;
     stack.receiver.respond("/down", Behaviour::Status(200));
     let connection = connect().await;
-    let dlq = Dlq {
-        connection: &connection,
-        topology: &stack.topology,
-        pool: &stack.db.pool,
-    };
-    let dry = ReplayOptions {
-        dry_run: true,
-        rate: None,
-        progress: quiet(),
-    };
-    let summary = dlq::replay(&dlq, &Filter::default(), &dry).await.unwrap();
+    let summary = replay_all(&stack, &connection, true).await;
     assert_eq!((summary.matched, summary.done), (6, 0));
     let queue = stack.topology.dead_letter_queue();
     stack.wait_queue_len(&queue, 6, WAIT).await;
 
-    let options = ReplayOptions {
-        dry_run: false,
-        rate: None,
-        progress: quiet(),
-    };
-    let summary = dlq::replay(&dlq, &Filter::default(), &options)
-        .await
-        .unwrap();
+    let summary = replay_all(&stack, &connection, false).await;
     assert_eq!((summary.matched, summary.done), (6, 6), "{summary:?}");
     stack.wait_queue_len(&queue, 0, WAIT).await;
     stack.receiver.wait_for("/down", 12, WAIT).await;
@@ -142,9 +146,7 @@ async fn replay_gives_each_message_a_new_round_and_empties_the_queue() {
         assert_eq!(numbers, [1, 2], "the replay's attempt follows the first");
     }
     // Replaying an empty queue is a no-op, not an error.
-    let summary = dlq::replay(&dlq, &Filter::default(), &options)
-        .await
-        .unwrap();
+    let summary = replay_all(&stack, &connection, false).await;
     assert_eq!(summary.scanned, 0);
 }
 
@@ -292,20 +294,7 @@ async fn a_delivery_the_broker_dead_lettered_is_replayed() {
     );
 
     stack.start_sender().await;
-    let connection = connect().await;
-    let dlq = Dlq {
-        connection: &connection,
-        topology: &stack.topology,
-        pool: &stack.db.pool,
-    };
-    let options = ReplayOptions {
-        dry_run: false,
-        rate: None,
-        progress: quiet(),
-    };
-    let summary = dlq::replay(&dlq, &Filter::default(), &options)
-        .await
-        .unwrap();
+    let summary = replay_all(&stack, &connect().await, false).await;
     assert_eq!((summary.matched, summary.done), (1, 1), "{summary:?}");
     let d = stack.wait_settled("acme", &e.id, 1, WAIT).await;
     assert_eq!(d[0].status, DeliveryStatus::Delivered);

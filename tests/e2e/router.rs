@@ -26,6 +26,21 @@ async fn event_stored(stack: &TestStack, tenant: &str, id: &str) -> bool {
         .is_some()
 }
 
+/// An event this test's own database refuses, as it would refuse any row it cannot
+/// store: a real, non-transient error.
+async fn refused_by_the_database(stack: &TestStack) -> hookrelay_core::Event {
+    stack
+        .db
+        .client()
+        .await
+        .batch_execute("ALTER TABLE events ADD CONSTRAINT refuse_poison CHECK (id <> 'poison')")
+        .await
+        .unwrap();
+    let mut poison = event("acme", "x", json!({}));
+    poison.id = "poison".into();
+    poison
+}
+
 fn delivery_messages(messages: &[hookrelay_tests::stack::Message]) -> Vec<DeliveryMessage> {
     messages
         .iter()
@@ -314,18 +329,8 @@ async fn an_event_the_database_refuses_is_dead_lettered_and_its_batch_still_rout
     stack
         .create_webhook(webhook("acme", "a", &stack.receiver.url("/h")))
         .await;
-    // This test's own database refuses one id, as it would refuse any row it cannot
-    // store: a real, non-transient error in the middle of a batch.
-    stack
-        .db
-        .client()
-        .await
-        .batch_execute("ALTER TABLE events ADD CONSTRAINT refuse_poison CHECK (id <> 'poison')")
-        .await
-        .unwrap();
+    let poison = refused_by_the_database(&stack).await;
     let before = event("acme", "x", json!({}));
-    let mut poison = event("acme", "x", json!({}));
-    poison.id = "poison".into();
     let after = event("acme", "x", json!({}));
     stack
         .publisher
@@ -364,16 +369,8 @@ async fn an_event_the_database_refuses_is_dead_lettered_and_its_batch_still_rout
 #[tokio::test]
 async fn an_event_the_database_refuses_last_in_its_batch_is_acked() {
     let mut stack = TestStack::new().await;
-    stack
-        .db
-        .client()
-        .await
-        .batch_execute("ALTER TABLE events ADD CONSTRAINT refuse_poison CHECK (id <> 'poison')")
-        .await
-        .unwrap();
+    let poison = refused_by_the_database(&stack).await;
     let first = event("acme", "x", json!({}));
-    let mut poison = event("acme", "x", json!({}));
-    poison.id = "poison".into();
     stack
         .publisher
         .publish_batch(&[first.clone(), poison])

@@ -58,6 +58,20 @@ impl Env {
             .expect("hookrelay starts")
     }
 
+    /// `hookrelay ARGS` against a broker that never answers (nothing listens on
+    /// port 9).
+    fn spawn_without_broker(&self, args: &[&str]) -> std::process::Child {
+        Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+            .args(args)
+            .env("HOOKRELAY_DATABASE_URL", self.url())
+            .env("HOOKRELAY_AMQP_PREFIX", &self.prefix)
+            .env("HOOKRELAY_AMQP_URL", "amqp://guest:guest@127.0.0.1:9/%2f")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("hookrelay starts")
+    }
+
     fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:5432/{}", self.database)
     }
@@ -557,16 +571,7 @@ fn readiness_says_what_is_not_ready() {
     env.ok(&["migrate"]);
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
-    let mut down = Command::new(env!("CARGO_BIN_EXE_hookrelay"))
-        .args(["serve", "--roles", "router", "--http-addr", &addr])
-        .env("HOOKRELAY_DATABASE_URL", env.url())
-        .env("HOOKRELAY_AMQP_PREFIX", &env.prefix)
-        // Nothing listens on port 9: the router cannot consume.
-        .env("HOOKRELAY_AMQP_URL", "amqp://guest:guest@127.0.0.1:9/%2f")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut down = env.spawn_without_broker(&["serve", "--roles", "router", "--http-addr", &addr]);
     wait_listening(port);
     let (status, body) = get_json(&format!("http://{addr}/readyz"));
     assert_eq!(status, 503, "{body}");
@@ -618,21 +623,8 @@ fn get_json(url: &str) -> (u16, Value) {
 fn sigterm_during_start_up_stops_cleanly() {
     let env = Env::new();
     let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hookrelay"))
-        .args([
-            "serve",
-            "--roles",
-            "api",
-            "--http-addr",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .env("HOOKRELAY_DATABASE_URL", env.url())
-        .env("HOOKRELAY_AMQP_PREFIX", &env.prefix)
-        .env("HOOKRELAY_AMQP_URL", "amqp://guest:guest@127.0.0.1:9/%2f")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = env.spawn_without_broker(&["serve", "--roles", "api", "--http-addr", &addr]);
     // Migrated (its database exists): it is now retrying the broker, which never answers.
     let query = format!(
         "SELECT count(*) FROM pg_database WHERE datname = '{}'",
