@@ -282,12 +282,7 @@ impl TestStack {
     /// Messages ready in a queue (not counting those a consumer holds).
     pub async fn queue_len(&self, queue: &str) -> u32 {
         let channel = self.connection.create_channel().await.unwrap();
-        let passive = lapin::options::QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        };
-        let q = channel
-            .queue_declare(queue.into(), passive, lapin::types::FieldTable::default())
+        let q = amqp::inspect_queue(&channel, queue)
             .await
             .expect("queue exists");
         let _ = channel.close(200, "done".into()).await;

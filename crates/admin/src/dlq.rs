@@ -14,7 +14,7 @@ use hookrelay_core::amqp::{self, Headers};
 use hookrelay_core::store::deliveries;
 use hookrelay_core::wire::{self, DeliveryMessage};
 use lapin::message::BasicGetMessage;
-use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
+use lapin::options::{BasicAckOptions, BasicGetOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection};
 use serde::Serialize;
@@ -340,13 +340,7 @@ impl Snapshot {
             .await
             .map_err(|e| AdminError::Broker(hookrelay_core::amqp::AmqpError::Topology(e)))?;
         let queue = dlq.topology.dead_letter_queue();
-        let passive = QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        };
-        let declared = channel
-            .queue_declare(amqp::short(&queue)?, passive, FieldTable::default())
-            .await?;
+        let declared = amqp::inspect_queue(&channel, &queue).await?;
         Ok(Self {
             channel,
             queue,
@@ -408,19 +402,12 @@ impl Snapshot {
     }
 }
 
-/// Messages ready in `queue` (a passive declare, on a channel of its own: one for a
-/// missing queue closes the channel).
+/// Messages ready in `queue`, looked at on a channel of its own.
 async fn ready_count(connection: &Connection, queue: &str) -> Result<u64, AdminError> {
     let channel = connection.create_channel().await?;
-    let passive = QueueDeclareOptions {
-        passive: true,
-        ..Default::default()
-    };
-    let declared = channel
-        .queue_declare(amqp::short(queue)?, passive, FieldTable::default())
-        .await?;
+    let declared = amqp::inspect_queue(&channel, queue).await;
     let _ = channel.close(200, "done".into()).await;
-    Ok(u64::from(declared.message_count()))
+    Ok(u64::from(declared?.message_count()))
 }
 
 /// Reads what hookrelay (or the broker, for `x-death`) wrote on a dead letter.

@@ -158,15 +158,7 @@ pub async fn sample_queue_depths(
         }
         if let Some((_, channel)) = &link {
             for queue in &queues {
-                let Ok(name) = short(queue) else { continue };
-                let passive = lapin::options::QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                };
-                match channel
-                    .queue_declare(name, passive, FieldTable::default())
-                    .await
-                {
+                match inspect_queue(channel, queue).await {
                     Ok(q) => metrics.queue_depth(queue, q.message_count()),
                     // A missing queue closes the channel; reopen on the next round.
                     Err(_) => break,
@@ -190,6 +182,19 @@ pub fn redact_url(url: &str) -> String {
 
 pub fn short(s: &str) -> Result<ShortString, AmqpError> {
     ShortString::try_new(s.to_owned()).map_err(|_| AmqpError::TooLong(s.to_owned()))
+}
+
+/// A queue as the broker sees it now (ready messages, consumers), by a passive
+/// declare, which changes nothing. One for a queue that does not exist closes
+/// `channel`: give each such look a channel of its own.
+pub async fn inspect_queue(channel: &Channel, queue: &str) -> Result<lapin::Queue, AmqpError> {
+    let passive = lapin::options::QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    Ok(channel
+        .queue_declare(short(queue)?, passive, FieldTable::default())
+        .await?)
 }
 
 /// Persistent properties with a message id, as every hookrelay message has.

@@ -1,8 +1,6 @@
 //! `hookrelay queues`: how many messages wait in each of hookrelay's queues.
 
 use hookrelay_core::amqp::{self, ConnectRetry};
-use lapin::options::QueueDeclareOptions;
-use lapin::types::FieldTable;
 use serde::Serialize;
 
 use super::print;
@@ -32,14 +30,7 @@ pub async fn run(common: &Common, json: bool) -> anyhow::Result<()> {
         // A passive declare only reads; a missing queue closes the channel, so each
         // gets its own.
         let channel = connection.create_channel().await?;
-        let passive = QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        };
-        match channel
-            .queue_declare(amqp::short(&name)?, passive, FieldTable::default())
-            .await
-        {
+        match amqp::inspect_queue(&channel, &name).await {
             Ok(q) => depths.push(Depth {
                 queue: name,
                 messages: q.message_count(),
