@@ -228,14 +228,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
                 let text = text
                     .strip_prefix("Failed to deserialize query string: ")
                     .unwrap_or(&text);
-                let mut error = invalid(format!("query: {text}"));
-                error.field = match text.split_once(": ") {
-                    Some((field, _)) if !field.contains(' ') => Some(field.to_owned()),
-                    _ => text
-                        .split_once("unknown field `")
-                        .and_then(|(_, rest)| rest.split('`').next())
-                        .map(str::to_owned),
+                // `path: message`, or the message alone for the query as a whole.
+                let (path, message) = match text.split_once(": ") {
+                    Some((path, message)) if !path.contains(' ') => (path, message),
+                    _ => (".", text),
                 };
+                let mut error = invalid(format!("query: {text}"));
+                error.field = hookrelay_core::envelope::field_of(path, message).map(str::to_owned);
                 error
             })
     }
