@@ -97,8 +97,7 @@ pub async fn failed_of_webhook(
 
 /// Reopens the row, publishes the delivery message (confirmed), then marks the row
 /// published: if this stops midway, running it again publishes once (see
-/// [`deliveries::reopen`]). `unsettled`: the delivery's dead letter says the sender
-/// could not settle it, so a pending row is stuck rather than in flight.
+/// [`deliveries::reopen`], which also says what `unsettled` means).
 pub(crate) async fn reopen_and_publish(
     pool: &Pool,
     channel: &Channel,
@@ -110,12 +109,7 @@ pub(crate) async fn reopen_and_publish(
         .get()
         .await
         .map_err(hookrelay_core::store::StoreError::from)?;
-    let reopened = if unsettled {
-        deliveries::reopen_unsettled(&db, delivery.id).await?
-    } else {
-        deliveries::reopen(&db, delivery.id).await?
-    };
-    let attempts_before = match reopened {
+    let attempts_before = match deliveries::reopen(&db, delivery.id, unsettled).await? {
         None => return Ok(Outcome::Missing),
         Some(Reopen::Delivered) => return Ok(Outcome::AlreadyDelivered),
         Some(Reopen::InFlight) => return Ok(Outcome::AlreadyPending),

@@ -422,13 +422,23 @@ pub enum Reopen {
 /// kept in the row (`published` false until the new message is confirmed), so a
 /// redelivery interrupted at any point neither loses the delivery nor sends it twice
 /// when run again: the router's publish protocol, reused.
-pub async fn reopen(db: &impl GenericClient, id: Uuid) -> Result<Option<Reopen>, StoreError> {
+///
+/// `unsettled`: the delivery's dead letter says the sender could not settle it (the
+/// row is still pending, its message gone to the dead-letter queue), so a pending,
+/// published row is reopened too. Any other pending delivery is in flight, which is
+/// why only such a dead letter may ask for this.
+pub async fn reopen(
+    db: &impl GenericClient,
+    id: Uuid,
+    unsettled: bool,
+) -> Result<Option<Reopen>, StoreError> {
     let row = db
         .query_opt(
             "UPDATE deliveries SET status = 'pending', published = false, \
                next_attempt_at = NULL, updated_at = now() \
-             WHERE id = $1 AND status = 'failed' RETURNING attempts",
-            &[&id],
+             WHERE id = $1 AND (status = 'failed' OR ($2 AND status = 'pending' AND published)) \
+             RETURNING attempts",
+            &[&id, &unsettled],
         )
         .await?;
     if let Some(row) = row {
@@ -456,29 +466,6 @@ pub async fn reopen(db: &impl GenericClient, id: Uuid) -> Result<Option<Reopen>,
         },
         _ => Reopen::InFlight,
     }))
-}
-
-/// [`reopen`] for a delivery whose dead letter says the sender could not settle it
-/// (the row is still pending, its message gone to the dead-letter queue): marks it
-/// unpublished so the replay publishes it again. Any other pending delivery is in
-/// flight, which is why only such a dead letter may ask for this.
-pub async fn reopen_unsettled(
-    db: &impl GenericClient,
-    id: Uuid,
-) -> Result<Option<Reopen>, StoreError> {
-    let row = db
-        .query_opt(
-            "UPDATE deliveries SET published = false, next_attempt_at = NULL, updated_at = now() \
-             WHERE id = $1 AND status = 'pending' AND published RETURNING attempts",
-            &[&id],
-        )
-        .await?;
-    match row {
-        Some(row) => Ok(Some(Reopen::Publish {
-            attempts_before: u32::try_from(row.try_get::<_, i32>("attempts")?).unwrap_or(0),
-        })),
-        None => reopen(db, id).await,
-    }
 }
 
 /// Failed deliveries of one webhook created at or after `since`: what "redeliver all

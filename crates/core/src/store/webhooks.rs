@@ -535,7 +535,8 @@ pub async fn announced(
 
 /// Whether every delivery to the webhook has failed for at least `period`: one failed
 /// delivery that old or older, and no delivery succeeded since (by the time of its
-/// successful attempt: one created earlier that got through on a retry counts). Read on the failure path only.
+/// successful attempt: one created earlier that got through on a retry counts). Read
+/// on the failure path only.
 pub async fn failing_for(
     db: &impl GenericClient,
     id: Uuid,
