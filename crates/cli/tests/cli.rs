@@ -19,14 +19,19 @@ impl Env {
         }
     }
 
-    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+    /// `hookrelay ARGS` on this test's database and prefix.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hookrelay"));
+        command
             .args(args)
-            .env(
-                "HOOKRELAY_DATABASE_URL",
-                format!("postgres://postgres@127.0.0.1:5432/{}", self.database),
-            )
-            .env("HOOKRELAY_AMQP_PREFIX", &self.prefix)
+            .env("HOOKRELAY_DATABASE_URL", self.url())
+            .env("HOOKRELAY_AMQP_PREFIX", &self.prefix);
+        command
+    }
+
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut child = self
+            .command(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -45,10 +50,7 @@ impl Env {
     }
 
     fn spawn(&self, args: &[&str]) -> std::process::Child {
-        Command::new(env!("CARGO_BIN_EXE_hookrelay"))
-            .args(args)
-            .env("HOOKRELAY_DATABASE_URL", self.url())
-            .env("HOOKRELAY_AMQP_PREFIX", &self.prefix)
+        self.command(args)
             // The test receivers listen on 127.0.0.1.
             .env("HOOKRELAY_ALLOW_PRIVATE_DESTINATIONS", "true")
             .stdin(Stdio::null())
@@ -61,10 +63,7 @@ impl Env {
     /// `hookrelay ARGS` against a broker that never answers (nothing listens on
     /// port 9).
     fn spawn_without_broker(&self, args: &[&str]) -> std::process::Child {
-        Command::new(env!("CARGO_BIN_EXE_hookrelay"))
-            .args(args)
-            .env("HOOKRELAY_DATABASE_URL", self.url())
-            .env("HOOKRELAY_AMQP_PREFIX", &self.prefix)
+        self.command(args)
             .env("HOOKRELAY_AMQP_URL", "amqp://guest:guest@127.0.0.1:9/%2f")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
