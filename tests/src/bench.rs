@@ -303,8 +303,7 @@ pub struct Child {
 impl Drop for Child {
     fn drop(&mut self) {
         if matches!(self.process.try_wait(), Ok(None)) {
-            let _ = self.process.kill();
-            let _ = self.process.wait();
+            self.kill_9();
         }
     }
 }

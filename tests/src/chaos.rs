@@ -186,15 +186,31 @@ async fn publish_all(
     pause: Duration,
 ) {
     for batch in events.chunks(50) {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while let Err(e) = publisher.publish_batch(batch).await {
-            assert!(
-                Instant::now() < deadline,
-                "publishing failed for 2 minutes: {e}"
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        publish_through_outages(&publisher, batch).await;
         tokio::time::sleep(pause).await;
+    }
+}
+
+/// Publishes `batch`, trying again through broker outages (the publisher reconnects
+/// by itself) for up to 2 minutes.
+async fn publish_through_outages(publisher: &hookrelay_producer::Publisher, batch: &[Event]) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while let Err(e) = publisher.publish_batch(batch).await {
+        assert!(
+            Instant::now() < deadline,
+            "publishing failed for 2 minutes: {e}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// A database connection that answers: those from before a restart are gone.
+async fn fresh_connection(stack: &TestStack) -> deadpool_postgres::Object {
+    loop {
+        match stack.db.pool.get().await {
+            Ok(c) if c.simple_query("SELECT 1").await.is_ok() => return c,
+            _ => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
     }
 }
 
@@ -211,21 +227,9 @@ async fn probe(
     let probes: Vec<Event> = (0..PROBES)
         .map(|_| event("chaos", "file_uploaded", json!({})))
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while let Err(e) = stack.publisher.publish_batch(&probes).await {
-        assert!(
-            Instant::now() < deadline,
-            "publishing probes failed for 2 minutes: {e}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    publish_through_outages(&stack.publisher, &probes).await;
     events.extend(probes.iter().cloned());
-    let db = loop {
-        match stack.db.pool.get().await {
-            Ok(c) if c.simple_query("SELECT 1").await.is_ok() => break c,
-            _ => tokio::time::sleep(Duration::from_millis(250)).await,
-        }
-    };
+    let db = fresh_connection(stack).await;
     let ids: Vec<String> = probes.into_iter().map(|e| e.id).collect();
     wait_until(
         "the probes settled by the same processes",
@@ -344,13 +348,7 @@ pub async fn run(binary: &Path, options: &Options) -> Figures {
         }
     }
     publishing.await.expect("publishing finished");
-    // Connections from before a database restart are gone: take a fresh one.
-    let db = loop {
-        match stack.db.pool.get().await {
-            Ok(c) if c.simple_query("SELECT 1").await.is_ok() => break c,
-            _ => tokio::time::sleep(Duration::from_millis(250)).await,
-        }
-    };
+    let db = fresh_connection(&stack).await;
     wait_until("every delivery settled", options.settle_within, || {
         settled(&db, events.len())
     })
