@@ -789,7 +789,6 @@ async fn openapi_json_documents_exactly_the_routes_served() {
 /// trace id, which the delivery shows operators.
 #[tokio::test]
 async fn a_redelivery_continues_the_events_trace() {
-    use hookrelay_core::amqp::{self, Headers};
     let mut stack = TestStack::new().await;
     stack.start_router().await;
     stack.start_sender().await;
@@ -803,18 +802,9 @@ async fn a_redelivery_continues_the_events_trace() {
         .await;
     let e = event("acme", "x", json!({}));
     let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
-    let headers = Headers::new()
-        .text("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
-        .into_table();
-    amqp::publish_confirmed(
-        &stack.channel,
-        &stack.topology.events_exchange(),
-        &e.routing_key(),
-        &e.to_json(),
-        amqp::persistent(&e.id, headers).unwrap(),
-    )
-    .await
-    .unwrap();
+    stack
+        .publish_traced(&e, &format!("00-{trace}-00f067aa0ba902b7-01"))
+        .await;
     let d = stack.wait_settled("acme", &e.id, 1, WAIT).await;
     assert_eq!(d[0].status.as_str(), "failed");
     let (_, shown) = api

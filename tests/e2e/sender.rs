@@ -480,24 +480,13 @@ async fn json_format_can_be_switched_to_form_on_a_stored_webhook() {
 
 #[tokio::test]
 async fn the_upstream_traceparent_reaches_the_receiver_and_the_delivery_row() {
-    use hookrelay_core::amqp::{self, Headers};
     let stack = running().await;
     stack
         .create_webhook(webhook("acme", "traced", &stack.receiver.url("/traced")))
         .await;
     let e = event("acme", "x", json!({}));
     let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-    let headers = Headers::new().text("traceparent", traceparent).into_table();
-    let props = amqp::persistent(&e.id, headers).unwrap();
-    amqp::publish_confirmed(
-        &stack.channel,
-        &stack.topology.events_exchange(),
-        &e.routing_key(),
-        &e.to_json(),
-        props,
-    )
-    .await
-    .unwrap();
+    stack.publish_traced(&e, traceparent).await;
     let got = stack.receiver.wait_for("/traced", 1, WAIT).await;
     assert_eq!(got[0].header("traceparent").as_deref(), Some(traceparent));
     let row = stack.trace_id_of(&e.id).await;

@@ -153,6 +153,22 @@ impl TestStack {
         self.publisher.publish(event).await.expect("publish");
     }
 
+    /// Publishes an event as an upstream that traces would: with its `traceparent`.
+    pub async fn publish_traced(&self, event: &Event, traceparent: &str) {
+        let headers = amqp::Headers::new()
+            .text(hookrelay_core::wire::HEADER_TRACEPARENT, traceparent)
+            .into_table();
+        amqp::publish_confirmed(
+            &self.channel,
+            &self.topology.events_exchange(),
+            &event.routing_key(),
+            &event.to_json(),
+            amqp::persistent(&event.id, headers).unwrap(),
+        )
+        .await
+        .expect("traced publish");
+    }
+
     /// Publishes raw bytes to the events exchange, as a buggy upstream might.
     pub async fn publish_raw(&self, routing_key: &str, body: &[u8]) {
         let props = amqp::persistent("raw", Default::default()).unwrap();
