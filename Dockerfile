@@ -7,7 +7,10 @@ WORKDIR /src
 # rebuild every dependency.
 COPY Cargo.toml Cargo.lock ./
 COPY .cargo .cargo
-COPY crates/core/Cargo.toml crates/core/build.rs crates/core/
+COPY crates/model/Cargo.toml crates/model/
+COPY crates/amqp/Cargo.toml crates/amqp/
+COPY crates/store/Cargo.toml crates/store/build.rs crates/store/
+COPY crates/metrics/Cargo.toml crates/metrics/
 COPY crates/producer/Cargo.toml crates/producer/
 COPY crates/router/Cargo.toml crates/router/
 COPY crates/sender/Cargo.toml crates/sender/
@@ -15,9 +18,9 @@ COPY crates/admin/Cargo.toml crates/admin/
 COPY crates/cli/Cargo.toml crates/cli/
 COPY tests/Cargo.toml tests/
 COPY xtask/Cargo.toml xtask/
-RUN for c in core producer router sender admin cli; do mkdir -p crates/$c/src && touch crates/$c/src/lib.rs; done \
+RUN for c in model amqp store metrics producer router sender admin cli; do mkdir -p crates/$c/src && touch crates/$c/src/lib.rs; done \
     && echo 'fn main() {}' > crates/cli/src/main.rs \
-    && mkdir -p crates/core/migrations tests/src tests/e2e tests/benches xtask/src \
+    && mkdir -p crates/store/migrations tests/src tests/e2e tests/benches xtask/src \
     && touch tests/src/lib.rs && echo 'fn main() {}' > xtask/src/main.rs \
     && echo 'fn main() {}' > tests/e2e/main.rs && echo 'fn main() {}' > tests/benches/pipeline.rs \
     && cargo build --release --locked -p hookrelay-cli
@@ -26,7 +29,7 @@ RUN for c in core producer router sender admin cli; do mkdir -p crates/$c/src &&
 COPY crates crates
 # The admin API serves these two files, compiled in with include_str!.
 COPY docs/openapi.json docs/event-envelope.schema.json docs/
-RUN touch crates/*/src/*.rs crates/core/build.rs \
+RUN touch crates/*/src/*.rs crates/store/build.rs \
     && cargo build --release --locked -p hookrelay-cli \
     && cp target/release/hookrelay /hookrelay
 

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use hookrelay_core::Topology;
-use hookrelay_core::amqp::{self, ConnectRetry};
+use hookrelay_amqp::{self as amqp, ConnectRetry};
+use hookrelay_model::Topology;
 use hookrelay_tests::TestStack;
 
 /// Removes the delay queues the demo declares with its own retry delays (the stack
@@ -27,7 +27,7 @@ impl Drop for DemoQueues {
             .await
                 && let Ok(ch) = conn.create_channel().await
             {
-                let _ = topology.delete(&ch).await;
+                let _ = hookrelay_amqp::topology::delete(&topology, &ch).await;
             }
         });
     }

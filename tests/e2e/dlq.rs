@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use hookrelay_admin::dlq::{self, Dlq, Filter, ReplayOptions};
-use hookrelay_core::amqp::{self, ConnectRetry};
-use hookrelay_core::store::deliveries::DeliveryStatus;
+use hookrelay_amqp::{self as amqp, ConnectRetry};
+use hookrelay_store::deliveries::DeliveryStatus;
 use hookrelay_tests::stack::{event, webhook};
 use hookrelay_tests::{AMQP_URL, Behaviour, TestStack, wait_until};
 use serde_json::json;

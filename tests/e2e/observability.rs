@@ -5,7 +5,7 @@ use std::time::Duration;
 use hookrelay_cli::api::{ApiState, app};
 use hookrelay_cli::config::LogFormat;
 use hookrelay_cli::telemetry;
-use hookrelay_core::store::webhooks::Secret;
+use hookrelay_model::webhook::Secret;
 use hookrelay_tests::stack::{event, webhook};
 use hookrelay_tests::{Behaviour, TestStack};
 use opentelemetry::trace::TraceId;
@@ -265,12 +265,12 @@ async fn queue_depths_are_sampled_into_metrics() {
     }
     let dead_letter = stack.topology.dead_letter_queue();
     stack.wait_queue_len(&dead_letter, 3, WAIT).await;
-    let metrics = Arc::new(hookrelay_core::metrics::Metrics::new());
-    let (stop, shutdown) = hookrelay_core::shutdown::channel();
+    let metrics = Arc::new(hookrelay_metrics::Metrics::new());
+    let (stop, shutdown) = hookrelay_model::shutdown::channel();
     let sampler = {
         let (topology, metrics) = (stack.topology.clone(), Arc::clone(&metrics));
         tokio::spawn(async move {
-            hookrelay_core::amqp::sample_queue_depths(
+            hookrelay_metrics::sample_queue_depths(
                 hookrelay_tests::AMQP_URL,
                 &topology,
                 &metrics,

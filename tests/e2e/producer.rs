@@ -2,8 +2,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use hookrelay_core::amqp::ConnectRetry;
-use hookrelay_core::{Event, Topology};
+use hookrelay_amqp::ConnectRetry;
+use hookrelay_model::{Event, Topology};
 use hookrelay_producer::Publisher;
 use hookrelay_tests::TestStack;
 use hookrelay_tests::stack::event;

@@ -2,8 +2,9 @@
 //! go, with their deliveries and attempts; nothing else is touched.
 
 use hookrelay_admin::retention;
-use hookrelay_core::store::deliveries::{self, AttemptRecord, DeliveryStatus, NewDelivery, Target};
-use hookrelay_core::store::{events, tenants};
+use hookrelay_model::webhook::Target;
+use hookrelay_store::deliveries::{self, AttemptRecord, DeliveryStatus, NewDelivery};
+use hookrelay_store::{events, tenants};
 use hookrelay_tests::db::TestDb;
 use hookrelay_tests::stack::event;
 use serde_json::json;

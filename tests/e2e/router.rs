@@ -1,9 +1,9 @@
 use std::time::Duration;
 
-use hookrelay_core::metrics::event;
-use hookrelay_core::store::deliveries::DeliveryStatus;
-use hookrelay_core::wire::{self, DeliveryMessage};
+use hookrelay_metrics::event;
+use hookrelay_model::wire::{self, DeliveryMessage};
 use hookrelay_router::Fault;
+use hookrelay_store::deliveries::DeliveryStatus;
 use hookrelay_tests::stack::{event, webhook};
 use hookrelay_tests::{TestStack, wait_until};
 use serde_json::json;
@@ -20,7 +20,7 @@ async fn wait_routed(stack: &TestStack, tenant: &str, id: &str, count: usize) {
 }
 
 async fn event_stored(stack: &TestStack, tenant: &str, id: &str) -> bool {
-    hookrelay_core::store::events::get(&stack.db.client().await, tenant, id)
+    hookrelay_store::events::get(&stack.db.client().await, tenant, id)
         .await
         .unwrap()
         .is_some()
@@ -28,7 +28,7 @@ async fn event_stored(stack: &TestStack, tenant: &str, id: &str) -> bool {
 
 /// An event this test's own database refuses, as it would refuse any row it cannot
 /// store: a real, non-transient error.
-async fn refused_by_the_database(stack: &TestStack) -> hookrelay_core::Event {
+async fn refused_by_the_database(stack: &TestStack) -> hookrelay_model::Event {
     stack
         .db
         .client()

@@ -2,10 +2,11 @@
 
 use std::time::Duration;
 
-use hookrelay_core::metrics::outcome;
-use hookrelay_core::store::deliveries::DeliveryStatus;
-use hookrelay_core::store::webhooks::{self, Secret};
+use hookrelay_metrics::outcome;
+use hookrelay_model::webhook::Secret;
 use hookrelay_sender::guard::Destinations;
+use hookrelay_store::deliveries::DeliveryStatus;
+use hookrelay_store::webhooks::{self};
 use hookrelay_tests::stack::{event, webhook};
 use hookrelay_tests::{Behaviour, TestStack};
 use serde_json::json;
@@ -299,7 +300,7 @@ async fn a_disabling_not_yet_announced_is_announced_by_the_next_sender() {
 #[tokio::test]
 async fn secrets_are_encrypted_at_rest_when_a_key_is_set() {
     // nextest runs each test in its own process: the key stays in this test.
-    hookrelay_core::store::crypto::set_key("q0Rq3kC2sS1KcmKx0fZ2mJ8wTnH4bV7yLpE6aD9uXcI=").unwrap();
+    hookrelay_store::crypto::set_key("q0Rq3kC2sS1KcmKx0fZ2mJ8wTnH4bV7yLpE6aD9uXcI=").unwrap();
     let mut stack = TestStack::new().await;
     stack.start_router().await;
     stack.start_sender().await;

@@ -1,12 +1,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use hookrelay_core::metrics::outcome;
-use hookrelay_core::retry::RetryPolicy;
-use hookrelay_core::store::deliveries::{self, DeliveryStatus};
-use hookrelay_core::store::environments;
-use hookrelay_core::store::webhooks::{self, BodyFormat, Secret, WebhookUpdate};
-use hookrelay_core::wire::{self, DeliveryMessage};
+use hookrelay_metrics::outcome;
+use hookrelay_model::retry::RetryPolicy;
+use hookrelay_model::webhook::{BodyFormat, Secret, WebhookUpdate};
+use hookrelay_model::wire::{self, DeliveryMessage};
+use hookrelay_store::deliveries::{self, DeliveryStatus};
+use hookrelay_store::environments;
+use hookrelay_store::webhooks::{self};
 use hookrelay_tests::stack::{event, webhook};
 use hookrelay_tests::{Behaviour, TestStack, wait_until};
 use serde_json::json;

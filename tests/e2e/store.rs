@@ -1,8 +1,9 @@
 use std::collections::BTreeMap;
 
-use hookrelay_core::retry::RetryPolicy;
-use hookrelay_core::store::webhooks::{self, Secret, WebhookUpdate};
-use hookrelay_core::store::{self, StoreError, environments};
+use hookrelay_model::retry::RetryPolicy;
+use hookrelay_model::webhook::{Secret, WebhookUpdate};
+use hookrelay_store::webhooks::{self};
+use hookrelay_store::{self as store, StoreError, environments};
 use hookrelay_tests::db::{TestDb, drop_database};
 use hookrelay_tests::stack::webhook;
 

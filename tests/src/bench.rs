@@ -10,9 +10,9 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use futures_util::StreamExt;
-use hookrelay_core::Event;
-use hookrelay_core::amqp::{self, ConnectRetry, Headers};
-use hookrelay_core::metrics::event as routed;
+use hookrelay_amqp::{self as amqp, ConnectRetry, Headers};
+use hookrelay_metrics::event as routed;
+use hookrelay_model::Event;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, QueueDeclareOptions, QueueDeleteOptions,
 };

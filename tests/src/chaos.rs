@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use hookrelay_core::Event;
+use hookrelay_model::Event;
 use serde::Serialize;
 use serde_json::json;
 

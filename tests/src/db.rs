@@ -1,6 +1,6 @@
 //! A fresh database per test, cloned from a template built once per schema version.
 
-use hookrelay_core::store;
+use hookrelay_store as store;
 use tokio_postgres::NoTls;
 
 pub const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";

@@ -3,16 +3,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hookrelay_core::amqp::{self, ConnectRetry};
-use hookrelay_core::metrics::Metrics;
-use hookrelay_core::retry::RetrySchedule;
-use hookrelay_core::shutdown::{self, ShutdownTrigger};
-use hookrelay_core::store::deliveries::{self, Attempt, Delivery};
-use hookrelay_core::store::webhooks::{self, NewWebhook, Webhook};
-use hookrelay_core::{Event, Topology};
+use hookrelay_amqp::{self as amqp, ConnectRetry};
+use hookrelay_metrics::Metrics;
+use hookrelay_model::retry::RetrySchedule;
+use hookrelay_model::shutdown::{self, ShutdownTrigger};
+use hookrelay_model::webhook::{NewWebhook, Webhook};
+use hookrelay_model::{Event, Topology};
 use hookrelay_producer::Publisher;
 use hookrelay_router::{Router, RouterConfig};
 use hookrelay_sender::{Sender, SenderConfig};
+use hookrelay_store::deliveries::{self, Attempt, Delivery};
+use hookrelay_store::webhooks::{self};
 use lapin::options::{BasicAckOptions, BasicGetOptions};
 use lapin::{BasicProperties, Channel, Connection};
 use tokio::task::JoinHandle;
@@ -79,7 +80,9 @@ impl TestStack {
             .await
             .expect("RabbitMQ must run at 127.0.0.1:5672 (see README: cargo xtask test starts it)");
         let channel = amqp::confirm_channel(&connection).await.expect("channel");
-        topology.declare(&channel).await.expect("declare topology");
+        hookrelay_amqp::topology::declare(&topology, &channel)
+            .await
+            .expect("declare topology");
         let publisher = Publisher::connect(AMQP_URL, topology.clone(), ConnectRetry::default())
             .await
             .expect("publisher");
@@ -156,7 +159,7 @@ impl TestStack {
     /// Publishes an event as an upstream that traces would: with its `traceparent`.
     pub async fn publish_traced(&self, event: &Event, traceparent: &str) {
         let headers = amqp::Headers::new()
-            .text(hookrelay_core::wire::HEADER_TRACEPARENT, traceparent)
+            .text(hookrelay_model::wire::HEADER_TRACEPARENT, traceparent)
             .into_table();
         amqp::publish_confirmed(
             &self.channel,
@@ -347,7 +350,7 @@ impl Drop for TestStack {
             if let Ok(conn) = amqp::connect(AMQP_URL, "hookrelay-test-cleanup", retry).await
                 && let Ok(ch) = conn.create_channel().await
             {
-                let _ = topology.delete(&ch).await;
+                let _ = hookrelay_amqp::topology::delete(&topology, &ch).await;
             }
         });
     }

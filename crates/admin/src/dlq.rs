@@ -9,10 +9,10 @@
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
-use hookrelay_core::Topology;
-use hookrelay_core::amqp::{self, Headers};
-use hookrelay_core::store::deliveries;
-use hookrelay_core::wire::{self, DeliveryMessage};
+use hookrelay_amqp::{self as amqp, Headers};
+use hookrelay_model::Topology;
+use hookrelay_model::wire::{self, DeliveryMessage};
+use hookrelay_store::deliveries;
 use lapin::message::BasicGetMessage;
 use lapin::options::{BasicAckOptions, BasicGetOptions};
 use lapin::types::{AMQPValue, FieldTable};
@@ -266,12 +266,12 @@ async fn replay_one(
             .pool
             .get()
             .await
-            .map_err(hookrelay_core::store::StoreError::from)?;
+            .map_err(hookrelay_store::StoreError::from)?;
         let found = deliveries::get(&db, &body.tenant, body.delivery_id).await;
         drop(db);
         let delivery = match found {
             Ok(d) => d,
-            Err(hookrelay_core::store::StoreError::NotFound(_)) => return Ok(Replayed::Left),
+            Err(hookrelay_store::StoreError::NotFound(_)) => return Ok(Replayed::Left),
             Err(e) => return Err(e.into()),
         };
         // The sender marks the dead letters of deliveries it could not settle; the
@@ -335,10 +335,9 @@ struct Snapshot {
 impl Snapshot {
     async fn open(dlq: &Dlq<'_>) -> Result<Self, AdminError> {
         let channel = dlq.connection.create_channel().await?;
-        dlq.topology
-            .declare_ingress(&channel)
+        hookrelay_amqp::topology::declare_ingress(dlq.topology, &channel)
             .await
-            .map_err(|e| AdminError::Broker(hookrelay_core::amqp::AmqpError::Topology(e)))?;
+            .map_err(|e| AdminError::Broker(hookrelay_amqp::AmqpError::Topology(e)))?;
         let queue = dlq.topology.dead_letter_queue();
         let declared = amqp::inspect_queue(&channel, &queue).await?;
         Ok(Self {

@@ -15,13 +15,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use deadpool_postgres::Pool;
-use hookrelay_core::Topology;
-use hookrelay_core::amqp::{self, ConnectRetry};
-use hookrelay_core::store::deliveries::{self, DeliveryFilter, DeliveryStatus};
-use hookrelay_core::store::events::{self, Cursor, EventFilter};
-use hookrelay_core::store::webhooks::{self, NewWebhook, WebhookUpdate};
-use hookrelay_core::store::{StoreError, environments, tenants, tokens};
+use hookrelay_amqp::{self as amqp, ConnectRetry};
+use hookrelay_model::Topology;
+use hookrelay_model::webhook::{NewWebhook, WebhookUpdate};
 use hookrelay_producer::ingest::ApiError;
+use hookrelay_store::deliveries::{self, DeliveryFilter, DeliveryStatus};
+use hookrelay_store::events::{self, Cursor, EventFilter};
+use hookrelay_store::webhooks::{self};
+use hookrelay_store::{StoreError, environments, tenants, tokens};
 use lapin::Connection;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -208,7 +209,7 @@ fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
             StatusCode::BAD_REQUEST,
             format!("invalid request body at `{path}`: {inner}"),
         );
-        error.field = hookrelay_core::envelope::field_of(&path, &inner).map(str::to_owned);
+        error.field = hookrelay_model::envelope::field_of(&path, &inner).map(str::to_owned);
         error
     })
 }
@@ -234,7 +235,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
                     _ => (".", text),
                 };
                 let mut error = invalid(format!("query: {text}"));
-                error.field = hookrelay_core::envelope::field_of(path, message).map(str::to_owned);
+                error.field = hookrelay_model::envelope::field_of(path, message).map(str::to_owned);
                 error
             })
     }
@@ -254,7 +255,7 @@ async fn tenant_of_path(
 }
 
 fn check_tenant(tenant: &str) -> Result<(), ApiError> {
-    hookrelay_core::envelope::check_tenant(tenant).map_err(invalid)
+    hookrelay_model::envelope::check_tenant(tenant).map_err(|e| invalid(e.to_string()))
 }
 
 fn limit(given: Option<i64>) -> Result<i64, ApiError> {
@@ -445,7 +446,7 @@ async fn delete_webhook(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RotateBody {
-    signing_secret: Option<webhooks::Secret>,
+    signing_secret: Option<hookrelay_model::webhook::Secret>,
     #[serde(default = "yes")]
     keep_previous: bool,
 }

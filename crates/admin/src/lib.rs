@@ -12,8 +12,8 @@ pub mod http;
 pub mod redeliver;
 pub mod retention;
 
-use hookrelay_core::amqp::AmqpError;
-use hookrelay_core::store::StoreError;
+use hookrelay_amqp::AmqpError;
+use hookrelay_store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {

@@ -3,11 +3,11 @@
 //! row is reused, so de-duplication still holds: one event, one delivery per webhook.
 
 use deadpool_postgres::Pool;
-use hookrelay_core::Topology;
-use hookrelay_core::amqp::{self, Headers};
-use hookrelay_core::store::deliveries::{self, Delivery, Reopen};
-use hookrelay_core::trace;
-use hookrelay_core::wire::DeliveryMessage;
+use hookrelay_amqp::trace;
+use hookrelay_amqp::{self as amqp, Headers};
+use hookrelay_model::Topology;
+use hookrelay_model::wire::DeliveryMessage;
+use hookrelay_store::deliveries::{self, Delivery, Reopen};
 use lapin::Channel;
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -46,7 +46,7 @@ pub async fn one(
     let db = pool
         .get()
         .await
-        .map_err(hookrelay_core::store::StoreError::from)?;
+        .map_err(hookrelay_store::StoreError::from)?;
     let delivery = deliveries::get(&db, tenant, id).await?;
     drop(db);
     let outcome = reopen_and_publish(pool, channel, topology, &delivery, false).await?;
@@ -76,7 +76,7 @@ pub async fn failed_of_webhook(
     let db = pool
         .get()
         .await
-        .map_err(hookrelay_core::store::StoreError::from)?;
+        .map_err(hookrelay_store::StoreError::from)?;
     let failed = deliveries::failed_of_webhook(&db, tenant, webhook_id, since).await?;
     drop(db);
     let mut summary = Summary::default();
@@ -108,7 +108,7 @@ pub(crate) async fn reopen_and_publish(
     let db = pool
         .get()
         .await
-        .map_err(hookrelay_core::store::StoreError::from)?;
+        .map_err(hookrelay_store::StoreError::from)?;
     let attempts_before = match deliveries::reopen(&db, delivery.id, unsettled).await? {
         None => return Ok(Outcome::Missing),
         Some(Reopen::Delivered) => return Ok(Outcome::AlreadyDelivered),
@@ -141,7 +141,7 @@ pub(crate) async fn reopen_and_publish(
     let db = pool
         .get()
         .await
-        .map_err(hookrelay_core::store::StoreError::from)?;
+        .map_err(hookrelay_store::StoreError::from)?;
     deliveries::mark_published(&db, &[delivery.id]).await?;
     tracing::info!(delivery_id = %delivery.id, attempts_before, "delivery re-queued");
     Ok(Outcome::Requeued)

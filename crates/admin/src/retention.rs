@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
-use hookrelay_core::store::StoreError;
-use hookrelay_core::store::tenants::{self, Expired};
+use hookrelay_store::StoreError;
+use hookrelay_store::tenants::{self, Expired};
 use time::OffsetDateTime;
 
 /// Events deleted per statement: small enough that each delete is brief.

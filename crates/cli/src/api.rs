@@ -12,10 +12,10 @@ use axum::routing::get;
 use axum::{Json, Router};
 use deadpool_postgres::Pool;
 use hookrelay_admin::http::{self, AdminState};
-use hookrelay_core::metrics::Metrics;
-use hookrelay_core::store::tokens;
+use hookrelay_metrics::Metrics;
 use hookrelay_producer::Publisher;
 use hookrelay_producer::ingest::{self, ApiError, IngestState};
+use hookrelay_store::tokens;
 use serde_json::json;
 
 #[derive(Clone)]
@@ -43,7 +43,10 @@ pub fn app(state: ApiState) -> Router {
     };
     let v1 = ingest::router(IngestState {
         publisher,
-        metrics: Arc::clone(&state.metrics),
+        on_accepted: {
+            let metrics = Arc::clone(&state.metrics);
+            Arc::new(move |n| metrics.accepted(n))
+        },
         max_body_bytes: state.max_event_bytes,
     })
     .merge(http::router(admin))

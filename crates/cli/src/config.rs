@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use hookrelay_core::Topology;
-use hookrelay_core::config::{self as defaults, parse_duration, parse_durations};
-use hookrelay_core::retry::RetrySchedule;
+use hookrelay_model::Topology;
+use hookrelay_model::config::{self as defaults, parse_duration, parse_durations};
+use hookrelay_model::retry::RetrySchedule;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -107,7 +107,7 @@ pub enum Command {
         #[arg(long, short)]
         file: PathBuf,
         /// Largest event the router accepts; larger ones are refused here.
-        #[arg(long, env = "HOOKRELAY_MAX_EVENT_BYTES", default_value_t = hookrelay_core::envelope::DEFAULT_MAX_EVENT_BYTES)]
+        #[arg(long, env = "HOOKRELAY_MAX_EVENT_BYTES", default_value_t = hookrelay_model::envelope::DEFAULT_MAX_EVENT_BYTES)]
         max_event_bytes: usize,
     },
     /// Manage webhooks.
@@ -171,7 +171,7 @@ pub struct ServeArgs {
     #[arg(long, env = "HOOKRELAY_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
     /// Largest accepted event (and ingest request body), in bytes.
-    #[arg(long, env = "HOOKRELAY_MAX_EVENT_BYTES", default_value_t = hookrelay_core::envelope::DEFAULT_MAX_EVENT_BYTES)]
+    #[arg(long, env = "HOOKRELAY_MAX_EVENT_BYTES", default_value_t = hookrelay_model::envelope::DEFAULT_MAX_EVENT_BYTES)]
     pub max_event_bytes: usize,
     /// Timeout of one webhook request.
     #[arg(long, env = "HOOKRELAY_HTTP_TIMEOUT", default_value = "10s", value_parser = parse_duration)]

@@ -40,11 +40,11 @@ fn start() -> anyhow::Result<()> {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let common = &cli.common;
     if let Some(key) = &common.secret_key {
-        hookrelay_core::store::crypto::set_key(key).context("HOOKRELAY_SECRET_KEY")?;
+        hookrelay_store::crypto::set_key(key).context("HOOKRELAY_SECRET_KEY")?;
     }
     match cli.command {
         Command::Migrate => {
-            hookrelay_core::store::migrate(&common.database_url).await?;
+            hookrelay_store::migrate(&common.database_url).await?;
             tracing::info!("database is up to date");
         }
         Command::Serve(args) => serve::run(common, &args).await?,

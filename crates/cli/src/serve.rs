@@ -6,13 +6,13 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use hookrelay_admin::http::AdminState;
 use hookrelay_admin::retention;
-use hookrelay_core::amqp::ConnectRetry;
-use hookrelay_core::metrics::Metrics;
-use hookrelay_core::shutdown::{self, Shutdown};
-use hookrelay_core::store;
+use hookrelay_amqp::ConnectRetry;
+use hookrelay_metrics::Metrics;
+use hookrelay_model::shutdown::{self, Shutdown};
 use hookrelay_producer::Publisher;
 use hookrelay_router::{Router, RouterConfig};
 use hookrelay_sender::{Sender, SenderConfig};
+use hookrelay_store as store;
 use tokio::task::JoinSet;
 
 use crate::api::{self, ApiState};
@@ -114,7 +114,7 @@ async fn start(
             stop.clone(),
         );
         tokio::spawn(async move {
-            hookrelay_core::amqp::sample_queue_depths(
+            hookrelay_metrics::sample_queue_depths(
                 &url,
                 &topology,
                 &metrics,

@@ -132,16 +132,16 @@ impl Drop for Env {
                 .build()
                 .unwrap();
             rt.block_on(async {
-                let topology = hookrelay_core::Topology::new(
+                let topology = hookrelay_model::Topology::new(
                     &prefix,
                     &[Duration::from_secs(5), Duration::from_secs(30)],
                     Duration::from_secs(300),
                 );
-                let retry = hookrelay_core::amqp::ConnectRetry {
+                let retry = hookrelay_amqp::ConnectRetry {
                     attempts: 1,
                     max_delay: Duration::from_millis(10),
                 };
-                if let Ok(conn) = hookrelay_core::amqp::connect(
+                if let Ok(conn) = hookrelay_amqp::connect(
                     "amqp://guest:guest@127.0.0.1:5672/%2f",
                     "cli-test-cleanup",
                     retry,
@@ -149,7 +149,7 @@ impl Drop for Env {
                 .await
                     && let Ok(channel) = conn.create_channel().await
                 {
-                    let _ = topology.delete(&channel).await;
+                    let _ = hookrelay_amqp::topology::delete(&topology, &channel).await;
                 }
                 let (c, conn) = tokio_postgres::connect(
                     "postgres://postgres@127.0.0.1:5432/postgres",

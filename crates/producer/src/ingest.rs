@@ -9,9 +9,8 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use hookrelay_core::EnvelopeError;
-use hookrelay_core::envelope::parse_one_or_many;
-use hookrelay_core::metrics::Metrics;
+use hookrelay_model::EnvelopeError;
+use hookrelay_model::envelope::parse_one_or_many;
 use serde::Serialize;
 
 use crate::Publisher;
@@ -19,7 +18,8 @@ use crate::Publisher;
 #[derive(Clone)]
 pub struct IngestState {
     pub publisher: Arc<Publisher>,
-    pub metrics: Arc<Metrics>,
+    /// Told how many events each accepted request carried (the api's metrics).
+    pub on_accepted: Arc<dyn Fn(u64) + Send + Sync>,
     /// Limit on the request body, one event or a batch.
     pub max_body_bytes: usize,
 }
@@ -94,7 +94,7 @@ async fn ingest(State(state): State<IngestState>, body: Body) -> Result<Response
             format!("events were not accepted by the broker; retry the request: {e}"),
         )
     })?;
-    state.metrics.accepted(events.len() as u64);
+    (state.on_accepted)(events.len() as u64);
     let accepted = events.into_iter().map(|e| e.id).collect();
     Ok((StatusCode::ACCEPTED, Json(Accepted { accepted })).into_response())
 }

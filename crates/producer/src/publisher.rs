@@ -1,6 +1,7 @@
-use hookrelay_core::amqp::{self, AmqpError, ConnectRetry, Headers};
-use hookrelay_core::topology::TopologyError;
-use hookrelay_core::{Event, Topology, trace};
+use hookrelay_amqp::TopologyError;
+use hookrelay_amqp::trace;
+use hookrelay_amqp::{self as amqp, AmqpError, ConnectRetry, Headers};
+use hookrelay_model::{Event, Topology};
 use lapin::{Channel, Connection};
 use tokio::sync::Mutex;
 
@@ -13,7 +14,7 @@ pub enum PublishError {
     #[error("event `{id}` is invalid: {source}")]
     Invalid {
         id: String,
-        source: hookrelay_core::EnvelopeError,
+        source: hookrelay_model::EnvelopeError,
     },
 }
 
@@ -82,7 +83,7 @@ impl Publisher {
     async fn open(&self, retry: ConnectRetry) -> Result<Link, PublishError> {
         let connection = amqp::connect(&self.url, "hookrelay-producer", retry).await?;
         let channel = amqp::confirm_channel(&connection).await?;
-        self.topology.declare_ingress(&channel).await?;
+        hookrelay_amqp::topology::declare_ingress(&self.topology, &channel).await?;
         Ok(Link {
             _connection: connection,
             channel,

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use hookrelay_core::amqp;
-use hookrelay_core::shutdown::Shutdown;
+use hookrelay_amqp as amqp;
+use hookrelay_model::shutdown::Shutdown;
 use lapin::message::Delivery;
 use lapin::options::BasicAckOptions;
 use lapin::{Channel, Connection, Consumer};
@@ -132,7 +132,7 @@ async fn isolate(
     router: &Router,
     channel: &Channel,
     batch: Vec<Delivery>,
-    error: &hookrelay_core::store::StoreError,
+    error: &hookrelay_store::StoreError,
     shutdown: &mut Shutdown,
 ) -> Result<(), ConsumeError> {
     if let [delivery] = batch.as_slice() {

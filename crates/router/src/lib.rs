@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
-use hookrelay_core::Topology;
-use hookrelay_core::metrics::Metrics;
-use hookrelay_core::shutdown::Shutdown;
+use hookrelay_metrics::Metrics;
+use hookrelay_model::Topology;
+use hookrelay_model::shutdown::Shutdown;
 
 pub use consume::run;
 
@@ -44,7 +44,7 @@ impl RouterConfig {
             prefetch: 200,
             batch_size: 100,
             batch_wait: Duration::ZERO,
-            max_event_bytes: hookrelay_core::envelope::DEFAULT_MAX_EVENT_BYTES,
+            max_event_bytes: hookrelay_model::envelope::DEFAULT_MAX_EVENT_BYTES,
             fault: None,
         }
     }

@@ -8,12 +8,13 @@
 
 use std::collections::{HashMap, HashSet};
 
-use hookrelay_core::amqp::{self, AmqpError, Headers};
-use hookrelay_core::deadletter::{self, DeadLetter};
-use hookrelay_core::metrics::{InFlight, event as outcome};
-use hookrelay_core::store::{StoreError, deliveries, events, webhooks};
-use hookrelay_core::wire::DeliveryMessage;
-use hookrelay_core::{Event, matching, trace};
+use hookrelay_amqp::deadletter::{self, DeadLetter};
+use hookrelay_amqp::trace;
+use hookrelay_amqp::{self as amqp, AmqpError, Headers};
+use hookrelay_metrics::{InFlight, event as outcome};
+use hookrelay_model::wire::DeliveryMessage;
+use hookrelay_model::{Event, matching};
+use hookrelay_store::{StoreError, deliveries, events, webhooks};
 use lapin::Channel;
 use lapin::message::Delivery;
 use lapin::options::BasicAckOptions;

@@ -6,7 +6,7 @@
 use std::future::Future;
 
 use deadpool_postgres::Pool;
-use hookrelay_core::store::StoreError;
+use hookrelay_store::StoreError;
 use tokio::sync::{mpsc, oneshot};
 
 /// Requests per statement at most.

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use hookrelay_core::amqp::{self, AmqpError};
-use hookrelay_core::shutdown::Shutdown;
+use hookrelay_amqp::{self as amqp, AmqpError};
+use hookrelay_model::shutdown::Shutdown;
 use lapin::message::Delivery;
 use lapin::options::{BasicCancelOptions, BasicRejectOptions};
 use lapin::{Channel, Connection, Consumer};

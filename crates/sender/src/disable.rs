@@ -8,11 +8,12 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use hookrelay_core::Event;
-use hookrelay_core::amqp::{self, Headers};
-use hookrelay_core::shutdown::Shutdown;
-use hookrelay_core::store::webhooks::{self, Webhook};
-use hookrelay_core::trace;
+use hookrelay_amqp::trace;
+use hookrelay_amqp::{self as amqp, Headers};
+use hookrelay_model::Event;
+use hookrelay_model::shutdown::Shutdown;
+use hookrelay_model::webhook::Webhook;
+use hookrelay_store::webhooks::{self};
 use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -104,7 +105,7 @@ async fn failing_reason(ctx: &Ctx, webhook: &Webhook) -> Option<String> {
 #[derive(Debug, thiserror::Error)]
 enum DisableError {
     #[error(transparent)]
-    Store(#[from] hookrelay_core::store::StoreError),
+    Store(#[from] hookrelay_store::StoreError),
     #[error(transparent)]
     Broker(#[from] amqp::AmqpError),
     #[error(transparent)]

@@ -20,10 +20,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
-use hookrelay_core::Topology;
-use hookrelay_core::metrics::Metrics;
-use hookrelay_core::retry::RetrySchedule;
-use hookrelay_core::shutdown::Shutdown;
+use hookrelay_metrics::Metrics;
+use hookrelay_model::Topology;
+use hookrelay_model::retry::RetrySchedule;
+use hookrelay_model::shutdown::Shutdown;
 
 #[derive(Debug, Clone)]
 pub struct SenderConfig {

@@ -3,15 +3,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hookrelay_core::amqp::{self, AmqpError, Headers};
-use hookrelay_core::deadletter::{self, DeadLetter};
-use hookrelay_core::metrics::{outcome, status_class};
-use hookrelay_core::retry::{Failure, RetryPolicy};
-use hookrelay_core::store::deliveries::{self, AttemptRecord, DeliveryStatus, SendJob};
-use hookrelay_core::store::webhooks::{BodyFormat, Webhook};
-use hookrelay_core::store::{StoreError, environments};
-use hookrelay_core::wire::{self, DeliveryMessage};
-use hookrelay_core::{template, trace};
+use hookrelay_amqp::deadletter::{self, DeadLetter};
+use hookrelay_amqp::trace;
+use hookrelay_amqp::{self as amqp, AmqpError, Headers};
+use hookrelay_metrics::{outcome, status_class};
+use hookrelay_model::retry::{Failure, RetryPolicy};
+use hookrelay_model::template;
+use hookrelay_model::webhook::{BodyFormat, Webhook};
+use hookrelay_model::wire::{self, DeliveryMessage};
+use hookrelay_store::deliveries::{self, AttemptRecord, DeliveryStatus, SendJob};
+use hookrelay_store::{StoreError, environments};
 use lapin::Channel;
 use lapin::message::Delivery;
 use lapin::options::BasicAckOptions;

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
-use hookrelay_core::store::StoreError;
-use hookrelay_core::store::deliveries::{self, AttemptRecord, SendJob};
+use hookrelay_store::StoreError;
+use hookrelay_store::deliveries::{self, AttemptRecord, SendJob};
 use uuid::Uuid;
 
 use crate::batcher::Batcher;

@@ -4,9 +4,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use hookrelay_core::Event;
-use hookrelay_core::retry::Failure;
-use hookrelay_core::store::webhooks::{BodyFormat, Secret, Webhook, signing_key};
+use hookrelay_model::Event;
+use hookrelay_model::retry::Failure;
+use hookrelay_model::webhook::{BodyFormat, Secret, Webhook, signing_key};
 use reqwest::header::{
     AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
 };
@@ -57,7 +57,7 @@ pub(crate) fn client(
     reqwest::Client::builder()
         .dns_resolver(GuardedResolver { destinations })
         .no_proxy()
-        .user_agent(hookrelay_core::USER_AGENT)
+        .user_agent(hookrelay_model::USER_AGENT)
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(5)))
         // A 3xx is the receiver's answer, not an instruction to post elsewhere.

@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use hookrelay_admin::dlq::{self, DeadMessage, Dlq, Filter, ReplayOptions, Summary};
-use hookrelay_core::amqp::{self, ConnectRetry};
-use hookrelay_core::store;
+use hookrelay_amqp::{self as amqp, ConnectRetry};
+use hookrelay_store as store;
 
 use super::{print, write_out};
 use crate::config::{Common, Output};

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
-use hookrelay_core::store::{self, environments};
+use hookrelay_store::{self as store, environments};
 
 use super::print;
 use crate::config::{Common, Output};

@@ -4,8 +4,8 @@
 use anyhow::Context;
 use clap::Subcommand;
 use hookrelay_admin::retention;
-use hookrelay_core::config::parse_time;
-use hookrelay_core::store::{self, events};
+use hookrelay_model::config::parse_time;
+use hookrelay_store::{self as store, events};
 use time::OffsetDateTime;
 
 use super::{print, write_out};

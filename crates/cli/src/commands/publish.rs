@@ -4,8 +4,8 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use hookrelay_core::amqp::ConnectRetry;
-use hookrelay_core::envelope::parse_one_or_many;
+use hookrelay_amqp::ConnectRetry;
+use hookrelay_model::envelope::parse_one_or_many;
 use hookrelay_producer::Publisher;
 
 use crate::config::Common;

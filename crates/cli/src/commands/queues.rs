@@ -1,6 +1,6 @@
 //! `hookrelay queues`: how many messages wait in each of hookrelay's queues.
 
-use hookrelay_core::amqp::{self, ConnectRetry};
+use hookrelay_amqp::{self as amqp, ConnectRetry};
 use serde::Serialize;
 
 use super::print;

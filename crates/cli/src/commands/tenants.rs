@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Subcommand;
-use hookrelay_core::store::{self, tenants};
+use hookrelay_store::{self as store, tenants};
 
 use super::print;
 use crate::config::{Common, Output};

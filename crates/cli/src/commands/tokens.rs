@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Subcommand;
-use hookrelay_core::store::{self, tokens};
+use hookrelay_store::{self as store, tokens};
 
 use super::{print, rfc3339, write_out};
 use crate::config::{Common, Output};

@@ -2,12 +2,11 @@
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use hookrelay_core::config::parse_list;
-use hookrelay_core::retry::RetryPolicy;
-use hookrelay_core::store::webhooks::{
-    self, BodyFormat, NewWebhook, Secret, Webhook, WebhookUpdate,
-};
-use hookrelay_core::store::{self, DbPool};
+use hookrelay_model::config::parse_list;
+use hookrelay_model::retry::RetryPolicy;
+use hookrelay_model::webhook::{BodyFormat, NewWebhook, Secret, Webhook, WebhookUpdate};
+use hookrelay_store::webhooks::{self};
+use hookrelay_store::{self as store, DbPool};
 
 use super::{join, print};
 use crate::config::{Common, Output};

@@ -1,9 +1,18 @@
-//! RabbitMQ plumbing every role shares: connecting with backoff, confirmed publishing,
-//! and reading and writing message headers (trace context included).
+//! RabbitMQ plumbing every role and the producer share: connecting with backoff,
+//! confirmed publishing, message headers and trace context (`trace`), the topology's
+//! declaration (`topology`), dead-letter publishing (`deadletter`) and queue
+//! inspection.
+
+pub mod deadletter;
+pub mod topology;
+pub mod trace;
+
+pub use topology::TopologyError;
 
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
+use hookrelay_model::Topology;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
@@ -33,7 +42,7 @@ pub enum AmqpError {
     #[error("the broker ended the consumer (queue deleted or channel closed)")]
     ConsumerEnded,
     #[error(transparent)]
-    Topology(#[from] crate::topology::TopologyError),
+    Topology(#[from] TopologyError),
 }
 
 /// How hard to try reaching the broker before giving up.
@@ -68,7 +77,7 @@ pub async fn connect(url: &str, name: &str, retry: ConnectRetry) -> Result<Conne
         })
         .await
         .map_err(|source| AmqpError::Connect {
-            url: redact_url(url),
+            url: hookrelay_model::config::redact_url(url),
             attempts: retry.attempts,
             source,
         })
@@ -88,13 +97,13 @@ pub async fn confirm_channel(connection: &Connection) -> Result<Channel, AmqpErr
 pub async fn open_consumer(
     url: &str,
     role: &str,
-    topology: &crate::Topology,
+    topology: &Topology,
     queue: &str,
     prefetch: u16,
 ) -> Result<(Connection, Channel, lapin::Consumer), AmqpError> {
     let connection = connect(url, role, ConnectRetry::default()).await?;
     let channel = confirm_channel(&connection).await?;
-    topology.declare(&channel).await?;
+    topology::declare(topology, &channel).await?;
     channel
         .basic_qos(prefetch, lapin::options::BasicQosOptions::default())
         .await?;
@@ -108,76 +117,6 @@ pub async fn open_consumer(
         .await?;
     tracing::info!(%queue, prefetch, "{role} consuming");
     Ok((connection, channel, consumer))
-}
-
-/// Samples the ready-message count of every queue into `metrics`, every `every`,
-/// until `shutdown`. Passive declares are cheap: the broker answers from memory.
-pub async fn sample_queue_depths(
-    url: &str,
-    topology: &crate::Topology,
-    metrics: &crate::metrics::Metrics,
-    every: std::time::Duration,
-    mut shutdown: crate::shutdown::Shutdown,
-) {
-    let mut queues = vec![
-        topology.router_queue(),
-        topology.deliveries_queue(),
-        topology.dead_letter_queue(),
-    ];
-    queues.extend(
-        topology
-            .delays()
-            .iter()
-            .map(|d| topology.delay_queue_name(*d)),
-    );
-    let mut link: Option<(Connection, Channel)> = None;
-    loop {
-        // Wait first: the roles declare their queues as they start, and a passive
-        // declare of a queue not there yet closes the channel with a logged error.
-        tokio::select! {
-            () = tokio::time::sleep(every) => {}
-            () = shutdown.wait() => {}
-        }
-        if shutdown.is_triggered() {
-            break;
-        }
-        if link.as_ref().is_none_or(|(_, ch)| !ch.status().connected()) {
-            link = match connect(
-                url,
-                "hookrelay-metrics",
-                ConnectRetry {
-                    attempts: 1,
-                    max_delay: every,
-                },
-            )
-            .await
-            {
-                Ok(conn) => conn.create_channel().await.ok().map(|ch| (conn, ch)),
-                Err(_) => None,
-            };
-        }
-        if let Some((_, channel)) = &link {
-            for queue in &queues {
-                match inspect_queue(channel, queue).await {
-                    Ok(q) => metrics.queue_depth(queue, q.message_count()),
-                    // A missing queue closes the channel; reopen on the next round.
-                    Err(_) => break,
-                }
-            }
-        }
-    }
-}
-
-/// Hides the password of an `amqp://user:pass@host` URL for messages and logs.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{}{}:***{}", &url[..scheme + 3], user, &url[at..])
-        }
-        _ => url.to_owned(),
-    }
 }
 
 pub fn short(s: &str) -> Result<ShortString, AmqpError> {
@@ -338,8 +277,8 @@ pub fn header_text(properties: &BasicProperties, key: &str) -> Option<String> {
 pub fn carry_trace(from: &BasicProperties, to: Headers) -> Headers {
     let mut to = to;
     for key in [
-        crate::wire::HEADER_TRACEPARENT,
-        crate::wire::HEADER_TRACESTATE,
+        hookrelay_model::wire::HEADER_TRACEPARENT,
+        hookrelay_model::wire::HEADER_TRACESTATE,
     ] {
         if let Some(v) = header_text(from, key) {
             to = to.text(key, v);
@@ -377,19 +316,5 @@ impl opentelemetry::propagation::Extractor for HeaderExtractor<'_> {
             .as_ref()
             .map(|h| h.inner().keys().map(|k| k.as_str()).collect())
             .unwrap_or_default()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(
-            redact_url("amqp://guest:secret@127.0.0.1:5672/%2f"),
-            "amqp://guest:***@127.0.0.1:5672/%2f"
-        );
-        assert_eq!(redact_url("amqp://host"), "amqp://host");
     }
 }

@@ -2,8 +2,7 @@
 //! enabled webhooks and asks here.
 
 use crate::envelope::Event;
-use crate::store::deliveries::Target;
-use crate::store::webhooks::Webhook;
+use crate::webhook::{Target, Webhook};
 
 /// The targets of one event, in this order of precedence:
 /// 1. `webhook_url`: one basic (form) delivery to that URL, nothing else;
@@ -79,7 +78,7 @@ fn triggers_match(w: &Webhook, event: &Event) -> bool {
 mod tests {
     use super::*;
     use crate::retry::RetryPolicy;
-    use crate::store::webhooks::BodyFormat;
+    use crate::webhook::BodyFormat;
     use serde_json::json;
     use time::OffsetDateTime;
     use uuid::Uuid;

@@ -4,9 +4,10 @@
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel};
 
-use crate::amqp::{self, AmqpError, Headers};
-use crate::topology::Topology;
-use crate::wire;
+use hookrelay_model::Topology;
+use hookrelay_model::wire;
+
+use crate::{self as amqp, AmqpError, Headers};
 
 /// Why a message is dead-lettered, and where it came from.
 #[derive(Debug, Clone)]

@@ -10,8 +10,8 @@ use uuid::Uuid;
 use std::borrow::Cow;
 
 use super::{StoreError, storable};
-use crate::envelope::Event;
-use crate::store::webhooks::Webhook;
+use hookrelay_model::envelope::Event;
+use hookrelay_model::webhook::{Target, Webhook};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -40,13 +40,6 @@ impl DeliveryStatus {
             ))),
         }
     }
-}
-
-/// Where one delivery goes: a stored webhook, or a one-off basic webhook URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    Webhook(Uuid),
-    Url(String),
 }
 
 /// A delivery to be created by the router.

@@ -7,7 +7,7 @@ use deadpool_postgres::GenericClient;
 use time::OffsetDateTime;
 
 use super::StoreError;
-use crate::envelope::Event;
+use hookrelay_model::envelope::Event;
 
 /// Inserts the events that are new and returns the (tenant, id) of those inserted;
 /// the rest were seen before. Duplicates inside `events` count once.

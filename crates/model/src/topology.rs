@@ -1,17 +1,10 @@
 //! Every RabbitMQ name and argument hookrelay uses (docs/topology.md describes them).
 //!
-//! `declare` is idempotent and every role calls it at start, so any role can be the
-//! first to come up. Queue arguments are fixed here, never defaulted by the broker, so
+//! Pure names and arguments; `hookrelay-amqp` declares them. Declaring is idempotent
+//! and every role does it at start, so any role can be the first to come up. Queue arguments are fixed here, never defaulted by the broker, so
 //! RabbitMQ 3.10 and 4.x behave the same.
 
 use std::time::Duration;
-
-use lapin::options::{
-    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
-    QueueDeleteOptions,
-};
-use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{Channel, ExchangeKind};
 
 /// How often a work-queue message may be handed out before the broker dead-letters it.
 /// Guards against a message that crashes its consumer every time (a poison message
@@ -31,18 +24,6 @@ const DELAY_LADDER: [Duration; 5] = [
     Duration::from_secs(120),
     Duration::from_secs(300),
 ];
-
-#[derive(Debug, thiserror::Error)]
-pub enum TopologyError {
-    #[error("declaring {what} `{name}` failed: {source}")]
-    Declare {
-        what: &'static str,
-        name: String,
-        source: lapin::Error,
-    },
-    #[error("AMQP name `{0}` is longer than 255 bytes; use a shorter prefix")]
-    NameTooLong(String),
-}
 
 /// The names derived from one prefix, and the delay queues of one retry set-up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,74 +111,103 @@ impl Topology {
             .unwrap_or(wanted)
     }
 
-    /// Declares all exchanges, queues and bindings. Safe to call concurrently and often.
-    pub async fn declare(&self, channel: &Channel) -> Result<(), TopologyError> {
-        self.declare_ingress(channel).await?;
+    /// Everything the roles need: [`Self::ingress`], then the deliveries exchange,
+    /// the sender's queue and the delay queues.
+    pub fn declarations(&self) -> Declarations {
+        let mut all = self.ingress();
         let deliveries = self.deliveries_exchange();
-        self.exchange(channel, &deliveries, ExchangeKind::Topic)
-            .await?;
         let sender = self.deliveries_queue();
-        self.queue(channel, &sender, self.work_queue_args()).await?;
-        self.bind(channel, &sender, &deliveries, "#").await?;
-
+        all.exchanges.push(Exchange {
+            name: deliveries.clone(),
+            kind: ExchangeKind::Topic,
+        });
+        all.queues.push(Queue {
+            name: sender.clone(),
+            args: self.work_queue_args(),
+        });
+        all.bindings.push(Binding {
+            queue: sender,
+            exchange: deliveries,
+            key: "#".into(),
+        });
         for delay in &self.delays {
-            let name = self.delay_queue_name(*delay);
-            self.queue(channel, &name, self.delay_queue_args(*delay))
-                .await?;
+            all.queues.push(Queue {
+                name: self.delay_queue_name(*delay),
+                args: self.delay_queue_args(*delay),
+            });
         }
-        Ok(())
+        all
     }
 
-    /// Declares what publishing events needs: the events exchange, the router's queue
-    /// (so nothing published is unroutable) and the dead-letter exchange and queue.
-    /// Upstream publishers call this; they need not know the sender's retry delays.
-    pub async fn declare_ingress(&self, channel: &Channel) -> Result<(), TopologyError> {
+    /// What publishing events needs: the events exchange, the router's queue (so
+    /// nothing published is unroutable) and the dead-letter exchange and queue.
+    /// Upstream publishers declare this; they need not know the sender's retry delays.
+    pub fn ingress(&self) -> Declarations {
         let events = self.events_exchange();
         let dlx = self.dead_letter_exchange();
-        self.exchange(channel, &events, ExchangeKind::Topic).await?;
-        self.exchange(channel, &dlx, ExchangeKind::Fanout).await?;
-
-        // The dead-letter queue itself has no dead-letter exchange: it is the end.
         let dlq = self.dead_letter_queue();
-        self.queue(channel, &dlq, self.dead_letter_queue_args())
-            .await?;
-        self.bind(channel, &dlq, &dlx, "#").await?;
-
         let router = self.router_queue();
-        self.queue(channel, &router, self.work_queue_args()).await?;
-        self.bind(channel, &router, &events, "#").await
+        Declarations {
+            exchanges: vec![
+                Exchange {
+                    name: events.clone(),
+                    kind: ExchangeKind::Topic,
+                },
+                Exchange {
+                    name: dlx.clone(),
+                    kind: ExchangeKind::Fanout,
+                },
+            ],
+            queues: vec![
+                // The dead-letter queue itself has no dead-letter exchange: it is the end.
+                Queue {
+                    name: dlq.clone(),
+                    args: self.dead_letter_queue_args(),
+                },
+                Queue {
+                    name: router.clone(),
+                    args: self.work_queue_args(),
+                },
+            ],
+            bindings: vec![
+                Binding {
+                    queue: dlq,
+                    exchange: dlx,
+                    key: "#".into(),
+                },
+                Binding {
+                    queue: router,
+                    exchange: events,
+                    key: "#".into(),
+                },
+            ],
+        }
     }
 
-    /// Deletes everything `declare` made (test clean-up; never used by the roles).
-    pub async fn delete(&self, channel: &Channel) -> Result<(), lapin::Error> {
+    /// Every queue `declarations` makes, work queues first.
+    pub fn queues(&self) -> Vec<String> {
         let mut queues = vec![
             self.router_queue(),
             self.deliveries_queue(),
             self.dead_letter_queue(),
         ];
         queues.extend(self.delays.iter().map(|d| self.delay_queue_name(*d)));
-        for q in queues {
-            channel
-                .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
-                .await?;
-        }
-        for x in [
+        queues
+    }
+
+    /// Every exchange `declarations` makes.
+    pub fn exchanges(&self) -> Vec<String> {
+        vec![
             self.events_exchange(),
             self.deliveries_exchange(),
             self.dead_letter_exchange(),
-        ] {
-            channel
-                .exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default())
-                .await?;
-        }
-        Ok(())
+        ]
     }
 
-    fn quorum_args(&self) -> FieldTable {
-        let mut args = FieldTable::default();
-        args.insert("x-queue-type".into(), long_string("quorum"));
+    fn quorum_args(&self) -> Vec<(&'static str, Arg)> {
+        let mut args = vec![("x-queue-type", Arg::text("quorum"))];
         if let Some(expires) = self.queue_expires {
-            args.insert("x-expires".into(), millis(expires));
+            args.push(("x-expires", Arg::millis(expires)));
         }
         args
     }
@@ -205,131 +215,97 @@ impl Topology {
     /// The dead-letter queue: operators read it by taking messages and handing them
     /// back, which a quorum queue counts as deliveries; RabbitMQ 4 would drop a
     /// message after 20 such reads by default. The highest limit never drops one.
-    fn dead_letter_queue_args(&self) -> FieldTable {
+    fn dead_letter_queue_args(&self) -> Vec<(&'static str, Arg)> {
         let mut args = self.quorum_args();
-        args.insert(
-            "x-delivery-limit".into(),
-            AMQPValue::LongInt(DEAD_LETTER_DELIVERY_LIMIT),
-        );
+        args.push((
+            "x-delivery-limit",
+            Arg::Int(i64::from(DEAD_LETTER_DELIVERY_LIMIT)),
+        ));
         args
     }
 
     /// Work queues: quorum, bounded redelivery, at-least-once dead-lettering.
-    fn work_queue_args(&self) -> FieldTable {
+    fn work_queue_args(&self) -> Vec<(&'static str, Arg)> {
         let mut args = self.quorum_args();
-        args.insert(
-            "x-dead-letter-exchange".into(),
-            long_string(&self.dead_letter_exchange()),
-        );
-        args.insert(
-            "x-dead-letter-strategy".into(),
-            long_string("at-least-once"),
-        );
-        // at-least-once dead-lettering requires reject-publish overflow.
-        args.insert("x-overflow".into(), long_string("reject-publish"));
-        args.insert(
-            "x-delivery-limit".into(),
-            AMQPValue::LongInt(DELIVERY_LIMIT),
-        );
+        args.extend([
+            (
+                "x-dead-letter-exchange",
+                Arg::Text(self.dead_letter_exchange()),
+            ),
+            ("x-dead-letter-strategy", Arg::text("at-least-once")),
+            // at-least-once dead-lettering requires reject-publish overflow.
+            ("x-overflow", Arg::text("reject-publish")),
+            ("x-delivery-limit", Arg::Int(i64::from(DELIVERY_LIMIT))),
+        ]);
         args
     }
 
     /// Delay queues: nobody consumes them; after the TTL the broker dead-letters the
     /// message through the default exchange straight into the deliveries queue.
-    fn delay_queue_args(&self, delay: Duration) -> FieldTable {
+    fn delay_queue_args(&self, delay: Duration) -> Vec<(&'static str, Arg)> {
         let mut args = self.quorum_args();
-        args.insert("x-message-ttl".into(), millis(delay));
-        args.insert("x-dead-letter-exchange".into(), long_string(""));
-        args.insert(
-            "x-dead-letter-routing-key".into(),
-            long_string(&self.deliveries_queue()),
-        );
-        args.insert(
-            "x-dead-letter-strategy".into(),
-            long_string("at-least-once"),
-        );
-        args.insert("x-overflow".into(), long_string("reject-publish"));
+        args.extend([
+            ("x-message-ttl", Arg::millis(delay)),
+            ("x-dead-letter-exchange", Arg::text("")),
+            (
+                "x-dead-letter-routing-key",
+                Arg::Text(self.deliveries_queue()),
+            ),
+            ("x-dead-letter-strategy", Arg::text("at-least-once")),
+            ("x-overflow", Arg::text("reject-publish")),
+        ]);
         args
     }
-
-    async fn exchange(
-        &self,
-        channel: &Channel,
-        name: &str,
-        kind: ExchangeKind,
-    ) -> Result<(), TopologyError> {
-        let options = ExchangeDeclareOptions {
-            durable: true,
-            ..Default::default()
-        };
-        channel
-            .exchange_declare(short(name)?, kind, options, FieldTable::default())
-            .await
-            .map_err(|source| TopologyError::Declare {
-                what: "exchange",
-                name: name.to_owned(),
-                source,
-            })
-    }
-
-    async fn queue(
-        &self,
-        channel: &Channel,
-        name: &str,
-        args: FieldTable,
-    ) -> Result<(), TopologyError> {
-        let options = QueueDeclareOptions {
-            durable: true,
-            ..Default::default()
-        };
-        channel
-            .queue_declare(short(name)?, options, args)
-            .await
-            .map(|_| ())
-            .map_err(|source| TopologyError::Declare {
-                what: "queue",
-                name: name.to_owned(),
-                source,
-            })
-    }
-
-    async fn bind(
-        &self,
-        channel: &Channel,
-        queue: &str,
-        exchange: &str,
-        key: &str,
-    ) -> Result<(), TopologyError> {
-        channel
-            .queue_bind(
-                short(queue)?,
-                short(exchange)?,
-                key.into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(|source| TopologyError::Declare {
-                what: "binding of queue",
-                name: queue.to_owned(),
-                source,
-            })
-    }
 }
 
-fn short(name: &str) -> Result<ShortString, TopologyError> {
-    ShortString::try_new(name.to_owned()).map_err(|_| TopologyError::NameTooLong(name.to_owned()))
+/// Exchanges, queues and bindings to declare, in order (exchanges, then queues, then
+/// bindings), all durable.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Declarations {
+    pub exchanges: Vec<Exchange>,
+    pub queues: Vec<Queue>,
+    pub bindings: Vec<Binding>,
 }
 
-fn long_string(s: &str) -> AMQPValue {
-    AMQPValue::LongString(LongString::from(s.to_owned()))
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExchangeKind {
+    Topic,
+    Fanout,
 }
 
-fn millis(d: Duration) -> AMQPValue {
-    let ms = d.as_millis();
-    match i32::try_from(ms) {
-        Ok(v) => AMQPValue::LongInt(v),
-        Err(_) => AMQPValue::LongLongInt(i64::try_from(ms).unwrap_or(i64::MAX)),
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exchange {
+    pub name: String,
+    pub kind: ExchangeKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queue {
+    pub name: String,
+    pub args: Vec<(&'static str, Arg)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    pub queue: String,
+    pub exchange: String,
+    pub key: String,
+}
+
+/// A queue argument's value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Arg {
+    Text(String),
+    Int(i64),
+}
+
+impl Arg {
+    fn text(s: &str) -> Self {
+        Self::Text(s.to_owned())
+    }
+
+    fn millis(d: Duration) -> Self {
+        Self::Int(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
     }
 }
 

@@ -303,10 +303,10 @@ fn tenant_char(c: char) -> bool {
 
 /// The rule for tenant names wherever one arrives (envelope, admin path, stored
 /// webhook): `tenant: <problem>` when it is broken.
-pub fn check_tenant(tenant: &str) -> Result<(), String> {
+pub fn check_tenant(tenant: &str) -> Result<(), crate::Invalid> {
     check_name("tenant", tenant, tenant_char).map_err(|e| match e {
-        EnvelopeError::Field { field, problem } => format!("{field}: {problem}"),
-        other => other.to_string(),
+        EnvelopeError::Field { field, problem } => crate::Invalid::new(field, problem),
+        other => crate::Invalid::new("tenant", other.to_string()),
     })
 }
 

@@ -1,159 +1,18 @@
 //! The `webhooks` table: operator-managed endpoints (Dromo managed webhooks and
 //! OneSchema event webhooks are the same row with different fields used).
 
-use std::fmt;
-
 use deadpool_postgres::GenericClient;
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
 use super::{StoreError, crypto, storable};
-use crate::retry::RetryPolicy;
-use crate::template;
-
-/// A secret that never shows itself in logs (`Debug`) or in output (`Serialize`).
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(********)")
-    }
-}
-
-impl Serialize for Secret {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str("********")
-    }
-}
-
-/// How the body of a POST is built.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum BodyFormat {
-    /// The event's payload, minus private fields, as `application/json`.
-    #[default]
-    Json,
-    /// `uploadId=<upload id>` as `application/x-www-form-urlencoded`.
-    Form,
-}
-
-impl BodyFormat {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Json => "json",
-            Self::Form => "form",
-        }
-    }
-}
-
-impl std::str::FromStr for BodyFormat {
-    type Err = StoreError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "json" => Ok(Self::Json),
-            "form" => Ok(Self::Form),
-            other => Err(StoreError::Invalid(format!(
-                "format: `{other}` is not json or form"
-            ))),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Webhook {
-    pub id: Uuid,
-    pub tenant: String,
-    pub key: String,
-    /// May hold `{{NAME}}` placeholders, resolved per environment at send time.
-    pub url: String,
-    /// Empty: every event type.
-    pub event_types: Vec<String>,
-    pub secret: Option<Secret>,
-    /// Standard Webhooks signing secrets, newest first (shown masked).
-    pub signing_secrets: Vec<Secret>,
-    pub development_mode: bool,
-    pub import_identifiers: Vec<String>,
-    pub schema_ids: Vec<String>,
-    pub format: BodyFormat,
-    pub retry_on: RetryPolicy,
-    pub enabled: bool,
-    pub disabled_reason: Option<String>,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
-    pub updated_at: OffsetDateTime,
-}
-
-/// What an operator gives to create a webhook.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewWebhook {
-    pub tenant: String,
-    pub key: String,
-    pub url: String,
-    #[serde(default)]
-    pub event_types: Vec<String>,
-    #[serde(default)]
-    pub secret: Option<Secret>,
-    /// `whsec_` and base64 of 24 to 64 bytes; every POST is then signed with it.
-    #[serde(default)]
-    pub signing_secret: Option<Secret>,
-    #[serde(default)]
-    pub development_mode: bool,
-    #[serde(default)]
-    pub import_identifiers: Vec<String>,
-    #[serde(default)]
-    pub schema_ids: Vec<String>,
-    #[serde(default)]
-    pub format: BodyFormat,
-    #[serde(default)]
-    pub retry_on: RetryPolicy,
-}
-
-/// A partial update: `None` leaves a field as it is. `secret: Some(None)` removes it.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookUpdate {
-    pub key: Option<String>,
-    pub url: Option<String>,
-    pub event_types: Option<Vec<String>>,
-    #[serde(default, with = "double_option")]
-    pub secret: Option<Option<Secret>>,
-    pub development_mode: Option<bool>,
-    pub import_identifiers: Option<Vec<String>>,
-    pub schema_ids: Option<Vec<String>>,
-    pub format: Option<BodyFormat>,
-    pub retry_on: Option<RetryPolicy>,
-    pub enabled: Option<bool>,
-}
-
-mod double_option {
-    use serde::{Deserialize, Deserializer};
-
-    pub fn deserialize<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>
-    where
-        T: Deserialize<'de>,
-        D: Deserializer<'de>,
-    {
-        Option::<T>::deserialize(d).map(Some)
-    }
-}
+use hookrelay_model::retry::RetryPolicy;
+use hookrelay_model::webhook::{
+    NewWebhook, Secret, Webhook, WebhookUpdate, generate_signing_secret, signing_key, validate_key,
+    validate_url,
+};
 
 const COLUMNS: &str = "id, tenant, key, url, event_types, secret, signing_secrets, development_mode, \
     import_identifiers, schema_ids, format, retry_on, enabled, disabled_reason, created_at, updated_at";
@@ -164,35 +23,6 @@ fn columns_without_secrets() -> String {
         "secret, signing_secrets",
         "NULL::text AS secret, '{}'::text[] AS signing_secrets",
     )
-}
-
-fn validate_key(key: &str) -> Result<(), StoreError> {
-    if key.is_empty() || key.len() > 255 || key.chars().any(char::is_control) {
-        return Err(StoreError::Invalid(
-            "key: must be 1 to 255 characters without control characters".into(),
-        ));
-    }
-    Ok(())
-}
-
-fn validate_url(url: &str) -> Result<(), StoreError> {
-    template::check_url_template(url).map_err(|e| StoreError::Invalid(format!("url: {e}")))
-}
-
-fn validate_tenant(tenant: &str) -> Result<(), StoreError> {
-    crate::envelope::check_tenant(tenant).map_err(StoreError::Invalid)
-}
-
-impl NewWebhook {
-    pub fn validate(&self) -> Result<(), StoreError> {
-        validate_tenant(&self.tenant)?;
-        validate_key(&self.key)?;
-        validate_url(&self.url)?;
-        if let Some(s) = &self.signing_secret {
-            signing_key(s)?;
-        }
-        Ok(())
-    }
 }
 
 fn from_row(row: &Row) -> Result<Webhook, StoreError> {
@@ -225,12 +55,12 @@ pub(super) fn from_row_prefixed(row: &Row, prefix: &str) -> Result<Option<Webhoo
         event_types: row.try_get(col("event_types").as_str())?,
         secret: row
             .try_get::<_, Option<String>>(col("secret").as_str())?
-            .map(|s| crypto::open(&s).map(Secret))
+            .map(|s| crypto::open(&s).map(Secret::new))
             .transpose()?,
         signing_secrets: row
             .try_get::<_, Vec<String>>(col("signing_secrets").as_str())?
             .iter()
-            .map(|s| crypto::open(s).map(Secret))
+            .map(|s| crypto::open(s).map(Secret::new))
             .collect::<Result<_, _>>()?,
         development_mode: row.try_get(col("development_mode").as_str())?,
         import_identifiers: row.try_get(col("import_identifiers").as_str())?,
@@ -415,43 +245,6 @@ pub async fn delete(
 /// What is stored for a secret: encrypted when a key is set.
 fn seal(secret: &Secret) -> Result<String, StoreError> {
     crypto::seal(secret.expose())
-}
-
-/// The prefix of Standard Webhooks secrets.
-pub const SIGNING_SECRET_PREFIX: &str = "whsec_";
-
-/// The HMAC key of a `whsec_...` secret.
-pub fn signing_key(secret: &Secret) -> Result<Vec<u8>, StoreError> {
-    use base64::Engine;
-    let invalid = || {
-        StoreError::Invalid(
-            "signing_secret: must be `whsec_` followed by base64 of 24 to 64 bytes".into(),
-        )
-    };
-    let encoded = secret
-        .expose()
-        .strip_prefix(SIGNING_SECRET_PREFIX)
-        .ok_or_else(invalid)?;
-    let key = base64::engine::general_purpose::STANDARD
-        .decode(encoded)
-        .map_err(|_| invalid())?;
-    if (24..=64).contains(&key.len()) {
-        Ok(key)
-    } else {
-        Err(invalid())
-    }
-}
-
-/// A new random signing secret: 32 bytes from the OS generator.
-pub fn generate_signing_secret() -> Result<Secret, StoreError> {
-    use base64::Engine;
-    let mut key = [0u8; 32];
-    getrandom::fill(&mut key)
-        .map_err(|e| StoreError::Invalid(format!("no randomness for a signing secret: {e}")))?;
-    Ok(Secret(format!(
-        "{SIGNING_SECRET_PREFIX}{}",
-        base64::engine::general_purpose::STANDARD.encode(key)
-    )))
 }
 
 /// Starts signing with a new secret (given, or generated); with `keep_previous` the

@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::StoreError;
-use super::webhooks::Secret;
+use hookrelay_model::webhook::Secret;
 
 /// Every tenant token starts so, which tells it from the operator's token at a glance.
 pub const PREFIX: &str = "hrt_";

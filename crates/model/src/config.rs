@@ -34,9 +34,31 @@ pub fn parse_time(s: &str) -> Result<time::OffsetDateTime, String> {
         .map_err(|e| format!("`{s}` is not an RFC 3339 time like 2026-11-23T10:00:00Z: {e}"))
 }
 
+/// Hides the password of a URL (`amqp://user:pass@host`, `postgres://...`) for
+/// messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{}:***{}", &url[..scheme + 3], user, &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_url("amqp://guest:secret@127.0.0.1:5672/%2f"),
+            "amqp://guest:***@127.0.0.1:5672/%2f"
+        );
+        assert_eq!(redact_url("amqp://host"), "amqp://host");
+    }
 
     #[test]
     fn human_durations() {

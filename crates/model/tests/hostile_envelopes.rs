@@ -1,7 +1,7 @@
 //! Hostile input to the envelope parser: whatever the bytes, parsing returns an
 //! event or an error that names what is wrong; it never panics.
 
-use hookrelay_core::envelope::{Event, parse_one_or_many};
+use hookrelay_model::envelope::{Event, parse_one_or_many};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 

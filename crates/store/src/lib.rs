@@ -1,4 +1,4 @@
-//! Postgres: the only module with SQL. One submodule per table.
+//! Postgres: the only crate with SQL, and the migrations. One module per table.
 //!
 //! Architecture invariant: no connection is held across a webhook HTTP call; callers
 //! take a client from the pool for one statement or one short transaction.
@@ -60,9 +60,18 @@ pub enum StoreError {
     Conflict(String),
     #[error("{0}")]
     Invalid(String),
+    /// The OS random generator failed (a nonce or a secret could not be made).
+    #[error("no randomness available: {0}")]
+    Randomness(#[from] getrandom::Error),
     /// The database could not be reached or could not serve now; worth retrying.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+}
+
+impl From<hookrelay_model::Invalid> for StoreError {
+    fn from(e: hookrelay_model::Invalid) -> Self {
+        Self::Invalid(e.to_string())
+    }
 }
 
 impl StoreError {
@@ -191,7 +200,7 @@ fn tls_config(root_cert: Option<&str>) -> Result<rustls::ClientConfig, StoreErro
 
 /// Hides the password of a URL for messages.
 fn redact(url: &str) -> String {
-    crate::amqp::redact_url(url)
+    hookrelay_model::config::redact_url(url)
 }
 
 /// A connection pool. Size it for concurrent database users, not for prefetch.

@@ -1,6 +1,10 @@
 //! Every counter hookrelay keeps, in Prometheus form. Roles count here; `/metrics`
 //! renders it; tests read the same values.
 
+mod depths;
+
+pub use depths::sample_queue_depths;
+
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;

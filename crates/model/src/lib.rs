@@ -1,0 +1,23 @@
+//! hookrelay's model: pure types and rules, no I/O. The event envelope and its
+//! validation (the wire contract in code), the router → sender message and header
+//! names, the topology's names and arguments, retry policy and schedule, matching,
+//! URL templates, webhooks and their secrets, and the human-written configuration
+//! values. Every other crate builds on it; it depends on none of them.
+
+pub mod config;
+pub mod envelope;
+pub mod error;
+pub mod matching;
+pub mod retry;
+pub mod shutdown;
+pub mod template;
+pub mod topology;
+pub mod webhook;
+pub mod wire;
+
+pub use envelope::{EnvelopeError, Event};
+pub use error::Invalid;
+pub use topology::Topology;
+
+/// `hookrelay/<version>`: the User-Agent of every webhook POST.
+pub const USER_AGENT: &str = concat!("hookrelay/", env!("CARGO_PKG_VERSION"));

@@ -1,0 +1,226 @@
+//! Webhooks as operators configure them: the domain types and their rules. The store
+//! keeps them; the router matches them; the sender signs with their secrets.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::error::Invalid;
+use crate::retry::RetryPolicy;
+use crate::template;
+
+/// A secret that never shows itself in logs (`Debug`) or in output (`Serialize`).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(********)")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("********")
+    }
+}
+
+/// How the body of a POST is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BodyFormat {
+    /// The event's payload, minus private fields, as `application/json`.
+    #[default]
+    Json,
+    /// `uploadId=<upload id>` as `application/x-www-form-urlencoded`.
+    Form,
+}
+
+impl BodyFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Json => "json",
+            Self::Form => "form",
+        }
+    }
+}
+
+impl std::str::FromStr for BodyFormat {
+    type Err = Invalid;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "json" => Ok(Self::Json),
+            "form" => Ok(Self::Form),
+            other => Err(Invalid::new(
+                "format",
+                format!("`{other}` is not json or form"),
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Webhook {
+    pub id: Uuid,
+    pub tenant: String,
+    pub key: String,
+    /// May hold `{{NAME}}` placeholders, resolved per environment at send time.
+    pub url: String,
+    /// Empty: every event type.
+    pub event_types: Vec<String>,
+    pub secret: Option<Secret>,
+    /// Standard Webhooks signing secrets, newest first (shown masked).
+    pub signing_secrets: Vec<Secret>,
+    pub development_mode: bool,
+    pub import_identifiers: Vec<String>,
+    pub schema_ids: Vec<String>,
+    pub format: BodyFormat,
+    pub retry_on: RetryPolicy,
+    pub enabled: bool,
+    pub disabled_reason: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// What an operator gives to create a webhook.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewWebhook {
+    pub tenant: String,
+    pub key: String,
+    pub url: String,
+    #[serde(default)]
+    pub event_types: Vec<String>,
+    #[serde(default)]
+    pub secret: Option<Secret>,
+    /// `whsec_` and base64 of 24 to 64 bytes; every POST is then signed with it.
+    #[serde(default)]
+    pub signing_secret: Option<Secret>,
+    #[serde(default)]
+    pub development_mode: bool,
+    #[serde(default)]
+    pub import_identifiers: Vec<String>,
+    #[serde(default)]
+    pub schema_ids: Vec<String>,
+    #[serde(default)]
+    pub format: BodyFormat,
+    #[serde(default)]
+    pub retry_on: RetryPolicy,
+}
+
+/// A partial update: `None` leaves a field as it is. `secret: Some(None)` removes it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookUpdate {
+    pub key: Option<String>,
+    pub url: Option<String>,
+    pub event_types: Option<Vec<String>>,
+    #[serde(default, with = "double_option")]
+    pub secret: Option<Option<Secret>>,
+    pub development_mode: Option<bool>,
+    pub import_identifiers: Option<Vec<String>>,
+    pub schema_ids: Option<Vec<String>>,
+    pub format: Option<BodyFormat>,
+    pub retry_on: Option<RetryPolicy>,
+    pub enabled: Option<bool>,
+}
+
+mod double_option {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>
+    where
+        T: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Option::<T>::deserialize(d).map(Some)
+    }
+}
+
+/// A webhook key: unique and changeable within its tenant.
+pub fn validate_key(key: &str) -> Result<(), Invalid> {
+    if key.is_empty() || key.len() > 255 || key.chars().any(char::is_control) {
+        return Err(Invalid::new(
+            "key",
+            "must be 1 to 255 characters without control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// A webhook URL, `{{NAME}}` placeholders allowed.
+pub fn validate_url(url: &str) -> Result<(), Invalid> {
+    template::check_url_template(url).map_err(|e| Invalid::new("url", e.to_string()))
+}
+
+impl NewWebhook {
+    pub fn validate(&self) -> Result<(), Invalid> {
+        crate::envelope::check_tenant(&self.tenant)?;
+        validate_key(&self.key)?;
+        validate_url(&self.url)?;
+        if let Some(s) = &self.signing_secret {
+            signing_key(s)?;
+        }
+        Ok(())
+    }
+}
+
+/// The prefix of Standard Webhooks secrets.
+pub const SIGNING_SECRET_PREFIX: &str = "whsec_";
+
+/// The HMAC key of a `whsec_...` secret.
+pub fn signing_key(secret: &Secret) -> Result<Vec<u8>, Invalid> {
+    use base64::Engine;
+    let invalid = || {
+        Invalid::new(
+            "signing_secret",
+            "must be `whsec_` followed by base64 of 24 to 64 bytes",
+        )
+    };
+    let encoded = secret
+        .expose()
+        .strip_prefix(SIGNING_SECRET_PREFIX)
+        .ok_or_else(invalid)?;
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|_| invalid())?;
+    if (24..=64).contains(&key.len()) {
+        Ok(key)
+    } else {
+        Err(invalid())
+    }
+}
+
+/// A new random signing secret: 32 bytes from the OS generator.
+pub fn generate_signing_secret() -> Result<Secret, getrandom::Error> {
+    use base64::Engine;
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key)?;
+    Ok(Secret(format!(
+        "{SIGNING_SECRET_PREFIX}{}",
+        base64::engine::general_purpose::STANDARD.encode(key)
+    )))
+}
+
+/// Where a delivery goes: a configured webhook, or a basic webhook's one-off URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Webhook(Uuid),
+    Url(String),
+}
