@@ -106,10 +106,16 @@ async fn posts_carry_standard_webhooks_signatures_that_survive_rotation() {
         "another secret does not verify"
     );
 
-    let (_, new) =
-        webhooks::rotate_signing_secret(&stack.db.client().await, "acme", "signed", None, true)
-            .await
-            .unwrap();
+    let (_, new) = webhooks::rotate_signing_secret(
+        &stack.db.client().await,
+        &stack.cipher,
+        "acme",
+        "signed",
+        None,
+        true,
+    )
+    .await
+    .unwrap();
     assert!(new.expose().starts_with("whsec_"));
     let second = event("acme", "file_uploaded", json!({"payload": {"n": 2}}));
     stack.publish(&second).await;
@@ -119,10 +125,16 @@ async fn posts_carry_standard_webhooks_signatures_that_survive_rotation() {
     verify(old, &got[1]).expect("the previous secret still verifies");
     verify(new.expose(), &got[1]).expect("the new secret verifies");
 
-    let (listed, _) =
-        webhooks::rotate_signing_secret(&stack.db.client().await, "acme", "signed", None, false)
-            .await
-            .unwrap();
+    let (listed, _) = webhooks::rotate_signing_secret(
+        &stack.db.client().await,
+        &stack.cipher,
+        "acme",
+        "signed",
+        None,
+        false,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         listed.signing_secrets.len(),
         1,
@@ -160,7 +172,7 @@ async fn gone_disables_the_webhook_and_announces_it() {
     assert_eq!(body["event"], "hookrelay.webhook_disabled");
     assert_eq!(body["data"]["webhook_id"], gone.id.to_string());
     assert_eq!(body["data"]["reason"], "the receiver answered 410 Gone");
-    let now = webhooks::get(&stack.db.client().await, "acme", "gone")
+    let now = webhooks::get(&stack.db.client().await, &stack.cipher, "acme", "gone")
         .await
         .unwrap();
     assert!(!now.enabled);
@@ -196,7 +208,7 @@ async fn a_webhook_failing_for_the_period_is_disabled() {
         .create_webhook(webhook("acme", "down", &stack.receiver.url("/down")))
         .await;
     let enabled = || async {
-        webhooks::get(&stack.db.client().await, "acme", "down")
+        webhooks::get(&stack.db.client().await, &stack.cipher, "acme", "down")
             .await
             .unwrap()
             .enabled
@@ -233,7 +245,7 @@ async fn a_webhook_failing_for_the_period_is_disabled() {
         !enabled().await
     })
     .await;
-    let now = webhooks::get(&stack.db.client().await, "acme", "down")
+    let now = webhooks::get(&stack.db.client().await, &stack.cipher, "acme", "down")
         .await
         .unwrap();
     assert_eq!(
@@ -299,9 +311,10 @@ async fn a_disabling_not_yet_announced_is_announced_by_the_next_sender() {
 /// With a key set, secrets are stored encrypted and still used as they were given.
 #[tokio::test]
 async fn secrets_are_encrypted_at_rest_when_a_key_is_set() {
-    // nextest runs each test in its own process: the key stays in this test.
-    hookrelay_store::crypto::set_key("q0Rq3kC2sS1KcmKx0fZ2mJ8wTnH4bV7yLpE6aD9uXcI=").unwrap();
     let mut stack = TestStack::new().await;
+    stack.cipher =
+        hookrelay_store::Cipher::from_base64_key("q0Rq3kC2sS1KcmKx0fZ2mJ8wTnH4bV7yLpE6aD9uXcI=")
+            .unwrap();
     stack.start_router().await;
     stack.start_sender().await;
     let signing = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";

@@ -5,6 +5,7 @@ use hookrelay_metrics::outcome;
 use hookrelay_model::retry::RetryPolicy;
 use hookrelay_model::webhook::{BodyFormat, Secret, WebhookUpdate};
 use hookrelay_model::wire::{self, DeliveryMessage};
+use hookrelay_store::Cipher;
 use hookrelay_store::deliveries::{self, DeliveryStatus};
 use hookrelay_store::environments;
 use hookrelay_store::webhooks::{self};
@@ -361,6 +362,7 @@ async fn a_disabled_or_deleted_webhook_is_dead_lettered_without_a_post() {
     let c = stack.db.client().await;
     webhooks::update(
         &c,
+        &Cipher::none(),
         "acme",
         &off.key,
         &WebhookUpdate {

@@ -2,10 +2,14 @@ use std::collections::BTreeMap;
 
 use hookrelay_model::retry::RetryPolicy;
 use hookrelay_model::webhook::{Secret, WebhookUpdate};
+use hookrelay_store::Cipher;
 use hookrelay_store::webhooks::{self};
 use hookrelay_store::{self as store, StoreError, environments};
 use hookrelay_tests::db::{TestDb, drop_database};
 use hookrelay_tests::stack::webhook;
+use hookrelay_tests::wait_until;
+
+const WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[tokio::test]
 async fn migrations_create_the_database_and_run_twice_cleanly() {
@@ -50,37 +54,49 @@ async fn webhooks_round_trip_and_keys_are_unique_per_tenant() {
     new.event_types = vec!["embed_initialized".into()];
     new.secret = Some(Secret::new("pw"));
     new.retry_on = RetryPolicy::parse(&["timeout", "5xx"]).unwrap();
-    let created = webhooks::create(&c, &new).await.unwrap();
-    let got = webhooks::get(&c, "acme", "event_webhook").await.unwrap();
+    let created = webhooks::create(&c, &Cipher::none(), &new).await.unwrap();
+    let got = webhooks::get(&c, &Cipher::none(), "acme", "event_webhook")
+        .await
+        .unwrap();
     assert_eq!(got, created);
     assert_eq!(got.secret.as_ref().unwrap().expose(), "pw");
     assert_eq!(got.retry_on.to_strings(), vec!["timeout", "5xx"]);
     assert_eq!(
-        webhooks::get(&c, "acme", &created.id.to_string())
+        webhooks::get(&c, &Cipher::none(), "acme", &created.id.to_string())
             .await
             .unwrap()
             .key,
         "event_webhook"
     );
 
-    let dup = webhooks::create(&c, &webhook("acme", "event_webhook", "https://x.test/")).await;
+    let dup = webhooks::create(
+        &c,
+        &Cipher::none(),
+        &webhook("acme", "event_webhook", "https://x.test/"),
+    )
+    .await;
     assert!(
         matches!(dup, Err(StoreError::Conflict(ref m)) if m.contains("event_webhook")),
         "{dup:?}"
     );
-    webhooks::create(&c, &webhook("globex", "event_webhook", "https://x.test/"))
-        .await
-        .expect("other tenant may reuse a key");
+    webhooks::create(
+        &c,
+        &Cipher::none(),
+        &webhook("globex", "event_webhook", "https://x.test/"),
+    )
+    .await
+    .expect("other tenant may reuse a key");
     assert!(
         matches!(
-            webhooks::get(&c, "globex", &created.id.to_string()).await,
-            Err(StoreError::NotFound(_))
+            webhooks::get(&c, &Cipher::none(), "globex", &created.id.to_string()).await,
+            Err(StoreError::NotFound { .. })
         ),
         "never across tenants"
     );
 
     let renamed = webhooks::update(
         &c,
+        &Cipher::none(),
         "acme",
         "event_webhook",
         &WebhookUpdate {
@@ -99,13 +115,13 @@ async fn webhooks_round_trip_and_keys_are_unique_per_tenant() {
     );
     webhooks::delete(&c, "acme", "renamed").await.unwrap();
     assert!(matches!(
-        webhooks::get(&c, "acme", "renamed").await,
-        Err(StoreError::NotFound(_))
+        webhooks::get(&c, &Cipher::none(), "acme", "renamed").await,
+        Err(StoreError::NotFound { .. })
     ));
 
-    let bad = webhooks::create(&c, &webhook("acme", "k", "ftp://x")).await;
+    let bad = webhooks::create(&c, &Cipher::none(), &webhook("acme", "k", "ftp://x")).await;
     assert!(
-        matches!(bad, Err(StoreError::Invalid(ref m)) if m.starts_with("url")),
+        matches!(bad, Err(StoreError::Invalid(ref m)) if m.field == "url"),
         "{bad:?}"
     );
     let json = serde_json::to_string(&got).unwrap();
@@ -210,4 +226,68 @@ async fn tls_to_postgres_verifies_the_server_and_encrypts() {
         .get(0);
     assert!(!plain_ssl);
     drop_database(&name);
+}
+
+/// An operator's change that lands while the sender disables the webhook keeps the
+/// disable: the update waits on the disable's row lock, then changes only its own
+/// fields. (Reading the row first and writing every field back re-enabled it.)
+#[tokio::test]
+async fn an_update_racing_the_auto_disable_keeps_the_disable() {
+    let db = TestDb::new().await;
+    let none = Cipher::none();
+    let c = db.client().await;
+    let created = webhooks::create(&c, &none, &webhook("acme", "racy", "https://x.test/"))
+        .await
+        .unwrap();
+
+    // The sender's disable, committed only once the update is waiting behind it.
+    let mut sender = db.client().await;
+    let tx = sender.transaction().await.unwrap();
+    webhooks::disable(&tx, created.id, "failing for 5 days")
+        .await
+        .unwrap()
+        .expect("it was enabled");
+    let pool = db.pool.clone();
+    let update = tokio::spawn(async move {
+        let c = pool.get().await.unwrap();
+        let change = WebhookUpdate {
+            url: Some("https://y.test/".into()),
+            ..Default::default()
+        };
+        webhooks::update(&c, &Cipher::none(), "acme", "racy", &change).await
+    });
+    wait_until("the update waits on the disable's lock", WAIT, || async {
+        let waiting: i64 = c
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        waiting > 0
+    })
+    .await;
+    tx.commit().await.unwrap();
+
+    let updated = update.await.unwrap().unwrap();
+    assert_eq!(
+        updated.url, "https://y.test/",
+        "the operator's change applied"
+    );
+    assert!(!updated.enabled, "the disable survives: {updated:?}");
+    assert_eq!(
+        updated.disabled_reason.as_deref(),
+        Some("failing for 5 days")
+    );
+    let announce: bool = c
+        .query_one(
+            "SELECT announce_disabled FROM webhooks WHERE id = $1",
+            &[&created.id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(announce, "the disabling is still to be announced");
 }

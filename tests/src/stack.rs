@@ -12,6 +12,7 @@ use hookrelay_model::{Event, Topology};
 use hookrelay_producer::Publisher;
 use hookrelay_router::{Router, RouterConfig};
 use hookrelay_sender::{Sender, SenderConfig};
+use hookrelay_store::Cipher;
 use hookrelay_store::deliveries::{self, Attempt, Delivery};
 use hookrelay_store::webhooks::{self};
 use lapin::options::{BasicAckOptions, BasicGetOptions};
@@ -51,6 +52,9 @@ pub struct TestStack {
     pub channel: Channel,
     /// Shared by every role this stack starts, as in one `serve` process.
     pub metrics: Arc<Metrics>,
+    /// Seals and opens webhook secrets for every role this stack starts (no key
+    /// unless a test sets one).
+    pub cipher: Cipher,
     roles: Vec<(ShutdownTrigger, JoinHandle<()>)>,
 }
 
@@ -96,6 +100,7 @@ impl TestStack {
             connection,
             channel,
             metrics: Arc::new(Metrics::new()),
+            cipher: Cipher::none(),
             roles: Vec::new(),
         }
     }
@@ -110,6 +115,7 @@ impl TestStack {
         config.shutdown_grace = Duration::from_secs(5);
         // Test receivers listen on 127.0.0.1.
         config.destinations.allow_private = true;
+        config.cipher = self.cipher.clone();
         config
     }
 
@@ -191,6 +197,7 @@ impl TestStack {
     pub async fn serve_api(&self, token: Option<&str>, max_event_bytes: usize) -> String {
         let admin = hookrelay_admin::http::AdminState::new(
             self.db.pool.clone(),
+            self.cipher.clone(),
             self.topology.clone(),
             AMQP_URL.to_owned(),
             30,
@@ -211,7 +218,7 @@ impl TestStack {
     }
 
     pub async fn create_webhook(&self, new: NewWebhook) -> Webhook {
-        webhooks::create(&self.db.client().await, &new)
+        webhooks::create(&self.db.client().await, &self.cipher, &new)
             .await
             .expect("create webhook")
     }

@@ -271,7 +271,7 @@ async fn replay_one(
         drop(db);
         let delivery = match found {
             Ok(d) => d,
-            Err(hookrelay_store::StoreError::NotFound(_)) => return Ok(Replayed::Left),
+            Err(hookrelay_store::StoreError::NotFound { .. }) => return Ok(Replayed::Left),
             Err(e) => return Err(e.into()),
         };
         // The sender marks the dead letters of deliveries it could not settle; the

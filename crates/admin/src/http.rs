@@ -21,8 +21,8 @@ use hookrelay_model::webhook::{NewWebhook, WebhookUpdate};
 use hookrelay_producer::ingest::ApiError;
 use hookrelay_store::deliveries::{self, DeliveryFilter, DeliveryStatus};
 use hookrelay_store::events::{self, Cursor, EventFilter};
-use hookrelay_store::webhooks::{self};
-use hookrelay_store::{StoreError, environments, tenants, tokens};
+use hookrelay_store::webhooks;
+use hookrelay_store::{Cipher, ErrorKind, StoreError, environments, tenants, tokens};
 use lapin::Connection;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -48,14 +48,23 @@ pub struct AdminState {
     pub topology: Topology,
     pub amqp_url: String,
     pub default_retention_days: i32,
+    /// Seals and opens webhook secrets (`HOOKRELAY_SECRET_KEY`).
+    pub cipher: Cipher,
     /// Opened on first use and again after it drops: admin calls are rare.
     connection: Arc<Mutex<Option<Arc<Connection>>>>,
 }
 
 impl AdminState {
-    pub fn new(pool: Pool, topology: Topology, amqp_url: String, retention_days: i32) -> Self {
+    pub fn new(
+        pool: Pool,
+        cipher: Cipher,
+        topology: Topology,
+        amqp_url: String,
+        retention_days: i32,
+    ) -> Self {
         Self {
             pool,
+            cipher,
             topology,
             amqp_url,
             default_retention_days: retention_days,
@@ -164,15 +173,33 @@ fn api_error(e: AdminError) -> ApiError {
     }
 }
 
+/// The one mapping of store failures to answers: the kind decides the status; what
+/// is our fault is logged and answered without its details.
 fn store_error(e: StoreError) -> ApiError {
-    match e {
-        StoreError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
-        StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
-        StoreError::Invalid(m) => invalid(m),
-        e if e.is_transient() => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-        e => {
+    match e.kind() {
+        ErrorKind::Invalid => match e {
+            StoreError::Invalid(invalid) => {
+                let mut error = ApiError::new(StatusCode::BAD_REQUEST, invalid.to_string());
+                error.field = Some(invalid.field);
+                error
+            }
+            other => ApiError::new(StatusCode::BAD_REQUEST, other.to_string()),
+        },
+        ErrorKind::NotFound => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
+        ErrorKind::Conflict => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+        ErrorKind::Unavailable => {
+            tracing::warn!(error = %e, "admin call could not reach the database");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the database is unavailable; retry the request",
+            )
+        }
+        ErrorKind::Internal => {
             tracing::error!(error = %e, "admin call failed");
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error; the server log has the details",
+            )
         }
     }
 }
@@ -353,7 +380,7 @@ async fn list_webhooks(
 ) -> ApiResult {
     let limit = limit(q.limit)?;
     let after = uuid_cursor(q.cursor.as_deref())?;
-    let data = webhooks::list(&db(&s).await?, &tenant, after, limit)
+    let data = webhooks::list(&db(&s).await?, &s.cipher, &tenant, after, limit)
         .await
         .map_err(from_store)?;
     page(data, limit, |w| w.id.to_string())
@@ -380,7 +407,7 @@ async fn create_webhook(
         }
     }
     let new: NewWebhook = parse_body(&Bytes::from(value.to_string()))?;
-    let webhook = webhooks::create(&db(&s).await?, &new)
+    let webhook = webhooks::create(&db(&s).await?, &s.cipher, &new)
         .await
         .map_err(from_store)?;
     created(webhook)
@@ -390,7 +417,7 @@ async fn get_webhook(
     State(s): State<AdminState>,
     Path((tenant, id)): Path<(String, String)>,
 ) -> ApiResult {
-    let webhook = webhooks::get(&db(&s).await?, &tenant, &id)
+    let webhook = webhooks::get(&db(&s).await?, &s.cipher, &tenant, &id)
         .await
         .map_err(from_store)?;
     ok(webhook)
@@ -402,7 +429,7 @@ async fn update_webhook(
     body: Bytes,
 ) -> ApiResult {
     let change: WebhookUpdate = parse_body(&body)?;
-    let webhook = webhooks::update(&db(&s).await?, &tenant, &id, &change)
+    let webhook = webhooks::update(&db(&s).await?, &s.cipher, &tenant, &id, &change)
         .await
         .map_err(from_store)?;
     ok(webhook)
@@ -413,7 +440,7 @@ async fn set_enabled(s: &AdminState, tenant: &str, id: &str, enabled: bool) -> A
         enabled: Some(enabled),
         ..WebhookUpdate::default()
     };
-    let webhook = webhooks::update(&db(s).await?, tenant, id, &change)
+    let webhook = webhooks::update(&db(s).await?, &s.cipher, tenant, id, &change)
         .await
         .map_err(from_store)?;
     ok(webhook)
@@ -470,6 +497,7 @@ async fn rotate_signing_secret(
     };
     let (webhook, secret) = webhooks::rotate_signing_secret(
         &db(&s).await?,
+        &s.cipher,
         &tenant,
         &id,
         body.signing_secret,
@@ -494,7 +522,7 @@ async fn redeliver_webhook(
     body: Bytes,
 ) -> ApiResult {
     let body: RedeliverBody = parse_body(&body)?;
-    let webhook = webhooks::get(&db(&s).await?, &tenant, &id)
+    let webhook = webhooks::get(&db(&s).await?, &s.cipher, &tenant, &id)
         .await
         .map_err(from_store)?;
     let connection = s.connection().await?;
@@ -575,7 +603,7 @@ async fn get_environment(
         .await
         .map_err(from_store)?;
     let found = all.into_iter().find(|e| e.name == name).ok_or_else(|| {
-        from_store(StoreError::NotFound(format!(
+        from_store(StoreError::not_found(format!(
             "environment `{name}` in tenant `{tenant}`"
         )))
     })?;

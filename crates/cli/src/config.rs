@@ -94,6 +94,13 @@ impl Common {
     pub fn topology(&self) -> Topology {
         Topology::new(&self.prefix, &self.retry_delays.0, self.retry_after_max)
     }
+
+    /// Seals and opens webhook secrets with `HOOKRELAY_SECRET_KEY`, if set.
+    pub fn cipher(&self) -> anyhow::Result<hookrelay_store::Cipher> {
+        use anyhow::Context;
+        hookrelay_store::Cipher::from_optional_key(self.secret_key.as_deref())
+            .context("HOOKRELAY_SECRET_KEY")
+    }
 }
 
 #[derive(Debug, Subcommand)]

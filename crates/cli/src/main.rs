@@ -1,6 +1,5 @@
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Parser;
 use hookrelay_cli::commands::{
     self, deliveries, dlq, environments, events, publish, queues, receiver, tenants, tokens,
@@ -39,9 +38,8 @@ fn start() -> anyhow::Result<()> {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let common = &cli.common;
-    if let Some(key) = &common.secret_key {
-        hookrelay_store::crypto::set_key(key).context("HOOKRELAY_SECRET_KEY")?;
-    }
+    // A malformed key stops every command at once, not the first that needs it.
+    common.cipher()?;
     match cli.command {
         Command::Migrate => {
             hookrelay_store::migrate(&common.database_url).await?;

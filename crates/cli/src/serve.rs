@@ -102,7 +102,7 @@ async fn start(
                     pool.clone(),
                     Arc::clone(&metrics),
                     stop.clone(),
-                );
+                )?;
             }
         }
     }
@@ -124,14 +124,16 @@ async fn start(
             .await;
         });
     }
-    let admin = api_role.then(|| {
-        AdminState::new(
+    let admin = match api_role {
+        true => Some(AdminState::new(
             pool.clone(),
+            common.cipher()?,
             common.topology(),
             common.amqp_url.clone(),
             args.retention_days,
-        )
-    });
+        )),
+        false => None,
+    };
     if api_role {
         let (pool, days, every, mut stop) = (
             pool.clone(),
@@ -197,8 +199,9 @@ fn spawn_sender(
     pool: store::DbPool,
     metrics: Arc<Metrics>,
     stop: Shutdown,
-) {
+) -> anyhow::Result<()> {
     let mut config = SenderConfig::new(&common.amqp_url, common.topology(), common.schedule());
+    config.cipher = common.cipher()?;
     config.concurrency = args.sender_concurrency;
     config.per_webhook_concurrency = args.per_webhook_concurrency;
     config.slow_after = args.per_webhook_slow_after;
@@ -211,6 +214,7 @@ fn spawn_sender(
     };
     let sender = Sender::new(config, pool, metrics);
     roles.spawn(async move { sender.run(stop).await.context("sender failed") });
+    Ok(())
 }
 
 /// SIGTERM (orchestrators) or Ctrl-C (people). The SIGTERM handler is registered

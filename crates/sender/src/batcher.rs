@@ -25,7 +25,7 @@ impl From<BatchFailure> for StoreError {
         if f.transient {
             StoreError::Unavailable(f.message)
         } else {
-            StoreError::Invalid(f.message)
+            StoreError::Refused(f.message)
         }
     }
 }

@@ -26,7 +26,7 @@ pub(crate) async fn run(sender: Sender, mut shutdown: Shutdown) -> Result<(), Se
     let destinations = Arc::new(sender.config.destinations.clone());
     let client = crate::request::client(sender.config.http_timeout, destinations)?;
     let recorder = crate::recorder::Recorder::start(sender.pool.clone());
-    let loader = crate::recorder::Loader::start(sender.pool.clone());
+    let loader = crate::recorder::Loader::start(sender.pool.clone(), sender.config.cipher.clone());
     let limiter = PerTarget::new(
         sender.config.per_webhook_concurrency,
         sender.config.slow_after,

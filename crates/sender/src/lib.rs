@@ -54,6 +54,8 @@ pub struct SenderConfig {
     pub announce_every: Duration,
     /// Where deliveries may go: public addresses only, unless allowed here.
     pub destinations: guard::Destinations,
+    /// Opens the stored webhook secrets (`HOOKRELAY_SECRET_KEY`).
+    pub cipher: hookrelay_store::Cipher,
 }
 
 impl SenderConfig {
@@ -73,6 +75,7 @@ impl SenderConfig {
             disable_failing_after: Some(Duration::from_secs(5 * 24 * 3600)),
             disable_check_every: Duration::from_secs(60),
             announce_every: Duration::from_secs(60),
+            cipher: hookrelay_store::Cipher::none(),
         }
     }
 }

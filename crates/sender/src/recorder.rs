@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
-use hookrelay_store::StoreError;
 use hookrelay_store::deliveries::{self, AttemptRecord, SendJob};
+use hookrelay_store::{Cipher, StoreError};
 use uuid::Uuid;
 
 use crate::batcher::Batcher;
@@ -47,11 +47,14 @@ impl Recorder {
 pub(crate) struct Loader(Batcher<Uuid, Option<SendJob>>);
 
 impl Loader {
-    pub(crate) fn start(pool: Pool) -> Self {
-        Self(Batcher::start(pool, |pool, ids: Vec<Uuid>| async move {
-            let client = pool.get().await?;
-            let mut found = deliveries::send_jobs(&client, &ids).await?;
-            Ok(ids.iter().map(|id| found.remove(id)).collect())
+    pub(crate) fn start(pool: Pool, cipher: Cipher) -> Self {
+        Self(Batcher::start(pool, move |pool, ids: Vec<Uuid>| {
+            let cipher = cipher.clone();
+            async move {
+                let client = pool.get().await?;
+                let mut found = deliveries::send_jobs(&client, &cipher, &ids).await?;
+                Ok(ids.iter().map(|id| found.remove(id)).collect())
+            }
         }))
     }
 

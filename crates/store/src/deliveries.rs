@@ -35,9 +35,10 @@ impl DeliveryStatus {
             "pending" => Ok(Self::Pending),
             "delivered" => Ok(Self::Delivered),
             "failed" => Ok(Self::Failed),
-            other => Err(StoreError::Invalid(format!(
-                "unknown delivery status `{other}`"
-            ))),
+            other => Err(StoreError::corrupt(
+                "delivery status",
+                format!("`{other}` is no status"),
+            )),
         }
     }
 }
@@ -159,6 +160,7 @@ pub struct SendJob {
 /// are missing from the map.
 pub async fn send_jobs(
     db: &impl GenericClient,
+    cipher: &super::Cipher,
     ids: &[Uuid],
 ) -> Result<std::collections::HashMap<Uuid, SendJob>, StoreError> {
     static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
@@ -177,14 +179,14 @@ pub async fn send_jobs(
         let id: Uuid = r.try_get("id")?;
         let envelope: serde_json::Value = r.try_get("envelope")?;
         let event: Event = serde_json::from_value(envelope)
-            .map_err(|e| StoreError::Invalid(format!("stored envelope of delivery {id}: {e}")))?;
+            .map_err(|e| StoreError::corrupt(format!("envelope of delivery {id}"), e))?;
         let job = SendJob {
             id,
             tenant: r.try_get("tenant")?,
             status: DeliveryStatus::parse(r.try_get("status")?)?,
             attempts: r.try_get("attempts")?,
             webhook_id: r.try_get("webhook_id")?,
-            webhook: super::webhooks::from_row_prefixed(&r, "w_")?,
+            webhook: super::webhooks::from_row_prefixed(&r, "w_", cipher)?,
             url: r.try_get("url")?,
             event,
         };
@@ -395,7 +397,7 @@ pub async fn get(db: &impl GenericClient, tenant: &str, id: Uuid) -> Result<Deli
         .await?
         .map(|r| delivery_from_row(&r))
         .transpose()?
-        .ok_or_else(|| StoreError::NotFound(format!("delivery `{id}` in tenant `{tenant}`")))
+        .ok_or_else(|| StoreError::not_found(format!("delivery `{id}` in tenant `{tenant}`")))
 }
 
 /// What reopening a delivery for another round found.

@@ -7,6 +7,8 @@ use deadpool_postgres::GenericClient;
 use serde::Serialize;
 use serde_json::Value;
 
+use hookrelay_model::Invalid;
+
 use super::StoreError;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -39,18 +41,22 @@ fn to_map(value: Value) -> BTreeMap<String, String> {
 
 fn check_name(name: &str) -> Result<(), StoreError> {
     if name.is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
-        return Err(StoreError::Invalid(
-            "name: must be 1 to 255 characters without control characters".into(),
-        ));
+        return Err(Invalid::new(
+            "name",
+            "must be 1 to 255 characters without control characters",
+        )
+        .into());
     }
     Ok(())
 }
 
 fn check_variable(key: &str) -> Result<(), StoreError> {
     if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(StoreError::Invalid(format!(
-            "variable `{key}`: names may only hold letters, digits and `_`"
-        )));
+        return Err(Invalid::new(
+            "variables",
+            format!("variable `{key}`: names may only hold letters, digits and `_`"),
+        )
+        .into());
     }
     Ok(())
 }
@@ -94,7 +100,7 @@ pub async fn unset(
         )
         .await?
         .ok_or_else(|| {
-            StoreError::NotFound(format!("environment `{name}` in tenant `{tenant}`"))
+            StoreError::not_found(format!("environment `{name}` in tenant `{tenant}`"))
         })?;
     Ok(masked(tenant, name, row.try_get("variables")?))
 }

@@ -6,6 +6,8 @@ use std::collections::HashSet;
 use deadpool_postgres::GenericClient;
 use time::OffsetDateTime;
 
+use hookrelay_model::Invalid;
+
 use super::StoreError;
 use hookrelay_model::envelope::Event;
 
@@ -58,7 +60,7 @@ pub async fn get(
     row.map(|r| {
         let envelope: serde_json::Value = r.try_get("envelope")?;
         serde_json::from_value(envelope)
-            .map_err(|e| StoreError::Invalid(format!("stored envelope of event `{id}`: {e}")))
+            .map_err(|e| StoreError::corrupt(format!("envelope of event `{id}`"), e))
     })
     .transpose()
 }
@@ -111,7 +113,7 @@ impl Cursor {
 
     pub fn decode(token: &str) -> Result<Self, StoreError> {
         use base64::Engine;
-        let invalid = || StoreError::Invalid("cursor: not a cursor from this API".into());
+        let invalid = || StoreError::from(Invalid::new("cursor", "not a cursor from this API"));
         let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(token)
             .map_err(|_| invalid())?;
@@ -193,5 +195,5 @@ pub async fn find(
         .await?
         .map(|r| event_from_row(&r))
         .transpose()?
-        .ok_or_else(|| StoreError::NotFound(format!("event `{id}` in tenant `{tenant}`")))
+        .ok_or_else(|| StoreError::not_found(format!("event `{id}` in tenant `{tenant}`")))
 }

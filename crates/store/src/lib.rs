@@ -15,6 +15,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+pub use crypto::Cipher;
 pub use deadpool_postgres::Pool as DbPool;
 
 mod embedded {
@@ -44,37 +45,79 @@ pub fn storable(text: &str) -> std::borrow::Cow<'_, str> {
 /// Advisory lock key held while migrating, so replicas starting together take turns.
 const MIGRATION_LOCK: i64 = 0x686f_6f6b_7265_6c61; // "hookrela"
 
+/// What kind of failure a [`StoreError`] is, for whoever answers a client: the one
+/// place an HTTP status or an exit code is chosen from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// What was asked is wrong: a client error naming its field.
+    Invalid,
+    NotFound,
+    /// It clashes with what exists (a key taken, a name in use).
+    Conflict,
+    /// The database cannot serve now; worth retrying later.
+    Unavailable,
+    /// A fault on our side (configuration, a stored value that does not read back, a
+    /// database error that is no client's doing): details for the log only.
+    Internal,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database URL is invalid: {0}")]
-    BadUrl(String),
-    #[error("database error: {}", describe(.0))]
-    Db(#[from] tokio_postgres::Error),
-    #[error("no database connection available: {0}")]
-    Pool(#[from] deadpool_postgres::PoolError),
-    #[error("migration failed: {0}")]
-    Migration(String),
-    #[error("{0} not found")]
-    NotFound(String),
+    /// Bad input, naming the field.
+    #[error(transparent)]
+    Invalid(#[from] hookrelay_model::Invalid),
+    #[error("{what} not found")]
+    NotFound { what: String },
     #[error("{0}")]
     Conflict(String),
-    #[error("{0}")]
-    Invalid(String),
-    /// The OS random generator failed (a nonce or a secret could not be made).
-    #[error("no randomness available: {0}")]
-    Randomness(#[from] getrandom::Error),
     /// The database could not be reached or could not serve now; worth retrying.
     #[error("database unavailable: {0}")]
     Unavailable(String),
-}
-
-impl From<hookrelay_model::Invalid> for StoreError {
-    fn from(e: hookrelay_model::Invalid) -> Self {
-        Self::Invalid(e.to_string())
-    }
+    #[error("no database connection available: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("database error: {}", describe(.0))]
+    Db(#[from] tokio_postgres::Error),
+    #[error("database URL is invalid: {0}")]
+    BadUrl(String),
+    #[error("migration failed: {0}")]
+    Migration(String),
+    /// A stored secret cannot be opened or sealed (missing or wrong secret key).
+    #[error(transparent)]
+    Secrets(#[from] crypto::SecretsError),
+    /// The database refused a statement for good (shared by every request of a
+    /// batch that failed together).
+    #[error("{0}")]
+    Refused(String),
+    /// A stored value that does not read back as what was written.
+    #[error("stored {what} is unreadable: {problem}")]
+    Corrupt { what: String, problem: String },
+    /// The OS random generator failed (a nonce or a secret could not be made).
+    #[error("no randomness available: {0}")]
+    Randomness(#[from] getrandom::Error),
 }
 
 impl StoreError {
+    pub fn not_found(what: impl Into<String>) -> Self {
+        Self::NotFound { what: what.into() }
+    }
+
+    pub fn corrupt(what: impl Into<String>, problem: impl ToString) -> Self {
+        Self::Corrupt {
+            what: what.into(),
+            problem: problem.to_string(),
+        }
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Invalid(_) => ErrorKind::Invalid,
+            Self::NotFound { .. } => ErrorKind::NotFound,
+            Self::Conflict(_) => ErrorKind::Conflict,
+            e if e.is_transient() => ErrorKind::Unavailable,
+            _ => ErrorKind::Internal,
+        }
+    }
+
     /// Errors worth retrying after a pause (the database went away), as opposed to
     /// errors in what was asked.
     pub fn is_transient(&self) -> bool {

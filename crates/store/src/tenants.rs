@@ -38,9 +38,7 @@ pub async fn set_retention(
     days: Option<i32>,
 ) -> Result<TenantSettings, StoreError> {
     if days.is_some_and(|d| d < 1) {
-        return Err(StoreError::Invalid(
-            "retention_days: must be at least 1".into(),
-        ));
+        return Err(hookrelay_model::Invalid::new("retention_days", "must be at least 1").into());
     }
     db.execute(
         "INSERT INTO tenants (id, retention_days) VALUES ($1, $2) \

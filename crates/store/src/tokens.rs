@@ -33,9 +33,11 @@ pub async fn create(
     name: &str,
 ) -> Result<(ApiToken, Secret), StoreError> {
     if name.is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
-        return Err(StoreError::Invalid(
-            "name: must be 1 to 255 characters without control characters".into(),
-        ));
+        return Err(hookrelay_model::Invalid::new(
+            "name",
+            "must be 1 to 255 characters without control characters",
+        )
+        .into());
     }
     // 244 random bits from two v4 UUIDs (the OS generator).
     let token = format!(
@@ -90,7 +92,7 @@ pub async fn revoke(db: &impl GenericClient, tenant: &str, name: &str) -> Result
         )
         .await?;
     if n == 0 {
-        return Err(StoreError::NotFound(format!(
+        return Err(StoreError::not_found(format!(
             "token `{name}` in tenant `{tenant}`"
         )));
     }

@@ -7,7 +7,7 @@ use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
-use super::{StoreError, crypto, storable};
+use super::{Cipher, StoreError, storable};
 use hookrelay_model::retry::RetryPolicy;
 use hookrelay_model::webhook::{
     NewWebhook, Secret, Webhook, WebhookUpdate, generate_signing_secret, signing_key, validate_key,
@@ -25,8 +25,14 @@ fn columns_without_secrets() -> String {
     )
 }
 
-fn from_row(row: &Row) -> Result<Webhook, StoreError> {
-    from_row_prefixed(row, "")?.ok_or_else(|| StoreError::Invalid("webhook row without id".into()))
+fn from_row(row: &Row, cipher: &Cipher) -> Result<Webhook, StoreError> {
+    from_row_prefixed(row, "", cipher)?
+        .ok_or_else(|| StoreError::corrupt("webhook", "a row without id"))
+}
+
+/// Rows read with [`columns_without_secrets`] hold no secret to open.
+fn from_row_without_secrets(row: &Row) -> Result<Webhook, StoreError> {
+    from_row(row, &Cipher::none())
 }
 
 /// `w.id AS w_id, w.tenant AS w_tenant, ...`: the columns under a prefix, for joins.
@@ -40,7 +46,11 @@ pub(super) fn select_prefixed(alias: &str, prefix: &str) -> String {
 }
 
 /// A webhook from columns named `{prefix}id`, ...; `None` when a LEFT JOIN found none.
-pub(super) fn from_row_prefixed(row: &Row, prefix: &str) -> Result<Option<Webhook>, StoreError> {
+pub(super) fn from_row_prefixed(
+    row: &Row,
+    prefix: &str,
+    cipher: &Cipher,
+) -> Result<Option<Webhook>, StoreError> {
     let col = |name: &str| format!("{prefix}{name}");
     let Some(id) = row.try_get::<_, Option<Uuid>>(col("id").as_str())? else {
         return Ok(None);
@@ -55,19 +65,21 @@ pub(super) fn from_row_prefixed(row: &Row, prefix: &str) -> Result<Option<Webhoo
         event_types: row.try_get(col("event_types").as_str())?,
         secret: row
             .try_get::<_, Option<String>>(col("secret").as_str())?
-            .map(|s| crypto::open(&s).map(Secret::new))
+            .map(|s| cipher.open(&s).map(Secret::new))
             .transpose()?,
         signing_secrets: row
             .try_get::<_, Vec<String>>(col("signing_secrets").as_str())?
             .iter()
-            .map(|s| crypto::open(s).map(Secret::new))
+            .map(|s| cipher.open(s).map(Secret::new))
             .collect::<Result<_, _>>()?,
         development_mode: row.try_get(col("development_mode").as_str())?,
         import_identifiers: row.try_get(col("import_identifiers").as_str())?,
         schema_ids: row.try_get(col("schema_ids").as_str())?,
-        format: format.parse()?,
+        format: format
+            .parse()
+            .map_err(|e| StoreError::corrupt("webhook format", e))?,
         retry_on: RetryPolicy::parse(&retry_on)
-            .map_err(|e| StoreError::Invalid(format!("stored retry_on: {e}")))?,
+            .map_err(|e| StoreError::corrupt("webhook retry_on", e))?,
         enabled: row.try_get(col("enabled").as_str())?,
         disabled_reason: row.try_get(col("disabled_reason").as_str())?,
         created_at: row.try_get(col("created_at").as_str())?,
@@ -86,7 +98,11 @@ fn key_conflict(tenant: &str, key: &str) -> impl FnOnce(tokio_postgres::Error) -
     }
 }
 
-pub async fn create(db: &impl GenericClient, new: &NewWebhook) -> Result<Webhook, StoreError> {
+pub async fn create(
+    db: &impl GenericClient,
+    cipher: &Cipher,
+    new: &NewWebhook,
+) -> Result<Webhook, StoreError> {
     new.validate()?;
     let sql = format!(
         "INSERT INTO webhooks (id, tenant, key, url, event_types, secret, development_mode, \
@@ -102,7 +118,7 @@ pub async fn create(db: &impl GenericClient, new: &NewWebhook) -> Result<Webhook
                 &new.key,
                 &new.url,
                 &new.event_types,
-                &new.secret.as_ref().map(seal).transpose()?,
+                &new.secret.as_ref().map(|s| seal(cipher, s)).transpose()?,
                 &new.development_mode,
                 &new.import_identifiers,
                 &new.schema_ids,
@@ -110,18 +126,19 @@ pub async fn create(db: &impl GenericClient, new: &NewWebhook) -> Result<Webhook
                 &new.retry_on.to_strings(),
                 &new.signing_secret
                     .iter()
-                    .map(seal)
+                    .map(|s| seal(cipher, s))
                     .collect::<Result<Vec<_>, _>>()?,
             ],
         )
         .await
         .map_err(key_conflict(&new.tenant, &new.key))?;
-    from_row(&row)
+    from_row(&row, cipher)
 }
 
 /// One page of a tenant's webhooks, ordered by id (time-ordered), after `after`.
 pub async fn list(
     db: &impl GenericClient,
+    cipher: &Cipher,
     tenant: &str,
     after: Option<Uuid>,
     limit: i64,
@@ -131,7 +148,7 @@ pub async fn list(
          ORDER BY id LIMIT $3"
     );
     let rows = db.query(&sql, &[&tenant, &after, &limit]).await?;
-    rows.iter().map(from_row).collect()
+    rows.iter().map(|r| from_row(r, cipher)).collect()
 }
 
 /// The enabled webhooks of these tenants: the router's candidates.
@@ -147,88 +164,99 @@ pub async fn enabled_for_tenants(
     });
     let statement = super::prepared(db, &SQL).await?;
     let rows = db.query(&statement, &[&tenants]).await?;
-    rows.iter().map(from_row).collect()
+    rows.iter().map(from_row_without_secrets).collect()
+}
+
+/// The row of a webhook by id or by key, within the tenant only: an id wins over a
+/// key that happens to look like one. `$1` tenant, `$2` id, `$3` key.
+const ONE_BY_ID_OR_KEY: &str = "SELECT id FROM webhooks WHERE tenant = $1 AND (id = $2 OR key = $3) \
+     ORDER BY (id = $2) DESC NULLS LAST LIMIT 1";
+
+fn not_found(tenant: &str, id_or_key: &str) -> StoreError {
+    StoreError::not_found(format!("webhook `{id_or_key}` in tenant `{tenant}`"))
 }
 
 /// A webhook by id or by key, within the tenant only.
 pub async fn get(
     db: &impl GenericClient,
+    cipher: &Cipher,
     tenant: &str,
     id_or_key: &str,
 ) -> Result<Webhook, StoreError> {
     let id = Uuid::parse_str(id_or_key).ok();
-    let sql = format!(
-        "SELECT {COLUMNS} FROM webhooks WHERE tenant = $1 AND (id = $2 OR key = $3) \
-         ORDER BY (id = $2) DESC NULLS LAST LIMIT 1"
-    );
+    let sql = format!("SELECT {COLUMNS} FROM webhooks WHERE id = ({ONE_BY_ID_OR_KEY})");
     db.query_opt(&sql, &[&tenant, &id, &id_or_key])
         .await?
-        .map(|r| from_row(&r))
+        .map(|r| from_row(&r, cipher))
         .transpose()?
-        .ok_or_else(|| StoreError::NotFound(format!("webhook `{id_or_key}` in tenant `{tenant}`")))
+        .ok_or_else(|| not_found(tenant, id_or_key))
 }
 
+/// Applies a partial update in one statement: each field is either the new value or
+/// what the row holds at that moment. Reading first and writing everything back
+/// would undo a change made in between, such as the sender disabling the webhook.
 pub async fn update(
     db: &impl GenericClient,
+    cipher: &Cipher,
     tenant: &str,
     id_or_key: &str,
     change: &WebhookUpdate,
 ) -> Result<Webhook, StoreError> {
-    let current = get(db, tenant, id_or_key).await?;
     if let Some(key) = &change.key {
         validate_key(key)?;
     }
     if let Some(url) = &change.url {
         validate_url(url)?;
     }
-    let key = change.key.clone().unwrap_or(current.key.clone());
-    let secret = match &change.secret {
-        Some(s) => s.clone(),
-        None => current.secret.clone(),
-    };
-    let enabled = change.enabled.unwrap_or(current.enabled);
-    let disabled_reason = if enabled {
-        None
-    } else if current.enabled {
-        Some("disabled by an operator".to_owned())
-    } else {
-        current.disabled_reason.clone()
-    };
+    let id = Uuid::parse_str(id_or_key).ok();
+    let set_secret = change.secret.is_some();
+    let secret = change
+        .secret
+        .as_ref()
+        .and_then(Option::as_ref)
+        .map(|s| seal(cipher, s))
+        .transpose()?;
+    let retry_on = change.retry_on.as_ref().map(RetryPolicy::to_strings);
     let sql = format!(
-        "UPDATE webhooks SET key = $2, url = $3, event_types = $4, secret = $5, \
-         development_mode = $6, import_identifiers = $7, schema_ids = $8, format = $9, \
-         retry_on = $10, enabled = $11, disabled_reason = $12, \
-         announce_disabled = announce_disabled AND NOT $11, updated_at = now() \
-         WHERE id = $1 RETURNING {COLUMNS}"
+        "UPDATE webhooks SET key = COALESCE($4, key), url = COALESCE($5, url), \
+           event_types = COALESCE($6, event_types), \
+           secret = CASE WHEN $7 THEN $8 ELSE secret END, \
+           development_mode = COALESCE($9, development_mode), \
+           import_identifiers = COALESCE($10, import_identifiers), \
+           schema_ids = COALESCE($11, schema_ids), format = COALESCE($12, format), \
+           retry_on = COALESCE($13, retry_on), \
+           enabled = COALESCE($14, enabled), \
+           disabled_reason = CASE WHEN COALESCE($14, enabled) THEN NULL \
+             WHEN enabled THEN 'disabled by an operator' ELSE disabled_reason END, \
+           announce_disabled = announce_disabled AND NOT COALESCE($14, enabled), \
+           updated_at = now() \
+         WHERE id = ({ONE_BY_ID_OR_KEY}) RETURNING {COLUMNS}"
     );
-    let row = db
-        .query_one(
-            &sql,
-            &[
-                &current.id,
-                &key,
-                change.url.as_ref().unwrap_or(&current.url),
-                change.event_types.as_ref().unwrap_or(&current.event_types),
-                &secret.as_ref().map(seal).transpose()?,
-                &change.development_mode.unwrap_or(current.development_mode),
-                change
-                    .import_identifiers
-                    .as_ref()
-                    .unwrap_or(&current.import_identifiers),
-                change.schema_ids.as_ref().unwrap_or(&current.schema_ids),
-                &change.format.unwrap_or(current.format).as_str(),
-                &change
-                    .retry_on
-                    .as_ref()
-                    .unwrap_or(&current.retry_on)
-                    .to_strings(),
-                &enabled,
-                &disabled_reason,
-            ],
-        )
-        .await
-        .map_err(key_conflict(tenant, &key))?;
-    from_row(&row)
+    let conflict_key = change.key.as_deref().unwrap_or(id_or_key);
+    db.query_opt(
+        &sql,
+        &[
+            &tenant,
+            &id,
+            &id_or_key,
+            &change.key,
+            &change.url,
+            &change.event_types,
+            &set_secret,
+            &secret,
+            &change.development_mode,
+            &change.import_identifiers,
+            &change.schema_ids,
+            &change.format.map(|f| f.as_str()),
+            &retry_on,
+            &change.enabled,
+        ],
+    )
+    .await
+    .map_err(key_conflict(tenant, conflict_key))?
+    .map(|r| from_row(&r, cipher))
+    .transpose()?
+    .ok_or_else(|| not_found(tenant, id_or_key))
 }
 
 pub async fn delete(
@@ -236,15 +264,17 @@ pub async fn delete(
     tenant: &str,
     id_or_key: &str,
 ) -> Result<(), StoreError> {
-    let current = get(db, tenant, id_or_key).await?;
-    db.execute("DELETE FROM webhooks WHERE id = $1", &[&current.id])
-        .await?;
-    Ok(())
+    let id = Uuid::parse_str(id_or_key).ok();
+    let sql = format!("DELETE FROM webhooks WHERE id = ({ONE_BY_ID_OR_KEY})");
+    match db.execute(&sql, &[&tenant, &id, &id_or_key]).await? {
+        0 => Err(not_found(tenant, id_or_key)),
+        _ => Ok(()),
+    }
 }
 
 /// What is stored for a secret: encrypted when a key is set.
-fn seal(secret: &Secret) -> Result<String, StoreError> {
-    crypto::seal(secret.expose())
+fn seal(cipher: &Cipher, secret: &Secret) -> Result<String, StoreError> {
+    Ok(cipher.seal(secret.expose())?)
 }
 
 /// Starts signing with a new secret (given, or generated); with `keep_previous` the
@@ -252,27 +282,33 @@ fn seal(secret: &Secret) -> Result<String, StoreError> {
 /// webhook and the new secret, the only time it is shown.
 pub async fn rotate_signing_secret(
     db: &impl GenericClient,
+    cipher: &Cipher,
     tenant: &str,
     id_or_key: &str,
     new: Option<Secret>,
     keep_previous: bool,
 ) -> Result<(Webhook, Secret), StoreError> {
-    let current = get(db, tenant, id_or_key).await?;
     let new = match new {
         Some(secret) => secret,
         None => generate_signing_secret()?,
     };
     signing_key(&new)?;
-    let mut secrets = vec![seal(&new)?];
-    if keep_previous && let Some(previous) = current.signing_secrets.first() {
-        secrets.push(seal(previous)?);
-    }
+    let sealed = seal(cipher, &new)?;
+    let id = Uuid::parse_str(id_or_key).ok();
+    // The kept secret is the stored newest one, moved as it is (still sealed).
     let sql = format!(
-        "UPDATE webhooks SET signing_secrets = $2, updated_at = now() WHERE id = $1 \
-         RETURNING {COLUMNS}"
+        "UPDATE webhooks SET signing_secrets = \
+           CASE WHEN $5 THEN ARRAY[$4::text] || signing_secrets[1:1] ELSE ARRAY[$4::text] END, \
+           updated_at = now() \
+         WHERE id = ({ONE_BY_ID_OR_KEY}) RETURNING {COLUMNS}"
     );
-    let row = db.query_one(&sql, &[&current.id, &secrets]).await?;
-    Ok((from_row(&row)?, new))
+    let webhook = db
+        .query_opt(&sql, &[&tenant, &id, &id_or_key, &sealed, &keep_previous])
+        .await?
+        .map(|r| from_row(&r, cipher))
+        .transpose()?
+        .ok_or_else(|| not_found(tenant, id_or_key))?;
+    Ok((webhook, new))
 }
 
 /// Disables an enabled webhook with a reason, to be announced (see
@@ -291,7 +327,7 @@ pub async fn disable(
     );
     db.query_opt(&sql, &[&id, &storable(reason)])
         .await?
-        .map(|r| Ok((from_row(&r)?, r.try_get("disabled_at")?)))
+        .map(|r| Ok((from_row_without_secrets(&r)?, r.try_get("disabled_at")?)))
         .transpose()
 }
 
@@ -308,7 +344,7 @@ pub async fn to_announce(
     );
     let rows = db.query(&sql, &[&limit]).await?;
     rows.iter()
-        .map(|r| Ok((from_row(r)?, r.try_get("disabled_at")?)))
+        .map(|r| Ok((from_row_without_secrets(r)?, r.try_get("disabled_at")?)))
         .collect()
 }
 

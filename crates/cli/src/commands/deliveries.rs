@@ -88,7 +88,7 @@ pub async fn run(common: &Common, command: DeliveriesCommand) -> anyhow::Result<
         } => {
             let db = pool.get().await.context("connecting to Postgres")?;
             let webhook_id = match webhook {
-                Some(w) => Some(webhooks::get(&db, &tenant, &w).await?.id),
+                Some(w) => Some(webhooks::get(&db, &common.cipher()?, &tenant, &w).await?.id),
                 None => None,
             };
             let filter = DeliveryFilter {
@@ -143,7 +143,7 @@ pub async fn run(common: &Common, command: DeliveriesCommand) -> anyhow::Result<
                 }
                 (None, Some(webhook), Some(since)) => {
                     let db = pool.get().await.context("connecting to Postgres")?;
-                    let webhook = webhooks::get(&db, &tenant, &webhook).await?;
+                    let webhook = webhooks::get(&db, &common.cipher()?, &tenant, &webhook).await?;
                     drop(db);
                     redeliver::failed_of_webhook(
                         &pool, &channel, &topology, &tenant, webhook.id, since,

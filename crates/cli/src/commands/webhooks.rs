@@ -133,7 +133,7 @@ pub async fn run(common: &Common, command: WebhooksCommand) -> anyhow::Result<()
     match command {
         WebhooksCommand::Create { fields, output } => {
             let new = new_webhook(fields)?;
-            let w = webhooks::create(&client(&pool).await?, &new).await?;
+            let w = webhooks::create(&client(&pool).await?, &common.cipher()?, &new).await?;
             show(output.json, &[w]);
         }
         WebhooksCommand::List {
@@ -141,7 +141,14 @@ pub async fn run(common: &Common, command: WebhooksCommand) -> anyhow::Result<()
             limit,
             output,
         } => {
-            let list = webhooks::list(&client(&pool).await?, &tenant, None, limit).await?;
+            let list = webhooks::list(
+                &client(&pool).await?,
+                &common.cipher()?,
+                &tenant,
+                None,
+                limit,
+            )
+            .await?;
             show(output.json, &list);
         }
         WebhooksCommand::Get {
@@ -149,7 +156,13 @@ pub async fn run(common: &Common, command: WebhooksCommand) -> anyhow::Result<()
             id_or_key,
             output,
         } => {
-            let w = webhooks::get(&client(&pool).await?, &tenant, &id_or_key).await?;
+            let w = webhooks::get(
+                &client(&pool).await?,
+                &common.cipher()?,
+                &tenant,
+                &id_or_key,
+            )
+            .await?;
             show(output.json, &[w]);
         }
         WebhooksCommand::Update {
@@ -159,7 +172,14 @@ pub async fn run(common: &Common, command: WebhooksCommand) -> anyhow::Result<()
             output,
         } => {
             let update = webhook_update(change)?;
-            let w = webhooks::update(&client(&pool).await?, &tenant, &id_or_key, &update).await?;
+            let w = webhooks::update(
+                &client(&pool).await?,
+                &common.cipher()?,
+                &tenant,
+                &id_or_key,
+                &update,
+            )
+            .await?;
             show(output.json, &[w]);
         }
         WebhooksCommand::RotateSigningSecret {
@@ -170,6 +190,7 @@ pub async fn run(common: &Common, command: WebhooksCommand) -> anyhow::Result<()
         } => {
             let (_, secret) = webhooks::rotate_signing_secret(
                 &client(&pool).await?,
+                &common.cipher()?,
                 &tenant,
                 &id_or_key,
                 secret.map(Secret::new),
