@@ -6,6 +6,7 @@
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::filter::FilterExt;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -80,6 +81,40 @@ where
         LogFormat::Text => fmt.boxed(),
     };
     tracing_subscriber::registry()
-        .with(fmt.with_filter(env_filter))
+        .with(fmt.with_filter(env_filter.and(filter::filter_fn(|m| {
+            dependency_quiet_enough(m.target(), m.level())
+        }))))
         .with(otel)
+}
+
+/// Only hookrelay's own crates log below `info`, whatever `RUST_LOG` asks for: their
+/// dependencies write what passes through them at `debug` and `trace` (tokio-postgres
+/// logs every query's parameters: secrets, envelopes with their private fields), and
+/// hookrelay cannot vouch for that.
+fn dependency_quiet_enough(target: &str, level: &tracing::Level) -> bool {
+    target.starts_with("hookrelay") || *level <= tracing::Level::INFO
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dependencies_log_at_info_at_most() {
+        use tracing::Level;
+        assert!(!dependency_quiet_enough(
+            "tokio_postgres::query",
+            &Level::DEBUG
+        ));
+        assert!(!dependency_quiet_enough("lapin::channel", &Level::TRACE));
+        assert!(dependency_quiet_enough(
+            "tokio_postgres::query",
+            &Level::INFO
+        ));
+        assert!(dependency_quiet_enough("lapin", &Level::WARN));
+        assert!(dependency_quiet_enough(
+            "hookrelay_sender::consume",
+            &Level::TRACE
+        ));
+    }
 }

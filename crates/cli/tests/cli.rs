@@ -637,3 +637,91 @@ fn sigterm_during_start_up_stops_cleanly() {
     let status = terminate(&mut child);
     assert!(status.success(), "{status:?}");
 }
+
+/// Whatever `RUST_LOG` asks for, no secret and no private field reaches a log line:
+/// not from the operator commands that take them, not from `serve` while it
+/// delivers with them (tokio-postgres logs every query's parameters at debug).
+#[test]
+fn no_secret_or_private_field_is_logged_even_at_trace() {
+    const BASIC: &str = "basic-pass-7f3a0c";
+    const SIGNING: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const VARIABLE: &str = "variable-value-91c2e";
+    const PRIVATE: &str = "private-review-url-5d1e";
+    let env = Env::new();
+    env.ok(&["migrate"]);
+    let receiver_port = free_port();
+    let mut receiver = env.spawn(&["receiver", "--addr", &format!("127.0.0.1:{receiver_port}")]);
+    wait_listening(receiver_port);
+    let traced = |args: &[&str]| {
+        let out = env.command(args).env("RUST_LOG", "trace").output().unwrap();
+        assert!(
+            out.status.success(),
+            "hookrelay {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let mut logs = traced(&[
+        "webhooks",
+        "create",
+        "--tenant",
+        "acme",
+        "--key",
+        "k",
+        "--url",
+        &format!("http://127.0.0.1:{receiver_port}/{{{{PATH}}}}"),
+        "--secret",
+        BASIC,
+        "--signing-secret",
+        SIGNING,
+    ]);
+    logs += &traced(&[
+        "environments",
+        "set",
+        "--tenant",
+        "acme",
+        "--name",
+        "Production",
+        "--var",
+        &format!("PATH={VARIABLE}"),
+    ]);
+    logs += &traced(&["webhooks", "get", "--tenant", "acme", "k"]);
+
+    let log_file = std::env::temp_dir().join(format!("{}.serve.log", env.prefix));
+    let port = free_port();
+    let mut serve = env
+        .command(&["serve", "--http-addr", &format!("127.0.0.1:{port}")])
+        .env("HOOKRELAY_ALLOW_PRIVATE_DESTINATIONS", "true")
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_file).unwrap())
+        .spawn()
+        .unwrap();
+    wait_listening(port);
+    let event = serde_json::json!({
+        "id": "e-private", "tenant": "acme", "type": "import_completed",
+        "occurred_at": "2024-01-24T16:13:25Z", "environment": "Production",
+        "private_fields": ["/data/review_url"],
+        "payload": {"event": "import_completed", "data": {"review_url": PRIVATE}}
+    });
+    let published = env.run(&["publish", "--file", "-"], Some(&event.to_string()));
+    assert!(published.status.success());
+    env.wait_count(
+        "SELECT count(*) FROM deliveries WHERE status = 'delivered'",
+        1,
+        Duration::from_secs(30),
+    );
+    assert!(terminate(&mut serve).success());
+    terminate(&mut receiver);
+    logs += &std::fs::read_to_string(&log_file).unwrap();
+    let _ = std::fs::remove_file(&log_file);
+
+    assert!(
+        logs.contains("TRACE") || logs.contains("DEBUG"),
+        "hookrelay's own debug lines are kept"
+    );
+    for secret in [BASIC, SIGNING, &SIGNING[6..], VARIABLE, PRIVATE] {
+        let line = logs.lines().find(|l| l.contains(secret));
+        assert!(line.is_none(), "`{secret}` was logged: {line:?}");
+    }
+}
