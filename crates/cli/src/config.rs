@@ -26,10 +26,10 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 pub struct Common {
     /// RabbitMQ URL.
-    #[arg(long, global = true, env = "HOOKRELAY_AMQP_URL", default_value = defaults::DEFAULT_AMQP_URL)]
+    #[arg(long, global = true, env = "HOOKRELAY_AMQP_URL", hide_env_values = true, default_value = defaults::DEFAULT_AMQP_URL)]
     pub amqp_url: String,
     /// Postgres URL; must name a database (`migrate` creates it if missing).
-    #[arg(long, global = true, env = "HOOKRELAY_DATABASE_URL", default_value = defaults::DEFAULT_DATABASE_URL)]
+    #[arg(long, global = true, env = "HOOKRELAY_DATABASE_URL", hide_env_values = true, default_value = defaults::DEFAULT_DATABASE_URL)]
     pub database_url: String,
     /// Prefix of every exchange and queue name.
     #[arg(long = "amqp-prefix", global = true, env = "HOOKRELAY_AMQP_PREFIX", default_value = defaults::DEFAULT_PREFIX)]

@@ -725,3 +725,75 @@ fn no_secret_or_private_field_is_logged_even_at_trace() {
         assert!(line.is_none(), "`{secret}` was logged: {line:?}");
     }
 }
+
+/// `--help` of every command names the variables that hold URLs and secrets, never
+/// their values: a password in `HOOKRELAY_DATABASE_URL` must not reach a terminal
+/// (or a CI log) because someone asked for help.
+#[test]
+fn help_never_shows_the_values_of_secret_variables() {
+    // (variable, value, the part that must never show)
+    let secrets = [
+        (
+            "HOOKRELAY_DATABASE_URL",
+            "postgres://u:db-pw-3e1@db.invalid/h",
+            "db-pw-3e1",
+        ),
+        (
+            "HOOKRELAY_AMQP_URL",
+            "amqp://u:amqp-pw-8c2@mq.invalid/%2f",
+            "amqp-pw-8c2",
+        ),
+        ("HOOKRELAY_API_TOKEN", "api-token-5a7", "api-token-5a7"),
+        ("HOOKRELAY_SECRET_KEY", "secret-key-0d4", "secret-key-0d4"),
+        (
+            "HOOKRELAY_WEBHOOK_SECRET",
+            "webhook-secret-b6f",
+            "webhook-secret-b6f",
+        ),
+        (
+            "HOOKRELAY_WEBHOOK_SIGNING_SECRET",
+            "whsec_signing-9a0",
+            "signing-9a0",
+        ),
+    ];
+    let help = |path: &[String]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hookrelay"));
+        command.args(path).arg("--help");
+        for (name, value, _) in secrets {
+            command.env(name, value);
+        }
+        let out = command.output().unwrap();
+        assert!(out.status.success(), "{path:?} --help");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // Every command and subcommand, from the `Commands:` lists of the help itself.
+    let mut pending: Vec<Vec<String>> = vec![vec![]];
+    let mut seen = 0;
+    while let Some(path) = pending.pop() {
+        let text = help(&path);
+        seen += 1;
+        for (name, _, secret) in secrets {
+            assert!(
+                !text.contains(secret),
+                "`hookrelay {} --help` shows {name}",
+                path.join(" ")
+            );
+        }
+        let commands = text
+            .split("Commands:")
+            .nth(1)
+            .and_then(|rest| rest.split("\n\n").next())
+            .unwrap_or_default();
+        for line in commands.lines() {
+            match line.split_whitespace().next() {
+                Some(name) if name != "help" => {
+                    let mut next = path.clone();
+                    next.push(name.to_owned());
+                    pending.push(next);
+                }
+                _ => {}
+            }
+        }
+    }
+    assert!(seen > 20, "walked {seen} commands");
+}
