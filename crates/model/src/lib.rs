@@ -11,12 +11,14 @@ pub mod matching;
 pub mod retry;
 pub mod shutdown;
 pub mod template;
+pub mod tenant;
 pub mod topology;
 pub mod webhook;
 pub mod wire;
 
 pub use envelope::{EnvelopeError, Event};
 pub use error::Invalid;
+pub use tenant::Tenant;
 pub use topology::Topology;
 
 /// `hookrelay/<version>`: the User-Agent of every webhook POST.
