@@ -1,14 +1,11 @@
 //! The end-to-end benchmark: hookrelay against the broker's own ceiling, on this
-//! machine's RabbitMQ and Postgres, with the roles in this process and a lean
-//! receiver on 127.0.0.1. Used by `cargo xtask bench` and by a CI smoke test.
+//! machine's RabbitMQ and Postgres, with the roles in this process and the harness's
+//! receiver, tallying only, on 127.0.0.1. Used by `cargo xtask bench` and by a CI
+//! smoke test.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
 use futures_util::StreamExt;
 use hookrelay_amqp::{self as amqp, ConnectRetry, Headers};
 use hookrelay_metrics::event as routed;
@@ -20,6 +17,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString};
 use serde::Serialize;
 use serde_json::json;
 
+use crate::receiver::{Behaviour, Received, Receiver, unix_micros};
 use crate::stack::{event, webhook};
 use crate::{AMQP_URL, TestStack, wait_until};
 
@@ -97,64 +95,24 @@ pub struct Report {
     pub sender: Option<RoleUsage>,
 }
 
-#[derive(Default)]
-struct Seen {
-    /// 2xx answers per (event id, webhook): more than one is a duplicate, whatever
-    /// its `webhook-id` (a delivery fanned out twice has two).
-    by_target: HashMap<(String, String), u32>,
-    /// When each (event, webhook) first arrived, in order.
-    arrivals: Vec<Instant>,
-    /// Publish → first arrival, per (event, webhook).
-    latencies_us: Vec<u64>,
-    throttled: usize,
+/// A delivery's tally key: its event and the webhook's path. More than one 2xx
+/// answer under a key is a duplicate, whatever its `webhook-id` (a delivery fanned
+/// out twice has two).
+fn delivery_key(event_id: &str, path: &str) -> String {
+    format!("{event_id} {path}")
 }
 
-/// A receiver that only counts: (`x-hookrelay-event-id`, webhook) for loss and
-/// duplicates, `sent_at_us` in the payload for latency. `/429/...` answers 429;
-/// `/hang/...` never answers.
-async fn receive(
-    State(seen): State<Arc<Mutex<Seen>>>,
-    Path((kind, hook)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> StatusCode {
-    match kind.as_str() {
-        "429" => {
-            seen.lock().unwrap().throttled += 1;
-            return StatusCode::TOO_MANY_REQUESTS;
-        }
-        "hang" => {
-            tokio::time::sleep(Duration::from_secs(3600)).await;
-            return StatusCode::OK;
-        }
-        _ => {}
-    }
-    let now = now_us();
-    let sent = serde_json::from_slice::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| v["sent_at_us"].as_u64());
-    let event_id = headers
-        .get("x-hookrelay-event-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let mut seen = seen.lock().unwrap();
-    let count = seen.by_target.entry((event_id, hook)).or_default();
-    *count += 1;
-    if *count == 1 {
-        seen.arrivals.push(Instant::now());
-        if let Some(sent) = sent {
-            seen.latencies_us.push(now.saturating_sub(sent));
-        }
-    }
-    StatusCode::OK
+fn tally_key(r: &Received) -> String {
+    delivery_key(
+        &r.header("x-hookrelay-event-id").unwrap_or_default(),
+        &r.path,
+    )
 }
 
-fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or_default()
+/// The path of webhook `w{i}`: the scenario's first `throttled` answer 429.
+fn hook_path(s: &Scenario, i: usize) -> String {
+    let kind = if i < s.throttled { "429" } else { "ok" };
+    format!("/{kind}/w{i}")
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {
@@ -271,8 +229,9 @@ fn events_for(s: &Scenario) -> Vec<Event> {
         .collect()
 }
 
-/// Publishes at the scenario's rate, stamping each event's payload with its send time.
-async fn publish(stack: &TestStack, s: &Scenario, mut events: Vec<Event>) {
+/// Publishes at the scenario's rate; returns when each event was sent (microseconds
+/// since the Unix epoch, by event id).
+async fn publish(stack: &TestStack, s: &Scenario, events: Vec<Event>) -> HashMap<String, u64> {
     let chunk = if s.rate == 0 {
         200
     } else {
@@ -280,17 +239,17 @@ async fn publish(stack: &TestStack, s: &Scenario, mut events: Vec<Event>) {
     };
     let tick = Duration::from_secs_f64(chunk as f64 / f64::from(s.rate.max(1)));
     let mut next = tokio::time::Instant::now();
-    for batch in events.chunks_mut(chunk) {
+    let mut sent = HashMap::with_capacity(events.len());
+    for batch in events.chunks(chunk) {
         if s.rate > 0 {
             tokio::time::sleep_until(next).await;
             next += tick;
         }
-        let stamp = now_us();
-        for e in batch.iter_mut() {
-            e.payload["sent_at_us"] = json!(stamp);
-        }
+        let stamp = unix_micros();
         stack.publisher.publish_batch(batch).await.expect("publish");
+        sent.extend(batch.iter().map(|e| (e.id.clone(), stamp)));
     }
+    sent
 }
 
 /// A role running as a child `hookrelay serve` process.
@@ -393,32 +352,20 @@ pub async fn run(s: &Scenario, ceiling: f64, roles: &Roles) -> Report {
         Roles::InProcess => TestStack::new().await,
         Roles::Processes(_) => TestStack::for_processes().await,
     };
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let app = axum::Router::new()
-        .route("/{kind}/{hook}", axum::routing::post(receive))
-        .with_state(Arc::clone(&seen));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let receiver = Receiver::tallying(tally_key).await;
     for i in 0..s.fanout {
-        let kind = if i < s.throttled { "429" } else { "ok" };
+        let path = hook_path(s, i);
+        if i < s.throttled {
+            receiver.respond(&path, Behaviour::Status(429));
+        }
         stack
-            .create_webhook(webhook(
-                "bench",
-                &format!("w{i}"),
-                &format!("http://{addr}/{kind}/w{i}"),
-            ))
+            .create_webhook(webhook("bench", &format!("w{i}"), &receiver.url(&path)))
             .await;
     }
     if s.hanging {
+        receiver.respond("/hang/h", Behaviour::Hang);
         stack
-            .create_webhook(webhook(
-                "bench",
-                "hanging",
-                &format!("http://{addr}/hang/h"),
-            ))
+            .create_webhook(webhook("bench", "hanging", &receiver.url("/hang/h")))
             .await;
     }
     let children = match roles {
@@ -441,12 +388,15 @@ pub async fn run(s: &Scenario, ceiling: f64, roles: &Roles) -> Report {
         None => (0.0, 0.0),
     };
     let events = events_for(s);
-    let expected: std::collections::HashSet<(String, String)> = events
+    // Tally key → event id, for every delivery that should arrive.
+    let expected: HashMap<String, String> = events
         .iter()
-        .flat_map(|e| (s.throttled..s.fanout).map(|i| (e.id.clone(), format!("w{i}"))))
+        .flat_map(|e| {
+            (s.throttled..s.fanout).map(|i| (delivery_key(&e.id, &hook_path(s, i)), e.id.clone()))
+        })
         .collect();
     let started = Instant::now();
-    publish(&stack, s, events).await;
+    let sent = publish(&stack, s, events).await;
     let limit = Duration::from_secs(60 + (expected.len() / 200) as u64);
     let routed = || async {
         match &children {
@@ -463,7 +413,7 @@ pub async fn run(s: &Scenario, ceiling: f64, roles: &Roles) -> Report {
     let mut routing_done: Option<Duration> = None;
     let mut polls = 0u32;
     loop {
-        let arrived = seen.lock().unwrap().by_target.len();
+        let arrived = receiver.tallied();
         if routing_done.is_none() && polls.is_multiple_of(4) && routed().await >= s.events as u64 {
             routing_done = Some(started.elapsed());
         }
@@ -503,25 +453,36 @@ pub async fn run(s: &Scenario, ceiling: f64, roles: &Roles) -> Report {
         }
     };
 
-    let seen = seen.lock().unwrap();
+    let tallies = receiver.tallies();
     let lost = expected
-        .iter()
-        .filter(|k| !seen.by_target.contains_key(*k))
-        .count();
-    let unexpected = seen
-        .by_target
         .keys()
-        .filter(|k| !expected.contains(*k))
+        .filter(|k| !tallies.contains_key(*k))
         .count();
-    let duplicates = seen
-        .by_target
+    let unexpected = tallies
+        .keys()
+        .filter(|k| !expected.contains_key(*k))
+        .count();
+    let duplicates = tallies
         .values()
-        .map(|n| *n as usize - 1)
+        .map(|t| t.answered as usize - 1)
         .sum::<usize>()
         + unexpected;
-    let mut latencies = seen.latencies_us.clone();
+    // Publish → first arrival, per delivery.
+    let mut latencies: Vec<u64> = expected
+        .iter()
+        .filter_map(|(key, event_id)| {
+            Some(
+                tallies
+                    .get(key)?
+                    .first_unix_us
+                    .saturating_sub(*sent.get(event_id)?),
+            )
+        })
+        .collect();
     latencies.sort_unstable();
-    let deliveries_per_sec = sustained_rate(&seen.arrivals);
+    let mut arrivals: Vec<Instant> = tallies.values().map(|t| t.first_at.into_std()).collect();
+    arrivals.sort_unstable();
+    let deliveries_per_sec = sustained_rate(&arrivals);
     let routing_time = routing_done.unwrap_or(elapsed).as_secs_f64().max(1e-3);
     Report {
         scenario: s.name.clone(),

@@ -5,18 +5,17 @@
 //! the dead-letter queue and what the receiver saw, and returns the figures.
 //! Used by `cargo xtask chaos` and by an end-to-end test (kills only).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
 use hookrelay_model::Event;
 use serde::Serialize;
 use serde_json::json;
 
 use crate::bench::{Child, start_role};
+use crate::receiver::{Behaviour, Received, Receiver};
 use crate::stack::{event, webhook};
 use crate::{TestStack, wait_until};
 
@@ -101,44 +100,26 @@ fn expect_failed(webhook_id: &str) -> bool {
     b < 4 || (19..21).contains(&b)
 }
 
-/// What the receiver panics with to drop a connection: hyper ends the connection
-/// of a handler that panics, and the client sees it closed mid-request.
-const RESET: &str = "chaos receiver: dropping the connection";
-
-#[derive(Default)]
-struct Seen {
-    /// 2xx answers per webhook-id.
-    ok: HashMap<String, usize>,
+/// The receiver's answer to one request, by [`behaviour`] and the attempt number.
+fn answer(request: &Received) -> Behaviour {
+    let b = behaviour(&webhook_id(request));
+    let first = request
+        .header("x-hookrelay-attempt")
+        .and_then(|v| v.parse::<u32>().ok())
+        .unwrap_or(1)
+        == 1;
+    match b {
+        0..4 => Behaviour::Status(500),
+        4..14 if first => Behaviour::Status(429),
+        4..19 => Behaviour::Slow(Duration::from_millis(150), 200),
+        19..21 if first => Behaviour::DropConnection,
+        _ => Behaviour::Status(200),
+    }
 }
 
-async fn receive(State(seen): State<Arc<Mutex<Seen>>>, headers: HeaderMap) -> StatusCode {
-    let id = headers
-        .get("webhook-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let attempt = headers
-        .get("x-hookrelay-attempt")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u32>().ok())
-        .unwrap_or(1);
-    let b = behaviour(&id);
-    if b < 4 {
-        return StatusCode::INTERNAL_SERVER_ERROR;
-    }
-    if b < 14 && attempt == 1 {
-        return StatusCode::TOO_MANY_REQUESTS;
-    }
-    if b < 19 {
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
-    if (19..21).contains(&b) && attempt == 1 {
-        std::panic::panic_any(RESET);
-    }
-    if let Ok(mut s) = seen.lock() {
-        *s.ok.entry(id).or_default() += 1;
-    }
-    StatusCode::OK
+/// The receiver tallies its 2xx answers per webhook-id.
+fn webhook_id(request: &Received) -> String {
+    request.header("webhook-id").unwrap_or_default()
 }
 
 /// A small deterministic generator for kill timing and victims.
@@ -263,25 +244,11 @@ async fn settled(db: &deadpool_postgres::Object, total: usize) -> bool {
 }
 
 pub async fn run(binary: &Path, options: &Options) -> Figures {
-    // The receiver's deliberate panics are not news; any other panic is.
-    let default_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        if info.payload().downcast_ref::<&str>() != Some(&RESET) {
-            default_hook(info);
-        }
-    }));
     let stack = TestStack::for_processes().await;
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let app = axum::Router::new()
-        .route("/hook", axum::routing::post(receive))
-        .with_state(Arc::clone(&seen));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let receiver = Receiver::tallying(webhook_id).await;
+    receiver.respond("/hook", Behaviour::PerRequest(answer));
     stack
-        .create_webhook(webhook("chaos", "hook", &format!("http://{addr}/hook")))
+        .create_webhook(webhook("chaos", "hook", &receiver.url("/hook")))
         .await;
 
     let started = Instant::now();
@@ -355,7 +322,7 @@ pub async fn run(binary: &Path, options: &Options) -> Figures {
     .await;
     figures.seconds = started.elapsed().as_secs_f64();
     figures.events = events.len();
-    check(&stack, &db, &events, &seen, &mut figures, options).await;
+    check(&stack, &db, &events, &receiver, &mut figures, options).await;
     router.kill_9();
     for s in &mut senders {
         s.kill_9();
@@ -367,7 +334,7 @@ async fn check(
     stack: &TestStack,
     db: &deadpool_postgres::Object,
     events: &[Event],
-    seen: &Arc<Mutex<Seen>>,
+    receiver: &Receiver,
     figures: &mut Figures,
     options: &Options,
 ) {
@@ -395,7 +362,7 @@ async fn check(
         .filter(|m| m.header("x-hookrelay-reason").is_some())
         .filter_map(|m| m.header("x-hookrelay-delivery-id"))
         .collect();
-    let seen = seen.lock().unwrap();
+    let ok = receiver.tallies();
     for r in &rows {
         let id: uuid::Uuid = r.get("id");
         let id = id.to_string();
@@ -403,10 +370,7 @@ async fn check(
         match status.as_str() {
             "delivered" => {
                 figures.delivered += 1;
-                assert!(
-                    seen.ok.contains_key(&id),
-                    "delivered {id} was never received"
-                );
+                assert!(ok.contains_key(&id), "delivered {id} was never received");
                 assert!(!expect_failed(&id), "{id} cannot have been delivered");
             }
             "failed" => {
@@ -420,7 +384,7 @@ async fn check(
             other => panic!("delivery {id} is {other}"),
         }
     }
-    figures.receiver_duplicates = seen.ok.values().map(|n| n - 1).sum();
+    figures.receiver_duplicates = ok.values().map(|t| t.answered as usize - 1).sum();
     // A sender kill can repeat at most what that sender had unacked; a router kill,
     // a batch's delivery messages (published again, both copies in flight at once); a
     // restart, what every sender had.

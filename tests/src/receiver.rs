@@ -1,9 +1,11 @@
-//! A real HTTP receiver on 127.0.0.1 that records every request and answers as told.
+//! A real HTTP receiver on 127.0.0.1 that answers as told and records what it got:
+//! every request (for tests that inspect them) or, for runs of thousands, only a
+//! tally of the requests it answered 2xx.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -21,8 +23,14 @@ pub enum Behaviour {
     Hang,
     /// Status with this body.
     Body(u16, Vec<u8>),
+    /// Status after a pause.
+    Slow(Duration, u16),
+    /// Closes the connection without an answer: the client sees it cut mid-request.
+    DropConnection,
     /// Answers from the list in turn; the last one repeats.
     Sequence(Vec<Behaviour>),
+    /// Chosen for each request from what it carries (headers, body).
+    PerRequest(fn(&Received) -> Behaviour),
 }
 
 #[derive(Debug, Clone)]
@@ -46,9 +54,33 @@ impl Received {
     }
 }
 
-#[derive(Default)]
+/// What a tallying receiver keeps per key: how many requests it answered 2xx, and
+/// when it answered the first.
+#[derive(Debug, Clone, Copy)]
+pub struct Tally {
+    pub answered: u32,
+    pub first_at: Instant,
+    /// The same moment in microseconds since the Unix epoch, to set against a time
+    /// another process stamped.
+    pub first_unix_us: u64,
+}
+
+/// Microseconds since the Unix epoch, now.
+pub fn unix_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or_default()
+}
+
+enum Keep {
+    Everything(Vec<Received>),
+    /// Requests answered 2xx, counted under the key the function gives each.
+    Tally(fn(&Received) -> String, HashMap<String, Tally>),
+}
+
 struct Inner {
-    received: Vec<Received>,
+    keep: Keep,
     behaviours: HashMap<String, Behaviour>,
     counts: HashMap<String, usize>,
 }
@@ -60,12 +92,29 @@ pub struct Receiver {
 }
 
 impl Receiver {
+    /// A receiver that keeps every request.
     pub async fn start() -> Self {
+        Self::serve(Keep::Everything(Vec::new())).await
+    }
+
+    /// A receiver that keeps only a [`Tally`] per `key` of what it answered 2xx:
+    /// cheap enough for the thousands of requests of a benchmark or a fault run, so
+    /// [`Self::received_on`] and [`Self::all`] stay empty.
+    pub async fn tallying(key: fn(&Received) -> String) -> Self {
+        Self::serve(Keep::Tally(key, HashMap::new())).await
+    }
+
+    async fn serve(keep: Keep) -> Self {
+        silence_dropped_connections();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind receiver");
         let addr = listener.local_addr().expect("addr");
-        let inner = Arc::new(Mutex::new(Inner::default()));
+        let inner = Arc::new(Mutex::new(Inner {
+            keep,
+            behaviours: HashMap::new(),
+            counts: HashMap::new(),
+        }));
         let app = axum::Router::new()
             .fallback(handle)
             .with_state(Arc::clone(&inner));
@@ -86,18 +135,37 @@ impl Receiver {
     }
 
     pub fn received_on(&self, path: &str) -> Vec<Received> {
-        self.inner
-            .lock()
-            .unwrap()
-            .received
-            .iter()
-            .filter(|r| r.path == path)
-            .cloned()
-            .collect()
+        match &self.inner.lock().unwrap().keep {
+            Keep::Everything(received) => received
+                .iter()
+                .filter(|r| r.path == path)
+                .cloned()
+                .collect(),
+            Keep::Tally(..) => Vec::new(),
+        }
     }
 
     pub fn all(&self) -> Vec<Received> {
-        self.inner.lock().unwrap().received.clone()
+        match &self.inner.lock().unwrap().keep {
+            Keep::Everything(received) => received.clone(),
+            Keep::Tally(..) => Vec::new(),
+        }
+    }
+
+    /// How many keys a tallying receiver has answered 2xx at least once.
+    pub fn tallied(&self) -> usize {
+        match &self.inner.lock().unwrap().keep {
+            Keep::Tally(_, tallies) => tallies.len(),
+            Keep::Everything(_) => 0,
+        }
+    }
+
+    /// A tallying receiver's tally per key.
+    pub fn tallies(&self) -> HashMap<String, Tally> {
+        match &self.inner.lock().unwrap().keep {
+            Keep::Tally(_, tallies) => tallies.clone(),
+            Keep::Everything(_) => HashMap::new(),
+        }
     }
 
     /// Waits until at least `n` requests arrived, on any path.
@@ -117,58 +185,112 @@ impl Receiver {
     }
 }
 
+/// What a handler panics with to drop its connection: hyper ends the connection of
+/// a handler that panics, before any byte of an answer.
+const DROP_CONNECTION: &str = "test receiver: dropping the connection";
+
+/// The deliberate panics of [`Behaviour::DropConnection`] are not news; any other
+/// panic still reaches the hook that was there before.
+fn silence_dropped_connections() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if info.payload().downcast_ref::<&str>() != Some(&DROP_CONNECTION) {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Follows sequences and per-request choices down to one answer.
+fn resolve(mut behaviour: Behaviour, index: usize, request: &Received) -> Behaviour {
+    loop {
+        behaviour = match behaviour {
+            Behaviour::Sequence(list) => list
+                .get(index)
+                .or(list.last())
+                .cloned()
+                .unwrap_or(Behaviour::Status(200)),
+            Behaviour::PerRequest(choose) => choose(request),
+            answer => return answer,
+        };
+    }
+}
+
 async fn handle(
     State(inner): State<Arc<Mutex<Inner>>>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let path = uri.path().to_owned();
-    let behaviour = {
+    let request = Received {
+        path: uri.path().to_owned(),
+        headers,
+        body,
+        at: Instant::now(),
+    };
+    let (behaviour, tally_key) = {
         let mut inner = inner.lock().unwrap();
-        inner.received.push(Received {
-            path: path.clone(),
-            headers,
-            body,
-            at: Instant::now(),
-        });
-        let n = inner.counts.entry(path.clone()).or_default();
+        let n = inner.counts.entry(request.path.clone()).or_default();
         let index = *n;
         *n += 1;
-        match inner
+        let configured = inner
             .behaviours
-            .get(&path)
+            .get(&request.path)
             .cloned()
-            .unwrap_or(Behaviour::Status(200))
-        {
-            Behaviour::Sequence(list) => list
-                .get(index)
-                .or(list.last())
-                .cloned()
-                .unwrap_or(Behaviour::Status(200)),
-            other => other,
-        }
+            .unwrap_or(Behaviour::Status(200));
+        let behaviour = resolve(configured, index, &request);
+        let key = match &mut inner.keep {
+            Keep::Everything(received) => {
+                received.push(request);
+                None
+            }
+            Keep::Tally(key, _) => Some(key(&request)),
+        };
+        (behaviour, key)
     };
+    let response = answer(behaviour).await;
+    // Tallied once answered, so a request the client gave up on meanwhile still
+    // counts as what the receiver did.
+    if let Some(key) = tally_key
+        && response.status().is_success()
+        && let Keep::Tally(_, tallies) = &mut inner.lock().unwrap().keep
+    {
+        tallies
+            .entry(key)
+            .and_modify(|t| t.answered += 1)
+            .or_insert_with(|| Tally {
+                answered: 1,
+                first_at: Instant::now(),
+                first_unix_us: unix_micros(),
+            });
+    }
+    response
+}
+
+async fn answer(behaviour: Behaviour) -> Response {
+    let status = |code| StatusCode::from_u16(code).unwrap();
     match behaviour {
         // A redirect points back at this receiver, so following it would show.
-        Behaviour::Status(code) if (300..400).contains(&code) => (
-            StatusCode::from_u16(code).unwrap(),
-            [("location", "/followed")],
-        )
-            .into_response(),
-        Behaviour::Status(code) => StatusCode::from_u16(code).unwrap().into_response(),
-        Behaviour::RetryAfter(code, after) => (
-            StatusCode::from_u16(code).unwrap(),
-            [("retry-after", after)],
-            "slow down",
-        )
-            .into_response(),
-        Behaviour::Body(code, body) => (StatusCode::from_u16(code).unwrap(), body).into_response(),
+        Behaviour::Status(code) if (300..400).contains(&code) => {
+            (status(code), [("location", "/followed")]).into_response()
+        }
+        Behaviour::Status(code) => status(code).into_response(),
+        Behaviour::RetryAfter(code, after) => {
+            (status(code), [("retry-after", after)], "slow down").into_response()
+        }
+        Behaviour::Body(code, body) => (status(code), body).into_response(),
+        Behaviour::Slow(pause, code) => {
+            tokio::time::sleep(pause).await;
+            status(code).into_response()
+        }
         Behaviour::Hang => {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             StatusCode::OK.into_response()
         }
-        // A sequence inside a sequence is not supported: answer 200.
-        Behaviour::Sequence(_) => StatusCode::OK.into_response(),
+        Behaviour::DropConnection => std::panic::panic_any(DROP_CONNECTION),
+        // `resolve` never hands these on.
+        Behaviour::Sequence(_) | Behaviour::PerRequest(_) => StatusCode::OK.into_response(),
     }
 }

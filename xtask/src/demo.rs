@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use serde_json::Value;
 
+use crate::cargo::cargo;
 use crate::services;
 
 const TENANT: &str = "acme";
@@ -54,14 +55,14 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     services::ensure()?;
     let root = workspace_root();
     step("building hookrelay");
-    let ok = Command::new("cargo")
+    let ok = cargo()
         .args(["build", "--quiet", "-p", "hookrelay-cli"])
         .current_dir(&root)
         .status()?
         .success();
     anyhow::ensure!(ok, "cargo build failed");
     let demo = Demo {
-        bin: root.join("target/debug/hookrelay"),
+        bin: crate::cargo::binary(&root, "debug", "hookrelay")?,
         database_url: flag(args, "--database-url").unwrap_or_else(|| DATABASE_URL.into()),
         prefix: flag(args, "--prefix").unwrap_or_else(|| PREFIX.into()),
     };

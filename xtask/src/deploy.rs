@@ -37,7 +37,7 @@ pub fn check(root: &Path) -> anyhow::Result<()> {
         println!("skipped: manifest check (python3 -m pip install kubernetes-validate)");
     }
     println!("==> consistency of deployment files with the code");
-    let ok = Command::new("cargo")
+    let ok = crate::cargo::cargo()
         .args([
             "test",
             "-q",

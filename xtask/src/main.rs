@@ -5,13 +5,15 @@
 //! - `cargo xtask bench`: the end-to-end benchmark (release build), figures printed.
 //! - `cargo xtask chaos`: the fault run (kill -9, broker and database restarts).
 
+mod cargo;
 mod demo;
 mod deploy;
 mod services;
 
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 
 use anyhow::Context;
+use cargo::cargo;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -40,11 +42,11 @@ fn main() -> ExitCode {
 /// The services check, then nextest (or `cargo test` where nextest is not installed).
 fn test(extra: &[String]) -> anyhow::Result<()> {
     services::ensure()?;
-    let nextest = Command::new("cargo")
+    let nextest = cargo()
         .args(["nextest", "--version"])
         .output()
         .is_ok_and(|o| o.status.success());
-    let mut cmd = Command::new("cargo");
+    let mut cmd = cargo();
     if nextest {
         cmd.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
     } else {
@@ -61,13 +63,13 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
 fn release_bench(name: &str, extra: &[String]) -> anyhow::Result<()> {
     services::ensure()?;
     let root = demo::workspace_root();
-    let built = Command::new("cargo")
+    let built = cargo()
         .args(["build", "-q", "--release", "-p", "hookrelay-cli"])
         .current_dir(&root)
         .status()
         .context("building hookrelay")?;
     anyhow::ensure!(built.success(), "building hookrelay failed");
-    let binary = root.join("target/release/hookrelay");
+    let binary = cargo::binary(&root, "release", "hookrelay")?;
     // cargo runs a bench from its package's folder: make `--json PATH` absolute.
     let here = std::env::current_dir()?;
     let extra: Vec<String> = extra
@@ -83,7 +85,7 @@ fn release_bench(name: &str, extra: &[String]) -> anyhow::Result<()> {
             }
         })
         .collect();
-    let status = Command::new("cargo")
+    let status = cargo()
         .args([
             "bench",
             "-q",
