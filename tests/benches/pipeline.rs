@@ -9,8 +9,15 @@
 //!
 //! `--fanout`, `--rate` or `--payload-bytes` without `--scenario` make one custom
 //! run; `--scenario` takes a scenario's exact name.
+//!
+//! `--scenario capacity [--steps 250,500,...] [--step-seconds 20] [--history N]`:
+//! steady offered rates in steps, the sustained capacity (see
+//! tests/src/capacity.rs), on a database that already holds N events.
+//! `--scenario soak [--rate N] [--minutes 10] [--history N]`: one steady rate read
+//! minute by minute (RSS per role, p99).
 
 use hookrelay_tests::bench::{self, Report, Scenario};
+use hookrelay_tests::capacity;
 
 struct Args {
     scenario: String,
@@ -20,6 +27,10 @@ struct Args {
     payload_bytes: Option<usize>,
     json: Option<String>,
     hookrelay: Option<String>,
+    steps: Option<Vec<u32>>,
+    step_seconds: u64,
+    history: usize,
+    minutes: u64,
 }
 
 fn args() -> Args {
@@ -39,6 +50,14 @@ fn args() -> Args {
         payload_bytes: value("--payload-bytes").and_then(|v| v.parse().ok()),
         json: value("--json"),
         hookrelay: value("--hookrelay"),
+        steps: value("--steps").map(|v| {
+            v.split(',')
+                .map(|r| r.trim().parse().expect("--steps takes rates like 250,500,1000"))
+                .collect()
+        }),
+        step_seconds: value("--step-seconds").map_or(20, |v| v.parse().expect("--step-seconds")),
+        history: value("--history").map_or(0, |v| v.parse().expect("--history takes a count")),
+        minutes: value("--minutes").map_or(10, |v| v.parse().expect("--minutes")),
     }
 }
 
@@ -83,9 +102,55 @@ fn scenarios(a: &Args) -> Vec<Scenario> {
     chosen
 }
 
+/// `--scenario capacity` and `--scenario soak`: steady rates on one stack.
+async fn steady(a: &Args) {
+    let binary = a
+        .hookrelay
+        .as_ref()
+        .expect("capacity and soak runs need --hookrelay (cargo xtask bench passes it)");
+    println!(
+        "hookrelay bench ({}): router and sender as `{binary} serve` child processes; fan-out 1, 1 KiB payloads; RabbitMQ and Postgres on this machine",
+        a.scenario
+    );
+    let ceiling = bench::broker_ceiling(20_000, 1024).await;
+    let plan = if a.scenario == "soak" {
+        capacity::Plan {
+            rates: vec![a.rate.expect("a soak needs --rate (half the capacity)")],
+            step: std::time::Duration::from_secs(60 * a.minutes),
+            payload_bytes: 1024,
+            history: a.history,
+            keep_going: true,
+            window: Some(std::time::Duration::from_secs(60)),
+        }
+    } else {
+        capacity::Plan {
+            rates: a.steps.clone().unwrap_or_else(|| {
+                vec![250, 500, 1000, 1500, 2000, 2500, 3000, 4000, 5000, 6000]
+            }),
+            step: std::time::Duration::from_secs(a.step_seconds),
+            payload_bytes: 1024,
+            history: a.history,
+            keep_going: false,
+            window: None,
+        }
+    };
+    let report = capacity::run(&plan, ceiling, std::path::Path::new(binary)).await;
+    println!("\n{}", capacity::table(&report));
+    if let Some(path) = &a.json {
+        let body = serde_json::to_string_pretty(&report).expect("json");
+        std::fs::write(path, body).expect("write --json file");
+        println!("wrote {path}");
+    }
+    let bad: Vec<_> = report.steps.iter().filter(|s| s.duplicates > 0).collect();
+    assert!(bad.is_empty(), "duplicate deliveries: {bad:?}");
+}
+
 #[tokio::main]
 async fn main() {
     let a = args();
+    if a.scenario == "capacity" || a.scenario == "soak" {
+        return steady(&a).await;
+    }
     let list = scenarios(&a);
     let roles = match &a.hookrelay {
         Some(binary) => bench::Roles::Processes(binary.into()),

@@ -98,11 +98,11 @@ pub struct Report {
 /// A delivery's tally key: its event and the webhook's path. More than one 2xx
 /// answer under a key is a duplicate, whatever its `webhook-id` (a delivery fanned
 /// out twice has two).
-fn delivery_key(event_id: &str, path: &str) -> String {
+pub(crate) fn delivery_key(event_id: &str, path: &str) -> String {
     format!("{event_id} {path}")
 }
 
-fn tally_key(r: &Received) -> String {
+pub(crate) fn tally_key(r: &Received) -> String {
     delivery_key(
         &r.header("x-hookrelay-event-id").unwrap_or_default(),
         &r.path,
@@ -115,7 +115,7 @@ fn hook_path(s: &Scenario, i: usize) -> String {
     format!("/{kind}/w{i}")
 }
 
-fn percentile(sorted: &[u64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -124,7 +124,7 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 }
 
 /// (CPU seconds, peak RSS MiB) of a process (`self` or a pid), from /proc.
-fn usage(pid: &str) -> (f64, f64) {
+pub(crate) fn usage(pid: &str) -> (f64, f64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields: Vec<&str> = stat
         .rsplit(')')
@@ -216,7 +216,7 @@ pub async fn broker_ceiling(messages: usize, payload_bytes: usize) -> f64 {
     rate
 }
 
-fn events_for(s: &Scenario) -> Vec<Event> {
+pub(crate) fn events_for(s: &Scenario) -> Vec<Event> {
     let blob = "x".repeat(s.payload_bytes.saturating_sub(80));
     (0..s.events)
         .map(|_| {
@@ -231,7 +231,7 @@ fn events_for(s: &Scenario) -> Vec<Event> {
 
 /// Publishes at the scenario's rate; returns when each event was sent (microseconds
 /// since the Unix epoch, by event id).
-async fn publish(stack: &TestStack, s: &Scenario, events: Vec<Event>) -> HashMap<String, u64> {
+pub(crate) async fn publish(stack: &TestStack, s: &Scenario, events: Vec<Event>) -> HashMap<String, u64> {
     let chunk = if s.rate == 0 {
         200
     } else {
@@ -291,7 +291,7 @@ impl Child {
             .unwrap_or(0.0)
     }
 
-    fn stop(mut self) -> RoleUsage {
+    pub(crate) fn stop(mut self) -> RoleUsage {
         let (cpu, rss) = usage(&self.pid());
         let _ = std::process::Command::new("kill")
             .args(["-TERM", &self.pid()])
@@ -304,7 +304,7 @@ impl Child {
     }
 }
 
-async fn spawn_role(binary: &std::path::Path, stack: &TestStack, role: &str) -> Child {
+pub(crate) async fn spawn_role(binary: &std::path::Path, stack: &TestStack, role: &str) -> Child {
     let child = start_role(binary, stack, role);
     let ready = format!("http://127.0.0.1:{}/readyz", child.port);
     wait_until(

@@ -1,0 +1,363 @@
+//! What users live with: the rate the pipeline sustains at a steady offered load
+//! with bounded latency, on a database that may already hold months of history.
+//!
+//! A run keeps one stack (router and sender as child processes, one tallying
+//! receiver) and offers steady rates in steps; each step publishes at its rate for
+//! a while, then waits for its deliveries to arrive. The capacity is the highest step
+//! whose delivered rate kept up with the offered one (≥ 98 %), whose p99
+//! publish→receive stayed within a second, and that lost nothing. A soak is one long
+//! step read minute by minute.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::TestStack;
+use crate::bench::{
+    Child, Scenario, delivery_key, events_for, percentile, publish, spawn_role, tally_key, usage,
+};
+use crate::receiver::Receiver;
+use crate::stack::webhook;
+
+/// A step is sustained when it delivered at least this share of the offered rate...
+const KEPT_UP: f64 = 0.98;
+/// ... with its p99 publish→receive within this...
+const P99_BOUND_MS: f64 = 1000.0;
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Offered events per second, in order.
+    pub rates: Vec<u32>,
+    pub step: Duration,
+    pub payload_bytes: usize,
+    /// Events (each with its delivery and attempt) stored before the run, spread
+    /// over the 30 days before it.
+    pub history: usize,
+    /// Keep offering higher rates after one was not sustained.
+    pub keep_going: bool,
+    /// Read each step in windows this long (a soak reads minute by minute); `None`:
+    /// the step is one window.
+    pub window: Option<Duration>,
+}
+
+/// CPU (share of one core) and memory of one process or group during a window.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Load {
+    pub cpu_percent: f64,
+    pub rss_mib: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub offered_per_sec: f64,
+    pub delivered_per_sec: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// Deliveries that had not arrived when the drain limit passed.
+    pub missing: usize,
+    pub duplicates: usize,
+    pub sustained: bool,
+    pub router: Load,
+    pub sender: Load,
+    /// Every `postgres` process, and RabbitMQ's `beam.smp`, summed.
+    pub postgres: Load,
+    pub rabbitmq: Load,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub history_events: usize,
+    pub history_fill_seconds: f64,
+    pub broker_ceiling_msgs_per_sec: f64,
+    pub steps: Vec<Step>,
+    /// The highest sustained offered rate (deliveries/s at fan-out 1).
+    pub capacity_per_sec: Option<f64>,
+    pub ratio_to_ceiling: Option<f64>,
+}
+
+/// Fills the stack's database with `events` stored events of tenant `bench`, each
+/// with one delivered delivery to `webhook_id` and its attempt, received over the
+/// 30 days before now, then analyzes the tables as autovacuum would have.
+pub async fn fill_history(stack: &TestStack, events: usize, webhook_id: uuid::Uuid) -> f64 {
+    if events == 0 {
+        return 0.0;
+    }
+    let started = Instant::now();
+    let db = stack.db.client().await;
+    let n = events as i64;
+    // Ids sort by time like the now_v7 ids the router makes: the primary key index
+    // then grows at its right edge, as in production.
+    db.batch_execute("SET synchronous_commit = off")
+        .await
+        .expect("session");
+    for (from, to) in chunks(n, 100_000) {
+        db.execute(
+            "WITH g AS (SELECT i, now() - interval '30 days' * (1 - i::float8 / $3) AS t \
+               FROM generate_series($1::bigint, $2::bigint) i), \
+             ev AS (INSERT INTO events (tenant, id, type, session_id, occurred_at, received_at, envelope) \
+               SELECT 'bench', 'history-' || i, 'import_completed', 'session-' || (i % 5000), t, t, \
+                 json_build_object('id', 'history-' || i, 'tenant', 'bench', 'type', 'import_completed', \
+                   'occurred_at', to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
+                   'payload', json_build_object('event', 'import_completed', \
+                     'data', json_build_object('blob', repeat('x', 900)))) FROM g), \
+             d AS (INSERT INTO deliveries (id, tenant, event_id, webhook_id, status, published, \
+                 attempts, last_attempt_at, last_status, created_at, updated_at) \
+               SELECT (lpad(to_hex((extract(epoch FROM t) * 1000)::bigint), 12, '0') || '7000' \
+                   || '8' || lpad(to_hex(i), 15, '0'))::uuid, \
+                 'bench', 'history-' || i, $4, 'delivered', true, 1, t, 200, t, t FROM g RETURNING id, created_at) \
+             INSERT INTO delivery_attempts (delivery_id, attempt, started_at, latency_ms, status_code, outcome) \
+               SELECT id, 1, created_at, 12.5, 200, 'delivered' FROM d",
+            &[&from, &to, &(n as f64), &webhook_id],
+        )
+        .await
+        .expect("fill history");
+    }
+    db.batch_execute("ANALYZE events; ANALYZE deliveries; ANALYZE delivery_attempts")
+        .await
+        .expect("analyze");
+    started.elapsed().as_secs_f64()
+}
+
+fn chunks(n: i64, size: i64) -> Vec<(i64, i64)> {
+    (0..(n + size - 1) / size)
+        .map(|k| (k * size + 1, ((k + 1) * size).min(n)))
+        .collect()
+}
+
+/// Runs the plan: one webhook, fan-out 1, roles as child processes of `binary`.
+pub async fn run(plan: &Plan, ceiling: f64, binary: &Path) -> Report {
+    let stack = TestStack::for_processes().await;
+    let receiver = Receiver::tallying(tally_key).await;
+    let hook = stack
+        .create_webhook(webhook("bench", "w0", &receiver.url("/ok/w0")))
+        .await;
+    let history_fill_seconds = fill_history(&stack, plan.history, hook.id).await;
+    let router = spawn_role(binary, &stack, "router").await;
+    let sender = spawn_role(binary, &stack, "sender").await;
+    let mut steps = Vec::new();
+    for &rate in &plan.rates {
+        eprintln!("offering {rate} events/s for {:?} ...", plan.step);
+        let read = step(&stack, &receiver, plan, rate, &router, &sender).await;
+        let sustained = read.iter().all(|s| s.sustained);
+        for s in &read {
+            eprintln!(
+                "  offered {:.0}/s delivered {:.0}/s p50 {:.1} ms p99 {:.1} ms missing {}{}",
+                s.offered_per_sec,
+                s.delivered_per_sec,
+                s.p50_ms,
+                s.p99_ms,
+                s.missing,
+                if s.sustained { "" } else { "  (not sustained)" }
+            );
+        }
+        steps.extend(read);
+        if !sustained && !plan.keep_going {
+            break;
+        }
+    }
+    router.stop();
+    sender.stop();
+    let capacity = steps
+        .iter()
+        .filter(|s| s.sustained)
+        .map(|s| s.offered_per_sec)
+        .fold(None, |best: Option<f64>, r| Some(best.map_or(r, |b| b.max(r))));
+    Report {
+        history_events: plan.history,
+        history_fill_seconds,
+        broker_ceiling_msgs_per_sec: ceiling,
+        capacity_per_sec: capacity,
+        ratio_to_ceiling: capacity.map(|c| c / ceiling),
+        steps,
+    }
+}
+
+/// One step: publishes at `rate` for the plan's step time, waits for its deliveries
+/// (a bounded while), and reads it in windows.
+async fn step(
+    stack: &TestStack,
+    receiver: &Receiver,
+    plan: &Plan,
+    rate: u32,
+    router: &Child,
+    sender: &Child,
+) -> Vec<Step> {
+    let window = plan.window.unwrap_or(plan.step);
+    let windows = (plan.step.as_secs_f64() / window.as_secs_f64()).round().max(1.0) as usize;
+    let mut scenario = Scenario::new("step", 0, 1, plan.payload_bytes);
+    scenario.rate = rate;
+    let per_window = (f64::from(rate) * window.as_secs_f64()) as usize;
+    let mut read = Vec::new();
+    let mut pending = Vec::new();
+    for _ in 0..windows {
+        scenario.events = per_window;
+        let events = events_for(&scenario);
+        let expected: HashMap<String, String> = events
+            .iter()
+            .map(|e| (delivery_key(&e.id, "/ok/w0"), e.id.clone()))
+            .collect();
+        let before = Sample::take(router, sender);
+        let started = Instant::now();
+        let sent = publish(stack, &scenario, events).await;
+        let published_in = started.elapsed();
+        let after = Sample::take(router, sender);
+        pending.push((expected, sent, started, published_in, before, after));
+    }
+    // Every window's deliveries should arrive soon after the last was offered; what
+    // has not arrived within the limit is reported missing.
+    let limit = Duration::from_secs(30).max(plan.step);
+    let drained_by = Instant::now() + limit;
+    while Instant::now() < drained_by {
+        let tallies = receiver.tallies();
+        if pending
+            .iter()
+            .all(|p| p.0.keys().all(|k| tallies.contains_key(k)))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let tallies = receiver.tallies();
+    for (expected, sent, started, published_in, before, after) in pending {
+        let mut latencies: Vec<u64> = Vec::with_capacity(expected.len());
+        let mut arrivals: Vec<Instant> = Vec::with_capacity(expected.len());
+        let mut duplicates = 0;
+        for (key, event_id) in &expected {
+            if let (Some(t), Some(sent)) = (tallies.get(key), sent.get(event_id)) {
+                latencies.push(t.first_unix_us.saturating_sub(*sent));
+                arrivals.push(t.first_at.into_std());
+                duplicates += t.answered as usize - 1;
+            }
+        }
+        latencies.sort_unstable();
+        let p50_ms = percentile(&latencies, 0.50);
+        let offered = expected.len() as f64 / published_in.as_secs_f64();
+        // Deliveries that arrived in the offered window, shifted by the median
+        // latency: how fast they came out while they were going in.
+        let shift = Duration::from_secs_f64(p50_ms / 1000.0);
+        let (from, to) = (started + shift, started + published_in + shift);
+        let in_window = arrivals.iter().filter(|a| **a >= from && **a <= to).count();
+        let delivered = in_window as f64 / published_in.as_secs_f64();
+        let missing = expected.len() - latencies.len();
+        let p99_ms = percentile(&latencies, 0.99);
+        let load = |pid: &dyn Fn(&Sample) -> f64, rss: f64| Load {
+            cpu_percent: 100.0 * (pid(&after) - pid(&before)) / published_in.as_secs_f64(),
+            rss_mib: rss,
+        };
+        read.push(Step {
+            offered_per_sec: offered,
+            delivered_per_sec: delivered,
+            p50_ms,
+            p99_ms,
+            max_ms: percentile(&latencies, 1.0),
+            missing,
+            duplicates,
+            sustained: delivered >= KEPT_UP * offered && p99_ms <= P99_BOUND_MS && missing == 0,
+            router: load(&|s| s.router_cpu, after.router_rss),
+            sender: load(&|s| s.sender_cpu, after.sender_rss),
+            postgres: load(&|s| s.postgres_cpu, after.postgres_rss),
+            rabbitmq: load(&|s| s.rabbitmq_cpu, after.rabbitmq_rss),
+            seconds: published_in.as_secs_f64(),
+        });
+    }
+    read
+}
+
+/// CPU seconds so far and resident memory now, per role and service.
+struct Sample {
+    router_cpu: f64,
+    sender_cpu: f64,
+    postgres_cpu: f64,
+    rabbitmq_cpu: f64,
+    router_rss: f64,
+    sender_rss: f64,
+    postgres_rss: f64,
+    rabbitmq_rss: f64,
+}
+
+impl Sample {
+    fn take(router: &Child, sender: &Child) -> Self {
+        let (router_cpu, router_rss) = (usage(&router.pid()).0, rss_mib(&router.pid()));
+        let (sender_cpu, sender_rss) = (usage(&sender.pid()).0, rss_mib(&sender.pid()));
+        let (postgres_cpu, postgres_rss) = by_name("postgres");
+        let (rabbitmq_cpu, rabbitmq_rss) = by_name("beam.smp");
+        Self {
+            router_cpu,
+            sender_cpu,
+            postgres_cpu,
+            rabbitmq_cpu,
+            router_rss,
+            sender_rss,
+            postgres_rss,
+            rabbitmq_rss,
+        }
+    }
+}
+
+/// Resident memory now (not the peak), MiB.
+fn rss_mib(pid: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// CPU seconds and resident MiB of every process whose command is `name`.
+fn by_name(name: &str) -> (f64, f64) {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return (0.0, 0.0);
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|pid| pid.chars().all(|c| c.is_ascii_digit()))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == name)
+        })
+        .fold((0.0, 0.0), |(cpu, rss), pid| {
+            (cpu + usage(&pid).0, rss + rss_mib(&pid))
+        })
+}
+
+/// The step table printed on stdout.
+pub fn table(report: &Report) -> String {
+    let mut out = format!(
+        "history: {} events (filled in {:.0} s); broker ceiling {:.0} msg/s\n\n\
+         | offered/s | delivered/s | p50 ms | p99 ms | max ms | missing | dup | sustained | CPU % router / sender / postgres / rabbitmq | RSS MiB router / sender |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
+        report.history_events, report.history_fill_seconds, report.broker_ceiling_msgs_per_sec
+    );
+    for s in &report.steps {
+        out.push_str(&format!(
+            "| {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {:.0} / {:.0} / {:.0} / {:.0} | {:.0} / {:.0} |\n",
+            s.offered_per_sec,
+            s.delivered_per_sec,
+            s.p50_ms,
+            s.p99_ms,
+            s.max_ms,
+            s.missing,
+            s.duplicates,
+            if s.sustained { "yes" } else { "no" },
+            s.router.cpu_percent,
+            s.sender.cpu_percent,
+            s.postgres.cpu_percent,
+            s.rabbitmq.cpu_percent,
+            s.router.rss_mib,
+            s.sender.rss_mib,
+        ));
+    }
+    match (report.capacity_per_sec, report.ratio_to_ceiling) {
+        (Some(c), Some(r)) => out.push_str(&format!(
+            "\nsustained capacity: {c:.0} deliveries/s (fan-out 1), {r:.3} of the broker ceiling\n"
+        )),
+        _ => out.push_str("\nno step was sustained\n"),
+    }
+    out
+}
