@@ -1,6 +1,7 @@
 //! End-to-end tests: one binary, one module per capability.
 
 mod admin;
+mod architecture;
 mod bench;
 mod chaos;
 mod demo;

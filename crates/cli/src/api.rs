@@ -146,12 +146,7 @@ async fn ready(State(state): State<ApiState>) -> Response {
     let database = if state.consumers.is_empty() {
         None
     } else {
-        let check = async {
-            match state.pool.get().await {
-                Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
-                Err(_) => false,
-            }
-        };
+        let check = hookrelay_store::answers(&state.pool);
         Some(
             tokio::time::timeout(std::time::Duration::from_secs(2), check)
                 .await

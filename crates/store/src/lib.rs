@@ -262,6 +262,15 @@ pub fn pool(url: &str, max_size: usize) -> Result<Pool, StoreError> {
         .map_err(|e| StoreError::BadUrl(e.to_string()))
 }
 
+/// Whether the database answers a query on a connection from `pool`: what a
+/// readiness probe asks.
+pub async fn answers(pool: &Pool) -> bool {
+    match pool.get().await {
+        Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
+        Err(_) => false,
+    }
+}
+
 /// Creates the database if it is missing, then applies pending migrations under an
 /// advisory lock. Safe to run from several replicas at once.
 pub async fn migrate(url: &str) -> Result<(), StoreError> {
