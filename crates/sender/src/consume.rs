@@ -21,7 +21,9 @@ const CONSUMER_TAG: &str = "hookrelay-sender";
 
 pub(crate) async fn run(sender: Sender, mut shutdown: Shutdown) -> Result<(), SenderError> {
     let disabler = Arc::new(crate::disable::Disabler::new(
-        sender.config.disable_check_every,
+        &sender.config,
+        sender.pool.clone(),
+        Arc::clone(&sender.metrics),
     ));
     let destinations = Arc::new(sender.config.destinations.clone());
     let client = crate::request::client(sender.config.http_timeout, destinations)?;
@@ -50,7 +52,8 @@ pub(crate) async fn run(sender: Sender, mut shutdown: Shutdown) -> Result<(), Se
                     disabler: Arc::clone(&disabler),
                 });
                 tokio::spawn(crate::disable::announce_pending(
-                    Arc::clone(&ctx),
+                    Arc::clone(&disabler),
+                    ctx.channel.clone(),
                     sender.config.announce_every,
                     shutdown.clone(),
                 ));
