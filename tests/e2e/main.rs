@@ -3,6 +3,7 @@
 mod admin;
 mod bench;
 mod chaos;
+mod consumer;
 mod demo;
 mod deploy;
 mod dlq;
