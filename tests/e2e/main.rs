@@ -4,6 +4,7 @@ mod admin;
 mod architecture;
 mod bench;
 mod chaos;
+mod consumer;
 mod demo;
 mod deploy;
 mod dlq;

@@ -1,8 +1,9 @@
 //! RabbitMQ plumbing every role and the producer share: connecting with backoff,
 //! confirmed publishing, message headers and trace context (`trace`), the topology's
-//! declaration (`topology`), dead-letter publishing (`deadletter`) and queue
-//! inspection.
+//! declaration (`topology`), dead-letter publishing (`deadletter`), queue inspection,
+//! and the consumer supervisor every role consumes through (`consumer`).
 
+pub mod consumer;
 pub mod deadletter;
 pub mod topology;
 pub mod trace;
@@ -93,7 +94,7 @@ pub async fn confirm_channel(connection: &Connection) -> Result<Channel, AmqpErr
 }
 
 /// Connects, declares the topology, and starts consuming `queue` with `prefetch`
-/// unacked messages at most: how every role begins.
+/// unacked messages at most: how every role begins (through `consumer::Supervisor`).
 pub async fn open_consumer(
     url: &str,
     role: &str,

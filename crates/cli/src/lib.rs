@@ -1,12 +1,18 @@
 //! The `hookrelay` binary as a library, so tests can start the same app in-process.
 //!
-//! - `config`: every flag and `HOOKRELAY_*` variable (docs/configuration.md);
+//! - `cli`: the command line, `Cli` and its `Command`s;
+//! - `config`: the settings commands share (`Common`, `ServeArgs`), each flag with
+//!   its `HOOKRELAY_*` variable (docs/configuration.md);
 //! - `telemetry`: log set-up;
 //! - `api`: the HTTP app of the api role;
 //! - `serve`: wiring of the roles;
-//! - `commands`: the operator subcommands.
+//! - `commands`: the operator subcommands, each with its arguments.
+//!
+//! Modules depend on each other in one direction: `cli` on `commands` and `config`;
+//! `commands`, `serve` and `telemetry` on `config`; `serve` on `api`.
 
 pub mod api;
+pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod serve;

@@ -1,11 +1,11 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use hookrelay_cli::cli::{Cli, Command};
 use hookrelay_cli::commands::{
     self, deliveries, dlq, environments, events, publish, queues, receiver, tenants, tokens,
     webhooks,
 };
-use hookrelay_cli::config::{Cli, Command};
 use hookrelay_cli::{serve, telemetry};
 
 /// Errors reach the user as one plain chain of causes, not a backtrace.

@@ -1,65 +1,48 @@
-//! The consume loop: connect, declare, take events in batches, reconnect on failure.
+//! The router's handler of the consumer supervisor: take events in batches, route
+//! each batch, hold it while the database is away.
 
-use std::time::Duration;
-
+use backon::BackoffBuilder;
 use futures_util::StreamExt;
 use hookrelay_amqp as amqp;
+use hookrelay_amqp::consumer::{Ended, Session, Supervisor};
 use hookrelay_model::shutdown::Shutdown;
+use hookrelay_store::{TRANSIENT_RETRY, TRANSIENT_RETRY_MAX};
 use lapin::message::Delivery;
 use lapin::options::BasicAckOptions;
-use lapin::{Channel, Connection, Consumer};
+use lapin::{Channel, Consumer};
 
 use crate::route::{BatchError, handle_batch, reject};
 use crate::{Router, RouterError};
 
-/// Consumes until shutdown. Broker trouble reconnects with backoff; database trouble
-/// holds the batch and retries it, so nothing is acked that was not handled.
-pub async fn run(router: Router, mut shutdown: Shutdown) -> Result<(), RouterError> {
-    let mut pause = Duration::from_millis(200);
-    while !shutdown.is_triggered() {
-        let session = tokio::select! {
-            s = open(&router) => s,
-            () = shutdown.wait() => break,
-        };
-        match session {
-            Ok((connection, channel, consumer)) => {
-                pause = Duration::from_millis(200);
-                router.metrics.set_consuming(crate::ROLE, true);
-                let result = consume(&router, &channel, consumer, shutdown.clone()).await;
-                router.metrics.set_consuming(crate::ROLE, false);
-                let _ = connection.close(200, "router stopping".into()).await;
-                match result {
-                    Ok(()) => break,
-                    Err(ConsumeError::Injected(f)) => return Err(RouterError::Injected(f)),
-                    Err(ConsumeError::Broker(e)) => {
-                        tracing::warn!(error = %e, "router lost the broker; reconnecting");
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?pause, "router cannot start consuming")
-            }
-        }
-        tokio::select! {
-            () = tokio::time::sleep(pause) => {}
-            () = shutdown.wait() => break,
-        }
-        pause = (pause * 2).min(Duration::from_secs(10));
-    }
-    tracing::info!("router stopped");
-    Ok(())
+/// Consumes until shutdown. Broker trouble reconnects with backoff (the supervisor);
+/// database trouble holds the batch and retries it, so nothing is acked that was not
+/// handled.
+pub async fn run(router: Router, shutdown: Shutdown) -> Result<(), RouterError> {
+    let config = &router.config;
+    let supervisor = Supervisor {
+        role: crate::ROLE,
+        url: config.amqp_url.clone(),
+        topology: config.topology.clone(),
+        queue: config.topology.router_queue(),
+        prefetch: config.prefetch,
+    };
+    supervisor
+        .run(shutdown, |session, shutdown| {
+            serve(&router, session, shutdown)
+        })
+        .await
 }
 
-async fn open(router: &Router) -> Result<(Connection, Channel, Consumer), amqp::AmqpError> {
-    let config = &router.config;
-    amqp::open_consumer(
-        &config.amqp_url,
-        "hookrelay-router",
-        &config.topology,
-        &config.topology.router_queue(),
-        config.prefetch,
-    )
-    .await
+/// One connection's consuming.
+async fn serve(router: &Router, session: Session, shutdown: Shutdown) -> Ended<RouterError> {
+    router.metrics.set_consuming(crate::ROLE, true);
+    let result = consume(router, &session.channel, session.consumer, shutdown).await;
+    router.metrics.set_consuming(crate::ROLE, false);
+    match result {
+        Ok(()) => Ended::Stopped,
+        Err(ConsumeError::Injected(f)) => Ended::Failed(RouterError::Injected(f)),
+        Err(ConsumeError::Broker(e)) => Ended::Lost(e),
+    }
 }
 
 pub(crate) enum ConsumeError {
@@ -104,7 +87,7 @@ async fn handle_with_retry(
     batch: Vec<Delivery>,
     shutdown: &mut Shutdown,
 ) -> Result<(), ConsumeError> {
-    let mut pause = Duration::from_millis(100);
+    let mut pauses = TRANSIENT_RETRY.build();
     loop {
         match handle_batch(router, channel, &batch).await {
             Ok(()) => return Ok(()),
@@ -114,15 +97,15 @@ async fn handle_with_retry(
                 return isolate(router, channel, batch, &e, shutdown).await;
             }
             Err(BatchError::Store(e)) => {
+                let pause = pauses.next().unwrap_or(TRANSIENT_RETRY_MAX);
                 tracing::warn!(error = %e, retry_in = ?pause, events = batch.len(), "database unavailable; holding events");
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    // Unacked messages go back to the queue when the channel closes.
+                    () = shutdown.wait() => return Ok(()),
+                }
             }
         }
-        tokio::select! {
-            () = tokio::time::sleep(pause) => {}
-            // Unacked messages go back to the queue when the channel closes.
-            () = shutdown.wait() => return Ok(()),
-        }
-        pause = (pause * 2).min(Duration::from_secs(5));
     }
 }
 

@@ -1,92 +1,93 @@
-//! The consume loop: connect, declare, run each delivery as its own task within the
-//! concurrency bound, reconnect on failure, drain on shutdown.
+//! The sender's handler of the consumer supervisor: run each delivery as its own task
+//! within the concurrency bound, hold it while the database is away, drain on
+//! shutdown.
 
 use std::sync::Arc;
-use std::time::Duration;
 
+use backon::BackoffBuilder;
 use futures_util::StreamExt;
-use hookrelay_amqp::{self as amqp, AmqpError};
+use hookrelay_amqp::AmqpError;
+use hookrelay_amqp::consumer::{Ended, Session, Supervisor};
 use hookrelay_model::shutdown::Shutdown;
+use hookrelay_store::{TRANSIENT_RETRY, TRANSIENT_RETRY_MAX};
+use lapin::Consumer;
 use lapin::message::Delivery;
 use lapin::options::{BasicCancelOptions, BasicRejectOptions};
-use lapin::{Channel, Connection, Consumer};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
+use crate::disable::{Disabler, announce_pending};
 use crate::limiter::PerTarget;
 use crate::outcome::{Ctx, HandleError, handle, open as open_message};
+use crate::recorder::{Loader, Recorder};
 use crate::{Sender, SenderError};
 
-const CONSUMER_TAG: &str = "hookrelay-sender";
-
-pub(crate) async fn run(sender: Sender, mut shutdown: Shutdown) -> Result<(), SenderError> {
-    let disabler = Arc::new(crate::disable::Disabler::new(
-        sender.config.disable_check_every,
-    ));
-    let destinations = Arc::new(sender.config.destinations.clone());
-    let client = crate::request::client(sender.config.http_timeout, destinations)?;
-    let recorder = crate::recorder::Recorder::start(sender.pool.clone());
-    let loader = crate::recorder::Loader::start(sender.pool.clone(), sender.config.cipher.clone());
-    let limiter = PerTarget::new(
-        sender.config.per_webhook_concurrency,
-        sender.config.slow_after,
-    );
-    let mut pause = Duration::from_millis(200);
-    while !shutdown.is_triggered() {
-        let opened = tokio::select! {
-            o = open(&sender) => o,
-            () = shutdown.wait() => break,
-        };
-        match opened {
-            Ok((connection, channel, consumer)) => {
-                pause = Duration::from_millis(200);
-                let ctx = Arc::new(Ctx {
-                    sender: sender.clone(),
-                    recorder: recorder.clone(),
-                    loader: loader.clone(),
-                    client: client.clone(),
-                    channel,
-                    limiter: Arc::clone(&limiter),
-                    disabler: Arc::clone(&disabler),
-                });
-                tokio::spawn(crate::disable::announce_pending(
-                    Arc::clone(&ctx),
-                    sender.config.announce_every,
-                    shutdown.clone(),
-                ));
-                sender.metrics.set_consuming(crate::ROLE, true);
-                let result = consume(&ctx, consumer, shutdown.clone()).await;
-                sender.metrics.set_consuming(crate::ROLE, false);
-                let _ = connection.close(200, "sender stopping".into()).await;
-                match result {
-                    Ok(()) => break,
-                    Err(e) => tracing::warn!(error = %e, "sender lost the broker; reconnecting"),
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?pause, "sender cannot start consuming")
-            }
-        }
-        tokio::select! {
-            () = tokio::time::sleep(pause) => {}
-            () = shutdown.wait() => break,
-        }
-        pause = (pause * 2).min(Duration::from_secs(10));
-    }
-    tracing::info!("sender stopped");
-    Ok(())
+/// What outlives a connection: one of each per sender.
+struct Shared {
+    recorder: Recorder,
+    loader: Loader,
+    client: reqwest::Client,
+    limiter: Arc<PerTarget>,
+    disabler: Arc<Disabler>,
 }
 
-async fn open(sender: &Sender) -> Result<(Connection, Channel, Consumer), AmqpError> {
+pub(crate) async fn run(sender: Sender, shutdown: Shutdown) -> Result<(), SenderError> {
     let config = &sender.config;
-    amqp::open_consumer(
-        &config.amqp_url,
-        CONSUMER_TAG,
-        &config.topology,
-        &config.topology.deliveries_queue(),
-        config.concurrency,
-    )
-    .await
+    let destinations = Arc::new(config.destinations.clone());
+    let shared = Shared {
+        recorder: Recorder::start(sender.pool.clone()),
+        loader: Loader::start(sender.pool.clone(), config.cipher.clone()),
+        client: crate::request::client(config.http_timeout, destinations)?,
+        limiter: PerTarget::new(config.per_webhook_concurrency, config.slow_after),
+        disabler: Arc::new(Disabler::new(
+            config,
+            sender.pool.clone(),
+            Arc::clone(&sender.metrics),
+        )),
+    };
+    let supervisor = Supervisor {
+        role: crate::ROLE,
+        url: config.amqp_url.clone(),
+        topology: config.topology.clone(),
+        queue: config.topology.deliveries_queue(),
+        prefetch: config.concurrency,
+    };
+    supervisor
+        .run(shutdown, |session, shutdown| {
+            serve(&sender, &shared, session, shutdown)
+        })
+        .await
+}
+
+/// One connection's consuming: its deliveries publish their follow-ups on its channel.
+async fn serve(
+    sender: &Sender,
+    shared: &Shared,
+    session: Session,
+    shutdown: Shutdown,
+) -> Ended<SenderError> {
+    let ctx = Arc::new(Ctx {
+        sender: sender.clone(),
+        recorder: shared.recorder.clone(),
+        loader: shared.loader.clone(),
+        client: shared.client.clone(),
+        channel: session.channel,
+        limiter: Arc::clone(&shared.limiter),
+        disabler: Arc::clone(&shared.disabler),
+    });
+    tokio::spawn(announce_pending(
+        Arc::clone(&shared.disabler),
+        ctx.channel.clone(),
+        sender.config.announce_every,
+        shutdown.clone(),
+    ));
+    sender.metrics.set_consuming(crate::ROLE, true);
+    let result = consume(&ctx, session.consumer, shutdown).await;
+    sender.metrics.set_consuming(crate::ROLE, false);
+    match result {
+        Ok(()) => Ended::Stopped,
+        Err(e) => Ended::Lost(e),
+    }
 }
 
 async fn consume(
@@ -97,6 +98,7 @@ async fn consume(
     let slots = Arc::new(Semaphore::new(usize::from(
         ctx.sender.config.concurrency.max(1),
     )));
+    let tag = consumer.tag();
     let outcome = loop {
         let permit = tokio::select! {
             p = Arc::clone(&slots).acquire_owned() => p,
@@ -122,17 +124,17 @@ async fn consume(
         });
     };
     if outcome.is_ok() {
-        drain(ctx, &slots).await;
+        drain(ctx, tag, &slots).await;
     }
     outcome
 }
 
 /// Stops taking new deliveries and gives in-flight ones the grace period to finish.
 /// Whatever is still unacked after that returns to the queue when the channel closes.
-async fn drain(ctx: &Ctx, slots: &Arc<Semaphore>) {
+async fn drain(ctx: &Ctx, tag: lapin::types::ShortString, slots: &Arc<Semaphore>) {
     let _ = ctx
         .channel
-        .basic_cancel(CONSUMER_TAG.into(), BasicCancelOptions::default())
+        .basic_cancel(tag, BasicCancelOptions::default())
         .await;
     let all = u32::from(ctx.sender.config.concurrency.max(1));
     let grace = ctx.sender.config.shutdown_grace;
@@ -159,12 +161,17 @@ async fn process(ctx: &Ctx, delivery: Delivery, mut shutdown: Shutdown) {
         }
     };
     async {
-        let mut pause = Duration::from_millis(100);
+        let mut pauses = TRANSIENT_RETRY.build();
         loop {
             match handle(ctx, &delivery, &message).await {
                 Ok(()) => return,
                 Err(HandleError::Store(e) | HandleError::Unrecorded(e)) if e.is_transient() => {
+                    let pause = pauses.next().unwrap_or(TRANSIENT_RETRY_MAX);
                     tracing::warn!(error = %e, retry_in = ?pause, "database unavailable; holding delivery");
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {}
+                        () = shutdown.wait() => return,
+                    }
                 }
                 Err(HandleError::Store(e) | HandleError::Unrecorded(e)) => {
                     // Only when even dead-lettering failed on the database: reject
@@ -183,11 +190,6 @@ async fn process(ctx: &Ctx, delivery: Delivery, mut shutdown: Shutdown) {
                     return;
                 }
             }
-            tokio::select! {
-                () = tokio::time::sleep(pause) => {}
-                () = shutdown.wait() => return,
-            }
-            pause = (pause * 2).min(Duration::from_secs(5));
         }
     }
     .instrument(span)

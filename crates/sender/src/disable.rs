@@ -5,36 +5,49 @@
 //! a tenant's webhooks may subscribe to like any event type.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use deadpool_postgres::Pool;
 use hookrelay_amqp::trace;
 use hookrelay_amqp::{self as amqp, Headers};
+use hookrelay_metrics::Metrics;
 use hookrelay_model::Event;
 use hookrelay_model::shutdown::Shutdown;
 use hookrelay_model::webhook::Webhook;
 use hookrelay_store::webhooks::{self};
+use lapin::Channel;
 use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-use crate::outcome::Ctx;
+use crate::SenderConfig;
 
 /// The type of the event announcing a disabled webhook.
 pub const WEBHOOK_DISABLED: &str = "hookrelay.webhook_disabled";
 
-/// Asks "failing for the whole period?" at most every `check_every` per webhook and
-/// process: a dead endpoint fails in bursts, and the question reads its history.
+/// Disables and announces, one per sender process. Asks "failing for the whole
+/// period?" at most every `check_every` per webhook: a dead endpoint fails in bursts,
+/// and the question reads its history. Announcements go out on the channel of the
+/// connection at hand, given with each call.
 pub(crate) struct Disabler {
+    pool: Pool,
+    metrics: Arc<Metrics>,
+    failing_after: Option<Duration>,
+    events_exchange: String,
     check_every: Duration,
     last_checked: Mutex<HashMap<Uuid, Instant>>,
 }
 
 impl Disabler {
-    pub(crate) fn new(check_every: Duration) -> Self {
+    pub(crate) fn new(config: &SenderConfig, pool: Pool, metrics: Arc<Metrics>) -> Self {
         Self {
-            check_every,
+            pool,
+            metrics,
+            failing_after: config.disable_failing_after,
+            events_exchange: config.topology.events_exchange(),
+            check_every: config.disable_check_every,
             last_checked: Mutex::default(),
         }
     }
@@ -54,51 +67,120 @@ impl Disabler {
         seen.insert(webhook, now);
         true
     }
-}
 
-/// After an attempt: 410 disables; a final failure disables a webhook failing for
-/// the configured period. Trouble here is logged and never fails the delivery: a
-/// disabling that did not happen is tried at the next failure, an announcement that
-/// did not go out by the periodic announcer.
-pub(crate) async fn after_attempt(
-    ctx: &Ctx,
-    webhook: Option<&Webhook>,
-    status: Option<u16>,
-    final_failure: bool,
-) {
-    let Some(webhook) = webhook else {
-        return;
-    };
-    let reason = if status == Some(410) {
-        Some("the receiver answered 410 Gone".to_owned())
-    } else if final_failure {
-        failing_reason(ctx, webhook).await
-    } else {
-        None
-    };
-    if let Some(reason) = reason
-        && let Err(e) = disable(ctx, webhook, &reason).await
-    {
-        tracing::warn!(error = %e, webhook_id = %webhook.id, "disabling the webhook failed; the next failure tries again");
-    }
-}
-
-async fn failing_reason(ctx: &Ctx, webhook: &Webhook) -> Option<String> {
-    let period = ctx.sender.config.disable_failing_after?;
-    if !ctx.disabler.due(webhook.id) {
-        return None;
-    }
-    let db = ctx.sender.pool.get().await.ok()?;
-    match webhooks::failing_for(&db, webhook.id, period).await {
-        Ok(true) => Some(format!(
-            "every delivery failed for {}",
-            humantime::format_duration(period)
-        )),
-        Ok(false) => None,
-        Err(e) => {
-            tracing::warn!(error = %e, "reading the webhook's failures failed");
+    /// After an attempt: 410 disables; a final failure disables a webhook failing
+    /// for the configured period. Trouble here is logged and never fails the
+    /// delivery: a disabling that did not happen is tried at the next failure, an
+    /// announcement that did not go out by the periodic announcer.
+    pub(crate) async fn after_attempt(
+        &self,
+        channel: &Channel,
+        webhook: Option<&Webhook>,
+        status: Option<u16>,
+        final_failure: bool,
+    ) {
+        let Some(webhook) = webhook else {
+            return;
+        };
+        let reason = if status == Some(410) {
+            Some("the receiver answered 410 Gone".to_owned())
+        } else if final_failure {
+            self.failing_reason(webhook).await
+        } else {
             None
+        };
+        if let Some(reason) = reason
+            && let Err(e) = self.disable(channel, webhook, &reason).await
+        {
+            tracing::warn!(error = %e, webhook_id = %webhook.id, "disabling the webhook failed; the next failure tries again");
         }
+    }
+
+    async fn failing_reason(&self, webhook: &Webhook) -> Option<String> {
+        let period = self.failing_after?;
+        if !self.due(webhook.id) {
+            return None;
+        }
+        let db = self.pool.get().await.ok()?;
+        match webhooks::failing_for(&db, webhook.id, period).await {
+            Ok(true) => Some(format!(
+                "every delivery failed for {}",
+                humantime::format_duration(period)
+            )),
+            Ok(false) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the webhook's failures failed");
+                None
+            }
+        }
+    }
+
+    async fn disable(
+        &self,
+        channel: &Channel,
+        webhook: &Webhook,
+        reason: &str,
+    ) -> Result<(), DisableError> {
+        let db = self.pool.get().await?;
+        let Some((disabled, at)) = webhooks::disable(&db, webhook.id, reason).await? else {
+            return Ok(()); // Someone else disabled it first and announces it.
+        };
+        drop(db);
+        tracing::warn!(webhook_id = %disabled.id, key = %disabled.key, tenant = %disabled.tenant, reason, "webhook disabled");
+        self.metrics.webhook_disabled();
+        self.announce(channel, &disabled, at).await
+    }
+
+    /// Publishes the `hookrelay.webhook_disabled` event (confirmed), then notes it
+    /// announced. Its id comes from the webhook and the time it was disabled, so an
+    /// announcement repeated after a crash is fanned out once.
+    async fn announce(
+        &self,
+        channel: &Channel,
+        disabled: &Webhook,
+        at: OffsetDateTime,
+    ) -> Result<(), DisableError> {
+        let mut event = Event::operational(
+            &disabled.tenant,
+            WEBHOOK_DISABLED,
+            json!({
+                "event": WEBHOOK_DISABLED,
+                "data": {
+                    "webhook_id": disabled.id,
+                    "key": disabled.key,
+                    "url": disabled.url,
+                    "reason": disabled.disabled_reason,
+                    "disabled_at": at.format(&Rfc3339).unwrap_or_default(),
+                },
+            }),
+        );
+        event.id = format!(
+            "hookrelay-webhook-disabled-{}-{}",
+            disabled.id,
+            at.unix_timestamp_nanos() / 1000
+        );
+        let headers = trace::inject(&tracing::Span::current(), None, Headers::new());
+        let properties = amqp::persistent(&event.id, headers.into_table())?;
+        amqp::publish_confirmed(
+            channel,
+            &self.events_exchange,
+            &event.routing_key(),
+            &event.to_json(),
+            properties,
+        )
+        .await?;
+        let db = self.pool.get().await?;
+        webhooks::announced(&db, disabled.id, at).await?;
+        Ok(())
+    }
+
+    async fn announce_batch(&self, channel: &Channel) -> Result<(), DisableError> {
+        let pending = webhooks::to_announce(&self.pool.get().await?, 100).await?;
+        for (webhook, at) in pending {
+            self.announce(channel, &webhook, at).await?;
+            tracing::info!(webhook_id = %webhook.id, "disabled webhook announced");
+        }
+        Ok(())
     }
 }
 
@@ -112,65 +194,16 @@ enum DisableError {
     Pool(#[from] deadpool_postgres::PoolError),
 }
 
-async fn disable(ctx: &Ctx, webhook: &Webhook, reason: &str) -> Result<(), DisableError> {
-    let db = ctx.sender.pool.get().await?;
-    let Some((disabled, at)) = webhooks::disable(&db, webhook.id, reason).await? else {
-        return Ok(()); // Someone else disabled it first and announces it.
-    };
-    drop(db);
-    tracing::warn!(webhook_id = %disabled.id, key = %disabled.key, tenant = %disabled.tenant, reason, "webhook disabled");
-    ctx.sender.metrics.webhook_disabled();
-    announce(ctx, &disabled, at).await
-}
-
-/// Publishes the `hookrelay.webhook_disabled` event (confirmed), then notes it
-/// announced. Its id comes from the webhook and the time it was disabled, so an
-/// announcement repeated after a crash is fanned out once.
-async fn announce(ctx: &Ctx, disabled: &Webhook, at: OffsetDateTime) -> Result<(), DisableError> {
-    let mut event = Event::operational(
-        &disabled.tenant,
-        WEBHOOK_DISABLED,
-        json!({
-            "event": WEBHOOK_DISABLED,
-            "data": {
-                "webhook_id": disabled.id,
-                "key": disabled.key,
-                "url": disabled.url,
-                "reason": disabled.disabled_reason,
-                "disabled_at": at.format(&Rfc3339).unwrap_or_default(),
-            },
-        }),
-    );
-    event.id = format!(
-        "hookrelay-webhook-disabled-{}-{}",
-        disabled.id,
-        at.unix_timestamp_nanos() / 1000
-    );
-    let topology = &ctx.sender.config.topology;
-    let headers = trace::inject(&tracing::Span::current(), None, Headers::new());
-    let properties = amqp::persistent(&event.id, headers.into_table())?;
-    amqp::publish_confirmed(
-        &ctx.channel,
-        &topology.events_exchange(),
-        &event.routing_key(),
-        &event.to_json(),
-        properties,
-    )
-    .await?;
-    let db = ctx.sender.pool.get().await?;
-    webhooks::announced(&db, disabled.id, at).await?;
-    Ok(())
-}
-
 /// Announces what was disabled but not announced yet (a sender stopped in between),
-/// every `every` while the channel is open.
+/// every `every` while `channel` is open.
 pub(crate) async fn announce_pending(
-    ctx: std::sync::Arc<Ctx>,
+    disabler: Arc<Disabler>,
+    channel: Channel,
     every: Duration,
     mut shutdown: Shutdown,
 ) {
-    while ctx.channel.status().connected() && !shutdown.is_triggered() {
-        if let Err(e) = announce_batch(&ctx).await {
+    while channel.status().connected() && !shutdown.is_triggered() {
+        if let Err(e) = disabler.announce_batch(&channel).await {
             tracing::warn!(error = %e, "announcing disabled webhooks failed; trying again later");
         }
         tokio::select! {
@@ -178,13 +211,4 @@ pub(crate) async fn announce_pending(
             () = shutdown.wait() => return,
         }
     }
-}
-
-async fn announce_batch(ctx: &Ctx) -> Result<(), DisableError> {
-    let pending = webhooks::to_announce(&ctx.sender.pool.get().await?, 100).await?;
-    for (webhook, at) in pending {
-        announce(ctx, &webhook, at).await?;
-        tracing::info!(webhook_id = %webhook.id, "disabled webhook announced");
-    }
-    Ok(())
 }

@@ -19,6 +19,7 @@ use lapin::options::BasicAckOptions;
 use time::OffsetDateTime;
 
 use crate::Sender;
+use crate::disable::Disabler;
 use crate::limiter::PerTarget;
 use crate::request::{self, Answer, Outgoing};
 
@@ -30,7 +31,7 @@ pub(crate) struct Ctx {
     pub client: reqwest::Client,
     pub channel: Channel,
     pub limiter: Arc<PerTarget>,
-    pub disabler: Arc<crate::disable::Disabler>,
+    pub disabler: Arc<Disabler>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -324,7 +325,9 @@ async fn settle(
             .record(record.clone())
             .await
             .map_err(HandleError::Unrecorded)?;
-        crate::disable::after_attempt(ctx, target.webhook.as_ref(), answer.status, false).await;
+        ctx.disabler
+            .after_attempt(&ctx.channel, target.webhook.as_ref(), answer.status, false)
+            .await;
         let next = DeliveryMessage {
             attempt: attempt + 1,
             ..message.clone()
@@ -363,7 +366,9 @@ async fn settle(
         .record(record.clone())
         .await
         .map_err(HandleError::Unrecorded)?;
-    crate::disable::after_attempt(ctx, target.webhook.as_ref(), answer.status, true).await;
+    ctx.disabler
+        .after_attempt(&ctx.channel, target.webhook.as_ref(), answer.status, true)
+        .await;
     ctx.sender.metrics.outcome(outcome::FAILED);
     ctx.sender.metrics.dead_letter(crate::ROLE, reason);
     tracing::warn!(reason, error = ?answer.error, "delivery dead-lettered");

@@ -1,8 +1,7 @@
 //! Attempt records, written in batches (see `batcher`), and delivery jobs, read in
 //! batches.
 
-use std::time::Duration;
-
+use backon::Retryable;
 use deadpool_postgres::Pool;
 use hookrelay_store::deliveries::{self, AttemptRecord, SendJob};
 use hookrelay_store::{Cipher, StoreError};
@@ -28,18 +27,14 @@ impl Recorder {
     /// Returns once the record is committed. A transient database error is retried
     /// here, so the caller never repeats the webhook request to record its outcome.
     pub(crate) async fn record(&self, record: AttemptRecord) -> Result<(), StoreError> {
-        let mut pause = Duration::from_millis(100);
-        loop {
-            match self.0.call(record.clone()).await {
-                Ok(()) => return Ok(()),
-                Err(f) if f.transient => {
-                    tracing::warn!(error = %f.message, retry_in = ?pause, "recording the attempt failed; retrying");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(5));
-                }
-                Err(f) => return Err(f.into()),
-            }
-        }
+        (|| self.0.call(record.clone()))
+            .retry(hookrelay_store::TRANSIENT_RETRY)
+            .when(|f| f.transient)
+            .notify(|f, pause| {
+                tracing::warn!(error = %f.message, retry_in = ?pause, "recording the attempt failed; retrying");
+            })
+            .await
+            .map_err(StoreError::from)
     }
 }
 

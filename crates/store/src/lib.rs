@@ -11,12 +11,25 @@ pub mod tenants;
 pub mod tokens;
 pub mod webhooks;
 
+use std::time::Duration;
+
+use backon::ExponentialBuilder;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 pub use crypto::Cipher;
 pub use deadpool_postgres::Pool as DbPool;
+
+/// Longest pause between tries of work the database could not do for now.
+pub const TRANSIENT_RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Pauses between tries of work that failed for a transient reason
+/// ([`StoreError::is_transient`]): 100 ms doubling up to 5 s, for as long as it takes.
+pub const TRANSIENT_RETRY: ExponentialBuilder = ExponentialBuilder::new()
+    .with_min_delay(Duration::from_millis(100))
+    .with_max_delay(TRANSIENT_RETRY_MAX)
+    .without_max_times();
 
 mod embedded {
     refinery::embed_migrations!("migrations");

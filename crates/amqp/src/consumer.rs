@@ -1,0 +1,105 @@
+//! The consumer supervisor: how every role consumes. It connects, declares the
+//! topology, sets the prefetch, starts consuming, and hands each connection's channel
+//! and consumer to the role's handler; when the handler reports the broker lost (the
+//! connection, channel or consumer ended), it reconnects with backoff, until
+//! shutdown.
+
+use std::future::Future;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use hookrelay_model::Topology;
+use hookrelay_model::shutdown::Shutdown;
+use lapin::{Channel, Consumer};
+
+use crate::{AmqpError, open_consumer};
+
+/// Longest pause between two tries to consume again.
+const RECONNECT_MAX: Duration = Duration::from_secs(10);
+
+/// Pauses between tries to consume again: 200 ms doubling up to 10 s, for as long as
+/// it takes; back to 200 ms once a connection consumed.
+const RECONNECT: ExponentialBuilder = ExponentialBuilder::new()
+    .with_min_delay(Duration::from_millis(200))
+    .with_max_delay(RECONNECT_MAX)
+    .without_max_times();
+
+/// What a role consumes, and under which name it logs and connects.
+#[derive(Debug, Clone)]
+pub struct Supervisor {
+    /// The role's name in logs; the connection and the consumer are named
+    /// `hookrelay-{role}`.
+    pub role: &'static str,
+    pub url: String,
+    pub topology: Topology,
+    pub queue: String,
+    /// Unacked messages the broker hands over at once.
+    pub prefetch: u16,
+}
+
+/// One connection's consuming, handed to the role's handler.
+pub struct Session {
+    /// In confirm mode, with the topology declared: publish follow-ups on it.
+    pub channel: Channel,
+    pub consumer: Consumer,
+}
+
+/// Why a handler gave its session back.
+#[derive(Debug)]
+pub enum Ended<E> {
+    /// Shutdown was asked for and the handler wound down: the supervisor returns.
+    Stopped,
+    /// The connection, channel or consumer ended: the supervisor reconnects.
+    Lost(AmqpError),
+    /// The role cannot go on: the supervisor returns the error.
+    Failed(E),
+}
+
+impl Supervisor {
+    /// Consumes until `shutdown` fires or the handler fails. `handle` is called once
+    /// per connection and owns it until it returns; the connection is closed after,
+    /// which hands whatever the handler left unacked back to the queue.
+    pub async fn run<E, F, Fut>(&self, mut shutdown: Shutdown, mut handle: F) -> Result<(), E>
+    where
+        F: FnMut(Session, Shutdown) -> Fut,
+        Fut: Future<Output = Ended<E>>,
+    {
+        let role = self.role;
+        let name = format!("hookrelay-{role}");
+        let mut pauses = RECONNECT.build();
+        while !shutdown.is_triggered() {
+            let opened = tokio::select! {
+                o = open_consumer(&self.url, &name, &self.topology, &self.queue, self.prefetch) => o,
+                () = shutdown.wait() => break,
+            };
+            let pause = match opened {
+                Ok((connection, channel, consumer)) => {
+                    pauses = RECONNECT.build();
+                    let ended = handle(Session { channel, consumer }, shutdown.clone()).await;
+                    let _ = connection
+                        .close(200, format!("{role} stopping").as_str().into())
+                        .await;
+                    match ended {
+                        Ended::Stopped => break,
+                        Ended::Failed(e) => return Err(e),
+                        Ended::Lost(e) => {
+                            tracing::warn!(role, error = %e, "{role} lost the broker; reconnecting");
+                        }
+                    }
+                    pauses.next().unwrap_or(RECONNECT_MAX)
+                }
+                Err(e) => {
+                    let pause = pauses.next().unwrap_or(RECONNECT_MAX);
+                    tracing::warn!(role, error = %e, retry_in = ?pause, "{role} cannot start consuming");
+                    pause
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                () = shutdown.wait() => break,
+            }
+        }
+        tracing::info!(role, "{role} stopped");
+        Ok(())
+    }
+}
