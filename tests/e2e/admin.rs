@@ -785,6 +785,39 @@ async fn openapi_json_documents_exactly_the_routes_served() {
     );
 }
 
+const KEY_A: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+const KEY_B: &str = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
+
+/// A secret the deployment's key cannot open is the server's fault: 500 with a safe
+/// message (the details go to the log), never a client's 400.
+#[tokio::test]
+async fn a_secret_sealed_with_another_key_answers_500_with_a_safe_message() {
+    let mut stack = TestStack::new().await;
+    stack.cipher = hookrelay_store::Cipher::from_base64_key(KEY_A).unwrap();
+    let mut sealed = webhook("acme", "sealed", &stack.receiver.url("/sealed"));
+    sealed.secret = Some(hookrelay_model::webhook::Secret::new("s3cret"));
+    stack.create_webhook(sealed).await;
+    for cipher in [
+        hookrelay_store::Cipher::from_base64_key(KEY_B).unwrap(),
+        hookrelay_store::Cipher::none(),
+    ] {
+        stack.cipher = cipher;
+        let api = Api::new(&stack, None).await;
+        for path in [
+            "/v1/tenants/acme/webhooks/sealed",
+            "/v1/tenants/acme/webhooks",
+        ] {
+            let (status, body) = api.get(path).await;
+            assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{path}: {body}");
+            assert_eq!(
+                body,
+                json!({"error": "internal error; the server log has the details"}),
+                "{path}: no field, no detail of the key"
+            );
+        }
+    }
+}
+
 /// A redelivery joins the event's trace: the receiver's new POST carries the same
 /// trace id, which the delivery shows operators.
 #[tokio::test]

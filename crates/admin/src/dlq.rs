@@ -144,7 +144,9 @@ pub async fn show(dlq: &Dlq<'_>, id: &str) -> Result<DeadMessage, AdminError> {
     list(dlq, &filter, 1)
         .await?
         .pop()
-        .ok_or_else(|| AdminError::NotFound(format!("dead-lettered message `{id}`")))
+        .ok_or_else(|| AdminError::NotFound {
+            what: format!("dead-lettered message `{id}`"),
+        })
 }
 
 /// What a replay or purge did.

@@ -16,13 +16,12 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use deadpool_postgres::Pool;
 use hookrelay_amqp::{self as amqp, ConnectRetry};
-use hookrelay_model::Topology;
 use hookrelay_model::webhook::{NewWebhook, WebhookUpdate};
-use hookrelay_producer::ingest::ApiError;
+use hookrelay_model::{Invalid, Topology};
 use hookrelay_store::deliveries::{self, DeliveryFilter, DeliveryStatus};
 use hookrelay_store::events::{self, Cursor, EventFilter};
 use hookrelay_store::webhooks;
-use hookrelay_store::{Cipher, ErrorKind, StoreError, environments, tenants, tokens};
+use hookrelay_store::{Cipher, StoreError, environments, tenants, tokens};
 use lapin::Connection;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -33,6 +32,10 @@ use uuid::Uuid;
 
 use crate::dlq::{self, Dlq, Filter, ReplayOptions};
 use crate::{AdminError, redeliver};
+
+mod error;
+
+pub use error::ApiError;
 
 /// The OpenAPI description of every route, served at `/openapi.json`.
 pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
@@ -159,85 +162,14 @@ fn created<T: Serialize>(value: T) -> ApiResult {
     Ok((StatusCode::CREATED, Json(value)).into_response())
 }
 
-/// The JSON error of a failed admin call: the field named where one was wrong.
-fn api_error(e: AdminError) -> ApiError {
-    match e {
-        AdminError::Store(e) => store_error(e),
-        AdminError::Invalid(m) => invalid(m),
-        AdminError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, format!("{m} not found")),
-        AdminError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
-        AdminError::Broker(e) => {
-            tracing::warn!(error = %e, "admin call could not reach RabbitMQ");
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
-        }
-    }
-}
-
-/// The one mapping of store failures to answers: the kind decides the status; what
-/// is our fault is logged and answered without its details.
-fn store_error(e: StoreError) -> ApiError {
-    match e.kind() {
-        ErrorKind::Invalid => match e {
-            StoreError::Invalid(invalid) => {
-                let mut error = ApiError::new(StatusCode::BAD_REQUEST, invalid.to_string());
-                error.field = Some(invalid.field);
-                error
-            }
-            other => ApiError::new(StatusCode::BAD_REQUEST, other.to_string()),
-        },
-        ErrorKind::NotFound => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
-        ErrorKind::Conflict => ApiError::new(StatusCode::CONFLICT, e.to_string()),
-        ErrorKind::Unavailable => {
-            tracing::warn!(error = %e, "admin call could not reach the database");
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the database is unavailable; retry the request",
-            )
-        }
-        ErrorKind::Internal => {
-            tracing::error!(error = %e, "admin call failed");
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal error; the server log has the details",
-            )
-        }
-    }
-}
-
-/// A 400 whose message starts `field: ...` names that field.
-fn invalid(message: String) -> ApiError {
-    let field = message
-        .split_once(':')
-        .map(|(f, _)| f.trim())
-        .filter(|f| !f.is_empty() && !f.contains(' '))
-        .map(|f| f.trim_matches('`').to_owned());
-    let mut error = ApiError::new(StatusCode::BAD_REQUEST, message);
-    error.field = field;
-    error
-}
-
-impl From<AdminError> for ApiError {
-    fn from(e: AdminError) -> Self {
-        api_error(e)
-    }
-}
-
-fn from_store(e: StoreError) -> ApiError {
-    store_error(e)
-}
-
 /// Parses a JSON body, naming the field that was wrong.
 fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.inner().to_string();
-        let mut error = ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("invalid request body at `{path}`: {inner}"),
-        );
-        error.field = hookrelay_model::envelope::field_of(&path, &inner).map(str::to_owned);
-        error
+        let field = hookrelay_model::envelope::field_of(&path, &inner).map(str::to_owned);
+        ApiError::bad_request(format!("invalid request body at `{path}`: {inner}"), field)
     })
 }
 
@@ -261,9 +193,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
                     Some((path, message)) if !path.contains(' ') => (path, message),
                     _ => (".", text),
                 };
-                let mut error = invalid(format!("query: {text}"));
-                error.field = hookrelay_model::envelope::field_of(path, message).map(str::to_owned);
-                error
+                let field = hookrelay_model::envelope::field_of(path, message).map(str::to_owned);
+                ApiError::bad_request(format!("query: {text}"), field)
             })
     }
 }
@@ -282,28 +213,28 @@ async fn tenant_of_path(
 }
 
 fn check_tenant(tenant: &str) -> Result<(), ApiError> {
-    hookrelay_model::envelope::check_tenant(tenant).map_err(|e| invalid(e.to_string()))
+    Ok(hookrelay_model::envelope::check_tenant(tenant)?)
 }
 
-fn limit(given: Option<i64>) -> Result<i64, ApiError> {
+fn limit(given: Option<i64>) -> Result<i64, Invalid> {
     match given {
         None => Ok(DEFAULT_LIMIT),
         Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-        Some(_) => Err(invalid(format!("limit: must be 1 to {MAX_LIMIT}"))),
+        Some(_) => Err(Invalid::new("limit", format!("must be 1 to {MAX_LIMIT}"))),
     }
 }
 
-fn parse_time(field: &str, value: Option<&str>) -> Result<Option<OffsetDateTime>, ApiError> {
+fn parse_time(field: &str, value: Option<&str>) -> Result<Option<OffsetDateTime>, Invalid> {
     value
         .map(|v| {
             OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
-                .map_err(|e| invalid(format!("{field}: `{v}` is not an RFC 3339 time: {e}")))
+                .map_err(|e| Invalid::new(field, format!("`{v}` is not an RFC 3339 time: {e}")))
         })
         .transpose()
 }
 
-fn parse_uuid(field: &str, value: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(value).map_err(|_| invalid(format!("{field}: `{value}` is not a UUID")))
+fn parse_uuid(field: &str, value: &str) -> Result<Uuid, Invalid> {
+    Uuid::parse_str(value).map_err(|_| Invalid::new(field, format!("`{value}` is not a UUID")))
 }
 
 /// A page of a list: `next_cursor` is null once a page comes back short.
@@ -322,24 +253,18 @@ fn page<T: Serialize>(data: Vec<T>, limit: i64, cursor: impl Fn(&T) -> String) -
 }
 
 /// The `cursor` of lists ordered by id.
-fn uuid_cursor(cursor: Option<&str>) -> Result<Option<Uuid>, ApiError> {
+fn uuid_cursor(cursor: Option<&str>) -> Result<Option<Uuid>, Invalid> {
     cursor.map(|c| parse_uuid("cursor", c)).transpose()
 }
 
 async fn db(state: &AdminState) -> Result<deadpool_postgres::Object, ApiError> {
-    state
-        .pool
-        .get()
-        .await
-        .map_err(|e| from_store(StoreError::from(e)))
+    Ok(state.pool.get().await.map_err(StoreError::from)?)
 }
 
 // ---- tenants
 
 async fn get_tenant(State(s): State<AdminState>, Path(tenant): Path<String>) -> ApiResult {
-    let settings = tenants::get(&db(&s).await?, &tenant)
-        .await
-        .map_err(from_store)?;
+    let settings = tenants::get(&db(&s).await?, &tenant).await?;
     ok(json!({
         "tenant": settings.tenant,
         "retention_days": settings.retention_days,
@@ -359,9 +284,7 @@ async fn put_tenant(
     body: Bytes,
 ) -> ApiResult {
     let body: TenantBody = parse_body(&body)?;
-    tenants::set_retention(&db(&s).await?, &tenant, body.retention_days)
-        .await
-        .map_err(from_store)?;
+    tenants::set_retention(&db(&s).await?, &tenant, body.retention_days).await?;
     get_tenant(State(s), Path(tenant)).await
 }
 
@@ -380,9 +303,7 @@ async fn list_webhooks(
 ) -> ApiResult {
     let limit = limit(q.limit)?;
     let after = uuid_cursor(q.cursor.as_deref())?;
-    let data = webhooks::list(&db(&s).await?, &s.cipher, &tenant, after, limit)
-        .await
-        .map_err(from_store)?;
+    let data = webhooks::list(&db(&s).await?, &s.cipher, &tenant, after, limit).await?;
     page(data, limit, |w| w.id.to_string())
 }
 
@@ -393,23 +314,19 @@ async fn create_webhook(
 ) -> ApiResult {
     let mut value: Value = parse_body(&body)?;
     let Some(object) = value.as_object_mut() else {
-        return Err(invalid("body: must be a JSON object".into()));
+        return Err(Invalid::new("body", "must be a JSON object").into());
     };
     match object.get("tenant") {
         Some(Value::String(t)) if *t == tenant => {}
         Some(_) => {
-            return Err(invalid(
-                "tenant: differs from the tenant of the path".into(),
-            ));
+            return Err(Invalid::new("tenant", "differs from the tenant of the path").into());
         }
         None => {
             object.insert("tenant".into(), json!(tenant));
         }
     }
     let new: NewWebhook = parse_body(&Bytes::from(value.to_string()))?;
-    let webhook = webhooks::create(&db(&s).await?, &s.cipher, &new)
-        .await
-        .map_err(from_store)?;
+    let webhook = webhooks::create(&db(&s).await?, &s.cipher, &new).await?;
     created(webhook)
 }
 
@@ -417,9 +334,7 @@ async fn get_webhook(
     State(s): State<AdminState>,
     Path((tenant, id)): Path<(String, String)>,
 ) -> ApiResult {
-    let webhook = webhooks::get(&db(&s).await?, &s.cipher, &tenant, &id)
-        .await
-        .map_err(from_store)?;
+    let webhook = webhooks::get(&db(&s).await?, &s.cipher, &tenant, &id).await?;
     ok(webhook)
 }
 
@@ -429,9 +344,7 @@ async fn update_webhook(
     body: Bytes,
 ) -> ApiResult {
     let change: WebhookUpdate = parse_body(&body)?;
-    let webhook = webhooks::update(&db(&s).await?, &s.cipher, &tenant, &id, &change)
-        .await
-        .map_err(from_store)?;
+    let webhook = webhooks::update(&db(&s).await?, &s.cipher, &tenant, &id, &change).await?;
     ok(webhook)
 }
 
@@ -440,9 +353,7 @@ async fn set_enabled(s: &AdminState, tenant: &str, id: &str, enabled: bool) -> A
         enabled: Some(enabled),
         ..WebhookUpdate::default()
     };
-    let webhook = webhooks::update(&db(s).await?, &s.cipher, tenant, id, &change)
-        .await
-        .map_err(from_store)?;
+    let webhook = webhooks::update(&db(s).await?, &s.cipher, tenant, id, &change).await?;
     ok(webhook)
 }
 
@@ -464,9 +375,7 @@ async fn delete_webhook(
     State(s): State<AdminState>,
     Path((tenant, id)): Path<(String, String)>,
 ) -> ApiResult {
-    webhooks::delete(&db(&s).await?, &tenant, &id)
-        .await
-        .map_err(from_store)?;
+    webhooks::delete(&db(&s).await?, &tenant, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -503,8 +412,7 @@ async fn rotate_signing_secret(
         body.signing_secret,
         body.keep_previous,
     )
-    .await
-    .map_err(from_store)?;
+    .await?;
     // The only time the new secret is shown.
     ok(json!({ "webhook": webhook, "signing_secret": secret.expose() }))
 }
@@ -522,9 +430,7 @@ async fn redeliver_webhook(
     body: Bytes,
 ) -> ApiResult {
     let body: RedeliverBody = parse_body(&body)?;
-    let webhook = webhooks::get(&db(&s).await?, &s.cipher, &tenant, &id)
-        .await
-        .map_err(from_store)?;
+    let webhook = webhooks::get(&db(&s).await?, &s.cipher, &tenant, &id).await?;
     let connection = s.connection().await?;
     let channel = amqp::confirm_channel(&connection)
         .await
@@ -556,9 +462,7 @@ async fn create_token(
     body: Bytes,
 ) -> ApiResult {
     let body: TokenBody = parse_body(&body)?;
-    let (token, secret) = tokens::create(&db(&s).await?, &tenant, &body.name)
-        .await
-        .map_err(from_store)?;
+    let (token, secret) = tokens::create(&db(&s).await?, &tenant, &body.name).await?;
     // The only time the token is shown.
     created(json!({
         "id": token.id,
@@ -570,9 +474,7 @@ async fn create_token(
 }
 
 async fn list_tokens(State(s): State<AdminState>, Path(tenant): Path<String>) -> ApiResult {
-    let data = tokens::list(&db(&s).await?, &tenant)
-        .await
-        .map_err(from_store)?;
+    let data = tokens::list(&db(&s).await?, &tenant).await?;
     ok(json!({ "data": data }))
 }
 
@@ -580,18 +482,14 @@ async fn revoke_token(
     State(s): State<AdminState>,
     Path((tenant, name)): Path<(String, String)>,
 ) -> ApiResult {
-    tokens::revoke(&db(&s).await?, &tenant, &name)
-        .await
-        .map_err(from_store)?;
+    tokens::revoke(&db(&s).await?, &tenant, &name).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 // ---- environments
 
 async fn list_environments(State(s): State<AdminState>, Path(tenant): Path<String>) -> ApiResult {
-    let data = environments::list(&db(&s).await?, &tenant)
-        .await
-        .map_err(from_store)?;
+    let data = environments::list(&db(&s).await?, &tenant).await?;
     ok(json!({ "data": data }))
 }
 
@@ -599,13 +497,9 @@ async fn get_environment(
     State(s): State<AdminState>,
     Path((tenant, name)): Path<(String, String)>,
 ) -> ApiResult {
-    let all = environments::list(&db(&s).await?, &tenant)
-        .await
-        .map_err(from_store)?;
+    let all = environments::list(&db(&s).await?, &tenant).await?;
     let found = all.into_iter().find(|e| e.name == name).ok_or_else(|| {
-        from_store(StoreError::not_found(format!(
-            "environment `{name}` in tenant `{tenant}`"
-        )))
+        StoreError::not_found(format!("environment `{name}` in tenant `{tenant}`"))
     })?;
     ok(found)
 }
@@ -622,9 +516,7 @@ async fn put_environment(
     body: Bytes,
 ) -> ApiResult {
     let body: EnvironmentBody = parse_body(&body)?;
-    let environment = environments::set(&db(&s).await?, &tenant, &name, &body.variables)
-        .await
-        .map_err(from_store)?;
+    let environment = environments::set(&db(&s).await?, &tenant, &name, &body.variables).await?;
     ok(environment)
 }
 
@@ -632,9 +524,7 @@ async fn delete_variable(
     State(s): State<AdminState>,
     Path((tenant, name, variable)): Path<(String, String, String)>,
 ) -> ApiResult {
-    let environment = environments::unset(&db(&s).await?, &tenant, &name, &[variable])
-        .await
-        .map_err(from_store)?;
+    let environment = environments::unset(&db(&s).await?, &tenant, &name, &[variable]).await?;
     ok(environment)
 }
 
@@ -663,15 +553,8 @@ async fn list_events(
         since: parse_time("since", q.since.as_deref())?,
         until: parse_time("until", q.until.as_deref())?,
     };
-    let after = q
-        .cursor
-        .as_deref()
-        .map(Cursor::decode)
-        .transpose()
-        .map_err(from_store)?;
-    let data = events::list(&db(&s).await?, &tenant, &filter, after.as_ref(), limit)
-        .await
-        .map_err(from_store)?;
+    let after = q.cursor.as_deref().map(Cursor::decode).transpose()?;
+    let data = events::list(&db(&s).await?, &tenant, &filter, after.as_ref(), limit).await?;
     page(data, limit, |e| Cursor::of(e).encode())
 }
 
@@ -680,10 +563,8 @@ async fn get_event(
     Path((tenant, id)): Path<(String, String)>,
 ) -> ApiResult {
     let db = db(&s).await?;
-    let event = events::find(&db, &tenant, &id).await.map_err(from_store)?;
-    let deliveries = deliveries::for_event(&db, &tenant, &id)
-        .await
-        .map_err(from_store)?;
+    let event = events::find(&db, &tenant, &id).await?;
+    let deliveries = deliveries::for_event(&db, &tenant, &id).await?;
     ok(json!({ "event": event, "deliveries": deliveries }))
 }
 
@@ -709,8 +590,12 @@ async fn list_deliveries(
         .status
         .as_deref()
         .map(|v| {
-            serde_json::from_value::<DeliveryStatus>(json!(v))
-                .map_err(|_| invalid(format!("status: `{v}` is not pending, delivered or failed")))
+            serde_json::from_value::<DeliveryStatus>(json!(v)).map_err(|_| {
+                Invalid::new(
+                    "status",
+                    format!("`{v}` is not pending, delivered or failed"),
+                )
+            })
         })
         .transpose()?;
     let filter = DeliveryFilter {
@@ -724,9 +609,7 @@ async fn list_deliveries(
         since: parse_time("since", q.since.as_deref())?,
     };
     let after = uuid_cursor(q.cursor.as_deref())?;
-    let data = deliveries::list(&db(&s).await?, &tenant, &filter, after, limit)
-        .await
-        .map_err(from_store)?;
+    let data = deliveries::list(&db(&s).await?, &tenant, &filter, after, limit).await?;
     page(data, limit, |d| d.id.to_string())
 }
 
@@ -735,9 +618,7 @@ async fn get_delivery(
     Path((tenant, id)): Path<(String, String)>,
 ) -> ApiResult {
     let id = parse_uuid("id", &id)?;
-    let delivery = deliveries::get(&db(&s).await?, &tenant, id)
-        .await
-        .map_err(from_store)?;
+    let delivery = deliveries::get(&db(&s).await?, &tenant, id).await?;
     ok(delivery)
 }
 
@@ -748,10 +629,8 @@ async fn list_attempts(
     let id = parse_uuid("id", &id)?;
     let db = db(&s).await?;
     // The delivery must be the tenant's: 404 otherwise, never another's attempts.
-    deliveries::get(&db, &tenant, id)
-        .await
-        .map_err(from_store)?;
-    let data = deliveries::attempts(&db, id).await.map_err(from_store)?;
+    deliveries::get(&db, &tenant, id).await?;
+    let data = deliveries::attempts(&db, id).await?;
     ok(json!({ "data": data }))
 }
 
@@ -761,9 +640,7 @@ async fn redeliver_delivery(
 ) -> ApiResult {
     let id = parse_uuid("id", &id)?;
     // An unknown delivery is a 404 even while the broker is down.
-    deliveries::get(&db(&s).await?, &tenant, id)
-        .await
-        .map_err(from_store)?;
+    deliveries::get(&db(&s).await?, &tenant, id).await?;
     let connection = s.connection().await?;
     let channel = amqp::confirm_channel(&connection)
         .await
@@ -772,16 +649,14 @@ async fn redeliver_delivery(
     let _ = channel.close(200, "done".into()).await;
     let done = result?;
     if done.outcome != redeliver::Outcome::Requeued {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!(
-                "delivery `{id}` is not failed ({}); nothing to redeliver",
-                serde_json::to_value(done.outcome)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default()
-            ),
-        ));
+        let outcome = serde_json::to_value(done.outcome)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        return Err(AdminError::Conflict(format!(
+            "delivery `{id}` is not failed ({outcome}); nothing to redeliver"
+        ))
+        .into());
     }
     Ok((StatusCode::ACCEPTED, Json(done)).into_response())
 }
@@ -869,7 +744,7 @@ async fn replay_dead_letters(State(s): State<AdminState>, body: Bytes) -> ApiRes
         .rate
         .is_some_and(|r| r.is_nan() || r <= 0.0 || r.is_infinite())
     {
-        return Err(invalid("rate: must be above 0 messages per second".into()));
+        return Err(Invalid::new("rate", "must be above 0 messages per second").into());
     }
     let connection = s.connection().await?;
     let dlq = Dlq {
@@ -888,9 +763,11 @@ async fn replay_dead_letters(State(s): State<AdminState>, body: Bytes) -> ApiRes
 async fn purge_dead_letters(State(s): State<AdminState>, body: Bytes) -> ApiResult {
     let action: DeadLetterAction = parse_body(&body)?;
     if !action.confirm && !action.dry_run {
-        return Err(invalid(
-            "confirm: purging deletes messages for good; send \"confirm\": true (or \"dry_run\": true)".into(),
-        ));
+        return Err(Invalid::new(
+            "confirm",
+            "purging deletes messages for good; send \"confirm\": true (or \"dry_run\": true)",
+        )
+        .into());
     }
     let connection = s.connection().await?;
     let dlq = Dlq {

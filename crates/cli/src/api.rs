@@ -11,10 +11,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use deadpool_postgres::Pool;
-use hookrelay_admin::http::{self, AdminState};
+use hookrelay_admin::http::{self, AdminState, ApiError};
 use hookrelay_metrics::Metrics;
 use hookrelay_producer::Publisher;
-use hookrelay_producer::ingest::{self, ApiError, IngestState};
+use hookrelay_producer::ingest::{self, IngestState};
 use hookrelay_store::tokens;
 use serde_json::json;
 

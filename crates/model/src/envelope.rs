@@ -97,6 +97,15 @@ pub enum EnvelopeError {
     Field { field: String, problem: String },
 }
 
+impl From<&EnvelopeError> for crate::error::ErrorBody {
+    fn from(e: &EnvelopeError) -> Self {
+        Self {
+            error: e.to_string(),
+            field: e.field_name().map(str::to_owned),
+        }
+    }
+}
+
 impl EnvelopeError {
     fn field(field: impl Into<String>, problem: impl Into<String>) -> Self {
         Self::Field {

@@ -11,9 +11,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use hookrelay_model::EnvelopeError;
 use hookrelay_model::envelope::parse_one_or_many;
+use hookrelay_model::error::ErrorBody;
 use serde::Serialize;
 
-use crate::Publisher;
+use crate::{PublishError, Publisher};
 
 #[derive(Clone)]
 pub struct IngestState {
@@ -38,63 +39,48 @@ struct Accepted {
     accepted: Vec<String>,
 }
 
-/// The JSON error body of every hookrelay HTTP API.
-#[derive(Debug, Serialize)]
-pub struct ApiError {
-    #[serde(skip)]
-    pub status: StatusCode,
-    pub error: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub field: Option<String>,
+/// Why an ingest request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("request body is over the limit of {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
+    #[error("events were not accepted by the broker; retry the request: {0}")]
+    Broker(#[from] PublishError),
 }
 
-impl ApiError {
-    pub fn new(status: StatusCode, error: impl Into<String>) -> Self {
-        Self {
-            status,
-            error: error.into(),
-            field: None,
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
+impl IntoResponse for IngestError {
     fn into_response(self) -> Response {
-        (self.status, Json(&self)).into_response()
-    }
-}
-
-impl From<EnvelopeError> for ApiError {
-    fn from(e: EnvelopeError) -> Self {
-        let status = match e {
-            EnvelopeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            _ => StatusCode::BAD_REQUEST,
+        let (status, body) = match &self {
+            Self::BodyTooLarge { .. } | Self::Envelope(EnvelopeError::TooLarge { .. }) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorBody::new(self.to_string()),
+            ),
+            Self::Envelope(e) => (StatusCode::BAD_REQUEST, ErrorBody::from(e)),
+            Self::Broker(e) => {
+                tracing::error!(error = %e, "publishing ingested events failed");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorBody::new(self.to_string()),
+                )
+            }
         };
-        Self {
-            status,
-            field: e.field_name().map(str::to_owned),
-            error: e.to_string(),
-        }
+        (status, Json(body)).into_response()
     }
 }
 
-async fn ingest(State(state): State<IngestState>, body: Body) -> Result<Response, ApiError> {
+async fn ingest(
+    State(state): State<IngestState>,
+    body: Body,
+) -> Result<(StatusCode, Json<Accepted>), IngestError> {
     let limit = state.max_body_bytes;
-    let bytes = to_bytes(body, limit).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body is over the limit of {limit} bytes"),
-        )
-    })?;
+    let bytes = to_bytes(body, limit)
+        .await
+        .map_err(|_| IngestError::BodyTooLarge { limit })?;
     let events = parse_one_or_many(&bytes, limit)?;
-    state.publisher.publish_batch(&events).await.map_err(|e| {
-        tracing::error!(error = %e, "publishing ingested events failed");
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("events were not accepted by the broker; retry the request: {e}"),
-        )
-    })?;
+    state.publisher.publish_batch(&events).await?;
     (state.on_accepted)(events.len() as u64);
     let accepted = events.into_iter().map(|e| e.id).collect();
-    Ok((StatusCode::ACCEPTED, Json(Accepted { accepted })).into_response())
+    Ok((StatusCode::ACCEPTED, Json(Accepted { accepted })))
 }
