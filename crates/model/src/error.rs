@@ -25,6 +25,14 @@ impl Invalid {
 /// error is about one field: a parameter, a body path (e.g. `retry_on[0]`), or a field
 /// of an event (prefixed with the element in a batch, e.g. `[1].tenant`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(
+    as = Error,
+    examples(
+        json!({"error": "limit: must be 1 to 500", "field": "limit"}),
+        json!({"error": "webhook `orders` in tenant `acme` not found"}),
+    )
+))]
 pub struct ErrorBody {
     /// What went wrong, for a human.
     pub error: String,
