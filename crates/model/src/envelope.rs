@@ -37,14 +37,7 @@ pub struct Event {
     /// Unique per tenant: the de-duplication key. An event whose (tenant, id)
     /// hookrelay has already recorded is not fanned out again. 1 to 255 bytes, no
     /// control characters. Publish it as the AMQP message_id too.
-    #[cfg_attr(
-        feature = "openapi",
-        schema(
-            min_length = 1,
-            max_length = 255,
-            pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$"
-        )
-    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Text))]
     pub id: String,
     /// The organisation the event belongs to. Only this tenant's webhooks can receive
     /// it. ASCII letters, digits, `_` and `-`; 1 to 120 bytes. First word of the
@@ -69,49 +62,21 @@ pub struct Event {
     /// Name of the tenant's environment (e.g. Production, Sandbox) whose variables
     /// fill `{{NAME}}` placeholders in webhook URLs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(
-        feature = "openapi",
-        schema(
-            min_length = 1,
-            max_length = 255,
-            pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$"
-        )
-    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Text>))]
     pub environment: Option<String>,
     /// Dromo's importIdentifier; matched against a managed webhook's import
     /// identifiers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(
-        feature = "openapi",
-        schema(
-            min_length = 1,
-            max_length = 255,
-            pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$"
-        )
-    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Text>))]
     pub import_identifier: Option<String>,
     /// Dromo's saved schema id; matched against a managed webhook's schema ids.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(
-        feature = "openapi",
-        schema(
-            min_length = 1,
-            max_length = 255,
-            pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$"
-        )
-    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Text>))]
     pub schema_id: Option<String>,
     /// The import or embed session the event belongs to (e.g. OneSchema's embed id as
     /// a string). Stored for looking events up by session; not used for matching.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(
-        feature = "openapi",
-        schema(
-            min_length = 1,
-            max_length = 255,
-            pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$"
-        )
-    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Text>))]
     pub session_id: Option<String>,
     /// OneSchema's trigger type: how the event was initiated. Stored; not used for
     /// matching.
@@ -121,14 +86,7 @@ pub struct Event {
     /// tenant's webhooks with these keys that subscribe to its type; an empty list
     /// means no stored webhook receives it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(
-        feature = "openapi",
-        schema(
-            min_length = 1,
-            max_length = 255,
-            pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$"
-        )
-    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<Text>>))]
     pub webhook_keys: Option<Vec<String>>,
     /// A one-off Dromo basic webhook. When present, the event is delivered only to
     /// this URL, as the form body uploadId=<upload_id or id>, and to no stored
@@ -144,14 +102,7 @@ pub struct Event {
     pub webhook_url: Option<String>,
     /// The uploadId a basic (form) webhook receives; the event id when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(
-        feature = "openapi",
-        schema(
-            min_length = 1,
-            max_length = 255,
-            pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$"
-        )
-    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Text>))]
     pub upload_id: Option<String>,
     /// JSON pointers (RFC 6901) into the payload; what they point at is removed from
     /// every JSON webhook body. A pointer to nothing is ignored.
@@ -355,6 +306,27 @@ pub fn parse_one_or_many(body: &[u8], max_bytes: usize) -> Result<Vec<Event>, En
         other => Event::from_value(other).map(|e| vec![e]),
     }
 }
+
+/// The schema of the envelope's text fields, as `check_text` has them: 1 to 255
+/// bytes (characters, to a schema), no control characters.
+#[cfg(feature = "openapi")]
+struct Text;
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Text {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(MAX_ID_BYTES))
+            .pattern(Some(r"^[^\u0000-\u001f\u007f-\u009f]*$"))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Text {}
 
 /// The envelope's JSON Schema (draft 2020-12), derived from [`Event`]: what
 /// docs/event-envelope.schema.json holds and the api serves. The schemas it refers
@@ -752,14 +724,16 @@ mod tests {
         );
         assert_eq!(schema["additionalProperties"], false);
         let p = &schema["properties"];
+        let text = &schema["$defs"]["Text"];
+        assert_eq!(p["id"]["$ref"], "#/$defs/Text");
         assert_eq!(
-            (p["id"]["minLength"].clone(), p["id"]["maxLength"].clone()),
-            (json!(1), json!(255))
+            (&text["minLength"], &text["maxLength"]),
+            (&json!(1), &json!(255))
         );
         assert_eq!(p["tenant"]["pattern"], "^[A-Za-z0-9_-]{1,120}$");
         assert_eq!(p["occurred_at"]["format"], "date-time");
         assert_eq!(p["payload"]["type"], "object");
-        assert_eq!(p["webhook_keys"]["items"]["maxLength"], 255);
+        assert_eq!(p["webhook_keys"]["items"]["$ref"], "#/$defs/Text");
         assert_eq!(p["private_fields"]["items"]["pattern"], "^/");
         let trigger = p["trigger_type"]["oneOf"][0]["$ref"].as_str().unwrap();
         let name = trigger.strip_prefix("#/$defs/").expect("a local reference");
