@@ -27,8 +27,6 @@ RUN for c in model amqp store metrics producer router sender admin cli; do mkdir
 
 # The real sources; touch so cargo rebuilds the workspace crates, not the deps.
 COPY crates crates
-# The admin API serves these two files, compiled in with include_str!.
-COPY docs/openapi.json docs/event-envelope.schema.json docs/
 RUN touch crates/*/src/*.rs crates/store/build.rs \
     && cargo build --release --locked -p hookrelay-cli \
     && cp target/release/hookrelay /hookrelay

@@ -709,80 +709,321 @@ async fn the_openapi_document_refers_to_the_served_envelope_schema() {
     );
 }
 
-/// The document and the router agree: every documented operation reaches a handler
-/// (not the unknown-route or wrong-method answer), and every route the admin router
-/// declares is documented.
+/// The committed documents are the ones the code generates (`cargo xtask docs`).
+#[test]
+fn the_committed_documents_are_what_the_code_generates() {
+    use hookrelay_cli::api::{document, render};
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for (file, generated) in [
+        ("docs/openapi.json", render(&document())),
+        (
+            "docs/event-envelope.schema.json",
+            render(&hookrelay_model::envelope::json_schema()),
+        ),
+    ] {
+        let committed = std::fs::read_to_string(root.join(file)).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "{file} differs from what the code generates: run `cargo xtask docs`"
+        );
+    }
+}
+
+/// One operation of the served document: where, how, and the statuses it documents.
+struct Operation {
+    path: String,
+    method: Method,
+    statuses: Vec<u16>,
+    /// The JSON body an example in the document gives it, if any.
+    example: Option<Value>,
+    takes_body: bool,
+}
+
+fn operations(spec: &Value) -> Vec<Operation> {
+    let schemas = &spec["components"]["schemas"];
+    let mut found = Vec::new();
+    for (path, item) in spec["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().unwrap() {
+            let Ok(method) = Method::from_bytes(method.to_uppercase().as_bytes()) else {
+                continue;
+            };
+            let statuses = op["responses"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(|s| s.parse().expect("a status code"))
+                .collect();
+            let json = &op["requestBody"]["content"]["application/json"];
+            let example = json.get("example").cloned().or_else(|| {
+                let name = json["schema"]["$ref"].as_str()?.rsplit('/').next()?;
+                schemas[name].get("example").cloned()
+            });
+            found.push(Operation {
+                path: path.clone(),
+                method,
+                statuses,
+                example,
+                takes_body: !json.is_null(),
+            });
+        }
+    }
+    assert!(found.len() >= 30, "found only {} operations", found.len());
+    found
+}
+
+/// A path of the document with its parameters filled in.
+fn fill(path: &str, tenant: &str, id: &str) -> String {
+    path.replace("{tenant}", tenant)
+        .replace("{id}", id)
+        .replace("{name}", "Production")
+        .replace("{variable}", "HOST")
+}
+
+const SOME_ID: &str = "0191f7a4-0000-7000-8000-000000000000";
+
+async fn answer(
+    http: &reqwest::Client,
+    base: &str,
+    method: &Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Vec<u8>>,
+) -> (u16, Value) {
+    let mut req = http.request(method.clone(), format!("{base}{path}"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(b);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+/// The answer is one its operation documents, and an error is the JSON error.
+fn documented(op: &Operation, path: &str, case: &str, (status, body): (u16, Value)) {
+    assert!(
+        op.statuses.contains(&status),
+        "{} {path} ({case}) answered {status}, which openapi.json does not document for it \
+         (documents {:?}): {body}",
+        op.method,
+        op.statuses
+    );
+    if status >= 400 {
+        assert!(
+            body["error"].is_string(),
+            "{} {path} ({case}): {status} is not the JSON error: {body}",
+            op.method
+        );
+    }
+}
+
+/// The document lists exactly what is served: every documented operation reaches a
+/// handler (not the unknown-route answer), and on a documented path every method it
+/// does not list answers the JSON 405.
 #[tokio::test]
 async fn openapi_json_documents_exactly_the_routes_served() {
     let stack = TestStack::new().await;
     let api = Api::new(&stack, None).await;
     let (_, spec) = api.get("/openapi.json").await;
-    let paths = spec["paths"].as_object().unwrap();
-    for (path, operations) in paths {
-        let concrete = path
-            .replace("{tenant}", "acme")
-            .replace("{id}", "0191f7a4-0000-7000-8000-000000000000")
-            .replace("{name}", "Production")
-            .replace("{variable}", "HOST");
-        let methods = operations
-            .as_object()
-            .unwrap()
-            .keys()
-            .filter(|k| ["get", "put", "post", "patch", "delete"].contains(&k.as_str()));
-        for method in methods {
-            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
-            let res = api
-                .http
-                .request(method.clone(), format!("{}{concrete}", api.base))
-                .send()
-                .await
-                .unwrap();
-            let status = res.status();
-            let text = res.text().await.unwrap_or_default();
-            assert!(
-                !text.contains("see /openapi.json"),
-                "{method} {path} is documented but not served: {status} {text}"
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        let concrete = fill(path, "acme", SOME_ID);
+        for method in [
+            Method::GET,
+            Method::PUT,
+            Method::POST,
+            Method::PATCH,
+            Method::DELETE,
+        ] {
+            let listed = item.get(method.as_str().to_lowercase()).is_some();
+            let (status, body) = answer(&api.http, &api.base, &method, &concrete, None, None).await;
+            let text = body.to_string();
+            if listed {
+                assert!(
+                    !text.contains("see /openapi.json"),
+                    "{method} {path} is documented but not served: {status} {text}"
+                );
+            } else {
+                assert_eq!(
+                    (status, text.contains("method not allowed")),
+                    (405, true),
+                    "{method} {path} is served but not documented: {status} {text}"
+                );
+            }
+        }
+    }
+}
+
+/// Every answer the server gives is documented for its operation: each operation of
+/// the document is called with bad parameters and bodies, without a token, with a
+/// tenant token of another tenant, with the database and the broker down, with a
+/// database that errs, and with secrets sealed under another key.
+#[tokio::test]
+async fn every_answer_is_documented_for_its_operation() {
+    let mut stack = TestStack::new().await;
+    stack.cipher = hookrelay_store::Cipher::from_base64_key(KEY_A).unwrap();
+    let mut sealed = webhook("acme", "sealed", &stack.receiver.url("/sealed"));
+    sealed.secret = Some(hookrelay_model::webhook::Secret::new("s3cret"));
+    stack.create_webhook(sealed).await;
+    let open = Api::new(&stack, None).await;
+    let (_, spec) = open.get("/openapi.json").await;
+    let ops = operations(&spec);
+
+    // Parameters and bodies the handlers refuse, or accept.
+    let big = vec![b' '; 3 << 20];
+    for op in &ops {
+        let good = fill(&op.path, "acme", SOME_ID);
+        let mut cases = vec![("as is", good.clone(), None)];
+        if op.path.contains("{tenant}") {
+            cases.push(("bad tenant", fill(&op.path, "ac%20me", SOME_ID), None));
+        }
+        if op.path.contains("{id}") {
+            cases.push(("bad id", fill(&op.path, "acme", "not%20an%20id"), None));
+            cases.push(("sealed secret", fill(&op.path, "acme", "sealed"), None));
+        }
+        if op.takes_body {
+            for (case, body) in [
+                ("empty object", b"{}".to_vec()),
+                ("not JSON", b"{".to_vec()),
+                ("not an object", b"\"text\"".to_vec()),
+                ("too large", big.clone()),
+            ] {
+                cases.push((case, good.clone(), Some(body)));
+            }
+        }
+        for (case, path, body) in cases {
+            let got = answer(&open.http, &open.base, &op.method, &path, None, body).await;
+            documented(op, &path, case, got);
+        }
+    }
+
+    // The token's answers: none, and another tenant's.
+    let guarded = stack.serve_api(Some("sesame"), 1 << 20).await;
+    let (_, made) = answer(
+        &open.http,
+        &guarded,
+        &Method::POST,
+        "/v1/tenants/acme/tokens",
+        Some("sesame"),
+        Some(br#"{"name": "embed"}"#.to_vec()),
+    )
+    .await;
+    let acme = made["token"].as_str().expect("a tenant token").to_owned();
+    for op in ops.iter().filter(|op| op.path.starts_with("/v1")) {
+        let path = fill(&op.path, "globex", SOME_ID);
+        let got = answer(&open.http, &guarded, &op.method, &path, None, None).await;
+        documented(op, &path, "no token", got);
+        let got = answer(&open.http, &guarded, &op.method, &path, Some(&acme), None).await;
+        documented(op, &path, "another tenant's token", got);
+    }
+
+    // The database and the broker down, and a tenant token that cannot be checked.
+    let mut down = stack.api_state(Some("sesame"), 1 << 20);
+    let nowhere = hookrelay_store::pool("postgres://postgres@127.0.0.1:9/nowhere", 2).unwrap();
+    down.pool = nowhere.clone();
+    if let Some(admin) = down.admin.as_mut() {
+        admin.pool = nowhere;
+        admin.amqp_url = "amqp://guest:guest@127.0.0.1:9/%2f".into();
+    }
+    let down = hookrelay_tests::stack::serve_app(down).await;
+    let calls = ops
+        .iter()
+        .filter(|op| op.path.starts_with("/v1"))
+        .map(|op| {
+            let (down, http) = (&down, &open.http);
+            async move {
+                let path = fill(&op.path, "acme", SOME_ID);
+                let body = op.example.as_ref().map(|e| e.to_string().into_bytes());
+                let got = answer(http, down, &op.method, &path, Some("sesame"), body).await;
+                documented(op, &path, "database and broker down", got);
+                let got = answer(http, down, &op.method, &path, Some("hrt_unknown"), None).await;
+                documented(op, &path, "token check without a database", got);
+            }
+        });
+    futures_util::future::join_all(calls).await;
+
+    // A database that answers but errs (no tables): what is the server's fault.
+    let broken = hookrelay_tests::db::TestDb::new().await;
+    broken
+        .client()
+        .await
+        .batch_execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+        .await
+        .unwrap();
+    let mut failing = stack.api_state(None, 1 << 20);
+    failing.pool = broken.pool.clone();
+    if let Some(admin) = failing.admin.as_mut() {
+        admin.pool = broken.pool.clone();
+    }
+    let failing = hookrelay_tests::stack::serve_app(failing).await;
+    for op in ops.iter().filter(|op| op.path.starts_with("/v1")) {
+        let path = fill(&op.path, "acme", SOME_ID);
+        let body = op.example.as_ref().map(|e| e.to_string().into_bytes());
+        let got = answer(&open.http, &failing, &op.method, &path, None, body).await;
+        documented(op, &path, "database errors", got);
+    }
+}
+
+/// The document is no stricter than the server the other way round either: every
+/// request body example it gives is accepted (not refused as a bad request).
+#[tokio::test]
+async fn every_documented_example_is_accepted() {
+    let mut stack = TestStack::new().await;
+    stack.start_router().await;
+    let api = Api::new(&stack, None).await;
+    let (_, spec) = api.get("/openapi.json").await;
+    let mut tried = 0;
+    for op in operations(&spec) {
+        let Some(example) = &op.example else {
+            continue;
+        };
+        let path = fill(&op.path, "acme", SOME_ID);
+        let body = Some(example.to_string().into_bytes());
+        let (status, body) = answer(&api.http, &api.base, &op.method, &path, None, body).await;
+        assert!(
+            ![400, 413, 422].contains(&status),
+            "{} {path} refused its own documented example {example}: {status} {body}",
+            op.method
+        );
+        tried += 1;
+    }
+    assert!(tried >= 8, "only {tried} examples");
+}
+
+const KEY_A: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+const KEY_B: &str = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
+
+/// A secret the deployment's key cannot open is the server's fault: 500 with a safe
+/// message (the details go to the log), never a client's 400.
+#[tokio::test]
+async fn a_secret_sealed_with_another_key_answers_500_with_a_safe_message() {
+    let mut stack = TestStack::new().await;
+    stack.cipher = hookrelay_store::Cipher::from_base64_key(KEY_A).unwrap();
+    let mut sealed = webhook("acme", "sealed", &stack.receiver.url("/sealed"));
+    sealed.secret = Some(hookrelay_model::webhook::Secret::new("s3cret"));
+    stack.create_webhook(sealed).await;
+    for cipher in [
+        hookrelay_store::Cipher::from_base64_key(KEY_B).unwrap(),
+        hookrelay_store::Cipher::none(),
+    ] {
+        stack.cipher = cipher;
+        let api = Api::new(&stack, None).await;
+        for path in [
+            "/v1/tenants/acme/webhooks/sealed",
+            "/v1/tenants/acme/webhooks",
+        ] {
+            let (status, body) = api.get(path).await;
+            assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{path}: {body}");
+            assert_eq!(
+                body,
+                json!({"error": "internal error; the server log has the details"}),
+                "{path}: no field, no detail of the key"
             );
         }
     }
-    // The routes the admin router declares, each with the prefix it is nested under.
-    let source = include_str!("../../crates/admin/src/http.rs");
-    let block = |from: &str, to: &str| {
-        let start = source.find(from).expect(from);
-        let end = start + source[start..].find(to).expect(to);
-        source[start..end].to_owned()
-    };
-    let nests = [
-        (
-            "/v1/tenants/{tenant}",
-            block("let tenant = Router::new()", "let dead_letter"),
-        ),
-        (
-            "/v1/dead-letter",
-            block(
-                "let dead_letter = Router::new()",
-                "Router::new()\n        .nest",
-            ),
-        ),
-        ("", block("pub fn openapi_router", "\n}\n")),
-    ];
-    let mut declared = 0;
-    for (prefix, code) in nests {
-        for piece in code.split(".route(").skip(1) {
-            let route = piece.trim_start().trim_start_matches('"');
-            let route = &route[..route.find('"').unwrap()];
-            let full = format!("{prefix}{}", if route == "/" { "" } else { route });
-            assert!(
-                paths.contains_key(&full),
-                "{full} is served but not in openapi.json"
-            );
-            declared += 1;
-        }
-    }
-    assert!(
-        declared >= 20,
-        "found only {declared} routes: the parse is off"
-    );
 }
 
 /// A redelivery joins the event's trace: the receiver's new POST carries the same

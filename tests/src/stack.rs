@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hookrelay_amqp::{self as amqp, ConnectRetry};
+use hookrelay_cli::api::ApiState;
 use hookrelay_metrics::Metrics;
 use hookrelay_model::retry::RetrySchedule;
 use hookrelay_model::shutdown::{self, ShutdownTrigger};
@@ -195,6 +196,11 @@ impl TestStack {
     /// Serves the api role's HTTP app (ingest and admin) for this stack on a free
     /// port; returns its base URL.
     pub async fn serve_api(&self, token: Option<&str>, max_event_bytes: usize) -> String {
+        serve_app(self.api_state(token, max_event_bytes)).await
+    }
+
+    /// What [`Self::serve_api`] serves, for a test to change before serving it.
+    pub fn api_state(&self, token: Option<&str>, max_event_bytes: usize) -> ApiState {
         let admin = hookrelay_admin::http::AdminState::new(
             self.db.pool.clone(),
             self.cipher.clone(),
@@ -202,7 +208,7 @@ impl TestStack {
             AMQP_URL.to_owned(),
             30,
         );
-        let state = hookrelay_cli::api::ApiState {
+        ApiState {
             publisher: Some(Arc::clone(&self.publisher)),
             admin: Some(admin),
             pool: self.db.pool.clone(),
@@ -210,11 +216,7 @@ impl TestStack {
             max_event_bytes,
             metrics: Arc::new(Metrics::new()),
             consumers: vec![],
-        };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, hookrelay_cli::api::app(state)).await });
-        format!("http://{addr}")
+        }
     }
 
     pub async fn create_webhook(&self, new: NewWebhook) -> Webhook {
@@ -361,6 +363,14 @@ impl Drop for TestStack {
             }
         });
     }
+}
+
+/// Serves the api's HTTP app with `state` on a free port; returns its base URL.
+pub async fn serve_app(state: ApiState) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, hookrelay_cli::api::app(state)).await });
+    format!("http://{addr}")
 }
 
 /// An event of tenant `tenant` with a fresh id and the given extra fields.

@@ -4,10 +4,12 @@
 //! - `cargo xtask demo`: make sure they run, then the whole flow with a demo receiver.
 //! - `cargo xtask bench`: the end-to-end benchmark (release build), figures printed.
 //! - `cargo xtask chaos`: the fault run (kill -9, broker and database restarts).
+//! - `cargo xtask docs`: regenerate docs/openapi.json and docs/event-envelope.schema.json.
 
 mod cargo;
 mod demo;
 mod deploy;
+mod docs;
 mod services;
 
 use std::process::ExitCode;
@@ -21,11 +23,12 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("demo") => demo::run(&args[1..]),
         Some("check-deploy") => deploy::check(&demo::workspace_root()),
+        Some("docs") => docs::write(&demo::workspace_root()),
         Some("bench") => release_bench("pipeline", &args[1..]),
         Some("chaos") => release_bench("chaos", &args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|demo|bench|chaos|check-deploy>\n\n  test [ARGS]   check services, then run every test (ARGS go to the test runner)\n  demo          check services, then run hookrelay end to end with a demo receiver\n  bench [ARGS]  the end-to-end benchmark (see tests/benches/pipeline.rs)\n  chaos [ARGS]  kill -9 roles and restart RabbitMQ and Postgres mid-run, then check\n                that nothing was lost or doubled (see tests/benches/chaos.rs)\n  check-deploy  validate docker-compose.yml and deploy/kubernetes without an engine"
+                "usage: cargo xtask <test|demo|bench|chaos|check-deploy|docs>\n\n  test [ARGS]   check services, then run every test (ARGS go to the test runner)\n  demo          check services, then run hookrelay end to end with a demo receiver\n  bench [ARGS]  the end-to-end benchmark (see tests/benches/pipeline.rs)\n  chaos [ARGS]  kill -9 roles and restart RabbitMQ and Postgres mid-run, then check\n                that nothing was lost or doubled (see tests/benches/chaos.rs)\n  check-deploy  validate docker-compose.yml and deploy/kubernetes without an engine\n  docs          regenerate docs/openapi.json and docs/event-envelope.schema.json from the code"
             );
             return ExitCode::from(2);
         }

@@ -45,8 +45,10 @@ const DEAD_LETTER_HEADERS: &[&str] = &[
 /// How often a message has been replayed from the dead-letter queue.
 pub const HEADER_REPLAYS: &str = "x-hookrelay-replays";
 
-/// What was dead-lettered: an event the router could not take, or a delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// What was dead-lettered: an event the router could not take, a delivery, or
+/// something else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = DeadMessageKind)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     Event,
@@ -54,10 +56,13 @@ pub enum Kind {
     Unknown,
 }
 
-/// One dead-lettered message, as operators see it.
-#[derive(Debug, Clone, Serialize)]
+/// One dead-lettered message as operators see it, read from its `x-hookrelay-*`
+/// headers (docs/topology.md), the broker's `x-death` headers and its body. Header
+/// values are given as text, so `last_status` and `attempts` are strings.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeadMessage {
     /// 1 for the head of the queue at the time of reading.
+    #[schema(minimum = 1)]
     pub position: u64,
     pub message_id: Option<String>,
     pub kind: Kind,
@@ -65,15 +70,22 @@ pub struct DeadMessage {
     pub event_id: Option<String>,
     pub webhook_id: Option<String>,
     pub delivery_id: Option<String>,
+    /// `x-hookrelay-reason` (e.g. `retries exhausted`, `not retryable`, `invalid
+    /// event`), else the broker's `x-first-death-reason` (e.g. `delivery_limit`).
     pub reason: Option<String>,
     pub error: Option<String>,
+    /// The last HTTP status, as text.
     pub last_status: Option<String>,
+    /// Attempts made, as text.
     pub attempts: Option<String>,
+    /// RFC 3339 time, as written in the header.
     pub dead_lettered_at: Option<String>,
     pub source_queue: Option<String>,
     pub routing_key: Option<String>,
+    /// Every AMQP header of the message, converted to JSON.
+    #[schema(value_type = Object)]
     pub headers: serde_json::Map<String, Value>,
-    /// The body as JSON when it is JSON, else as (lossy) text.
+    /// The body as JSON when it is JSON, else as (lossy UTF-8) text.
     pub body: Value,
 }
 
@@ -144,20 +156,25 @@ pub async fn show(dlq: &Dlq<'_>, id: &str) -> Result<DeadMessage, AdminError> {
     list(dlq, &filter, 1)
         .await?
         .pop()
-        .ok_or_else(|| AdminError::NotFound(format!("dead-lettered message `{id}`")))
+        .ok_or_else(|| AdminError::NotFound {
+            what: format!("dead-lettered message `{id}`"),
+        })
 }
 
 /// What a replay or purge did.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+#[schema(as = DeadLetterSummary)]
 pub struct Summary {
     /// Messages looked at (the queue's length when the run began, at most).
     pub scanned: u64,
     pub matched: u64,
-    /// Sent back for a fresh round (replay) or removed (purge).
+    /// Sent back for a fresh round (replay) or removed (purge); 0 on a dry run.
     pub done: u64,
-    /// Removed without sending: their delivery was delivered or re-queued since.
+    /// Replay: removed without sending, their delivery was delivered or re-queued
+    /// since.
     pub already_settled: u64,
-    /// Left in the queue: their delivery no longer exists, or the source is unknown.
+    /// Replay: left in the queue, their delivery no longer exists or the source is
+    /// unknown.
     pub left: u64,
     pub dry_run: bool,
 }

@@ -13,18 +13,24 @@ pub mod redeliver;
 pub mod retention;
 
 use hookrelay_amqp::AmqpError;
+use hookrelay_model::Invalid;
 use hookrelay_store::StoreError;
 
+/// Why an operator's call failed; the admin API answers each kind with its status
+/// (`http::ApiError`), the CLI with its message.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Broker(#[from] AmqpError),
-    #[error("{0}")]
-    Invalid(String),
-    #[error("{0} not found")]
-    NotFound(String),
+    /// Bad input, naming the field.
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    #[error("{what} not found")]
+    NotFound { what: String },
+    /// What was asked does not fit the state of things (e.g. redelivering a delivery
+    /// that has not failed).
     #[error("{0}")]
     Conflict(String),
 }

@@ -17,7 +17,8 @@ use uuid::Uuid;
 use crate::AdminError;
 
 /// What redelivering one delivery did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = RedeliveryOutcome)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Queued for a fresh round of attempts.
@@ -29,7 +30,7 @@ pub enum Outcome {
     Missing,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Redelivered {
     pub delivery_id: Uuid,
     pub outcome: Outcome,
@@ -56,10 +57,12 @@ pub async fn one(
     })
 }
 
-/// What redelivering many did.
-#[derive(Debug, Clone, Default, Serialize)]
+/// What redelivering a webhook's failed deliveries did.
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+#[schema(as = RedeliverySummary)]
 pub struct Summary {
     pub requeued: u64,
+    /// Deliveries whose outcome was not `requeued`.
     pub skipped: u64,
     pub deliveries: Vec<Redelivered>,
 }

@@ -71,6 +71,13 @@ pub enum Command {
         #[arg(long, default_value = "3s", value_parser = parse_duration)]
         timeout: Duration,
     },
+    /// Print the HTTP API's OpenAPI document (docs/openapi.json), or the event
+    /// envelope's JSON Schema (docs/event-envelope.schema.json).
+    Openapi {
+        /// Print the event envelope's JSON Schema instead.
+        #[arg(long)]
+        envelope_schema: bool,
+    },
     /// Run a small receiver that logs every webhook it gets (for demos and compose).
     Receiver {
         #[arg(

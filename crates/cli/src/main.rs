@@ -25,6 +25,16 @@ fn start() -> anyhow::Result<()> {
     if let Command::Probe { url, timeout } = &cli.command {
         return commands::probe::run(url, *timeout);
     }
+    // Documents are derived from the code alone: nothing to connect to or configure.
+    if let Command::Openapi { envelope_schema } = &cli.command {
+        let text = if *envelope_schema {
+            hookrelay_cli::api::render(&hookrelay_model::envelope::json_schema())
+        } else {
+            hookrelay_cli::api::render(&hookrelay_cli::api::document())
+        };
+        commands::write_out(text.trim_end());
+        return Ok(());
+    }
     let telemetry = telemetry::init(cli.common.log_format)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -66,7 +76,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dlq(c) => dlq::run(common, c).await?,
         Command::Tokens(c) => tokens::run(common, c).await?,
         Command::Queues { output } => queues::run(common, output.json).await?,
-        Command::Probe { .. } => unreachable!("handled before the runtime starts"),
+        Command::Probe { .. } | Command::Openapi { .. } => {
+            unreachable!("handled before the runtime starts")
+        }
         Command::Receiver { addr } => receiver::run(addr).await?,
     }
     Ok(())

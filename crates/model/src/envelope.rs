@@ -16,6 +16,7 @@ pub const DEFAULT_MAX_EVENT_BYTES: usize = 1024 * 1024;
 
 /// How the event was initiated (OneSchema's trigger types).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum TriggerType {
     User,
@@ -23,41 +24,94 @@ pub enum TriggerType {
     Automation,
 }
 
-/// One event as published to `{prefix}.events`.
+/// One event as published to the `{prefix}.events` exchange, posted to
+/// `POST /v1/events` or given to `hookrelay publish`. docs/wire-contract.md explains
+/// every field.
+// Its JSON Schema (`json_schema`) is derived from this type; `Event::validate` checks
+// what a schema cannot say.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = EventEnvelope))]
 #[serde(deny_unknown_fields)]
 pub struct Event {
-    /// Unique per tenant; the de-duplication key.
+    /// Unique per tenant: the de-duplication key. An event whose (tenant, id)
+    /// hookrelay has already recorded is not fanned out again. 1 to 255 bytes, no
+    /// control characters. Publish it as the AMQP message_id too.
+    #[cfg_attr(feature = "openapi", schema(value_type = Text))]
     pub id: String,
+    /// The organisation the event belongs to. Only this tenant's webhooks can receive
+    /// it. ASCII letters, digits, `_` and `-`; 1 to 120 bytes. First word of the
+    /// routing key.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_-]{1,120}$"))]
     pub tenant: String,
+    /// The event type, matched against each webhook's event types. ASCII letters,
+    /// digits, `_`, `-`, `.` and `:`; 1 to 120 bytes. Rest of the routing key.
     #[serde(rename = "type")]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_.:-]{1,120}$"))]
     pub event_type: String,
+    /// When the event happened: an RFC 3339 date-time with a UTC offset, e.g.
+    /// 2024-04-24T17:20:14.659349Z.
     #[serde(with = "time::serde::rfc3339")]
     pub occurred_at: OffsetDateTime,
+    /// Dromo's developmentMode. Stored (managed) webhooks fire only for events whose
+    /// development_mode equals their own; not considered for webhook_keys or
+    /// webhook_url.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(default = false))]
     pub development_mode: bool,
+    /// Name of the tenant's environment (e.g. Production, Sandbox) whose variables
+    /// fill `{{NAME}}` placeholders in webhook URLs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Text>))]
     pub environment: Option<String>,
+    /// Dromo's importIdentifier; matched against a managed webhook's import
+    /// identifiers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Text>))]
     pub import_identifier: Option<String>,
+    /// Dromo's saved schema id; matched against a managed webhook's schema ids.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Text>))]
     pub schema_id: Option<String>,
+    /// The import or embed session the event belongs to (e.g. OneSchema's embed id as
+    /// a string). Stored for looking events up by session; not used for matching.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Text>))]
     pub session_id: Option<String>,
+    /// OneSchema's trigger type: how the event was initiated. Stored; not used for
+    /// matching.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger_type: Option<TriggerType>,
-    /// When present, only these webhooks (by key) receive the event.
+    /// OneSchema's eventWebhookKeys. When present, the event goes only to the
+    /// tenant's webhooks with these keys that subscribe to its type; an empty list
+    /// means no stored webhook receives it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<Text>>))]
     pub webhook_keys: Option<Vec<String>>,
-    /// A one-off basic webhook: form-encoded `uploadId` POST to this URL.
+    /// A one-off Dromo basic webhook. When present, the event is delivered only to
+    /// this URL, as the form body uploadId=<upload_id or id>, and to no stored
+    /// webhook. Must start with http:// or https://, have a non-empty host and hold
+    /// no whitespace, control characters or `{{`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            pattern = r"^https?://(?!.*\{\{)[^/?#\s\u0000-\u001f\u007f-\u009f][^\s\u0000-\u001f\u007f-\u009f]*$"
+        )
+    )]
     pub webhook_url: Option<String>,
+    /// The uploadId a basic (form) webhook receives; the event id when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Text>))]
     pub upload_id: Option<String>,
-    /// JSON pointers removed from the payload before it leaves in a webhook body.
+    /// JSON pointers (RFC 6901) into the payload; what they point at is removed from
+    /// every JSON webhook body. A pointer to nothing is ignored.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^/", default = json!([])))]
     pub private_fields: Vec<String>,
-    /// The JSON body that managed and event webhooks receive.
+    /// The JSON body that JSON webhooks receive, minus private_fields. Must be an
+    /// object.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub payload: Value,
 }
 
@@ -95,6 +149,15 @@ pub enum EnvelopeError {
     NotJson(String),
     #[error("field `{field}`: {problem}")]
     Field { field: String, problem: String },
+}
+
+impl From<&EnvelopeError> for crate::error::ErrorBody {
+    fn from(e: &EnvelopeError) -> Self {
+        Self {
+            error: e.to_string(),
+            field: e.field_name().map(str::to_owned),
+        }
+    }
 }
 
 impl EnvelopeError {
@@ -241,6 +304,89 @@ pub fn parse_one_or_many(body: &[u8], max_bytes: usize) -> Result<Vec<Event>, En
                 .collect()
         }
         other => Event::from_value(other).map(|e| vec![e]),
+    }
+}
+
+/// The schema of the envelope's text fields, as `check_text` has them: 1 to 255
+/// bytes (characters, to a schema), no control characters.
+#[cfg(feature = "openapi")]
+struct Text;
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Text {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(MAX_ID_BYTES))
+            .pattern(Some(r"^[^\u0000-\u001f\u007f-\u009f]*$"))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Text {}
+
+/// The envelope's JSON Schema (draft 2020-12), derived from [`Event`]: what
+/// docs/event-envelope.schema.json holds and the api serves. The schemas it refers
+/// to are its `$defs`.
+#[cfg(feature = "openapi")]
+pub fn json_schema() -> Value {
+    use utoipa::{PartialSchema, ToSchema};
+    let mut defs = Vec::new();
+    Event::schemas(&mut defs);
+    let mut out = serde_json::Map::new();
+    out.insert(
+        "$schema".into(),
+        "https://json-schema.org/draft/2020-12/schema".into(),
+    );
+    out.insert("title".into(), "hookrelay event envelope".into());
+    if let Value::Object(schema) = serde_json::to_value(Event::schema()).unwrap_or_default() {
+        out.extend(schema);
+    }
+    let note = "Generated from `Event` in crates/model/src/envelope.rs, which decides \
+        where the two differ. Known approximations: lengths are limited in bytes by \
+        hookrelay but in characters here (the same for ASCII); `occurred_at` is checked \
+        by hookrelay whatever a validator does with `format`; the body size limit \
+        (HOOKRELAY_MAX_EVENT_BYTES, 1 MiB by default) cannot be expressed. An optional \
+        field given as `null` is the same as the field left out.";
+    let description = match out.get("description").and_then(Value::as_str) {
+        Some(own) => format!("{own}\n\n{note}"),
+        None => note.to_owned(),
+    };
+    out.insert("description".into(), description.into());
+    if !defs.is_empty() {
+        let defs = defs
+            .into_iter()
+            .map(|(name, schema)| (name, serde_json::to_value(schema).unwrap_or_default()))
+            .collect();
+        out.insert("$defs".into(), Value::Object(defs));
+    }
+    let mut schema = Value::Object(out);
+    local_refs(&mut schema);
+    schema
+}
+
+/// utoipa refers to components (`#/components/schemas/X`); a JSON Schema of its own
+/// refers to its `$defs`.
+#[cfg(feature = "openapi")]
+fn local_refs(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                match v {
+                    Value::String(target) if key == "$ref" => {
+                        if let Some(name) = target.strip_prefix("#/components/schemas/") {
+                            *target = format!("#/$defs/{name}");
+                        }
+                    }
+                    other => local_refs(other),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(local_refs),
+        _ => {}
     }
 }
 
@@ -560,6 +706,42 @@ mod tests {
             serde_json::to_string(&e.public_payload()).unwrap(),
             r#"{"z":1,"a":2,"m":3}"#
         );
+    }
+
+    /// The derived JSON Schema keeps what the contract promises: required fields,
+    /// no unknown ones, types, enum values and lengths.
+    #[cfg(feature = "openapi")]
+    #[test]
+    fn the_json_schema_states_the_contract() {
+        let schema = json_schema();
+        assert_eq!(
+            schema["$schema"],
+            "https://json-schema.org/draft/2020-12/schema"
+        );
+        assert_eq!(
+            schema["required"],
+            json!(["id", "tenant", "type", "occurred_at", "payload"])
+        );
+        assert_eq!(schema["additionalProperties"], false);
+        let p = &schema["properties"];
+        let text = &schema["$defs"]["Text"];
+        assert_eq!(p["id"]["$ref"], "#/$defs/Text");
+        assert_eq!(
+            (&text["minLength"], &text["maxLength"]),
+            (&json!(1), &json!(255))
+        );
+        assert_eq!(p["tenant"]["pattern"], "^[A-Za-z0-9_-]{1,120}$");
+        assert_eq!(p["occurred_at"]["format"], "date-time");
+        assert_eq!(p["payload"]["type"], "object");
+        assert_eq!(p["webhook_keys"]["items"]["$ref"], "#/$defs/Text");
+        assert_eq!(p["private_fields"]["items"]["pattern"], "^/");
+        let trigger = p["trigger_type"]["oneOf"][0]["$ref"].as_str().unwrap();
+        let name = trigger.strip_prefix("#/$defs/").expect("a local reference");
+        assert_eq!(
+            schema["$defs"][name]["enum"],
+            json!(["user", "api", "automation"])
+        );
+        assert!(!schema.to_string().contains("#/components/"));
     }
 
     #[test]

@@ -33,6 +33,41 @@ impl fmt::Display for RetryOn {
     }
 }
 
+/// A condition is a string (it goes through `FromStr`/`Display`), so its schema is
+/// written out: the three words or a code from 400 to 599.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for RetryOn {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Type};
+        let words = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(["timeout", "connect", "5xx"]));
+        let code = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some("^[45][0-9][0-9]$"));
+        AnyOfBuilder::new()
+            .item(words)
+            .item(code)
+            .description(Some(
+                "A condition under which a failed attempt is retried: `timeout` (no answer \
+                 within the HTTP timeout), `connect` (no connection, or it broke before an \
+                 answer), `5xx` (any 5xx answer) or one exact status code from 400 to 599. \
+                 Responses list them in canonical form, sorted (timeout, connect, 5xx, then \
+                 codes ascending) without duplicates. On input the words are matched \
+                 case-insensitively and surrounding whitespace is ignored.",
+            ))
+            .examples(["timeout", "5xx", "429"])
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for RetryOn {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "RetryCondition".into()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("`{0}` is not a retry condition; use timeout, connect, 5xx or a status code such as 503")]
 pub struct RetryOnError(pub String);
@@ -55,8 +90,11 @@ impl FromStr for RetryOn {
     }
 }
 
-/// The set of conditions a webhook retries on.
+/// The conditions a webhook retries on. The default is `["timeout", "408", "429"]`;
+/// an empty list never retries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(default = json!(["timeout", "408", "429"])))]
 #[serde(try_from = "Vec<String>", into = "Vec<String>")]
 pub struct RetryPolicy(Vec<RetryOn>);
 

@@ -11,8 +11,10 @@ use crate::error::Invalid;
 use crate::retry::RetryPolicy;
 use crate::template;
 
-/// A secret that never shows itself in logs (`Debug`) or in output (`Serialize`).
+/// A secret: given in clear, always shown as `********` (it never shows itself in logs,
+/// `Debug`, or in output, `Serialize`).
 #[derive(Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct Secret(String);
 
@@ -38,8 +40,11 @@ impl Serialize for Secret {
     }
 }
 
-/// How the body of a POST is built.
+/// How the POST body is built: `json` sends the event's payload minus its private
+/// fields as `application/json`; `form` sends `uploadId=<upload id>` as
+/// `application/x-www-form-urlencoded`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum BodyFormat {
     /// The event's payload, minus private fields, as `application/json`.
@@ -73,17 +78,25 @@ impl std::str::FromStr for BodyFormat {
     }
 }
 
+/// A stored webhook. Secrets are never shown: `secret` and every signing secret
+/// serialize as `********`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Webhook {
+    /// A time-ordered (v7) UUID.
     pub id: Uuid,
     pub tenant: String,
+    /// Unique within the tenant; usable in place of `id` in paths.
     pub key: String,
-    /// May hold `{{NAME}}` placeholders, resolved per environment at send time.
+    /// May hold `{{NAME}}` placeholders, resolved from the event's environment at
+    /// send time.
     pub url: String,
-    /// Empty: every event type.
+    /// The event types it receives; empty means every type.
     pub event_types: Vec<String>,
+    /// `********` when the webhook has a Basic-auth secret, else null.
     pub secret: Option<Secret>,
-    /// Standard Webhooks signing secrets, newest first (shown masked).
+    /// Standard Webhooks signing secrets, newest first, masked. Two during a rotation
+    /// with `keep_previous`.
     pub signing_secrets: Vec<Secret>,
     pub development_mode: bool,
     pub import_identifiers: Vec<String>,
@@ -91,6 +104,8 @@ pub struct Webhook {
     pub format: BodyFormat,
     pub retry_on: RetryPolicy,
     pub enabled: bool,
+    /// Why it is disabled (`disabled by an operator`, or the sender's
+    /// automatic-disable reason); null while enabled.
     pub disabled_reason: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
@@ -98,19 +113,40 @@ pub struct Webhook {
     pub updated_at: OffsetDateTime,
 }
 
-/// What an operator gives to create a webhook.
+/// What an operator gives to create a webhook. Unknown fields are refused.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "key": "event_webhook",
+    "url": "https://{{HOST}}/hooks",
+    "event_types": ["embed_initialized", "import_submitted"],
+    "retry_on": ["timeout", "5xx"]
+})))]
 #[serde(deny_unknown_fields)]
 pub struct NewWebhook {
+    /// Optional over HTTP: taken from the path. If given it must equal the path's
+    /// tenant (400 otherwise).
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     pub tenant: String,
+    /// 1 to 255 bytes without control characters; unique within the tenant (409
+    /// otherwise).
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 255))]
     pub key: String,
+    /// An absolute http:// or https:// URL, which may hold `{{NAME}}` placeholders
+    /// (letters, digits and `_`); a URL starting with a placeholder may take its
+    /// scheme from it.
+    #[cfg_attr(feature = "openapi", schema(example = "https://{{HOST}}/hooks"))]
     pub url: String,
     #[serde(default)]
     pub event_types: Vec<String>,
+    /// Sent as the Basic auth password (empty user name) with every POST. Never
+    /// shown again.
     #[serde(default)]
     pub secret: Option<Secret>,
-    /// `whsec_` and base64 of 24 to 64 bytes; every POST is then signed with it.
+    /// `whsec_` and base64 of 24 to 64 bytes; every POST is then signed with it
+    /// (Standard Webhooks `webhook-signature`).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, pattern = "^whsec_"))]
     pub signing_secret: Option<Secret>,
     #[serde(default)]
     pub development_mode: bool,
@@ -124,14 +160,23 @@ pub struct NewWebhook {
     pub retry_on: RetryPolicy,
 }
 
-/// A partial update: `None` leaves a field as it is. `secret: Some(None)` removes it.
+/// A partial update: a missing or null field is left as it is, except `secret`,
+/// where null removes the secret. Unknown fields (including `tenant` and
+/// `signing_secret`) are refused; signing secrets change through
+/// `rotate-signing-secret`. Setting `enabled: false` records `disabled_reason:
+/// "disabled by an operator"`; `enabled: true` clears the reason.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"url": "https://example.com/v2/hooks"})))]
 #[serde(deny_unknown_fields)]
 pub struct WebhookUpdate {
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 255))]
     pub key: Option<String>,
     pub url: Option<String>,
     pub event_types: Option<Vec<String>>,
+    /// A new secret, or null to remove it.
     #[serde(default, with = "double_option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Secret>))]
     pub secret: Option<Option<Secret>>,
     pub development_mode: Option<bool>,
     pub import_identifiers: Option<Vec<String>>,

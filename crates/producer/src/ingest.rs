@@ -8,12 +8,17 @@ use axum::body::{Body, to_bytes};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use hookrelay_model::EnvelopeError;
 use hookrelay_model::envelope::parse_one_or_many;
+use hookrelay_model::error::ErrorBody;
+use hookrelay_model::{EnvelopeError, Event};
 use serde::Serialize;
+use utoipa::openapi::schema::{ArrayBuilder, OneOfBuilder, Schema};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{PartialSchema, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::Publisher;
+use crate::{PublishError, Publisher};
 
 #[derive(Clone)]
 pub struct IngestState {
@@ -24,77 +29,132 @@ pub struct IngestState {
     pub max_body_bytes: usize,
 }
 
-/// The ingest routes. Authentication is applied by whoever mounts them.
-pub fn router(state: IngestState) -> axum::Router {
-    axum::Router::new()
-        .route("/v1/events", post(ingest))
+/// The ingest route with its OpenAPI description. Authentication is applied by
+/// whoever mounts it.
+pub fn routes() -> OpenApiRouter<IngestState> {
+    use utoipa::OpenApi as _;
+    #[derive(utoipa::OpenApi)]
+    #[openapi(tags((name = "ingest", description = "Publishing events over HTTP.")))]
+    struct Ingest;
+    OpenApiRouter::with_openapi(Ingest::openapi())
+        .routes(routes!(ingest_events))
         // We read the body ourselves to answer 413 as JSON.
         .layer(DefaultBodyLimit::disable())
-        .with_state(state)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Accepted {
+    /// The ids of the events, in request order. Duplicates are accepted too:
+    /// de-duplication happens later, in the router.
     accepted: Vec<String>,
 }
 
-/// The JSON error body of every hookrelay HTTP API.
-#[derive(Debug, Serialize)]
-pub struct ApiError {
-    #[serde(skip)]
-    pub status: StatusCode,
-    pub error: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub field: Option<String>,
+/// Why an ingest request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("request body is over the limit of {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
+    #[error("events were not accepted by the broker; retry the request: {0}")]
+    Broker(#[from] PublishError),
 }
 
-impl ApiError {
-    pub fn new(status: StatusCode, error: impl Into<String>) -> Self {
-        Self {
-            status,
-            error: error.into(),
-            field: None,
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
+impl IntoResponse for IngestError {
     fn into_response(self) -> Response {
-        (self.status, Json(&self)).into_response()
-    }
-}
-
-impl From<EnvelopeError> for ApiError {
-    fn from(e: EnvelopeError) -> Self {
-        let status = match e {
-            EnvelopeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            _ => StatusCode::BAD_REQUEST,
+        let (status, body) = match &self {
+            Self::BodyTooLarge { .. } | Self::Envelope(EnvelopeError::TooLarge { .. }) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorBody::new(self.to_string()),
+            ),
+            Self::Envelope(e) => (StatusCode::BAD_REQUEST, ErrorBody::from(e)),
+            Self::Broker(e) => {
+                tracing::error!(error = %e, "publishing ingested events failed");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorBody::new(self.to_string()),
+                )
+            }
         };
-        Self {
-            status,
-            field: e.field_name().map(str::to_owned),
-            error: e.to_string(),
-        }
+        (status, Json(body)).into_response()
     }
 }
 
-async fn ingest(State(state): State<IngestState>, body: Body) -> Result<Response, ApiError> {
+/// The body of `POST /v1/events` as the document describes it; `parse_one_or_many`
+/// reads it.
+struct IngestRequest;
+
+impl PartialSchema for IngestRequest {
+    fn schema() -> RefOr<Schema> {
+        let event = || Ref::from_schema_name(Event::name());
+        OneOfBuilder::new()
+            .item(event())
+            .item(ArrayBuilder::new().items(event()).min_items(Some(1)))
+            .description(Some(
+                "One envelope, or a non-empty JSON array of envelopes (a batch). The whole \
+                 body is limited to `HOOKRELAY_MAX_EVENT_BYTES` (1 MiB by default).",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for IngestRequest {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((Event::name().into_owned(), Event::schema()));
+        Event::schemas(schemas);
+    }
+}
+
+/// Publish events
+///
+/// One envelope or a JSON array of envelopes (docs/event-envelope.schema.json,
+/// docs/wire-contract.md section 6). Each event is validated, then published to
+/// `{prefix}.events` as its own persistent message with a confirm; 202 once the
+/// broker confirmed every one. If any event is invalid nothing is published.
+/// Operator's token only (a tenant token gets 403).
+#[utoipa::path(post, path = "/v1/events", tag = "ingest",
+    request_body(content = IngestRequest,
+        description = "One envelope or a non-empty array of them. The body is read whatever \
+            its Content-Type.",
+        example = json!({
+            "id": "event-34cbc6e7-7f94-4a9a-8f26-e5bfbee90f18",
+            "tenant": "acme",
+            "type": "embed_initialized",
+            "occurred_at": "2024-01-24T16:13:25.512352Z",
+            "payload": {"uuid": "event-34cbc6e7", "data": {}}
+        })),
+    responses(
+        (status = 202, description = "Every event was confirmed by the broker.",
+            body = Accepted,
+            example = json!({"accepted": ["event-34cbc6e7-7f94-4a9a-8f26-e5bfbee90f18"]})),
+        (status = 400, description = "Not JSON (no `field`), not an object or array \
+            (`field: \"$\"`), an empty array (`\"$\"`), or an invalid event (`field` names \
+            the field, prefixed with the element in an array, e.g. `[1].tenant`). Nothing \
+            was published.",
+            body = ErrorBody,
+            example = json!({"error": "field `tenant`: is required", "field": "tenant"})),
+        (status = 413, description = "The request body (one event or the whole batch) is \
+            over `HOOKRELAY_MAX_EVENT_BYTES` (1 MiB by default).",
+            body = ErrorBody,
+            example = json!({"error": "request body is over the limit of 1048576 bytes"})),
+        (status = 503, description = "The broker refused or could not be reached (some \
+            events of a batch may have been published; repeating the request is safe), or \
+            a tenant token could not be checked.",
+            body = ErrorBody,
+            example = json!({"error": "events were not accepted by the broker; retry the \
+                request: ..."})),
+    ))]
+async fn ingest_events(
+    State(state): State<IngestState>,
+    body: Body,
+) -> Result<(StatusCode, Json<Accepted>), IngestError> {
     let limit = state.max_body_bytes;
-    let bytes = to_bytes(body, limit).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body is over the limit of {limit} bytes"),
-        )
-    })?;
+    let bytes = to_bytes(body, limit)
+        .await
+        .map_err(|_| IngestError::BodyTooLarge { limit })?;
     let events = parse_one_or_many(&bytes, limit)?;
-    state.publisher.publish_batch(&events).await.map_err(|e| {
-        tracing::error!(error = %e, "publishing ingested events failed");
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("events were not accepted by the broker; retry the request: {e}"),
-        )
-    })?;
+    state.publisher.publish_batch(&events).await?;
     (state.on_accepted)(events.len() as u64);
     let accepted = events.into_iter().map(|e| e.id).collect();
-    Ok((StatusCode::ACCEPTED, Json(Accepted { accepted })).into_response())
+    Ok((StatusCode::ACCEPTED, Json(Accepted { accepted })))
 }

@@ -14,6 +14,7 @@ use hookrelay_model::envelope::Event;
 use hookrelay_model::webhook::{Target, Webhook};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum DeliveryStatus {
     Pending,
@@ -288,27 +289,38 @@ pub async fn mark_failed(
     Ok(())
 }
 
-/// A delivery as operators and tests see it.
+/// One (event, target) delivery as operators and tests see it. Exactly one of
+/// `webhook_id` (a stored webhook) and `url` (a one-off basic webhook) is set.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Delivery {
+    /// A time-ordered (v7) UUID.
     pub id: Uuid,
     pub tenant: String,
     pub event_id: String,
     pub webhook_id: Option<Uuid>,
+    /// The one-off `webhook_url` of the event.
     pub url: Option<String>,
     pub status: DeliveryStatus,
+    /// Whether its delivery message has been confirmed by the broker.
     pub published: bool,
+    /// HTTP attempts made, over every round.
+    #[cfg_attr(feature = "openapi", schema(minimum = 0))]
     pub attempts: i32,
+    /// HTTP status of the last answer.
     pub last_status: Option<i32>,
     pub last_error: Option<String>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_attempt_at: Option<OffsetDateTime>,
+    /// Set while a retry is scheduled.
     #[serde(with = "time::serde::rfc3339::option")]
     pub next_attempt_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
-    /// The W3C trace id of the event's trace, when it had one: where to look for
-    /// every hop of this delivery (redeliveries join the same trace).
+    /// The W3C trace id of the event's trace, when the event came with one or
+    /// hookrelay exports traces: every hop of this delivery (redeliveries and replays
+    /// included) is in that trace.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9a-f]{32}$"))]
     pub trace_id: Option<String>,
 }
 
@@ -480,16 +492,24 @@ pub async fn failed_of_webhook(
     list(db, tenant, &filter, None, i64::MAX).await
 }
 
-/// An attempt as operators and tests see it.
+/// One HTTP attempt of a delivery (or a permanent failure found before sending), as
+/// operators and tests see it.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Attempt {
+    /// 1-based, counted over every round.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub attempt: i32,
     #[serde(with = "time::serde::rfc3339")]
     pub started_at: OffsetDateTime,
     pub latency_ms: f64,
+    /// Null when no answer came.
     pub status_code: Option<i32>,
     pub error: Option<String>,
+    /// The start of the receiver's answer.
     pub response_snippet: Option<String>,
+    /// `delivered`, `retry` (another attempt was scheduled) or `failed`.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^(delivered|retry|failed)$"))]
     pub outcome: String,
 }
 

@@ -11,11 +11,16 @@ use hookrelay_model::Invalid;
 
 use super::StoreError;
 
+/// A named variable set of a tenant, used to resolve `{{NAME}}` placeholders in
+/// webhook URLs.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Environment {
     pub tenant: String,
     pub name: String,
-    /// Values are masked: variables often hold tokens.
+    /// Values are masked, since variables often hold tokens: the first 3 characters
+    /// and `***`, or `***` alone for values of 3 characters or fewer.
+    #[cfg_attr(feature = "openapi", schema(example = json!({"API_TOKEN": "tok***", "HOST": "api***"})))]
     pub variables: BTreeMap<String, String>,
 }
 

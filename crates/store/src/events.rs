@@ -65,8 +65,9 @@ pub async fn get(
     .transpose()
 }
 
-/// A stored event as operators and the events API see it.
+/// An event the router recorded, as operators and the events API see it.
 #[derive(Debug, Clone, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StoredEvent {
     pub id: String,
     pub tenant: String,
@@ -75,9 +76,12 @@ pub struct StoredEvent {
     pub session_id: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub occurred_at: OffsetDateTime,
+    /// When the router recorded it; the order of the list.
     #[serde(with = "time::serde::rfc3339")]
     pub received_at: OffsetDateTime,
-    /// The envelope as published.
+    /// The envelope as published (optional fields that were absent or null are left
+    /// out; `private_fields` is left out when empty).
+    #[cfg_attr(feature = "openapi", schema(value_type = hookrelay_model::Event))]
     pub envelope: serde_json::Value,
 }
 

@@ -13,7 +13,9 @@ use hookrelay_model::webhook::Secret;
 /// Every tenant token starts so, which tells it from the operator's token at a glance.
 pub const PREFIX: &str = "hrt_";
 
+/// A tenant token, without its secret (only a SHA-256 of it is stored).
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiToken {
     pub id: Uuid,
     pub tenant: String,

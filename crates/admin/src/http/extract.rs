@@ -1,0 +1,192 @@
+//! What handlers take from a request (path, query, body) and the shapes of list
+//! answers. Every refusal is the JSON error naming the field that was wrong.
+
+use axum::body::Bytes;
+use axum::extract;
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::request::Parts;
+use hookrelay_model::Invalid;
+use hookrelay_model::envelope::field_of;
+use serde::de::DeserializeOwned;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::error::ApiError;
+
+pub(super) const DEFAULT_LIMIT: i64 = 50;
+pub(super) const MAX_LIMIT: i64 = 500;
+
+/// The path's parameters, as axum's `Path` parses them, refused as a JSON error that
+/// names the parameter.
+pub(super) struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        use extract::path::ErrorKind;
+        match extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(extract::Path(value)) => Ok(Self(value)),
+            Err(extract::rejection::PathRejection::FailedToDeserializePathParams(e)) => {
+                let field = match e.kind() {
+                    ErrorKind::ParseErrorAtKey { key, .. }
+                    | ErrorKind::InvalidUtf8InPathParam { key }
+                    | ErrorKind::DeserializeError { key, .. } => Some(key.clone()),
+                    _ => None,
+                };
+                Err(ApiError::bad_request(e.body_text(), field))
+            }
+            Err(other) => Err(ApiError::new(other.status(), other.body_text())),
+        }
+    }
+}
+
+/// The query string, parsed like axum's `Query` but refused as a JSON error that
+/// names the parameter.
+pub(super) struct Params<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        Query::try_from_uri(&parts.uri)
+            .map(|Query(q)| Params(q))
+            .map_err(|rejection| {
+                let text = rejection.body_text();
+                let text = text
+                    .strip_prefix("Failed to deserialize query string: ")
+                    .unwrap_or(&text);
+                // `path: message`, or the message alone for the query as a whole.
+                let (path, message) = match text.split_once(": ") {
+                    Some((path, message)) if !path.contains(' ') => (path, message),
+                    _ => (".", text),
+                };
+                let field = field_of(path, message).map(str::to_owned);
+                ApiError::bad_request(format!("query: {text}"), field)
+            })
+    }
+}
+
+/// A request body, read whatever its Content-Type; too large a body is a JSON 413.
+pub(super) struct Body(Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        Bytes::from_request(request, state)
+            .await
+            .map(Self)
+            .map_err(|rejection| {
+                ApiError::new(
+                    rejection.status(),
+                    format!("request body: {}", rejection.body_text()),
+                )
+            })
+    }
+}
+
+impl Body {
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Parses the body as JSON, naming the field that was wrong.
+    pub(super) fn parse<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        parse_json(&self.0)
+    }
+}
+
+pub(super) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.inner().to_string();
+        let field = field_of(&path, &inner).map(str::to_owned);
+        ApiError::bad_request(format!("invalid request body at `{path}`: {inner}"), field)
+    })
+}
+
+pub(super) fn limit(given: Option<i64>) -> Result<i64, Invalid> {
+    match given {
+        None => Ok(DEFAULT_LIMIT),
+        Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        Some(_) => Err(Invalid::new("limit", format!("must be 1 to {MAX_LIMIT}"))),
+    }
+}
+
+pub(super) fn parse_time(
+    field: &str,
+    value: Option<&str>,
+) -> Result<Option<OffsetDateTime>, Invalid> {
+    value
+        .map(|v| {
+            OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
+                .map_err(|e| Invalid::new(field, format!("`{v}` is not an RFC 3339 time: {e}")))
+        })
+        .transpose()
+}
+
+pub(super) fn parse_uuid(field: &str, value: &str) -> Result<Uuid, Invalid> {
+    Uuid::parse_str(value).map_err(|_| Invalid::new(field, format!("`{value}` is not a UUID")))
+}
+
+/// The `cursor` of lists ordered by id.
+pub(super) fn uuid_cursor(cursor: Option<&str>) -> Result<Option<Uuid>, Invalid> {
+    cursor.map(|c| parse_uuid("cursor", c)).transpose()
+}
+
+/// The cursor of a page: a full page names its last item's, a short one none.
+pub(super) fn next_cursor<T>(
+    data: &[T],
+    limit: i64,
+    cursor: impl Fn(&T) -> String,
+) -> Option<String> {
+    (data.len() as i64 == limit)
+        .then(|| data.last().map(cursor))
+        .flatten()
+}
+
+/// A page of a list, as its own type: a generic one's schema would hold a copy of its
+/// item's (utoipa inlines type parameters) instead of referring to it.
+macro_rules! page {
+    ($(#[$doc:meta])* $page:ident of $item:ty; $(#[$cursor:meta])*) => {
+        $(#[$doc])*
+        #[derive(serde::Serialize, utoipa::ToSchema)]
+        pub(super) struct $page {
+            data: Vec<$item>,
+            $(#[$cursor])*
+            next_cursor: Option<String>,
+        }
+
+        impl $page {
+            pub(super) fn new(
+                data: Vec<$item>,
+                limit: i64,
+                cursor: impl Fn(&$item) -> String,
+            ) -> axum::Json<Self> {
+                let next_cursor = super::extract::next_cursor(&data, limit, cursor);
+                axum::Json(Self { data, next_cursor })
+            }
+        }
+    };
+}
+
+/// A whole list, not paged, as its own type (see `page!`).
+macro_rules! list {
+    ($(#[$doc:meta])* $list:ident of $item:ty) => {
+        $(#[$doc])*
+        #[derive(serde::Serialize, utoipa::ToSchema)]
+        pub(super) struct $list {
+            data: Vec<$item>,
+        }
+
+        impl $list {
+            pub(super) fn of(data: Vec<$item>) -> axum::Json<Self> {
+                axum::Json(Self { data })
+            }
+        }
+    };
+}
+
+pub(super) use {list, page};

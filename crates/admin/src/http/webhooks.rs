@@ -1,0 +1,300 @@
+//! `/v1/tenants/{tenant}/webhooks`: a tenant's stored webhooks.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use hookrelay_amqp as amqp;
+use hookrelay_model::Invalid;
+use hookrelay_model::webhook::{NewWebhook, Secret, Webhook, WebhookUpdate};
+use hookrelay_store::webhooks;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::{BadParameter, Body as BodyErrors, Broker, Conflict, Database, NotFound};
+use super::extract::{Body, Params, Path, limit, page, parse_json, uuid_cursor};
+use super::{AdminState, Result, db};
+use crate::redeliver;
+
+/// The path of one webhook.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(super) struct WebhookPath {
+    #[param(ignore)]
+    tenant: String,
+    /// The webhook's id (UUID) or its key.
+    id: String,
+}
+
+/// One page of a list ordered by id.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct PageQuery {
+    /// The `next_cursor` of the previous page (400 with `field: "cursor"` when not a
+    /// UUID).
+    #[param(format = Uuid)]
+    cursor: Option<String>,
+    /// Items at most (400 with `field: "limit"` outside 1 to 500).
+    #[param(minimum = 1, maximum = 500, default = 50)]
+    limit: Option<i64>,
+}
+
+page! {
+    /// A page of webhooks in creation (id) order.
+    WebhookPage of Webhook;
+    /// Pass as `cursor` for the next page: the id of the last webhook. Null when this
+    /// page holds fewer than `limit` items (a full last page still gets a cursor, whose
+    /// next page is empty).
+    #[schema(format = Uuid)]
+}
+
+/// List webhooks
+///
+/// One page of the tenant's webhooks, in creation order.
+#[utoipa::path(get, path = "/webhooks", tag = "webhooks", params(PageQuery),
+    responses(
+        (status = 200, description = "A page of webhooks.", body = WebhookPage),
+        BadParameter, Database,
+    ))]
+pub(super) async fn list_webhooks(
+    State(s): State<AdminState>,
+    Path(tenant): Path<String>,
+    Params(q): Params<PageQuery>,
+) -> Result<Json<WebhookPage>> {
+    let limit = limit(q.limit)?;
+    let after = uuid_cursor(q.cursor.as_deref())?;
+    let data = webhooks::list(&db(&s).await?, &s.cipher, &tenant, after, limit).await?;
+    Ok(WebhookPage::new(data, limit, |w| w.id.to_string()))
+}
+
+/// Create a webhook
+///
+/// The tenant comes from the path; a `tenant` in the body must equal it.
+#[utoipa::path(post, path = "/webhooks", tag = "webhooks",
+    request_body(content = NewWebhook, description = "The webhook to create."),
+    responses(
+        (status = 201, description = "The webhook created.", body = Webhook),
+        BodyErrors, Conflict, Database,
+    ))]
+pub(super) async fn create_webhook(
+    State(s): State<AdminState>,
+    Path(tenant): Path<String>,
+    body: Body,
+) -> Result<(StatusCode, Json<Webhook>)> {
+    let mut value: Value = body.parse()?;
+    let Some(object) = value.as_object_mut() else {
+        return Err(Invalid::new("body", "must be a JSON object").into());
+    };
+    match object.get("tenant") {
+        Some(Value::String(t)) if *t == tenant => {}
+        Some(_) => {
+            return Err(Invalid::new("tenant", "differs from the tenant of the path").into());
+        }
+        None => {
+            object.insert("tenant".into(), json!(tenant));
+        }
+    }
+    let new: NewWebhook = parse_json(value.to_string().as_bytes())?;
+    let webhook = webhooks::create(&db(&s).await?, &s.cipher, &new).await?;
+    Ok((StatusCode::CREATED, Json(webhook)))
+}
+
+/// Get a webhook
+///
+/// By id or key.
+#[utoipa::path(get, path = "/webhooks/{id}", tag = "webhooks", params(WebhookPath),
+    responses(
+        (status = 200, description = "The webhook.", body = Webhook),
+        NotFound, Database,
+    ))]
+pub(super) async fn get_webhook(
+    State(s): State<AdminState>,
+    Path(p): Path<WebhookPath>,
+) -> Result<Json<Webhook>> {
+    let webhook = webhooks::get(&db(&s).await?, &s.cipher, &p.tenant, &p.id).await?;
+    Ok(Json(webhook))
+}
+
+/// Update a webhook
+///
+/// Changes the fields given; the others stay.
+#[utoipa::path(patch, path = "/webhooks/{id}", tag = "webhooks", params(WebhookPath),
+    request_body(content = WebhookUpdate, description = "The fields to change."),
+    responses(
+        (status = 200, description = "The webhook after the change.", body = Webhook),
+        BodyErrors, NotFound, Conflict, Database,
+    ))]
+pub(super) async fn update_webhook(
+    State(s): State<AdminState>,
+    Path(p): Path<WebhookPath>,
+    body: Body,
+) -> Result<Json<Webhook>> {
+    let change: WebhookUpdate = body.parse()?;
+    let webhook = webhooks::update(&db(&s).await?, &s.cipher, &p.tenant, &p.id, &change).await?;
+    Ok(Json(webhook))
+}
+
+async fn set_enabled(s: &AdminState, p: &WebhookPath, enabled: bool) -> Result<Json<Webhook>> {
+    let change = WebhookUpdate {
+        enabled: Some(enabled),
+        ..WebhookUpdate::default()
+    };
+    let webhook = webhooks::update(&db(s).await?, &s.cipher, &p.tenant, &p.id, &change).await?;
+    Ok(Json(webhook))
+}
+
+/// Enable a webhook
+///
+/// Clears `disabled_reason`. Any request body is ignored.
+#[utoipa::path(post, path = "/webhooks/{id}/enable", tag = "webhooks", params(WebhookPath),
+    responses(
+        (status = 200, description = "The webhook, enabled.", body = Webhook),
+        NotFound, Database,
+    ))]
+pub(super) async fn enable_webhook(
+    State(s): State<AdminState>,
+    Path(p): Path<WebhookPath>,
+) -> Result<Json<Webhook>> {
+    set_enabled(&s, &p, true).await
+}
+
+/// Disable a webhook
+///
+/// Sets `disabled_reason` to `disabled by an operator` (a disabled webhook keeps its
+/// reason). Any request body is ignored.
+#[utoipa::path(post, path = "/webhooks/{id}/disable", tag = "webhooks", params(WebhookPath),
+    responses(
+        (status = 200, description = "The webhook, disabled.", body = Webhook),
+        NotFound, Database,
+    ))]
+pub(super) async fn disable_webhook(
+    State(s): State<AdminState>,
+    Path(p): Path<WebhookPath>,
+) -> Result<Json<Webhook>> {
+    set_enabled(&s, &p, false).await
+}
+
+/// Delete a webhook
+#[utoipa::path(delete, path = "/webhooks/{id}", tag = "webhooks", params(WebhookPath),
+    responses((status = 204, description = "Deleted."), NotFound, Database))]
+pub(super) async fn delete_webhook(
+    State(s): State<AdminState>,
+    Path(p): Path<WebhookPath>,
+) -> Result<StatusCode> {
+    webhooks::delete(&db(&s).await?, &p.tenant, &p.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Optional body (an empty body means `{}`). Unknown fields are refused.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RotateSigningSecretRequest {
+    /// The new signing secret (`whsec_` + base64 of 24 to 64 bytes); generated (32
+    /// random bytes) when missing or null.
+    #[schema(value_type = Option<String>, pattern = "^whsec_")]
+    signing_secret: Option<Secret>,
+    /// Whether the current newest secret keeps signing alongside the new one until
+    /// the next rotation.
+    #[serde(default = "yes")]
+    #[schema(default = true)]
+    keep_previous: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The webhook and its new signing secret.
+#[derive(Serialize, ToSchema)]
+pub(super) struct RotatedSigningSecret {
+    webhook: Webhook,
+    /// The new secret in clear: the only time it is shown.
+    #[schema(pattern = "^whsec_")]
+    signing_secret: String,
+}
+
+/// Rotate a webhook's signing secret
+///
+/// Starts signing with a new secret (given or generated); with `keep_previous` (the
+/// default) the current newest secret keeps signing too until the next rotation.
+#[utoipa::path(post, path = "/webhooks/{id}/rotate-signing-secret", tag = "webhooks",
+    params(WebhookPath),
+    request_body(content = Option<RotateSigningSecretRequest>,
+        description = "Optional; an empty body is the same as `{}`."),
+    responses(
+        (status = 200, description = "The webhook and the new secret, shown this once.",
+            body = RotatedSigningSecret),
+        BodyErrors, NotFound, Database,
+    ))]
+pub(super) async fn rotate_signing_secret(
+    State(s): State<AdminState>,
+    Path(p): Path<WebhookPath>,
+    body: Body,
+) -> Result<Json<RotatedSigningSecret>> {
+    let body: RotateSigningSecretRequest = if body.is_empty() {
+        RotateSigningSecretRequest {
+            signing_secret: None,
+            keep_previous: true,
+        }
+    } else {
+        body.parse()?
+    };
+    let (webhook, secret) = webhooks::rotate_signing_secret(
+        &db(&s).await?,
+        &s.cipher,
+        &p.tenant,
+        &p.id,
+        body.signing_secret,
+        body.keep_previous,
+    )
+    .await?;
+    Ok(Json(RotatedSigningSecret {
+        webhook,
+        signing_secret: secret.expose().to_owned(),
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"since": "2024-01-01T00:00:00Z"}))]
+pub(super) struct RedeliverWebhookRequest {
+    /// RFC 3339: failed deliveries of the webhook created at or after this are
+    /// redelivered.
+    #[serde(with = "time::serde::rfc3339")]
+    since: OffsetDateTime,
+}
+
+/// Redeliver a webhook's failed deliveries
+///
+/// Gives every failed delivery of the webhook created at or after `since` a fresh
+/// round of attempts. Answers 200 with the summary even when nothing was requeued.
+#[utoipa::path(post, path = "/webhooks/{id}/redeliver", tag = "webhooks", params(WebhookPath),
+    request_body(content = RedeliverWebhookRequest, description = "Which failed deliveries."),
+    responses(
+        (status = 200, description = "What was redelivered.", body = redeliver::Summary),
+        BodyErrors, NotFound, Database, Broker,
+    ))]
+pub(super) async fn redeliver_webhook(
+    State(s): State<AdminState>,
+    Path(p): Path<WebhookPath>,
+    body: Body,
+) -> Result<Json<redeliver::Summary>> {
+    let body: RedeliverWebhookRequest = body.parse()?;
+    let webhook = webhooks::get(&db(&s).await?, &s.cipher, &p.tenant, &p.id).await?;
+    let connection = s.connection().await?;
+    let channel = amqp::confirm_channel(&connection)
+        .await
+        .map_err(crate::AdminError::from)?;
+    let summary = redeliver::failed_of_webhook(
+        &s.pool,
+        &channel,
+        &s.topology,
+        &p.tenant,
+        webhook.id,
+        body.since,
+    )
+    .await;
+    let _ = channel.close(200, "done".into()).await;
+    Ok(Json(summary?))
+}
