@@ -52,7 +52,11 @@ fn args() -> Args {
         hookrelay: value("--hookrelay"),
         steps: value("--steps").map(|v| {
             v.split(',')
-                .map(|r| r.trim().parse().expect("--steps takes rates like 250,500,1000"))
+                .map(|r| {
+                    r.trim()
+                        .parse()
+                        .expect("--steps takes rates like 250,500,1000")
+                })
                 .collect()
         }),
         step_seconds: value("--step-seconds").map_or(20, |v| v.parse().expect("--step-seconds")),
@@ -124,9 +128,10 @@ async fn steady(a: &Args) {
         }
     } else {
         capacity::Plan {
-            rates: a.steps.clone().unwrap_or_else(|| {
-                vec![250, 500, 1000, 1500, 2000, 2500, 3000, 4000, 5000, 6000]
-            }),
+            rates: a
+                .steps
+                .clone()
+                .unwrap_or_else(|| vec![250, 500, 1000, 1500, 2000, 2500, 3000, 4000, 5000, 6000]),
             step: std::time::Duration::from_secs(a.step_seconds),
             payload_bytes: 1024,
             history: a.history,

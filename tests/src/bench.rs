@@ -231,7 +231,11 @@ pub(crate) fn events_for(s: &Scenario) -> Vec<Event> {
 
 /// Publishes at the scenario's rate; returns when each event was sent (microseconds
 /// since the Unix epoch, by event id).
-pub(crate) async fn publish(stack: &TestStack, s: &Scenario, events: Vec<Event>) -> HashMap<String, u64> {
+pub(crate) async fn publish(
+    stack: &TestStack,
+    s: &Scenario,
+    events: Vec<Event>,
+) -> HashMap<String, u64> {
     let chunk = if s.rate == 0 {
         200
     } else {

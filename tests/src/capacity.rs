@@ -165,7 +165,9 @@ pub async fn run(plan: &Plan, ceiling: f64, binary: &Path) -> Report {
         .iter()
         .filter(|s| s.sustained)
         .map(|s| s.offered_per_sec)
-        .fold(None, |best: Option<f64>, r| Some(best.map_or(r, |b| b.max(r))));
+        .fold(None, |best: Option<f64>, r| {
+            Some(best.map_or(r, |b| b.max(r)))
+        });
     Report {
         history_events: plan.history,
         history_fill_seconds,
@@ -187,7 +189,9 @@ async fn step(
     sender: &Child,
 ) -> Vec<Step> {
     let window = plan.window.unwrap_or(plan.step);
-    let windows = (plan.step.as_secs_f64() / window.as_secs_f64()).round().max(1.0) as usize;
+    let windows = (plan.step.as_secs_f64() / window.as_secs_f64())
+        .round()
+        .max(1.0) as usize;
     let mut scenario = Scenario::new("step", 0, 1, plan.payload_bytes);
     scenario.rate = rate;
     let per_window = (f64::from(rate) * window.as_secs_f64()) as usize;
