@@ -220,9 +220,20 @@ async fn the_same_event_published_five_times_is_fanned_out_once() {
     for _ in 0..5 {
         stack.publish(&e).await;
     }
-    wait_until("five copies handled", WAIT, || async {
-        router.metrics.events(event::ROUTED) + router.metrics.events(event::DUPLICATE) == 5
-    })
+    // Routed is counted when the deliveries are committed, before they are
+    // published: wait for both, or the queue may be drained before it has them.
+    wait_until(
+        "five copies handled and the deliveries published",
+        WAIT,
+        || async {
+            router.metrics.events(event::ROUTED) + router.metrics.events(event::DUPLICATE) == 5
+                && stack
+                    .deliveries_of("acme", &e.id)
+                    .await
+                    .iter()
+                    .all(|d| d.published)
+        },
+    )
     .await;
     assert_eq!(router.metrics.events(event::DUPLICATE), 4);
     assert_eq!(stack.deliveries_of("acme", &e.id).await.len(), 2);
