@@ -357,6 +357,20 @@ async fn the_admin_api_lists_shows_replays_and_purges_dead_letters() {
         (400, Some("confirm")),
         "{refused}"
     );
+    // Rates no pause fits are refused, not a panicking handler.
+    for rate in [json!(5e-324), json!(1e300), json!(0), json!(-1)] {
+        let (status, refused) = call(
+            reqwest::Method::POST,
+            "/v1/dead-letter/replay",
+            Some(json!({"rate": rate})),
+        )
+        .await;
+        assert_eq!(
+            (status, refused["field"].as_str()),
+            (400, Some("rate")),
+            "rate {rate}: {refused}"
+        );
+    }
     let (status, dry) = call(
         reqwest::Method::POST,
         "/v1/dead-letter/replay",

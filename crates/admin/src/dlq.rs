@@ -188,6 +188,27 @@ pub struct ReplayOptions<'a> {
     pub progress: &'a (dyn Fn(u64, u64) + Send + Sync),
 }
 
+/// The pause between replayed messages at `rate` per second. A rate that is not a
+/// positive number, or one so small or so large that no pause fits a `Duration`
+/// (`5e-324`, `1e300`), is refused naming the field: it must not panic the caller.
+fn pace_of(rate: Option<f64>) -> Result<Option<tokio::time::Interval>, AdminError> {
+    let Some(rate) = rate else {
+        return Ok(None);
+    };
+    let period = (rate.is_finite() && rate > 0.0)
+        .then(|| Duration::try_from_secs_f64(1.0 / rate).ok())
+        .flatten()
+        .filter(|p| !p.is_zero());
+    match period {
+        Some(period) => Ok(Some(tokio::time::interval(period))),
+        None => Err(hookrelay_model::Invalid::new(
+            "rate",
+            "must be a number of messages per second above 0 and at most 1e9",
+        )
+        .into()),
+    }
+}
+
 /// Sends matching messages back for a fresh round of attempts: a delivery is
 /// reopened and re-queued (see [`redeliver`]), an event goes back to the router.
 /// Each dead-letter copy is removed only after its replacement is confirmed.
@@ -196,16 +217,13 @@ pub async fn replay(
     filter: &Filter,
     options: &ReplayOptions<'_>,
 ) -> Result<Summary, AdminError> {
+    let mut pace = pace_of(options.rate)?;
     let publisher = amqp::confirm_channel(dlq.connection).await?;
     let mut snapshot = Snapshot::open(dlq).await?;
     let mut summary = Summary {
         dry_run: options.dry_run,
         ..Summary::default()
     };
-    let mut pace = options
-        .rate
-        .filter(|r| *r > 0.0)
-        .map(|r| tokio::time::interval(Duration::from_secs_f64(1.0 / r)));
     let result = async {
         while let Some((got, message)) = snapshot.next().await? {
             summary.scanned += 1;

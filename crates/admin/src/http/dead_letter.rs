@@ -159,12 +159,6 @@ pub(super) async fn replay_dead_letters(
     body: Body,
 ) -> Result<Json<Summary>> {
     let action: DeadLetterAction = body.parse()?;
-    if action
-        .rate
-        .is_some_and(|r| r.is_nan() || r <= 0.0 || r.is_infinite())
-    {
-        return Err(Invalid::new("rate", "must be above 0 messages per second").into());
-    }
     let connection = s.connection().await?;
     let dlq = Dlq {
         connection: &connection,
