@@ -84,6 +84,17 @@ async fn a_token_is_required_when_configured() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, _) = post(&url, Some("s3cret"), e.to_json()).await;
     assert_eq!(status, StatusCode::ACCEPTED);
+    // The scheme's name is case-insensitive.
+    for scheme in ["bearer", "BEARER"] {
+        let res = reqwest::Client::new()
+            .post(format!("{url}/v1/events"))
+            .header("authorization", format!("{scheme} s3cret"))
+            .body(e.to_json())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::ACCEPTED, "scheme `{scheme}`");
+    }
     let health = reqwest::get(format!("{url}/healthz")).await.unwrap();
     assert_eq!(health.status(), StatusCode::OK, "probes need no token");
     let ready = reqwest::get(format!("{url}/readyz")).await.unwrap();

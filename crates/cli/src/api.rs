@@ -293,7 +293,7 @@ async fn require_token(State(auth): State<Auth>, request: Request, next: Next) -
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer_token)
         .map(str::to_owned);
     let Some(given) = given else {
         return unauthorized();
@@ -322,6 +322,14 @@ async fn require_token(State(auth): State<Auth>, request: Request, next: Next) -
             .into_response()
         }
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` value. The scheme's name is
+/// case-insensitive (RFC 9110 §11.1): `bearer` and `BEARER` are the same scheme.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim_start();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// `/v1/tenants/{tenant}` and below, except the tenant's tokens (operators only).
@@ -484,4 +492,19 @@ async fn openapi(State(documents): State<Documents>) -> Response {
         description = "The JSON Schema (draft 2020-12) of one event envelope.", body = Object)))]
 async fn event_envelope_schema(State(documents): State<Documents>) -> Response {
     json_text(&documents.envelope)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for value in ["Bearer t0k", "bearer t0k", "BEARER  t0k", " Bearer t0k"] {
+            assert_eq!(bearer_token(value), Some("t0k"), "{value:?}");
+        }
+        for value in ["Basic t0k", "Bearer", "Bearer ", "t0k", "Bearert0k"] {
+            assert_eq!(bearer_token(value), None, "{value:?}");
+        }
+    }
 }
