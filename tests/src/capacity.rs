@@ -239,19 +239,16 @@ async fn step(
         }
         latencies.sort_unstable();
         let p50_ms = percentile(&latencies, 0.50);
-        let offered = expected.len() as f64 / published_in.as_secs_f64();
+        let secs = published_in.as_secs_f64();
+        let offered = expected.len() as f64 / secs;
         // Deliveries that arrived in the offered window, shifted by the median
         // latency: how fast they came out while they were going in.
         let shift = Duration::from_secs_f64(p50_ms / 1000.0);
         let (from, to) = (started + shift, started + published_in + shift);
         let in_window = arrivals.iter().filter(|a| **a >= from && **a <= to).count();
-        let delivered = in_window as f64 / published_in.as_secs_f64();
+        let delivered = in_window as f64 / secs;
         let missing = expected.len() - latencies.len();
         let p99_ms = percentile(&latencies, 0.99);
-        let load = |pid: &dyn Fn(&Sample) -> f64, rss: f64| Load {
-            cpu_percent: 100.0 * (pid(&after) - pid(&before)) / published_in.as_secs_f64(),
-            rss_mib: rss,
-        };
         read.push(Step {
             offered_per_sec: offered,
             delivered_per_sec: delivered,
@@ -261,43 +258,56 @@ async fn step(
             missing,
             duplicates,
             sustained: delivered >= KEPT_UP * offered && p99_ms <= P99_BOUND_MS && missing == 0,
-            router: load(&|s| s.router_cpu, after.router_rss),
-            sender: load(&|s| s.sender_cpu, after.sender_rss),
-            postgres: load(&|s| s.postgres_cpu, after.postgres_rss),
-            rabbitmq: load(&|s| s.rabbitmq_cpu, after.rabbitmq_rss),
-            seconds: published_in.as_secs_f64(),
+            router: Load::between(&before.router, &after.router, secs),
+            sender: Load::between(&before.sender, &after.sender, secs),
+            postgres: Load::between(&before.postgres, &after.postgres, secs),
+            rabbitmq: Load::between(&before.rabbitmq, &after.rabbitmq, secs),
+            seconds: secs,
         });
     }
     read
 }
 
-/// CPU seconds so far and resident memory now, per role and service.
+/// CPU seconds so far and resident MiB now, of one process or group.
+struct Usage {
+    cpu_seconds: f64,
+    rss_mib: f64,
+}
+
+impl Usage {
+    fn of(pid: &str) -> Self {
+        Self {
+            cpu_seconds: usage(pid).0,
+            rss_mib: rss_mib(pid),
+        }
+    }
+}
+
+impl Load {
+    /// CPU as a share of one core over `seconds`, and memory at the end.
+    fn between(before: &Usage, after: &Usage, seconds: f64) -> Self {
+        Self {
+            cpu_percent: 100.0 * (after.cpu_seconds - before.cpu_seconds) / seconds,
+            rss_mib: after.rss_mib,
+        }
+    }
+}
+
+/// The usage of the roles and the services at one moment.
 struct Sample {
-    router_cpu: f64,
-    sender_cpu: f64,
-    postgres_cpu: f64,
-    rabbitmq_cpu: f64,
-    router_rss: f64,
-    sender_rss: f64,
-    postgres_rss: f64,
-    rabbitmq_rss: f64,
+    router: Usage,
+    sender: Usage,
+    postgres: Usage,
+    rabbitmq: Usage,
 }
 
 impl Sample {
     fn take(router: &Child, sender: &Child) -> Self {
-        let (router_cpu, router_rss) = (usage(&router.pid()).0, rss_mib(&router.pid()));
-        let (sender_cpu, sender_rss) = (usage(&sender.pid()).0, rss_mib(&sender.pid()));
-        let (postgres_cpu, postgres_rss) = by_name("postgres");
-        let (rabbitmq_cpu, rabbitmq_rss) = by_name("beam.smp");
         Self {
-            router_cpu,
-            sender_cpu,
-            postgres_cpu,
-            rabbitmq_cpu,
-            router_rss,
-            sender_rss,
-            postgres_rss,
-            rabbitmq_rss,
+            router: Usage::of(&router.pid()),
+            sender: Usage::of(&sender.pid()),
+            postgres: by_name("postgres"),
+            rabbitmq: by_name("beam.smp"),
         }
     }
 }
@@ -314,10 +324,14 @@ fn rss_mib(pid: &str) -> f64 {
         / 1024.0
 }
 
-/// CPU seconds and resident MiB of every process whose command is `name`.
-fn by_name(name: &str) -> (f64, f64) {
+/// CPU seconds and resident MiB of every process whose command is `name`, summed.
+fn by_name(name: &str) -> Usage {
+    let mut sum = Usage {
+        cpu_seconds: 0.0,
+        rss_mib: 0.0,
+    };
     let Ok(dir) = std::fs::read_dir("/proc") else {
-        return (0.0, 0.0);
+        return sum;
     };
     dir.filter_map(Result::ok)
         .filter_map(|e| e.file_name().into_string().ok())
@@ -325,9 +339,12 @@ fn by_name(name: &str) -> (f64, f64) {
         .filter(|pid| {
             std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == name)
         })
-        .fold((0.0, 0.0), |(cpu, rss), pid| {
-            (cpu + usage(&pid).0, rss + rss_mib(&pid))
-        })
+        .for_each(|pid| {
+            let one = Usage::of(&pid);
+            sum.cpu_seconds += one.cpu_seconds;
+            sum.rss_mib += one.rss_mib;
+        });
+    sum
 }
 
 /// The step table printed on stdout.
