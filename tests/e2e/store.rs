@@ -320,3 +320,71 @@ async fn the_hot_statements_are_planned_for_each_execution() {
     assert_eq!(generic, 0, "no generic plan, {custom} custom ones");
     assert_eq!(custom, 10);
 }
+
+/// The router's claim locks a batch's unpublished deliveries and marks them published
+/// in one statement: a second router skips the rows while they are held, a rollback
+/// (a publish that failed, a crash before the commit) leaves them unpublished for the
+/// next claim, and once committed they are never claimed again.
+#[tokio::test]
+async fn a_claim_is_exclusive_undone_by_a_rollback_and_kept_by_a_commit() {
+    use hookrelay_model::webhook::Target;
+    use hookrelay_store::{deliveries, events};
+    let db = TestDb::new().await;
+    let event = hookrelay_tests::stack::event("acme", "order.created", serde_json::json!({}));
+    let new: Vec<deliveries::NewDelivery> = (0..3)
+        .map(|i| deliveries::NewDelivery {
+            tenant: "acme".into(),
+            event_id: event.id.clone(),
+            target: Target::Url(format!("http://127.0.0.1:9/{i}")),
+            trace_id: None,
+        })
+        .collect();
+    {
+        let c = db.client().await;
+        events::insert_new(&*c, std::slice::from_ref(&event))
+            .await
+            .unwrap();
+        assert_eq!(deliveries::insert(&*c, &new).await.unwrap(), 3);
+    }
+    let key = [("acme", event.id.as_str())];
+
+    let mut first = db.client().await;
+    let mut second = db.client().await;
+    let holding = first.transaction().await.unwrap();
+    let claimed = deliveries::claim_unpublished(&holding, &key).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    assert!(
+        claimed.windows(2).all(|w| w[0].id < w[1].id),
+        "in creation order"
+    );
+    {
+        let other = second.transaction().await.unwrap();
+        let skipped = deliveries::claim_unpublished(&other, &key).await.unwrap();
+        assert!(skipped.is_empty(), "held rows are skipped: {skipped:?}");
+    }
+    holding.rollback().await.unwrap();
+
+    let unpublished = deliveries::for_event(&*db.client().await, "acme", &event.id)
+        .await
+        .unwrap();
+    assert!(unpublished.iter().all(|d| !d.published), "{unpublished:?}");
+
+    let retry = second.transaction().await.unwrap();
+    let again = deliveries::claim_unpublished(&retry, &key).await.unwrap();
+    assert_eq!(
+        again.iter().map(|d| d.id).collect::<Vec<_>>(),
+        claimed.iter().map(|d| d.id).collect::<Vec<_>>()
+    );
+    retry.commit().await.unwrap();
+
+    let c = db.client().await;
+    let published = deliveries::for_event(&*c, "acme", &event.id).await.unwrap();
+    assert!(published.iter().all(|d| d.published), "{published:?}");
+    let tx = first.transaction().await.unwrap();
+    assert!(
+        deliveries::claim_unpublished(&tx, &key)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -186,8 +186,9 @@ async fn record(
     Ok(keys)
 }
 
-/// Transaction 2: lock the unpublished deliveries, publish them with pipelined
-/// confirms, mark them published, commit.
+/// Transaction 2: claim the unpublished deliveries (locked and marked published in
+/// one statement), publish them with pipelined confirms, commit. Any failure before
+/// the commit rolls the claim back.
 async fn publish_unpublished(
     router: &Router,
     channel: &Channel,
@@ -201,7 +202,7 @@ async fn publish_unpublished(
         .iter()
         .map(|(t, id)| (t.as_str(), id.as_str()))
         .collect();
-    let rows = deliveries::lock_unpublished(&tx, &refs).await?;
+    let rows = deliveries::claim_unpublished(&tx, &refs).await?;
     if rows.is_empty() {
         return Ok(());
     }
@@ -237,10 +238,8 @@ async fn publish_unpublished(
         );
     }
     amqp::confirm_all(pending).await?;
-    let ids: Vec<uuid::Uuid> = rows.iter().map(|r| r.id).collect();
-    deliveries::mark_published(&tx, &ids).await?;
     tx.commit().await?;
-    router.metrics.published(ids.len() as u64);
+    router.metrics.published(rows.len() as u64);
     Ok(())
 }
 

@@ -101,10 +101,13 @@ pub async fn insert(db: &impl GenericClient, new: &[NewDelivery]) -> Result<u64,
         .await?)
 }
 
-/// Locks and returns the not-yet-published deliveries of these events. Rows another
-/// router holds are skipped: that router publishes them (or, if it dies, its event
-/// message comes back and this runs again). Call inside a transaction.
-pub async fn lock_unpublished(
+/// Claims the not-yet-published deliveries of these events: locks them and marks
+/// them published in one statement, which takes effect only if the caller's
+/// transaction commits, after their messages are confirmed (a rollback leaves them
+/// unpublished). Rows another router holds are skipped: that router publishes them
+/// (or, if it dies, its event message comes back and this runs again). Call inside
+/// a transaction.
+pub async fn claim_unpublished(
     db: &impl GenericClient,
     events: &[(&str, &str)],
 ) -> Result<Vec<DeliveryRef>, StoreError> {
@@ -112,14 +115,17 @@ pub async fn lock_unpublished(
     let ids: Vec<&str> = events.iter().map(|(_, id)| *id).collect();
     let statement = super::prepared(
         db,
-        "SELECT d.id, d.tenant, d.event_id, d.webhook_id FROM deliveries d \
-         JOIN unnest($1::text[], $2::text[]) AS e(tenant, id) \
-           ON d.tenant = e.tenant AND d.event_id = e.id \
-         WHERE NOT d.published ORDER BY d.id FOR UPDATE OF d SKIP LOCKED",
+        "UPDATE deliveries SET published = true, updated_at = now() WHERE id IN ( \
+           SELECT d.id FROM deliveries d \
+           JOIN unnest($1::text[], $2::text[]) AS e(tenant, id) \
+             ON d.tenant = e.tenant AND d.event_id = e.id \
+           WHERE NOT d.published FOR UPDATE OF d SKIP LOCKED) \
+         RETURNING id, tenant, event_id, webhook_id",
     )
     .await?;
     let rows = db.query(&statement, &[&tenants, &ids]).await?;
-    rows.iter()
+    let mut claimed = rows
+        .iter()
         .map(|r| {
             Ok(DeliveryRef {
                 id: r.try_get("id")?,
@@ -128,7 +134,10 @@ pub async fn lock_unpublished(
                 webhook_id: r.try_get("webhook_id")?,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    // Publish in creation order (ids are time-ordered): RETURNING has no order.
+    claimed.sort_by_key(|d| d.id);
+    Ok(claimed)
 }
 
 pub async fn mark_published(db: &impl GenericClient, ids: &[Uuid]) -> Result<(), StoreError> {
