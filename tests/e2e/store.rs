@@ -331,20 +331,22 @@ async fn a_claim_is_exclusive_undone_by_a_rollback_and_kept_by_a_commit() {
     use hookrelay_store::{deliveries, events};
     let db = TestDb::new().await;
     let event = hookrelay_tests::stack::event("acme", "order.created", serde_json::json!({}));
+    // Three targets: stored webhooks (the deliveries table keeps no foreign key to
+    // them, deleted webhooks' deliveries stay).
     let new: Vec<deliveries::NewDelivery> = (0..3)
-        .map(|i| deliveries::NewDelivery {
+        .map(|_| deliveries::NewDelivery {
             tenant: "acme".into(),
             event_id: event.id.clone(),
-            target: Target::Url(format!("http://127.0.0.1:9/{i}")),
+            target: Target::Webhook(uuid::Uuid::now_v7()),
             trace_id: None,
         })
         .collect();
     {
         let c = db.client().await;
-        events::insert_new(&*c, std::slice::from_ref(&event))
+        events::insert_new(&c, std::slice::from_ref(&event))
             .await
             .unwrap();
-        assert_eq!(deliveries::insert(&*c, &new).await.unwrap(), 3);
+        assert_eq!(deliveries::insert(&c, &new).await.unwrap(), 3);
     }
     let key = [("acme", event.id.as_str())];
 
@@ -364,7 +366,7 @@ async fn a_claim_is_exclusive_undone_by_a_rollback_and_kept_by_a_commit() {
     }
     holding.rollback().await.unwrap();
 
-    let unpublished = deliveries::for_event(&*db.client().await, "acme", &event.id)
+    let unpublished = deliveries::for_event(&db.client().await, "acme", &event.id)
         .await
         .unwrap();
     assert!(unpublished.iter().all(|d| !d.published), "{unpublished:?}");
@@ -378,7 +380,7 @@ async fn a_claim_is_exclusive_undone_by_a_rollback_and_kept_by_a_commit() {
     retry.commit().await.unwrap();
 
     let c = db.client().await;
-    let published = deliveries::for_event(&*c, "acme", &event.id).await.unwrap();
+    let published = deliveries::for_event(&c, "acme", &event.id).await.unwrap();
     assert!(published.iter().all(|d| d.published), "{published:?}");
     let tx = first.transaction().await.unwrap();
     assert!(
