@@ -1,22 +1,16 @@
 //! Batches database work across concurrent deliveries: every request that arrives
-//! while the batches in flight (two at most) are being written or read joins the
-//! next one. Under load many deliveries share one statement (and one commit); at
-//! rest a request goes at once, with no timer.
+//! while a batch is being written or read joins the next one. Under load many
+//! deliveries share one statement (and one commit); at rest a request goes at once,
+//! with no timer.
 
 use std::future::Future;
 
 use deadpool_postgres::Pool;
 use hookrelay_store::StoreError;
-use std::sync::Arc;
-
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 /// Requests per statement at most.
 const MAX_BATCH: usize = 256;
-
-/// Batches in flight at once: while one is in the database, the next forms and goes,
-/// so a request waits for at most part of a batch, not a whole one.
-const IN_FLIGHT: usize = 2;
 
 /// An error shared by every request of a failed batch: its text, and whether trying
 /// again may help.
@@ -76,20 +70,42 @@ impl<I: Clone + Send + 'static, O: Send + 'static> Batcher<I, O> {
     /// database refuses fails alone, not with every request that shared its batch.
     pub(crate) fn start<F, Fut>(pool: Pool, work: F) -> Self
     where
-        F: Fn(Pool, Vec<I>) -> Fut + Send + Sync + 'static,
+        F: Fn(Pool, Vec<I>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<Vec<O>, StoreError>> + Send,
     {
-        let (tx, rx) = mpsc::channel::<(I, Reply<O>)>(4 * MAX_BATCH);
-        let rx = Arc::new(Mutex::new(rx));
-        let work = Arc::new(work);
-        for _ in 0..IN_FLIGHT {
-            let (rx, work, pool) = (Arc::clone(&rx), Arc::clone(&work), pool.clone());
-            tokio::spawn(async move {
-                while let Some(batch) = next_batch(&rx).await {
-                    run_batch(&pool, &*work, batch).await;
+        let (tx, mut rx) = mpsc::channel::<(I, Reply<O>)>(4 * MAX_BATCH);
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
+                    }
                 }
-            });
-        }
+                let (inputs, replies): (Vec<I>, Vec<Reply<O>>) = batch.into_iter().unzip();
+                let alone = (inputs.len() > 1).then(|| inputs.clone());
+                match (work(pool.clone(), inputs).await, alone) {
+                    (Ok(outputs), _) => {
+                        for (reply, output) in replies.into_iter().zip(outputs) {
+                            let _ = reply.send(Ok(output));
+                        }
+                    }
+                    (Err(e), Some(inputs)) if !e.is_transient() => {
+                        for (input, reply) in inputs.into_iter().zip(replies) {
+                            let result = work(pool.clone(), vec![input]).await;
+                            let _ = reply.send(only_output(result));
+                        }
+                    }
+                    (Err(e), _) => {
+                        let failure = BatchFailure::from(&e);
+                        for reply in replies {
+                            let _ = reply.send(Err(failure.clone()));
+                        }
+                    }
+                }
+            }
+        });
         Self { tx }
     }
 
@@ -101,51 +117,5 @@ impl<I: Clone + Send + 'static, O: Send + 'static> Batcher<I, O> {
         let (reply, result) = oneshot::channel();
         self.tx.send((input, reply)).await.map_err(|_| stopped())?;
         result.await.map_err(|_| stopped())?
-    }
-}
-
-type Queue<I, O> = Arc<Mutex<mpsc::Receiver<(I, Reply<O>)>>>;
-
-/// Waits for one request, then takes whatever else is already waiting; `None` once
-/// every sender is gone.
-async fn next_batch<I, O>(rx: &Queue<I, O>) -> Option<Vec<(I, Reply<O>)>> {
-    let mut rx = rx.lock().await;
-    let first = rx.recv().await?;
-    let mut batch = vec![first];
-    while batch.len() < MAX_BATCH {
-        match rx.try_recv() {
-            Ok(next) => batch.push(next),
-            Err(_) => break,
-        }
-    }
-    Some(batch)
-}
-
-async fn run_batch<I, O, F, Fut>(pool: &Pool, work: &F, batch: Vec<(I, Reply<O>)>)
-where
-    I: Clone,
-    F: Fn(Pool, Vec<I>) -> Fut,
-    Fut: Future<Output = Result<Vec<O>, StoreError>>,
-{
-    let (inputs, replies): (Vec<I>, Vec<Reply<O>>) = batch.into_iter().unzip();
-    let alone = (inputs.len() > 1).then(|| inputs.clone());
-    match (work(pool.clone(), inputs).await, alone) {
-        (Ok(outputs), _) => {
-            for (reply, output) in replies.into_iter().zip(outputs) {
-                let _ = reply.send(Ok(output));
-            }
-        }
-        (Err(e), Some(inputs)) if !e.is_transient() => {
-            for (input, reply) in inputs.into_iter().zip(replies) {
-                let result = work(pool.clone(), vec![input]).await;
-                let _ = reply.send(only_output(result));
-            }
-        }
-        (Err(e), _) => {
-            let failure = BatchFailure::from(&e);
-            for reply in replies {
-                let _ = reply.send(Err(failure.clone()));
-            }
-        }
     }
 }
