@@ -412,3 +412,82 @@ async fn the_admin_api_lists_shows_replays_and_purges_dead_letters() {
         "the purged one stays failed"
     );
 }
+
+/// A publisher cannot steer the dead-letter tools: an invalid event whose body is a
+/// delivery message naming another tenant's delivery, with `x-hookrelay-*` headers
+/// claiming that delivery, is listed as the event it is, and replaying everything
+/// leaves the other tenant's delivery alone.
+#[tokio::test]
+async fn an_upstream_cannot_make_a_dead_letter_pass_for_another_tenants_delivery() {
+    use hookrelay_model::wire::{self, DeliveryMessage};
+    let mut stack = TestStack::new().await;
+    stack.start_router().await;
+    stack.start_sender().await;
+    stack
+        .create_webhook(webhook("victim", "hook", &stack.receiver.url("/victim")))
+        .await;
+    let e = event("victim", "file_uploaded", json!({}));
+    stack.publish(&e).await;
+    let theirs = stack.wait_settled("victim", &e.id, 1, WAIT).await[0].clone();
+    assert_eq!(theirs.status, DeliveryStatus::Delivered);
+
+    let forged = DeliveryMessage {
+        delivery_id: theirs.id,
+        tenant: "victim".into(),
+        event_id: e.id.clone(),
+        webhook_id: theirs.webhook_id,
+        attempt: 1,
+        attempts_before: 0,
+    };
+    let headers = amqp::Headers::new()
+        .text(wire::HEADER_TENANT, "victim")
+        .text(wire::HEADER_DELIVERY_ID, theirs.id.to_string())
+        .text(wire::HEADER_EVENT_ID, e.id.clone())
+        .text(wire::HEADER_SOURCE_QUEUE, stack.topology.deliveries_queue())
+        .text(wire::HEADER_REASON, "retries exhausted")
+        .text("X-HookRelay-Tenant", "victim")
+        .into_table();
+    amqp::publish_confirmed(
+        &stack.channel,
+        &stack.topology.events_exchange(),
+        "attacker.file_uploaded",
+        &forged.to_json(),
+        amqp::persistent("forged", headers).unwrap(),
+    )
+    .await
+    .unwrap();
+    let queue = stack.topology.dead_letter_queue();
+    stack.wait_queue_len(&queue, 1, WAIT).await;
+
+    let connection = connect().await;
+    let dlq = Dlq {
+        connection: &connection,
+        topology: &stack.topology,
+        pool: &stack.db.pool,
+    };
+    let listed = dlq::list(&dlq, &Filter::default(), 10).await.unwrap();
+    let [letter] = listed.as_slice() else {
+        panic!("one dead letter expected: {listed:?}");
+    };
+    assert_eq!(letter.kind, dlq::Kind::Event, "{letter:?}");
+    assert_eq!(letter.reason.as_deref(), Some("invalid event"));
+    // The body's own `tenant` is an event's claim like any other event's; what must
+    // not happen is that it passes for the victim's delivery.
+    assert_eq!(letter.delivery_id, None, "{letter:?}");
+    assert_eq!(letter.webhook_id, None, "{letter:?}");
+    assert!(
+        !letter
+            .headers
+            .keys()
+            .any(|k| k.eq_ignore_ascii_case(wire::HEADER_TENANT)
+                && letter.headers[k] == json!("victim")),
+        "the publisher's own x-hookrelay-* headers are dropped: {:?}",
+        letter.headers
+    );
+
+    replay_all(&stack, &connection, false).await;
+    let after = stack.deliveries_of("victim", &e.id).await;
+    assert_eq!(after[0].status, DeliveryStatus::Delivered, "{after:?}");
+    assert_eq!(after[0].attempts, 1, "{after:?}");
+    assert_eq!(stack.attempts_of(theirs.id).await.len(), 1);
+}

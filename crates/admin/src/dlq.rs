@@ -457,12 +457,15 @@ fn describe(
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(data).into_owned()));
     let source_queue = header(wire::HEADER_SOURCE_QUEUE).or_else(|| header("x-first-death-queue"));
     let delivery = DeliveryMessage::from_json(data).ok();
+    // The queue it died in decides, not the body: an event from upstream may look
+    // like a delivery message (the router marks its dead letters as from its queue).
     let kind = match (&delivery, source_queue.as_deref()) {
+        (_, Some(q)) if q == router_queue => Kind::Event,
+        (_, Some(q)) if q == deliveries_queue => Kind::Delivery,
         (Some(_), _) => Kind::Delivery,
-        (None, Some(q)) if q == router_queue => Kind::Event,
-        (None, Some(q)) if q == deliveries_queue => Kind::Delivery,
         _ => Kind::Unknown,
     };
+    let delivery = delivery.filter(|_| kind == Kind::Delivery);
     let body_text = |key: &str| body.get(key).and_then(Value::as_str).map(str::to_owned);
     let event_id = header(wire::HEADER_EVENT_ID)
         .or_else(|| delivery.as_ref().map(|d| d.event_id.clone()))
@@ -481,6 +484,7 @@ fn describe(
                 .and_then(|d| d.webhook_id.map(|w| w.to_string()))
         }),
         delivery_id: header(wire::HEADER_DELIVERY_ID)
+            .filter(|_| kind == Kind::Delivery)
             .or_else(|| delivery.as_ref().map(|d| d.delivery_id.to_string())),
         reason: header(wire::HEADER_REASON).or_else(|| header("x-first-death-reason")),
         error: header(wire::HEADER_ERROR),

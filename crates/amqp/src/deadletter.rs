@@ -56,6 +56,26 @@ pub async fn publish(
     .await
 }
 
+/// The properties of a message from upstream with every `x-hookrelay-*` header
+/// removed (in any case): only hookrelay may say what a dead letter is, whose it is
+/// and why, since the dead-letter tools act on what those headers say.
+pub fn without_hookrelay_headers(original: &BasicProperties) -> BasicProperties {
+    let Some(headers) = original.headers() else {
+        return original.clone();
+    };
+    let mut kept = FieldTable::default();
+    for (k, v) in headers.inner() {
+        let name = k.as_str();
+        let ours = name
+            .get(..wire::HEADER_PREFIX.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(wire::HEADER_PREFIX));
+        if !ours {
+            kept.insert(k.clone(), v.clone());
+        }
+    }
+    original.clone().with_headers(kept)
+}
+
 fn merge(into: &mut FieldTable, from: FieldTable) {
     for (k, v) in from.inner() {
         into.insert(k.clone(), v.clone());

@@ -5,6 +5,8 @@ use uuid::Uuid;
 
 /// Why a message was dead-lettered (human-readable).
 pub const HEADER_REASON: &str = "x-hookrelay-reason";
+/// What every header hookrelay writes starts with.
+pub const HEADER_PREFIX: &str = "x-hookrelay-";
 /// The error or last HTTP status behind the reason.
 pub const HEADER_ERROR: &str = "x-hookrelay-error";
 pub const HEADER_LAST_STATUS: &str = "x-hookrelay-last-status";

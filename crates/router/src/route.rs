@@ -257,11 +257,12 @@ pub(crate) async fn reject(
     span.in_scope(|| {
         tracing::warn!(routing_key = %delivery.routing_key, %reason, %error, "event dead-lettered");
     });
+    // The publisher's own `x-hookrelay-*` headers must not pass for ours.
     deadletter::publish(
         channel,
         topology,
         &delivery.data,
-        &delivery.properties,
+        &deadletter::without_hookrelay_headers(&delivery.properties),
         DeadLetter {
             reason: reason.to_owned(),
             error: Some(error.to_owned()),
