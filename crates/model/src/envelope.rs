@@ -8,7 +8,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 /// Longest event id, in bytes: AMQP `message_id` is a short string.
-pub const MAX_ID_BYTES: usize = 255;
+pub const MAX_ID_BYTES: usize = crate::text::MAX_KEY_BYTES;
 /// Longest tenant and event type, in bytes (both go into the routing key).
 pub const MAX_NAME_BYTES: usize = 120;
 /// Default body size limit (`HOOKRELAY_MAX_EVENT_BYTES`).
@@ -425,22 +425,7 @@ pub fn field_of<'a>(path: &'a str, message: &'a str) -> Option<&'a str> {
 }
 
 fn check_text(field: &str, value: &str, max: usize) -> Result<(), EnvelopeError> {
-    if value.is_empty() {
-        return Err(EnvelopeError::field(field, "must not be empty"));
-    }
-    if value.len() > max {
-        return Err(EnvelopeError::field(
-            field,
-            format!("is {} bytes, longer than {max}", value.len()),
-        ));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(EnvelopeError::field(
-            field,
-            "must not contain control characters",
-        ));
-    }
-    Ok(())
+    crate::text::check_text(field, value, max).map_err(|e| EnvelopeError::field(e.field, e.problem))
 }
 
 fn tenant_char(c: char) -> bool {
@@ -473,6 +458,8 @@ pub fn check_http_url(field: &str, url: &str) -> Result<(), EnvelopeError> {
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"))
         .ok_or_else(|| EnvelopeError::field(field, "must be an http:// or https:// URL"))?;
+    crate::text::check_chars(field, url, crate::text::MAX_URL_BYTES)
+        .map_err(|e| EnvelopeError::field(e.field, e.problem))?;
     let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
     if host.is_empty() || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(EnvelopeError::field(

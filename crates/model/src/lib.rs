@@ -12,6 +12,7 @@ pub mod retry;
 pub mod shutdown;
 pub mod template;
 pub mod tenant;
+pub mod text;
 pub mod topology;
 pub mod webhook;
 pub mod wire;

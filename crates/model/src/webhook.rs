@@ -10,6 +10,7 @@ use uuid::Uuid;
 use crate::error::Invalid;
 use crate::retry::RetryPolicy;
 use crate::template;
+use crate::text;
 
 /// A secret: given in clear, always shown as `********` (it never shows itself in logs,
 /// `Debug`, or in output, `Serialize`).
@@ -198,20 +199,36 @@ mod double_option {
     }
 }
 
-/// A webhook key: unique and changeable within its tenant.
+/// A webhook key: unique and changeable within its tenant; 1 to
+/// [`text::MAX_KEY_BYTES`] bytes without control characters.
 pub fn validate_key(key: &str) -> Result<(), Invalid> {
-    if key.is_empty() || key.len() > 255 || key.chars().any(char::is_control) {
-        return Err(Invalid::new(
-            "key",
-            "must be 1 to 255 characters without control characters",
-        ));
-    }
-    Ok(())
+    text::check_text("key", key, text::MAX_KEY_BYTES)
 }
 
-/// A webhook URL, `{{NAME}}` placeholders allowed.
+/// A webhook URL, `{{NAME}}` placeholders allowed; at most [`text::MAX_URL_BYTES`]
+/// bytes without control characters.
 pub fn validate_url(url: &str) -> Result<(), Invalid> {
+    text::check_text("url", url, text::MAX_URL_BYTES)?;
     template::check_url_template(url).map_err(|e| Invalid::new("url", e.to_string()))
+}
+
+/// The filters of a webhook (`event_types`, `import_identifiers`, `schema_ids`):
+/// every item 1 to [`text::MAX_KEY_BYTES`] bytes without control characters.
+pub fn validate_filters(
+    event_types: Option<&[String]>,
+    import_identifiers: Option<&[String]>,
+    schema_ids: Option<&[String]>,
+) -> Result<(), Invalid> {
+    for (field, values) in [
+        ("event_types", event_types),
+        ("import_identifiers", import_identifiers),
+        ("schema_ids", schema_ids),
+    ] {
+        if let Some(values) = values {
+            text::check_list(field, values, text::MAX_KEY_BYTES)?;
+        }
+    }
+    Ok(())
 }
 
 impl NewWebhook {
@@ -219,10 +236,32 @@ impl NewWebhook {
         crate::envelope::check_tenant(&self.tenant)?;
         validate_key(&self.key)?;
         validate_url(&self.url)?;
+        validate_filters(
+            Some(&self.event_types),
+            Some(&self.import_identifiers),
+            Some(&self.schema_ids),
+        )?;
         if let Some(s) = &self.signing_secret {
             signing_key(s)?;
         }
         Ok(())
+    }
+}
+
+impl WebhookUpdate {
+    /// The rules of every field given (the secret is opaque).
+    pub fn validate(&self) -> Result<(), Invalid> {
+        if let Some(key) = &self.key {
+            validate_key(key)?;
+        }
+        if let Some(url) = &self.url {
+            validate_url(url)?;
+        }
+        validate_filters(
+            self.event_types.as_deref(),
+            self.import_identifiers.as_deref(),
+            self.schema_ids.as_deref(),
+        )
     }
 }
 

@@ -7,7 +7,7 @@ use deadpool_postgres::GenericClient;
 use serde::Serialize;
 use serde_json::Value;
 
-use hookrelay_model::Invalid;
+use hookrelay_model::{Invalid, text};
 
 use super::StoreError;
 
@@ -45,14 +45,7 @@ fn to_map(value: Value) -> BTreeMap<String, String> {
 }
 
 fn check_name(name: &str) -> Result<(), StoreError> {
-    if name.is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
-        return Err(Invalid::new(
-            "name",
-            "must be 1 to 255 characters without control characters",
-        )
-        .into());
-    }
-    Ok(())
+    Ok(text::check_text("name", name, text::MAX_KEY_BYTES)?)
 }
 
 fn check_variable(key: &str) -> Result<(), StoreError> {
@@ -74,8 +67,9 @@ pub async fn set(
     variables: &BTreeMap<String, String>,
 ) -> Result<Environment, StoreError> {
     check_name(name)?;
-    for key in variables.keys() {
+    for (key, value) in variables {
         check_variable(key)?;
+        text::check_chars(&format!("variables.{key}"), value, text::MAX_VALUE_BYTES)?;
     }
     let patch = serde_json::to_value(variables).unwrap_or_default();
     let row = db

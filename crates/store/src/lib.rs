@@ -89,7 +89,7 @@ pub enum StoreError {
     #[error("no database connection available: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("database error: {}", describe(.0))]
-    Db(#[from] tokio_postgres::Error),
+    Db(tokio_postgres::Error),
     #[error("database URL is invalid: {0}")]
     BadUrl(String),
     #[error("migration failed: {0}")]
@@ -107,6 +107,27 @@ pub enum StoreError {
     /// The OS random generator failed (a nonce or a secret could not be made).
     #[error("no randomness available: {0}")]
     Randomness(#[from] getrandom::Error),
+}
+
+/// A text the database cannot hold (NUL, an invalid byte sequence: SQLSTATE 22021,
+/// 22P05) is the client's error, not ours: the safety net behind the model's rules
+/// (`hookrelay_model::text`), which refuse such values before any SQL.
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        use tokio_postgres::error::SqlState;
+        match e.code() {
+            Some(c)
+                if *c == SqlState::CHARACTER_NOT_IN_REPERTOIRE
+                    || *c == SqlState::UNTRANSLATABLE_CHARACTER =>
+            {
+                Self::Invalid(hookrelay_model::Invalid::new(
+                    "value",
+                    "holds a character that cannot be stored (NUL or another control character)",
+                ))
+            }
+            _ => Self::Db(e),
+        }
+    }
 }
 
 impl StoreError {

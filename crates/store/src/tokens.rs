@@ -34,13 +34,8 @@ pub async fn create(
     tenant: &str,
     name: &str,
 ) -> Result<(ApiToken, Secret), StoreError> {
-    if name.is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
-        return Err(hookrelay_model::Invalid::new(
-            "name",
-            "must be 1 to 255 characters without control characters",
-        )
-        .into());
-    }
+    use hookrelay_model::text;
+    text::check_text("name", name, text::MAX_KEY_BYTES)?;
     // 244 random bits from two v4 UUIDs (the OS generator).
     let token = format!(
         "{PREFIX}{}{}",

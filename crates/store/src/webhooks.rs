@@ -10,8 +10,7 @@ use uuid::Uuid;
 use super::{Cipher, StoreError, storable};
 use hookrelay_model::retry::RetryPolicy;
 use hookrelay_model::webhook::{
-    NewWebhook, Secret, Webhook, WebhookUpdate, generate_signing_secret, signing_key, validate_key,
-    validate_url,
+    NewWebhook, Secret, Webhook, WebhookUpdate, generate_signing_secret, signing_key,
 };
 
 const COLUMNS: &str = "id, tenant, key, url, event_types, secret, signing_secrets, development_mode, \
@@ -202,12 +201,7 @@ pub async fn update(
     id_or_key: &str,
     change: &WebhookUpdate,
 ) -> Result<Webhook, StoreError> {
-    if let Some(key) = &change.key {
-        validate_key(key)?;
-    }
-    if let Some(url) = &change.url {
-        validate_url(url)?;
-    }
+    change.validate()?;
     let id = Uuid::parse_str(id_or_key).ok();
     let set_secret = change.secret.is_some();
     let secret = change

@@ -1,12 +1,14 @@
 //! What handlers take from a request (path, query, body) and the shapes of list
-//! answers. Every refusal is the JSON error naming the field that was wrong.
+//! answers. Every refusal is the JSON error naming the field that was wrong. Path and
+//! query values pass `hookrelay_model::text`'s rule (no control characters, at most
+//! `MAX_PARAM_BYTES`) before they are parsed.
 
 use axum::body::Bytes;
 use axum::extract;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
-use hookrelay_model::Invalid;
 use hookrelay_model::envelope::field_of;
+use hookrelay_model::{Invalid, text};
 use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -25,6 +27,12 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         use extract::path::ErrorKind;
+        // Every value by the one rule before it is parsed (and long before any SQL).
+        if let Ok(raw) = extract::RawPathParams::from_request_parts(parts, state).await {
+            for (key, value) in &raw {
+                text::check_text(key, value, text::MAX_PARAM_BYTES)?;
+            }
+        }
         match extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(extract::Path(value)) => Ok(Self(value)),
             Err(extract::rejection::PathRejection::FailedToDeserializePathParams(e)) => {
@@ -49,6 +57,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        // Every value by the one rule before it is parsed (and long before any SQL).
+        if let Ok(Query(pairs)) = Query::<Vec<(String, String)>>::try_from_uri(&parts.uri) {
+            for (key, value) in &pairs {
+                text::check_chars(key, value, text::MAX_PARAM_BYTES)?;
+            }
+        }
         Query::try_from_uri(&parts.uri)
             .map(|Query(q)| Params(q))
             .map_err(|rejection| {
