@@ -1065,3 +1065,46 @@ async fn a_redelivery_continues_the_events_trace() {
         .expect("the redelivery is traced");
     assert_eq!(again.split('-').nth(1), Some(trace), "{again}");
 }
+
+/// A NUL byte (Postgres text cannot hold one) anywhere a value is accepted is a 400
+/// naming the field, never a 500 carrying the database's words.
+#[tokio::test]
+async fn a_nul_byte_anywhere_is_a_400_naming_the_field() {
+    let stack = TestStack::new().await;
+    let api = Api::new(&stack, None).await;
+    let url = stack.receiver.url("/a");
+    let mut refused = Vec::new();
+    for list in ["event_types", "schema_ids", "import_identifiers"] {
+        let mut body = json!({"key": format!("k-{list}"), "url": url});
+        body[list] = json!(["fine", "a\u{0}b"]);
+        let answer = api.post("/v1/tenants/acme/webhooks", body).await;
+        refused.push((list.to_owned(), answer));
+    }
+    let answer = api
+        .call(
+            Method::PUT,
+            "/v1/tenants/acme/environments/Production",
+            Some(json!({"variables": {"HOST": "a\u{0}b"}})),
+        )
+        .await;
+    refused.push(("variables.HOST".into(), answer));
+    let answer = api
+        .post("/v1/tenants/acme/tokens", json!({"name": "a\u{0}b"}))
+        .await;
+    refused.push(("name".into(), answer));
+    let answer = api.get("/v1/tenants/acme/events?session_id=a%00b").await;
+    refused.push(("session_id".into(), answer));
+    let answer = api.get("/v1/tenants/acme/events/a%00b").await;
+    refused.push(("id".into(), answer));
+
+    for (field, (status, body)) in refused {
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{field}: {body}");
+        let named = body["field"].as_str().unwrap_or_default();
+        assert!(named.starts_with(&field), "{field}: {body}");
+        let text = body.to_string().to_lowercase();
+        assert!(
+            !text.contains("postgres") && !text.contains("sqlstate") && !text.contains("0x00"),
+            "{field}: the database's error leaked: {body}"
+        );
+    }
+}
