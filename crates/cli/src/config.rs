@@ -113,7 +113,7 @@ pub struct ServeArgs {
     #[arg(long, env = "HOOKRELAY_HTTP_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub http_timeout: Duration,
     /// Deliveries in flight at once per sender.
-    #[arg(long, env = "HOOKRELAY_SENDER_CONCURRENCY", default_value_t = 256)]
+    #[arg(long, env = "HOOKRELAY_SENDER_CONCURRENCY", default_value_t = 64)]
     pub sender_concurrency: u16,
     /// Deliveries in flight at once to one webhook.
     #[arg(long, env = "HOOKRELAY_PER_WEBHOOK_CONCURRENCY", default_value_t = 8)]
