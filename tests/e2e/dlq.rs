@@ -44,6 +44,15 @@ async fn connect() -> lapin::Connection {
         .unwrap()
 }
 
+/// The dead-letter tools on this stack's topology and database.
+fn tools<'a>(stack: &'a TestStack, connection: &'a lapin::Connection) -> Dlq<'a> {
+    Dlq {
+        connection,
+        topology: &stack.topology,
+        pool: &stack.db.pool,
+    }
+}
+
 fn quiet() -> &'static (dyn Fn(u64, u64) + Send + Sync) {
     &|_, _| {}
 }
@@ -54,11 +63,7 @@ async fn replay_all(
     connection: &lapin::Connection,
     dry_run: bool,
 ) -> dlq::Summary {
-    let dlq = Dlq {
-        connection,
-        topology: &stack.topology,
-        pool: &stack.db.pool,
-    };
+    let dlq = tools(stack, connection);
     let options = ReplayOptions {
         dry_run,
         rate: None,
@@ -73,11 +78,7 @@ async fn replay_all(
 async fn listing_leaves_the_queue_unchanged_in_count_and_order() {
     let (stack, ids) = with_dead_letters(5).await;
     let connection = connect().await;
-    let dlq = Dlq {
-        connection: &connection,
-        topology: &stack.topology,
-        pool: &stack.db.pool,
-    };
+    let dlq = tools(&stack, &connection);
     let first = dlq::list(&dlq, &Filter::default(), 100).await.unwrap();
     let order: Vec<_> = first.iter().map(|m| m.event_id.clone().unwrap()).collect();
     let mut sorted = order.clone();
@@ -192,11 +193,7 @@ async fn a_replay_killed_halfway_loses_nothing_and_doubles_nothing() {
 
     // The operator runs it again until the queue is empty.
     let connection = connect().await;
-    let dlq = Dlq {
-        connection: &connection,
-        topology: &stack.topology,
-        pool: &stack.db.pool,
-    };
+    let dlq = tools(&stack, &connection);
     let options = ReplayOptions {
         dry_run: false,
         rate: None,
@@ -229,11 +226,7 @@ async fn a_replay_killed_halfway_loses_nothing_and_doubles_nothing() {
 async fn purge_removes_only_what_matches() {
     let (stack, ids) = with_dead_letters(4).await;
     let connection = connect().await;
-    let dlq = Dlq {
-        connection: &connection,
-        topology: &stack.topology,
-        pool: &stack.db.pool,
-    };
+    let dlq = tools(&stack, &connection);
     let two = Filter {
         ids: ids[..2].to_vec(),
         ..Filter::default()
@@ -460,11 +453,7 @@ async fn an_upstream_cannot_make_a_dead_letter_pass_for_another_tenants_delivery
     stack.wait_queue_len(&queue, 1, WAIT).await;
 
     let connection = connect().await;
-    let dlq = Dlq {
-        connection: &connection,
-        topology: &stack.topology,
-        pool: &stack.db.pool,
-    };
+    let dlq = tools(&stack, &connection);
     let listed = dlq::list(&dlq, &Filter::default(), 10).await.unwrap();
     let [letter] = listed.as_slice() else {
         panic!("one dead letter expected: {listed:?}");
