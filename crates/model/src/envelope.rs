@@ -461,7 +461,7 @@ pub fn check_http_url(field: &str, url: &str) -> Result<(), EnvelopeError> {
     crate::text::check_chars(field, url, crate::text::MAX_URL_BYTES)
         .map_err(|e| EnvelopeError::field(e.field, e.problem))?;
     let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if host.is_empty() || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if host.is_empty() || url.chars().any(char::is_whitespace) {
         return Err(EnvelopeError::field(
             field,
             "must be an absolute URL with a host",
