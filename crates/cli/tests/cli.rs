@@ -797,3 +797,84 @@ fn help_never_shows_the_values_of_secret_variables() {
     }
     assert!(seen > 20, "walked {seen} commands");
 }
+
+/// What an upstream publisher sends reaches the operator's terminal only as text:
+/// an event id of 70,000 characters carrying terminal escapes is dead-lettered by
+/// the router, and `dlq list` still prints, cut short and escaped.
+#[test]
+fn dlq_list_prints_a_huge_hostile_event_id_cut_and_escaped() {
+    let env = Env::new();
+    env.ok(&["migrate"]);
+    let port = free_port();
+    let mut serve = env.spawn(&[
+        "serve",
+        "--roles",
+        "router",
+        "--http-addr",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    wait_listening(port);
+    let id = format!("\u{1b}]0;pwned\u{7}\r{}", "x".repeat(70_000));
+    let event = serde_json::json!({"id": id, "tenant": "acme", "type": "x", "occurred_at": "2024-01-24T16:13:25Z", "payload": {}});
+    publish_raw(&env, &serde_json::to_vec(&event).unwrap());
+    let listed = wait_for_dead_letters(&env, 1);
+    assert_eq!(
+        listed[0]["event_id"],
+        id.as_str(),
+        "JSON keeps the value whole"
+    );
+
+    let out = env.run(&["dlq", "list"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        !table.contains('\u{1b}') && !table.contains('\u{7}') && !table.contains('\r'),
+        "{table:?}"
+    );
+    assert!(table.contains("\\u{1b}]0;pwned\\u{7}\\r"), "{table}");
+    assert!(table.lines().all(|l| l.chars().count() < 1000), "{table}");
+    assert!(table.contains('…'), "{table}");
+    assert!(terminate(&mut serve).success());
+}
+
+/// Publishes `body` to this test's events exchange as an upstream service would,
+/// bypassing the CLI's own checks.
+fn publish_raw(env: &Env, body: &[u8]) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let topology = hookrelay_model::Topology::new(
+            &env.prefix,
+            &[Duration::from_secs(5), Duration::from_secs(30)],
+            Duration::from_secs(300),
+        );
+        let conn = hookrelay_amqp::connect(
+            "amqp://guest:guest@127.0.0.1:5672/%2f",
+            "cli-test-publisher",
+            hookrelay_amqp::ConnectRetry::default(),
+        )
+        .await
+        .unwrap();
+        let channel = hookrelay_amqp::confirm_channel(&conn).await.unwrap();
+        // As upstream publishers do: whichever of them and the router starts first.
+        hookrelay_amqp::topology::declare_ingress(&topology, &channel)
+            .await
+            .unwrap();
+        let properties = hookrelay_amqp::persistent("raw-1", Default::default()).unwrap();
+        hookrelay_amqp::publish_confirmed(
+            &channel,
+            &topology.events_exchange(),
+            "acme.x",
+            body,
+            properties,
+        )
+        .await
+        .unwrap();
+    });
+}

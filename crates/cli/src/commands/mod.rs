@@ -8,6 +8,7 @@ pub mod probe;
 pub mod publish;
 pub mod queues;
 pub mod receiver;
+mod table;
 pub mod tenants;
 pub mod tokens;
 pub mod webhooks;
@@ -15,33 +16,14 @@ pub mod webhooks;
 use serde::Serialize;
 
 /// Prints rows as an aligned table (people) or the value as JSON (scripts).
+/// Table cells are escaped and cut (see [`table`]); JSON holds every value whole.
 pub fn print<T: Serialize>(json: bool, value: &T, headers: &[&str], rows: Vec<Vec<String>>) {
     if json {
         let text = serde_json::to_string_pretty(value).unwrap_or_default();
         write_out(&text);
         return;
     }
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
-    for row in &rows {
-        for (i, cell) in row.iter().enumerate() {
-            if let Some(w) = widths.get_mut(i) {
-                *w = (*w).max(cell.chars().count());
-            }
-        }
-    }
-    let line = |cells: Vec<String>| {
-        cells
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c:<width$}", width = widths.get(i).copied().unwrap_or(0)))
-            .collect::<Vec<_>>()
-            .join("  ")
-            .trim_end()
-            .to_owned()
-    };
-    let mut out = vec![line(headers.iter().map(|h| (*h).to_owned()).collect())];
-    out.extend(rows.into_iter().map(line));
-    write_out(&out.join("\n"));
+    write_out(&table::render(headers, rows));
 }
 
 /// Command output goes to stdout (logs go to stderr).
