@@ -72,7 +72,13 @@ async fn ingest_answers_every_hostile_body_with_a_clear_4xx() {
     let http = reqwest::Client::new();
     let bodies = hostile_bodies();
     for body in &bodies {
-        let res = http.post(&url).body(body.clone()).send().await.unwrap();
+        let res = http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
         let status = res.status();
         let answer: Value = res.json().await.expect("a JSON error body");
         assert!(
@@ -86,7 +92,13 @@ async fn ingest_answers_every_hostile_body_with_a_clear_4xx() {
         );
     }
     let huge = vec![b'x'; 64 * 1024 + 1];
-    let res = http.post(&url).body(huge).send().await.unwrap();
+    let res = http
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(
         stack.queue_len(&stack.topology.router_queue()).await,

@@ -10,6 +10,7 @@ async fn serve(stack: &TestStack, token: Option<&str>, max_event_bytes: usize) -
 async fn post(url: &str, token: Option<&str>, body: Vec<u8>) -> (StatusCode, Value) {
     let mut req = reqwest::Client::new()
         .post(format!("{url}/v1/events"))
+        .header("content-type", "application/json")
         .body(body);
     if let Some(t) = token {
         req = req.bearer_auth(t);
@@ -89,6 +90,7 @@ async fn a_token_is_required_when_configured() {
         let res = reqwest::Client::new()
             .post(format!("{url}/v1/events"))
             .header("authorization", format!("{scheme} s3cret"))
+            .header("content-type", "application/json")
             .body(e.to_json())
             .send()
             .await

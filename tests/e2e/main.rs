@@ -3,6 +3,7 @@
 mod admin;
 mod architecture;
 mod bench;
+mod browser;
 mod chaos;
 mod consumer;
 mod demo;

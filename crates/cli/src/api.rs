@@ -5,6 +5,8 @@
 //! Every route is declared once with its OpenAPI description ([`routes`]): `app`
 //! serves the routers and `/openapi.json` the document, both from the same value.
 
+mod browser;
+
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -20,6 +22,7 @@ use hookrelay_producer::ingest::{self, IngestState};
 use hookrelay_store::tokens;
 use serde::Serialize;
 use serde_json::json;
+use subtle::ConstantTimeEq;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{OpenApi, Ref, RefOr};
 use utoipa::{Modify, ToSchema};
@@ -55,6 +58,7 @@ fn routes() -> Routes {
     let (admin, admin_doc) = http::routes().split_for_parts();
     let mut v1 = ingest_doc.merge_from(admin_doc);
     each_operation(&mut v1, document_require_token);
+    document_browser_guard(&mut v1);
     let (probes, mut probes_doc) = OpenApiRouter::with_openapi(probes_document())
         .routes(routes!(healthz))
         .routes(routes!(readyz))
@@ -96,6 +100,7 @@ pub fn app(state: ApiState) -> Router {
     let (Some(publisher), Some(admin_state)) = (state.publisher, state.admin) else {
         return base;
     };
+    let tokenless = browser::Tokenless(state.api_token.is_none());
     let v1 = ingest
         .with_state(IngestState {
             publisher,
@@ -112,7 +117,9 @@ pub fn app(state: ApiState) -> Router {
                 pool: state.pool.clone(),
             },
             require_token,
-        ));
+        ))
+        // Outermost: a page's forged request is refused before any token is looked up.
+        .layer(middleware::from_fn_with_state(tokenless, browser::guard));
     let documents = documents.with_state(Documents {
         openapi: render(&doc).into(),
         envelope: render(&hookrelay_model::envelope::json_schema()).into(),
@@ -180,6 +187,12 @@ own tenant only, except `tokens`; anything else answers 403. Without \
 `HOOKRELAY_API_TOKEN` no route needs a token (and `serve` binds loopback addresses only); \
 tenant tokens then mean nothing. `/healthz`, `/readyz`, `/metrics`, `/openapi.json` and \
 `/event-envelope.schema.json` never need a token.
+
+Requests from browsers: a `POST`, `PUT`, `PATCH` or `DELETE` from another site's page \
+(`Sec-Fetch-Site: cross-site` or `same-site`, or an `Origin` other than the server's) is \
+refused with 403, and a body on one of them must be `Content-Type: application/json` \
+(415 otherwise). Without `HOOKRELAY_API_TOKEN` every `/v1` request must name a loopback \
+host (`localhost`, `127.0.0.1`, `[::1]`) in `Host` (403 otherwise).
 
 Errors are JSON `{\"error\": \"...\", \"field\": \"...\"}` (`field` only when one field \
 was wrong), unknown paths (404) and methods on a known path that it does not list (405) \
@@ -275,6 +288,21 @@ fn document_require_token(path: &str, operation: &mut utoipa::openapi::path::Ope
     document_answer(operation, Answer::ServiceUnavailable);
 }
 
+/// What `browser::guard` adds: a body on any state-changing request must be JSON.
+fn document_browser_guard(doc: &mut OpenApi) {
+    for item in doc.paths.paths.values_mut() {
+        let changing = [
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ];
+        for operation in changing.into_iter().flatten() {
+            document_answer(operation, Answer::UnsupportedMediaType);
+        }
+    }
+}
+
 /// Who may call `/v1`: the operator's token opens every route; a tenant token
 /// (`hookrelay tokens create`) opens its own tenant's routes only.
 #[derive(Clone)]
@@ -298,7 +326,7 @@ async fn require_token(State(auth): State<Auth>, request: Request, next: Next) -
     let Some(given) = given else {
         return unauthorized();
     };
-    if constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+    if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
         return next.run(request).await;
     }
     let tenant = match auth.pool.get().await {
@@ -347,10 +375,6 @@ fn unauthorized() -> Response {
         header::HeaderValue::from_static("Bearer"),
     );
     response
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn probes_document() -> OpenApi {

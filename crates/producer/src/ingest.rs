@@ -114,8 +114,8 @@ impl ToSchema for IngestRequest {
 /// Operator's token only (a tenant token gets 403).
 #[utoipa::path(post, path = "/v1/events", tag = "ingest",
     request_body(content = IngestRequest,
-        description = "One envelope or a non-empty array of them. The body is read whatever \
-            its Content-Type.",
+        description = "One envelope or a non-empty array of them. Sent with \
+            `Content-Type: application/json`.",
         example = json!({
             "id": "event-34cbc6e7-7f94-4a9a-8f26-e5bfbee90f18",
             "tenant": "acme",

@@ -118,12 +118,13 @@ pub enum Answer {
     NotFound,
     Conflict,
     PayloadTooLarge,
+    UnsupportedMediaType,
     InternalError,
     ServiceUnavailable,
 }
 
 impl Answer {
-    pub const ALL: [Answer; 9] = [
+    pub const ALL: [Answer; 10] = [
         Self::BadRequest,
         Self::Unauthorized,
         Self::ForbiddenOtherTenant,
@@ -131,6 +132,7 @@ impl Answer {
         Self::NotFound,
         Self::Conflict,
         Self::PayloadTooLarge,
+        Self::UnsupportedMediaType,
         Self::InternalError,
         Self::ServiceUnavailable,
     ];
@@ -143,6 +145,7 @@ impl Answer {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Conflict => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
             Self::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -157,6 +160,7 @@ impl Answer {
             Self::NotFound => "NotFound",
             Self::Conflict => "Conflict",
             Self::PayloadTooLarge => "PayloadTooLarge",
+            Self::UnsupportedMediaType => "UnsupportedMediaType",
             Self::InternalError => "InternalError",
             Self::ServiceUnavailable => "ServiceUnavailable",
         }
@@ -176,11 +180,16 @@ impl Answer {
                 json!({"error": "missing or wrong bearer token"}),
             ),
             Self::ForbiddenOtherTenant => (
-                "A tenant token of another tenant was used.",
+                "A tenant token of another tenant was used; or a state-changing request \
+                 came from another site's page (`Origin` or `Sec-Fetch-Site`); or, without \
+                 `HOOKRELAY_API_TOKEN`, `Host` is not a loopback name.",
                 json!({"error": "this token opens the routes of tenant `globex` only"}),
             ),
             Self::ForbiddenTenantToken => (
-                "A tenant token was used: this route is for the operator's token only.",
+                "A tenant token was used: this route is for the operator's token only; or a \
+                 state-changing request came from another site's page (`Origin` or \
+                 `Sec-Fetch-Site`); or, without `HOOKRELAY_API_TOKEN`, `Host` is not a \
+                 loopback name.",
                 json!({"error": "this token opens the routes of tenant `acme` only"}),
             ),
             Self::NotFound => (
@@ -194,6 +203,11 @@ impl Answer {
             Self::PayloadTooLarge => (
                 "The request body is over the limit.",
                 json!({"error": "request body is over the limit of 1048576 bytes"}),
+            ),
+            Self::UnsupportedMediaType => (
+                "A body was sent without `Content-Type: application/json` (so that no web \
+                 page can send one from another site).",
+                json!({"error": "the request body must be sent with `Content-Type: application/json`"}),
             ),
             Self::InternalError => (
                 "A fault on the server's side (a database error, a stored value that does \
