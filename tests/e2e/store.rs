@@ -143,8 +143,8 @@ async fn environment_variables_merge_and_are_masked_when_shown() {
     let shown = environments::set(&c, "acme", "Production", &more)
         .await
         .unwrap();
-    assert_eq!(shown.variables["TOKEN"], "tok***");
-    assert_eq!(shown.variables["HOST"], "api***");
+    assert_eq!(shown.variables["TOKEN"], "********");
+    assert_eq!(shown.variables["HOST"], "********");
     let real = environments::variables(&c, "acme", "Production")
         .await
         .unwrap();

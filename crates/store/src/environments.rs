@@ -18,21 +18,15 @@ use super::StoreError;
 pub struct Environment {
     pub tenant: String,
     pub name: String,
-    /// Values are masked, since variables often hold tokens: the first 3 characters
-    /// and `***`, or `***` alone for values of 3 characters or fewer.
-    #[cfg_attr(feature = "openapi", schema(example = json!({"API_TOKEN": "tok***", "HOST": "api***"})))]
+    /// Values are never shown, since variables often hold tokens: each is `********`,
+    /// whatever its length. Set a variable again to change it.
+    #[cfg_attr(feature = "openapi", schema(example = json!({"API_TOKEN": "********", "HOST": "********"})))]
     pub variables: BTreeMap<String, String>,
 }
 
-/// Shows enough of a value to recognise it, never all of it.
-pub fn mask(value: &str) -> String {
-    let shown: String = value.chars().take(3).collect();
-    if value.chars().count() <= 3 {
-        "***".to_owned()
-    } else {
-        format!("{shown}***")
-    }
-}
+/// What is shown for every value: nothing of it, not even its length (a prefix of a
+/// token narrows a guess, and many tokens share their first characters).
+pub const MASK: &str = "********";
 
 fn to_map(value: Value) -> BTreeMap<String, String> {
     match value {
@@ -147,7 +141,7 @@ fn masked(tenant: &str, name: &str, variables: Value) -> Environment {
         name: name.to_owned(),
         variables: to_map(variables)
             .into_iter()
-            .map(|(k, v)| (k, mask(&v)))
+            .map(|(k, _)| (k, MASK.to_owned()))
             .collect(),
     }
 }
