@@ -255,7 +255,10 @@ async fn environment_values_are_never_echoed_in_full() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["variables"]["API_TOKEN"], "********");
-    assert!(!body.to_string().contains("tok"), "not even a prefix: {body}");
+    assert!(
+        !body.to_string().contains("tok"),
+        "not even a prefix: {body}"
+    );
     let (_, list) = api.get("/v1/tenants/acme/environments").await;
     assert!(!list.to_string().contains("123456"), "{list}");
     let (status, body) = api
@@ -620,6 +623,99 @@ async fn a_tenant_token_sees_its_tenant_only() {
         StatusCode::UNAUTHORIZED,
         "a revoked token stops at once"
     );
+}
+
+/// A front end's token reads; only a token made with the `write` scope changes things,
+/// and only the operator or such a token sees an event's private fields.
+#[tokio::test]
+async fn a_tenant_token_is_read_only_unless_made_with_the_write_scope() {
+    let mut stack = TestStack::new().await;
+    stack.start_router().await;
+    let operator = Api::new(&stack, Some("operator-secret")).await;
+    let as_token = |token: &Value| Api {
+        base: operator.base.clone(),
+        token: Some(token.as_str().unwrap().to_owned()),
+        http: reqwest::Client::new(),
+    };
+    let (status, read) = operator
+        .post("/v1/tenants/acme/tokens", json!({"name": "embed"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{read}");
+    assert_eq!(read["scope"], "read", "read-only unless asked");
+    let (_, write) = operator
+        .post(
+            "/v1/tenants/acme/tokens",
+            json!({"name": "backend", "scope": "write"}),
+        )
+        .await;
+    assert_eq!(write["scope"], "write", "{write}");
+    let (status, bad) = operator
+        .post(
+            "/v1/tenants/acme/tokens",
+            json!({"name": "x", "scope": "admin"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+    assert_eq!(bad["field"], "scope", "{bad}");
+    let (reader, writer) = (as_token(&read["token"]), as_token(&write["token"]));
+
+    let hook = json!({"key": "orders", "url": "https://example.com/hook"});
+    let (status, refused) = reader.post("/v1/tenants/acme/webhooks", hook.clone()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    assert!(
+        refused["error"].as_str().unwrap().contains("read-only"),
+        "{refused}"
+    );
+    for (method, path) in [
+        (
+            Method::DELETE,
+            "/v1/tenants/acme/environments/Production/variables/X",
+        ),
+        (Method::PUT, "/v1/tenants/acme"),
+    ] {
+        let (status, body) = reader.call(method, path, Some(json!({}))).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {body}");
+    }
+    let (status, made) = writer.post("/v1/tenants/acme/webhooks", hook).await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let (status, listed) = reader.get("/v1/tenants/acme/webhooks").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listed["data"][0]["key"], "orders");
+
+    let private = event(
+        "acme",
+        "file_uploaded",
+        json!({"payload": {"data": {"ssn": "123-45-6789", "name": "a.csv"}},
+            "private_fields": ["/data/ssn"]}),
+    );
+    stack.publish(&private).await;
+    let path = format!("/v1/tenants/acme/events/{}", private.id);
+    wait_until("the event is stored", WAIT, || async {
+        operator.get(&path).await.0 == StatusCode::OK
+    })
+    .await;
+    let (_, seen) = reader.get(&path).await;
+    assert_eq!(
+        seen["event"]["envelope"]["payload"],
+        json!({"data": {"name": "a.csv"}})
+    );
+    assert!(!seen.to_string().contains("123-45-6789"), "{seen}");
+    let (_, page) = reader.get("/v1/tenants/acme/events").await;
+    assert!(!page.to_string().contains("123-45-6789"), "{page}");
+    for whole in [writer.get(&path).await.1, operator.get(&path).await.1] {
+        assert_eq!(
+            whole["event"]["envelope"]["payload"]["data"]["ssn"],
+            "123-45-6789"
+        );
+    }
+    let (_, tokens) = operator.get("/v1/tenants/acme/tokens").await;
+    let scopes: Vec<&str> = tokens["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["scope"].as_str().unwrap())
+        .collect();
+    assert_eq!(scopes, ["write", "read"], "by name: backend, embed");
 }
 
 #[tokio::test]

@@ -10,13 +10,14 @@ mod browser;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use deadpool_postgres::Pool;
 use hookrelay_admin::http::{self, AdminState, Answer, ApiError, document_answer, each_operation};
 use hookrelay_metrics::Metrics;
+use hookrelay_model::access::Caller;
 use hookrelay_producer::Publisher;
 use hookrelay_producer::ingest::{self, IngestState};
 use hookrelay_store::tokens;
@@ -183,7 +184,10 @@ Authentication (`bearerAuth`): when `HOOKRELAY_API_TOKEN` is set every `/v1` rou
 `Authorization: Bearer <token>`. The operator's token (`HOOKRELAY_API_TOKEN`) opens every \
 route. A tenant token (`hrt_...`, made with `POST /v1/tenants/{tenant}/tokens` or \
 `hookrelay tokens create`) opens `/v1/tenants/{tenant}` and the routes below it for its \
-own tenant only, except `tokens`; anything else answers 403. Without \
+own tenant only, except `tokens`; anything else answers 403. Its scope says what it may \
+do there: `read` (the default) only `GET`, and events are shown without their \
+`private_fields`; `write` also changes webhooks, environments and settings and \
+redelivers, and sees events whole. A read-only token's change answers 403. Without \
 `HOOKRELAY_API_TOKEN` no route needs a token (and `serve` binds loopback addresses only); \
 tenant tokens then mean nothing. `/healthz`, `/readyz`, `/metrics`, `/openapi.json` and \
 `/event-envelope.schema.json` never need a token.
@@ -312,9 +316,11 @@ struct Auth {
 }
 
 /// 401 unless the request carries `Authorization: Bearer <token>` (when one is set);
-/// 403 when a tenant token asks for anything but its tenant's routes.
-async fn require_token(State(auth): State<Auth>, request: Request, next: Next) -> Response {
+/// 403 when a tenant token asks for anything but its tenant's routes, or a read-only
+/// one for a change. The handlers get the [`Caller`] as a request extension.
+async fn require_token(State(auth): State<Auth>, mut request: Request, next: Next) -> Response {
     let Some(expected) = auth.token else {
+        request.extensions_mut().insert(Caller::Operator);
         return next.run(request).await;
     };
     let given = request
@@ -327,29 +333,50 @@ async fn require_token(State(auth): State<Auth>, request: Request, next: Next) -
         return unauthorized();
     };
     if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+        request.extensions_mut().insert(Caller::Operator);
         return next.run(request).await;
     }
     let tenant = match auth.pool.get().await {
         Ok(db) => tokens::tenant_of(&db, &given).await,
         Err(e) => Err(e.into()),
     };
-    match tenant {
-        Ok(Some(tenant)) if tenant_route(request.uri().path(), &tenant) => next.run(request).await,
-        Ok(Some(tenant)) => ApiError::new(
-            StatusCode::FORBIDDEN,
-            format!("this token opens the routes of tenant `{tenant}` only"),
-        )
-        .into_response(),
-        Ok(None) => unauthorized(),
+    let (tenant, scope) = match tenant {
+        Ok(Some(found)) => found,
+        Ok(None) => return unauthorized(),
         Err(e) => {
             tracing::warn!(error = %e, "checking a tenant token failed");
-            ApiError::new(
+            return ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "cannot check the token now",
             )
-            .into_response()
+            .into_response();
         }
+    };
+    if !tenant_route(request.uri().path(), &tenant) {
+        return forbidden(format!(
+            "this token opens the routes of tenant `{tenant}` only"
+        ));
     }
+    let caller = Caller::Tenant {
+        tenant: tenant.clone(),
+        scope,
+    };
+    let safe = matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
+    if !safe && !caller.may_change() {
+        return forbidden(format!(
+            "this token of tenant `{tenant}` is read-only (scope `{scope}`); a token made \
+             with scope `write` may change things"
+        ));
+    }
+    request.extensions_mut().insert(caller);
+    next.run(request).await
+}
+
+fn forbidden(message: String) -> Response {
+    ApiError::new(StatusCode::FORBIDDEN, message).into_response()
 }
 
 /// The token of an `Authorization: Bearer <token>` value. The scheme's name is

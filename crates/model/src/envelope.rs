@@ -274,6 +274,26 @@ impl Event {
     }
 }
 
+/// A stored envelope as a caller without access to private fields sees it: every
+/// `private_fields` pointer removed from its `payload`, and the list itself dropped.
+pub fn redact_private_fields(envelope: &mut Value) {
+    let pointers: Vec<String> = match envelope.get_mut("private_fields").map(Value::take) {
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .filter_map(|p| p.as_str().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    };
+    if let Some(map) = envelope.as_object_mut() {
+        map.remove("private_fields");
+    }
+    if let Some(payload) = envelope.get_mut("payload") {
+        for pointer in &pointers {
+            remove_pointer(payload, pointer);
+        }
+    }
+}
+
 /// Parses a body that is one envelope or a JSON array of envelopes (ingest and CLI).
 /// Errors in an array name the element: `[3].tenant`.
 pub fn parse_one_or_many(body: &[u8], max_bytes: usize) -> Result<Vec<Event>, EnvelopeError> {
@@ -659,6 +679,20 @@ mod tests {
         let both = serde_json::to_vec(&json!([base(), base()])).unwrap();
         assert_eq!(parse_one_or_many(&both, 10_000).unwrap().len(), 2);
         assert!(parse_one_or_many(b"[]", 100).is_err());
+    }
+
+    #[test]
+    fn a_redacted_envelope_has_no_private_field_nor_their_list() {
+        let mut stored = json!({"id": "e", "payload": {"data": {"ssn": "1", "name": "a"}, "k": 1},
+            "private_fields": ["/data/ssn", "/k"]});
+        redact_private_fields(&mut stored);
+        assert_eq!(
+            stored,
+            json!({"id": "e", "payload": {"data": {"name": "a"}}})
+        );
+        let mut plain = json!({"id": "e", "payload": {"x": 1}});
+        redact_private_fields(&mut plain);
+        assert_eq!(plain, json!({"id": "e", "payload": {"x": 1}}));
     }
 
     #[test]

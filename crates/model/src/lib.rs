@@ -4,6 +4,7 @@
 //! URL templates, webhooks and their secrets, and the human-written configuration
 //! values. Every other crate builds on it; it depends on none of them.
 
+pub mod access;
 pub mod config;
 pub mod envelope;
 pub mod error;

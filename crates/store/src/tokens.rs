@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::StoreError;
+use hookrelay_model::access::Scope;
 use hookrelay_model::webhook::Secret;
 
 /// Every tenant token starts so, which tells it from the operator's token at a glance.
@@ -20,6 +21,7 @@ pub struct ApiToken {
     pub id: Uuid,
     pub tenant: String,
     pub name: String,
+    pub scope: Scope,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }
@@ -33,6 +35,7 @@ pub async fn create(
     db: &impl GenericClient,
     tenant: &str,
     name: &str,
+    scope: Scope,
 ) -> Result<(ApiToken, Secret), StoreError> {
     use hookrelay_model::text;
     text::check_text("name", name, text::MAX_KEY_BYTES)?;
@@ -44,9 +47,15 @@ pub async fn create(
     );
     let row = db
         .query_one(
-            "INSERT INTO api_tokens (id, tenant, name, token_sha256) VALUES ($1, $2, $3, $4) \
-             RETURNING id, tenant, name, created_at",
-            &[&Uuid::now_v7(), &tenant, &name, &digest(&token)],
+            "INSERT INTO api_tokens (id, tenant, name, token_sha256, scope) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING id, tenant, name, scope, created_at",
+            &[
+                &Uuid::now_v7(),
+                &tenant,
+                &name,
+                &digest(&token),
+                &scope.as_str(),
+            ],
         )
         .await
         .map_err(|e| {
@@ -66,6 +75,7 @@ fn from_row(r: &tokio_postgres::Row) -> Result<ApiToken, StoreError> {
         id: r.try_get("id")?,
         tenant: r.try_get("tenant")?,
         name: r.try_get("name")?,
+        scope: scope_of(r)?,
         created_at: r.try_get("created_at")?,
     })
 }
@@ -73,7 +83,8 @@ fn from_row(r: &tokio_postgres::Row) -> Result<ApiToken, StoreError> {
 pub async fn list(db: &impl GenericClient, tenant: &str) -> Result<Vec<ApiToken>, StoreError> {
     let rows = db
         .query(
-            "SELECT id, tenant, name, created_at FROM api_tokens WHERE tenant = $1 ORDER BY name",
+            "SELECT id, tenant, name, scope, created_at FROM api_tokens WHERE tenant = $1 \
+             ORDER BY name",
             &[&tenant],
         )
         .await?;
@@ -96,16 +107,30 @@ pub async fn revoke(db: &impl GenericClient, tenant: &str, name: &str) -> Result
     Ok(())
 }
 
-/// The tenant a token opens, if it is a live tenant token.
-pub async fn tenant_of(db: &impl GenericClient, token: &str) -> Result<Option<String>, StoreError> {
+/// The column's CHECK allows only the two names.
+fn scope_of(r: &tokio_postgres::Row) -> Result<Scope, StoreError> {
+    let name: String = r.try_get("scope")?;
+    name.parse()
+        .map_err(|e: hookrelay_model::Invalid| StoreError::Corrupt {
+            what: "token scope".into(),
+            problem: e.problem,
+        })
+}
+
+/// The tenant a token opens and its scope, if it is a live tenant token.
+pub async fn tenant_of(
+    db: &impl GenericClient,
+    token: &str,
+) -> Result<Option<(String, Scope)>, StoreError> {
     if !token.starts_with(PREFIX) {
         return Ok(None);
     }
     let row = db
         .query_opt(
-            "SELECT tenant FROM api_tokens WHERE token_sha256 = $1",
+            "SELECT tenant, scope FROM api_tokens WHERE token_sha256 = $1",
             &[&digest(token)],
         )
         .await?;
-    Ok(row.map(|r| r.try_get("tenant")).transpose()?)
+    row.map(|r| Ok((r.try_get("tenant")?, scope_of(&r)?)))
+        .transpose()
 }

@@ -1,11 +1,13 @@
 //! `/v1/tenants/{tenant}/events` and `/deliveries`: what a tenant's upstreams
 //! published, what became of it, and redelivery.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use hookrelay_amqp as amqp;
 use hookrelay_model::Invalid;
+use hookrelay_model::access::Caller;
+use hookrelay_model::envelope::redact_private_fields;
 use hookrelay_store::deliveries::{self, Attempt, Delivery, DeliveryFilter, DeliveryStatus};
 use hookrelay_store::events::{self, Cursor, EventFilter, StoredEvent};
 use serde::{Deserialize, Serialize};
@@ -62,6 +64,7 @@ page! {
     ))]
 pub(super) async fn list_events(
     State(s): State<AdminState>,
+    caller: Option<Extension<Caller>>,
     Path(tenant): Path<String>,
     Params(q): Params<EventsQuery>,
 ) -> Result<Json<EventPage>> {
@@ -73,8 +76,20 @@ pub(super) async fn list_events(
         until: parse_time("until", q.until.as_deref())?,
     };
     let after = q.cursor.as_deref().map(Cursor::decode).transpose()?;
-    let data = events::list(&db(&s).await?, &tenant, &filter, after.as_ref(), limit).await?;
+    let mut data = events::list(&db(&s).await?, &tenant, &filter, after.as_ref(), limit).await?;
+    for event in &mut data {
+        show_to(caller.as_deref(), event);
+    }
     Ok(EventPage::new(data, limit, |e| Cursor::of(e).encode()))
+}
+
+/// A read-only tenant token (a front end) sees an event as webhooks get it: without
+/// its private fields. Without a caller (routes mounted with no authentication) the
+/// mount decided that everyone is the operator.
+fn show_to(caller: Option<&Caller>, event: &mut StoredEvent) {
+    if !caller.is_none_or(Caller::sees_private_fields) {
+        redact_private_fields(&mut event.envelope);
+    }
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -102,10 +117,12 @@ pub(super) struct EventWithDeliveries {
     ))]
 pub(super) async fn get_event(
     State(s): State<AdminState>,
+    caller: Option<Extension<Caller>>,
     Path(p): Path<EventPath>,
 ) -> Result<Json<EventWithDeliveries>> {
     let db = db(&s).await?;
-    let event = events::find(&db, &p.tenant, &p.id).await?;
+    let mut event = events::find(&db, &p.tenant, &p.id).await?;
+    show_to(caller.as_deref(), &mut event);
     let deliveries = deliveries::for_event(&db, &p.tenant, &p.id).await?;
     Ok(Json(EventWithDeliveries { event, deliveries }))
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use hookrelay_model::access::Scope;
 use hookrelay_store::environments::{self, Environment};
 use hookrelay_store::tokens::{self, ApiToken};
 use hookrelay_store::{StoreError, tenants};
@@ -86,7 +87,7 @@ pub(super) async fn put_tenant(
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"name": "embed"}))]
+#[schema(example = json!({"name": "embed", "scope": "read"}))]
 pub(super) struct CreateTokenRequest {
     /// 1 to 255 bytes without control characters; unique within the tenant (409
     /// otherwise).
@@ -96,6 +97,9 @@ pub(super) struct CreateTokenRequest {
         pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$"
     )]
     name: String,
+    /// `read` (the default: GET only, events without private fields) or `write`.
+    #[serde(default)]
+    scope: Scope,
 }
 
 /// A new tenant token, with its secret.
@@ -104,6 +108,7 @@ pub(super) struct CreatedApiToken {
     id: Uuid,
     tenant: String,
     name: String,
+    scope: Scope,
     #[serde(with = "time::serde::rfc3339")]
     created_at: OffsetDateTime,
     /// The bearer token in clear: the only time it is shown.
@@ -113,10 +118,11 @@ pub(super) struct CreatedApiToken {
 
 /// Create a tenant token
 ///
-/// A token that opens `/v1/tenants/{tenant}` and below except `tokens`; operator's
-/// token only.
+/// A token that opens `/v1/tenants/{tenant}` and below except `tokens`: read-only
+/// (`GET`, events without private fields) unless made with `"scope": "write"`.
+/// Operator's token only.
 #[utoipa::path(post, path = "/tokens", tag = "tokens",
-    request_body(content = CreateTokenRequest, description = "The token's name."),
+    request_body(content = CreateTokenRequest, description = "The token's name and scope."),
     responses(
         (status = 201, description = "The token, with its secret shown this once.",
             body = CreatedApiToken),
@@ -128,11 +134,12 @@ pub(super) async fn create_token(
     body: Body,
 ) -> Result<(StatusCode, Json<CreatedApiToken>)> {
     let body: CreateTokenRequest = body.parse()?;
-    let (token, secret) = tokens::create(&db(&s).await?, &tenant, &body.name).await?;
+    let (token, secret) = tokens::create(&db(&s).await?, &tenant, &body.name, body.scope).await?;
     let created = CreatedApiToken {
         id: token.id,
         tenant: token.tenant,
         name: token.name,
+        scope: token.scope,
         created_at: token.created_at,
         token: secret.expose().to_owned(),
     };

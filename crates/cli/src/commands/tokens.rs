@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::Subcommand;
+use hookrelay_model::access::Scope;
 use hookrelay_store::{self as store, tokens};
 
 use super::{print, rfc3339, write_out};
@@ -16,6 +17,10 @@ pub enum TokensCommand {
         /// A name to tell tokens apart (`embed-frontend`).
         #[arg(long)]
         name: String,
+        /// `read`: GET only, events without their private fields (for front ends);
+        /// `write`: also changes webhooks, environments and settings.
+        #[arg(long, default_value = "read")]
+        scope: Scope,
     },
     /// A tenant's tokens (names and dates, never the tokens).
     List {
@@ -37,17 +42,33 @@ pub async fn run(common: &Common, command: TokensCommand) -> anyhow::Result<()> 
     let pool = store::pool(&common.database_url, 2)?;
     let db = pool.get().await.context("connecting to Postgres")?;
     match command {
-        TokensCommand::Create { tenant, name } => {
-            let (_, secret) = tokens::create(&db, &tenant, &name).await?;
+        TokensCommand::Create {
+            tenant,
+            name,
+            scope,
+        } => {
+            let (_, secret) = tokens::create(&db, &tenant, &name, scope).await?;
             write_out(secret.expose());
         }
         TokensCommand::List { tenant, output } => {
             let list = tokens::list(&db, &tenant).await?;
             let rows = list
                 .iter()
-                .map(|t| vec![t.name.clone(), t.id.to_string(), rfc3339(t.created_at)])
+                .map(|t| {
+                    vec![
+                        t.name.clone(),
+                        t.scope.to_string(),
+                        t.id.to_string(),
+                        rfc3339(t.created_at),
+                    ]
+                })
                 .collect();
-            print(output.json, &list, &["NAME", "ID", "CREATED"], rows);
+            print(
+                output.json,
+                &list,
+                &["NAME", "SCOPE", "ID", "CREATED"],
+                rows,
+            );
         }
         TokensCommand::Revoke { tenant, name } => {
             tokens::revoke(&db, &tenant, &name).await?;
