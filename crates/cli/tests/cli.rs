@@ -298,7 +298,7 @@ fn webhooks_create_round_trips_and_a_duplicate_key_is_refused() {
         "HOST=api.acme.test",
     ]);
     assert!(
-        vars.contains("HOST") && vars.contains("api***") && !vars.contains("api.acme.test"),
+        vars.contains("HOST") && vars.contains("********") && !vars.contains("api"),
         "{vars}"
     );
 }

@@ -140,8 +140,8 @@ fn masked(tenant: &str, name: &str, variables: Value) -> Environment {
         tenant: tenant.to_owned(),
         name: name.to_owned(),
         variables: to_map(variables)
-            .into_iter()
-            .map(|(k, _)| (k, MASK.to_owned()))
+            .into_keys()
+            .map(|k| (k, MASK.to_owned()))
             .collect(),
     }
 }
