@@ -480,3 +480,99 @@ async fn an_upstream_cannot_make_a_dead_letter_pass_for_another_tenants_delivery
     assert_eq!(after[0].attempts, 1, "{after:?}");
     assert_eq!(stack.attempts_of(theirs.id).await.len(), 1);
 }
+
+/// An event over the size limit is dead-lettered as a 16 KiB sample that says how
+/// big it was, and the tools show it as cut.
+#[tokio::test]
+async fn an_oversized_event_is_dead_lettered_as_a_bounded_sample() {
+    let mut stack = TestStack::new().await;
+    let mut config = stack.router_config();
+    config.max_event_bytes = 64 * 1024;
+    stack.start_router_with(config).await;
+    let id = "huge-event-1";
+    let mut body =
+        format!(r#"{{"id": "{id}", "tenant": "acme", "type": "x", "padding": ""#).into_bytes();
+    body.resize(3 * 1024 * 1024, b'x');
+    body.extend_from_slice(b"\"}");
+    stack.publish_raw("acme.x", &body).await;
+    let queue = stack.topology.dead_letter_queue();
+    stack.wait_queue_len(&queue, 1, WAIT).await;
+
+    let connection = connect().await;
+    let dlq = tools(&stack, &connection);
+    let listed = dlq::list(&dlq, &Filter::default(), 10).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    let m = &listed[0];
+    assert_eq!(m.reason.as_deref(), Some("invalid event"));
+    assert!(
+        m.error.as_deref().unwrap().contains("over the limit"),
+        "{m:?}"
+    );
+    assert_eq!(m.body_bytes, body.len() as u64);
+    assert!(m.body_truncated);
+    let sample = m.body.as_str().unwrap();
+    assert_eq!(
+        sample.len(),
+        hookrelay_model::wire::DEAD_LETTER_SAMPLE_BYTES
+    );
+    assert!(
+        sample.contains(id),
+        "the sample names the event: {}",
+        &sample[..80]
+    );
+
+    let letters = stack.dead_letters(1, WAIT).await;
+    assert_eq!(
+        letters[0].body.len(),
+        hookrelay_model::wire::DEAD_LETTER_SAMPLE_BYTES,
+        "the queue holds the sample, not 3 MiB"
+    );
+}
+
+/// However large the dead letters, one listing answers with bodies cut to 64 KiB and
+/// at most about 16 MiB in all, whatever its `limit`.
+#[tokio::test]
+async fn a_listing_is_bounded_in_bytes() {
+    let stack = TestStack::new().await;
+    let body = vec![b'y'; 200 * 1024];
+    let headers = amqp::Headers::new()
+        .text("x-hookrelay-source-queue", stack.topology.router_queue())
+        .into_table();
+    for i in 0..300 {
+        amqp::publish_confirmed(
+            &stack.channel,
+            &stack.topology.dead_letter_exchange(),
+            "acme.x",
+            &body,
+            amqp::persistent(&format!("m-{i}"), headers.clone()).unwrap(),
+        )
+        .await
+        .unwrap();
+    }
+    let connection = connect().await;
+    let dlq = tools(&stack, &connection);
+    let listed = dlq::list(&dlq, &Filter::default(), 500).await.unwrap();
+    let json = serde_json::to_vec(&listed).unwrap();
+    assert!(
+        json.len() <= dlq::MAX_LISTING_BYTES + 2 * dlq::MAX_SHOWN_BODY_BYTES,
+        "{} bytes",
+        json.len()
+    );
+    assert!(
+        listed.len() >= 200 && listed.len() < 300,
+        "stops at the byte bound: {} listed",
+        listed.len()
+    );
+    assert!(
+        listed
+            .iter()
+            .all(|m| m.body_truncated && m.body_bytes == 200 * 1024)
+    );
+    assert_eq!(
+        listed[0].body.as_str().unwrap().len(),
+        dlq::MAX_SHOWN_BODY_BYTES
+    );
+    stack
+        .wait_queue_len(&stack.topology.dead_letter_queue(), 300, WAIT)
+        .await;
+}

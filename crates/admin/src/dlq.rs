@@ -40,6 +40,7 @@ const DEAD_LETTER_HEADERS: &[&str] = &[
     wire::HEADER_ROUTING_KEY,
     wire::HEADER_DEAD_LETTERED_AT,
     wire::HEADER_UNSETTLED,
+    wire::HEADER_BODY_BYTES,
 ];
 
 /// How often a message has been replayed from the dead-letter queue.
@@ -85,9 +86,22 @@ pub struct DeadMessage {
     /// Every AMQP header of the message, converted to JSON.
     #[schema(value_type = Object)]
     pub headers: serde_json::Map<String, Value>,
-    /// The body as JSON when it is JSON, else as (lossy UTF-8) text.
+    /// The body as JSON when it is JSON, else as (lossy UTF-8) text; cut to its first
+    /// 64 KiB as text when it is longer (`body_truncated`).
     pub body: Value,
+    /// The size of the body as published, in bytes (the router keeps only the first
+    /// 16 KiB of an event over the size limit).
+    pub body_bytes: u64,
+    /// Whether `body` shows only part of what was published.
+    pub body_truncated: bool,
 }
+
+/// The most of one body a listing shows.
+pub const MAX_SHOWN_BODY_BYTES: usize = 64 * 1024;
+/// A listing stops adding messages once their JSON adds up to this, whatever its
+/// `limit`: an answer (and the memory behind it) stays bounded however large the
+/// messages in the queue are.
+pub const MAX_LISTING_BYTES: usize = 16 * 1024 * 1024;
 
 /// Which messages an operation touches; every field narrows, none means all.
 #[derive(Debug, Clone, Default)]
@@ -134,12 +148,14 @@ pub async fn list(
     limit: usize,
 ) -> Result<Vec<DeadMessage>, AdminError> {
     let mut found = Vec::new();
+    let mut bytes = 0;
     let mut snapshot = Snapshot::open(dlq).await?;
-    while found.len() < limit {
+    while found.len() < limit && bytes < MAX_LISTING_BYTES {
         let Some((_, message)) = snapshot.next().await? else {
             break;
         };
         if filter.matches(&message) {
+            bytes += serde_json::to_vec(&message).map_or(0, |json| json.len());
             found.push(message);
         }
     }
@@ -453,8 +469,18 @@ fn describe(
     deliveries_queue: &str,
 ) -> DeadMessage {
     let header = |key: &str| amqp::header_text(properties, key);
-    let body: Value = serde_json::from_slice(data)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(data).into_owned()));
+    let body_truncated =
+        data.len() > MAX_SHOWN_BODY_BYTES || header(wire::HEADER_BODY_BYTES).is_some();
+    let body: Value = if data.len() > MAX_SHOWN_BODY_BYTES {
+        let cut = &data[..MAX_SHOWN_BODY_BYTES];
+        Value::String(String::from_utf8_lossy(cut).into_owned())
+    } else {
+        serde_json::from_slice(data)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(data).into_owned()))
+    };
+    let body_bytes = header(wire::HEADER_BODY_BYTES)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(data.len() as u64);
     let source_queue = header(wire::HEADER_SOURCE_QUEUE).or_else(|| header("x-first-death-queue"));
     let delivery = DeliveryMessage::from_json(data).ok();
     // The queue it died in decides, not the body: an event from upstream may look
@@ -496,6 +522,8 @@ fn describe(
         routing_key: header(wire::HEADER_ROUTING_KEY),
         headers: headers_json(properties),
         body,
+        body_bytes,
+        body_truncated,
     }
 }
 

@@ -22,6 +22,14 @@ pub const HEADER_DEAD_LETTERED_AT: &str = "x-hookrelay-dead-lettered-at";
 /// On a delivery's dead letter: the sender could not settle the delivery row (it is
 /// still pending), so a replay must publish it again.
 pub const HEADER_UNSETTLED: &str = "x-hookrelay-unsettled";
+/// On a dead letter whose body was cut (an event over the size limit): the size of
+/// the body as published, in bytes. The dead letter keeps the first
+/// [`DEAD_LETTER_SAMPLE_BYTES`] only.
+pub const HEADER_BODY_BYTES: &str = "x-hookrelay-body-bytes";
+/// Enough of an oversized event for an operator to tell what it was (its id, tenant
+/// and type are near the start), and little enough that a flood of huge events
+/// cannot fill the dead-letter queue's disk or the tools' memory.
+pub const DEAD_LETTER_SAMPLE_BYTES: usize = 16 * 1024;
 /// W3C trace context, carried on every hop.
 pub const HEADER_TRACEPARENT: &str = "traceparent";
 pub const HEADER_TRACESTATE: &str = "tracestate";

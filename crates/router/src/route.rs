@@ -12,7 +12,7 @@ use hookrelay_amqp::deadletter::{self, DeadLetter};
 use hookrelay_amqp::trace;
 use hookrelay_amqp::{self as amqp, AmqpError, Headers};
 use hookrelay_metrics::{InFlight, event as outcome};
-use hookrelay_model::wire::DeliveryMessage;
+use hookrelay_model::wire::{self, DeliveryMessage};
 use hookrelay_model::{Event, matching};
 use hookrelay_store::{StoreError, deliveries, events, webhooks};
 use lapin::Channel;
@@ -257,18 +257,27 @@ pub(crate) async fn reject(
     span.in_scope(|| {
         tracing::warn!(routing_key = %delivery.routing_key, %reason, %error, "event dead-lettered");
     });
+    // An oversized event is kept as a sample: copying it whole would double what a
+    // hostile publisher costs in memory and fills the queue's disk.
+    let (body, extra) = if delivery.data.len() > router.config.max_event_bytes {
+        let sample = &delivery.data[..wire::DEAD_LETTER_SAMPLE_BYTES.min(delivery.data.len())];
+        let size = i64::try_from(delivery.data.len()).unwrap_or(i64::MAX);
+        (sample, Headers::new().int(wire::HEADER_BODY_BYTES, size))
+    } else {
+        (delivery.data.as_slice(), Headers::new())
+    };
     // The publisher's own `x-hookrelay-*` headers must not pass for ours.
     deadletter::publish(
         channel,
         topology,
-        &delivery.data,
+        body,
         &deadletter::without_hookrelay_headers(&delivery.properties),
         DeadLetter {
             reason: reason.to_owned(),
             error: Some(error.to_owned()),
             source_queue: topology.router_queue(),
             routing_key: delivery.routing_key.as_str().to_owned(),
-            extra: Headers::new(),
+            extra,
         },
     )
     .instrument(span)

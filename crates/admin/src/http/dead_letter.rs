@@ -45,7 +45,9 @@ list! {
 /// List dead-lettered messages
 ///
 /// Matching messages from the head of the queue, at most `limit`, leaving the queue
-/// as it was. Unknown query parameters are refused (400). Operator's token only (a
+/// as it was. Bounded in bytes too: each body is cut to its first 64 KiB
+/// (`body_truncated`, `body_bytes`), and the list stops once it holds about 16 MiB of
+/// JSON, whatever `limit` says. Unknown query parameters are refused (400). Operator's token only (a
 /// tenant token gets 403). Reads the queue through RabbitMQ: 503 when it cannot be
 /// reached.
 #[utoipa::path(get, path = "/", tag = "dead-letter", params(DeadLetterQuery),
