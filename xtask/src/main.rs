@@ -4,12 +4,14 @@
 //! - `cargo xtask demo`: make sure they run, then the whole flow with a demo receiver.
 //! - `cargo xtask bench`: the end-to-end benchmark (release build), figures printed.
 //! - `cargo xtask chaos`: the fault run (kill -9, broker and database restarts).
+//! - `cargo xtask fuzz-api`: schemathesis against the served OpenAPI document.
 //! - `cargo xtask docs`: regenerate docs/openapi.json and docs/event-envelope.schema.json.
 
 mod cargo;
 mod demo;
 mod deploy;
 mod docs;
+mod fuzz;
 mod services;
 
 use std::process::ExitCode;
@@ -26,9 +28,10 @@ fn main() -> ExitCode {
         Some("docs") => docs::write(&demo::workspace_root()),
         Some("bench") => release_bench("pipeline", &args[1..]),
         Some("chaos") => release_bench("chaos", &args[1..]),
+        Some("fuzz-api") => fuzz::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|demo|bench|chaos|check-deploy|docs>\n\n  test [ARGS]   check services, then run every test (ARGS go to the test runner)\n  demo          check services, then run hookrelay end to end with a demo receiver\n  bench [ARGS]  the end-to-end benchmark (see tests/benches/pipeline.rs)\n  chaos [ARGS]  kill -9 roles and restart RabbitMQ and Postgres mid-run, then check\n                that nothing was lost or doubled (see tests/benches/chaos.rs)\n  check-deploy  validate docker-compose.yml and deploy/kubernetes without an engine\n  docs          regenerate docs/openapi.json and docs/event-envelope.schema.json from the code"
+                "usage: cargo xtask <test|demo|bench|chaos|fuzz-api|check-deploy|docs>\n\n  test [ARGS]   check services, then run every test (ARGS go to the test runner)\n  demo          check services, then run hookrelay end to end with a demo receiver\n  bench [ARGS]  the end-to-end benchmark (see tests/benches/pipeline.rs)\n  chaos [ARGS]  kill -9 roles and restart RabbitMQ and Postgres mid-run, then check\n                that nothing was lost or doubled (see tests/benches/chaos.rs)\n  fuzz-api [ARGS] schemathesis against the served /openapi.json (see tests/src/bin/fuzz_api.rs)\n  check-deploy  validate docker-compose.yml and deploy/kubernetes without an engine\n  docs          regenerate docs/openapi.json and docs/event-envelope.schema.json from the code"
             );
             return ExitCode::from(2);
         }
