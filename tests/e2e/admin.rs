@@ -826,6 +826,55 @@ fn the_committed_documents_are_what_the_code_generates() {
     }
 }
 
+/// `#[schema(pattern = ...)]` takes a literal only, so the rules' patterns are copied
+/// into attributes: every copy in the document must be the rule's own.
+#[test]
+fn the_documented_patterns_are_the_rules_patterns() {
+    use hookrelay_model::{template, text, webhook};
+    fn collect(value: &Value, found: &mut Vec<(String, String)>) {
+        match value {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    if let Some(pattern) = v.get("pattern").and_then(Value::as_str) {
+                        found.push((k.clone(), pattern.to_owned()));
+                    }
+                    collect(v, found);
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|v| collect(v, found)),
+            _ => {}
+        }
+    }
+    let doc = serde_json::to_value(hookrelay_cli::api::document()).unwrap();
+    let mut found = Vec::new();
+    collect(&doc, &mut found);
+    let of = |name: &str| -> Vec<&str> {
+        found
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, p)| p.as_str())
+            .collect()
+    };
+    assert!(of("signing_secret").len() >= 3, "{found:?}");
+    assert!(
+        of("signing_secret")
+            .iter()
+            .all(|p| *p == webhook::SIGNING_SECRET_PATTERN)
+    );
+    assert!(of("url").len() >= 2, "{found:?}");
+    assert!(
+        of("url")
+            .iter()
+            .all(|p| *p == template::URL_TEMPLATE_PATTERN)
+    );
+    for name in ["key", "name"] {
+        assert!(
+            of(name).iter().all(|p| *p == text::NO_CONTROL_PATTERN),
+            "{name}: {found:?}"
+        );
+    }
+}
+
 /// One operation of the served document: where, how, and the statuses it documents.
 struct Operation {
     path: String,

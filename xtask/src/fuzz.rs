@@ -17,7 +17,15 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     ensure_schemathesis()?;
     let root = crate::demo::workspace_root();
     let status = cargo()
-        .args(["run", "-q", "-p", "hookrelay-tests", "--bin", "fuzz-api", "--"])
+        .args([
+            "run",
+            "-q",
+            "-p",
+            "hookrelay-tests",
+            "--bin",
+            "fuzz-api",
+            "--",
+        ])
         .args(args)
         .current_dir(&root)
         .status()

@@ -207,22 +207,25 @@ pub struct ReplayOptions<'a> {
 /// The pause between replayed messages at `rate` per second. A rate that is not a
 /// positive number, or one so small or so large that no pause fits a `Duration`
 /// (`5e-324`, `1e300`), is refused naming the field: it must not panic the caller.
-fn pace_of(rate: Option<f64>) -> Result<Option<tokio::time::Interval>, AdminError> {
-    let Some(rate) = rate else {
-        return Ok(None);
-    };
-    let period = (rate.is_finite() && rate > 0.0)
-        .then(|| Duration::try_from_secs_f64(1.0 / rate).ok())
-        .flatten()
-        .filter(|p| !p.is_zero());
-    match period {
-        Some(period) => Ok(Some(tokio::time::interval(period))),
-        None => Err(hookrelay_model::Invalid::new(
+/// The slowest replay: one message every 1,000 s.
+pub const MIN_RATE: f64 = 0.001;
+/// The fastest paced replay: one message a nanosecond (a missing rate is unpaced).
+pub const MAX_RATE: f64 = 1e9;
+
+/// A replay rate, in messages per second, is within [`MIN_RATE`] and [`MAX_RATE`].
+pub fn check_rate(rate: Option<f64>) -> Result<(), hookrelay_model::Invalid> {
+    match rate {
+        Some(r) if !(MIN_RATE..=MAX_RATE).contains(&r) => Err(hookrelay_model::Invalid::new(
             "rate",
-            "must be a number of messages per second above 0 and at most 1e9",
-        )
-        .into()),
+            format!("must be a number of messages per second from {MIN_RATE} to {MAX_RATE:e}"),
+        )),
+        _ => Ok(()),
     }
+}
+
+fn pace_of(rate: Option<f64>) -> Result<Option<tokio::time::Interval>, AdminError> {
+    check_rate(rate)?;
+    Ok(rate.map(|r| tokio::time::interval(Duration::from_secs_f64(1.0 / r))))
 }
 
 /// Sends matching messages back for a fresh round of attempts: a delivery is
@@ -471,12 +474,14 @@ fn describe(
     let header = |key: &str| amqp::header_text(properties, key);
     let body_truncated =
         data.len() > MAX_SHOWN_BODY_BYTES || header(wire::HEADER_BODY_BYTES).is_some();
-    let body: Value = if data.len() > MAX_SHOWN_BODY_BYTES {
-        let cut = &data[..MAX_SHOWN_BODY_BYTES];
-        Value::String(String::from_utf8_lossy(cut).into_owned())
-    } else {
-        serde_json::from_slice(data)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(data).into_owned()))
+    // Ids are read from the whole body; only what is shown of it is cut.
+    let parsed: Option<Value> = serde_json::from_slice(data).ok();
+    let body: Value = match &parsed {
+        Some(json) if data.len() <= MAX_SHOWN_BODY_BYTES => json.clone(),
+        _ => {
+            let shown = &data[..data.len().min(MAX_SHOWN_BODY_BYTES)];
+            Value::String(String::from_utf8_lossy(shown).into_owned())
+        }
     };
     let body_bytes = header(wire::HEADER_BODY_BYTES)
         .and_then(|n| n.parse().ok())
@@ -492,7 +497,13 @@ fn describe(
         _ => Kind::Unknown,
     };
     let delivery = delivery.filter(|_| kind == Kind::Delivery);
-    let body_text = |key: &str| body.get(key).and_then(Value::as_str).map(str::to_owned);
+    let body_text = |key: &str| {
+        parsed
+            .as_ref()
+            .and_then(|b| b.get(key))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
     let event_id = header(wire::HEADER_EVENT_ID)
         .or_else(|| delivery.as_ref().map(|d| d.event_id.clone()))
         .or_else(|| (kind == Kind::Event).then(|| body_text("id")).flatten());

@@ -8,9 +8,9 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 /// Longest event id, in bytes: AMQP `message_id` is a short string.
-pub const MAX_ID_BYTES: usize = crate::text::MAX_KEY_BYTES;
+pub const MAX_ID_CHARS: usize = crate::text::MAX_KEY_CHARS;
 /// Longest tenant and event type, in bytes (both go into the routing key).
-pub const MAX_NAME_BYTES: usize = 120;
+pub const MAX_NAME_CHARS: usize = 120;
 /// Default body size limit (`HOOKRELAY_MAX_EVENT_BYTES`).
 pub const DEFAULT_MAX_EVENT_BYTES: usize = 1024 * 1024;
 
@@ -96,7 +96,7 @@ pub struct Event {
     #[cfg_attr(
         feature = "openapi",
         schema(
-            pattern = r"^https?://(?!.*\{\{)[^/?#\s\u0000-\u001f\u007f-\u009f][^\s\u0000-\u001f\u007f-\u009f]*$"
+            pattern = r"^https?://(?!.*\{\{)[^/?#\[\]\s\u0000-\u001f\u007f-\u009f]+(?=[/?#]|$)[^\s\u0000-\u001f\u007f-\u009f]*$"
         )
     )]
     pub webhook_url: Option<String>,
@@ -111,7 +111,7 @@ pub struct Event {
     pub private_fields: Vec<String>,
     /// The JSON body that JSON webhooks receive, minus private_fields. Must be an
     /// object.
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Payload))]
     pub payload: Value,
 }
 
@@ -198,7 +198,7 @@ impl Event {
 
     /// Checks every rule of the wire contract that serde's types cannot express.
     pub fn validate(&self) -> Result<(), EnvelopeError> {
-        check_text("id", &self.id, MAX_ID_BYTES)?;
+        check_text("id", &self.id, MAX_ID_CHARS)?;
         check_name("tenant", &self.tenant, tenant_char)?;
         check_name("type", &self.event_type, |c| {
             c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')
@@ -211,12 +211,12 @@ impl Event {
             ("upload_id", &self.upload_id),
         ] {
             if let Some(v) = value {
-                check_text(field, v, MAX_ID_BYTES)?;
+                check_text(field, v, MAX_ID_CHARS)?;
             }
         }
         if let Some(keys) = &self.webhook_keys {
             for (i, key) in keys.iter().enumerate() {
-                check_text(&format!("webhook_keys[{i}]"), key, MAX_ID_BYTES)?;
+                check_text(&format!("webhook_keys[{i}]"), key, MAX_ID_CHARS)?;
             }
         }
         if let Some(url) = &self.webhook_url {
@@ -328,7 +328,7 @@ pub fn parse_one_or_many(body: &[u8], max_bytes: usize) -> Result<Vec<Event>, En
 }
 
 /// The schema of the envelope's text fields, as `check_text` has them: 1 to 255
-/// bytes (characters, to a schema), no control characters.
+/// characters, no control characters.
 #[cfg(feature = "openapi")]
 struct Text;
 
@@ -339,7 +339,7 @@ impl utoipa::PartialSchema for Text {
         ObjectBuilder::new()
             .schema_type(Type::String)
             .min_length(Some(1))
-            .max_length(Some(MAX_ID_BYTES))
+            .max_length(Some(MAX_ID_CHARS))
             .pattern(Some(r"^[^\u0000-\u001f\u007f-\u009f]*$"))
             .into()
     }
@@ -347,6 +347,77 @@ impl utoipa::PartialSchema for Text {
 
 #[cfg(feature = "openapi")]
 impl utoipa::ToSchema for Text {}
+
+/// The schema of `payload`, as `find_nul` has it: an object whose keys and strings,
+/// however deep, hold no NUL (Postgres cannot store one in `jsonb`).
+#[cfg(feature = "openapi")]
+struct Payload;
+
+#[cfg(feature = "openapi")]
+const NO_NUL_PATTERN: &str = r"^[^\u0000]*$";
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Payload {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::Ref;
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property_names(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(NO_NUL_PATTERN)),
+            ))
+            .additional_properties(Some(Ref::from_schema_name("JsonWithoutNul")))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Payload {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        schemas.push(("JsonWithoutNul".into(), json_without_nul()));
+    }
+}
+
+/// Any JSON value whose keys and strings hold no NUL, at any depth.
+#[cfg(feature = "openapi")]
+fn json_without_nul() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::Ref;
+    use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder, SchemaType, Type};
+    let itself = || Ref::from_schema_name("JsonWithoutNul");
+    AnyOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(NO_NUL_PATTERN)),
+        )
+        .item(ObjectBuilder::new().schema_type(SchemaType::from_iter([
+            Type::Number,
+            Type::Boolean,
+            Type::Null,
+        ])))
+        .item(ArrayBuilder::new().items(itself()))
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .property_names(Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .pattern(Some(NO_NUL_PATTERN)),
+                ))
+                .additional_properties(Some(itself())),
+        )
+        .description(Some(
+            "Any JSON value without a NUL character in a key or a string.",
+        ))
+        .into()
+}
 
 /// The envelope's JSON Schema (draft 2020-12), derived from [`Event`]: what
 /// docs/event-envelope.schema.json holds and the api serves. The schemas it refers
@@ -366,8 +437,7 @@ pub fn json_schema() -> Value {
         out.extend(schema);
     }
     let note = "Generated from `Event` in crates/model/src/envelope.rs, which decides \
-        where the two differ. Known approximations: lengths are limited in bytes by \
-        hookrelay but in characters here (the same for ASCII); `occurred_at` is checked \
+        where the two differ. Known approximations: `occurred_at` is checked \
         by hookrelay whatever a validator does with `format`; the body size limit \
         (HOOKRELAY_MAX_EVENT_BYTES, 1 MiB by default) cannot be expressed. An optional \
         field given as `null` is the same as the field left out.";
@@ -462,7 +532,7 @@ pub fn check_tenant(tenant: &str) -> Result<(), crate::Invalid> {
 }
 
 fn check_name(field: &str, value: &str, allowed: fn(char) -> bool) -> Result<(), EnvelopeError> {
-    check_text(field, value, MAX_NAME_BYTES)?;
+    check_text(field, value, MAX_NAME_CHARS)?;
     if let Some(bad) = value.chars().find(|c| !allowed(*c)) {
         return Err(EnvelopeError::field(
             field,
@@ -478,13 +548,21 @@ pub fn check_http_url(field: &str, url: &str) -> Result<(), EnvelopeError> {
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"))
         .ok_or_else(|| EnvelopeError::field(field, "must be an http:// or https:// URL"))?;
-    crate::text::check_chars(field, url, crate::text::MAX_URL_BYTES)
+    crate::text::check_chars(field, url, crate::text::MAX_URL_CHARS)
         .map_err(|e| EnvelopeError::field(e.field, e.problem))?;
     let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
     if host.is_empty() || url.chars().any(char::is_whitespace) {
         return Err(EnvelopeError::field(
             field,
             "must be an absolute URL with a host",
+        ));
+    }
+    // Python's and other clients' URL parsers refuse a bracket that does not enclose
+    // a valid IPv6 address; a webhook reaches an IPv6 host by its DNS name.
+    if host.contains(['[', ']']) {
+        return Err(EnvelopeError::field(
+            field,
+            "must name its host without `[` or `]` (an IPv6 host by its DNS name)",
         ));
     }
     Ok(())
@@ -753,7 +831,12 @@ mod tests {
         );
         assert_eq!(p["tenant"]["pattern"], "^[A-Za-z0-9_-]{1,120}$");
         assert_eq!(p["occurred_at"]["format"], "date-time");
-        assert_eq!(p["payload"]["type"], "object");
+        assert_eq!(p["payload"]["$ref"], "#/$defs/Payload");
+        assert_eq!(schema["$defs"]["Payload"]["type"], "object");
+        assert_eq!(
+            schema["$defs"]["JsonWithoutNul"]["anyOf"][0]["pattern"],
+            "^[^\\u0000]*$"
+        );
         assert_eq!(p["webhook_keys"]["items"]["$ref"], "#/$defs/Text");
         assert_eq!(p["private_fields"]["items"]["pattern"], "^/");
         let trigger = p["trigger_type"]["oneOf"][0]["$ref"].as_str().unwrap();

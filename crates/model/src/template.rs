@@ -41,6 +41,13 @@ enum Part<'a> {
     Var(&'a str),
 }
 
+/// What [`check_url_template`] takes (with at most `MAX_URL_CHARS` characters), as
+/// the OpenAPI document states it on webhook URLs (a literal there; a test checks the
+/// copies): an http(s) URL with a host (no brackets: an IPv6 host by name), no
+/// whitespace or control characters, and `{{NAME}}` placeholders anywhere, or a URL
+/// that starts with a placeholder.
+pub const URL_TEMPLATE_PATTERN: &str = r"^(?:https?://(?:\{\{[A-Za-z0-9_]+\}\}|(?!\{\{)[^/?#\[\]\s\u0000-\u001f\u007f-\u009f])(?:\{\{[A-Za-z0-9_]+\}\}|(?!\{\{)[^/?#\[\]\s\u0000-\u001f\u007f-\u009f])*(?=[/?#]|$)|\{\{[A-Za-z0-9_]+\}\})(?:\{\{[A-Za-z0-9_]+\}\}|(?!\{\{)[^\s\u0000-\u001f\u007f-\u009f])*$";
+
 /// Checks a template when a webhook is saved: well-formed placeholders, and an
 /// http(s) URL unless the scheme itself comes from a placeholder.
 pub fn check_url_template(template: &str) -> Result<(), TemplateError> {
@@ -94,6 +101,20 @@ pub fn resolve_url(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_host_holds_no_brackets() {
+        assert!(check_url_template("http://a/[x]?q=[1]").is_ok());
+        for bad in [
+            "http://[a",
+            "http://a[b/",
+            "http://]/",
+            "http://[::1]:8080/",
+            "http://[]/",
+        ] {
+            assert!(check_url_template(bad).is_err(), "{bad}");
+        }
+    }
 
     fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Invalid;
 
-/// Letters, digits, `-` and `_`, 1 to [`crate::envelope::MAX_NAME_BYTES`] bytes: it
+/// Letters, digits, `-` and `_`, 1 to [`crate::envelope::MAX_NAME_CHARS`] bytes: it
 /// goes into routing keys and URL paths. A `Tenant` that exists is a valid one.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]

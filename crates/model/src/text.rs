@@ -1,21 +1,25 @@
 //! The one rule for a string that arrives from outside and is stored or shown: no
 //! control characters (Postgres text cannot hold NUL; ESC, BEL and CR would reach an
-//! operator's terminal raw) and a bounded length. Every validated string goes through
+//! operator's terminal raw) and a bounded length, in characters (what a person and
+//! the OpenAPI document's `maxLength` count; at most four bytes each, well within
+//! Postgres' index entry limit). Every validated string goes through
 //! it: webhook keys, URLs and filters, token and environment names, variable values,
 //! the envelope's ids, and the admin API's path and query values.
 
 use crate::Invalid;
 
 /// Names and ids: webhook keys, token and environment names, event ids, filters.
-pub const MAX_KEY_BYTES: usize = 255;
+pub const MAX_KEY_CHARS: usize = 255;
 /// Webhook URLs (stored webhooks and an event's `webhook_url`).
-pub const MAX_URL_BYTES: usize = 2048;
+pub const MAX_URL_CHARS: usize = 2048;
 /// Environment variable values.
-pub const MAX_VALUE_BYTES: usize = 8192;
+pub const MAX_VALUE_CHARS: usize = 8192;
+/// A webhook's secret (the Basic auth password it is sent with).
+pub const MAX_SECRET_CHARS: usize = 1024;
 /// A path or query value of the admin API.
-pub const MAX_PARAM_BYTES: usize = 1024;
+pub const MAX_PARAM_CHARS: usize = 1024;
 
-/// `value` is 1 to `max` bytes without control characters.
+/// `value` is 1 to `max` characters, none of them a control character.
 pub fn check_text(field: &str, value: &str, max: usize) -> Result<(), Invalid> {
     if value.is_empty() {
         return Err(Invalid::new(field, "must not be empty"));
@@ -23,12 +27,14 @@ pub fn check_text(field: &str, value: &str, max: usize) -> Result<(), Invalid> {
     check_chars(field, value, max)
 }
 
-/// `value` is at most `max` bytes (it may be empty) without control characters.
+/// `value` is at most `max` characters (it may be empty), none of them a control
+/// character.
 pub fn check_chars(field: &str, value: &str, max: usize) -> Result<(), Invalid> {
-    if value.len() > max {
+    // Bytes bound characters from above: count them only when it could matter.
+    if value.len() > max && value.chars().count() > max {
         return Err(Invalid::new(
             field,
-            format!("is {} bytes, longer than {max}", value.len()),
+            format!("is {} characters, longer than {max}", value.chars().count()),
         ));
     }
     if let Some(c) = value.chars().find(|c| c.is_control()) {
@@ -42,6 +48,10 @@ pub fn check_chars(field: &str, value: &str, max: usize) -> Result<(), Invalid> 
     }
     Ok(())
 }
+
+/// What [`check_chars`] allows, as a JSON Schema `pattern` (`char::is_control` is
+/// Unicode's Cc category: U+0000 to U+001F and U+007F to U+009F).
+pub const NO_CONTROL_PATTERN: &str = r"^[^\u0000-\u001f\u007f-\u009f]*$";
 
 /// Every item of a list with [`check_text`], named `field[i]`.
 pub fn check_list(field: &str, values: &[String], max: usize) -> Result<(), Invalid> {
@@ -58,18 +68,18 @@ mod tests {
     #[test]
     fn nul_and_other_controls_are_refused_naming_the_field() {
         for bad in ["a\0b", "\u{1b}[31m", "bell\u{7}", "cr\r"] {
-            let e = check_text("event_types[0]", bad, MAX_KEY_BYTES).unwrap_err();
+            let e = check_text("event_types[0]", bad, MAX_KEY_CHARS).unwrap_err();
             assert_eq!(e.field, "event_types[0]");
             assert!(e.problem.contains("control characters"), "{e}");
         }
-        assert!(check_text("key", "orders-é", MAX_KEY_BYTES).is_ok());
+        assert!(check_text("key", "orders-é", MAX_KEY_CHARS).is_ok());
     }
 
     #[test]
     fn lengths_are_bounded_and_empty_is_refused_only_by_check_text() {
-        let long = "a".repeat(MAX_KEY_BYTES + 1);
+        let long = "a".repeat(MAX_KEY_CHARS + 1);
         assert!(
-            check_text("key", &long, MAX_KEY_BYTES)
+            check_text("key", &long, MAX_KEY_CHARS)
                 .unwrap_err()
                 .problem
                 .contains("longer than 255")

@@ -125,35 +125,54 @@ pub struct Webhook {
 })))]
 #[serde(deny_unknown_fields)]
 pub struct NewWebhook {
-    /// Optional over HTTP: taken from the path. If given it must equal the path's
-    /// tenant (400 otherwise).
-    #[cfg_attr(feature = "openapi", schema(required = false))]
+    /// Taken from the path over HTTP, so the document leaves it out; a body that
+    /// still gives it must give the path's tenant (400 otherwise).
+    #[cfg_attr(feature = "openapi", schema(ignore))]
     pub tenant: String,
-    /// 1 to 255 bytes without control characters; unique within the tenant (409
+    /// 1 to 255 characters, no control characters; unique within the tenant (409
     /// otherwise).
-    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 255))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 255,
+            pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$"
+        )
+    )]
     pub key: String,
     /// An absolute http:// or https:// URL, which may hold `{{NAME}}` placeholders
     /// (letters, digits and `_`); a URL starting with a placeholder may take its
     /// scheme from it.
-    #[cfg_attr(feature = "openapi", schema(example = "https://{{HOST}}/hooks"))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            example = "https://{{HOST}}/hooks",
+            max_length = 2048,
+            pattern = r"^(?:https?://(?:\{\{[A-Za-z0-9_]+\}\}|(?!\{\{)[^/?#\[\]\s\u0000-\u001f\u007f-\u009f])(?:\{\{[A-Za-z0-9_]+\}\}|(?!\{\{)[^/?#\[\]\s\u0000-\u001f\u007f-\u009f])*(?=[/?#]|$)|\{\{[A-Za-z0-9_]+\}\})(?:\{\{[A-Za-z0-9_]+\}\}|(?!\{\{)[^\s\u0000-\u001f\u007f-\u009f])*$"
+        )
+    )]
     pub url: String,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = filter_list_schema))]
     pub event_types: Vec<String>,
     /// Sent as the Basic auth password (empty user name) with every POST. Never
-    /// shown again.
+    /// shown again. At most 1,024 characters, no control characters (an HTTP header
+    /// cannot carry them).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, max_length = 1024, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$"))]
     pub secret: Option<Secret>,
     /// `whsec_` and base64 of 24 to 64 bytes; every POST is then signed with it
     /// (Standard Webhooks `webhook-signature`).
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, pattern = "^whsec_"))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, pattern = r"^whsec_(?:(?:[A-Za-z0-9+/]{4}){8,20}(?:[A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{2}==)?|(?:[A-Za-z0-9+/]{4}){21}[A-Za-z0-9+/]{2}==)$"))]
     pub signing_secret: Option<Secret>,
     #[serde(default)]
     pub development_mode: bool,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = filter_list_schema))]
     pub import_identifiers: Vec<String>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = filter_list_schema))]
     pub schema_ids: Vec<String>,
     #[serde(default)]
     pub format: BodyFormat,
@@ -171,16 +190,33 @@ pub struct NewWebhook {
 #[cfg_attr(feature = "openapi", schema(example = json!({"url": "https://example.com/v2/hooks"})))]
 #[serde(deny_unknown_fields)]
 pub struct WebhookUpdate {
-    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 255))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 255,
+            pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$"
+        )
+    )]
     pub key: Option<String>,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 2048,
+            pattern = r"^(?:https?://(?:\{\{[A-Za-z0-9_]+\}\}|(?!\{\{)[^/?#\[\]\s\u0000-\u001f\u007f-\u009f])(?:\{\{[A-Za-z0-9_]+\}\}|(?!\{\{)[^/?#\[\]\s\u0000-\u001f\u007f-\u009f])*(?=[/?#]|$)|\{\{[A-Za-z0-9_]+\}\})(?:\{\{[A-Za-z0-9_]+\}\}|(?!\{\{)[^\s\u0000-\u001f\u007f-\u009f])*$"
+        )
+    )]
     pub url: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(schema_with = optional_filter_list_schema))]
     pub event_types: Option<Vec<String>>,
-    /// A new secret, or null to remove it.
+    /// A new secret (as when created), or null to remove it.
     #[serde(default, with = "double_option")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<Secret>))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, max_length = 1024, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$"))]
     pub secret: Option<Option<Secret>>,
     pub development_mode: Option<bool>,
+    #[cfg_attr(feature = "openapi", schema(schema_with = optional_filter_list_schema))]
     pub import_identifiers: Option<Vec<String>>,
+    #[cfg_attr(feature = "openapi", schema(schema_with = optional_filter_list_schema))]
     pub schema_ids: Option<Vec<String>>,
     pub format: Option<BodyFormat>,
     pub retry_on: Option<RetryPolicy>,
@@ -200,20 +236,20 @@ mod double_option {
 }
 
 /// A webhook key: unique and changeable within its tenant; 1 to
-/// [`text::MAX_KEY_BYTES`] bytes without control characters.
+/// [`text::MAX_KEY_CHARS`] bytes without control characters.
 pub fn validate_key(key: &str) -> Result<(), Invalid> {
-    text::check_text("key", key, text::MAX_KEY_BYTES)
+    text::check_text("key", key, text::MAX_KEY_CHARS)
 }
 
-/// A webhook URL, `{{NAME}}` placeholders allowed; at most [`text::MAX_URL_BYTES`]
+/// A webhook URL, `{{NAME}}` placeholders allowed; at most [`text::MAX_URL_CHARS`]
 /// bytes without control characters.
 pub fn validate_url(url: &str) -> Result<(), Invalid> {
-    text::check_text("url", url, text::MAX_URL_BYTES)?;
+    text::check_text("url", url, text::MAX_URL_CHARS)?;
     template::check_url_template(url).map_err(|e| Invalid::new("url", e.to_string()))
 }
 
 /// The filters of a webhook (`event_types`, `import_identifiers`, `schema_ids`):
-/// every item 1 to [`text::MAX_KEY_BYTES`] bytes without control characters.
+/// every item 1 to [`text::MAX_KEY_CHARS`] bytes without control characters.
 pub fn validate_filters(
     event_types: Option<&[String]>,
     import_identifiers: Option<&[String]>,
@@ -225,10 +261,40 @@ pub fn validate_filters(
         ("schema_ids", schema_ids),
     ] {
         if let Some(values) = values {
-            text::check_list(field, values, text::MAX_KEY_BYTES)?;
+            text::check_list(field, values, text::MAX_KEY_CHARS)?;
         }
     }
     Ok(())
+}
+
+/// The document's schema of a filter list: what [`validate_filters`] takes.
+#[cfg(feature = "openapi")]
+pub fn filter_list_schema() -> utoipa::openapi::schema::Array {
+    filter_list(utoipa::openapi::schema::Type::Array.into())
+}
+
+/// [`filter_list_schema`], or null (an update leaves the list as it is).
+#[cfg(feature = "openapi")]
+pub fn optional_filter_list_schema() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{SchemaType, Type};
+    filter_list(SchemaType::from_iter([Type::Array, Type::Null]))
+}
+
+#[cfg(feature = "openapi")]
+fn filter_list(of: utoipa::openapi::schema::SchemaType) -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    let item = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(text::MAX_KEY_CHARS))
+        .pattern(Some(text::NO_CONTROL_PATTERN));
+    ArrayBuilder::new().schema_type(of).items(item).build()
+}
+
+/// A webhook's Basic auth secret: at most [`text::MAX_SECRET_CHARS`] characters,
+/// none of them a control character.
+pub fn validate_secret(secret: &Secret) -> Result<(), Invalid> {
+    text::check_chars("secret", secret.expose(), text::MAX_SECRET_CHARS)
 }
 
 impl NewWebhook {
@@ -241,6 +307,9 @@ impl NewWebhook {
             Some(&self.import_identifiers),
             Some(&self.schema_ids),
         )?;
+        if let Some(s) = &self.secret {
+            validate_secret(s)?;
+        }
         if let Some(s) = &self.signing_secret {
             signing_key(s)?;
         }
@@ -257,6 +326,9 @@ impl WebhookUpdate {
         if let Some(url) = &self.url {
             validate_url(url)?;
         }
+        if let Some(Some(s)) = &self.secret {
+            validate_secret(s)?;
+        }
         validate_filters(
             self.event_types.as_deref(),
             self.import_identifiers.as_deref(),
@@ -267,6 +339,11 @@ impl WebhookUpdate {
 
 /// The prefix of Standard Webhooks secrets.
 pub const SIGNING_SECRET_PREFIX: &str = "whsec_";
+
+/// Exactly the texts [`signing_key`] takes, as the OpenAPI document states them
+/// (`#[schema(pattern)]` takes a literal only: a test checks every copy is this one):
+/// `whsec_` and padded base64 of 24 to 64 bytes.
+pub const SIGNING_SECRET_PATTERN: &str = r"^whsec_(?:(?:[A-Za-z0-9+/]{4}){8,20}(?:[A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{2}==)?|(?:[A-Za-z0-9+/]{4}){21}[A-Za-z0-9+/]{2}==)$";
 
 /// The HMAC key of a `whsec_...` secret.
 pub fn signing_key(secret: &Secret) -> Result<Vec<u8>, Invalid> {
@@ -281,9 +358,13 @@ pub fn signing_key(secret: &Secret) -> Result<Vec<u8>, Invalid> {
         .expose()
         .strip_prefix(SIGNING_SECRET_PREFIX)
         .ok_or_else(invalid)?;
-    let key = base64::engine::general_purpose::STANDARD
-        .decode(encoded)
-        .map_err(|_| invalid())?;
+    // Unused low bits in the last character are ignored, as most encoders and
+    // decoders do: every text of the documented pattern is a key.
+    let lenient = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+    );
+    let key = lenient.decode(encoded).map_err(|_| invalid())?;
     if (24..=64).contains(&key.len()) {
         Ok(key)
     } else {
@@ -307,4 +388,34 @@ pub fn generate_signing_secret() -> Result<Secret, getrandom::Error> {
 pub enum Target {
     Webhook(Uuid),
     Url(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_of(text: &str) -> Result<Vec<u8>, Invalid> {
+        signing_key(&Secret::new(text))
+    }
+
+    #[test]
+    fn every_length_from_24_to_64_bytes_is_a_signing_key_whatever_its_last_bits() {
+        use base64::Engine;
+        for n in 24..=64 {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(vec![7u8; n]);
+            assert_eq!(key_of(&format!("whsec_{encoded}")).unwrap().len(), n);
+        }
+        // `AB==` and `ABC=` leave low bits unused; set, they still decode.
+        let a24 = "A".repeat(32);
+        assert_eq!(key_of(&format!("whsec_{a24}BB==")).unwrap().len(), 25);
+        assert_eq!(key_of(&format!("whsec_{a24}BBB=")).unwrap().len(), 26);
+        for bad in [
+            "whsec_",
+            "whsec_AAAA",
+            "sk_abc",
+            &format!("whsec_{}", "A".repeat(92)),
+        ] {
+            assert!(key_of(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -39,7 +39,7 @@ fn to_map(value: Value) -> BTreeMap<String, String> {
 }
 
 fn check_name(name: &str) -> Result<(), StoreError> {
-    Ok(text::check_text("name", name, text::MAX_KEY_BYTES)?)
+    Ok(text::check_text("name", name, text::MAX_KEY_CHARS)?)
 }
 
 fn check_variable(key: &str) -> Result<(), StoreError> {
@@ -63,7 +63,7 @@ pub async fn set(
     check_name(name)?;
     for (key, value) in variables {
         check_variable(key)?;
-        text::check_chars(&format!("variables.{key}"), value, text::MAX_VALUE_BYTES)?;
+        text::check_chars(&format!("variables.{key}"), value, text::MAX_VALUE_CHARS)?;
     }
     let patch = serde_json::to_value(variables).unwrap_or_default();
     let row = db

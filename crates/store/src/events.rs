@@ -108,28 +108,38 @@ pub struct Cursor {
 }
 
 impl Cursor {
-    /// An opaque token: `<unix nanos>.<id>`, base64url.
+    /// `<unix nanos>.<id>`: any such text is a position in the list (the page starts
+    /// after it), so a client may also build one, e.g. to resume after an event it
+    /// saw. The admin API documents it as `^[0-9]{1,19}\.` and an id: 19 digits of
+    /// nanoseconds reach the year 2286, well within what `decode` takes.
     pub fn encode(&self) -> String {
-        use base64::Engine;
-        let raw = format!("{}.{}", self.received_at.unix_timestamp_nanos(), self.id);
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+        format!("{}.{}", self.received_at.unix_timestamp_nanos(), self.id)
     }
 
     pub fn decode(token: &str) -> Result<Self, StoreError> {
-        use base64::Engine;
         let invalid = || StoreError::from(Invalid::new("cursor", "not a cursor from this API"));
-        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(token)
-            .map_err(|_| invalid())?;
-        let raw = String::from_utf8(raw).map_err(|_| invalid())?;
-        let (nanos, id) = raw.split_once('.').ok_or_else(invalid)?;
+        let (nanos, id) = match token.split_once('.') {
+            Some((nanos, id)) if !nanos.is_empty() && nanos.bytes().all(|b| b.is_ascii_digit()) => {
+                (nanos.to_owned(), id.to_owned())
+            }
+            _ => Self::legacy(token).ok_or_else(invalid)?,
+        };
         let nanos: i128 = nanos.parse().map_err(|_| invalid())?;
         let received_at =
             OffsetDateTime::from_unix_timestamp_nanos(nanos).map_err(|_| invalid())?;
-        Ok(Self {
-            received_at,
-            id: id.to_owned(),
-        })
+        Ok(Self { received_at, id })
+    }
+
+    /// Cursors of earlier versions: the same text in base64url, still accepted so a
+    /// client paging through an upgrade goes on.
+    fn legacy(token: &str) -> Option<(String, String)> {
+        use base64::Engine;
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .ok()?;
+        let raw = String::from_utf8(raw).ok()?;
+        let (nanos, id) = raw.split_once('.')?;
+        Some((nanos.to_owned(), id.to_owned()))
     }
 
     pub fn of(event: &StoredEvent) -> Self {
@@ -200,4 +210,35 @@ pub async fn find(
         .map(|r| event_from_row(&r))
         .transpose()?
         .ok_or_else(|| StoreError::not_found(format!("event `{id}` in tenant `{tenant}`")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_round_trips_and_any_text_of_its_documented_shape_is_one() {
+        let at = Cursor {
+            received_at: OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_123_456_789)
+                .unwrap(),
+            id: "evt.with.dots".into(),
+        };
+        let back = Cursor::decode(&at.encode()).unwrap();
+        assert_eq!(
+            (back.received_at, back.id.as_str()),
+            (at.received_at, "evt.with.dots")
+        );
+        for shaped in ["0.", "9999999999999999999.x", "1.é"] {
+            assert!(Cursor::decode(shaped).is_ok(), "{shaped}");
+        }
+        for bad in ["", ".x", "abc", "-1.x", "1x.y"] {
+            assert!(Cursor::decode(bad).is_err(), "{bad}");
+        }
+        // What earlier versions handed out still works.
+        let legacy = {
+            use base64::Engine;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("1700000000123456789.e-1")
+        };
+        assert_eq!(Cursor::decode(&legacy).unwrap().id, "e-1");
+    }
 }

@@ -32,13 +32,24 @@ pub async fn get(db: &impl GenericClient, tenant: &str) -> Result<TenantSettings
 }
 
 /// Sets (or, with `None`, clears) a tenant's retention period in days.
+/// The longest retention period: a hundred years.
+pub const MAX_RETENTION_DAYS: i32 = 36_500;
+
+/// What `retention_days` must be, and the error when it is not.
+pub fn retention_out_of_range() -> hookrelay_model::Invalid {
+    hookrelay_model::Invalid::new(
+        "retention_days",
+        format!("must be a whole number of days from 1 to {MAX_RETENTION_DAYS}"),
+    )
+}
+
 pub async fn set_retention(
     db: &impl GenericClient,
     tenant: &str,
     days: Option<i32>,
 ) -> Result<TenantSettings, StoreError> {
-    if days.is_some_and(|d| d < 1) {
-        return Err(hookrelay_model::Invalid::new("retention_days", "must be at least 1").into());
+    if days.is_some_and(|d| !(1..=MAX_RETENTION_DAYS).contains(&d)) {
+        return Err(retention_out_of_range().into());
     }
     db.execute(
         "INSERT INTO tenants (id, retention_days) VALUES ($1, $2) \

@@ -38,7 +38,7 @@ pub async fn create(
     scope: Scope,
 ) -> Result<(ApiToken, Secret), StoreError> {
     use hookrelay_model::text;
-    text::check_text("name", name, text::MAX_KEY_BYTES)?;
+    text::check_text("name", name, text::MAX_KEY_CHARS)?;
     // 244 random bits from two v4 UUIDs (the OS generator).
     let token = format!(
         "{PREFIX}{}{}",
@@ -64,7 +64,7 @@ pub async fn create(
                     "a token named `{name}` already exists in tenant `{tenant}`"
                 ))
             } else {
-                StoreError::Db(e)
+                StoreError::from(e)
             }
         })?;
     Ok((from_row(&row)?, Secret::new(token)))

@@ -92,7 +92,7 @@ fn key_conflict(tenant: &str, key: &str) -> impl FnOnce(tokio_postgres::Error) -
         if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
             StoreError::Conflict(message)
         } else {
-            StoreError::Db(e)
+            StoreError::from(e)
         }
     }
 }

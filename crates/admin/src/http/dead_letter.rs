@@ -4,7 +4,9 @@ use axum::Json;
 use axum::extract::State;
 use hookrelay_model::Invalid;
 use serde::Deserialize;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::openapi::schema::{AllOfBuilder, AnyOfBuilder, ObjectBuilder, Schema, Type};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{IntoParams, PartialSchema, ToSchema};
 
 use super::error::{BadParameter, Body as BodyErrors, Broker, Database, NotFound};
 use super::extract::{Body, Params, Path, limit, list};
@@ -88,7 +90,7 @@ pub(super) struct DeadLetterPath {
 #[utoipa::path(get, path = "/{id}", tag = "dead-letter", params(DeadLetterPath),
     responses(
         (status = 200, description = "The message.", body = DeadMessage),
-        NotFound, Broker,
+        BadParameter, NotFound, Broker,
     ))]
 pub(super) async fn show_dead_letter(
     State(s): State<AdminState>,
@@ -105,8 +107,8 @@ pub(super) async fn show_dead_letter(
 
 /// The body of replay and purge (one type for both; unknown fields are refused): a
 /// filter (every field narrows; none means every message in the queue) and how to
-/// act. `rate` matters to replay only, `confirm` to purge only; each is accepted and
-/// ignored by the other.
+/// act. `rate` matters to replay only, `confirm` to purge only; each is checked by
+/// both routes and ignored by the other.
 #[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct DeadLetterAction {
@@ -121,9 +123,8 @@ pub(super) struct DeadLetterAction {
     /// Only count what would be done.
     #[serde(default)]
     dry_run: bool,
-    /// Replay: messages per second at most; unlimited when missing. Must be above 0
-    /// and finite.
-    #[schema(exclusive_minimum = 0)]
+    /// Replay: messages per second at most, from 0.001 to 1e9; unpaced when missing.
+    #[schema(minimum = 0.001, maximum = 1e9)]
     rate: Option<f64>,
     /// Purge: must be true unless `dry_run` is (400 with `field: "confirm"`
     /// otherwise).
@@ -132,6 +133,12 @@ pub(super) struct DeadLetterAction {
 }
 
 impl DeadLetterAction {
+    fn parse(body: &Body) -> Result<Self> {
+        let action: Self = body.parse()?;
+        dlq::check_rate(action.rate)?;
+        Ok(action)
+    }
+
     fn filter(&self) -> Filter {
         Filter {
             tenant: self.tenant.clone(),
@@ -160,7 +167,7 @@ pub(super) async fn replay_dead_letters(
     State(s): State<AdminState>,
     body: Body,
 ) -> Result<Json<Summary>> {
-    let action: DeadLetterAction = body.parse()?;
+    let action = DeadLetterAction::parse(&body)?;
     let connection = s.connection().await?;
     let dlq = Dlq {
         connection: &connection,
@@ -175,13 +182,53 @@ pub(super) async fn replay_dead_letters(
     Ok(Json(dlq::replay(&dlq, &action.filter(), &options).await?))
 }
 
+/// The purge body as documented: a [`DeadLetterAction`] with `confirm: true` or
+/// `dry_run: true`.
+pub(super) struct PurgeAction;
+
+impl utoipa::PartialSchema for PurgeAction {
+    fn schema() -> RefOr<Schema> {
+        let set = |field: &str| {
+            ObjectBuilder::new()
+                .property(
+                    field,
+                    ObjectBuilder::new()
+                        .schema_type(Type::Boolean)
+                        .enum_values(Some([true])),
+                )
+                .required(field)
+        };
+        AllOfBuilder::new()
+            .item(Ref::from_schema_name(DeadLetterAction::name()))
+            .item(
+                AnyOfBuilder::new()
+                    .item(set("confirm"))
+                    .item(set("dry_run")),
+            )
+            .description(Some(
+                "Which messages; `confirm: true` (or `dry_run: true`, to count only) is required.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for PurgeAction {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((
+            DeadLetterAction::name().into_owned(),
+            DeadLetterAction::schema(),
+        ));
+        DeadLetterAction::schemas(schemas);
+    }
+}
+
 /// Purge dead-lettered messages
 ///
 /// Deletes matching messages for good; needs `confirm: true` unless `dry_run: true`.
 /// Operator's token only (a tenant token gets 403). Reads the queue through
 /// RabbitMQ: 503 when it cannot be reached.
 #[utoipa::path(post, path = "/purge", tag = "dead-letter",
-    request_body(content = DeadLetterAction, description = "Which messages.",
+    request_body(content = PurgeAction, description = "Which messages.",
         example = json!({"reason": "webhook deleted", "confirm": true})),
     responses(
         (status = 200, description = "What the purge did.", body = Summary),
@@ -191,7 +238,7 @@ pub(super) async fn purge_dead_letters(
     State(s): State<AdminState>,
     body: Body,
 ) -> Result<Json<Summary>> {
-    let action: DeadLetterAction = body.parse()?;
+    let action = DeadLetterAction::parse(&body)?;
     if !action.confirm && !action.dry_run {
         return Err(Invalid::new(
             "confirm",

@@ -33,8 +33,9 @@ pub(super) struct EventsQuery {
     /// Received before this RFC 3339 time.
     #[param(format = DateTime)]
     until: Option<String>,
-    /// The `next_cursor` of the previous page: an opaque token (400 with `field:
-    /// "cursor"` when not one from this API).
+    /// The `next_cursor` of the previous page: `<unix nanos>.<event id>`, the position
+    /// after which the page starts.
+    #[param(pattern = r"^[0-9]{1,19}\.[^\u0000-\u001f\u007f-\u009f]*$")]
     cursor: Option<String>,
     /// Items at most (400 with `field: "limit"` outside 1 to 500).
     #[param(minimum = 1, maximum = 500, default = 50)]
@@ -44,7 +45,7 @@ pub(super) struct EventsQuery {
 page! {
     /// A page of events, newest first (by `received_at`, then id).
     EventPage of StoredEvent;
-    /// Pass as `cursor` for the next (older) page: an opaque token. Null when this
+    /// Pass as `cursor` for the next (older) page (`<unix nanos>.<event id>`). Null when this
     /// page holds fewer than `limit` items.
 }
 

@@ -1,7 +1,7 @@
 //! What handlers take from a request (path, query, body) and the shapes of list
 //! answers. Every refusal is the JSON error naming the field that was wrong. Path and
 //! query values pass `hookrelay_model::text`'s rule (no control characters, at most
-//! `MAX_PARAM_BYTES`) before they are parsed.
+//! `MAX_PARAM_CHARS`) before they are parsed.
 
 use axum::body::Bytes;
 use axum::extract;
@@ -30,7 +30,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
         // Every value by the one rule before it is parsed (and long before any SQL).
         if let Ok(raw) = extract::RawPathParams::from_request_parts(parts, state).await {
             for (key, value) in &raw {
-                text::check_text(key, value, text::MAX_PARAM_BYTES)?;
+                text::check_text(key, value, text::MAX_PARAM_CHARS)?;
             }
         }
         match extract::Path::<T>::from_request_parts(parts, state).await {
@@ -60,7 +60,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
         // Every value by the one rule before it is parsed (and long before any SQL).
         if let Ok(Query(pairs)) = Query::<Vec<(String, String)>>::try_from_uri(&parts.uri) {
             for (key, value) in &pairs {
-                text::check_chars(key, value, text::MAX_PARAM_BYTES)?;
+                text::check_chars(key, value, text::MAX_PARAM_CHARS)?;
             }
         }
         Query::try_from_uri(&parts.uri)

@@ -116,9 +116,48 @@ pub fn routes() -> OpenApiRouter<AdminState> {
         .routes(routes!(dead_letter::replay_dead_letters))
         .routes(routes!(dead_letter::purge_dead_letters))
         .routes(routes!(dead_letter::show_dead_letter));
-    OpenApiRouter::with_openapi(document())
+    let mut all = OpenApiRouter::with_openapi(document())
         .nest("/v1/tenants/{tenant}", tenant)
-        .nest("/v1/dead-letter", dead_letter)
+        .nest("/v1/dead-letter", dead_letter);
+    each_operation(all.get_openapi_mut(), |_, operation| {
+        document_text_rule(operation)
+    });
+    all
+}
+
+/// What `extract::Path` and `extract::Params` check of every path and query value,
+/// stated on each string parameter: no control character, at most
+/// `MAX_PARAM_CHARS` characters (a parameter with its own pattern or format keeps it).
+fn document_text_rule(operation: &mut Operation) {
+    use hookrelay_model::text;
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::{Schema, SchemaType};
+    for parameter in operation.parameters.iter_mut().flatten() {
+        let RefOr::T(parameter) = parameter else {
+            continue;
+        };
+        let Some(RefOr::T(Schema::Object(schema))) = parameter.schema.as_mut() else {
+            continue;
+        };
+        let string = match &schema.schema_type {
+            SchemaType::Type(t) => *t == Type::String,
+            SchemaType::Array(types) => types.contains(&Type::String),
+            SchemaType::AnyValue => false,
+        };
+        if !string || schema.format.is_some() || schema.enum_values.is_some() {
+            continue;
+        }
+        if schema.pattern.is_none() {
+            schema.pattern = Some(text::NO_CONTROL_PATTERN.to_owned());
+        }
+        let max = schema
+            .max_length
+            .map_or(text::MAX_PARAM_CHARS, |m| m.min(text::MAX_PARAM_CHARS));
+        schema.max_length = Some(max);
+        if parameter.parameter_in == ParameterIn::Path {
+            schema.min_length.get_or_insert(1);
+        }
+    }
 }
 
 /// What the admin routes share in the document: their tags, the error body and the

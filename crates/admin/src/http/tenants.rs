@@ -6,6 +6,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use hookrelay_model::access::Scope;
+use hookrelay_model::text;
 use hookrelay_store::environments::{self, Environment};
 use hookrelay_store::tokens::{self, ApiToken};
 use hookrelay_store::{StoreError, tenants};
@@ -58,9 +59,29 @@ pub(super) async fn get_tenant(
 #[schema(example = json!({"retention_days": 30}))]
 pub(super) struct TenantUpdate {
     /// Days events are kept before retention deletes them (with their deliveries and
-    /// attempts).
-    #[schema(minimum = 1)]
-    retention_days: Option<i32>,
+    /// attempts): 1 to 36,500 (a hundred years).
+    #[schema(value_type = Option<i32>, minimum = 1, maximum = 36500)]
+    retention_days: Option<serde_json::Number>,
+}
+
+impl TenantUpdate {
+    /// JSON has one kind of number: `30.0` is the whole number 30, as JSON Schema's
+    /// `integer` says.
+    fn retention_days(&self) -> std::result::Result<Option<i32>, hookrelay_model::Invalid> {
+        let Some(n) = &self.retention_days else {
+            return Ok(None);
+        };
+        let whole = n.as_i64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 1e15)
+                .map(|f| f as i64)
+        });
+        // The range itself is the store's rule; a number no `i32` holds is out of it.
+        whole
+            .and_then(|d| i32::try_from(d).ok())
+            .map(Some)
+            .ok_or_else(tenants::retention_out_of_range)
+    }
 }
 
 /// Set a tenant's settings
@@ -79,7 +100,8 @@ pub(super) async fn put_tenant(
     body: Body,
 ) -> Result<Json<Tenant>> {
     let body: TenantUpdate = body.parse()?;
-    tenants::set_retention(&db(&s).await?, &tenant, body.retention_days).await?;
+    let days = body.retention_days()?;
+    tenants::set_retention(&db(&s).await?, &tenant, days).await?;
     get_tenant(State(s), Path(tenant)).await
 }
 
@@ -269,7 +291,12 @@ fn variables() -> RefOr<Schema> {
                 .schema_type(Type::String)
                 .pattern(Some("^[A-Za-z0-9_]+$")),
         ))
-        .additional_properties(Some(ObjectBuilder::new().schema_type(Type::String)))
+        .additional_properties(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .max_length(Some(text::MAX_VALUE_CHARS))
+                .pattern(Some(text::NO_CONTROL_PATTERN)),
+        ))
         .description(Some(
             "Variable names hold only ASCII letters, digits and `_`; values are strings.",
         ))

@@ -192,7 +192,7 @@ pub(super) async fn delete_webhook(
 pub(super) struct RotateSigningSecretRequest {
     /// The new signing secret (`whsec_` + base64 of 24 to 64 bytes); generated (32
     /// random bytes) when missing or null.
-    #[schema(value_type = Option<String>, pattern = "^whsec_")]
+    #[schema(value_type = Option<String>, pattern = r"^whsec_(?:(?:[A-Za-z0-9+/]{4}){8,20}(?:[A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{2}==)?|(?:[A-Za-z0-9+/]{4}){21}[A-Za-z0-9+/]{2}==)$")]
     signing_secret: Option<Secret>,
     /// Whether the current newest secret keeps signing alongside the new one until
     /// the next rotation.
@@ -210,7 +210,9 @@ fn yes() -> bool {
 pub(super) struct RotatedSigningSecret {
     webhook: Webhook,
     /// The new secret in clear: the only time it is shown.
-    #[schema(pattern = "^whsec_")]
+    #[schema(
+        pattern = r"^whsec_(?:(?:[A-Za-z0-9+/]{4}){8,20}(?:[A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{2}==)?|(?:[A-Za-z0-9+/]{4}){21}[A-Za-z0-9+/]{2}==)$"
+    )]
     signing_secret: String,
 }
 
@@ -221,7 +223,7 @@ pub(super) struct RotatedSigningSecret {
 #[utoipa::path(post, path = "/webhooks/{id}/rotate-signing-secret", tag = "webhooks",
     params(WebhookPath),
     request_body(content = Option<RotateSigningSecretRequest>,
-        description = "Optional; an empty body is the same as `{}`."),
+        description = "Optional; an empty body or `null` is the same as `{}`."),
     responses(
         (status = 200, description = "The webhook and the new secret, shown this once.",
             body = RotatedSigningSecret),
@@ -232,14 +234,12 @@ pub(super) async fn rotate_signing_secret(
     Path(p): Path<WebhookPath>,
     body: Body,
 ) -> Result<Json<RotatedSigningSecret>> {
-    let body: RotateSigningSecretRequest = if body.is_empty() {
-        RotateSigningSecretRequest {
-            signing_secret: None,
-            keep_previous: true,
-        }
-    } else {
-        body.parse()?
-    };
+    let given: Option<RotateSigningSecretRequest> =
+        if body.is_empty() { None } else { body.parse()? };
+    let body = given.unwrap_or(RotateSigningSecretRequest {
+        signing_secret: None,
+        keep_previous: true,
+    });
     let (webhook, secret) = webhooks::rotate_signing_secret(
         &db(&s).await?,
         &s.cipher,
