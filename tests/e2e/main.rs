@@ -12,6 +12,7 @@ mod dlq;
 mod hostile;
 mod ingest;
 mod observability;
+mod pause;
 mod producer;
 mod retention;
 mod router;

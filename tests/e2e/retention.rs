@@ -30,6 +30,7 @@ async fn stored(db: &TestDb, tenant: &str, id: &str, now: OffsetDateTime, age: D
         event_id: id.to_owned(),
         target: Target::Url("http://127.0.0.1:9/x".into()),
         trace_id: None,
+        held: false,
     };
     deliveries::insert(&client, &[delivery]).await.unwrap();
     let d = &deliveries::for_event(&client, tenant, id).await.unwrap()[0];

@@ -339,6 +339,7 @@ async fn a_claim_is_exclusive_undone_by_a_rollback_and_kept_by_a_commit() {
             event_id: event.id.clone(),
             target: Target::Webhook(uuid::Uuid::now_v7()),
             trace_id: None,
+            held: false,
         })
         .collect();
     {

@@ -98,6 +98,38 @@ pub async fn failed_of_webhook(
     Ok(summary)
 }
 
+/// Sends the held deliveries of a (resumed) webhook, oldest first, each as a
+/// redelivery does: reopened, published, marked published. Run again after a crash,
+/// it sends what is still held and nothing twice.
+pub async fn held_of_webhook(
+    pool: &Pool,
+    channel: &Channel,
+    topology: &Topology,
+    tenant: &str,
+    webhook_id: Uuid,
+) -> Result<Summary, AdminError> {
+    let db = pool
+        .get()
+        .await
+        .map_err(hookrelay_store::StoreError::from)?;
+    let held = deliveries::held_of_webhook(&db, tenant, webhook_id).await?;
+    drop(db);
+    let mut summary = Summary::default();
+    for delivery in held {
+        let outcome = reopen_and_publish(pool, channel, topology, &delivery, false).await?;
+        if outcome == Outcome::Requeued {
+            summary.requeued += 1;
+        } else {
+            summary.skipped += 1;
+        }
+        summary.deliveries.push(Redelivered {
+            delivery_id: delivery.id,
+            outcome,
+        });
+    }
+    Ok(summary)
+}
+
 /// Reopens the row, publishes the delivery message (confirmed), then marks the row
 /// published: if this stops midway, running it again publishes once (see
 /// [`deliveries::reopen`], which also says what `unsettled` means).

@@ -34,6 +34,8 @@ pub mod outcome {
     pub const DEFERRED: &str = "deferred";
     /// A redelivered message whose delivery was already settled.
     pub const ALREADY_SETTLED: &str = "already_settled";
+    /// Held, not attempted: its webhook is paused (resuming sends it).
+    pub const HELD: &str = "held";
 }
 
 pub struct Metrics {

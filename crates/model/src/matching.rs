@@ -99,6 +99,7 @@ mod tests {
             retry_on: RetryPolicy::default(),
             enabled: true,
             disabled_reason: None,
+            paused_at: None,
             created_at: OffsetDateTime::UNIX_EPOCH,
             updated_at: OffsetDateTime::UNIX_EPOCH,
         }

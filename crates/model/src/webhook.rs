@@ -108,6 +108,11 @@ pub struct Webhook {
     /// Why it is disabled (`disabled by an operator`, or the sender's
     /// automatic-disable reason); null while enabled.
     pub disabled_reason: Option<String>,
+    /// When an operator paused it; null while it is not paused. While paused, its
+    /// deliveries are held (status `held`): none is attempted, none ages into the
+    /// dead-letter queue, and resuming sends them, oldest first.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub paused_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]

@@ -12,6 +12,7 @@ use hookrelay_amqp::deadletter::{self, DeadLetter};
 use hookrelay_amqp::trace;
 use hookrelay_amqp::{self as amqp, AmqpError, Headers};
 use hookrelay_metrics::{InFlight, event as outcome};
+use hookrelay_model::webhook::Target;
 use hookrelay_model::wire::{self, DeliveryMessage};
 use hookrelay_model::{Event, matching};
 use hookrelay_store::{StoreError, deliveries, events, webhooks};
@@ -141,6 +142,17 @@ async fn record(
         webhooks::enabled_for_tenants(&tx, &tenants).await?
     };
 
+    // Paused candidates are rare: only then is a webhook row locked (FOR SHARE), so a
+    // resume cannot miss what this transaction holds.
+    let paused_ids: Vec<uuid::Uuid> = candidates
+        .iter()
+        .filter(|w| w.paused_at.is_some())
+        .map(|w| w.id)
+        .collect();
+    let paused: HashSet<uuid::Uuid> = webhooks::still_paused(&tx, &paused_ids)
+        .await?
+        .into_iter()
+        .collect();
     let mut new_deliveries = Vec::new();
     let mut keys: Vec<(String, String)> = Vec::new();
     let mut seen: HashSet<(String, String)> = HashSet::new();
@@ -171,11 +183,13 @@ async fn record(
         let targets = matching::targets(event, &candidates);
         tracing::debug!(deliveries = targets.len(), "event matched");
         for target in targets {
+            let held = matches!(target, Target::Webhook(id) if paused.contains(&id));
             new_deliveries.push(deliveries::NewDelivery {
                 tenant: event.tenant.clone(),
                 event_id: event.id.clone(),
                 target,
                 trace_id: trace_id.clone(),
+                held,
             });
         }
         routed += 1;

@@ -164,6 +164,15 @@ async fn handle_message(
             return dead_letter_and_ack(ctx, delivery, letter, Some(job.id)).await;
         }
     };
+    if let Some(webhook) = target.webhook.as_ref().filter(|w| w.paused_at.is_some())
+        && deliveries::hold(&db(ctx).await?, job.id, webhook.id).await?
+    {
+        // Paused: no attempt, no slot, no delay queue; the resume publishes it again.
+        ctx.sender.metrics.outcome(outcome::HELD);
+        tracing::info!("webhook paused; delivery held");
+        delivery.acker.ack(BasicAckOptions::default()).await?;
+        return Ok(());
+    }
     let slot = match ctx.limiter.acquire(&target.limiter_key).await {
         Ok(slot) => slot,
         Err(hanging_for) => return defer(ctx, delivery, &message, hanging_for).await,

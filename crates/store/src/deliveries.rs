@@ -20,6 +20,8 @@ pub enum DeliveryStatus {
     Pending,
     Delivered,
     Failed,
+    /// Its webhook is paused: not attempted, not queued; resuming sends it.
+    Held,
 }
 
 impl DeliveryStatus {
@@ -28,6 +30,7 @@ impl DeliveryStatus {
             Self::Pending => "pending",
             Self::Delivered => "delivered",
             Self::Failed => "failed",
+            Self::Held => "held",
         }
     }
 
@@ -36,6 +39,7 @@ impl DeliveryStatus {
             "pending" => Ok(Self::Pending),
             "delivered" => Ok(Self::Delivered),
             "failed" => Ok(Self::Failed),
+            "held" => Ok(Self::Held),
             other => Err(StoreError::corrupt(
                 "delivery status",
                 format!("`{other}` is no status"),
@@ -51,6 +55,8 @@ pub struct NewDelivery {
     pub event_id: String,
     pub target: Target,
     pub trace_id: Option<String>,
+    /// Created held: its webhook is paused.
+    pub held: bool,
 }
 
 /// Enough about a delivery to publish its message.
@@ -86,17 +92,30 @@ pub async fn insert(db: &impl GenericClient, new: &[NewDelivery]) -> Result<u64,
         })
         .collect();
     let traces: Vec<Option<&str>> = new.iter().map(|d| d.trace_id.as_deref()).collect();
+    let statuses: Vec<&str> = new
+        .iter()
+        .map(|d| {
+            if d.held {
+                DeliveryStatus::Held.as_str()
+            } else {
+                DeliveryStatus::Pending.as_str()
+            }
+        })
+        .collect();
     let statement = super::prepared(
         db,
-        "INSERT INTO deliveries (id, tenant, event_id, webhook_id, url, trace_id) \
-         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::text[]) \
+        "INSERT INTO deliveries (id, tenant, event_id, webhook_id, url, trace_id, status) \
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], \
+           $6::text[], $7::text[]) \
          ON CONFLICT DO NOTHING",
     )
     .await?;
     Ok(db
         .execute(
             &statement,
-            &[&ids, &tenants, &events, &webhooks, &urls, &traces],
+            &[
+                &ids, &tenants, &events, &webhooks, &urls, &traces, &statuses,
+            ],
         )
         .await?)
 }
@@ -119,7 +138,7 @@ pub async fn claim_unpublished(
            SELECT d.id FROM deliveries d \
            JOIN unnest($1::text[], $2::text[]) AS e(tenant, id) \
              ON d.tenant = e.tenant AND d.event_id = e.id \
-           WHERE NOT d.published FOR UPDATE OF d SKIP LOCKED) \
+           WHERE NOT d.published AND d.status = 'pending' FOR UPDATE OF d SKIP LOCKED) \
          RETURNING id, tenant, event_id, webhook_id",
     )
     .await?;
@@ -452,7 +471,8 @@ pub async fn reopen(
         .query_opt(
             "UPDATE deliveries SET status = 'pending', published = false, \
                next_attempt_at = NULL, updated_at = now() \
-             WHERE id = $1 AND (status = 'failed' OR ($2 AND status = 'pending' AND published)) \
+             WHERE id = $1 AND (status IN ('failed', 'held') \
+               OR ($2 AND status = 'pending' AND published)) \
              RETURNING attempts",
             &[&id, &unsettled],
         )
@@ -482,6 +502,40 @@ pub async fn reopen(
         },
         _ => Reopen::InFlight,
     }))
+}
+
+/// Holds a queued delivery of a paused webhook (the sender, instead of attempting
+/// it): true if held. The webhook row is read `FOR SHARE`, so this cannot interleave
+/// with a resume: either it holds before the resume's update of the webhook, and the
+/// resume then releases it, or it sees the webhook resumed and holds nothing (false:
+/// send it).
+pub async fn hold(db: &impl GenericClient, id: Uuid, webhook_id: Uuid) -> Result<bool, StoreError> {
+    let n = db
+        .execute(
+            "UPDATE deliveries SET status = 'held', published = false, next_attempt_at = NULL, \
+               updated_at = now() \
+             WHERE id = $1 AND status = 'pending' AND EXISTS ( \
+               SELECT 1 FROM webhooks w WHERE w.id = $2 AND w.paused_at IS NOT NULL FOR SHARE)",
+            &[&id, &webhook_id],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// The held deliveries of one webhook, oldest first: what a resume releases. Found
+/// by the webhook's index and filtered (an index on `status` would stop its updates
+/// from being HOT), so it reads as far as the webhook's history.
+pub async fn held_of_webhook(
+    db: &impl GenericClient,
+    tenant: &str,
+    webhook_id: Uuid,
+) -> Result<Vec<Delivery>, StoreError> {
+    let filter = DeliveryFilter {
+        webhook_id: Some(webhook_id),
+        status: Some(DeliveryStatus::Held),
+        ..DeliveryFilter::default()
+    };
+    list(db, tenant, &filter, None, i64::MAX).await
 }
 
 /// Failed deliveries of one webhook created at or after `since`: what "redeliver all

@@ -14,7 +14,8 @@ use hookrelay_model::webhook::{
 };
 
 const COLUMNS: &str = "id, tenant, key, url, event_types, secret, signing_secrets, development_mode, \
-    import_identifiers, schema_ids, format, retry_on, enabled, disabled_reason, created_at, updated_at";
+    import_identifiers, schema_ids, format, retry_on, enabled, disabled_reason, paused_at, created_at, \
+    updated_at";
 
 /// [`COLUMNS`] with the secrets left out (read as none).
 fn columns_without_secrets() -> String {
@@ -81,6 +82,7 @@ pub(super) fn from_row_prefixed(
             .map_err(|e| StoreError::corrupt("webhook retry_on", e))?,
         enabled: row.try_get(col("enabled").as_str())?,
         disabled_reason: row.try_get(col("disabled_reason").as_str())?,
+        paused_at: row.try_get(col("paused_at").as_str())?,
         created_at: row.try_get(col("created_at").as_str())?,
         updated_at: row.try_get(col("updated_at").as_str())?,
     }))
@@ -148,6 +150,42 @@ pub async fn list(
     );
     let rows = db.query(&sql, &[&tenant, &after, &limit]).await?;
     rows.iter().map(|r| from_row(r, cipher)).collect()
+}
+
+/// Which of these webhooks are paused, read `FOR SHARE`: the router's answer to
+/// "hold or send" for a transaction that creates their deliveries. A resume waits for
+/// that transaction, then releases what it held; a resume before it is seen here.
+pub async fn still_paused(db: &impl GenericClient, ids: &[Uuid]) -> Result<Vec<Uuid>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = db
+        .query(
+            "SELECT id FROM webhooks WHERE id = ANY($1) AND paused_at IS NOT NULL FOR SHARE",
+            &[&ids],
+        )
+        .await?;
+    rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
+}
+
+/// Pauses (`true`) or resumes a webhook by id or key; returns it as it is now. A
+/// webhook already in that state is left as it is (`paused_at` keeps its time).
+pub async fn set_paused(
+    db: &impl GenericClient,
+    cipher: &Cipher,
+    tenant: &str,
+    id_or_key: &str,
+    paused: bool,
+) -> Result<Webhook, StoreError> {
+    let current = get(db, cipher, tenant, id_or_key).await?;
+    db.execute(
+        "UPDATE webhooks SET paused_at = CASE WHEN $3 THEN coalesce(paused_at, now()) END, \
+           updated_at = CASE WHEN (paused_at IS NOT NULL) = $3 THEN updated_at ELSE now() END \
+         WHERE id = $1 AND tenant = $2",
+        &[&current.id, &tenant, &paused],
+    )
+    .await?;
+    get(db, cipher, tenant, &current.id.to_string()).await
 }
 
 /// The enabled webhooks of these tenants: the router's candidates.

@@ -92,6 +92,8 @@ pub fn routes() -> OpenApiRouter<AdminState> {
             webhooks::update_webhook,
             webhooks::delete_webhook
         ))
+        .routes(routes!(webhooks::pause_webhook))
+        .routes(routes!(webhooks::resume_webhook))
         .routes(routes!(webhooks::enable_webhook))
         .routes(routes!(webhooks::disable_webhook))
         .routes(routes!(webhooks::redeliver_webhook))

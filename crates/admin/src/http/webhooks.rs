@@ -144,6 +144,65 @@ async fn set_enabled(s: &AdminState, p: &WebhookPath, enabled: bool) -> Result<J
     Ok(Json(webhook))
 }
 
+/// Pause a webhook
+///
+/// Holds its deliveries until it is resumed: events that match it still create
+/// deliveries, in status `held`, and deliveries already queued are held when the
+/// sender takes them. Nothing is attempted and nothing ages into the dead-letter
+/// queue. Pausing a paused webhook changes nothing. Any request body is ignored.
+#[utoipa::path(post, path = "/webhooks/{id}/pause", tag = "webhooks", params(WebhookPath),
+    responses(
+        (status = 200, description = "The webhook, paused (`paused_at` set).", body = Webhook),
+        NotFound, Database,
+    ))]
+pub(super) async fn pause_webhook(
+    State(s): State<AdminState>,
+    Path(p): Path<WebhookPath>,
+) -> Result<Json<Webhook>> {
+    let webhook = webhooks::set_paused(&db(&s).await?, &s.cipher, &p.tenant, &p.id, true).await?;
+    Ok(Json(webhook))
+}
+
+/// The webhook after a resume, and what the resume sent.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Resumed {
+    webhook: Webhook,
+    /// The held deliveries, sent again oldest first.
+    released: redeliver::Summary,
+}
+
+/// Resume a webhook
+///
+/// Clears `paused_at`, then sends every held delivery of the webhook again, oldest
+/// first (each as a redelivery: a fresh round of attempts). Calling it again (after
+/// an interruption) sends what is still held and nothing twice. Any request body is
+/// ignored.
+#[utoipa::path(post, path = "/webhooks/{id}/resume", tag = "webhooks", params(WebhookPath),
+    responses(
+        (status = 200, description = "The webhook, resumed, and what was released.",
+            body = Resumed),
+        NotFound, Database, Broker,
+    ))]
+pub(super) async fn resume_webhook(
+    State(s): State<AdminState>,
+    Path(p): Path<WebhookPath>,
+) -> Result<Json<Resumed>> {
+    // Committed before the release: a router or sender holding at the same moment
+    // waits for it (they read the webhook FOR SHARE), and its holds are then found.
+    let webhook = webhooks::set_paused(&db(&s).await?, &s.cipher, &p.tenant, &p.id, false).await?;
+    let connection = s.connection().await?;
+    let channel = amqp::confirm_channel(&connection)
+        .await
+        .map_err(crate::AdminError::from)?;
+    let released =
+        redeliver::held_of_webhook(&s.pool, &channel, &s.topology, &p.tenant, webhook.id).await;
+    let _ = channel.close(200, "done".into()).await;
+    Ok(Json(Resumed {
+        webhook,
+        released: released?,
+    }))
+}
+
 /// Enable a webhook
 ///
 /// Clears `disabled_reason`. Any request body is ignored.

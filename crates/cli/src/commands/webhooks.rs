@@ -1,4 +1,4 @@
-//! `hookrelay webhooks create|list|get|update|delete`.
+//! `hookrelay webhooks create|list|get|update|delete|pause|resume`.
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -65,6 +65,23 @@ pub enum WebhooksCommand {
         #[arg(long)]
         tenant: String,
         id_or_key: String,
+    },
+    /// Pause a webhook: its deliveries are held (nothing attempted, nothing
+    /// dead-lettered) until it is resumed.
+    Pause {
+        #[arg(long)]
+        tenant: String,
+        id_or_key: String,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Resume a paused webhook and send what it held, oldest first.
+    Resume {
+        #[arg(long)]
+        tenant: String,
+        id_or_key: String,
+        #[command(flatten)]
+        output: Output,
     },
 }
 
@@ -199,10 +216,70 @@ pub async fn run(common: &Common, command: WebhooksCommand) -> anyhow::Result<()
             .await?;
             super::write_out(secret.expose());
         }
+        WebhooksCommand::Pause {
+            tenant,
+            id_or_key,
+            output,
+        } => {
+            let w = webhooks::set_paused(
+                &client(&pool).await?,
+                &common.cipher()?,
+                &tenant,
+                &id_or_key,
+                true,
+            )
+            .await?;
+            show(output.json, &[w]);
+        }
+        WebhooksCommand::Resume {
+            tenant,
+            id_or_key,
+            output,
+        } => resume(common, &pool, &tenant, &id_or_key, output.json).await?,
         WebhooksCommand::Delete { tenant, id_or_key } => {
             webhooks::delete(&client(&pool).await?, &tenant, &id_or_key).await?;
             tracing::info!(%tenant, webhook = %id_or_key, "webhook deleted");
         }
+    }
+    Ok(())
+}
+
+/// Resumes, then sends the held deliveries (the admin API's resume, from here).
+async fn resume(
+    common: &Common,
+    pool: &DbPool,
+    tenant: &str,
+    id_or_key: &str,
+    json: bool,
+) -> anyhow::Result<()> {
+    use hookrelay_admin::redeliver;
+    use hookrelay_amqp::{self as amqp, ConnectRetry};
+    let w = webhooks::set_paused(
+        &client(pool).await?,
+        &common.cipher()?,
+        tenant,
+        id_or_key,
+        false,
+    )
+    .await?;
+    let retry = ConnectRetry {
+        attempts: 3,
+        max_delay: std::time::Duration::from_secs(1),
+    };
+    let connection = amqp::connect(&common.amqp_url, "hookrelay-cli", retry).await?;
+    let channel = amqp::confirm_channel(&connection).await?;
+    let released =
+        redeliver::held_of_webhook(pool, &channel, &common.topology(), tenant, w.id).await;
+    let _ = connection.close(200, "done".into()).await;
+    let released = released?;
+    if json {
+        let both = serde_json::json!({"webhook": w, "released": released});
+        super::write_out(&serde_json::to_string_pretty(&both)?);
+    } else {
+        super::write_out(&format!(
+            "resumed `{}`: {} held deliveries sent again, {} skipped",
+            w.key, released.requeued, released.skipped
+        ));
     }
     Ok(())
 }
@@ -253,6 +330,15 @@ fn webhook_update(c: Change) -> anyhow::Result<WebhookUpdate> {
     })
 }
 
+/// `disabled` (nothing matches it), `paused` (deliveries held) or `active`.
+fn state(w: &Webhook) -> &'static str {
+    match (w.enabled, w.paused_at.is_some()) {
+        (false, _) => "disabled",
+        (true, true) => "paused",
+        (true, false) => "active",
+    }
+}
+
 fn show(json: bool, list: &[Webhook]) {
     let rows = list
         .iter()
@@ -264,7 +350,7 @@ fn show(json: bool, list: &[Webhook]) {
                 join(&w.event_types),
                 w.format.as_str().to_owned(),
                 if w.development_mode { "dev" } else { "prod" }.to_owned(),
-                if w.enabled { "yes" } else { "no" }.to_owned(),
+                state(w).to_owned(),
                 if w.secret.is_some() { "set" } else { "-" }.to_owned(),
             ]
         })
@@ -276,7 +362,7 @@ fn show(json: bool, list: &[Webhook]) {
         "EVENT TYPES",
         "FORMAT",
         "MODE",
-        "ENABLED",
+        "STATE",
         "SECRET",
     ];
     if json && list.len() == 1 {
