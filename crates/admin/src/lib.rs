@@ -4,9 +4,11 @@
 //! - [`dlq`]: read, replay and purge the dead-letter queue without losing or
 //!   reordering what stays in it.
 //! - [`redeliver`]: a fresh round of attempts for failed deliveries.
+//! - [`backfill`]: the deliveries a webhook missed, for stored events.
 //! - [`retention`]: deleting expired events in small batches.
 //! - [`http`]: the `/v1/tenants/...` and `/v1/dead-letter` routes.
 
+pub mod backfill;
 pub mod dlq;
 pub mod http;
 pub mod redeliver;

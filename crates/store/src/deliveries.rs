@@ -70,9 +70,14 @@ pub struct DeliveryRef {
 
 /// Creates the deliveries that do not exist yet; existing (event, target) pairs are
 /// left alone, so calling this twice for one event creates nothing new.
-pub async fn insert(db: &impl GenericClient, new: &[NewDelivery]) -> Result<u64, StoreError> {
+/// Creates deliveries; one that exists for its (event, target) is left as it is.
+/// Returns the ones created.
+pub async fn insert(
+    db: &impl GenericClient,
+    new: &[NewDelivery],
+) -> Result<Vec<DeliveryRef>, StoreError> {
     if new.is_empty() {
-        return Ok(0);
+        return Ok(Vec::new());
     }
     let ids: Vec<Uuid> = new.iter().map(|_| Uuid::now_v7()).collect();
     let tenants: Vec<&str> = new.iter().map(|d| d.tenant.as_str()).collect();
@@ -107,17 +112,46 @@ pub async fn insert(db: &impl GenericClient, new: &[NewDelivery]) -> Result<u64,
         "INSERT INTO deliveries (id, tenant, event_id, webhook_id, url, trace_id, status) \
          SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], \
            $6::text[], $7::text[]) \
-         ON CONFLICT DO NOTHING",
+         ON CONFLICT DO NOTHING RETURNING id, tenant, event_id, webhook_id",
     )
     .await?;
-    Ok(db
-        .execute(
+    let rows = db
+        .query(
             &statement,
             &[
                 &ids, &tenants, &events, &webhooks, &urls, &traces, &statuses,
             ],
         )
-        .await?)
+        .await?;
+    rows.iter().map(delivery_ref).collect()
+}
+
+fn delivery_ref(r: &tokio_postgres::Row) -> Result<DeliveryRef, StoreError> {
+    Ok(DeliveryRef {
+        id: r.try_get("id")?,
+        tenant: r.try_get("tenant")?,
+        event_id: r.try_get("event_id")?,
+        webhook_id: r.try_get("webhook_id")?,
+    })
+}
+
+/// Which of these events of `tenant` have no delivery to `webhook_id`: what a
+/// backfill would create.
+pub async fn without_delivery_to(
+    db: &impl GenericClient,
+    tenant: &str,
+    event_ids: &[&str],
+    webhook_id: Uuid,
+) -> Result<Vec<String>, StoreError> {
+    let rows = db
+        .query(
+            "SELECT e FROM unnest($2::text[]) AS e WHERE NOT EXISTS ( \
+               SELECT 1 FROM deliveries d \
+               WHERE d.tenant = $1 AND d.event_id = e AND d.webhook_id = $3)",
+            &[&tenant, &event_ids, &webhook_id],
+        )
+        .await?;
+    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
 }
 
 /// Claims the not-yet-published deliveries of these events: locks them and marks
@@ -145,14 +179,7 @@ pub async fn claim_unpublished(
     let rows = db.query(&statement, &[&tenants, &ids]).await?;
     let mut claimed = rows
         .iter()
-        .map(|r| {
-            Ok(DeliveryRef {
-                id: r.try_get("id")?,
-                tenant: r.try_get("tenant")?,
-                event_id: r.try_get("event_id")?,
-                webhook_id: r.try_get("webhook_id")?,
-            })
-        })
+        .map(delivery_ref)
         .collect::<Result<Vec<_>, StoreError>>()?;
     // Publish in creation order (ids are time-ordered): RETURNING has no order.
     claimed.sort_by_key(|d| d.id);

@@ -92,6 +92,7 @@ pub fn routes() -> OpenApiRouter<AdminState> {
             webhooks::update_webhook,
             webhooks::delete_webhook
         ))
+        .routes(routes!(webhooks::backfill_webhook))
         .routes(routes!(webhooks::pause_webhook))
         .routes(routes!(webhooks::resume_webhook))
         .routes(routes!(webhooks::enable_webhook))

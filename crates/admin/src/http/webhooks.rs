@@ -144,6 +144,70 @@ async fn set_enabled(s: &AdminState, p: &WebhookPath, enabled: bool) -> Result<J
     Ok(Json(webhook))
 }
 
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"since": "2024-01-01T00:00:00Z", "dry_run": true}))]
+pub(super) struct BackfillRequest {
+    /// RFC 3339: stored events received at or after this.
+    #[serde(with = "time::serde::rfc3339")]
+    since: OffsetDateTime,
+    /// RFC 3339: and before this (no end when missing).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    until: Option<OffsetDateTime>,
+    /// Only events of these types; any when missing or empty.
+    #[serde(default)]
+    #[schema(schema_with = hookrelay_model::webhook::filter_list_schema)]
+    event_types: Vec<String>,
+    /// Count what would be created; change nothing.
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// Backfill a webhook
+///
+/// Creates and sends the deliveries the webhook would have had for stored events
+/// received in `[since, until)` (events from before it existed, or that it filtered
+/// out then), matched as the router matches them now. An event that already has a
+/// delivery to the webhook is left alone, so running it twice sends nothing twice. A
+/// paused webhook's new deliveries are held; a disabled webhook is refused (409).
+#[utoipa::path(post, path = "/webhooks/{id}/backfill", tag = "webhooks", params(WebhookPath),
+    request_body(content = BackfillRequest, description = "Which stored events."),
+    responses(
+        (status = 200, description = "What the backfill did, or would do on a dry run.",
+            body = crate::backfill::Summary),
+        BodyErrors, NotFound, Conflict, Database, Broker,
+    ))]
+pub(super) async fn backfill_webhook(
+    State(s): State<AdminState>,
+    Path(p): Path<WebhookPath>,
+    body: Body,
+) -> Result<Json<crate::backfill::Summary>> {
+    let body: BackfillRequest = body.parse()?;
+    hookrelay_model::webhook::validate_filters(Some(&body.event_types), None, None)?;
+    let webhook = webhooks::get(&db(&s).await?, &s.cipher, &p.tenant, &p.id).await?;
+    let connection = s.connection().await?;
+    let channel = amqp::confirm_channel(&connection)
+        .await
+        .map_err(crate::AdminError::from)?;
+    let window = crate::backfill::Window {
+        since: body.since,
+        until: body.until,
+        event_types: body.event_types,
+    };
+    let summary = crate::backfill::run(
+        &s.pool,
+        &channel,
+        &s.topology,
+        &webhook,
+        &window,
+        body.dry_run,
+        &|_| {},
+    )
+    .await;
+    let _ = channel.close(200, "done".into()).await;
+    Ok(Json(summary?))
+}
+
 /// Pause a webhook
 ///
 /// Holds its deliveries until it is resumed: events that match it still create

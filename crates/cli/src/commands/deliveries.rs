@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
-use hookrelay_admin::redeliver;
+use hookrelay_admin::{backfill, redeliver};
 use hookrelay_amqp::{self as amqp, ConnectRetry};
 use hookrelay_model::config::parse_time;
 use hookrelay_store::deliveries::{self, DeliveryFilter, DeliveryStatus};
@@ -60,11 +60,33 @@ pub enum DeliveriesCommand {
         #[command(flatten)]
         output: Output,
     },
+    /// Create and send the deliveries a webhook missed for stored events received in
+    /// [--since, --until): events from before it existed, or it filtered out then. An
+    /// event that already has a delivery to it is left alone.
+    Backfill {
+        #[arg(long)]
+        tenant: String,
+        /// Webhook id or key.
+        #[arg(long)]
+        webhook: String,
+        #[arg(long, value_parser = parse_time)]
+        since: OffsetDateTime,
+        #[arg(long, value_parser = parse_time)]
+        until: Option<OffsetDateTime>,
+        /// Comma-separated; only events of these types (any when absent).
+        #[arg(long, value_delimiter = ',')]
+        event_types: Vec<String>,
+        /// Count what would be created; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        output: Output,
+    },
 }
 
 fn parse_status(s: &str) -> Result<DeliveryStatus, String> {
     serde_json::from_value(serde_json::json!(s))
-        .map_err(|_| format!("`{s}` is not pending, delivered or failed"))
+        .map_err(|_| format!("`{s}` is not pending, delivered, failed or held"))
 }
 
 #[derive(Serialize)]
@@ -116,6 +138,55 @@ pub async fn run(common: &Common, command: DeliveriesCommand) -> anyhow::Result<
                 attempt_log,
             };
             write_out(&serde_json::to_string_pretty(&log)?);
+        }
+        DeliveriesCommand::Backfill {
+            tenant,
+            webhook,
+            since,
+            until,
+            event_types,
+            dry_run,
+            output,
+        } => {
+            let db = pool.get().await.context("connecting to Postgres")?;
+            let webhook = webhooks::get(&db, &common.cipher()?, &tenant, &webhook).await?;
+            drop(db);
+            let retry = ConnectRetry {
+                attempts: 3,
+                max_delay: Duration::from_secs(1),
+            };
+            let connection = amqp::connect(&common.amqp_url, "hookrelay-cli", retry).await?;
+            let channel = amqp::confirm_channel(&connection).await?;
+            let window = backfill::Window {
+                since,
+                until,
+                event_types,
+            };
+            let summary = backfill::run(
+                &pool,
+                &channel,
+                &common.topology(),
+                &webhook,
+                &window,
+                dry_run,
+                &|scanned| tracing::debug!(scanned, "backfill progress"),
+            )
+            .await;
+            let _ = connection.close(200, "done".into()).await;
+            let s = summary?;
+            if output.json {
+                write_out(&serde_json::to_string_pretty(&s)?);
+            } else if s.dry_run {
+                write_out(&format!(
+                    "dry run: {} of {} events match `{}`; {} deliveries would be created ({} exist); nothing changed",
+                    s.matched, s.scanned, webhook.key, s.created, s.existing
+                ));
+            } else {
+                write_out(&format!(
+                    "backfilled `{}`: {} of {} events match; {} deliveries created ({} sent, {} held), {} existed",
+                    webhook.key, s.matched, s.scanned, s.created, s.sent, s.held, s.existing
+                ));
+            }
         }
         DeliveriesCommand::Redeliver {
             tenant,
