@@ -224,3 +224,71 @@ async fn backfill_sends_a_new_webhook_what_it_missed_once() {
     );
     assert_eq!(stack.receiver.all().len(), 4, "nothing was sent twice");
 }
+
+/// A disabled webhook holds what it is sent instead of dropping it: enabling sends
+/// it; or an operator discards it, and it is never sent.
+#[tokio::test]
+async fn a_disabled_webhook_holds_until_enabled_or_discarded() {
+    let mut stack = TestStack::new().await;
+    stack.start_router().await;
+    stack.start_sender().await;
+    let base = stack.serve_api(None, 1 << 20).await;
+    stack
+        .create_webhook(webhook("acme", "orders", &stack.receiver.url("/orders")))
+        .await;
+    let hook = "/v1/tenants/acme/webhooks/orders";
+    let (status, _) = post(&base, &format!("{hook}/disable")).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let e = event("acme", "order_placed", json!({}));
+        stack.publish(&e).await;
+        ids.push(e.id);
+    }
+    wait_until("both deliveries are held", WAIT, || async {
+        statuses(&stack, &ids).await == vec![DeliveryStatus::Held; 2]
+    })
+    .await;
+    assert_eq!(
+        stack.queue_len(&stack.topology.dead_letter_queue()).await,
+        0
+    );
+    let (_, counted) = post_json(
+        &base,
+        &format!("{hook}/discard-held"),
+        json!({"dry_run": true}),
+    )
+    .await;
+    assert_eq!(counted["discarded"], 2, "{counted}");
+
+    let (status, enabled) = post(&base, &format!("{hook}/enable")).await;
+    assert_eq!(status, StatusCode::OK, "{enabled}");
+    stack.receiver.wait_for("/orders", 2, WAIT).await;
+    wait_until("both are delivered", WAIT, || async {
+        statuses(&stack, &ids).await == vec![DeliveryStatus::Delivered; 2]
+    })
+    .await;
+
+    // Disabled again, then discarded: failed with the reason, never sent.
+    post(&base, &format!("{hook}/disable")).await;
+    let dropped = event("acme", "order_placed", json!({}));
+    stack.publish(&dropped).await;
+    wait_until("held", WAIT, || async {
+        statuses(&stack, std::slice::from_ref(&dropped.id)).await == vec![DeliveryStatus::Held]
+    })
+    .await;
+    let (_, discarded) = post_json(&base, &format!("{hook}/discard-held"), json!({})).await;
+    assert_eq!(discarded["discarded"], 1, "{discarded}");
+    let d = &stack.deliveries_of("acme", &dropped.id).await[0];
+    assert_eq!(d.status, DeliveryStatus::Failed);
+    assert_eq!(
+        d.last_error.as_deref(),
+        Some("discarded by an operator while held")
+    );
+    post(&base, &format!("{hook}/enable")).await;
+    assert_eq!(
+        stack.receiver.all().len(),
+        2,
+        "the discarded one is never sent"
+    );
+}

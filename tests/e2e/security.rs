@@ -181,10 +181,14 @@ async fn gone_disables_the_webhook_and_announces_it() {
         Some("the receiver answered 410 Gone")
     );
 
-    // Disabled: the next event reaches the catch-all only.
+    // Disabled: the next event reaches the catch-all only; the disabled webhook's
+    // delivery is held until it is enabled (or discarded).
     let next = event("acme", "file_uploaded", json!({}));
     stack.publish(&next).await;
-    stack.wait_settled("acme", &next.id, 1, WAIT).await;
+    let d = stack.wait_settled("acme", &next.id, 2, WAIT).await;
+    let held = d.iter().find(|d| d.webhook_id == Some(gone.id)).unwrap();
+    assert_eq!(held.status, DeliveryStatus::Held);
+    assert_eq!(held.attempts, 0);
     assert_eq!(stack.receiver.received_on("/gone").len(), 1);
     assert_eq!(stack.receiver.received_on("/all").len(), 2);
 }

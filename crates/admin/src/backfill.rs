@@ -142,7 +142,7 @@ async fn create(
 ) -> Result<(Vec<deliveries::DeliveryRef>, bool), AdminError> {
     let mut client = pool.get().await.map_err(StoreError::from)?;
     let tx = client.transaction().await.map_err(StoreError::from)?;
-    let held = !hookrelay_store::webhooks::still_paused(&tx, &[webhook.id])
+    let held = !hookrelay_store::webhooks::still_holding(&tx, &[webhook.id])
         .await?
         .is_empty();
     let new: Vec<NewDelivery> = matched

@@ -98,6 +98,23 @@ pub async fn failed_of_webhook(
     Ok(summary)
 }
 
+/// Sends what `webhook` holds, if it holds no more (resumed and enabled): what a
+/// resume, an enable, or an update that enables calls once the webhook's row is
+/// committed. None when it still holds (paused, or disabled).
+pub async fn release_held(
+    pool: &Pool,
+    channel: &Channel,
+    topology: &Topology,
+    webhook: &hookrelay_model::webhook::Webhook,
+) -> Result<Option<Summary>, AdminError> {
+    if hookrelay_model::matching::holds(webhook) {
+        return Ok(None);
+    }
+    held_of_webhook(pool, channel, topology, &webhook.tenant, webhook.id)
+        .await
+        .map(Some)
+}
+
 /// Sends the held deliveries of a (resumed) webhook, oldest first, each as a
 /// redelivery does: reopened, published, marked published. Run again after a crash,
 /// it sends what is still held and nothing twice.

@@ -1,5 +1,5 @@
 //! Which webhooks receive an event. Pure functions: the router loads the tenant's
-//! enabled webhooks and asks here.
+//! webhooks and asks here; a paused or disabled one gets its deliveries held.
 
 use crate::envelope::Event;
 use crate::webhook::{Target, Webhook};
@@ -10,14 +10,13 @@ use crate::webhook::{Target, Webhook};
 /// 3. otherwise every webhook of the tenant subscribed to the type whose development
 ///    mode equals the event's and whose triggers match.
 ///
-/// Webhooks of other tenants never match, whatever the keys say.
+/// Webhooks of other tenants never match, whatever the keys say. Paused and disabled
+/// webhooks match like the others ([`holds`] says their deliveries wait).
 pub fn targets(event: &Event, webhooks: &[Webhook]) -> Vec<Target> {
     if let Some(url) = &event.webhook_url {
         return vec![Target::Url(url.clone())];
     }
-    let own = webhooks
-        .iter()
-        .filter(|w| w.tenant == event.tenant && w.enabled);
+    let own = webhooks.iter().filter(|w| w.tenant == event.tenant);
     let chosen: Vec<&Webhook> = match &event.webhook_keys {
         Some(keys) => own
             .filter(|w| keys.contains(&w.key) && subscribes(w, event))
@@ -25,6 +24,13 @@ pub fn targets(event: &Event, webhooks: &[Webhook]) -> Vec<Target> {
         None => own.filter(|w| subscribed_managed(w, event)).collect(),
     };
     chosen.into_iter().map(|w| Target::Webhook(w.id)).collect()
+}
+
+/// Whether the webhook's deliveries are held rather than sent: it is paused or
+/// disabled. They wait, visible (status `held`), until it is resumed and enabled, or
+/// an operator discards them.
+pub fn holds(webhook: &Webhook) -> bool {
+    webhook.paused_at.is_some() || !webhook.enabled
 }
 
 /// Keys the event names that no webhook of its tenant has (worth a log line).
@@ -232,9 +238,15 @@ mod tests {
     }
 
     #[test]
-    fn disabled_webhooks_never_match() {
+    fn disabled_and_paused_webhooks_still_match_their_events_are_held_not_dropped() {
         let mut off = hook("acme", "off");
         off.enabled = false;
-        assert!(targets(&event(json!({})), &[off]).is_empty());
+        assert_eq!(
+            targets(&event(json!({})), &[off.clone()]),
+            vec![Target::Webhook(off.id)]
+        );
+        assert!(holds(&off));
+        let on = hook("acme", "on");
+        assert!(!holds(&on));
     }
 }

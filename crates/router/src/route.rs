@@ -139,17 +139,17 @@ async fn record(
     let candidates = if tenants.is_empty() {
         Vec::new()
     } else {
-        webhooks::enabled_for_tenants(&tx, &tenants).await?
+        webhooks::for_tenants(&tx, &tenants).await?
     };
 
-    // Paused candidates are rare: only then is a webhook row locked (FOR SHARE), so a
-    // resume cannot miss what this transaction holds.
-    let paused_ids: Vec<uuid::Uuid> = candidates
+    // Paused and disabled candidates are rare: only then is a webhook row locked (FOR
+    // SHARE), so a resume or enable cannot miss what this transaction holds.
+    let holding_ids: Vec<uuid::Uuid> = candidates
         .iter()
-        .filter(|w| w.paused_at.is_some())
+        .filter(|w| matching::holds(w))
         .map(|w| w.id)
         .collect();
-    let paused: HashSet<uuid::Uuid> = webhooks::still_paused(&tx, &paused_ids)
+    let paused: HashSet<uuid::Uuid> = webhooks::still_holding(&tx, &holding_ids)
         .await?
         .into_iter()
         .collect();

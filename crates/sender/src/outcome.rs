@@ -8,9 +8,9 @@ use hookrelay_amqp::trace;
 use hookrelay_amqp::{self as amqp, AmqpError, Headers};
 use hookrelay_metrics::{outcome, status_class};
 use hookrelay_model::retry::{Failure, RetryPolicy};
-use hookrelay_model::template;
 use hookrelay_model::webhook::{BodyFormat, Webhook};
 use hookrelay_model::wire::{self, DeliveryMessage};
+use hookrelay_model::{matching, template};
 use hookrelay_store::deliveries::{self, AttemptRecord, DeliveryStatus, SendJob};
 use hookrelay_store::{StoreError, environments};
 use lapin::Channel;
@@ -164,12 +164,13 @@ async fn handle_message(
             return dead_letter_and_ack(ctx, delivery, letter, Some(job.id)).await;
         }
     };
-    if let Some(webhook) = target.webhook.as_ref().filter(|w| w.paused_at.is_some())
+    if let Some(webhook) = target.webhook.as_ref().filter(|w| matching::holds(w))
         && deliveries::hold(&db(ctx).await?, job.id, webhook.id).await?
     {
-        // Paused: no attempt, no slot, no delay queue; the resume publishes it again.
+        // Paused or disabled: no attempt, no slot, no delay queue; a resume or enable
+        // publishes it again.
         ctx.sender.metrics.outcome(outcome::HELD);
-        tracing::info!("webhook paused; delivery held");
+        tracing::info!("webhook paused or disabled; delivery held");
         delivery.acker.ack(BasicAckOptions::default()).await?;
         return Ok(());
     }
@@ -204,7 +205,6 @@ fn target(job: &SendJob) -> Result<Target, String> {
         Some(w) if w.tenant != job.tenant => {
             return Err("webhook belongs to another tenant".into());
         }
-        Some(w) if !w.enabled => return Err("webhook disabled".into()),
         Some(w) => w,
         None => return Err("webhook deleted".into()),
     };

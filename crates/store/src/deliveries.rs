@@ -531,18 +531,19 @@ pub async fn reopen(
     }))
 }
 
-/// Holds a queued delivery of a paused webhook (the sender, instead of attempting
-/// it): true if held. The webhook row is read `FOR SHARE`, so this cannot interleave
-/// with a resume: either it holds before the resume's update of the webhook, and the
-/// resume then releases it, or it sees the webhook resumed and holds nothing (false:
-/// send it).
+/// Holds a queued delivery of a paused or disabled webhook (the sender, instead of
+/// attempting it): true if held. The webhook row is read `FOR SHARE`, so this cannot
+/// interleave with a resume or enable: either it holds before their update of the
+/// webhook, and they then release it, or it sees the webhook active and holds
+/// nothing (false: send it).
 pub async fn hold(db: &impl GenericClient, id: Uuid, webhook_id: Uuid) -> Result<bool, StoreError> {
     let n = db
         .execute(
             "UPDATE deliveries SET status = 'held', published = false, next_attempt_at = NULL, \
                updated_at = now() \
              WHERE id = $1 AND status = 'pending' AND EXISTS ( \
-               SELECT 1 FROM webhooks w WHERE w.id = $2 AND w.paused_at IS NOT NULL FOR SHARE)",
+               SELECT 1 FROM webhooks w WHERE w.id = $2 \
+                 AND (w.paused_at IS NOT NULL OR NOT w.enabled) FOR SHARE)",
             &[&id, &webhook_id],
         )
         .await?;
@@ -563,6 +564,29 @@ pub async fn held_of_webhook(
         ..DeliveryFilter::default()
     };
     list(db, tenant, &filter, None, i64::MAX).await
+}
+
+/// Discards what a webhook holds (`dry_run`: counts it): each held delivery becomes
+/// failed with the reason, never sent. Returns how many.
+pub async fn discard_held(
+    db: &impl GenericClient,
+    tenant: &str,
+    webhook_id: Uuid,
+    dry_run: bool,
+) -> Result<u64, StoreError> {
+    let sql = if dry_run {
+        "SELECT count(*) FROM deliveries WHERE webhook_id = $1 AND tenant = $2 AND status = 'held'"
+    } else {
+        "WITH gone AS (UPDATE deliveries SET status = 'failed', \
+           last_error = 'discarded by an operator while held', updated_at = now() \
+         WHERE webhook_id = $1 AND tenant = $2 AND status = 'held' RETURNING 1) \
+         SELECT count(*) FROM gone"
+    };
+    let n: i64 = db
+        .query_one(sql, &[&webhook_id, &tenant])
+        .await?
+        .try_get(0)?;
+    Ok(u64::try_from(n).unwrap_or(0))
 }
 
 /// Failed deliveries of one webhook created at or after `since`: what "redeliver all

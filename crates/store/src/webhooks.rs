@@ -152,16 +152,18 @@ pub async fn list(
     rows.iter().map(|r| from_row(r, cipher)).collect()
 }
 
-/// Which of these webhooks are paused, read `FOR SHARE`: the router's answer to
-/// "hold or send" for a transaction that creates their deliveries. A resume waits for
-/// that transaction, then releases what it held; a resume before it is seen here.
-pub async fn still_paused(db: &impl GenericClient, ids: &[Uuid]) -> Result<Vec<Uuid>, StoreError> {
+/// Which of these webhooks hold their deliveries (paused or disabled), read `FOR
+/// SHARE`: the answer to "hold or send" for a transaction that creates deliveries. A
+/// resume or enable waits for that transaction, then releases what it held; one
+/// before it is seen here.
+pub async fn still_holding(db: &impl GenericClient, ids: &[Uuid]) -> Result<Vec<Uuid>, StoreError> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     let rows = db
         .query(
-            "SELECT id FROM webhooks WHERE id = ANY($1) AND paused_at IS NOT NULL FOR SHARE",
+            "SELECT id FROM webhooks WHERE id = ANY($1) AND (paused_at IS NOT NULL OR NOT enabled) \
+             FOR SHARE",
             &[&ids],
         )
         .await?;
@@ -188,8 +190,8 @@ pub async fn set_paused(
     get(db, cipher, tenant, &current.id.to_string()).await
 }
 
-/// The enabled webhooks of these tenants: the router's candidates.
-pub async fn enabled_for_tenants(
+/// Every webhook of these tenants, enabled or not: the router's candidates.
+pub async fn for_tenants(
     db: &impl GenericClient,
     tenants: &[&str],
 ) -> Result<Vec<Webhook>, StoreError> {
@@ -197,7 +199,7 @@ pub async fn enabled_for_tenants(
     // nothing it loads can leak one.
     static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         let columns = columns_without_secrets();
-        format!("SELECT {columns} FROM webhooks WHERE tenant = ANY($1) AND enabled")
+        format!("SELECT {columns} FROM webhooks WHERE tenant = ANY($1)")
     });
     let statement = super::prepared(db, &SQL).await?;
     let rows = db.query(&statement, &[&tenants]).await?;

@@ -94,6 +94,7 @@ pub fn routes() -> OpenApiRouter<AdminState> {
         ))
         .routes(routes!(webhooks::backfill_webhook))
         .routes(routes!(webhooks::pause_webhook))
+        .routes(routes!(webhooks::discard_held))
         .routes(routes!(webhooks::resume_webhook))
         .routes(routes!(webhooks::enable_webhook))
         .routes(routes!(webhooks::disable_webhook))

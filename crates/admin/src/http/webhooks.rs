@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use hookrelay_amqp as amqp;
 use hookrelay_model::Invalid;
 use hookrelay_model::webhook::{NewWebhook, Secret, Webhook, WebhookUpdate};
-use hookrelay_store::webhooks;
+use hookrelay_store::{deliveries, webhooks};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -118,12 +118,13 @@ pub(super) async fn get_webhook(
 
 /// Update a webhook
 ///
-/// Changes the fields given; the others stay.
+/// Changes the fields given; the others stay. `enabled: true` also sends what the
+/// webhook held while disabled (as `enable` does).
 #[utoipa::path(patch, path = "/webhooks/{id}", tag = "webhooks", params(WebhookPath),
     request_body(content = WebhookUpdate, description = "The fields to change."),
     responses(
         (status = 200, description = "The webhook after the change.", body = Webhook),
-        BodyErrors, NotFound, Conflict, Database,
+        BodyErrors, NotFound, Conflict, Database, Broker,
     ))]
 pub(super) async fn update_webhook(
     State(s): State<AdminState>,
@@ -132,6 +133,9 @@ pub(super) async fn update_webhook(
 ) -> Result<Json<Webhook>> {
     let change: WebhookUpdate = body.parse()?;
     let webhook = webhooks::update(&db(&s).await?, &s.cipher, &p.tenant, &p.id, &change).await?;
+    if change.enabled == Some(true) {
+        release(&s, &webhook).await?;
+    }
     Ok(Json(webhook))
 }
 
@@ -141,7 +145,27 @@ async fn set_enabled(s: &AdminState, p: &WebhookPath, enabled: bool) -> Result<J
         ..WebhookUpdate::default()
     };
     let webhook = webhooks::update(&db(s).await?, &s.cipher, &p.tenant, &p.id, &change).await?;
+    release(s, &webhook).await?;
     Ok(Json(webhook))
+}
+
+/// After a change that may have made the webhook active: sends what it held.
+async fn release(s: &AdminState, webhook: &Webhook) -> Result<()> {
+    if hookrelay_model::matching::holds(webhook) {
+        return Ok(());
+    }
+    let connection = s.connection().await?;
+    let channel = amqp::confirm_channel(&connection)
+        .await
+        .map_err(crate::AdminError::from)?;
+    let released = redeliver::release_held(&s.pool, &channel, &s.topology, webhook).await;
+    let _ = channel.close(200, "done".into()).await;
+    if let Some(summary) = released?
+        && summary.requeued > 0
+    {
+        tracing::info!(webhook_id = %webhook.id, sent = summary.requeued, "held deliveries released");
+    }
+    Ok(())
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -238,8 +262,9 @@ pub(super) struct Resumed {
 /// Resume a webhook
 ///
 /// Clears `paused_at`, then sends every held delivery of the webhook again, oldest
-/// first (each as a redelivery: a fresh round of attempts). Calling it again (after
-/// an interruption) sends what is still held and nothing twice. Any request body is
+/// first (each as a redelivery: a fresh round of attempts), unless it is disabled
+/// (then they stay held until it is enabled). Calling it again (after an
+/// interruption) sends what is still held and nothing twice. Any request body is
 /// ignored.
 #[utoipa::path(post, path = "/webhooks/{id}/resume", tag = "webhooks", params(WebhookPath),
     responses(
@@ -258,22 +283,66 @@ pub(super) async fn resume_webhook(
     let channel = amqp::confirm_channel(&connection)
         .await
         .map_err(crate::AdminError::from)?;
-    let released =
-        redeliver::held_of_webhook(&s.pool, &channel, &s.topology, &p.tenant, webhook.id).await;
+    let released = redeliver::release_held(&s.pool, &channel, &s.topology, &webhook).await;
     let _ = channel.close(200, "done".into()).await;
     Ok(Json(Resumed {
+        released: released?.unwrap_or_default(),
         webhook,
-        released: released?,
     }))
+}
+
+#[derive(Deserialize, Default, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DiscardHeldRequest {
+    /// Count what would be discarded; change nothing.
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// What discarding a webhook's held deliveries did.
+#[derive(Serialize, ToSchema)]
+pub(super) struct DiscardedHeld {
+    /// Held deliveries now failed (on a dry run: that would be).
+    discarded: u64,
+    dry_run: bool,
+}
+
+/// Discard a webhook's held deliveries
+///
+/// Every delivery the webhook holds (paused or disabled) becomes failed with
+/// `last_error` `discarded by an operator while held`, and is never sent. An empty
+/// body is the same as `{}`.
+#[utoipa::path(post, path = "/webhooks/{id}/discard-held", tag = "webhooks",
+    params(WebhookPath),
+    request_body(content = Option<DiscardHeldRequest>,
+        description = "Optional; `dry_run` counts only."),
+    responses(
+        (status = 200, description = "How many were (or would be) discarded.",
+            body = DiscardedHeld),
+        BodyErrors, NotFound, Database,
+    ))]
+pub(super) async fn discard_held(
+    State(s): State<AdminState>,
+    Path(p): Path<WebhookPath>,
+    body: Body,
+) -> Result<Json<DiscardedHeld>> {
+    let given: Option<DiscardHeldRequest> = if body.is_empty() { None } else { body.parse()? };
+    let dry_run = given.unwrap_or_default().dry_run;
+    let db = db(&s).await?;
+    let webhook = webhooks::get(&db, &s.cipher, &p.tenant, &p.id).await?;
+    let discarded = deliveries::discard_held(&db, &p.tenant, webhook.id, dry_run).await?;
+    Ok(Json(DiscardedHeld { discarded, dry_run }))
 }
 
 /// Enable a webhook
 ///
-/// Clears `disabled_reason`. Any request body is ignored.
+/// Clears `disabled_reason`, then (unless it is paused) sends the deliveries it held
+/// while disabled, oldest first; 503 if the broker cannot take them now (the webhook
+/// is enabled: call it again to send them). Any request body is ignored.
 #[utoipa::path(post, path = "/webhooks/{id}/enable", tag = "webhooks", params(WebhookPath),
     responses(
         (status = 200, description = "The webhook, enabled.", body = Webhook),
-        NotFound, Database,
+        NotFound, Database, Broker,
     ))]
 pub(super) async fn enable_webhook(
     State(s): State<AdminState>,

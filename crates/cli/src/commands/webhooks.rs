@@ -75,6 +75,16 @@ pub enum WebhooksCommand {
         #[command(flatten)]
         output: Output,
     },
+    /// Discard what a webhook holds (paused or disabled): each held delivery becomes
+    /// failed, never sent.
+    DiscardHeld {
+        #[arg(long)]
+        tenant: String,
+        id_or_key: String,
+        /// Count only.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Resume a paused webhook and send what it held, oldest first.
     Resume {
         #[arg(long)]
@@ -197,6 +207,11 @@ pub async fn run(common: &Common, command: WebhooksCommand) -> anyhow::Result<()
                 &update,
             )
             .await?;
+            if update.enabled == Some(true)
+                && let Some(released) = release(common, &pool, &w).await?
+            {
+                tracing::info!(webhook = %w.key, sent = released.requeued, "held deliveries released");
+            }
             show(output.json, &[w]);
         }
         WebhooksCommand::RotateSigningSecret {
@@ -231,6 +246,20 @@ pub async fn run(common: &Common, command: WebhooksCommand) -> anyhow::Result<()
             .await?;
             show(output.json, &[w]);
         }
+        WebhooksCommand::DiscardHeld {
+            tenant,
+            id_or_key,
+            dry_run,
+        } => {
+            let db = client(&pool).await?;
+            let w = webhooks::get(&db, &common.cipher()?, &tenant, &id_or_key).await?;
+            let n = hookrelay_store::deliveries::discard_held(&db, &tenant, w.id, dry_run).await?;
+            super::write_out(&if dry_run {
+                format!("dry run: `{}` holds {n} deliveries; nothing changed", w.key)
+            } else {
+                format!("discarded {n} held deliveries of `{}`", w.key)
+            });
+        }
         WebhooksCommand::Resume {
             tenant,
             id_or_key,
@@ -252,8 +281,6 @@ async fn resume(
     id_or_key: &str,
     json: bool,
 ) -> anyhow::Result<()> {
-    use hookrelay_admin::redeliver;
-    use hookrelay_amqp::{self as amqp, ConnectRetry};
     let w = webhooks::set_paused(
         &client(pool).await?,
         &common.cipher()?,
@@ -262,19 +289,15 @@ async fn resume(
         false,
     )
     .await?;
-    let retry = ConnectRetry {
-        attempts: 3,
-        max_delay: std::time::Duration::from_secs(1),
-    };
-    let connection = amqp::connect(&common.amqp_url, "hookrelay-cli", retry).await?;
-    let channel = amqp::confirm_channel(&connection).await?;
-    let released =
-        redeliver::held_of_webhook(pool, &channel, &common.topology(), tenant, w.id).await;
-    let _ = connection.close(200, "done".into()).await;
-    let released = released?;
+    let released = release(common, pool, &w).await?.unwrap_or_default();
     if json {
         let both = serde_json::json!({"webhook": w, "released": released});
         super::write_out(&serde_json::to_string_pretty(&both)?);
+    } else if hookrelay_model::matching::holds(&w) {
+        super::write_out(&format!(
+            "resumed `{}`; it is disabled, so what it holds stays held until it is enabled",
+            w.key
+        ));
     } else {
         super::write_out(&format!(
             "resumed `{}`: {} held deliveries sent again, {} skipped",
@@ -282,6 +305,28 @@ async fn resume(
         ));
     }
     Ok(())
+}
+
+/// Sends what `w` held, if it is active now (resumed and enabled).
+async fn release(
+    common: &Common,
+    pool: &DbPool,
+    w: &Webhook,
+) -> anyhow::Result<Option<hookrelay_admin::redeliver::Summary>> {
+    use hookrelay_amqp::{self as amqp, ConnectRetry};
+    if hookrelay_model::matching::holds(w) {
+        return Ok(None);
+    }
+    let retry = ConnectRetry {
+        attempts: 3,
+        max_delay: std::time::Duration::from_secs(1),
+    };
+    let connection = amqp::connect(&common.amqp_url, "hookrelay-cli", retry).await?;
+    let channel = amqp::confirm_channel(&connection).await?;
+    let released =
+        hookrelay_admin::redeliver::release_held(pool, &channel, &common.topology(), w).await;
+    let _ = connection.close(200, "done".into()).await;
+    Ok(released?)
 }
 
 async fn client(pool: &DbPool) -> anyhow::Result<deadpool_postgres::Object> {
