@@ -576,3 +576,60 @@ async fn a_listing_is_bounded_in_bytes() {
         .wait_queue_len(&stack.topology.dead_letter_queue(), 300, WAIT)
         .await;
 }
+
+/// Operators name webhooks by key: the summary groups by tenant, webhook key and
+/// reason; a filter takes the key (with its tenant), and an unknown key is an error,
+/// never an empty answer.
+#[tokio::test]
+async fn dead_letters_are_summarized_and_filtered_by_webhook_key() {
+    let (stack, _) = with_dead_letters(3).await;
+    let connection = connect().await;
+    let dlq = tools(&stack, &connection);
+    let groups = dlq::summarize(&dlq, &Filter::default()).await.unwrap();
+    assert_eq!(groups.len(), 1, "{groups:?}");
+    let g = &groups[0];
+    assert_eq!(
+        (
+            g.tenant.as_deref(),
+            g.webhook_key.as_deref(),
+            g.reason.as_deref(),
+            g.count
+        ),
+        (Some("acme"), Some("down"), Some("not retryable"), 3)
+    );
+    assert!(g.oldest.is_some() && g.oldest <= g.newest, "{g:?}");
+
+    let by_key = Filter {
+        tenant: Some("acme".into()),
+        webhook: Some("down".into()),
+        ..Filter::default()
+    };
+    let options = ReplayOptions {
+        dry_run: true,
+        rate: None,
+        progress: quiet(),
+    };
+    let counted = dlq::replay(&dlq, &by_key, &options).await.unwrap();
+    assert_eq!(
+        counted.matched, 3,
+        "the key selects the webhook's dead letters"
+    );
+    assert_eq!(dlq::list(&dlq, &by_key, 10).await.unwrap().len(), 3);
+
+    let keyless = Filter {
+        webhook: Some("down".into()),
+        ..Filter::default()
+    };
+    let err = dlq::list(&dlq, &keyless, 10).await.unwrap_err();
+    assert!(err.to_string().contains("tenant"), "{err}");
+    let unknown = Filter {
+        tenant: Some("acme".into()),
+        webhook: Some("nope".into()),
+        ..Filter::default()
+    };
+    let err = dlq::replay(&dlq, &unknown, &options).await.unwrap_err();
+    assert!(err.to_string().contains("`nope`"), "{err}");
+    stack
+        .wait_queue_len(&stack.topology.dead_letter_queue(), 3, WAIT)
+        .await;
+}

@@ -134,6 +134,38 @@ impl Filter {
     }
 }
 
+impl Filter {
+    /// The filter with its webhook named by id, as messages name it: a key is looked
+    /// up in the filter's tenant (keys are unique within a tenant only), and an unknown
+    /// one is an error, not an empty result. An id is kept as it is: dead letters of a
+    /// deleted webhook still carry it.
+    pub async fn resolved(mut self, pool: &Pool) -> Result<Self, AdminError> {
+        let Some(webhook) = self.webhook.as_deref() else {
+            return Ok(self);
+        };
+        if uuid::Uuid::parse_str(webhook).is_ok() {
+            return Ok(self);
+        }
+        let Some(tenant) = self.tenant.as_deref() else {
+            return Err(hookrelay_model::Invalid::new(
+                "webhook",
+                format!(
+                    "`{webhook}` is a key: give the tenant too (keys are unique within a \
+                     tenant), or the webhook's id"
+                ),
+            )
+            .into());
+        };
+        let db = pool
+            .get()
+            .await
+            .map_err(hookrelay_store::StoreError::from)?;
+        let id = hookrelay_store::webhooks::id_of(&db, tenant, webhook).await?;
+        self.webhook = Some(id.to_string());
+        Ok(self)
+    }
+}
+
 /// Where the dead-letter queue lives and how to reach what replay needs.
 pub struct Dlq<'a> {
     pub connection: &'a Connection,
@@ -147,6 +179,7 @@ pub async fn list(
     filter: &Filter,
     limit: usize,
 ) -> Result<Vec<DeadMessage>, AdminError> {
+    let filter = &filter.clone().resolved(dlq.pool).await?;
     let mut found = Vec::new();
     let mut bytes = 0;
     let mut snapshot = Snapshot::open(dlq).await?;
@@ -161,6 +194,89 @@ pub async fn list(
     }
     snapshot.close(dlq, 0).await;
     Ok(found)
+}
+
+/// Dead letters of one tenant, webhook and reason: how many, and when the oldest and
+/// the newest were dead-lettered.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = DeadLetterGroup)]
+pub struct Group {
+    pub tenant: Option<String>,
+    pub webhook_id: Option<String>,
+    /// The webhook's key; null when the message names no webhook or it was deleted.
+    pub webhook_key: Option<String>,
+    pub reason: Option<String>,
+    pub count: u64,
+    /// RFC 3339, as written in `x-hookrelay-dead-lettered-at`.
+    pub oldest: Option<String>,
+    pub newest: Option<String>,
+}
+
+/// Every matching message counted by tenant, webhook and reason, most first; the
+/// queue is left as it was.
+pub async fn summarize(dlq: &Dlq<'_>, filter: &Filter) -> Result<Vec<Group>, AdminError> {
+    use std::collections::BTreeMap;
+    let filter = &filter.clone().resolved(dlq.pool).await?;
+    type Key = (Option<String>, Option<String>, Option<String>);
+    let mut groups: BTreeMap<Key, Group> = BTreeMap::new();
+    let mut snapshot = Snapshot::open(dlq).await?;
+    let scan = async {
+        while let Some((_, m)) = snapshot.next().await? {
+            if !filter.matches(&m) {
+                continue;
+            }
+            let key = (m.tenant.clone(), m.webhook_id.clone(), m.reason.clone());
+            let group = groups.entry(key).or_insert_with(|| Group {
+                tenant: m.tenant.clone(),
+                webhook_id: m.webhook_id.clone(),
+                webhook_key: None,
+                reason: m.reason.clone(),
+                count: 0,
+                oldest: None,
+                newest: None,
+            });
+            group.count += 1;
+            // One writer's RFC 3339 in UTC: text order is time order.
+            if let Some(at) = m.dead_lettered_at {
+                if group.oldest.as_ref().is_none_or(|o| at < *o) {
+                    group.oldest = Some(at.clone());
+                }
+                if group.newest.as_ref().is_none_or(|n| at > *n) {
+                    group.newest = Some(at);
+                }
+            }
+        }
+        Ok::<(), AdminError>(())
+    }
+    .await;
+    snapshot.close(dlq, 0).await;
+    scan?;
+    let mut out: Vec<Group> = groups.into_values().collect();
+    let ids: Vec<uuid::Uuid> = out
+        .iter()
+        .filter_map(|g| {
+            g.webhook_id
+                .as_deref()
+                .and_then(|w| uuid::Uuid::parse_str(w).ok())
+        })
+        .collect();
+    if !ids.is_empty() {
+        let db = dlq
+            .pool
+            .get()
+            .await
+            .map_err(hookrelay_store::StoreError::from)?;
+        let keys = hookrelay_store::webhooks::keys_of(&db, &ids).await?;
+        for g in &mut out {
+            g.webhook_key = g
+                .webhook_id
+                .as_deref()
+                .and_then(|w| uuid::Uuid::parse_str(w).ok())
+                .and_then(|id| keys.get(&id).cloned());
+        }
+    }
+    out.sort_by(|a, b| b.count.cmp(&a.count));
+    Ok(out)
 }
 
 /// The first message whose message, delivery or event id is `id`.
@@ -236,6 +352,7 @@ pub async fn replay(
     filter: &Filter,
     options: &ReplayOptions<'_>,
 ) -> Result<Summary, AdminError> {
+    let filter = &filter.clone().resolved(dlq.pool).await?;
     let mut pace = pace_of(options.rate)?;
     let publisher = amqp::confirm_channel(dlq.connection).await?;
     let mut snapshot = Snapshot::open(dlq).await?;
@@ -273,6 +390,7 @@ pub async fn replay(
 
 /// Removes matching messages; with `dry_run`, only counts them.
 pub async fn purge(dlq: &Dlq<'_>, filter: &Filter, dry_run: bool) -> Result<Summary, AdminError> {
+    let filter = &filter.clone().resolved(dlq.pool).await?;
     let mut snapshot = Snapshot::open(dlq).await?;
     let mut summary = Summary {
         dry_run,

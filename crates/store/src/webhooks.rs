@@ -215,6 +215,33 @@ fn not_found(tenant: &str, id_or_key: &str) -> StoreError {
     StoreError::not_found(format!("webhook `{id_or_key}` in tenant `{tenant}`"))
 }
 
+/// The id of a webhook by id or by key, within the tenant only (no secret read).
+pub async fn id_of(
+    db: &impl GenericClient,
+    tenant: &str,
+    id_or_key: &str,
+) -> Result<Uuid, StoreError> {
+    let id = Uuid::parse_str(id_or_key).ok();
+    db.query_opt(ONE_BY_ID_OR_KEY, &[&tenant, &id, &id_or_key])
+        .await?
+        .map(|r| r.try_get("id"))
+        .transpose()?
+        .ok_or_else(|| not_found(tenant, id_or_key))
+}
+
+/// Keys of these webhooks (those that still exist), by id.
+pub async fn keys_of(
+    db: &impl GenericClient,
+    ids: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, String>, StoreError> {
+    let rows = db
+        .query("SELECT id, key FROM webhooks WHERE id = ANY($1)", &[&ids])
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("id")?, r.try_get("key")?)))
+        .collect()
+}
+
 /// A webhook by id or by key, within the tenant only.
 pub async fn get(
     db: &impl GenericClient,

@@ -19,7 +19,8 @@ use crate::dlq::{self, DeadMessage, Dlq, Filter, ReplayOptions, Summary};
 pub(super) struct DeadLetterQuery {
     /// Only this tenant's messages.
     tenant: Option<String>,
-    /// Only messages of this webhook id (not key).
+    /// Only messages of this webhook: its id, or its key when `tenant` is given (400
+    /// for a key without `tenant`, 404 for an unknown key).
     webhook: Option<String>,
     /// Only messages whose reason holds this text (case-insensitive).
     reason: Option<String>,
@@ -56,7 +57,7 @@ list! {
     responses(
         (status = 200, description = "The matching messages.",
             body = DeadMessageList),
-        BadParameter, Broker,
+        BadParameter, NotFound, Database, Broker,
     ))]
 pub(super) async fn list_dead_letters(
     State(s): State<AdminState>,
@@ -72,6 +73,53 @@ pub(super) async fn list_dead_letters(
     Ok(DeadMessageList::of(
         dlq::list(&dlq, &q.filter(), limit).await?,
     ))
+}
+
+#[derive(Deserialize, Default, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SummaryQuery {
+    /// Only this tenant's messages.
+    tenant: Option<String>,
+    /// Only messages of this webhook: its id, or its key when `tenant` is given.
+    webhook: Option<String>,
+    /// Only messages whose reason holds this text (case-insensitive).
+    reason: Option<String>,
+}
+
+list! {
+    /// Groups of dead letters, the largest first; not paged.
+    DeadLetterGroups of dlq::Group
+}
+
+/// Summarize the dead-letter queue
+///
+/// Every matching message counted by tenant, webhook (with its key) and reason, with
+/// the oldest and newest dead-lettering time of each group; the largest group first.
+/// Reads the whole queue, leaving it as it was. Operator's token only (a tenant token
+/// gets 403). 503 when RabbitMQ cannot be reached.
+#[utoipa::path(get, path = "/summary", tag = "dead-letter", params(SummaryQuery),
+    responses(
+        (status = 200, description = "The groups.", body = DeadLetterGroups),
+        BadParameter, NotFound, Database, Broker,
+    ))]
+pub(super) async fn summarize_dead_letters(
+    State(s): State<AdminState>,
+    Params(q): Params<SummaryQuery>,
+) -> Result<Json<DeadLetterGroups>> {
+    let filter = Filter {
+        tenant: q.tenant,
+        webhook: q.webhook,
+        reason: q.reason,
+        ids: Vec::new(),
+    };
+    let connection = s.connection().await?;
+    let dlq = Dlq {
+        connection: &connection,
+        topology: &s.topology,
+        pool: &s.pool,
+    };
+    Ok(DeadLetterGroups::of(dlq::summarize(&dlq, &filter).await?))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -113,7 +161,7 @@ pub(super) async fn show_dead_letter(
 #[serde(deny_unknown_fields)]
 pub(super) struct DeadLetterAction {
     tenant: Option<String>,
-    /// A webhook id (not key).
+    /// A webhook's id, or its key when `tenant` is given.
     webhook: Option<String>,
     /// A case-insensitive part of the reason.
     reason: Option<String>,
@@ -161,7 +209,7 @@ impl DeadLetterAction {
         example = json!({"tenant": "acme", "rate": 50})),
     responses(
         (status = 200, description = "What the replay did.", body = Summary),
-        BodyErrors, Database, Broker,
+        BodyErrors, NotFound, Database, Broker,
     ))]
 pub(super) async fn replay_dead_letters(
     State(s): State<AdminState>,
@@ -232,7 +280,7 @@ impl ToSchema for PurgeAction {
         example = json!({"reason": "webhook deleted", "confirm": true})),
     responses(
         (status = 200, description = "What the purge did.", body = Summary),
-        BodyErrors, Broker,
+        BodyErrors, NotFound, Database, Broker,
     ))]
 pub(super) async fn purge_dead_letters(
     State(s): State<AdminState>,

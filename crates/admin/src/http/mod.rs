@@ -117,6 +117,7 @@ pub fn routes() -> OpenApiRouter<AdminState> {
     let tenant = tenant.route_layer(middleware::from_fn(tenant_of_path));
     let dead_letter = OpenApiRouter::new()
         .routes(routes!(dead_letter::list_dead_letters))
+        .routes(routes!(dead_letter::summarize_dead_letters))
         .routes(routes!(dead_letter::replay_dead_letters))
         .routes(routes!(dead_letter::purge_dead_letters))
         .routes(routes!(dead_letter::show_dead_letter));

@@ -1,4 +1,4 @@
-//! `hookrelay dlq list|show|replay|purge`: the dead-letter queue, read and changed
+//! `hookrelay dlq list|summary|show|replay|purge`: the dead-letter queue, read and changed
 //! through the same code as the admin API's `/v1/dead-letter` routes.
 
 use std::io::Write;
@@ -22,6 +22,14 @@ pub enum DlqCommand {
         /// Show at most this many.
         #[arg(long, default_value_t = 100)]
         limit: usize,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Dead letters counted by tenant, webhook and reason, with the oldest and newest
+    /// of each group; the queue is left as it was.
+    Summary {
+        #[command(flatten)]
+        filter: FilterArgs,
         #[command(flatten)]
         output: Output,
     },
@@ -61,7 +69,7 @@ pub enum DlqCommand {
 pub struct FilterArgs {
     #[arg(long)]
     tenant: Option<String>,
-    /// Webhook id.
+    /// Webhook id, or key (with --tenant).
     #[arg(long)]
     webhook: Option<String>,
     /// Part of the reason, any case (`exhausted`, `invalid event`).
@@ -112,6 +120,32 @@ pub async fn run(common: &Common, command: DlqCommand) -> anyhow::Result<()> {
         } => {
             let found = dlq::list(&dlq, &filter.into(), limit).await?;
             print_list(&found, output.json);
+        }
+        DlqCommand::Summary { filter, output } => {
+            let groups = dlq::summarize(&dlq, &filter.into()).await?;
+            let rows = groups
+                .iter()
+                .map(|g| {
+                    let text = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+                    vec![
+                        text(&g.tenant),
+                        g.webhook_key
+                            .clone()
+                            .or_else(|| g.webhook_id.clone())
+                            .unwrap_or_else(|| "-".into()),
+                        text(&g.reason),
+                        g.count.to_string(),
+                        text(&g.oldest),
+                        text(&g.newest),
+                    ]
+                })
+                .collect();
+            print(
+                output.json,
+                &groups,
+                &["TENANT", "WEBHOOK", "REASON", "COUNT", "OLDEST", "NEWEST"],
+                rows,
+            );
         }
         DlqCommand::Show { id } => {
             let found = dlq::show(&dlq, &id).await?;
