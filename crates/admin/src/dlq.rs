@@ -275,7 +275,7 @@ pub async fn summarize(dlq: &Dlq<'_>, filter: &Filter) -> Result<Vec<Group>, Adm
                 .and_then(|id| keys.get(&id).cloned());
         }
     }
-    out.sort_by(|a, b| b.count.cmp(&a.count));
+    out.sort_by_key(|g| std::cmp::Reverse(g.count));
     Ok(out)
 }
 
