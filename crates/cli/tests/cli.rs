@@ -878,3 +878,43 @@ fn publish_raw(env: &Env, body: &[u8]) {
         .unwrap();
     });
 }
+
+/// `tenants list` names every tenant with webhooks, tokens or settings.
+#[test]
+fn tenants_list_names_every_configured_tenant() {
+    let env = Env::new();
+    env.ok(&["migrate"]);
+    env.ok(&[
+        "webhooks",
+        "create",
+        "--tenant",
+        "acme",
+        "--key",
+        "k",
+        "--url",
+        "https://example.com/h",
+    ]);
+    env.ok(&["tokens", "create", "--tenant", "globex", "--name", "embed"]);
+    env.ok(&[
+        "tenants",
+        "set",
+        "--tenant",
+        "initech",
+        "--retention-days",
+        "7",
+    ]);
+    let listed: Value = serde_json::from_str(&env.ok(&["tenants", "list", "--json"])).unwrap();
+    assert_eq!(
+        listed,
+        serde_json::json!([
+            {"tenant": "acme", "webhooks": 1, "tokens": 0, "retention_days": null},
+            {"tenant": "globex", "webhooks": 0, "tokens": 1, "retention_days": null},
+            {"tenant": "initech", "webhooks": 0, "tokens": 0, "retention_days": 7},
+        ])
+    );
+    let table = env.ok(&["tenants", "list"]);
+    assert!(
+        table.lines().next().unwrap().starts_with("TENANT"),
+        "{table}"
+    );
+}

@@ -31,7 +31,6 @@ pub async fn get(db: &impl GenericClient, tenant: &str) -> Result<TenantSettings
     })
 }
 
-/// Sets (or, with `None`, clears) a tenant's retention period in days.
 /// The longest retention period: a hundred years.
 pub const MAX_RETENTION_DAYS: i32 = 36_500;
 
@@ -43,6 +42,45 @@ pub fn retention_out_of_range() -> hookrelay_model::Invalid {
     )
 }
 
+/// A tenant hookrelay knows of: one with webhooks, settings or tokens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KnownTenant {
+    pub tenant: String,
+    pub webhooks: i64,
+    pub tokens: i64,
+    pub retention_days: Option<i32>,
+}
+
+/// Every tenant with webhooks, settings or tokens, by name. (Tenants exist
+/// implicitly; one that only ever published events is not listed: finding those
+/// would read the whole events table.)
+pub async fn list(db: &impl GenericClient) -> Result<Vec<KnownTenant>, StoreError> {
+    let rows = db
+        .query(
+            "WITH known AS ( \
+               SELECT tenant FROM webhooks UNION SELECT id FROM tenants \
+               UNION SELECT tenant FROM api_tokens) \
+             SELECT k.tenant, \
+               (SELECT count(*) FROM webhooks w WHERE w.tenant = k.tenant) AS webhooks, \
+               (SELECT count(*) FROM api_tokens a WHERE a.tenant = k.tenant) AS tokens, \
+               (SELECT retention_days FROM tenants t WHERE t.id = k.tenant) AS retention_days \
+             FROM known k ORDER BY k.tenant",
+            &[],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(KnownTenant {
+                tenant: r.try_get("tenant")?,
+                webhooks: r.try_get("webhooks")?,
+                tokens: r.try_get("tokens")?,
+                retention_days: r.try_get("retention_days")?,
+            })
+        })
+        .collect()
+}
+
+/// Sets (or, with `None`, clears) a tenant's retention period in days.
 pub async fn set_retention(
     db: &impl GenericClient,
     tenant: &str,

@@ -1,4 +1,4 @@
-//! `hookrelay tenants show|set`: per-tenant settings (the retention period).
+//! `hookrelay tenants list|show|set`: per-tenant settings (the retention period).
 
 use anyhow::Context;
 use clap::Subcommand;
@@ -9,6 +9,11 @@ use crate::config::{Common, Output};
 
 #[derive(Debug, Subcommand)]
 pub enum TenantsCommand {
+    /// Every tenant with webhooks, settings or tokens.
+    List {
+        #[command(flatten)]
+        output: Output,
+    },
     /// A tenant's settings.
     Show {
         #[arg(long)]
@@ -39,6 +44,28 @@ pub async fn run(common: &Common, command: TenantsCommand) -> anyhow::Result<()>
     let pool = store::pool(&common.database_url, 2)?;
     let db = pool.get().await.context("connecting to Postgres")?;
     let (settings, json) = match command {
+        TenantsCommand::List { output } => {
+            let all = tenants::list(&db).await?;
+            let rows = all
+                .iter()
+                .map(|t| {
+                    vec![
+                        t.tenant.clone(),
+                        t.webhooks.to_string(),
+                        t.tokens.to_string(),
+                        t.retention_days
+                            .map_or_else(|| "default".into(), |d| d.to_string()),
+                    ]
+                })
+                .collect();
+            print(
+                output.json,
+                &all,
+                &["TENANT", "WEBHOOKS", "TOKENS", "RETENTION DAYS"],
+                rows,
+            );
+            return Ok(());
+        }
         TenantsCommand::Show { tenant, output } => (tenants::get(&db, &tenant).await?, output.json),
         TenantsCommand::Set {
             tenant,
