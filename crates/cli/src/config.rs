@@ -168,3 +168,8 @@ pub struct Output {
     #[arg(long)]
     pub json: bool,
 }
+
+/// `--since` and `--until`: RFC 3339, a date, or a span ago (`1h`, `2d`), from now.
+pub fn cli_time(s: &str) -> Result<time::OffsetDateTime, String> {
+    hookrelay_model::config::parse_time_at(s, time::OffsetDateTime::now_utc())
+}

@@ -465,6 +465,31 @@ fn operator_finds_inspects_and_replays_dead_letters() {
     ]))
     .unwrap();
     assert_eq!(failed.as_array().unwrap().len(), 3);
+    // Times as people write them: a span ago, a date.
+    for since in ["1h", "2000-01-01"] {
+        let recent: Value = serde_json::from_str(&env.ok(&[
+            "deliveries",
+            "list",
+            "--tenant",
+            "acme",
+            "--since",
+            since,
+            "--json",
+        ]))
+        .unwrap();
+        assert_eq!(recent.as_array().unwrap().len(), 3, "--since {since}");
+    }
+    let none: Value = serde_json::from_str(&env.ok(&[
+        "deliveries",
+        "list",
+        "--tenant",
+        "acme",
+        "--since",
+        "2999-01-01",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(none, serde_json::json!([]));
     let listed = wait_for_dead_letters(&env, 3);
     assert!(
         listed.iter().all(|m| m["reason"] == "not retryable"),

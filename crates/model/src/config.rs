@@ -28,10 +28,34 @@ pub fn parse_list(s: &str) -> Vec<String> {
         .collect()
 }
 
-/// An RFC 3339 time (`2026-11-23T10:00:00Z`), as flags and query strings take it.
+/// An RFC 3339 time (`2026-11-23T10:00:00Z`), as query strings take it.
 pub fn parse_time(s: &str) -> Result<time::OffsetDateTime, String> {
     time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
         .map_err(|e| format!("`{s}` is not an RFC 3339 time like 2026-11-23T10:00:00Z: {e}"))
+}
+
+/// A time as people write it on a command line, relative to `now`: RFC 3339
+/// (`2026-11-23T10:00:00Z`), a date (`2026-11-23`, midnight UTC), or a span ago
+/// (`90m`, `1h`, `2d`, `1week`: humantime's spans).
+pub fn parse_time_at(s: &str, now: time::OffsetDateTime) -> Result<time::OffsetDateTime, String> {
+    let s = s.trim();
+    if let Ok(t) = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339) {
+        return Ok(t);
+    }
+    let date_format = time::macros::format_description!("[year]-[month]-[day]");
+    if let Ok(date) = time::Date::parse(s, &date_format) {
+        return Ok(date.midnight().assume_utc());
+    }
+    humantime::parse_duration(s)
+        .ok()
+        .and_then(|ago| time::Duration::try_from(ago).ok())
+        .and_then(|ago| now.checked_sub(ago))
+        .ok_or_else(|| {
+            format!(
+                "`{s}` is not a time: give an RFC 3339 time (2026-11-23T10:00:00Z), a date \
+                 (2026-11-23) or a span ago (90m, 1h, 2d)"
+            )
+        })
 }
 
 /// Hides the password of a URL (`amqp://user:pass@host`, `postgres://...`) for
@@ -50,6 +74,24 @@ pub fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_are_taken_as_rfc_3339_dates_or_spans_ago() {
+        let now = time::macros::datetime!(2026-12-02 12:00 UTC);
+        let at = |s| parse_time_at(s, now).unwrap();
+        assert_eq!(
+            at("2026-11-23T10:00:00Z"),
+            time::macros::datetime!(2026-11-23 10:00 UTC)
+        );
+        assert_eq!(
+            at("2026-11-23"),
+            time::macros::datetime!(2026-11-23 0:00 UTC)
+        );
+        assert_eq!(at("1h"), time::macros::datetime!(2026-12-02 11:00 UTC));
+        assert_eq!(at("2d"), time::macros::datetime!(2026-11-30 12:00 UTC));
+        let err = parse_time_at("yesterday", now).unwrap_err();
+        assert!(err.contains("span ago"), "{err}");
+    }
 
     #[test]
     fn passwords_are_redacted() {

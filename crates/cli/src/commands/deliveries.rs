@@ -7,7 +7,6 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use hookrelay_admin::{backfill, redeliver};
 use hookrelay_amqp::{self as amqp, ConnectRetry};
-use hookrelay_model::config::parse_time;
 use hookrelay_store::deliveries::{self, DeliveryFilter, DeliveryStatus};
 use hookrelay_store::{self as store, webhooks};
 use serde::Serialize;
@@ -31,7 +30,7 @@ pub enum DeliveriesCommand {
         #[arg(long, value_parser = parse_status)]
         status: Option<DeliveryStatus>,
         /// Created at or after (RFC 3339).
-        #[arg(long, value_parser = parse_time)]
+        #[arg(long, value_parser = crate::config::cli_time)]
         since: Option<OffsetDateTime>,
         #[arg(long, default_value_t = 100)]
         limit: i64,
@@ -55,7 +54,7 @@ pub enum DeliveriesCommand {
         /// Webhook id or key: redeliver its failed deliveries (with --since).
         #[arg(long, requires = "since")]
         webhook: Option<String>,
-        #[arg(long, value_parser = parse_time)]
+        #[arg(long, value_parser = crate::config::cli_time)]
         since: Option<OffsetDateTime>,
         #[command(flatten)]
         output: Output,
@@ -69,9 +68,9 @@ pub enum DeliveriesCommand {
         /// Webhook id or key.
         #[arg(long)]
         webhook: String,
-        #[arg(long, value_parser = parse_time)]
+        #[arg(long, value_parser = crate::config::cli_time)]
         since: OffsetDateTime,
-        #[arg(long, value_parser = parse_time)]
+        #[arg(long, value_parser = crate::config::cli_time)]
         until: Option<OffsetDateTime>,
         /// Comma-separated; only events of these types (any when absent).
         #[arg(long, value_delimiter = ',')]

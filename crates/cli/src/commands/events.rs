@@ -4,7 +4,6 @@
 use anyhow::Context;
 use clap::Subcommand;
 use hookrelay_admin::retention;
-use hookrelay_model::config::parse_time;
 use hookrelay_store::{self as store, events};
 use time::OffsetDateTime;
 
@@ -22,10 +21,10 @@ pub enum EventsCommand {
         #[arg(long = "type")]
         event_type: Option<String>,
         /// Received at or after (RFC 3339).
-        #[arg(long, value_parser = parse_time)]
+        #[arg(long, value_parser = crate::config::cli_time)]
         since: Option<OffsetDateTime>,
         /// Received before (RFC 3339).
-        #[arg(long, value_parser = parse_time)]
+        #[arg(long, value_parser = crate::config::cli_time)]
         until: Option<OffsetDateTime>,
         /// The `next_cursor` of the previous page.
         #[arg(long)]
@@ -48,7 +47,7 @@ pub enum EventsCommand {
         #[arg(long)]
         dry_run: bool,
         /// Apply retention as of this time (RFC 3339) instead of now.
-        #[arg(long, value_parser = parse_time)]
+        #[arg(long, value_parser = crate::config::cli_time)]
         as_of: Option<OffsetDateTime>,
         /// Retention of tenants without their own period.
         #[arg(long, env = "HOOKRELAY_RETENTION_DAYS", default_value_t = 30, value_parser = clap::value_parser!(i32).range(1..))]
