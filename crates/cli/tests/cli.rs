@@ -500,6 +500,27 @@ fn operator_finds_inspects_and_replays_dead_letters() {
         table.contains("not retryable") && table.contains("e-1"),
         "{table}"
     );
+    // Tables name webhooks by key, not by id.
+    let hook: Value =
+        serde_json::from_str(&env.ok(&["webhooks", "get", "--tenant", "acme", "k", "--json"]))
+            .unwrap();
+    let id = hook["id"].as_str().unwrap();
+    let deliveries = env.ok(&["deliveries", "list", "--tenant", "acme"]);
+    for shown in [&table, &deliveries] {
+        assert!(!shown.contains(id), "{shown}");
+        let header = shown.lines().next().unwrap();
+        let column = header
+            .find("WEBHOOK")
+            .or_else(|| header.find("TARGET"))
+            .unwrap();
+        assert!(
+            shown
+                .lines()
+                .skip(1)
+                .all(|l| l.get(column..column + 2) == Some("k ")),
+            "{shown}"
+        );
+    }
     let shown: Value = serde_json::from_str(&env.ok(&["dlq", "show", "e-1"])).unwrap();
     assert_eq!(shown["body"]["event_id"], "e-1");
 

@@ -126,7 +126,9 @@ pub async fn run(common: &Common, command: DeliveriesCommand) -> anyhow::Result<
                     attempt_log,
                 });
             }
-            print_logs(&logs, output.json);
+            let ids: Vec<Uuid> = logs.iter().filter_map(|l| l.delivery.webhook_id).collect();
+            let keys = webhooks::keys_of(&db, &ids).await?;
+            print_logs(&logs, &keys, output.json);
         }
         DeliveriesCommand::Show { tenant, id } => {
             let db = pool.get().await.context("connecting to Postgres")?;
@@ -242,14 +244,15 @@ pub async fn run(common: &Common, command: DeliveriesCommand) -> anyhow::Result<
     Ok(())
 }
 
-fn print_logs(logs: &[DeliveryLog], json: bool) {
+/// Deliveries as a table, each webhook by its key (its id once it is deleted).
+fn print_logs(logs: &[DeliveryLog], keys: &std::collections::HashMap<Uuid, String>, json: bool) {
     let rows = logs
         .iter()
         .map(|l| {
             let d = &l.delivery;
             let target = d
                 .webhook_id
-                .map(|w| w.to_string())
+                .map(|w| keys.get(&w).cloned().unwrap_or_else(|| w.to_string()))
                 .or_else(|| d.url.clone())
                 .unwrap_or_default();
             let statuses: Vec<String> = l

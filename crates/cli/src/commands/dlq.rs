@@ -119,7 +119,13 @@ pub async fn run(common: &Common, command: DlqCommand) -> anyhow::Result<()> {
             output,
         } => {
             let found = dlq::list(&dlq, &filter.into(), limit).await?;
-            print_list(&found, output.json);
+            let ids: Vec<uuid::Uuid> = found
+                .iter()
+                .filter_map(|m| m.webhook_id.as_deref().and_then(|w| w.parse().ok()))
+                .collect();
+            let db = pool.get().await.context("connecting to Postgres")?;
+            let keys = store::webhooks::keys_of(&db, &ids).await?;
+            print_list(&found, &keys, output.json);
         }
         DlqCommand::Summary { filter, output } => {
             let groups = dlq::summarize(&dlq, &filter.into()).await?;
@@ -187,8 +193,21 @@ pub async fn run(common: &Common, command: DlqCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_list(found: &[DeadMessage], json: bool) {
+/// Dead letters as a table, each webhook by its key (its id once it is deleted).
+fn print_list(
+    found: &[DeadMessage],
+    keys: &std::collections::HashMap<uuid::Uuid, String>,
+    json: bool,
+) {
     let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let webhook = |m: &DeadMessage| {
+        m.webhook_id
+            .as_deref()
+            .and_then(|w| w.parse::<uuid::Uuid>().ok())
+            .and_then(|id| keys.get(&id).cloned())
+            .or_else(|| m.webhook_id.clone())
+            .unwrap_or_else(|| "-".into())
+    };
     let rows = found
         .iter()
         .map(|m| {
@@ -196,7 +215,7 @@ fn print_list(found: &[DeadMessage], json: bool) {
                 m.position.to_string(),
                 dash(&m.event_id),
                 dash(&m.tenant),
-                dash(&m.webhook_id),
+                webhook(m),
                 dash(&m.reason),
                 dash(&m.last_status),
                 dash(&m.attempts),
