@@ -112,6 +112,9 @@ pub struct Filter {
     pub reason: Option<String>,
     /// Message, delivery or event ids.
     pub ids: Vec<String>,
+    /// The ids `webhook` names once [`Filter::resolved`]: a key can name a webhook in
+    /// each of several tenants.
+    pub webhook_ids: Option<Vec<String>>,
 }
 
 impl Filter {
@@ -130,15 +133,20 @@ impl Filter {
                     .iter()
                     .any(|have| have.as_deref() == Some(id.as_str()))
             });
-        eq(&self.tenant, &m.tenant) && eq(&self.webhook, &m.webhook_id) && reason_ok && id_ok
+        let webhook_ok = match &self.webhook_ids {
+            Some(ids) => m.webhook_id.as_ref().is_some_and(|w| ids.contains(w)),
+            None => eq(&self.webhook, &m.webhook_id),
+        };
+        eq(&self.tenant, &m.tenant) && webhook_ok && reason_ok && id_ok
     }
 }
 
 impl Filter {
     /// The filter with its webhook named by id, as messages name it: a key is looked
-    /// up in the filter's tenant (keys are unique within a tenant only), and an unknown
-    /// one is an error, not an empty result. An id is kept as it is: dead letters of a
-    /// deleted webhook still carry it.
+    /// up in the filter's tenant, or in every tenant without one (a key is unique
+    /// within a tenant only, so it may name several webhooks). An unknown key is an
+    /// error, not an empty result. An id is kept as it is: dead letters of a deleted
+    /// webhook still carry it.
     pub async fn resolved(mut self, pool: &Pool) -> Result<Self, AdminError> {
         let Some(webhook) = self.webhook.as_deref() else {
             return Ok(self);
@@ -146,22 +154,22 @@ impl Filter {
         if uuid::Uuid::parse_str(webhook).is_ok() {
             return Ok(self);
         }
-        let Some(tenant) = self.tenant.as_deref() else {
-            return Err(hookrelay_model::Invalid::new(
-                "webhook",
-                format!(
-                    "`{webhook}` is a key: give the tenant too (keys are unique within a \
-                     tenant), or the webhook's id"
-                ),
-            )
-            .into());
-        };
         let db = pool
             .get()
             .await
             .map_err(hookrelay_store::StoreError::from)?;
-        let id = hookrelay_store::webhooks::id_of(&db, tenant, webhook).await?;
-        self.webhook = Some(id.to_string());
+        let ids =
+            hookrelay_store::webhooks::ids_with_key(&db, self.tenant.as_deref(), webhook).await?;
+        if ids.is_empty() {
+            let place = self
+                .tenant
+                .as_deref()
+                .map_or_else(|| "any tenant".to_owned(), |t| format!("tenant `{t}`"));
+            return Err(AdminError::NotFound {
+                what: format!("webhook `{webhook}` in {place}"),
+            });
+        }
+        self.webhook_ids = Some(ids.iter().map(uuid::Uuid::to_string).collect());
         Ok(self)
     }
 }

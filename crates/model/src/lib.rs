@@ -8,6 +8,7 @@ pub mod access;
 pub mod config;
 pub mod envelope;
 pub mod error;
+pub mod filter;
 pub mod matching;
 pub mod retry;
 pub mod shutdown;

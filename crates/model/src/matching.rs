@@ -23,7 +23,11 @@ pub fn targets(event: &Event, webhooks: &[Webhook]) -> Vec<Target> {
             .collect(),
         None => own.filter(|w| subscribed_managed(w, event)).collect(),
     };
-    chosen.into_iter().map(|w| Target::Webhook(w.id)).collect()
+    chosen
+        .into_iter()
+        .filter(|w| w.filter.as_ref().is_none_or(|f| f.matches(&event.payload)))
+        .map(|w| Target::Webhook(w.id))
+        .collect()
 }
 
 /// Whether the webhook's deliveries are held rather than sent: it is paused or
@@ -106,6 +110,7 @@ mod tests {
             enabled: true,
             disabled_reason: None,
             paused_at: None,
+            filter: None,
             created_at: OffsetDateTime::UNIX_EPOCH,
             updated_at: OffsetDateTime::UNIX_EPOCH,
         }
@@ -235,6 +240,33 @@ mod tests {
         );
         assert!(targets(&event(json!({"import_identifier": "other"})), &hooks).is_empty());
         assert!(targets(&event(json!({})), &hooks).is_empty());
+    }
+
+    #[test]
+    fn a_payload_filter_narrows_what_a_webhook_receives_whichever_way_it_is_chosen() {
+        let mut big = hook("acme", "big");
+        big.filter = Some(
+            crate::filter::PayloadFilter::parse(
+                "filter",
+                &json!({"path": "data.rows", "gte": 100}),
+            )
+            .unwrap(),
+        );
+        let with = |rows: i64, extra: serde_json::Value| {
+            let mut v = json!({"payload": {"data": {"rows": rows}}});
+            if let Some(m) = extra.as_object() {
+                for (k, x) in m {
+                    v[k] = x.clone();
+                }
+            }
+            event(v)
+        };
+        assert_eq!(
+            targets(&with(500, json!({})), &[big.clone()]),
+            vec![Target::Webhook(big.id)]
+        );
+        assert!(targets(&with(5, json!({})), &[big.clone()]).is_empty());
+        assert!(targets(&with(5, json!({"webhook_keys": ["big"]})), &[big]).is_empty());
     }
 
     #[test]

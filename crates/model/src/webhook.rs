@@ -7,7 +7,10 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use serde_json::Value;
+
 use crate::error::Invalid;
+use crate::filter::PayloadFilter;
 use crate::retry::RetryPolicy;
 use crate::template;
 use crate::text;
@@ -104,6 +107,11 @@ pub struct Webhook {
     pub schema_ids: Vec<String>,
     pub format: BodyFormat,
     pub retry_on: RetryPolicy,
+    /// Conditions on the payload its events must meet (docs/operations.md, Payload
+    /// filters); null: none.
+    #[serde(serialize_with = "filter_source")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::filter::FilterSchema>))]
+    pub filter: Option<PayloadFilter>,
     pub enabled: bool,
     /// Why it is disabled (`disabled by an operator`, or the sender's
     /// automatic-disable reason); null while enabled.
@@ -117,6 +125,13 @@ pub struct Webhook {
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+}
+
+fn filter_source<S: serde::Serializer>(
+    filter: &Option<PayloadFilter>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    filter.as_ref().map(PayloadFilter::source).serialize(s)
 }
 
 /// What an operator gives to create a webhook. Unknown fields are refused.
@@ -183,6 +198,14 @@ pub struct NewWebhook {
     pub format: BodyFormat,
     #[serde(default)]
     pub retry_on: RetryPolicy,
+    /// Conditions on the payload the webhook's events must meet, e.g. `{"all":
+    /// [{"path": "data.status", "eq": "completed"}, {"path": "data.rows", "gte":
+    /// 100}]}`: `eq`, `in`, `exists`, `gt`, `gte`, `lt`, `lte` on a dotted `path`,
+    /// combined with `all`, `any` and `not` (docs/operations.md). 400 naming the wrong
+    /// part otherwise.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::filter::FilterSchema>))]
+    pub filter: Option<Value>,
 }
 
 /// A partial update: a missing or null field is left as it is, except `secret`,
@@ -225,6 +248,10 @@ pub struct WebhookUpdate {
     pub schema_ids: Option<Vec<String>>,
     pub format: Option<BodyFormat>,
     pub retry_on: Option<RetryPolicy>,
+    /// A new payload filter (as when created), or null to remove it.
+    #[serde(default, with = "double_option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::filter::FilterSchema>))]
+    pub filter: Option<Option<Value>>,
     pub enabled: Option<bool>,
 }
 
@@ -318,6 +345,9 @@ impl NewWebhook {
         if let Some(s) = &self.signing_secret {
             signing_key(s)?;
         }
+        if let Some(f) = &self.filter {
+            PayloadFilter::parse("filter", f)?;
+        }
         Ok(())
     }
 }
@@ -333,6 +363,9 @@ impl WebhookUpdate {
         }
         if let Some(Some(s)) = &self.secret {
             validate_secret(s)?;
+        }
+        if let Some(Some(f)) = &self.filter {
+            PayloadFilter::parse("filter", f)?;
         }
         validate_filters(
             self.event_types.as_deref(),

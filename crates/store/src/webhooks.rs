@@ -8,14 +8,15 @@ use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
 use super::{Cipher, StoreError, storable};
+use hookrelay_model::filter::PayloadFilter;
 use hookrelay_model::retry::RetryPolicy;
 use hookrelay_model::webhook::{
     NewWebhook, Secret, Webhook, WebhookUpdate, generate_signing_secret, signing_key,
 };
 
 const COLUMNS: &str = "id, tenant, key, url, event_types, secret, signing_secrets, development_mode, \
-    import_identifiers, schema_ids, format, retry_on, enabled, disabled_reason, paused_at, created_at, \
-    updated_at";
+    import_identifiers, schema_ids, format, retry_on, filter, enabled, disabled_reason, paused_at, \
+    created_at, updated_at";
 
 /// [`COLUMNS`] with the secrets left out (read as none).
 fn columns_without_secrets() -> String {
@@ -80,6 +81,11 @@ pub(super) fn from_row_prefixed(
             .map_err(|e| StoreError::corrupt("webhook format", e))?,
         retry_on: RetryPolicy::parse(&retry_on)
             .map_err(|e| StoreError::corrupt("webhook retry_on", e))?,
+        filter: row
+            .try_get::<_, Option<serde_json::Value>>(col("filter").as_str())?
+            .map(|f| PayloadFilter::parse("filter", &f))
+            .transpose()
+            .map_err(|e| StoreError::corrupt("webhook filter", e))?,
         enabled: row.try_get(col("enabled").as_str())?,
         disabled_reason: row.try_get(col("disabled_reason").as_str())?,
         paused_at: row.try_get(col("paused_at").as_str())?,
@@ -107,8 +113,8 @@ pub async fn create(
     new.validate()?;
     let sql = format!(
         "INSERT INTO webhooks (id, tenant, key, url, event_types, secret, development_mode, \
-         import_identifiers, schema_ids, format, retry_on, signing_secrets) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING {COLUMNS}"
+         import_identifiers, schema_ids, format, retry_on, signing_secrets, filter) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING {COLUMNS}"
     );
     let row = db
         .query_one(
@@ -129,6 +135,7 @@ pub async fn create(
                     .iter()
                     .map(|s| seal(cipher, s))
                     .collect::<Result<Vec<_>, _>>()?,
+                &new.filter,
             ],
         )
         .await
@@ -229,6 +236,22 @@ pub async fn id_of(
         .ok_or_else(|| not_found(tenant, id_or_key))
 }
 
+/// The ids of the webhooks with this key: in `tenant`, or in every tenant.
+pub async fn ids_with_key(
+    db: &impl GenericClient,
+    tenant: Option<&str>,
+    key: &str,
+) -> Result<Vec<Uuid>, StoreError> {
+    let rows = db
+        .query(
+            "SELECT id FROM webhooks WHERE key = $2 AND ($1::text IS NULL OR tenant = $1) \
+             ORDER BY id",
+            &[&tenant, &key],
+        )
+        .await?;
+    rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
+}
+
 /// Keys of these webhooks (those that still exist), by id.
 pub async fn keys_of(
     db: &impl GenericClient,
@@ -286,6 +309,7 @@ pub async fn update(
            import_identifiers = COALESCE($10, import_identifiers), \
            schema_ids = COALESCE($11, schema_ids), format = COALESCE($12, format), \
            retry_on = COALESCE($13, retry_on), \
+           filter = CASE WHEN $15 THEN $16 ELSE filter END, \
            enabled = COALESCE($14, enabled), \
            disabled_reason = CASE WHEN COALESCE($14, enabled) THEN NULL \
              WHEN enabled THEN 'disabled by an operator' ELSE disabled_reason END, \
@@ -311,6 +335,8 @@ pub async fn update(
             &change.format.map(|f| f.as_str()),
             &retry_on,
             &change.enabled,
+            &change.filter.is_some(),
+            &change.filter.clone().flatten(),
         ],
     )
     .await

@@ -19,8 +19,8 @@ use crate::dlq::{self, DeadMessage, Dlq, Filter, ReplayOptions, Summary};
 pub(super) struct DeadLetterQuery {
     /// Only this tenant's messages.
     tenant: Option<String>,
-    /// Only messages of this webhook: its id, or its key when `tenant` is given (400
-    /// for a key without `tenant`, 404 for an unknown key).
+    /// Only messages of this webhook: its id, or its key (in `tenant`, or in every
+    /// tenant without it; 404 for an unknown key).
     webhook: Option<String>,
     /// Only messages whose reason holds this text (case-insensitive).
     reason: Option<String>,
@@ -36,6 +36,7 @@ impl DeadLetterQuery {
             webhook: self.webhook.clone(),
             reason: self.reason.clone(),
             ids: Vec::new(),
+            webhook_ids: None,
         }
     }
 }
@@ -81,7 +82,8 @@ pub(super) async fn list_dead_letters(
 pub(super) struct SummaryQuery {
     /// Only this tenant's messages.
     tenant: Option<String>,
-    /// Only messages of this webhook: its id, or its key when `tenant` is given.
+    /// Only messages of this webhook: its id, or its key (in `tenant`, or in every
+    /// tenant without it; 404 for an unknown key).
     webhook: Option<String>,
     /// Only messages whose reason holds this text (case-insensitive).
     reason: Option<String>,
@@ -112,6 +114,7 @@ pub(super) async fn summarize_dead_letters(
         webhook: q.webhook,
         reason: q.reason,
         ids: Vec::new(),
+        webhook_ids: None,
     };
     let connection = s.connection().await?;
     let dlq = Dlq {
@@ -161,7 +164,7 @@ pub(super) async fn show_dead_letter(
 #[serde(deny_unknown_fields)]
 pub(super) struct DeadLetterAction {
     tenant: Option<String>,
-    /// A webhook's id, or its key when `tenant` is given.
+    /// A webhook's id, or its key (in `tenant`, or in every tenant without it).
     webhook: Option<String>,
     /// A case-insensitive part of the reason.
     reason: Option<String>,
@@ -193,6 +196,7 @@ impl DeadLetterAction {
             webhook: self.webhook.clone(),
             reason: self.reason.clone(),
             ids: self.ids.clone(),
+            webhook_ids: None,
         }
     }
 }

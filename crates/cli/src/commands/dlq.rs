@@ -69,7 +69,7 @@ pub enum DlqCommand {
 pub struct FilterArgs {
     #[arg(long)]
     tenant: Option<String>,
-    /// Webhook id, or key (with --tenant).
+    /// Webhook id or key (a key in --tenant, or in every tenant without it).
     #[arg(long)]
     webhook: Option<String>,
     /// Part of the reason, any case (`exhausted`, `invalid event`).
@@ -87,6 +87,7 @@ impl From<FilterArgs> for Filter {
             webhook: a.webhook,
             reason: a.reason,
             ids: a.ids,
+            webhook_ids: None,
         }
     }
 }

@@ -126,6 +126,10 @@ pub struct Fields {
     /// Retry conditions: timeout, connect, 5xx or status codes.
     #[arg(long, default_value = "timeout,408,429")]
     retry_on: String,
+    /// A payload filter as JSON: `{"path": "data.status", "eq": "completed"}` (see
+    /// docs/operations.md, Payload filters).
+    #[arg(long, value_parser = parse_json)]
+    filter: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Args)]
@@ -151,6 +155,12 @@ pub struct Change {
     format: Option<String>,
     #[arg(long)]
     retry_on: Option<String>,
+    /// A new payload filter as JSON.
+    #[arg(long, value_parser = parse_json, conflicts_with = "clear_filter")]
+    filter: Option<serde_json::Value>,
+    /// Remove the payload filter.
+    #[arg(long)]
+    clear_filter: bool,
     #[arg(long)]
     enabled: Option<bool>,
 }
@@ -348,7 +358,12 @@ fn new_webhook(f: Fields) -> anyhow::Result<NewWebhook> {
         schema_ids: parse_list(&f.schema_ids),
         format: f.format.parse::<BodyFormat>()?,
         retry_on: RetryPolicy::parse(&parse_list(&f.retry_on))?,
+        filter: f.filter,
     })
+}
+
+fn parse_json(s: &str) -> Result<serde_json::Value, String> {
+    serde_json::from_str(s).map_err(|e| format!("not JSON: {e}"))
 }
 
 fn webhook_update(c: Change) -> anyhow::Result<WebhookUpdate> {
@@ -371,6 +386,11 @@ fn webhook_update(c: Change) -> anyhow::Result<WebhookUpdate> {
             .as_deref()
             .map(|r| RetryPolicy::parse(&parse_list(r)))
             .transpose()?,
+        filter: if c.clear_filter {
+            Some(None)
+        } else {
+            c.filter.map(Some)
+        },
         enabled: c.enabled,
     })
 }
