@@ -3,7 +3,8 @@
 //! - `cargo xtask test`: make sure RabbitMQ and Postgres run, then the whole test suite.
 //! - `cargo xtask demo`: make sure they run, then the whole flow with a demo receiver.
 //! - `cargo xtask bench`: the end-to-end benchmark (release build), figures printed.
-//! - `cargo xtask chaos`: the fault run (kill -9, broker and database restarts).
+//! - `cargo xtask chaos`: the fault run (kill -9, broker and database restarts);
+//!   `--cluster`: on a 3-node RabbitMQ cluster, the node leading the queues killed.
 //! - `cargo xtask docs`: regenerate docs/openapi.json and docs/event-envelope.schema.json.
 
 mod cargo;
@@ -28,7 +29,7 @@ fn main() -> ExitCode {
         Some("chaos") => release_bench("chaos", &args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|demo|bench|chaos|check-deploy|docs>\n\n  test [ARGS]   check services, then run every test (ARGS go to the test runner)\n  demo          check services, then run hookrelay end to end with a demo receiver\n  bench [ARGS]  the end-to-end benchmark (see tests/benches/pipeline.rs)\n  chaos [ARGS]  kill -9 roles and restart RabbitMQ and Postgres mid-run, then check\n                that nothing was lost or doubled (see tests/benches/chaos.rs)\n  check-deploy  validate docker-compose.yml and deploy/kubernetes without an engine\n  docs          regenerate docs/openapi.json and docs/event-envelope.schema.json from the code"
+                "usage: cargo xtask <test|demo|bench|chaos|check-deploy|docs>\n\n  test [ARGS]   check services, then run every test (ARGS go to the test runner)\n  demo          check services, then run hookrelay end to end with a demo receiver\n  bench [ARGS]  the end-to-end benchmark (see tests/benches/pipeline.rs)\n  chaos [ARGS]  kill -9 roles and restart RabbitMQ and Postgres mid-run, then check\n                that nothing was lost or doubled (see tests/benches/chaos.rs);\n                --cluster: kill -9 the leading node of a 3-node RabbitMQ cluster instead\n  check-deploy  validate docker-compose.yml and deploy/kubernetes without an engine\n  docs          regenerate docs/openapi.json and docs/event-envelope.schema.json from the code"
             );
             return ExitCode::from(2);
         }
