@@ -102,6 +102,8 @@ impl Cluster {
             .expect("advanced.config");
             let started = Command::new(format!("{SCRIPTS}/rabbitmq-server"))
                 .arg("-detached")
+                // An Erlang crash dump lands in the working folder: not the repository.
+                .current_dir(&cluster.dir)
                 .env("HOME", &cluster.dir)
                 .env("RABBITMQ_NODENAME", &node.name)
                 .env("RABBITMQ_NODE_PORT", node.amqp_port.to_string())
@@ -173,6 +175,7 @@ impl Cluster {
     fn ctl(&self, node: &str, args: &[&str]) -> String {
         let out = Command::new(format!("{SCRIPTS}/rabbitmqctl"))
             .env("HOME", &self.dir)
+            .current_dir(&self.dir)
             .args(["-q", "-n", node])
             .args(args)
             .stdin(Stdio::null())
