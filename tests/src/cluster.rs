@@ -90,13 +90,11 @@ impl Cluster {
             std::fs::write(node.dir.join("plugins"), "[].").expect("plugins file");
             // RabbitMQ 3.10's at-least-once dead-letter worker (the delay queues' way
             // back to the deliveries queue) can sit on messages after a leader change
-            // until this timeout, 2 minutes by default, resends them. Both spellings:
-            // the key was renamed between versions.
+            // until this timeout (3 minutes by default on 3.10.8) resends them.
             std::fs::write(
                 node.dir.join("advanced.config"),
                 format!(
-                    "[{{rabbit, [{{dead_letter_worker_publisher_confirm_timeout, {DLX_RESEND_MS}}}, \
-                     {{dead_letter_worker_publisher_confirm_timeout_ms, {DLX_RESEND_MS}}}]}}]."
+                    "[{{rabbit, [{{dead_letter_worker_publisher_confirm_timeout, {DLX_RESEND_MS}}}]}}]."
                 ),
             )
             .expect("advanced.config");
