@@ -326,14 +326,11 @@ pub async fn run(binary: &Path, options: &Options) -> Figures {
                 .map(|q| q.leader)
                 .collect();
         }
-        if !options.kill_roles {
-            continue;
-        }
-        if dice.next().is_multiple_of(3) {
+        if options.kill_roles && dice.next().is_multiple_of(3) {
             router.kill_9();
             figures.router_kills += 1;
             router = start_role(binary, &stack, "router");
-        } else {
+        } else if options.kill_roles {
             let i = (dice.next() as usize) % senders.len();
             figures.in_flight_at_kills += senders[i]
                 .metric("hookrelay_in_flight{role=\"sender\"}")
