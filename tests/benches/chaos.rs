@@ -1,13 +1,18 @@
 //! `cargo xtask chaos [--events N] [--senders N] [--no-broker] [--no-database]`
+//! `cargo xtask chaos --cluster [--events N] [--senders N] [--cluster-ports AMQP,DIST]`
 //!
 //! The fault run (tests/src/chaos.rs) with the roles as release child processes:
 //! SIGKILLs all along, and RabbitMQ and Postgres stopped and started mid-run where
-//! this machine lets us control them. Prints the figures, or fails on a broken
-//! promise.
+//! this machine lets us control them. With `--cluster`: a 3-node RabbitMQ cluster
+//! started for the run (AMQP on 5681-5683 by default), the roles given all three
+//! nodes, and the node leading the most queues SIGKILLed mid-run, nothing else.
+//! Prints the figures, or fails on a broken promise.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use hookrelay_tests::chaos::{self, Options};
+use hookrelay_tests::cluster::Cluster;
 
 fn value(argv: &[String], name: &str) -> Option<String> {
     argv.iter()
@@ -30,6 +35,10 @@ fn controllable(program: &str, probe: &[&str]) -> bool {
 async fn main() {
     let argv: Vec<String> = std::env::args().collect();
     let binary = value(&argv, "--hookrelay").expect("--hookrelay PATH (cargo xtask chaos sets it)");
+    if argv.iter().any(|a| a == "--cluster") {
+        cluster(&argv, &binary).await;
+        return;
+    }
     let broker = !argv.iter().any(|a| a == "--no-broker");
     let database = !argv.iter().any(|a| a == "--no-database");
     let restart_broker = broker && controllable("rabbitmqctl", &["-q", "status"]);
@@ -53,6 +62,7 @@ async fn main() {
         settle_within: Duration::from_secs(300),
         // 5000 events over about 10 s: kills keep landing while they flow.
         publish_pause: Duration::from_millis(100),
+        ..Options::default()
     };
     eprintln!("chaos: {options:?}");
     let figures = chaos::run(std::path::Path::new(&binary), &options).await;
@@ -74,5 +84,69 @@ async fn main() {
         figures.failed,
         figures.receiver_duplicates,
         figures.duplicate_bound
+    );
+}
+
+/// `--cluster`: the node kill on a 3-node cluster, without role kills or restarts, so
+/// that the pause it prints is the node's alone.
+async fn cluster(argv: &[String], binary: &str) {
+    let (amqp_base, dist_base) = value(argv, "--cluster-ports")
+        .and_then(|v| {
+            let (a, d) = v.split_once(',')?;
+            Some((a.parse().ok()?, d.parse().ok()?))
+        })
+        .unwrap_or((5680, 25680));
+    eprintln!("chaos: starting a 3-node RabbitMQ cluster (AMQP on {amqp_base} + 1..3)");
+    let started = std::time::Instant::now();
+    let cluster = Arc::new(Cluster::start(amqp_base, dist_base));
+    eprintln!(
+        "chaos: cluster of {} up in {:.0} s, RabbitMQ {}",
+        cluster
+            .nodes
+            .iter()
+            .map(|n| n.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        started.elapsed().as_secs_f64(),
+        cluster.version()
+    );
+    let options = Options {
+        events: value(argv, "--events")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(5000),
+        senders: value(argv, "--senders")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2),
+        kill_roles: false,
+        settle_within: Duration::from_secs(180),
+        // 5000 events over about 15 s: the kill lands a quarter of the way in.
+        publish_pause: Duration::from_millis(150),
+        cluster: Some(Arc::clone(&cluster)),
+        ..Options::default()
+    };
+    eprintln!("chaos: {options:?}");
+    let figures = chaos::run(std::path::Path::new(binary), &options).await;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&figures).unwrap_or_default()
+    );
+    let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0} ms"));
+    println!(
+        "chaos --cluster: {} events on 3 nodes, node {} (leader of {} of the {} quorum queues) \
+         killed with SIGKILL mid-run, in {:.1} s: {} delivered, {} failed (all in the \
+         dead-letter queue), 0 lost, 0 fanned out twice, {} duplicate POSTs (bound {}); \
+         next delivery {} after the kill, longest pause {}; new leaders {:?}",
+        figures.events,
+        figures.node_killed,
+        figures.queues_led_by_killed,
+        figures.queues,
+        figures.seconds,
+        figures.delivered,
+        figures.failed,
+        figures.receiver_duplicates,
+        figures.duplicate_bound,
+        ms(figures.pause_after_kill_ms),
+        ms(figures.longest_gap_after_kill_ms),
+        figures.leaders_after_kill
     );
 }

@@ -352,6 +352,7 @@ pub fn start_role(binary: &std::path::Path, stack: &TestStack, role: &str) -> Ch
             &format!("127.0.0.1:{port}"),
         ])
         .env("HOOKRELAY_DATABASE_URL", &stack.db.url)
+        .env("HOOKRELAY_AMQP_URL", &stack.amqp_url)
         .env("HOOKRELAY_AMQP_PREFIX", &stack.prefix)
         .env("HOOKRELAY_RETRY_DELAYS", "200ms,400ms")
         .env("HOOKRELAY_ALLOW_PRIVATE_DESTINATIONS", "true")

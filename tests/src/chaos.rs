@@ -3,7 +3,9 @@
 //! with RabbitMQ and Postgres stopped and started mid-run, against a receiver that
 //! answers 429, 500 and slowly. Afterwards it checks the promise, from the database,
 //! the dead-letter queue and what the receiver saw, and returns the figures.
-//! Used by `cargo xtask chaos` and by an end-to-end test (kills only).
+//! Used by `cargo xtask chaos` and by an end-to-end test (kills only). With a
+//! [`Cluster`], it runs on a 3-node RabbitMQ cluster instead and SIGKILLs the node
+//! leading the most hookrelay queues mid-run (`cargo xtask chaos --cluster`).
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -15,6 +17,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::bench::{Child, start_role};
+use crate::cluster::Cluster;
 use crate::receiver::{Behaviour, Received, Receiver};
 use crate::stack::{event, webhook};
 use crate::{TestStack, wait_until};
@@ -35,6 +38,11 @@ pub struct Options {
     /// Pause between batches of 50 published events: how long the events flow, and
     /// so how many kills land while they do.
     pub publish_pause: Duration,
+    /// SIGKILL router and senders at random (`kill_every`).
+    pub kill_roles: bool,
+    /// Run on this cluster instead of this machine's broker, and kill the node
+    /// leading the most queues once a quarter of the events have been delivered.
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 impl Default for Options {
@@ -47,6 +55,8 @@ impl Default for Options {
             kill_every: (Duration::from_millis(300), Duration::from_millis(900)),
             settle_within: Duration::from_secs(120),
             publish_pause: Duration::from_millis(10),
+            kill_roles: true,
+            cluster: None,
         }
     }
 }
@@ -75,6 +85,20 @@ pub struct Figures {
     /// the very processes that lived through it (no kill meanwhile): they reconnected
     /// by themselves.
     pub probes_after_restarts: usize,
+    /// Cluster nodes killed (SIGKILL), and the one killed.
+    pub node_kills: usize,
+    pub node_killed: String,
+    /// Of the run's queues (all quorum, on all three nodes), how many it led.
+    pub queues_led_by_killed: usize,
+    pub queues: usize,
+    /// The leaders after the kill, one per queue.
+    pub leaders_after_kill: Vec<String>,
+    /// From the kill to the next delivery the receiver answered 2xx for the first
+    /// time (an HTTP request already in flight at the kill can make this short).
+    pub pause_after_kill_ms: Option<f64>,
+    /// The longest gap between two such first deliveries from the kill until the
+    /// last event was published: how long deliveries really stopped.
+    pub longest_gap_after_kill_ms: Option<f64>,
 }
 
 /// A sender's unacked messages can be at most its concurrency (the default).
@@ -161,15 +185,17 @@ fn postgres_version() -> String {
 }
 
 /// Publishes, retrying through broker outages: the publisher reconnects by itself.
+/// Returns when the last batch was confirmed.
 async fn publish_all(
     publisher: Arc<hookrelay_producer::Publisher>,
     events: Vec<Event>,
     pause: Duration,
-) {
+) -> Instant {
     for batch in events.chunks(50) {
         publish_through_outages(&publisher, batch).await;
         tokio::time::sleep(pause).await;
     }
+    Instant::now()
 }
 
 /// Publishes `batch`, trying again through broker outages (the publisher reconnects
@@ -244,7 +270,10 @@ async fn settled(db: &deadpool_postgres::Object, total: usize) -> bool {
 }
 
 pub async fn run(binary: &Path, options: &Options) -> Figures {
-    let stack = TestStack::for_processes().await;
+    let stack = match &options.cluster {
+        Some(cluster) => TestStack::for_processes_on(&cluster.amqp_url()).await,
+        None => TestStack::for_processes().await,
+    };
     let receiver = Receiver::tallying(webhook_id).await;
     receiver.respond("/hook", Behaviour::PerRequest(answer));
     stack
@@ -266,6 +295,7 @@ pub async fn run(binary: &Path, options: &Options) -> Figures {
     ));
 
     let mut figures = Figures::default();
+    let mut killed_at = None;
     let mut dice = Dice(0x9e37_79b9_7f4a_7c15);
     // Faults while events flow and until every delivery is settled: kills all along,
     // one broker and one database restart early on.
@@ -282,11 +312,25 @@ pub async fn run(binary: &Path, options: &Options) -> Figures {
         }
         round += 1;
         tokio::time::sleep(dice.between(options.kill_every)).await;
-        if dice.next().is_multiple_of(3) {
+        if let Some(cluster) = &options.cluster
+            && killed_at.is_none()
+            && receiver.tallied() >= options.events / 4
+        {
+            killed_at = Some(kill_busiest_leader(cluster, &stack, &mut figures));
+            // Fresh events, delivered by the same processes: they found another node.
+            probe(&stack, &mut events, &mut router, &mut senders, options).await;
+            figures.probes_after_restarts += PROBES;
+            figures.leaders_after_kill = cluster
+                .queues(&stack.prefix)
+                .into_iter()
+                .map(|q| q.leader)
+                .collect();
+        }
+        if options.kill_roles && dice.next().is_multiple_of(3) {
             router.kill_9();
             figures.router_kills += 1;
             router = start_role(binary, &stack, "router");
-        } else {
+        } else if options.kill_roles {
             let i = (dice.next() as usize) % senders.len();
             figures.in_flight_at_kills += senders[i]
                 .metric("hookrelay_in_flight{role=\"sender\"}")
@@ -314,7 +358,7 @@ pub async fn run(binary: &Path, options: &Options) -> Figures {
             figures.probes_after_restarts += PROBES;
         }
     }
-    publishing.await.expect("publishing finished");
+    let published_at = publishing.await.expect("publishing finished");
     let db = fresh_connection(&stack).await;
     wait_until("every delivery settled", options.settle_within, || {
         settled(&db, events.len())
@@ -323,6 +367,15 @@ pub async fn run(binary: &Path, options: &Options) -> Figures {
     figures.seconds = started.elapsed().as_secs_f64();
     figures.events = events.len();
     check(&stack, &db, &events, &receiver, &mut figures, options).await;
+    if let Some(killed_at) = killed_at {
+        assert!(
+            killed_at < published_at,
+            "the node was killed after publishing ended: publish for longer"
+        );
+        let (pause, gap) = pause_after(&receiver, killed_at, published_at);
+        figures.pause_after_kill_ms = pause;
+        figures.longest_gap_after_kill_ms = gap;
+    }
     router.kill_9();
     for s in &mut senders {
         s.kill_9();
@@ -388,14 +441,62 @@ async fn check(
     // A sender kill can repeat at most what that sender had unacked; a router kill,
     // a batch's delivery messages (published again, both copies in flight at once); a
     // restart, what every sender had.
+    // A node kill can cut off every role at once, like a restart.
     figures.duplicate_bound = (figures.sender_kills
-        + (figures.broker_restarts + figures.database_restarts) * options.senders)
+        + (figures.broker_restarts + figures.database_restarts + figures.node_kills)
+            * options.senders)
         * SENDER_IN_FLIGHT
-        + figures.router_kills * ROUTER_BATCH;
+        + (figures.router_kills + figures.node_kills) * ROUTER_BATCH;
     assert!(
         figures.receiver_duplicates <= figures.duplicate_bound,
         "{} duplicates, more than the {} in flight at the faults",
         figures.receiver_duplicates,
         figures.duplicate_bound
     );
+}
+
+/// Finds the node leading the most of the run's queues (checking they are quorum
+/// queues on all three nodes) and SIGKILLs it; returns when.
+fn kill_busiest_leader(cluster: &Cluster, stack: &TestStack, figures: &mut Figures) -> Instant {
+    let queues = cluster.queues(&stack.prefix);
+    assert_eq!(
+        queues.len(),
+        stack.topology.queues().len(),
+        "every queue of the run is on the cluster"
+    );
+    for q in &queues {
+        assert_eq!(q.kind, "quorum", "{} is a quorum queue", q.queue);
+        assert_eq!(q.members, 3, "{} has a member on every node", q.queue);
+    }
+    let (node, led) = Cluster::busiest_leader(&queues).expect("the queues have leaders");
+    cluster.kill(&node);
+    let at = Instant::now();
+    figures.node_kills += 1;
+    figures.node_killed = node;
+    figures.queues_led_by_killed = led;
+    figures.queues = queues.len();
+    at
+}
+
+/// From the receiver's first 2xx answers: the time from `killed` to the next one,
+/// and the longest gap between two of them (or from `killed` to the first) until
+/// `until`, in milliseconds.
+fn pause_after(receiver: &Receiver, killed: Instant, until: Instant) -> (Option<f64>, Option<f64>) {
+    let mut after: Vec<Instant> = receiver
+        .tallies()
+        .values()
+        .map(|t| t.first_at.into_std())
+        .filter(|at| *at > killed)
+        .collect();
+    after.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let pause = after.first().map(|first| ms(*first - killed));
+    let mut previous = killed;
+    let mut gap = None::<f64>;
+    for at in after.into_iter().take_while(|at| *at <= until) {
+        let g = ms(at - previous);
+        gap = Some(gap.map_or(g, |longest| longest.max(g)));
+        previous = at;
+    }
+    (pause, gap)
 }

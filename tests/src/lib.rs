@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod capacity;
 pub mod chaos;
+pub mod cluster;
 pub mod db;
 pub mod receiver;
 pub mod stack;

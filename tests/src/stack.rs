@@ -43,6 +43,9 @@ impl Message {
 }
 
 pub struct TestStack {
+    /// The broker this stack and the roles it starts use: this machine's, or a
+    /// comma-separated list of cluster nodes.
+    pub amqp_url: String,
     pub prefix: String,
     pub topology: Topology,
     pub schedule: RetrySchedule,
@@ -62,16 +65,21 @@ pub struct TestStack {
 impl TestStack {
     /// Short retry delays so retry tests take a second, not a minute.
     pub async fn new() -> Self {
-        Self::build(true).await
+        Self::build(true, AMQP_URL).await
     }
 
     /// Without the test-only `x-expires` on queues, so that `hookrelay serve` child
     /// processes, which declare the production arguments, can share the topology.
     pub async fn for_processes() -> Self {
-        Self::build(false).await
+        Self::build(false, AMQP_URL).await
     }
 
-    async fn build(expiring: bool) -> Self {
+    /// As [`Self::for_processes`], on the broker(s) of `amqp_url` (a list of nodes).
+    pub async fn for_processes_on(amqp_url: &str) -> Self {
+        Self::build(false, amqp_url).await
+    }
+
+    async fn build(expiring: bool, amqp_url: &str) -> Self {
         let prefix = format!("t.{}", uuid::Uuid::new_v4().simple());
         let schedule = RetrySchedule {
             delays: vec![Duration::from_millis(200), Duration::from_millis(400)],
@@ -81,17 +89,18 @@ impl TestStack {
         if expiring {
             topology = topology.with_queue_expiry(Duration::from_secs(600));
         }
-        let connection = amqp::connect(AMQP_URL, "hookrelay-test", ConnectRetry::default())
+        let connection = amqp::connect(amqp_url, "hookrelay-test", ConnectRetry::default())
             .await
             .expect("RabbitMQ must run at 127.0.0.1:5672 (see README: cargo xtask test starts it)");
         let channel = amqp::confirm_channel(&connection).await.expect("channel");
         hookrelay_amqp::topology::declare(&topology, &channel)
             .await
             .expect("declare topology");
-        let publisher = Publisher::connect(AMQP_URL, topology.clone(), ConnectRetry::default())
+        let publisher = Publisher::connect(amqp_url, topology.clone(), ConnectRetry::default())
             .await
             .expect("publisher");
         Self {
+            amqp_url: amqp_url.to_owned(),
             prefix,
             topology,
             schedule,
@@ -107,11 +116,12 @@ impl TestStack {
     }
 
     pub fn router_config(&self) -> RouterConfig {
-        RouterConfig::new(AMQP_URL, self.topology.clone())
+        RouterConfig::new(&self.amqp_url, self.topology.clone())
     }
 
     pub fn sender_config(&self) -> SenderConfig {
-        let mut config = SenderConfig::new(AMQP_URL, self.topology.clone(), self.schedule.clone());
+        let mut config =
+            SenderConfig::new(&self.amqp_url, self.topology.clone(), self.schedule.clone());
         config.http_timeout = Duration::from_millis(500);
         config.shutdown_grace = Duration::from_secs(5);
         // Test receivers listen on 127.0.0.1.
@@ -205,7 +215,7 @@ impl TestStack {
             self.db.pool.clone(),
             self.cipher.clone(),
             self.topology.clone(),
-            AMQP_URL.to_owned(),
+            self.amqp_url.clone(),
             30,
         );
         ApiState {
@@ -278,9 +288,13 @@ impl TestStack {
     /// As [`Self::drain_queue`], on a new connection: for after a broker restart,
     /// which closes the stack's own.
     pub async fn drain_queue_fresh(&self, queue: &str) -> Vec<Message> {
-        let connection = amqp::connect(AMQP_URL, "hookrelay-test-drain", ConnectRetry::default())
-            .await
-            .expect("RabbitMQ is back");
+        let connection = amqp::connect(
+            &self.amqp_url,
+            "hookrelay-test-drain",
+            ConnectRetry::default(),
+        )
+        .await
+        .expect("RabbitMQ is back");
         let channel = connection.create_channel().await.expect("channel");
         let taken = drain(&channel, queue).await;
         let _ = connection.close(200, "done".into()).await;
@@ -351,12 +365,13 @@ impl Drop for TestStack {
             handle.abort();
         }
         let topology = self.topology.clone();
+        let amqp_url = self.amqp_url.clone();
         crate::block_on_fresh(async move {
             let retry = ConnectRetry {
                 attempts: 1,
                 max_delay: Duration::from_millis(10),
             };
-            if let Ok(conn) = amqp::connect(AMQP_URL, "hookrelay-test-cleanup", retry).await
+            if let Ok(conn) = amqp::connect(&amqp_url, "hookrelay-test-cleanup", retry).await
                 && let Ok(ch) = conn.create_channel().await
             {
                 let _ = hookrelay_amqp::topology::delete(&topology, &ch).await;

@@ -2,7 +2,12 @@
 //! topology, sets the prefetch, starts consuming, and hands each connection's channel
 //! and consumer to the role's handler; when the handler reports the broker lost (the
 //! connection, channel or consumer ended), it reconnects with backoff, until
-//! shutdown.
+//! shutdown. While a session runs, a watchdog asks the broker every few seconds
+//! whether the queue still has a consumer: a quorum queue can forget one registered
+//! while its leader was being elected (seen on RabbitMQ 3.10 when a cluster node was
+//! killed), which would leave the role connected and idle for good. Twice none, and
+//! the watchdog closes the channel, so the handler winds down and the supervisor
+//! consumes again.
 
 use std::future::Future;
 use std::time::Duration;
@@ -12,7 +17,7 @@ use hookrelay_model::Topology;
 use hookrelay_model::shutdown::Shutdown;
 use lapin::{Channel, Consumer};
 
-use crate::{AmqpError, open_consumer};
+use crate::{AmqpError, inspect_queue, open_consumer};
 
 /// Longest pause between two tries to consume again.
 const RECONNECT_MAX: Duration = Duration::from_secs(10);
@@ -23,6 +28,11 @@ const RECONNECT: ExponentialBuilder = ExponentialBuilder::new()
     .with_min_delay(Duration::from_millis(200))
     .with_max_delay(RECONNECT_MAX)
     .without_max_times();
+
+/// How often the watchdog looks at the queue's consumers.
+const WATCH_EVERY: Duration = Duration::from_secs(2);
+/// Looks in a row that found no consumer before the session is ended.
+const WATCH_STRIKES: u32 = 2;
 
 /// What a role consumes, and under which name it logs and connects.
 #[derive(Debug, Clone)]
@@ -75,7 +85,23 @@ impl Supervisor {
             let pause = match opened {
                 Ok((connection, channel, consumer)) => {
                     pauses = RECONNECT.build();
+                    let watchdog = match connection.create_channel().await {
+                        Ok(look) => Some(tokio::spawn(watch(
+                            role,
+                            look,
+                            channel.clone(),
+                            self.queue.clone(),
+                            shutdown.clone(),
+                        ))),
+                        Err(e) => {
+                            tracing::warn!(role, error = %e, "{role} cannot open its watchdog channel");
+                            None
+                        }
+                    };
                     let ended = handle(Session { channel, consumer }, shutdown.clone()).await;
+                    if let Some(w) = watchdog {
+                        w.abort();
+                    }
                     let _ = connection
                         .close(200, format!("{role} stopping").as_str().into())
                         .await;
@@ -101,5 +127,40 @@ impl Supervisor {
         }
         tracing::info!(role, "{role} stopped");
         Ok(())
+    }
+}
+
+/// Closes `consuming` once `look` has found no consumer on `queue` [`WATCH_STRIKES`]
+/// times in a row; returns then, or when it can no longer look (the connection or
+/// the queue is gone: the handler sees that by itself), or at shutdown (a handler
+/// draining has cancelled its consumer on purpose).
+async fn watch(
+    role: &'static str,
+    look: Channel,
+    consuming: Channel,
+    queue: String,
+    mut shutdown: Shutdown,
+) {
+    let mut strikes = 0;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(WATCH_EVERY) => {}
+            () = shutdown.wait() => return,
+        }
+        // A queue between leaders may not answer at once; that is no verdict.
+        let consumers = match tokio::time::timeout(WATCH_EVERY, inspect_queue(&look, &queue)).await
+        {
+            Ok(Ok(q)) => q.consumer_count(),
+            Ok(Err(_)) => return,
+            Err(_) => continue,
+        };
+        strikes = if consumers == 0 { strikes + 1 } else { 0 };
+        if strikes >= WATCH_STRIKES {
+            tracing::warn!(role, %queue, "the broker lists no consumer on the queue; consuming again");
+            let _ = consuming
+                .close(200, "the broker lost this consumer".into())
+                .await;
+            return;
+        }
     }
 }

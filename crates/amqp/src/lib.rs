@@ -3,11 +3,13 @@
 //! declaration (`topology`), dead-letter publishing (`deadletter`), queue inspection,
 //! and the consumer supervisor every role consumes through (`consumer`).
 
+pub mod addresses;
 pub mod consumer;
 pub mod deadletter;
 pub mod topology;
 pub mod trace;
 
+pub use addresses::{Address, AddressError};
 pub use topology::TopologyError;
 
 use std::time::Duration;
@@ -21,12 +23,15 @@ use lapin::{Confirmation, PublisherConfirm};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AmqpError {
-    #[error("cannot connect to RabbitMQ at {url} after {attempts} attempts: {source}")]
+    #[error("cannot connect to RabbitMQ at {nodes} after {attempts} attempts: {source}")]
     Connect {
-        url: String,
+        /// The nodes tried, as `host:port` (no credentials).
+        nodes: String,
         attempts: usize,
         source: lapin::Error,
     },
+    #[error(transparent)]
+    Address(#[from] AddressError),
     #[error("RabbitMQ error: {0}")]
     Broker(#[from] lapin::Error),
     #[error(
@@ -62,26 +67,58 @@ impl Default for ConnectRetry {
     }
 }
 
-/// Connects, retrying with exponential backoff and jitter. `name` shows in the
+/// Connects, retrying with exponential backoff and jitter. `url` is one AMQP URL or a
+/// comma-separated list of them (the nodes of a cluster): every attempt tries each
+/// node in turn, starting after the node the last attempt of this process ended on,
+/// so a dead node is not always the first one waited for. `name` shows in the
 /// broker's connection list.
 pub async fn connect(url: &str, name: &str, retry: ConnectRetry) -> Result<Connection, AmqpError> {
+    let nodes = addresses::parse(url)?;
     let backoff = ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(100))
         .with_max_delay(retry.max_delay)
         .with_max_times(retry.attempts.saturating_sub(1))
         .with_jitter();
-    let properties = || ConnectionProperties::default().with_connection_name(name.into());
-    (|| Connection::connect(url, properties()))
+    (|| connect_any(&nodes, name))
         .retry(backoff)
         .notify(|err, wait| {
             tracing::warn!(error = %err, retry_in = ?wait, "RabbitMQ not reachable; retrying");
         })
         .await
         .map_err(|source| AmqpError::Connect {
-            url: hookrelay_model::config::redact_url(url),
+            nodes: addresses::nodes(&nodes),
             attempts: retry.attempts,
             source,
         })
+}
+
+/// One attempt: each node once, in turn; the last node's error if none answers.
+async fn connect_any(nodes: &[Address], name: &str) -> Result<Connection, lapin::Error> {
+    let mut last = None;
+    for i in addresses::round(nodes.len(), addresses::next_start()) {
+        let node = &nodes[i];
+        // The next attempt, here or in another connect of this process, begins after
+        // this node, whether it answers or not.
+        addresses::tried(i);
+        let properties = ConnectionProperties::default().with_connection_name(name.into());
+        match Connection::connect(node.url(), properties).await {
+            Ok(connection) => {
+                tracing::info!(node = %node, connection = name, "connected to RabbitMQ");
+                return Ok(connection);
+            }
+            Err(e) => {
+                if nodes.len() > 1 {
+                    tracing::warn!(node = %node, error = %e, "RabbitMQ node not reachable; trying the next");
+                }
+                last = Some(e);
+            }
+        }
+    }
+    // Unreachable: `addresses::parse` never returns an empty list.
+    Err(last.unwrap_or_else(|| {
+        let none = std::io::Error::new(std::io::ErrorKind::InvalidInput, "no RabbitMQ address");
+        lapin::ErrorKind::IOError(std::sync::Arc::new(none)).into()
+    }))
 }
 
 /// A channel in confirm mode: every publish on it is acknowledged by the broker.

@@ -12,7 +12,7 @@ use hookrelay_model::retry::RetrySchedule;
 /// Settings every command shares.
 #[derive(Debug, Clone, Args)]
 pub struct Common {
-    /// RabbitMQ URL.
+    /// RabbitMQ URL, or the URLs of a cluster's nodes, comma-separated (tried in turn).
     #[arg(long, global = true, env = "HOOKRELAY_AMQP_URL", hide_env_values = true, default_value = defaults::DEFAULT_AMQP_URL)]
     pub amqp_url: String,
     /// Postgres URL; must name a database (`migrate` creates it if missing).

@@ -964,3 +964,30 @@ fn tenants_list_names_every_configured_tenant() {
         "{table}"
     );
 }
+
+/// A comma-separated `HOOKRELAY_AMQP_URL`: a dead first node is passed over, and an
+/// empty entry is named by its position, its neighbours' passwords never shown.
+#[test]
+fn a_list_of_broker_urls_skips_a_dead_node_and_names_an_empty_entry() {
+    let queues = |amqp_url: &str| {
+        Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+            .args(["queues", "--amqp-prefix"])
+            .arg(format!("t.cli-list-{}", std::process::id()))
+            .env("HOOKRELAY_AMQP_URL", amqp_url)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = queues("amqp://guest:guest@127.0.0.1:9/%2f , amqp://guest:guest@127.0.0.1:5672/%2f");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = queues("amqp://u:list-pw-41@127.0.0.1:9/%2f,,amqp://u:list-pw-42@127.0.0.1:9/%2f");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("address 2 of 3"), "{stderr}");
+    assert!(!stderr.contains("list-pw"), "{stderr}");
+}

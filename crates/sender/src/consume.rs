@@ -185,8 +185,16 @@ async fn process(ctx: &Ctx, delivery: Delivery, mut shutdown: Shutdown) {
                     return;
                 }
                 Err(HandleError::Broker(e)) => {
-                    // The channel is likely gone; the broker will redeliver the message.
-                    tracing::warn!(error = %e, "broker error while handling a delivery");
+                    // Usually the channel is gone and the broker redelivers by itself.
+                    // But a nack (a quorum queue between leaders refuses a publish)
+                    // leaves the channel open: unsettled, the delivery would hold its
+                    // prefetch slot for good, and 64 of them stop the sender. Hand it
+                    // back; reject counts toward x-delivery-limit.
+                    tracing::warn!(error = %e, "broker error while handling a delivery; returning it to the queue");
+                    let _ = delivery
+                        .acker
+                        .reject(BasicRejectOptions { requeue: true })
+                        .await;
                     return;
                 }
             }

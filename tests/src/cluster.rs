@@ -1,0 +1,303 @@
+//! A real 3-node RabbitMQ cluster on this machine, for the fault run: three
+//! `rabbitmq-server` nodes with their own node names, ports and data folders under
+//! `/tmp/hookrelay-cluster-*`, joined into one cluster. It runs the scripts in
+//! /usr/lib/rabbitmq/bin directly, as root (the /usr/sbin wrappers switch to a user
+//! who cannot write the folder), all with one `HOME`, so that nodes and CLI share
+//! one Erlang cookie. The machine's own broker on 5672 is not part of it. Every node is killed and the
+//! folder removed when the `Cluster` is dropped, after a panic too.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SCRIPTS: &str = "/usr/lib/rabbitmq/bin";
+
+/// How long the dead-letter worker waits for a confirm before it resends (below).
+pub const DLX_RESEND_MS: u64 = 5000;
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// `hookrelay-cN-PID@localhost`: the process id keeps two runs from colliding
+    /// in epmd.
+    pub name: String,
+    pub amqp_port: u16,
+    pub dist_port: u16,
+    dir: PathBuf,
+}
+
+impl Node {
+    pub fn amqp_url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.amqp_port)
+    }
+
+    /// The node's Erlang VM, from the pid file `rabbitmq-server` writes.
+    fn pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.dir.join("pid"))
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+    }
+}
+
+#[derive(Debug)]
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    dir: PathBuf,
+    killed: std::sync::Mutex<Vec<String>>,
+}
+
+/// A hookrelay queue as the cluster sees it.
+#[derive(Debug, Clone)]
+pub struct QueueLeader {
+    pub queue: String,
+    pub kind: String,
+    pub leader: String,
+    pub members: usize,
+}
+
+impl Cluster {
+    /// Starts three nodes with AMQP on `amqp_base + 1..=3` and distribution on
+    /// `dist_base + 1..=3`, and joins the second and third to the first. About 30 s.
+    pub fn start(amqp_base: u16, dist_base: u16) -> Self {
+        let id = std::process::id();
+        let dir = PathBuf::from(format!("/tmp/hookrelay-cluster-{id}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let nodes: Vec<Node> = (1..=3)
+            .map(|i| Node {
+                name: format!("hookrelay-c{i}-{id}@localhost"),
+                amqp_port: amqp_base + i,
+                dist_port: dist_base + i,
+                dir: dir.join(format!("n{i}")),
+            })
+            .collect();
+        for node in &nodes {
+            for port in [node.amqp_port, node.dist_port] {
+                assert!(
+                    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+                    "port {port} is taken: choose other cluster ports"
+                );
+            }
+        }
+        // From here on, whatever started is stopped again if starting fails.
+        let cluster = Self {
+            nodes,
+            dir,
+            killed: std::sync::Mutex::new(Vec::new()),
+        };
+        for node in &cluster.nodes {
+            std::fs::create_dir_all(&node.dir).expect("cluster node folder");
+            // No plugins: the management plugin would want port 15672 on every node.
+            std::fs::write(node.dir.join("plugins"), "[].").expect("plugins file");
+            // RabbitMQ 3.10's at-least-once dead-letter worker (the delay queues' way
+            // back to the deliveries queue) can sit on messages after a leader change
+            // until this timeout (3 minutes by default on 3.10.8) resends them.
+            std::fs::write(
+                node.dir.join("advanced.config"),
+                format!(
+                    "[{{rabbit, [{{dead_letter_worker_publisher_confirm_timeout, {DLX_RESEND_MS}}}]}}]."
+                ),
+            )
+            .expect("advanced.config");
+            let started = Command::new(format!("{SCRIPTS}/rabbitmq-server"))
+                .arg("-detached")
+                // An Erlang crash dump lands in the working folder: not the repository.
+                .current_dir(&cluster.dir)
+                .env("HOME", &cluster.dir)
+                .env("RABBITMQ_NODENAME", &node.name)
+                .env("RABBITMQ_NODE_PORT", node.amqp_port.to_string())
+                .env("RABBITMQ_DIST_PORT", node.dist_port.to_string())
+                .env("RABBITMQ_MNESIA_BASE", node.dir.join("mnesia"))
+                .env("RABBITMQ_LOG_BASE", node.dir.join("log"))
+                .env("RABBITMQ_ENABLED_PLUGINS_FILE", node.dir.join("plugins"))
+                .env("RABBITMQ_CONFIG_FILE", node.dir.join("rabbitmq"))
+                .env(
+                    "RABBITMQ_ADVANCED_CONFIG_FILE",
+                    node.dir.join("advanced.config"),
+                )
+                .env("RABBITMQ_PID_FILE", node.dir.join("pid"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(started, "rabbitmq-server {} did not start", node.name);
+        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        for node in &cluster.nodes {
+            while std::net::TcpStream::connect(("127.0.0.1", node.amqp_port)).is_err() {
+                assert!(
+                    Instant::now() < deadline,
+                    "{} did not listen on {} within 2 minutes (logs in {})",
+                    node.name,
+                    node.amqp_port,
+                    node.dir.join("log").display()
+                );
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        }
+        let first = cluster.nodes[0].name.clone();
+        for node in &cluster.nodes[1..] {
+            cluster.ctl(&node.name, &["stop_app"]);
+            cluster.ctl(&node.name, &["join_cluster", &first]);
+            cluster.ctl(&node.name, &["start_app"]);
+        }
+        let running = cluster.ctl(&first, &["cluster_status", "--formatter", "json"]);
+        let status: serde_json::Value =
+            serde_json::from_str(&running).expect("cluster_status is JSON");
+        let running = status["running_nodes"].as_array().map_or(0, Vec::len);
+        assert_eq!(running, 3, "the cluster runs three nodes: {status}");
+        cluster
+    }
+
+    /// The comma-separated list of the nodes' AMQP URLs: `HOOKRELAY_AMQP_URL`.
+    pub fn amqp_url(&self) -> String {
+        self.nodes
+            .iter()
+            .map(Node::amqp_url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The RabbitMQ version of the first node running.
+    pub fn version(&self) -> String {
+        let node = self.running().next().map(|n| n.name.clone());
+        node.map(|n| self.ctl(&n, &["version"]).trim().to_owned())
+            .unwrap_or_default()
+    }
+
+    fn running(&self) -> impl Iterator<Item = &Node> {
+        let killed = self.killed.lock().map(|k| k.clone()).unwrap_or_default();
+        self.nodes.iter().filter(move |n| !killed.contains(&n.name))
+    }
+
+    /// `rabbitmqctl -n NODE ARGS`, its output; panics when it fails.
+    fn ctl(&self, node: &str, args: &[&str]) -> String {
+        let out = Command::new(format!("{SCRIPTS}/rabbitmqctl"))
+            .env("HOME", &self.dir)
+            .current_dir(&self.dir)
+            .args(["-q", "-n", node])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("rabbitmqctl runs");
+        assert!(
+            out.status.success(),
+            "rabbitmqctl -n {node} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The queues whose names start with `prefix`, with their type, leader and
+    /// member count, as a running node reports them.
+    pub fn queues(&self, prefix: &str) -> Vec<QueueLeader> {
+        let node = self
+            .running()
+            .next()
+            .map(|n| n.name.clone())
+            .expect("a node runs");
+        let listed = self.ctl(
+            &node,
+            &[
+                "list_queues",
+                "name",
+                "type",
+                "leader",
+                "members",
+                "--formatter",
+                "json",
+            ],
+        );
+        let queues: Vec<serde_json::Value> =
+            serde_json::from_str(&listed).expect("list_queues is JSON");
+        let text = |q: &serde_json::Value, k: &str| q[k].as_str().unwrap_or_default().to_owned();
+        queues
+            .iter()
+            .filter(|q| text(q, "name").starts_with(prefix))
+            .map(|q| QueueLeader {
+                queue: text(q, "name"),
+                kind: text(q, "type"),
+                leader: text(q, "leader"),
+                members: q["members"].as_array().map_or(0, Vec::len),
+            })
+            .collect()
+    }
+
+    /// The node leading the most of `queues`, and how many it leads.
+    pub fn busiest_leader(queues: &[QueueLeader]) -> Option<(String, usize)> {
+        let mut led: HashMap<&str, usize> = HashMap::new();
+        for q in queues {
+            *led.entry(q.leader.as_str()).or_default() += 1;
+        }
+        led.into_iter()
+            .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0)))
+            .map(|(node, n)| (node.to_owned(), n))
+    }
+
+    /// SIGKILL to the node's Erlang VM: no goodbye to clients or peers.
+    pub fn kill(&self, node: &str) {
+        let n = self
+            .nodes
+            .iter()
+            .find(|n| n.name == node)
+            .expect("a node of this cluster");
+        let pid = n.pid().expect("the node's pid file");
+        kill_9(pid);
+        if let Ok(mut killed) = self.killed.lock() {
+            killed.push(node.to_owned());
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+fn kill_9(pid: u32) {
+    let _ = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in &self.nodes {
+            match node.pid() {
+                Some(pid) => kill_9(pid),
+                // Started but no pid file yet: ask it to stop.
+                None => {
+                    let _ = Command::new(format!("{SCRIPTS}/rabbitmqctl"))
+                        .env("HOME", &self.dir)
+                        .args(["-q", "-n", &node.name, "stop"])
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status();
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(leader: &str) -> QueueLeader {
+        QueueLeader {
+            queue: "q".into(),
+            kind: "quorum".into(),
+            leader: leader.into(),
+            members: 3,
+        }
+    }
+
+    #[test]
+    fn the_busiest_leader_leads_the_most_queues() {
+        let queues = [q("b"), q("a"), q("b"), q("c")];
+        assert_eq!(Cluster::busiest_leader(&queues), Some(("b".into(), 2)));
+        assert_eq!(Cluster::busiest_leader(&[]), None);
+    }
+}
