@@ -353,6 +353,23 @@ async fn a_payload_filter_is_validated_and_decides_which_events_are_delivered() 
     );
     assert_eq!(stack.receiver.all().len(), 1);
 
+    // Any JSON value may be compared with, kept as written (a NUL, the largest double).
+    let odd = json!({"any": [{"path": "a", "eq": "x\u{0}y"}, {"path": "n", "eq": 1.7976931348623157e308}]});
+    let (status, made) = post_json(
+        &base,
+        hooks,
+        json!({"key": "odd", "url": url, "filter": odd}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let shown: Value = reqwest::get(format!("{base}{hooks}/odd"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["filter"], odd, "{shown}");
+
     // Removed with null: every event of its types again.
     let res = reqwest::Client::new()
         .patch(format!("{base}{hooks}/big"))

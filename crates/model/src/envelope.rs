@@ -240,11 +240,8 @@ impl Event {
         if !self.payload.is_object() {
             return Err(EnvelopeError::field("payload", "must be a JSON object"));
         }
-        if let Some(path) = find_nul(&self.payload, "payload") {
-            return Err(EnvelopeError::field(
-                path,
-                "contains a NUL character (\\u0000), which cannot be stored",
-            ));
+        if let Some((path, problem)) = find_unstorable(&self.payload, "payload") {
+            return Err(EnvelopeError::field(path, problem));
         }
         Ok(())
     }
@@ -348,7 +345,7 @@ impl utoipa::PartialSchema for Text {
 #[cfg(feature = "openapi")]
 impl utoipa::ToSchema for Text {}
 
-/// The schema of `payload`, as `find_nul` has it: an object whose keys and strings,
+/// The schema of `payload`, as `find_unstorable` has it: an object whose keys and strings,
 /// however deep, hold no NUL (Postgres cannot store one in `jsonb`).
 #[cfg(feature = "openapi")]
 struct Payload;
@@ -397,11 +394,13 @@ fn json_without_nul() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>
                 .schema_type(Type::String)
                 .pattern(Some(NO_NUL_PATTERN)),
         )
-        .item(ObjectBuilder::new().schema_type(SchemaType::from_iter([
-            Type::Number,
-            Type::Boolean,
-            Type::Null,
-        ])))
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Number)
+                .minimum(Some(-MAX_JSON_NUMBER))
+                .maximum(Some(MAX_JSON_NUMBER)),
+        )
+        .item(ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::Boolean, Type::Null])))
         .item(ArrayBuilder::new().items(itself()))
         .item(
             ObjectBuilder::new()
@@ -414,7 +413,8 @@ fn json_without_nul() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>
                 .additional_properties(Some(itself())),
         )
         .description(Some(
-            "Any JSON value without a NUL character in a key or a string.",
+            "Any JSON value without a NUL character in a key or a string, and without a \
+             number beyond ±1e300.",
         ))
         .into()
 }
@@ -569,18 +569,35 @@ pub fn check_http_url(field: &str, url: &str) -> Result<(), EnvelopeError> {
 }
 
 /// The path of the first string or key holding `\0`, which Postgres cannot store.
-fn find_nul(value: &Value, path: &str) -> Option<String> {
+/// Numbers beyond ±this are refused in payloads: Postgres keeps a JSON
+/// number exactly and hands all its digits back, and the largest doubles do not read
+/// back (their 309 digits round to infinity), which would leave an event no sender
+/// can load.
+pub const MAX_JSON_NUMBER: f64 = 1e300;
+
+const NUL_PROBLEM: &str = "contains a NUL character (\\u0000), which cannot be stored";
+const NUMBER_PROBLEM: &str = "is a number beyond ±1e300, which cannot be stored and read back";
+
+/// The path of the first string or key holding `\0`, or number beyond
+/// [`MAX_JSON_NUMBER`], and what is wrong with it.
+fn find_unstorable(value: &Value, path: &str) -> Option<(String, &'static str)> {
     match value {
-        Value::String(s) if s.contains('\0') => Some(path.to_owned()),
+        Value::String(s) if s.contains('\0') => Some((path.to_owned(), NUL_PROBLEM)),
+        Value::Number(n) if n.as_f64().is_some_and(|f| f.abs() > MAX_JSON_NUMBER) => {
+            Some((path.to_owned(), NUMBER_PROBLEM))
+        }
         Value::Array(items) => items
             .iter()
             .enumerate()
-            .find_map(|(i, v)| find_nul(v, &format!("{path}[{i}]"))),
+            .find_map(|(i, v)| find_unstorable(v, &format!("{path}[{i}]"))),
         Value::Object(map) => map.iter().find_map(|(k, v)| {
             if k.contains('\0') {
-                Some(format!("{path}.{}", k.replace('\0', "\\u0000")))
+                Some((
+                    format!("{path}.{}", k.replace('\0', "\\u0000")),
+                    NUL_PROBLEM,
+                ))
             } else {
-                find_nul(v, &format!("{path}.{k}"))
+                find_unstorable(v, &format!("{path}.{k}"))
             }
         }),
         _ => None,
@@ -771,6 +788,16 @@ mod tests {
         let mut plain = json!({"id": "e", "payload": {"x": 1}});
         redact_private_fields(&mut plain);
         assert_eq!(plain, json!({"id": "e", "payload": {"x": 1}}));
+    }
+
+    #[test]
+    fn a_payload_number_postgres_could_not_hand_back_is_refused_naming_it() {
+        let mut v = json!({"id": "e", "tenant": "acme", "type": "x",
+            "occurred_at": "2024-01-24T16:13:25Z", "payload": {"data": {"n": [1, f64::MAX]}}});
+        let err = Event::from_value(v.clone()).unwrap_err();
+        assert_eq!(err.field_name(), Some("payload.data.n[1]"), "{err}");
+        v["payload"]["data"]["n"] = json!([1, 1e300, -1e300, 12345678901234567890u64]);
+        assert!(Event::from_value(v).is_ok());
     }
 
     #[test]
