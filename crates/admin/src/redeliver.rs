@@ -82,20 +82,7 @@ pub async fn failed_of_webhook(
         .map_err(hookrelay_store::StoreError::from)?;
     let failed = deliveries::failed_of_webhook(&db, tenant, webhook_id, since).await?;
     drop(db);
-    let mut summary = Summary::default();
-    for delivery in failed {
-        let outcome = reopen_and_publish(pool, channel, topology, &delivery, false).await?;
-        if outcome == Outcome::Requeued {
-            summary.requeued += 1;
-        } else {
-            summary.skipped += 1;
-        }
-        summary.deliveries.push(Redelivered {
-            delivery_id: delivery.id,
-            outcome,
-        });
-    }
-    Ok(summary)
+    each(pool, channel, topology, &failed).await
 }
 
 /// Sends what `webhook` holds, if it holds no more (resumed and enabled): what a
@@ -131,9 +118,19 @@ pub async fn held_of_webhook(
         .map_err(hookrelay_store::StoreError::from)?;
     let held = deliveries::held_of_webhook(&db, tenant, webhook_id).await?;
     drop(db);
+    each(pool, channel, topology, &held).await
+}
+
+/// Redelivers each of `list` in turn, counting what each did.
+async fn each(
+    pool: &Pool,
+    channel: &Channel,
+    topology: &Topology,
+    list: &[Delivery],
+) -> Result<Summary, AdminError> {
     let mut summary = Summary::default();
-    for delivery in held {
-        let outcome = reopen_and_publish(pool, channel, topology, &delivery, false).await?;
+    for delivery in list {
+        let outcome = reopen_and_publish(pool, channel, topology, delivery, false).await?;
         if outcome == Outcome::Requeued {
             summary.requeued += 1;
         } else {

@@ -149,15 +149,20 @@ async fn set_enabled(s: &AdminState, p: &WebhookPath, enabled: bool) -> Result<J
     Ok(Json(webhook))
 }
 
+/// A channel with publisher confirms on the api role's broker connection.
+async fn confirm_channel(s: &AdminState) -> Result<lapin::Channel> {
+    let connection = s.connection().await?;
+    Ok(amqp::confirm_channel(&connection)
+        .await
+        .map_err(crate::AdminError::from)?)
+}
+
 /// After a change that may have made the webhook active: sends what it held.
 async fn release(s: &AdminState, webhook: &Webhook) -> Result<()> {
     if hookrelay_model::matching::holds(webhook) {
         return Ok(());
     }
-    let connection = s.connection().await?;
-    let channel = amqp::confirm_channel(&connection)
-        .await
-        .map_err(crate::AdminError::from)?;
+    let channel = confirm_channel(s).await?;
     let released = redeliver::release_held(&s.pool, &channel, &s.topology, webhook).await;
     let _ = channel.close(200, "done".into()).await;
     if let Some(summary) = released?
@@ -209,10 +214,7 @@ pub(super) async fn backfill_webhook(
     let body: BackfillRequest = body.parse()?;
     hookrelay_model::webhook::validate_filters(Some(&body.event_types), None, None)?;
     let webhook = webhooks::get(&db(&s).await?, &s.cipher, &p.tenant, &p.id).await?;
-    let connection = s.connection().await?;
-    let channel = amqp::confirm_channel(&connection)
-        .await
-        .map_err(crate::AdminError::from)?;
+    let channel = confirm_channel(&s).await?;
     let window = crate::backfill::Window {
         since: body.since,
         until: body.until,
@@ -279,10 +281,7 @@ pub(super) async fn resume_webhook(
     // Committed before the release: a router or sender holding at the same moment
     // waits for it (they read the webhook FOR SHARE), and its holds are then found.
     let webhook = webhooks::set_paused(&db(&s).await?, &s.cipher, &p.tenant, &p.id, false).await?;
-    let connection = s.connection().await?;
-    let channel = amqp::confirm_channel(&connection)
-        .await
-        .map_err(crate::AdminError::from)?;
+    let channel = confirm_channel(&s).await?;
     let released = redeliver::release_held(&s.pool, &channel, &s.topology, &webhook).await;
     let _ = channel.close(200, "done".into()).await;
     Ok(Json(Resumed {
@@ -474,10 +473,7 @@ pub(super) async fn redeliver_webhook(
 ) -> Result<Json<redeliver::Summary>> {
     let body: RedeliverWebhookRequest = body.parse()?;
     let webhook = webhooks::get(&db(&s).await?, &s.cipher, &p.tenant, &p.id).await?;
-    let connection = s.connection().await?;
-    let channel = amqp::confirm_channel(&connection)
-        .await
-        .map_err(crate::AdminError::from)?;
+    let channel = confirm_channel(&s).await?;
     let summary = redeliver::failed_of_webhook(
         &s.pool,
         &channel,
