@@ -940,7 +940,37 @@ fn tenants_list_names_every_configured_tenant() {
         "--url",
         "https://example.com/h",
     ]);
-    env.ok(&["tokens", "create", "--tenant", "globex", "--name", "embed"]);
+    // Commands that show a secret once speak JSON too, numbers and all.
+    let token: Value = serde_json::from_str(&env.ok(&[
+        "tokens", "create", "--tenant", "globex", "--name", "embed", "--json",
+    ]))
+    .unwrap();
+    assert!(
+        token["token"].as_str().unwrap().starts_with("hrt_"),
+        "{token}"
+    );
+    assert_eq!(token["scope"], "read");
+    let rotated: Value = serde_json::from_str(&env.ok(&[
+        "webhooks",
+        "rotate-signing-secret",
+        "--tenant",
+        "acme",
+        "k",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(rotated["webhook"]["key"], "k");
+    assert!(
+        rotated["signing_secret"]
+            .as_str()
+            .unwrap()
+            .starts_with("whsec_"),
+        "{rotated}"
+    );
+    assert_eq!(
+        rotated["webhook"]["signing_secrets"],
+        serde_json::json!(["********"])
+    );
     env.ok(&[
         "tenants",
         "set",

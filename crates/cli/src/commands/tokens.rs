@@ -21,6 +21,8 @@ pub enum TokensCommand {
         /// `write`: also changes webhooks, environments and settings.
         #[arg(long, default_value = "read")]
         scope: Scope,
+        #[command(flatten)]
+        output: Output,
     },
     /// A tenant's tokens (names and dates, never the tokens).
     List {
@@ -46,9 +48,17 @@ pub async fn run(common: &Common, command: TokensCommand) -> anyhow::Result<()> 
             tenant,
             name,
             scope,
+            output,
         } => {
-            let (_, secret) = tokens::create(&db, &tenant, &name, scope).await?;
-            write_out(secret.expose());
+            let (token, secret) = tokens::create(&db, &tenant, &name, scope).await?;
+            if output.json {
+                // As the API answers: the token's record and its secret, shown this once.
+                let mut shown = serde_json::to_value(&token)?;
+                shown["token"] = secret.expose().into();
+                write_out(&serde_json::to_string_pretty(&shown)?);
+            } else {
+                write_out(secret.expose());
+            }
         }
         TokensCommand::List { tenant, output } => {
             let list = tokens::list(&db, &tenant).await?;

@@ -59,6 +59,8 @@ pub enum WebhooksCommand {
         /// Stop signing with the previous secret at once.
         #[arg(long)]
         drop_previous: bool,
+        #[command(flatten)]
+        output: Output,
     },
     /// Delete a webhook (by id or key).
     Delete {
@@ -229,8 +231,9 @@ pub async fn run(common: &Common, command: WebhooksCommand) -> anyhow::Result<()
             id_or_key,
             secret,
             drop_previous,
+            output,
         } => {
-            let (_, secret) = webhooks::rotate_signing_secret(
+            let (webhook, secret) = webhooks::rotate_signing_secret(
                 &client(&pool).await?,
                 &common.cipher()?,
                 &tenant,
@@ -239,7 +242,14 @@ pub async fn run(common: &Common, command: WebhooksCommand) -> anyhow::Result<()
                 !drop_previous,
             )
             .await?;
-            super::write_out(secret.expose());
+            if output.json {
+                // As the API answers: the webhook, and the new secret shown this once.
+                let both =
+                    serde_json::json!({"webhook": webhook, "signing_secret": secret.expose()});
+                super::write_out(&serde_json::to_string_pretty(&both)?);
+            } else {
+                super::write_out(secret.expose());
+            }
         }
         WebhooksCommand::Pause {
             tenant,
