@@ -49,26 +49,30 @@ impl Env {
         child.wait_with_output().unwrap()
     }
 
-    fn spawn(&self, args: &[&str]) -> std::process::Child {
-        self.command(args)
-            // The test receivers listen on 127.0.0.1.
-            .env("HOOKRELAY_ALLOW_PRIVATE_DESTINATIONS", "true")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("hookrelay starts")
+    fn spawn(&self, args: &[&str]) -> Running {
+        Running(
+            self.command(args)
+                // The test receivers listen on 127.0.0.1.
+                .env("HOOKRELAY_ALLOW_PRIVATE_DESTINATIONS", "true")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("hookrelay starts"),
+        )
     }
 
     /// `hookrelay ARGS` against a broker that never answers (nothing listens on
     /// port 9).
-    fn spawn_without_broker(&self, args: &[&str]) -> std::process::Child {
-        self.command(args)
-            .env("HOOKRELAY_AMQP_URL", "amqp://guest:guest@127.0.0.1:9/%2f")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("hookrelay starts")
+    fn spawn_without_broker(&self, args: &[&str]) -> Running {
+        Running(
+            self.command(args)
+                .env("HOOKRELAY_AMQP_URL", "amqp://guest:guest@127.0.0.1:9/%2f")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("hookrelay starts"),
+        )
     }
 
     fn url(&self) -> String {
@@ -120,6 +124,32 @@ fn count_at(url: &str, sql: &str) -> i64 {
         tokio::spawn(conn);
         c.query_one(&sql, &[]).await.unwrap().get::<_, i64>(0)
     })
+}
+
+/// A `hookrelay` child process, killed if a test ends (or panics) before it stops.
+struct Running(std::process::Child);
+
+impl std::ops::Deref for Running {
+    type Target = std::process::Child;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
 
 impl Drop for Env {
