@@ -356,17 +356,7 @@ const NO_NUL_PATTERN: &str = r"^[^\u0000]*$";
 #[cfg(feature = "openapi")]
 impl utoipa::PartialSchema for Payload {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        use utoipa::openapi::Ref;
-        use utoipa::openapi::schema::{ObjectBuilder, Type};
-        ObjectBuilder::new()
-            .schema_type(Type::Object)
-            .property_names(Some(
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .pattern(Some(NO_NUL_PATTERN)),
-            ))
-            .additional_properties(Some(Ref::from_schema_name("JsonWithoutNul")))
-            .into()
+        object_without_nul().into()
     }
 }
 
@@ -382,6 +372,27 @@ impl utoipa::ToSchema for Payload {
     }
 }
 
+/// A string without NUL.
+#[cfg(feature = "openapi")]
+fn string_without_nul() -> utoipa::openapi::schema::ObjectBuilder {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(NO_NUL_PATTERN))
+}
+
+/// An object whose keys hold no NUL and whose values are [`json_without_nul`]: the
+/// payload, and the object case of any value inside it.
+#[cfg(feature = "openapi")]
+fn object_without_nul() -> utoipa::openapi::schema::ObjectBuilder {
+    use utoipa::openapi::Ref;
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property_names(Some(string_without_nul()))
+        .additional_properties(Some(Ref::from_schema_name("JsonWithoutNul")))
+}
+
 /// Any JSON value whose keys and strings hold no NUL, at any depth.
 #[cfg(feature = "openapi")]
 fn json_without_nul() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
@@ -389,11 +400,7 @@ fn json_without_nul() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>
     use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder, SchemaType, Type};
     let itself = || Ref::from_schema_name("JsonWithoutNul");
     AnyOfBuilder::new()
-        .item(
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .pattern(Some(NO_NUL_PATTERN)),
-        )
+        .item(string_without_nul())
         .item(
             ObjectBuilder::new()
                 .schema_type(Type::Number)
@@ -402,16 +409,7 @@ fn json_without_nul() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>
         )
         .item(ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::Boolean, Type::Null])))
         .item(ArrayBuilder::new().items(itself()))
-        .item(
-            ObjectBuilder::new()
-                .schema_type(Type::Object)
-                .property_names(Some(
-                    ObjectBuilder::new()
-                        .schema_type(Type::String)
-                        .pattern(Some(NO_NUL_PATTERN)),
-                ))
-                .additional_properties(Some(itself())),
-        )
+        .item(object_without_nul())
         .description(Some(
             "Any JSON value without a NUL character in a key or a string, and without a \
              number beyond ±1e300.",

@@ -149,7 +149,7 @@ async fn record(
         .filter(|w| matching::holds(w))
         .map(|w| w.id)
         .collect();
-    let paused: HashSet<uuid::Uuid> = webhooks::still_holding(&tx, &holding_ids)
+    let holding: HashSet<uuid::Uuid> = webhooks::still_holding(&tx, &holding_ids)
         .await?
         .into_iter()
         .collect();
@@ -183,7 +183,7 @@ async fn record(
         let targets = matching::targets(event, &candidates);
         tracing::debug!(deliveries = targets.len(), "event matched");
         for target in targets {
-            let held = matches!(target, Target::Webhook(id) if paused.contains(&id));
+            let held = matches!(target, Target::Webhook(id) if holding.contains(&id));
             new_deliveries.push(deliveries::NewDelivery {
                 tenant: event.tenant.clone(),
                 event_id: event.id.clone(),

@@ -222,20 +222,6 @@ fn not_found(tenant: &str, id_or_key: &str) -> StoreError {
     StoreError::not_found(format!("webhook `{id_or_key}` in tenant `{tenant}`"))
 }
 
-/// The id of a webhook by id or by key, within the tenant only (no secret read).
-pub async fn id_of(
-    db: &impl GenericClient,
-    tenant: &str,
-    id_or_key: &str,
-) -> Result<Uuid, StoreError> {
-    let id = Uuid::parse_str(id_or_key).ok();
-    db.query_opt(ONE_BY_ID_OR_KEY, &[&tenant, &id, &id_or_key])
-        .await?
-        .map(|r| r.try_get("id"))
-        .transpose()?
-        .ok_or_else(|| not_found(tenant, id_or_key))
-}
-
 /// The ids of the webhooks with this key: in `tenant`, or in every tenant.
 pub async fn ids_with_key(
     db: &impl GenericClient,

@@ -109,6 +109,15 @@ impl Body {
     pub(super) fn parse<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
         parse_json(&self.0)
     }
+
+    /// An optional body: none when empty (JSON `null` parses as none too).
+    pub(super) fn parse_optional<T: DeserializeOwned>(&self) -> Result<Option<T>, ApiError> {
+        if self.is_empty() {
+            Ok(None)
+        } else {
+            self.parse()
+        }
+    }
 }
 
 pub(super) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {

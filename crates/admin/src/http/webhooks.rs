@@ -325,8 +325,10 @@ pub(super) async fn discard_held(
     Path(p): Path<WebhookPath>,
     body: Body,
 ) -> Result<Json<DiscardedHeld>> {
-    let given: Option<DiscardHeldRequest> = if body.is_empty() { None } else { body.parse()? };
-    let dry_run = given.unwrap_or_default().dry_run;
+    let dry_run = body
+        .parse_optional::<DiscardHeldRequest>()?
+        .unwrap_or_default()
+        .dry_run;
     let db = db(&s).await?;
     let webhook = webhooks::get(&db, &s.cipher, &p.tenant, &p.id).await?;
     let discarded = deliveries::discard_held(&db, &p.tenant, webhook.id, dry_run).await?;
@@ -425,12 +427,12 @@ pub(super) async fn rotate_signing_secret(
     Path(p): Path<WebhookPath>,
     body: Body,
 ) -> Result<Json<RotatedSigningSecret>> {
-    let given: Option<RotateSigningSecretRequest> =
-        if body.is_empty() { None } else { body.parse()? };
-    let body = given.unwrap_or(RotateSigningSecretRequest {
-        signing_secret: None,
-        keep_previous: true,
-    });
+    let body = body
+        .parse_optional()?
+        .unwrap_or(RotateSigningSecretRequest {
+            signing_secret: None,
+            keep_previous: true,
+        });
     let (webhook, secret) = webhooks::rotate_signing_secret(
         &db(&s).await?,
         &s.cipher,
