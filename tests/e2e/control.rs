@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use hookrelay_metrics::outcome;
+use hookrelay_model::retry::RetryPolicy;
 use hookrelay_store::deliveries::DeliveryStatus;
+use hookrelay_tests::receiver::Behaviour;
 use hookrelay_tests::stack::{event, webhook};
 use hookrelay_tests::{TestStack, wait_until};
 use reqwest::StatusCode;
@@ -379,4 +381,198 @@ async fn a_payload_filter_is_validated_and_decides_which_events_are_delivered() 
         .unwrap();
     let updated: Value = res.json().await.unwrap();
     assert!(updated["filter"].is_null(), "{updated}");
+}
+
+async fn get_json(base: &str, path: &str) -> Value {
+    reqwest::get(format!("{base}{path}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn attempts_made(stack: &TestStack, ids: &[String]) -> i32 {
+    let mut n = 0;
+    for id in ids {
+        n += stack
+            .deliveries_of("acme", id)
+            .await
+            .iter()
+            .map(|d| d.attempts)
+            .sum::<i32>();
+    }
+    n
+}
+
+/// A webhook that keeps failing is tripped: what it gets meanwhile is held, with no
+/// attempt and no dead letter; one probe per cool-down is its only traffic; a probe
+/// that succeeds closes the breaker and every held delivery is sent once.
+#[tokio::test]
+async fn a_failing_webhook_trips_its_breaker_and_a_successful_probe_closes_it() {
+    let mut stack = TestStack::new().await;
+    stack.start_router().await;
+    let mut config = stack.sender_config();
+    config.breaker = hookrelay_sender::BreakerConfig {
+        failures: Some(3),
+        hanging_after: None,
+        cooldown: Duration::from_secs(2),
+    };
+    stack.start_sender_with(config).await;
+    let base = stack.serve_api(None, 1 << 20).await;
+    stack.receiver.respond("/flaky", Behaviour::Status(503));
+    let mut flaky = webhook("acme", "flaky", &stack.receiver.url("/flaky"));
+    flaky.retry_on = RetryPolicy::parse(&["timeout", "5xx"]).unwrap();
+    stack.create_webhook(flaky).await;
+    let hook = "/v1/tenants/acme/webhooks/flaky";
+
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let e = event("acme", "order_placed", json!({}));
+        stack.publish(&e).await;
+        ids.push(e.id);
+    }
+    wait_until("the breaker opens", WAIT, || async {
+        get_json(&base, hook).await["breaker"].is_object()
+    })
+    .await;
+    let tripped = get_json(&base, hook).await;
+    assert_eq!(
+        tripped["breaker"]["reason"], "3 failed attempts in a row (last: HTTP 503)",
+        "{tripped}"
+    );
+    assert!(tripped["breaker"]["next_probe_at"].is_string(), "{tripped}");
+
+    // While open: new events are held by the router, the retries of the failed ones
+    // by the sender; nothing more is attempted.
+    for _ in 0..3 {
+        let e = event("acme", "order_placed", json!({}));
+        stack.publish(&e).await;
+        ids.push(e.id);
+    }
+    wait_until("all six deliveries are held", WAIT, || async {
+        statuses(&stack, &ids).await == vec![DeliveryStatus::Held; 6]
+    })
+    .await;
+    assert_eq!(
+        attempts_made(&stack, &ids).await,
+        3,
+        "only the first three attempts"
+    );
+    assert_eq!(
+        stack.queue_len(&stack.topology.dead_letter_queue()).await,
+        0
+    );
+
+    // The first probe fails: one more request, and the breaker stays open.
+    stack.receiver.wait_for("/flaky", 4, WAIT).await;
+    wait_until("the failed probe is recorded", WAIT, || async {
+        attempts_made(&stack, &ids).await == 4
+    })
+    .await;
+    let still = get_json(&base, hook).await;
+    assert!(
+        still["breaker"].is_object(),
+        "a failed probe keeps it open: {still}"
+    );
+    assert_eq!(
+        stack.receiver.received_on("/flaky").len(),
+        4,
+        "one probe per cool-down, nothing else"
+    );
+
+    // The next probe succeeds: closed, and everything held is delivered once.
+    stack.receiver.respond("/flaky", Behaviour::Status(200));
+    wait_until("all six are delivered", Duration::from_secs(30), || async {
+        statuses(&stack, &ids).await == vec![DeliveryStatus::Delivered; 6]
+    })
+    .await;
+    let closed = get_json(&base, hook).await;
+    assert!(closed["breaker"].is_null(), "{closed}");
+    let received = stack.receiver.received_on("/flaky");
+    let mut delivered: Vec<String> = received
+        .iter()
+        .skip(4)
+        .map(|r| r.header("x-hookrelay-event-id").unwrap_or_default())
+        .collect();
+    delivered.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(
+        delivered, expected,
+        "each event delivered once after the close"
+    );
+    assert!(stack.metrics.outcomes(outcome::HELD) >= 1);
+}
+
+/// A hanging webhook is tripped once its cap of requests has hung for the limit: its
+/// further deliveries are held (no slot, no delay-queue cycling) while a healthy
+/// webhook of the same tenant keeps being delivered.
+#[tokio::test]
+async fn a_hanging_webhook_trips_its_breaker_and_its_deliveries_wait_held() {
+    let mut stack = TestStack::new().await;
+    stack.start_router().await;
+    let mut config = stack.sender_config();
+    config.http_timeout = Duration::from_secs(30);
+    config.per_webhook_concurrency = 2;
+    config.slow_after = Duration::from_millis(100);
+    config.defer_delay = Duration::from_millis(200);
+    config.breaker = hookrelay_sender::BreakerConfig {
+        failures: None,
+        hanging_after: Some(Duration::from_millis(500)),
+        cooldown: Duration::from_secs(600),
+    };
+    stack.start_sender_with(config).await;
+    let base = stack.serve_api(None, 1 << 20).await;
+    stack.receiver.respond("/hang", Behaviour::Hang);
+    let mut hanging = webhook("acme", "hanging", &stack.receiver.url("/hang"));
+    hanging.event_types = vec!["to_hanging".into()];
+    stack.create_webhook(hanging).await;
+    let mut healthy = webhook("acme", "healthy", &stack.receiver.url("/ok"));
+    healthy.event_types = vec!["to_healthy".into()];
+    stack.create_webhook(healthy).await;
+
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        let e = event("acme", "to_hanging", json!({}));
+        stack.publish(&e).await;
+        ids.push(e.id);
+    }
+    wait_until("the breaker opens", WAIT, || async {
+        get_json(&base, "/v1/tenants/acme/webhooks/hanging").await["breaker"].is_object()
+    })
+    .await;
+    let tripped = get_json(&base, "/v1/tenants/acme/webhooks/hanging").await;
+    let reason = tripped["breaker"]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("hanging: no answer for")
+            && reason.ends_with("with 2 requests in flight"),
+        "{tripped}"
+    );
+    // The two hung requests stay in flight; the other four are held, unattempted.
+    wait_until("the four not in flight are held", WAIT, || async {
+        let s = statuses(&stack, &ids).await;
+        s.iter().filter(|s| **s == DeliveryStatus::Held).count() == 4
+    })
+    .await;
+    assert_eq!(stack.receiver.received_on("/hang").len(), 2);
+
+    let mut healthy_ids = Vec::new();
+    for _ in 0..5 {
+        let e = event("acme", "to_healthy", json!({}));
+        stack.publish(&e).await;
+        healthy_ids.push(e.id);
+    }
+    stack.receiver.wait_for("/ok", 5, WAIT).await;
+    let late = event("acme", "to_hanging", json!({}));
+    stack.publish(&late).await;
+    wait_until("a new event for it is held by the router", WAIT, || async {
+        statuses(&stack, std::slice::from_ref(&late.id)).await == vec![DeliveryStatus::Held]
+    })
+    .await;
+    assert_eq!(
+        stack.receiver.received_on("/hang").len(),
+        2,
+        "nothing more was sent to the hanging endpoint"
+    );
 }

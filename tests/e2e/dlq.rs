@@ -431,6 +431,7 @@ async fn an_upstream_cannot_make_a_dead_letter_pass_for_another_tenants_delivery
         webhook_id: theirs.webhook_id,
         attempt: 1,
         attempts_before: 0,
+        probe: false,
     };
     let headers = amqp::Headers::new()
         .text(wire::HEADER_TENANT, "victim")

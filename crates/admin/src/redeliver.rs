@@ -3,15 +3,13 @@
 //! row is reused, so de-duplication still holds: one event, one delivery per webhook.
 
 use deadpool_postgres::Pool;
-use hookrelay_amqp::trace;
-use hookrelay_amqp::{self as amqp, Headers};
+use hookrelay_amqp as amqp;
 use hookrelay_model::Topology;
 use hookrelay_model::wire::DeliveryMessage;
 use hookrelay_store::deliveries::{self, Delivery, Reopen};
 use lapin::Channel;
 use serde::Serialize;
 use time::OffsetDateTime;
-use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::AdminError;
@@ -166,27 +164,14 @@ pub(crate) async fn reopen_and_publish(
     };
     // No connection is held while waiting for the broker.
     drop(db);
-    let message = DeliveryMessage {
-        delivery_id: delivery.id,
-        tenant: delivery.tenant.clone(),
-        event_id: delivery.event_id.clone(),
-        webhook_id: delivery.webhook_id,
-        attempt: attempts_before + 1,
-        attempts_before,
-    };
-    let span =
-        tracing::info_span!("redeliver", delivery_id = %delivery.id, event_id = %delivery.event_id);
-    let headers = trace::continue_stored(&span, delivery.trace_id.as_deref(), Headers::new());
-    let properties = amqp::persistent(&delivery.id.to_string(), headers.into_table())?;
-    amqp::publish_confirmed(
-        channel,
-        &topology.deliveries_exchange(),
+    let message = DeliveryMessage::again(
+        delivery.id,
         &delivery.tenant,
-        &message.to_json(),
-        properties,
-    )
-    .instrument(span)
-    .await?;
+        &delivery.event_id,
+        delivery.webhook_id,
+        attempts_before,
+    );
+    amqp::publish_reopened(channel, topology, &message, delivery.trace_id.as_deref()).await?;
     let db = pool
         .get()
         .await

@@ -258,6 +258,34 @@ pub async fn publish_confirmed(
         .await
 }
 
+/// Publishes the message of a delivery sent again (a redelivery, a replay, a release
+/// of held deliveries, a breaker's probe) to the deliveries exchange, confirmed, as a
+/// child of the delivery's stored trace.
+pub async fn publish_reopened(
+    channel: &Channel,
+    topology: &Topology,
+    message: &hookrelay_model::wire::DeliveryMessage,
+    trace_id: Option<&str>,
+) -> Result<(), AmqpError> {
+    use tracing::Instrument;
+    let span = tracing::info_span!(
+        "redeliver",
+        delivery_id = %message.delivery_id,
+        event_id = %message.event_id
+    );
+    let headers = trace::continue_stored(&span, trace_id, Headers::new());
+    let properties = persistent(&message.delivery_id.to_string(), headers.into_table())?;
+    publish_confirmed(
+        channel,
+        &topology.deliveries_exchange(),
+        &message.tenant,
+        &message.to_json(),
+        properties,
+    )
+    .instrument(span)
+    .await
+}
+
 /// Awaits every pending confirm; the first failure is returned after all settled.
 pub async fn confirm_all(pending: Vec<PendingPublish>) -> Result<(), AmqpError> {
     let results =

@@ -64,6 +64,22 @@ fn duration_or_off(s: &str) -> Result<DurationOrOff, String> {
     parse_duration(s).map(|d| DurationOrOff(Some(d)))
 }
 
+/// A positive count, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CountOrOff(pub Option<u32>);
+
+fn count_or_off(s: &str) -> Result<CountOrOff, String> {
+    if s == "off" {
+        return Ok(CountOrOff(None));
+    }
+    match s.parse::<u32>() {
+        Ok(n) if n > 0 => Ok(CountOrOff(Some(n))),
+        _ => Err(format!(
+            "`{s}` is neither a positive whole number nor `off`"
+        )),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -133,6 +149,17 @@ pub struct ServeArgs {
     /// next failure); `off` never does. A 410 Gone answer disables at once.
     #[arg(long, env = "HOOKRELAY_DISABLE_FAILING_AFTER", default_value = "5d", value_parser = duration_or_off)]
     pub disable_failing_after: DurationOrOff,
+    /// Failed attempts in a row (timeouts, refused connections, 408, 5xx) that open a
+    /// webhook's circuit breaker; `off` never does.
+    #[arg(long, env = "HOOKRELAY_BREAKER_FAILURES", default_value = "10", value_parser = count_or_off)]
+    pub breaker_failures: CountOrOff,
+    /// A webhook at its cap of requests in flight whose oldest has had no answer
+    /// this long opens its breaker; `off` never does.
+    #[arg(long, env = "HOOKRELAY_BREAKER_HANGING_AFTER", default_value = "5s", value_parser = duration_or_off)]
+    pub breaker_hanging_after: DurationOrOff,
+    /// How long an open breaker waits before its probe, and between probes.
+    #[arg(long, env = "HOOKRELAY_BREAKER_COOLDOWN", default_value = "30s", value_parser = parse_duration)]
+    pub breaker_cooldown: Duration,
     /// Unacked events a router holds at once.
     #[arg(long, env = "HOOKRELAY_ROUTER_PREFETCH", default_value_t = 200)]
     pub router_prefetch: u16,

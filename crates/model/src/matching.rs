@@ -30,11 +30,11 @@ pub fn targets(event: &Event, webhooks: &[Webhook]) -> Vec<Target> {
         .collect()
 }
 
-/// Whether the webhook's deliveries are held rather than sent: it is paused or
-/// disabled. They wait, visible (status `held`), until it is resumed and enabled, or
-/// an operator discards them.
+/// Whether the webhook's deliveries are held rather than sent: it is paused,
+/// disabled, or its circuit breaker is open. They wait, visible (status `held`),
+/// until it is resumed, enabled and its breaker closed, or an operator discards them.
 pub fn holds(webhook: &Webhook) -> bool {
-    webhook.paused_at.is_some() || !webhook.enabled
+    webhook.paused_at.is_some() || !webhook.enabled || webhook.breaker.is_some()
 }
 
 /// Keys the event names that no webhook of its tenant has (worth a log line).
@@ -110,6 +110,7 @@ mod tests {
             enabled: true,
             disabled_reason: None,
             paused_at: None,
+            breaker: None,
             filter: None,
             created_at: OffsetDateTime::UNIX_EPOCH,
             updated_at: OffsetDateTime::UNIX_EPOCH,

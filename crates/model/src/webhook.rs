@@ -82,6 +82,21 @@ impl std::str::FromStr for BodyFormat {
     }
 }
 
+/// An open circuit breaker: when and why it tripped, and when one held delivery is
+/// next sent as a probe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = WebhookBreaker))]
+pub struct Breaker {
+    #[serde(with = "time::serde::rfc3339")]
+    pub opened_at: OffsetDateTime,
+    /// Why it tripped, e.g. `10 failed attempts in a row (last: HTTP 503)` or
+    /// `hanging: no answer for 5s with 8 requests in flight`.
+    pub reason: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub next_probe_at: OffsetDateTime,
+}
+
 /// A stored webhook. Secrets are never shown: `secret` and every signing secret
 /// serialize as `********`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -121,6 +136,10 @@ pub struct Webhook {
     /// dead-letter queue, and resuming sends them, oldest first.
     #[serde(with = "time::serde::rfc3339::option")]
     pub paused_at: Option<OffsetDateTime>,
+    /// The circuit breaker, while it is open (tripped by a sender because the webhook
+    /// kept failing or hung); null while closed. While open, its deliveries are held
+    /// as for a pause; one probe at `next_probe_at` closes it again.
+    pub breaker: Option<Breaker>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]

@@ -50,6 +50,10 @@ pub struct DeliveryMessage {
     /// round of retries whose attempt numbers continue the delivery's count.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub attempts_before: u32,
+    /// Sent by the circuit breaker as its probe: attempted although the breaker is
+    /// open (its success closes it). A retry of it is an ordinary message again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub probe: bool,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -57,6 +61,27 @@ fn is_zero(n: &u32) -> bool {
 }
 
 impl DeliveryMessage {
+    /// The message of a delivery sent again after `attempts_before` attempts (a
+    /// redelivery, a release of held deliveries, a breaker's probe): a fresh round
+    /// whose attempt numbers continue the delivery's count.
+    pub fn again(
+        delivery_id: Uuid,
+        tenant: &str,
+        event_id: &str,
+        webhook_id: Option<Uuid>,
+        attempts_before: u32,
+    ) -> Self {
+        Self {
+            delivery_id,
+            tenant: tenant.to_owned(),
+            event_id: event_id.to_owned(),
+            webhook_id,
+            attempt: attempts_before + 1,
+            attempts_before,
+            probe: false,
+        }
+    }
+
     /// This attempt's place in its round (1 for the first), which the retry schedule
     /// is indexed by.
     pub fn attempt_in_round(&self, attempt: u32) -> u32 {

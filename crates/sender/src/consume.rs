@@ -16,6 +16,7 @@ use lapin::options::{BasicCancelOptions, BasicRejectOptions};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
+use crate::breaker::{self, Breakers};
 use crate::disable::{Disabler, announce_pending};
 use crate::limiter::PerTarget;
 use crate::outcome::{Ctx, HandleError, handle, open as open_message};
@@ -29,6 +30,7 @@ struct Shared {
     client: reqwest::Client,
     limiter: Arc<PerTarget>,
     disabler: Arc<Disabler>,
+    breakers: Arc<Breakers>,
 }
 
 pub(crate) async fn run(sender: Sender, shutdown: Shutdown) -> Result<(), SenderError> {
@@ -44,6 +46,11 @@ pub(crate) async fn run(sender: Sender, shutdown: Shutdown) -> Result<(), Sender
             sender.pool.clone(),
             Arc::clone(&sender.metrics),
         )),
+        breakers: Breakers::new(
+            config.breaker.clone(),
+            sender.pool.clone(),
+            config.topology.clone(),
+        ),
     };
     let supervisor = Supervisor {
         role: crate::ROLE,
@@ -74,7 +81,13 @@ async fn serve(
         channel: session.channel,
         limiter: Arc::clone(&shared.limiter),
         disabler: Arc::clone(&shared.disabler),
+        breakers: Arc::clone(&shared.breakers),
     });
+    tokio::spawn(breaker::watch(
+        Arc::clone(&shared.breakers),
+        ctx.channel.clone(),
+        shutdown.clone(),
+    ));
     tokio::spawn(announce_pending(
         Arc::clone(&shared.disabler),
         ctx.channel.clone(),

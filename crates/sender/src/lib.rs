@@ -6,10 +6,12 @@
 //! committed and any follow-up message (retry or dead letter) is confirmed.
 
 mod batcher;
+mod breaker;
 mod consume;
 mod disable;
 pub mod guard;
 
+pub use breaker::BreakerConfig;
 pub use disable::WEBHOOK_DISABLED;
 mod limiter;
 mod outcome;
@@ -56,6 +58,8 @@ pub struct SenderConfig {
     pub destinations: guard::Destinations,
     /// Opens the stored webhook secrets (`HOOKRELAY_SECRET_KEY`).
     pub cipher: hookrelay_store::Cipher,
+    /// When a webhook's circuit breaker trips, and how long it stays open.
+    pub breaker: BreakerConfig,
 }
 
 impl SenderConfig {
@@ -76,6 +80,7 @@ impl SenderConfig {
             disable_check_every: Duration::from_secs(60),
             announce_every: Duration::from_secs(60),
             cipher: hookrelay_store::Cipher::none(),
+            breaker: BreakerConfig::default(),
         }
     }
 }

@@ -32,6 +32,7 @@ pub(crate) struct Ctx {
     pub channel: Channel,
     pub limiter: Arc<PerTarget>,
     pub disabler: Arc<Disabler>,
+    pub breakers: Arc<crate::breaker::Breakers>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -130,10 +131,15 @@ async fn handle_message(
     delivery: &Delivery,
     message: DeliveryMessage,
 ) -> Result<(), HandleError> {
-    // A webhook that is full and hanging gets no database work: straight back to wait.
-    if let Some(hanging_for) = message
+    // A webhook that is full and hanging gets no database work: straight back to
+    // wait, unless it hangs long enough to trip its breaker (then it is held below).
+    if let Some((id, hanging_for)) = message
         .webhook_id
-        .and_then(|id| ctx.limiter.slow_and_full(&id.to_string()))
+        .and_then(|id| Some((id, ctx.limiter.slow_and_full(&id.to_string())?)))
+        && !ctx
+            .breakers
+            .after_hang(id, hanging_for, ctx.sender.config.per_webhook_concurrency)
+            .await
     {
         return defer(ctx, delivery, &message, hanging_for).await;
     }
@@ -164,19 +170,26 @@ async fn handle_message(
             return dead_letter_and_ack(ctx, delivery, letter, Some(job.id)).await;
         }
     };
-    if let Some(webhook) = target.webhook.as_ref().filter(|w| matching::holds(w))
-        && deliveries::hold(&db(ctx).await?, job.id, webhook.id).await?
+    if let Some(webhook) = target.webhook.as_ref().filter(|w| holds(w, &message))
+        && held(ctx, delivery, &job, webhook.id).await?
     {
-        // Paused or disabled: no attempt, no slot, no delay queue; a resume or enable
-        // publishes it again.
-        ctx.sender.metrics.outcome(outcome::HELD);
-        tracing::info!("webhook paused or disabled; delivery held");
-        delivery.acker.ack(BasicAckOptions::default()).await?;
         return Ok(());
     }
     let slot = match ctx.limiter.acquire(&target.limiter_key).await {
         Ok(slot) => slot,
-        Err(hanging_for) => return defer(ctx, delivery, &message, hanging_for).await,
+        Err(hanging_for) => {
+            let webhook_id = target.webhook.as_ref().map(|w| w.id);
+            if let Some(id) = webhook_id
+                && ctx
+                    .breakers
+                    .after_hang(id, hanging_for, ctx.sender.config.per_webhook_concurrency)
+                    .await
+                && held(ctx, delivery, &job, id).await?
+            {
+                return Ok(());
+            }
+            return defer(ctx, delivery, &message, hanging_for).await;
+        }
     };
     let attempt = message
         .attempt
@@ -184,7 +197,37 @@ async fn handle_message(
     let answer = attempt_once(ctx, &job, &target, attempt, delivery).await?;
     // The cap is on requests in flight to the endpoint, not on our bookkeeping.
     drop(slot);
+    if let Some(webhook) = &target.webhook {
+        ctx.breakers
+            .after_attempt(&ctx.channel, webhook, &answer)
+            .await;
+    }
     settle(ctx, delivery, &message, &job, &target, attempt, answer).await
+}
+
+/// Whether the delivery waits instead of being attempted: its webhook is paused or
+/// disabled, or its breaker is open and this is not the breaker's probe.
+fn holds(webhook: &Webhook, message: &DeliveryMessage) -> bool {
+    let only_the_breaker = webhook.paused_at.is_none() && webhook.enabled;
+    matching::holds(webhook) && !(message.probe && only_the_breaker)
+}
+
+/// Holds the delivery of a webhook that holds (paused, disabled, breaker open): no
+/// attempt, no slot, no delay queue; a resume, enable or closing breaker publishes it
+/// again. False (nothing held, nothing acked) when the webhook no longer holds.
+async fn held(
+    ctx: &Ctx,
+    delivery: &Delivery,
+    job: &SendJob,
+    webhook_id: uuid::Uuid,
+) -> Result<bool, HandleError> {
+    if !deliveries::hold(&db(ctx).await?, job.id, webhook_id).await? {
+        return Ok(false);
+    }
+    ctx.sender.metrics.outcome(outcome::HELD);
+    tracing::info!("webhook paused, disabled or its breaker open; delivery held");
+    delivery.acker.ack(BasicAckOptions::default()).await?;
+    Ok(true)
 }
 
 /// Where the POST goes, from the loaded job. `Err(reason)` is a permanent refusal
@@ -337,8 +380,10 @@ async fn settle(
         ctx.disabler
             .after_attempt(&ctx.channel, target.webhook.as_ref(), answer.status, false)
             .await;
+        // A failed probe's retry is an ordinary message: held while the breaker is open.
         let next = DeliveryMessage {
             attempt: attempt + 1,
+            probe: false,
             ..message.clone()
         };
         publish_delayed(ctx, delivery, &next, delay).await?;

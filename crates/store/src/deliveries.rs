@@ -539,15 +539,35 @@ pub async fn reopen(
 pub async fn hold(db: &impl GenericClient, id: Uuid, webhook_id: Uuid) -> Result<bool, StoreError> {
     let n = db
         .execute(
-            "UPDATE deliveries SET status = 'held', published = false, next_attempt_at = NULL, \
-               updated_at = now() \
-             WHERE id = $1 AND status = 'pending' AND EXISTS ( \
-               SELECT 1 FROM webhooks w WHERE w.id = $2 \
-                 AND (w.paused_at IS NOT NULL OR NOT w.enabled) FOR SHARE)",
+            &format!(
+                "UPDATE deliveries SET status = 'held', published = false, next_attempt_at = NULL, \
+                   updated_at = now() \
+                 WHERE id = $1 AND status = 'pending' AND EXISTS ( \
+                   SELECT 1 FROM webhooks w WHERE w.id = $2 AND {} FOR SHARE)",
+                super::webhooks::HOLDING
+            ),
             &[&id, &webhook_id],
         )
         .await?;
     Ok(n == 1)
+}
+
+/// The newest held delivery of one webhook: what a breaker's probe sends. Read from
+/// the newest end of the webhook's index, where held deliveries are.
+pub async fn newest_held(
+    db: &impl GenericClient,
+    tenant: &str,
+    webhook_id: Uuid,
+) -> Result<Option<Delivery>, StoreError> {
+    let sql = format!(
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries \
+         WHERE webhook_id = $1 AND tenant = $2 AND status = 'held' \
+         ORDER BY created_at DESC LIMIT 1"
+    );
+    db.query_opt(&sql, &[&webhook_id, &tenant])
+        .await?
+        .map(|r| delivery_from_row(&r))
+        .transpose()
 }
 
 /// The held deliveries of one webhook, oldest first: what a resume releases. Found

@@ -11,12 +11,17 @@ use super::{Cipher, StoreError, storable};
 use hookrelay_model::filter::PayloadFilter;
 use hookrelay_model::retry::RetryPolicy;
 use hookrelay_model::webhook::{
-    NewWebhook, Secret, Webhook, WebhookUpdate, generate_signing_secret, signing_key,
+    Breaker, NewWebhook, Secret, Webhook, WebhookUpdate, generate_signing_secret, signing_key,
 };
 
 const COLUMNS: &str = "id, tenant, key, url, event_types, secret, signing_secrets, development_mode, \
     import_identifiers, schema_ids, format, retry_on, filter, enabled, disabled_reason, paused_at, \
-    created_at, updated_at";
+    breaker_opened_at, breaker_reason, breaker_probe_at, created_at, updated_at";
+
+/// The condition under which a webhook's deliveries are held (alias `w`): the SQL
+/// of [`hookrelay_model::matching::holds`].
+pub(crate) const HOLDING: &str =
+    "(w.paused_at IS NOT NULL OR NOT w.enabled OR w.breaker_opened_at IS NOT NULL)";
 
 /// [`COLUMNS`] with the secrets left out (read as none).
 fn columns_without_secrets() -> String {
@@ -89,8 +94,26 @@ pub(super) fn from_row_prefixed(
         enabled: row.try_get(col("enabled").as_str())?,
         disabled_reason: row.try_get(col("disabled_reason").as_str())?,
         paused_at: row.try_get(col("paused_at").as_str())?,
+        breaker: breaker_from_row(row, &col)?,
         created_at: row.try_get(col("created_at").as_str())?,
         updated_at: row.try_get(col("updated_at").as_str())?,
+    }))
+}
+
+fn breaker_from_row(
+    row: &Row,
+    col: &impl Fn(&str) -> String,
+) -> Result<Option<Breaker>, StoreError> {
+    let opened_at: Option<OffsetDateTime> = row.try_get(col("breaker_opened_at").as_str())?;
+    let Some(opened_at) = opened_at else {
+        return Ok(None);
+    };
+    let reason: Option<String> = row.try_get(col("breaker_reason").as_str())?;
+    let probe_at: Option<OffsetDateTime> = row.try_get(col("breaker_probe_at").as_str())?;
+    Ok(Some(Breaker {
+        opened_at,
+        reason: reason.unwrap_or_default(),
+        next_probe_at: probe_at.unwrap_or(opened_at),
     }))
 }
 
@@ -169,8 +192,7 @@ pub async fn still_holding(db: &impl GenericClient, ids: &[Uuid]) -> Result<Vec<
     }
     let rows = db
         .query(
-            "SELECT id FROM webhooks WHERE id = ANY($1) AND (paused_at IS NOT NULL OR NOT enabled) \
-             FOR SHARE",
+            &format!("SELECT id FROM webhooks w WHERE id = ANY($1) AND {HOLDING} FOR SHARE"),
             &[&ids],
         )
         .await?;
@@ -455,4 +477,91 @@ pub async fn failing_for(
         )
         .await?;
     Ok(row.try_get("failing")?)
+}
+
+/// A webhook whose breaker is due for a probe (`open`) or whose release after
+/// closing is not confirmed finished (not `open`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BreakerDue {
+    pub id: Uuid,
+    pub tenant: String,
+    pub key: String,
+    pub open: bool,
+}
+
+/// Opens a webhook's circuit breaker with the reason; the first probe is due after
+/// `cooldown`. `Some((tenant, key))` when this call opened it, `None` when it was
+/// already open (or the webhook is gone).
+pub async fn trip_breaker(
+    db: &impl GenericClient,
+    id: Uuid,
+    reason: &str,
+    cooldown: std::time::Duration,
+) -> Result<Option<(String, String)>, StoreError> {
+    let row = db
+        .query_opt(
+            "UPDATE webhooks SET breaker_opened_at = now(), breaker_reason = $2, \
+               breaker_probe_at = now() + make_interval(secs => $3) \
+             WHERE id = $1 AND breaker_opened_at IS NULL RETURNING tenant, key",
+            &[&id, &storable(reason), &cooldown.as_secs_f64()],
+        )
+        .await?;
+    row.map(|r| Ok((r.try_get("tenant")?, r.try_get("key")?)))
+        .transpose()
+}
+
+/// Claims the webhooks whose probe (or unfinished release) is due, pushing each one's
+/// time on by `cooldown`: across senders, each is claimed by one. Paused and disabled
+/// webhooks wait: their deliveries are held anyway.
+pub async fn claim_breakers_due(
+    db: &impl GenericClient,
+    cooldown: std::time::Duration,
+) -> Result<Vec<BreakerDue>, StoreError> {
+    let rows = db
+        .query(
+            "UPDATE webhooks SET breaker_probe_at = now() + make_interval(secs => $1) \
+             WHERE breaker_probe_at <= now() AND paused_at IS NULL AND enabled \
+             RETURNING id, tenant, key, breaker_opened_at IS NOT NULL AS open",
+            &[&cooldown.as_secs_f64()],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(BreakerDue {
+                id: r.try_get("id")?,
+                tenant: r.try_get("tenant")?,
+                key: r.try_get("key")?,
+                open: r.try_get("open")?,
+            })
+        })
+        .collect()
+}
+
+/// Closes an open breaker; true if this call closed it. `breaker_probe_at` stays set
+/// (`retry_release_after` on) until [`breaker_released`] confirms that what it held
+/// was sent again, so a release cut short by a crash is done again.
+pub async fn close_breaker(
+    db: &impl GenericClient,
+    id: Uuid,
+    retry_release_after: std::time::Duration,
+) -> Result<bool, StoreError> {
+    let n = db
+        .execute(
+            "UPDATE webhooks SET breaker_opened_at = NULL, breaker_reason = NULL, \
+               breaker_probe_at = now() + make_interval(secs => $2) \
+             WHERE id = $1 AND breaker_opened_at IS NOT NULL",
+            &[&id, &retry_release_after.as_secs_f64()],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// The release after closing is finished: nothing more is due for this webhook.
+pub async fn breaker_released(db: &impl GenericClient, id: Uuid) -> Result<(), StoreError> {
+    db.execute(
+        "UPDATE webhooks SET breaker_probe_at = NULL WHERE id = $1 AND breaker_opened_at IS NULL",
+        &[&id],
+    )
+    .await?;
+    Ok(())
 }

@@ -202,7 +202,10 @@ pub async fn run(common: &Common, command: WebhooksCommand) -> anyhow::Result<()
                 &id_or_key,
             )
             .await?;
-            show(output.json, &[w]);
+            show(output.json, std::slice::from_ref(&w));
+            if let Some(note) = breaker_note(&w).filter(|_| !output.json) {
+                super::write_out(&note);
+            }
         }
         WebhooksCommand::Update {
             tenant,
@@ -405,13 +408,26 @@ fn webhook_update(c: Change) -> anyhow::Result<WebhookUpdate> {
     })
 }
 
-/// `disabled` (nothing matches it), `paused` (deliveries held) or `active`.
+/// `disabled`, `paused`, `tripped` (its circuit breaker is open; deliveries held in
+/// all three) or `active`.
 fn state(w: &Webhook) -> &'static str {
-    match (w.enabled, w.paused_at.is_some()) {
-        (false, _) => "disabled",
-        (true, true) => "paused",
-        (true, false) => "active",
+    match (w.enabled, w.paused_at.is_some(), w.breaker.is_some()) {
+        (false, _, _) => "disabled",
+        (true, true, _) => "paused",
+        (true, false, true) => "tripped",
+        (true, false, false) => "active",
     }
+}
+
+/// Under a table of one webhook: why its breaker is open and when it is probed.
+fn breaker_note(w: &Webhook) -> Option<String> {
+    let b = w.breaker.as_ref()?;
+    Some(format!(
+        "circuit breaker open since {}: {}; next probe at {}",
+        super::rfc3339(b.opened_at),
+        super::table::cell(&b.reason),
+        super::rfc3339(b.next_probe_at)
+    ))
 }
 
 fn show(json: bool, list: &[Webhook]) {
