@@ -181,8 +181,21 @@ async fn main() {
                 c
             }
         };
+        // A bad endpoint's cost: the healthy throughput against the same run without it.
+        let baseline = match s.without_bad_endpoints() {
+            Some(b) => {
+                eprintln!("running {} ...", b.name);
+                let report = bench::run(&b, ceiling, &roles).await;
+                let rate = report.deliveries_per_sec;
+                reports.push(report);
+                Some(rate)
+            }
+            None => None,
+        };
         eprintln!("running {} ...", s.name);
-        reports.push(bench::run(s, ceiling, &roles).await);
+        let mut report = bench::run(s, ceiling, &roles).await;
+        report.healthy_ratio = baseline.map(|b| report.deliveries_per_sec / b);
+        reports.push(report);
     }
     println!("\n{}", bench::table(&reports));
     if let Some(path) = a.json {

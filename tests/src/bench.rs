@@ -37,6 +37,22 @@ pub struct Scenario {
 }
 
 impl Scenario {
+    /// The same run without its bad endpoints (no hanging webhook, none answering
+    /// 429): what its healthy webhooks' throughput is compared with. `None` for a
+    /// scenario that has none.
+    pub fn without_bad_endpoints(&self) -> Option<Self> {
+        if !self.hanging && self.throttled == 0 {
+            return None;
+        }
+        Some(Self {
+            name: format!("{}: baseline without them", self.name),
+            fanout: self.fanout - self.throttled,
+            throttled: 0,
+            hanging: false,
+            ..self.clone()
+        })
+    }
+
     pub fn new(name: &str, events: usize, fanout: usize, payload_bytes: usize) -> Self {
         Self {
             name: name.to_owned(),
@@ -93,6 +109,9 @@ pub struct Report {
     /// Present when the roles ran as processes.
     pub router: Option<RoleUsage>,
     pub sender: Option<RoleUsage>,
+    /// With bad endpoints: the healthy deliveries/s as a share of the same run's
+    /// without them (1.0: they cost nothing).
+    pub healthy_ratio: Option<f64>,
 }
 
 /// A delivery's tally key: its event and the webhook's path. More than one 2xx
@@ -534,6 +553,7 @@ pub async fn run(s: &Scenario, ceiling: f64, roles: &Roles) -> Report {
         },
         router: router_usage,
         sender: sender_usage,
+        healthy_ratio: None,
     }
 }
 
@@ -552,11 +572,11 @@ fn sustained_rate(arrivals: &[Instant]) -> f64 {
 /// The table printed on stdout.
 pub fn table(reports: &[Report]) -> String {
     let mut out = String::from(
-        "| scenario | events | fan-out | payload | rate | deliveries/s | events/s | ceiling msg/s | ratio | p50 ms | p90 ms | p99 ms | max ms | lost | dup | CPU s router/sender/bench | peak RSS MiB router/sender/bench |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| scenario | events | fan-out | payload | rate | deliveries/s | events/s | ceiling msg/s | ratio | p50 ms | p90 ms | p99 ms | max ms | lost | dup | healthy vs. baseline | CPU s router/sender/bench | peak RSS MiB router/sender/bench |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in reports {
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {} | {} |\n",
             r.scenario,
             r.events,
             r.fanout,
@@ -572,6 +592,8 @@ pub fn table(reports: &[Report]) -> String {
             r.max_ms,
             r.lost,
             r.duplicates,
+            r.healthy_ratio
+                .map_or_else(|| "-".to_owned(), |x| format!("{x:.2}")),
             usage_cell(r, |u| format!("{:.1}", u.cpu_seconds)),
             usage_cell(r, |u| format!("{:.0}", u.peak_rss_mib)),
         ));

@@ -155,7 +155,7 @@ pub struct ServeArgs {
     pub breaker_failures: CountOrOff,
     /// A webhook at its cap of requests in flight whose oldest has had no answer
     /// this long opens its breaker; `off` never does.
-    #[arg(long, env = "HOOKRELAY_BREAKER_HANGING_AFTER", default_value = "5s", value_parser = duration_or_off)]
+    #[arg(long, env = "HOOKRELAY_BREAKER_HANGING_AFTER", default_value = "2s", value_parser = duration_or_off)]
     pub breaker_hanging_after: DurationOrOff,
     /// How long an open breaker waits before its probe, and between probes.
     #[arg(long, env = "HOOKRELAY_BREAKER_COOLDOWN", default_value = "30s", value_parser = parse_duration)]

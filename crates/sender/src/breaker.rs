@@ -48,7 +48,7 @@ impl Default for BreakerConfig {
     fn default() -> Self {
         Self {
             failures: Some(10),
-            hanging_after: Some(Duration::from_secs(5)),
+            hanging_after: Some(Duration::from_secs(2)),
             cooldown: Duration::from_secs(30),
         }
     }
