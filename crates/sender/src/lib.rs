@@ -12,6 +12,7 @@ pub mod guard;
 
 pub use disable::WEBHOOK_DISABLED;
 mod limiter;
+mod observe;
 mod outcome;
 mod recorder;
 mod request;
