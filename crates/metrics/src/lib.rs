@@ -18,9 +18,37 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::{Registry, Unit};
 
 type Labels = Vec<(&'static str, String)>;
+
+const PREFIX: &str = "hookrelay";
+
+/// Registers `metric` and notes the names of the series it renders.
+fn define<M: prometheus_client::registry::Metric + TypedMetric>(
+    registry: &mut Registry,
+    series: &mut Vec<String>,
+    name: &str,
+    help: &str,
+    unit: Option<Unit>,
+    metric: M,
+) {
+    let family = match &unit {
+        Some(unit) => format!("{PREFIX}_{name}_{}", unit.as_str()),
+        None => format!("{PREFIX}_{name}"),
+    };
+    let suffixes: &[&str] = match M::TYPE {
+        MetricType::Counter => &["_total"],
+        MetricType::Histogram => &["_bucket", "_sum", "_count"],
+        _ => &[""],
+    };
+    series.extend(suffixes.iter().map(|s| format!("{family}{s}")));
+    match unit {
+        Some(unit) => registry.register_with_unit(name, help, unit, metric),
+        None => registry.register(name, help, metric),
+    }
+}
 type Histograms = Family<Labels, Histogram, fn() -> Histogram>;
 
 /// Request → answer buckets, in seconds.
@@ -74,6 +102,8 @@ pub mod outcome {
 
 pub struct Metrics {
     registry: Registry,
+    /// Every series name `/metrics` can hold (see [`Metrics::series_names`]).
+    series: Vec<String>,
     events: Family<Labels, Counter>,
     deliveries_published: Counter,
     outcomes: Family<Labels, Counter>,
@@ -113,116 +143,165 @@ impl Metrics {
     /// At most `max_webhooks` (tenant, webhook) pairs get series of their own; the
     /// rest are counted under `{tenant="_other",webhook="_other"}`.
     pub fn with_max_webhooks(max_webhooks: usize) -> Self {
-        let mut registry = Registry::with_prefix("hookrelay");
+        let mut registry = Registry::with_prefix(PREFIX);
+        let mut series = Vec::new();
         let events = Family::<Labels, Counter>::default();
-        registry.register(
+        define(
+            &mut registry,
+            &mut series,
             "router_events",
             "Events consumed by the router, by outcome",
+            None,
             events.clone(),
         );
         let deliveries_published = Counter::default();
-        registry.register(
+        define(
+            &mut registry,
+            &mut series,
             "router_deliveries_published",
             "Delivery messages published by the router (confirmed)",
+            None,
             deliveries_published.clone(),
         );
         let outcomes = Family::<Labels, Counter>::default();
-        registry.register(
+        define(
+            &mut registry,
+            &mut series,
             "sender_deliveries",
             "Delivery messages handled by the sender, by outcome",
+            None,
             outcomes.clone(),
         );
         let attempts = Family::<Labels, Counter>::default();
-        registry.register(
+        define(
+            &mut registry,
+            &mut series,
             "sender_attempts",
             "Webhook requests, by status class",
+            None,
             attempts.clone(),
         );
         let attempt_seconds = attempt_histogram();
-        registry.register_with_unit(
+        define(
+            &mut registry,
+            &mut series,
             "sender_attempt_duration",
             "Time from sending a webhook request to its answer",
-            Unit::Seconds,
+            Some(Unit::Seconds),
             attempt_seconds.clone(),
         );
         let dead_lettered = Family::<Labels, Counter>::default();
-        registry.register(
+        define(
+            &mut registry,
+            &mut series,
             "dead_lettered",
             "Messages sent to the dead-letter queue, by role and reason",
+            None,
             dead_lettered.clone(),
         );
         let in_flight = Family::<Labels, Gauge>::default();
-        registry.register(
+        define(
+            &mut registry,
+            &mut series,
             "in_flight",
             "Messages being handled now, by role",
+            None,
             in_flight.clone(),
         );
         let consuming = Family::<Labels, Gauge>::default();
-        registry.register(
+        define(
+            &mut registry,
+            &mut series,
             "consuming",
             "1 while the role consumes its queue",
+            None,
             consuming.clone(),
         );
         let queue_messages = Family::<Labels, Gauge>::default();
-        registry.register(
+        define(
+            &mut registry,
+            &mut series,
             "queue_messages",
             "Messages ready in a queue when last sampled",
+            None,
             queue_messages.clone(),
         );
         let events_accepted = Counter::default();
-        registry.register(
+        define(
+            &mut registry,
+            &mut series,
             "api_events_accepted",
             "Events accepted by the ingest API (confirmed)",
+            None,
             events_accepted.clone(),
         );
         let webhooks_disabled = Counter::default();
-        registry.register(
+        define(
+            &mut registry,
+            &mut series,
             "sender_webhooks_disabled",
             "Webhooks the sender disabled (410 Gone, or failing for the configured period)",
+            None,
             webhooks_disabled.clone(),
         );
         let webhook_attempts = Family::<Labels, Counter>::default();
-        registry.register(
+        define(
+            &mut registry,
+            &mut series,
             "webhook_attempts",
             "Webhook attempts by tenant, webhook key and outcome (delivered, retry, failed)",
+            None,
             webhook_attempts.clone(),
         );
         let webhook_attempt_seconds: Histograms =
             Family::new_with_constructor(attempt_histogram as fn() -> Histogram);
-        registry.register_with_unit(
+        define(
+            &mut registry,
+            &mut series,
             "webhook_attempt_duration",
             "Time from sending a webhook request to its answer, by tenant and webhook key",
-            Unit::Seconds,
+            Some(Unit::Seconds),
             webhook_attempt_seconds.clone(),
         );
         let e2e_seconds = Histogram::new(E2E_BUCKETS);
-        registry.register_with_unit(
+        define(
+            &mut registry,
+            &mut series,
             "delivery_e2e_duration",
             "Time from the router receiving an event to a delivered attempt of one of its deliveries",
-            Unit::Seconds,
+            Some(Unit::Seconds),
             e2e_seconds.clone(),
         );
         let breaker_open = Family::<Labels, Gauge>::default();
-        registry.register(
+        define(
+            &mut registry,
+            &mut series,
             "webhook_breaker_open",
             "1 while the webhook's circuit breaker is open, 0 while closed (for _other: how many are open)",
+            None,
             breaker_open.clone(),
         );
         let pending = Family::<Labels, Gauge>::default();
-        registry.register(
+        define(
+            &mut registry,
+            &mut series,
             "pending_deliveries",
             "Deliveries pending in the database, by tenant and webhook key, when last sampled",
+            None,
             pending.clone(),
         );
         let pending_age = Family::<Labels, Gauge<f64, AtomicU64>>::default();
-        registry.register_with_unit(
+        define(
+            &mut registry,
+            &mut series,
             "pending_oldest_age",
             "Age of the oldest pending delivery, by tenant and webhook key, when last sampled",
-            Unit::Seconds,
+            Some(Unit::Seconds),
             pending_age.clone(),
         );
         Self {
             registry,
+            series,
             seats: webhooks::Seats::new(max_webhooks),
             webhook_attempts,
             webhook_attempt_seconds,
@@ -244,6 +323,14 @@ impl Metrics {
             events_accepted,
             webhooks_disabled,
         }
+    }
+
+    /// Every series name `/metrics` can hold, whether or not it has a value yet
+    /// (a labelled family is rendered only once it has one): counters with
+    /// `_total`, histograms with `_bucket`, `_sum` and `_count`. What dashboards and
+    /// alerts may refer to.
+    pub fn series_names(&self) -> &[String] {
+        &self.series
     }
 
     pub fn webhook_disabled(&self) {
@@ -342,12 +429,21 @@ impl Metrics {
 
     /// One webhook attempt that was recorded: `webhook` is the webhook's key
     /// ([`webhooks::ONE_OFF`] for an event's `webhook_url`), `outcome` one of
-    /// [`attempt`].
-    pub fn webhook_attempt(&self, tenant: &str, webhook: &str, outcome: &str, seconds: f64) {
+    /// [`attempt`], `seconds` the request's time to its answer (`None` when no
+    /// request was made: the URL could not be built or its destination is blocked).
+    pub fn webhook_attempt(
+        &self,
+        tenant: &str,
+        webhook: &str,
+        outcome: &str,
+        seconds: Option<f64>,
+    ) {
         let mut labels = self.seats.labels(tenant, webhook);
-        self.webhook_attempt_seconds
-            .get_or_create(&labels)
-            .observe(seconds);
+        if let Some(seconds) = seconds {
+            self.webhook_attempt_seconds
+                .get_or_create(&labels)
+                .observe(seconds);
+        }
         labels.push(("outcome", outcome.to_owned()));
         self.webhook_attempts.get_or_create(&labels).inc();
     }
@@ -383,7 +479,10 @@ impl Metrics {
 
     /// The breaker gauge under these labels, as exported.
     pub fn breaker_open(&self, tenant: &str, webhook: &str) -> i64 {
-        let labels = vec![("tenant", tenant.to_owned()), ("webhook", webhook.to_owned())];
+        let labels = vec![
+            ("tenant", tenant.to_owned()),
+            ("webhook", webhook.to_owned()),
+        ];
         self.breaker_open.get(&labels).map_or(0, |g| g.get())
     }
 
@@ -411,7 +510,10 @@ impl Metrics {
 
     /// Pending count and oldest age under these labels, as exported.
     pub fn pending(&self, tenant: &str, webhook: &str) -> (i64, f64) {
-        let labels = vec![("tenant", tenant.to_owned()), ("webhook", webhook.to_owned())];
+        let labels = vec![
+            ("tenant", tenant.to_owned()),
+            ("webhook", webhook.to_owned()),
+        ];
         (
             self.pending.get(&labels).map_or(0, |g| g.get()),
             self.pending_age.get(&labels).map_or(0.0, |g| g.get()),
@@ -479,9 +581,9 @@ mod tests {
     #[test]
     fn webhook_series_are_labelled_by_tenant_and_key_up_to_the_cap() {
         let m = Metrics::with_max_webhooks(1);
-        m.webhook_attempt("acme", "orders", attempt::DELIVERED, 0.02);
-        m.webhook_attempt("acme", "billing", attempt::RETRY, 0.02);
-        m.webhook_attempt("beta", "x", attempt::RETRY, 0.02);
+        m.webhook_attempt("acme", "orders", attempt::DELIVERED, Some(0.02));
+        m.webhook_attempt("acme", "billing", attempt::RETRY, Some(0.02));
+        m.webhook_attempt("beta", "x", attempt::RETRY, Some(0.02));
         let text = m.render();
         assert!(
             text.contains(
@@ -522,9 +624,32 @@ mod tests {
         assert_eq!(m.pending("acme", "b"), (2, 4.0));
         let text = m.render();
         assert!(
-            text.contains("hookrelay_pending_oldest_age_seconds{tenant=\"acme\",webhook=\"b\"} 4.0"),
+            text.contains(
+                "hookrelay_pending_oldest_age_seconds{tenant=\"acme\",webhook=\"b\"} 4.0"
+            ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn every_series_is_named_before_it_has_a_value() {
+        let m = Metrics::new();
+        let names = m.series_names();
+        for name in [
+            "hookrelay_router_events_total",
+            "hookrelay_sender_attempt_duration_seconds_bucket",
+            "hookrelay_queue_messages",
+            "hookrelay_pending_oldest_age_seconds",
+            "hookrelay_webhook_breaker_open",
+        ] {
+            assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
+        }
+        // Each named series is one the text shows once it has a value.
+        m.set_breaker_open("a", "b", true);
+        m.queue_depth("q", 1);
+        let text = m.render();
+        assert!(text.contains("\nhookrelay_webhook_breaker_open{"), "{text}");
+        assert!(text.contains("\nhookrelay_queue_messages{"), "{text}");
     }
 
     #[test]

@@ -87,7 +87,10 @@ impl Seats {
 
 fn pair_labels(seated: bool, tenant: &str, webhook: &str) -> Vec<(&'static str, String)> {
     if seated {
-        vec![("tenant", tenant.to_owned()), ("webhook", webhook.to_owned())]
+        vec![
+            ("tenant", tenant.to_owned()),
+            ("webhook", webhook.to_owned()),
+        ]
     } else {
         vec![("tenant", OTHER.to_owned()), ("webhook", OTHER.to_owned())]
     }
