@@ -45,6 +45,6 @@ fn record(
     // A refusal before any request (no URL, blocked destination) has no latency.
     let requested = answer.status.is_some()
         || matches!(answer.failure, Some(Failure::Timeout | Failure::Connect));
-    let seconds = requested.then(|| answer.latency.as_secs_f64());
+    let seconds = requested.then_some(answer.latency.as_secs_f64());
     metrics.webhook_attempt(&job.tenant, key, outcome, seconds);
 }
