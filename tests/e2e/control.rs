@@ -441,6 +441,20 @@ async fn a_failing_webhook_trips_its_breaker_and_a_successful_probe_closes_it() 
         tripped["breaker"]["reason"], "3 failed attempts in a row (last: HTTP 503)",
         "{tripped}"
     );
+    // The gauge comes from the webhook's row, whichever sender tripped it.
+    let (trigger, stop) = hookrelay_model::shutdown::channel();
+    let (pool, metrics) = (stack.db.pool.clone(), std::sync::Arc::clone(&stack.metrics));
+    let sampler = hookrelay_metrics::PendingSampler {
+        every: Duration::from_millis(100),
+        lookback: Duration::from_secs(3600),
+    };
+    let sampling = tokio::spawn(async move {
+        hookrelay_metrics::sample_pending(&pool, &metrics, sampler, stop).await;
+    });
+    wait_until("the breaker gauge shows it open", WAIT, || async {
+        stack.metrics.breaker_open("acme", "flaky") == 1
+    })
+    .await;
     assert!(tripped["breaker"]["next_probe_at"].is_string(), "{tripped}");
 
     // While open: new events are held by the router, the retries of the failed ones
@@ -489,6 +503,12 @@ async fn a_failing_webhook_trips_its_breaker_and_a_successful_probe_closes_it() 
     .await;
     let closed = get_json(&base, hook).await;
     assert!(closed["breaker"].is_null(), "{closed}");
+    wait_until("the breaker gauge shows it closed", WAIT, || async {
+        stack.metrics.breaker_open("acme", "flaky") == 0
+    })
+    .await;
+    trigger.trigger();
+    sampling.await.unwrap();
     let received = stack.receiver.received_on("/flaky");
     let mut delivered: Vec<String> = received
         .iter()

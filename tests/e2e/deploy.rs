@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -244,6 +245,111 @@ fn compose_runs_every_role_with_probes_on_the_documented_port() {
         assert!(
             compose.contains(needle),
             "docker-compose.yml lacks {needle}"
+        );
+    }
+}
+
+/// How to get `promtool` here; `cargo xtask test` checks for it before the tests.
+const PROMTOOL_MISSING: &str = "promtool not found: install it with \
+    `apt-get update && apt-get install -y prometheus` (Debian), which gives /usr/bin/promtool";
+
+#[test]
+fn the_alert_rules_pass_promtool() {
+    let out = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(root().join("deploy/prometheus/alerts.yaml"))
+        .output();
+    let out = match out {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!("{PROMTOOL_MISSING}"),
+        Err(e) => panic!("running promtool: {e}"),
+    };
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "promtool check rules: {text}");
+    assert!(text.contains("SUCCESS: 6 rules found"), "{text}");
+}
+
+/// Every `hookrelay_*` name in a text.
+fn metric_names(text: &str) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("hookrelay_") {
+        let name: String = rest[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+            .collect();
+        found.insert(name);
+        rest = &rest[i + "hookrelay_".len()..];
+    }
+    found
+}
+
+/// The series names `/metrics` can hold, from the registry: a labelled family is
+/// not rendered before it has a value, so an idle scrape would miss it.
+fn exported_series() -> BTreeSet<String> {
+    hookrelay_metrics::Metrics::new()
+        .series_names()
+        .iter()
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn the_dashboard_and_the_alerts_name_only_metrics_hookrelay_exports() {
+    let exported = exported_series();
+    assert!(
+        exported.contains("hookrelay_webhook_breaker_open")
+            && exported.contains("hookrelay_pending_oldest_age_seconds")
+            && exported.contains("hookrelay_delivery_e2e_duration_seconds_bucket"),
+        "{exported:?}"
+    );
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&read("deploy/grafana/hookrelay.json")).expect("dashboard is JSON");
+    let mut exprs = String::new();
+    let panels = dashboard["panels"].as_array().expect("panels");
+    for panel in panels {
+        let targets = panel["targets"]
+            .as_array()
+            .expect("every panel has targets");
+        assert!(!targets.is_empty(), "{}", panel["title"]);
+        for target in targets {
+            exprs.push_str(target["expr"].as_str().expect("a PromQL expr"));
+            exprs.push('\n');
+        }
+    }
+    for (what, text) in [
+        ("deploy/grafana/hookrelay.json", exprs),
+        (
+            "deploy/prometheus/alerts.yaml",
+            read("deploy/prometheus/alerts.yaml"),
+        ),
+    ] {
+        let named = metric_names(&text);
+        assert!(!named.is_empty(), "{what} names no metric");
+        let unknown: Vec<_> = named.difference(&exported).collect();
+        assert!(
+            unknown.is_empty(),
+            "{what} names metrics hookrelay does not export: {unknown:?}"
+        );
+    }
+    // What the dashboard must show.
+    let titles: Vec<&str> = panels.iter().filter_map(|p| p["title"].as_str()).collect();
+    for wanted in [
+        "Throughput",
+        "Attempt latency",
+        "End-to-end latency",
+        "Dead letters",
+        "Failing webhooks",
+        "Queue depth",
+        "Oldest pending",
+    ] {
+        assert!(
+            titles.iter().any(|t| t.starts_with(wanted)),
+            "no `{wanted}` panel in {titles:?}"
         );
     }
 }

@@ -10,6 +10,7 @@ mod control;
 mod demo;
 mod deploy;
 mod dlq;
+mod health;
 mod hostile;
 mod ingest;
 mod observability;

@@ -7,6 +7,7 @@ pub mod capacity;
 pub mod chaos;
 pub mod cluster;
 pub mod db;
+pub mod management;
 pub mod receiver;
 pub mod stack;
 

@@ -1,7 +1,7 @@
 //! Project commands, in Rust instead of shell scripts:
 //!
-//! - `cargo xtask test`: make sure RabbitMQ and Postgres run, then the whole test suite
-//!   and a quick API fuzz.
+//! - `cargo xtask test`: make sure RabbitMQ and Postgres run (and promtool is
+//!   installed), then the whole test suite and a quick API fuzz.
 //! - `cargo xtask demo`: make sure they run, then the whole flow with a demo receiver.
 //! - `cargo xtask bench`: the end-to-end benchmark (release build), figures printed.
 //! - `cargo xtask chaos`: the fault run (kill -9, broker and database restarts);
@@ -50,6 +50,7 @@ fn main() -> ExitCode {
 /// The services check, then nextest (or `cargo test` where nextest is not installed).
 fn test(extra: &[String]) -> anyhow::Result<()> {
     services::ensure()?;
+    services::ensure_tools()?;
     let nextest = cargo()
         .args(["nextest", "--version"])
         .output()

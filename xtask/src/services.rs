@@ -41,6 +41,19 @@ pub fn ensure() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The tools the tests run besides the services: stop before the run, saying what to
+/// install, rather than fail one test late in it.
+pub fn ensure_tools() -> anyhow::Result<()> {
+    if !on_path("promtool") {
+        bail!(
+            "promtool (checks deploy/prometheus/alerts.yaml) is not installed: \
+             apt-get update && apt-get install -y prometheus"
+        );
+    }
+    eprintln!("xtask: promtool is installed");
+    Ok(())
+}
+
 fn up(port: u16) -> bool {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok()

@@ -6,13 +6,15 @@
 //! - [`redeliver`]: a fresh round of attempts for failed deliveries.
 //! - [`backfill`]: the deliveries a webhook missed, for stored events.
 //! - [`retention`]: deleting expired events in small batches.
-//! - [`http`]: the `/v1/tenants/...` and `/v1/dead-letter` routes.
+//! - [`stats`]: recent deliveries and dead letters per webhook.
+//! - [`http`]: the `/v1/tenants/...`, `/v1/dead-letter` and `/v1/stats` routes.
 
 pub mod backfill;
 pub mod dlq;
 pub mod http;
 pub mod redeliver;
 pub mod retention;
+pub mod stats;
 
 use hookrelay_amqp::AmqpError;
 use hookrelay_model::Invalid;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use hookrelay_model::config::parse_duration;
 
-use crate::commands::{deliveries, dlq, environments, events, tenants, tokens, webhooks};
+use crate::commands::{deliveries, dlq, environments, events, stats, tenants, tokens, webhooks};
 use crate::config::{Common, Output, ServeArgs};
 
 #[derive(Debug, Parser)]
@@ -59,7 +59,11 @@ pub enum Command {
     /// The dead-letter queue: list, show, replay, purge.
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
-    /// Messages waiting in each of hookrelay's queues (the dead-letter queue included).
+    /// Per tenant and webhook: deliveries of the last hour and day by status, and
+    /// the dead letters waiting.
+    Stats(stats::StatsArgs),
+    /// Messages waiting in each of hookrelay's queues (the dead-letter queue
+    /// included): ready, and unacked (with HOOKRELAY_RABBITMQ_MANAGEMENT_URL).
     Queues {
         #[command(flatten)]
         output: Output,

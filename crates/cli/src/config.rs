@@ -36,6 +36,15 @@ pub struct Common {
         hide_env_values = true
     )]
     pub secret_key: Option<String>,
+    /// RabbitMQ management API (`http://user:password@host:15672`), for the unacked
+    /// counts of `hookrelay queues`; without it they show as unknown.
+    #[arg(
+        long,
+        global = true,
+        env = "HOOKRELAY_RABBITMQ_MANAGEMENT_URL",
+        hide_env_values = true
+    )]
+    pub rabbitmq_management_url: Option<String>,
     /// Log format: text for people, json for machines.
     #[arg(
         long,
@@ -176,6 +185,13 @@ pub struct ServeArgs {
     /// How often the api role deletes expired events.
     #[arg(long, env = "HOOKRELAY_RETENTION_INTERVAL", default_value = "1h", value_parser = parse_duration)]
     pub retention_interval: Duration,
+    /// Tenant and webhook pairs that get metric series of their own; the rest are
+    /// counted under `tenant="_other",webhook="_other"`.
+    #[arg(long, env = "HOOKRELAY_METRICS_MAX_WEBHOOKS", default_value_t = hookrelay_metrics::DEFAULT_MAX_WEBHOOKS)]
+    pub metrics_max_webhooks: usize,
+    /// How far back the api role's pending gauges look for pending deliveries.
+    #[arg(long, env = "HOOKRELAY_METRICS_PENDING_LOOKBACK", default_value = "1h", value_parser = parse_duration)]
+    pub metrics_pending_lookback: Duration,
     /// How long in-flight work may take to finish after SIGTERM.
     #[arg(long, env = "HOOKRELAY_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,

@@ -6,14 +6,17 @@
 //! - `telemetry`: log set-up;
 //! - `api`: the HTTP app of the api role;
 //! - `serve`: wiring of the roles;
-//! - `commands`: the operator subcommands, each with its arguments.
+//! - `commands`: the operator subcommands, each with its arguments;
+//! - `management`: the RabbitMQ management API client (`hookrelay queues`).
 //!
 //! Modules depend on each other in one direction: `cli` on `commands` and `config`;
-//! `commands`, `serve` and `telemetry` on `config`; `serve` on `api`.
+//! `commands`, `serve` and `telemetry` on `config`; `serve` on `api`;
+//! `commands` on `management`.
 
 pub mod api;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod management;
 pub mod serve;
 pub mod telemetry;

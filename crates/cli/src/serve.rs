@@ -18,7 +18,8 @@ use tokio::task::JoinSet;
 use crate::api::{self, ApiState};
 use crate::config::{Common, Role, ServeArgs};
 
-/// How often queue depths are sampled for `/metrics`.
+/// How often queue depths (every process) and pending deliveries (the api role) are
+/// sampled for `/metrics`.
 const QUEUE_SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
 
 pub async fn run(common: &Common, args: &ServeArgs) -> anyhow::Result<()> {
@@ -66,7 +67,7 @@ async fn start(
         .await
         .context("applying database migrations")?;
     let pool = store::pool(&common.database_url, args.database_pool_size)?;
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::with_max_webhooks(args.metrics_max_webhooks));
     let (trigger, stop) = shutdown::channel();
     let mut roles = JoinSet::new();
 
@@ -134,6 +135,18 @@ async fn start(
         )),
         false => None,
     };
+    if api_role {
+        // One role samples what is pending from the database: the api role, which
+        // runs the other periodic database work (retention).
+        let (pool, metrics, stop) = (pool.clone(), Arc::clone(&metrics), stop.clone());
+        let sampler = hookrelay_metrics::PendingSampler {
+            every: QUEUE_SAMPLE_EVERY,
+            lookback: args.metrics_pending_lookback,
+        };
+        tokio::spawn(async move {
+            hookrelay_metrics::sample_pending(&pool, &metrics, sampler, stop).await;
+        });
+    }
     if api_role {
         let (pool, days, every, mut stop) = (
             pool.clone(),

@@ -819,6 +819,11 @@ fn help_never_shows_the_values_of_secret_variables() {
             "amqp://u:amqp-pw-8c2@mq.invalid/%2f",
             "amqp-pw-8c2",
         ),
+        (
+            "HOOKRELAY_RABBITMQ_MANAGEMENT_URL",
+            "http://u:mgmt-pw-4f9@mq.invalid:15672",
+            "mgmt-pw-4f9",
+        ),
         ("HOOKRELAY_API_TOKEN", "api-token-5a7", "api-token-5a7"),
         ("HOOKRELAY_SECRET_KEY", "secret-key-0d4", "secret-key-0d4"),
         (

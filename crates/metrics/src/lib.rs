@@ -2,17 +2,69 @@
 //! renders it; tests read the same values.
 
 mod depths;
+mod pending;
+pub mod webhooks;
 
 pub use depths::sample_queue_depths;
+pub use pending::{PendingSampler, sample_pending};
+pub use webhooks::{DEFAULT_MAX_WEBHOOKS, Pending};
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::{Registry, Unit};
 
 type Labels = Vec<(&'static str, String)>;
+
+const PREFIX: &str = "hookrelay";
+
+/// Registers `metric` and notes the names of the series it renders.
+fn define<M: prometheus_client::registry::Metric + TypedMetric>(
+    registry: &mut Registry,
+    series: &mut Vec<String>,
+    name: &str,
+    help: &str,
+    unit: Option<Unit>,
+    metric: M,
+) {
+    let family = match &unit {
+        Some(unit) => format!("{PREFIX}_{name}_{}", unit.as_str()),
+        None => format!("{PREFIX}_{name}"),
+    };
+    let suffixes: &[&str] = match M::TYPE {
+        MetricType::Counter => &["_total"],
+        MetricType::Histogram => &["_bucket", "_sum", "_count"],
+        _ => &[""],
+    };
+    series.extend(suffixes.iter().map(|s| format!("{family}{s}")));
+    match unit {
+        Some(unit) => registry.register_with_unit(name, help, unit, metric),
+        None => registry.register(name, help, metric),
+    }
+}
+type Histograms = Family<Labels, Histogram, fn() -> Histogram>;
+
+/// Request → answer buckets, in seconds.
+const ATTEMPT_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+/// Event received → delivered buckets, in seconds: milliseconds on the happy path,
+/// up to a day through retries, backlogs and redeliveries.
+const E2E_BUCKETS: [f64; 17] = [
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+    21600.0, 86400.0,
+];
+
+fn attempt_histogram() -> Histogram {
+    Histogram::new(ATTEMPT_BUCKETS)
+}
 
 fn label(key: &'static str, value: &str) -> Labels {
     vec![(key, value.to_owned())]
@@ -23,6 +75,16 @@ pub mod event {
     pub const ROUTED: &str = "routed";
     pub const DUPLICATE: &str = "duplicate";
     pub const INVALID: &str = "invalid";
+}
+
+/// The outcome of one webhook attempt, as its attempt record says
+/// (`delivery_attempts.outcome`).
+pub mod attempt {
+    pub const DELIVERED: &str = "delivered";
+    /// Failed, and another attempt is scheduled.
+    pub const RETRY: &str = "retry";
+    /// Failed, and no attempt follows: dead-lettered.
+    pub const FAILED: &str = "failed";
 }
 
 /// Sender outcomes per delivery message.
@@ -40,6 +102,8 @@ pub mod outcome {
 
 pub struct Metrics {
     registry: Registry,
+    /// Every series name `/metrics` can hold (see [`Metrics::series_names`]).
+    series: Vec<String>,
     events: Family<Labels, Counter>,
     deliveries_published: Counter,
     outcomes: Family<Labels, Counter>,
@@ -51,6 +115,18 @@ pub struct Metrics {
     queue_messages: Family<Labels, Gauge>,
     events_accepted: Counter,
     webhooks_disabled: Counter,
+    seats: webhooks::Seats,
+    webhook_attempts: Family<Labels, Counter>,
+    webhook_attempt_seconds: Histograms,
+    e2e_seconds: Histogram,
+    /// What the histogram counted, for readers (its own count is not public).
+    e2e_count: AtomicU64,
+    breaker_open: Family<Labels, Gauge>,
+    pending: Family<Labels, Gauge>,
+    pending_age: Family<Labels, Gauge<f64, AtomicU64>>,
+    /// The pending label sets of the last sample: those missing from the next are
+    /// set to 0.
+    pending_seen: Mutex<HashSet<Labels>>,
 }
 
 impl Default for Metrics {
@@ -61,78 +137,180 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("hookrelay");
+        Self::with_max_webhooks(DEFAULT_MAX_WEBHOOKS)
+    }
+
+    /// At most `max_webhooks` (tenant, webhook) pairs get series of their own; the
+    /// rest are counted under `{tenant="_other",webhook="_other"}`.
+    pub fn with_max_webhooks(max_webhooks: usize) -> Self {
+        let mut registry = Registry::with_prefix(PREFIX);
+        let mut series = Vec::new();
         let events = Family::<Labels, Counter>::default();
-        registry.register(
+        define(
+            &mut registry,
+            &mut series,
             "router_events",
             "Events consumed by the router, by outcome",
+            None,
             events.clone(),
         );
         let deliveries_published = Counter::default();
-        registry.register(
+        define(
+            &mut registry,
+            &mut series,
             "router_deliveries_published",
             "Delivery messages published by the router (confirmed)",
+            None,
             deliveries_published.clone(),
         );
         let outcomes = Family::<Labels, Counter>::default();
-        registry.register(
+        define(
+            &mut registry,
+            &mut series,
             "sender_deliveries",
             "Delivery messages handled by the sender, by outcome",
+            None,
             outcomes.clone(),
         );
         let attempts = Family::<Labels, Counter>::default();
-        registry.register(
+        define(
+            &mut registry,
+            &mut series,
             "sender_attempts",
             "Webhook requests, by status class",
+            None,
             attempts.clone(),
         );
-        let attempt_seconds = Histogram::new([
-            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-        ]);
-        registry.register_with_unit(
+        let attempt_seconds = attempt_histogram();
+        define(
+            &mut registry,
+            &mut series,
             "sender_attempt_duration",
             "Time from sending a webhook request to its answer",
-            Unit::Seconds,
+            Some(Unit::Seconds),
             attempt_seconds.clone(),
         );
         let dead_lettered = Family::<Labels, Counter>::default();
-        registry.register(
+        define(
+            &mut registry,
+            &mut series,
             "dead_lettered",
             "Messages sent to the dead-letter queue, by role and reason",
+            None,
             dead_lettered.clone(),
         );
         let in_flight = Family::<Labels, Gauge>::default();
-        registry.register(
+        define(
+            &mut registry,
+            &mut series,
             "in_flight",
             "Messages being handled now, by role",
+            None,
             in_flight.clone(),
         );
         let consuming = Family::<Labels, Gauge>::default();
-        registry.register(
+        define(
+            &mut registry,
+            &mut series,
             "consuming",
             "1 while the role consumes its queue",
+            None,
             consuming.clone(),
         );
         let queue_messages = Family::<Labels, Gauge>::default();
-        registry.register(
+        define(
+            &mut registry,
+            &mut series,
             "queue_messages",
             "Messages ready in a queue when last sampled",
+            None,
             queue_messages.clone(),
         );
         let events_accepted = Counter::default();
-        registry.register(
+        define(
+            &mut registry,
+            &mut series,
             "api_events_accepted",
             "Events accepted by the ingest API (confirmed)",
+            None,
             events_accepted.clone(),
         );
         let webhooks_disabled = Counter::default();
-        registry.register(
+        define(
+            &mut registry,
+            &mut series,
             "sender_webhooks_disabled",
             "Webhooks the sender disabled (410 Gone, or failing for the configured period)",
+            None,
             webhooks_disabled.clone(),
+        );
+        let webhook_attempts = Family::<Labels, Counter>::default();
+        define(
+            &mut registry,
+            &mut series,
+            "webhook_attempts",
+            "Webhook attempts by tenant, webhook key and outcome (delivered, retry, failed)",
+            None,
+            webhook_attempts.clone(),
+        );
+        let webhook_attempt_seconds: Histograms =
+            Family::new_with_constructor(attempt_histogram as fn() -> Histogram);
+        define(
+            &mut registry,
+            &mut series,
+            "webhook_attempt_duration",
+            "Time from sending a webhook request to its answer, by tenant and webhook key",
+            Some(Unit::Seconds),
+            webhook_attempt_seconds.clone(),
+        );
+        let e2e_seconds = Histogram::new(E2E_BUCKETS);
+        define(
+            &mut registry,
+            &mut series,
+            "delivery_e2e_duration",
+            "Time from the router receiving an event to a delivered attempt of one of its deliveries",
+            Some(Unit::Seconds),
+            e2e_seconds.clone(),
+        );
+        let breaker_open = Family::<Labels, Gauge>::default();
+        define(
+            &mut registry,
+            &mut series,
+            "webhook_breaker_open",
+            "1 while the webhook's circuit breaker is open, 0 while closed (for _other: how many are open)",
+            None,
+            breaker_open.clone(),
+        );
+        let pending = Family::<Labels, Gauge>::default();
+        define(
+            &mut registry,
+            &mut series,
+            "pending_deliveries",
+            "Deliveries pending in the database, by tenant and webhook key, when last sampled",
+            None,
+            pending.clone(),
+        );
+        let pending_age = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        define(
+            &mut registry,
+            &mut series,
+            "pending_oldest_age",
+            "Age of the oldest pending delivery, by tenant and webhook key, when last sampled",
+            Some(Unit::Seconds),
+            pending_age.clone(),
         );
         Self {
             registry,
+            series,
+            seats: webhooks::Seats::new(max_webhooks),
+            webhook_attempts,
+            webhook_attempt_seconds,
+            e2e_seconds,
+            e2e_count: AtomicU64::new(0),
+            breaker_open,
+            pending,
+            pending_age,
+            pending_seen: Mutex::default(),
             events,
             deliveries_published,
             outcomes,
@@ -145,6 +323,14 @@ impl Metrics {
             events_accepted,
             webhooks_disabled,
         }
+    }
+
+    /// Every series name `/metrics` can hold, whether or not it has a value yet
+    /// (a labelled family is rendered only once it has one): counters with
+    /// `_total`, histograms with `_bucket`, `_sum` and `_count`. What dashboards and
+    /// alerts may refer to.
+    pub fn series_names(&self) -> &[String] {
+        &self.series
     }
 
     pub fn webhook_disabled(&self) {
@@ -240,6 +426,99 @@ impl Metrics {
     pub fn accepted(&self, n: u64) {
         self.events_accepted.inc_by(n);
     }
+
+    /// One webhook attempt that was recorded: `webhook` is the webhook's key
+    /// ([`webhooks::ONE_OFF`] for an event's `webhook_url`), `outcome` one of
+    /// [`attempt`], `seconds` the request's time to its answer (`None` when no
+    /// request was made: the URL could not be built or its destination is blocked).
+    pub fn webhook_attempt(
+        &self,
+        tenant: &str,
+        webhook: &str,
+        outcome: &str,
+        seconds: Option<f64>,
+    ) {
+        let mut labels = self.seats.labels(tenant, webhook);
+        if let Some(seconds) = seconds {
+            self.webhook_attempt_seconds
+                .get_or_create(&labels)
+                .observe(seconds);
+        }
+        labels.push(("outcome", outcome.to_owned()));
+        self.webhook_attempts.get_or_create(&labels).inc();
+    }
+
+    /// Attempts counted under these labels (`tenant`, `webhook` as exported, so
+    /// `_other` reads the overflow).
+    pub fn webhook_attempts(&self, tenant: &str, webhook: &str, outcome: &str) -> u64 {
+        let labels = vec![
+            ("tenant", tenant.to_owned()),
+            ("webhook", webhook.to_owned()),
+            ("outcome", outcome.to_owned()),
+        ];
+        self.webhook_attempts.get(&labels).map_or(0, |c| c.get())
+    }
+
+    /// A delivered attempt, `seconds` after its event was received by the router.
+    pub fn delivered_after(&self, seconds: f64) {
+        self.e2e_seconds.observe(seconds.max(0.0));
+        self.e2e_count
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How many deliveries the end-to-end histogram has seen.
+    pub fn delivered_after_count(&self) -> u64 {
+        self.e2e_count.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The breaker of a webhook (by tenant and key) opened or closed.
+    pub fn set_breaker_open(&self, tenant: &str, webhook: &str, open: bool) {
+        let (labels, value) = self.seats.breaker(tenant, webhook, open);
+        self.breaker_open.get_or_create(&labels).set(value);
+    }
+
+    /// The breaker gauge under these labels, as exported.
+    pub fn breaker_open(&self, tenant: &str, webhook: &str) -> i64 {
+        let labels = vec![
+            ("tenant", tenant.to_owned()),
+            ("webhook", webhook.to_owned()),
+        ];
+        self.breaker_open.get(&labels).map_or(0, |g| g.get())
+    }
+
+    /// One sample of what is pending: every pair in it is set, every pair of the
+    /// previous sample missing from it is set to 0.
+    pub fn set_pending(&self, samples: &[Pending]) {
+        let folded = webhooks::fold(&self.seats, samples);
+        let mut seen = self
+            .pending_seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for labels in seen.iter().filter(|l| !folded.contains_key(*l)) {
+            self.pending.get_or_create(labels).set(0);
+            self.pending_age.get_or_create(labels).set(0.0);
+        }
+        seen.clear();
+        for (labels, (count, age)) in folded {
+            self.pending
+                .get_or_create(&labels)
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+            self.pending_age.get_or_create(&labels).set(age);
+            seen.insert(labels);
+        }
+    }
+
+    /// Pending count and oldest age under these labels, as exported.
+    pub fn pending(&self, tenant: &str, webhook: &str) -> (i64, f64) {
+        let labels = vec![
+            ("tenant", tenant.to_owned()),
+            ("webhook", webhook.to_owned()),
+        ];
+        (
+            self.pending.get(&labels).map_or(0, |g| g.get()),
+            self.pending_age.get(&labels).map_or(0.0, |g| g.get()),
+        )
+    }
 }
 
 /// Decrements the in-flight gauge when dropped.
@@ -296,6 +575,98 @@ mod tests {
         assert!(
             m.render()
                 .contains("hookrelay_in_flight{role=\"sender\"} 0")
+        );
+    }
+
+    #[test]
+    fn webhook_series_are_labelled_by_tenant_and_key_up_to_the_cap() {
+        let m = Metrics::with_max_webhooks(1);
+        m.webhook_attempt("acme", "orders", attempt::DELIVERED, Some(0.02));
+        m.webhook_attempt("acme", "billing", attempt::RETRY, Some(0.02));
+        m.webhook_attempt("beta", "x", attempt::RETRY, Some(0.02));
+        let text = m.render();
+        assert!(
+            text.contains(
+                "hookrelay_webhook_attempts_total{tenant=\"acme\",webhook=\"orders\",outcome=\"delivered\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "hookrelay_webhook_attempts_total{tenant=\"_other\",webhook=\"_other\",outcome=\"retry\"} 2"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "hookrelay_webhook_attempt_duration_seconds_bucket{le=\"0.025\",tenant=\"acme\",webhook=\"orders\"} 1"
+            ) || text.contains(
+                "hookrelay_webhook_attempt_duration_seconds_bucket{tenant=\"acme\",webhook=\"orders\",le=\"0.025\"} 1"
+            ),
+            "{text}"
+        );
+        assert_eq!(m.webhook_attempts("_other", "_other", attempt::RETRY), 2);
+    }
+
+    #[test]
+    fn pending_pairs_missing_from_a_sample_drop_to_zero() {
+        let m = Metrics::new();
+        let one = |webhook: &str, count, age| Pending {
+            tenant: "acme".into(),
+            webhook: webhook.into(),
+            count,
+            oldest_age_seconds: age,
+        };
+        m.set_pending(&[one("a", 3, 12.5), one("b", 1, 2.0)]);
+        assert_eq!(m.pending("acme", "a"), (3, 12.5));
+        m.set_pending(&[one("b", 2, 4.0)]);
+        assert_eq!(m.pending("acme", "a"), (0, 0.0));
+        assert_eq!(m.pending("acme", "b"), (2, 4.0));
+        let text = m.render();
+        assert!(
+            text.contains(
+                "hookrelay_pending_oldest_age_seconds{tenant=\"acme\",webhook=\"b\"} 4.0"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn every_series_is_named_before_it_has_a_value() {
+        let m = Metrics::new();
+        let names = m.series_names();
+        for name in [
+            "hookrelay_router_events_total",
+            "hookrelay_sender_attempt_duration_seconds_bucket",
+            "hookrelay_queue_messages",
+            "hookrelay_pending_oldest_age_seconds",
+            "hookrelay_webhook_breaker_open",
+        ] {
+            assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
+        }
+        // Each named series is one the text shows once it has a value.
+        m.set_breaker_open("a", "b", true);
+        m.queue_depth("q", 1);
+        let text = m.render();
+        assert!(text.contains("\nhookrelay_webhook_breaker_open{"), "{text}");
+        assert!(text.contains("\nhookrelay_queue_messages{"), "{text}");
+    }
+
+    #[test]
+    fn the_breaker_gauge_is_one_while_open() {
+        let m = Metrics::new();
+        m.set_breaker_open("acme", "orders", true);
+        assert!(
+            m.render()
+                .contains("hookrelay_webhook_breaker_open{tenant=\"acme\",webhook=\"orders\"} 1")
+        );
+        m.set_breaker_open("acme", "orders", false);
+        assert_eq!(m.breaker_open("acme", "orders"), 0);
+        m.delivered_after(0.3);
+        assert_eq!(m.delivered_after_count(), 1);
+        assert!(
+            m.render()
+                .contains("hookrelay_delivery_e2e_duration_seconds_bucket{le=\"0.5\"} 1")
         );
     }
 }

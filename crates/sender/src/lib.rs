@@ -14,6 +14,7 @@ pub mod guard;
 pub use breaker::BreakerConfig;
 pub use disable::WEBHOOK_DISABLED;
 mod limiter;
+mod observe;
 mod outcome;
 mod recorder;
 mod request;

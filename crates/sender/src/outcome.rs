@@ -358,6 +358,7 @@ async fn settle(
             .await
             .map_err(HandleError::Unrecorded)?;
         ctx.sender.metrics.outcome(outcome::DELIVERED);
+        crate::observe::delivered(&ctx.sender.metrics, job, target.webhook.as_ref(), &answer);
         delivery.acker.ack(BasicAckOptions::default()).await?;
         return Ok(());
     };
@@ -388,6 +389,7 @@ async fn settle(
         };
         publish_delayed(ctx, delivery, &next, delay).await?;
         ctx.sender.metrics.outcome(outcome::RETRIED);
+        crate::observe::retried(&ctx.sender.metrics, job, target.webhook.as_ref(), &answer);
         delivery.acker.ack(BasicAckOptions::default()).await?;
         return Ok(());
     }
@@ -424,6 +426,7 @@ async fn settle(
         .after_attempt(&ctx.channel, target.webhook.as_ref(), answer.status, true)
         .await;
     ctx.sender.metrics.outcome(outcome::FAILED);
+    crate::observe::failed(&ctx.sender.metrics, job, target.webhook.as_ref(), &answer);
     ctx.sender.metrics.dead_letter(crate::ROLE, reason);
     tracing::warn!(reason, error = ?answer.error, "delivery dead-lettered");
     delivery.acker.ack(BasicAckOptions::default()).await?;

@@ -210,6 +210,8 @@ pub struct SendJob {
     pub webhook: Option<Webhook>,
     pub url: Option<String>,
     pub event: Event,
+    /// When the router recorded the event (`events.received_at`).
+    pub received_at: OffsetDateTime,
 }
 
 /// Deliveries with their events and webhooks, many in one round trip; ids not found
@@ -221,7 +223,7 @@ pub async fn send_jobs(
 ) -> Result<std::collections::HashMap<Uuid, SendJob>, StoreError> {
     static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
-            "SELECT d.id, d.tenant, d.status, d.attempts, d.webhook_id, d.url, e.envelope, {} \
+            "SELECT d.id, d.tenant, d.status, d.attempts, d.webhook_id, d.url, e.envelope, e.received_at, {} \
              FROM deliveries d JOIN events e ON e.tenant = d.tenant AND e.id = d.event_id \
              LEFT JOIN webhooks w ON w.id = d.webhook_id \
              WHERE d.id = ANY($1)",
@@ -245,6 +247,7 @@ pub async fn send_jobs(
             webhook: super::webhooks::from_row_prefixed(&r, "w_", cipher)?,
             url: r.try_get("url")?,
             event,
+            received_at: r.try_get("received_at")?,
         };
         jobs.insert(id, job);
     }

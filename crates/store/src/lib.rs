@@ -7,6 +7,8 @@ pub mod crypto;
 pub mod deliveries;
 pub mod environments;
 pub mod events;
+pub mod pending;
+pub mod stats;
 pub mod tenants;
 pub mod tokens;
 pub mod webhooks;

@@ -565,3 +565,16 @@ pub async fn breaker_released(db: &impl GenericClient, id: Uuid) -> Result<(), S
     .await?;
     Ok(())
 }
+
+/// Tenant and key of every webhook whose breaker is open (for the breaker gauge).
+pub async fn tripped(db: &impl GenericClient) -> Result<Vec<(String, String)>, StoreError> {
+    let rows = db
+        .query(
+            "SELECT tenant, key FROM webhooks WHERE breaker_opened_at IS NOT NULL",
+            &[],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("tenant")?, r.try_get("key")?)))
+        .collect()
+}

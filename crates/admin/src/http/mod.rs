@@ -1,4 +1,5 @@
-//! The admin API: `/v1/tenants/{tenant}/...` and `/v1/dead-letter`, JSON in and out.
+//! The admin API: `/v1/tenants/{tenant}/...`, `/v1/dead-letter` and `/v1/stats`, JSON
+//! in and out.
 //! Authentication is applied by whoever mounts it.
 //!
 //! Each route is declared once, with its OpenAPI description (`#[utoipa::path]` on
@@ -10,6 +11,7 @@ mod dead_letter;
 mod error;
 mod events;
 mod extract;
+mod stats;
 mod tenants;
 mod webhooks;
 
@@ -121,9 +123,11 @@ pub fn routes() -> OpenApiRouter<AdminState> {
         .routes(routes!(dead_letter::replay_dead_letters))
         .routes(routes!(dead_letter::purge_dead_letters))
         .routes(routes!(dead_letter::show_dead_letter));
+    let stats = OpenApiRouter::new().routes(routes!(stats::get_stats));
     let mut all = OpenApiRouter::with_openapi(document())
         .nest("/v1/tenants/{tenant}", tenant)
-        .nest("/v1/dead-letter", dead_letter);
+        .nest("/v1/dead-letter", dead_letter)
+        .nest("/v1/stats", stats);
     each_operation(all.get_openapi_mut(), |_, operation| {
         document_text_rule(operation)
     });
@@ -180,6 +184,8 @@ fn document() -> OpenApi {
             (name = "events", description = "The events API: what a tenant's upstreams published."),
             (name = "deliveries", description = "Deliveries, their attempts, and redelivery."),
             (name = "dead-letter", description = "The dead-letter queue; operator's token only."),
+            (name = "stats",
+                description = "Recent deliveries and dead letters per webhook; operator's token only."),
         ),
         components(schemas(hookrelay_model::error::ErrorBody))
     )]

@@ -8,6 +8,7 @@ pub mod probe;
 pub mod publish;
 pub mod queues;
 pub mod receiver;
+pub mod stats;
 mod table;
 pub mod tenants;
 pub mod tokens;
@@ -31,6 +32,13 @@ pub fn write_out(text: &str) {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "{text}");
+}
+
+/// A remark about the output, once, on stderr: stdout stays a table or JSON.
+pub fn note(text: &str) {
+    use std::io::Write;
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "note: {text}");
 }
 
 pub fn join(items: &[String]) -> String {

@@ -1,0 +1,116 @@
+//! Recent deliveries counted by status, per webhook: `hookrelay stats` and
+//! `GET /v1/stats`. Read through `deliveries_by_webhook` (and `deliveries_one_off`
+//! for one-off URLs) over the last day only, never the whole history.
+
+use deadpool_postgres::GenericClient;
+use serde::Serialize;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::StoreError;
+
+/// Deliveries created in a period, by their status now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StatusCounts {
+    pub delivered: u64,
+    pub failed: u64,
+    pub pending: u64,
+    pub held: u64,
+}
+
+/// One webhook's (or a tenant's one-off URLs') recent deliveries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookCounts {
+    pub tenant: String,
+    /// `None` for one-off URL deliveries.
+    pub webhook_id: Option<Uuid>,
+    pub webhook_key: Option<String>,
+    pub last_hour: StatusCounts,
+    pub last_day: StatusCounts,
+}
+
+/// Which webhooks to count: every field narrows.
+#[derive(Debug, Clone, Default)]
+pub struct StatsFilter {
+    pub tenant: Option<String>,
+    /// Only these webhooks (and then no one-off URLs).
+    pub webhook_ids: Option<Vec<Uuid>>,
+}
+
+const COUNTS: &str = "\
+    count(*) FILTER (WHERE d.status = 'delivered' AND d.created_at >= $1) AS h_delivered, \
+    count(*) FILTER (WHERE d.status = 'failed' AND d.created_at >= $1) AS h_failed, \
+    count(*) FILTER (WHERE d.status = 'pending' AND d.created_at >= $1) AS h_pending, \
+    count(*) FILTER (WHERE d.status = 'held' AND d.created_at >= $1) AS h_held, \
+    count(*) FILTER (WHERE d.status = 'delivered') AS d_delivered, \
+    count(*) FILTER (WHERE d.status = 'failed') AS d_failed, \
+    count(*) FILTER (WHERE d.status = 'pending') AS d_pending, \
+    count(*) FILTER (WHERE d.status = 'held') AS d_held";
+
+fn counts(r: &tokio_postgres::Row, p: &str) -> Result<StatusCounts, StoreError> {
+    let n = |c: &str| -> Result<u64, StoreError> {
+        Ok(u64::try_from(r.try_get::<_, i64>(format!("{p}_{c}").as_str())?).unwrap_or(0))
+    };
+    Ok(StatusCounts {
+        delivered: n("delivered")?,
+        failed: n("failed")?,
+        pending: n("pending")?,
+        held: n("held")?,
+    })
+}
+
+/// Deliveries created in the last hour and the last day before `now`, per webhook
+/// (every webhook of the filter, with zeros when it had none) and per tenant's
+/// one-off URLs (those with any), ordered by tenant and key.
+pub async fn recent(
+    db: &impl GenericClient,
+    filter: &StatsFilter,
+    now: OffsetDateTime,
+) -> Result<Vec<WebhookCounts>, StoreError> {
+    let hour = now - time::Duration::hours(1);
+    let day = now - time::Duration::days(1);
+    let sql = format!(
+        "SELECT w.id, w.tenant, w.key, s.* FROM webhooks w CROSS JOIN LATERAL ( \
+           SELECT {COUNTS} FROM deliveries d \
+           WHERE d.webhook_id = w.id AND d.created_at >= $2 AND d.created_at <= $3) s \
+         WHERE ($4::text IS NULL OR w.tenant = $4) AND ($5::uuid[] IS NULL OR w.id = ANY($5)) \
+         ORDER BY w.tenant, w.key"
+    );
+    let rows = db
+        .query(
+            &sql,
+            &[&hour, &day, &now, &filter.tenant, &filter.webhook_ids],
+        )
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        out.push(WebhookCounts {
+            tenant: r.try_get("tenant")?,
+            webhook_id: Some(r.try_get("id")?),
+            webhook_key: Some(r.try_get("key")?),
+            last_hour: counts(r, "h")?,
+            last_day: counts(r, "d")?,
+        });
+    }
+    if filter.webhook_ids.is_some() {
+        return Ok(out);
+    }
+    let sql = format!(
+        "SELECT d.tenant, {COUNTS} FROM deliveries d \
+         WHERE d.webhook_id IS NULL AND d.created_at >= $2 AND d.created_at <= $3 \
+           AND ($4::text IS NULL OR d.tenant = $4) \
+         GROUP BY d.tenant ORDER BY d.tenant"
+    );
+    let rows = db.query(&sql, &[&hour, &day, &now, &filter.tenant]).await?;
+    for r in &rows {
+        out.push(WebhookCounts {
+            tenant: r.try_get("tenant")?,
+            webhook_id: None,
+            webhook_key: None,
+            last_hour: counts(r, "h")?,
+            last_day: counts(r, "d")?,
+        });
+    }
+    Ok(out)
+}
