@@ -36,6 +36,8 @@ async fn main() -> ExitCode {
     eprintln!("fuzz-api: the api role at {base}; report in {report_dir}");
     let status = tokio::task::spawn_blocking(move || {
         Command::new("schemathesis")
+            .arg("--config-file")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz-api.toml"))
             .arg("run")
             .arg(format!("{base}/openapi.json"))
             .args(["--checks", "all"])
