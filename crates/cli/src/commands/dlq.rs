@@ -100,19 +100,46 @@ fn parse_rate(s: &str) -> Result<f64, String> {
     }
 }
 
+/// What a command that reads the dead-letter queue holds open: the topology, a small
+/// database pool and a broker connection (tried three times, briefly).
+pub(crate) struct Opened {
+    topology: hookrelay_model::Topology,
+    pool: deadpool_postgres::Pool,
+    connection: lapin::Connection,
+}
+
+impl Opened {
+    pub(crate) async fn open(common: &Common) -> anyhow::Result<Self> {
+        let retry = ConnectRetry {
+            attempts: 3,
+            max_delay: Duration::from_secs(1),
+        };
+        Ok(Self {
+            topology: common.topology(),
+            pool: store::pool(&common.database_url, 2)?,
+            connection: amqp::connect(&common.amqp_url, "hookrelay-cli", retry).await?,
+        })
+    }
+
+    pub(crate) async fn close(self) -> anyhow::Result<()> {
+        self.connection
+            .close(200, "done".into())
+            .await
+            .context("closing the RabbitMQ connection")
+    }
+
+    pub(crate) fn dlq(&self) -> Dlq<'_> {
+        Dlq {
+            connection: &self.connection,
+            topology: &self.topology,
+            pool: &self.pool,
+        }
+    }
+}
+
 pub async fn run(common: &Common, command: DlqCommand) -> anyhow::Result<()> {
-    let topology = common.topology();
-    let pool = store::pool(&common.database_url, 2)?;
-    let retry = ConnectRetry {
-        attempts: 3,
-        max_delay: Duration::from_secs(1),
-    };
-    let connection = amqp::connect(&common.amqp_url, "hookrelay-cli", retry).await?;
-    let dlq = Dlq {
-        connection: &connection,
-        topology: &topology,
-        pool: &pool,
-    };
+    let opened = Opened::open(common).await?;
+    let dlq = opened.dlq();
     match command {
         DlqCommand::List {
             filter,
@@ -124,7 +151,7 @@ pub async fn run(common: &Common, command: DlqCommand) -> anyhow::Result<()> {
                 .iter()
                 .filter_map(|m| m.webhook_id.as_deref().and_then(|w| w.parse().ok()))
                 .collect();
-            let db = pool.get().await.context("connecting to Postgres")?;
+            let db = opened.pool.get().await.context("connecting to Postgres")?;
             let keys = store::webhooks::keys_of(&db, &ids).await?;
             print_list(&found, &keys, output.json);
         }
@@ -187,11 +214,7 @@ pub async fn run(common: &Common, command: DlqCommand) -> anyhow::Result<()> {
             print_summary("purged", &summary, output.json);
         }
     }
-    connection
-        .close(200, "done".into())
-        .await
-        .context("closing the RabbitMQ connection")?;
-    Ok(())
+    opened.close().await
 }
 
 /// Dead letters as a table, each webhook by its key (its id once it is deleted).

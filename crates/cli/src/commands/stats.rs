@@ -2,14 +2,8 @@
 //! the last day by status, and the dead letters waiting; the same function as the
 //! admin API's `GET /v1/stats`.
 
-use std::time::Duration;
-
-use anyhow::Context;
 use clap::Args;
-use hookrelay_admin::dlq::Dlq;
 use hookrelay_admin::stats;
-use hookrelay_amqp::{self as amqp, ConnectRetry};
-use hookrelay_store as store;
 
 use super::print;
 use crate::config::{Common, Output};
@@ -30,18 +24,8 @@ pub struct StatsArgs {
 const ONE_OFF: &str = "(one-off URLs)";
 
 pub async fn run(common: &Common, args: StatsArgs) -> anyhow::Result<()> {
-    let topology = common.topology();
-    let pool = store::pool(&common.database_url, 2)?;
-    let retry = ConnectRetry {
-        attempts: 3,
-        max_delay: Duration::from_secs(1),
-    };
-    let connection = amqp::connect(&common.amqp_url, "hookrelay-cli", retry).await?;
-    let dlq = Dlq {
-        connection: &connection,
-        topology: &topology,
-        pool: &pool,
-    };
+    let opened = super::dlq::Opened::open(common).await?;
+    let dlq = opened.dlq();
     let found = stats::collect(&dlq, args.tenant, args.webhook).await?;
     let rows = found
         .iter()
@@ -80,9 +64,5 @@ pub async fn run(common: &Common, args: StatsArgs) -> anyhow::Result<()> {
         ],
         rows,
     );
-    connection
-        .close(200, "done".into())
-        .await
-        .context("closing the RabbitMQ connection")?;
-    Ok(())
+    opened.close().await
 }
