@@ -16,6 +16,7 @@ use lapin::options::{BasicCancelOptions, BasicRejectOptions};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
+use crate::acks::Acks;
 use crate::breaker::{self, Breakers};
 use crate::disable::{Disabler, announce_pending};
 use crate::limiter::PerTarget;
@@ -57,7 +58,7 @@ pub(crate) async fn run(sender: Sender, shutdown: Shutdown) -> Result<(), Sender
         url: config.amqp_url.clone(),
         topology: config.topology.clone(),
         queue: config.topology.deliveries_queue(),
-        prefetch: config.concurrency,
+        prefetch: config.concurrency.saturating_add(config.concurrency / 2),
     };
     supervisor
         .run(shutdown, |session, shutdown| {
@@ -82,6 +83,11 @@ async fn serve(
         limiter: Arc::clone(&shared.limiter),
         disabler: Arc::clone(&shared.disabler),
         breakers: Arc::clone(&shared.breakers),
+        acks: Arc::new(Acks::default()),
+    });
+    let acks = tokio::spawn({
+        let ctx = Arc::clone(&ctx);
+        async move { ctx.acks.run().await }
     });
     tokio::spawn(breaker::watch(
         Arc::clone(&shared.breakers),
@@ -96,6 +102,8 @@ async fn serve(
     ));
     sender.metrics.set_consuming(crate::ROLE, true);
     let result = consume(&ctx, session.consumer, shutdown).await;
+    ctx.acks.close();
+    let _ = acks.await;
     sender.metrics.set_consuming(crate::ROLE, false);
     match result {
         Ok(()) => Ended::Stopped,
@@ -127,6 +135,7 @@ async fn consume(
             Some(Err(e)) => break Err(AmqpError::Broker(e)),
             None => break Err(AmqpError::ConsumerEnded),
         };
+        ctx.acks.taken(&delivery);
         let ctx = Arc::clone(ctx);
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
@@ -169,7 +178,14 @@ async fn process(ctx: &Ctx, delivery: Delivery, mut shutdown: Shutdown) {
         Ok(Some(opened)) => opened,
         Ok(None) => return,
         Err(e) => {
+            // As below: hand it back rather than hold its prefetch slot on a channel
+            // that may still be open.
             tracing::warn!(error = %e, "broker error while dead-lettering an unreadable delivery");
+            let _ = delivery
+                .acker
+                .reject(BasicRejectOptions { requeue: true })
+                .await;
+            ctx.acks.settled(&delivery);
             return;
         }
     };
@@ -195,6 +211,7 @@ async fn process(ctx: &Ctx, delivery: Delivery, mut shutdown: Shutdown) {
                         .acker
                         .reject(BasicRejectOptions { requeue: true })
                         .await;
+                    ctx.acks.settled(&delivery);
                     return;
                 }
                 Err(HandleError::Broker(e)) => {
@@ -208,6 +225,7 @@ async fn process(ctx: &Ctx, delivery: Delivery, mut shutdown: Shutdown) {
                         .acker
                         .reject(BasicRejectOptions { requeue: true })
                         .await;
+                    ctx.acks.settled(&delivery);
                     return;
                 }
             }

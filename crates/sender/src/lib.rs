@@ -5,6 +5,7 @@
 //! Architecture invariant: a delivery message is acked only after its outcome is
 //! committed and any follow-up message (retry or dead letter) is confirmed.
 
+mod acks;
 mod batcher;
 mod breaker;
 mod consume;
@@ -33,7 +34,8 @@ pub struct SenderConfig {
     pub amqp_url: String,
     pub topology: Topology,
     pub schedule: RetrySchedule,
-    /// Deliveries in flight at once (also the consumer prefetch).
+    /// Deliveries in flight at once (the consumer prefetch is half as much again, for
+    /// finished deliveries whose coalesced ack has not gone out yet).
     pub concurrency: u16,
     /// Deliveries in flight to one webhook at once. More wait for a slot while the
     /// webhook answers within `slow_after`; past that they go to a delay queue, so a

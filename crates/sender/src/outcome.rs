@@ -15,7 +15,6 @@ use hookrelay_store::deliveries::{self, AttemptRecord, DeliveryStatus, SendJob};
 use hookrelay_store::{StoreError, environments};
 use lapin::Channel;
 use lapin::message::Delivery;
-use lapin::options::BasicAckOptions;
 use time::OffsetDateTime;
 
 use crate::Sender;
@@ -33,6 +32,8 @@ pub(crate) struct Ctx {
     pub limiter: Arc<PerTarget>,
     pub disabler: Arc<Disabler>,
     pub breakers: Arc<crate::breaker::Breakers>,
+    /// This channel's acks, coalesced.
+    pub acks: Arc<crate::acks::Acks>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -159,7 +160,7 @@ async fn handle_message(
             status = job.status.as_str(),
             "delivery already settled; acking"
         );
-        delivery.acker.ack(BasicAckOptions::default()).await?;
+        ctx.acks.ack(delivery);
         return Ok(());
     }
     let target = match target(&job) {
@@ -226,7 +227,7 @@ async fn held(
     }
     ctx.sender.metrics.outcome(outcome::HELD);
     tracing::info!("webhook paused, disabled or its breaker open; delivery held");
-    delivery.acker.ack(BasicAckOptions::default()).await?;
+    ctx.acks.ack(delivery);
     Ok(true)
 }
 
@@ -359,7 +360,7 @@ async fn settle(
             .map_err(HandleError::Unrecorded)?;
         ctx.sender.metrics.outcome(outcome::DELIVERED);
         crate::observe::delivered(&ctx.sender.metrics, job, target.webhook.as_ref(), &answer);
-        delivery.acker.ack(BasicAckOptions::default()).await?;
+        ctx.acks.ack(delivery);
         return Ok(());
     };
     let retryable = failure != Failure::Permanent && target.policy.retries(&failure);
@@ -390,7 +391,7 @@ async fn settle(
         publish_delayed(ctx, delivery, &next, delay).await?;
         ctx.sender.metrics.outcome(outcome::RETRIED);
         crate::observe::retried(&ctx.sender.metrics, job, target.webhook.as_ref(), &answer);
-        delivery.acker.ack(BasicAckOptions::default()).await?;
+        ctx.acks.ack(delivery);
         return Ok(());
     }
     let reason = if retryable {
@@ -429,7 +430,7 @@ async fn settle(
     crate::observe::failed(&ctx.sender.metrics, job, target.webhook.as_ref(), &answer);
     ctx.sender.metrics.dead_letter(crate::ROLE, reason);
     tracing::warn!(reason, error = ?answer.error, "delivery dead-lettered");
-    delivery.acker.ack(BasicAckOptions::default()).await?;
+    ctx.acks.ack(delivery);
     Ok(())
 }
 
@@ -466,7 +467,7 @@ async fn defer(
     let wait = hanging_for.clamp(base, base * 5);
     publish_delayed(ctx, delivery, message, wait).await?;
     ctx.sender.metrics.outcome(outcome::DEFERRED);
-    delivery.acker.ack(BasicAckOptions::default()).await?;
+    ctx.acks.ack(delivery);
     Ok(())
 }
 
@@ -493,7 +494,7 @@ async fn dead_letter_and_ack(
         ctx.sender.metrics.outcome(outcome::FAILED);
     }
     ctx.sender.metrics.dead_letter(crate::ROLE, &reason);
-    delivery.acker.ack(BasicAckOptions::default()).await?;
+    ctx.acks.ack(delivery);
     Ok(())
 }
 
