@@ -882,6 +882,12 @@ fn the_documented_patterns_are_the_rules_patterns() {
             .iter()
             .all(|p| *p == template::URL_TEMPLATE_PATTERN)
     );
+    assert!(of("rate_limit").len() >= 2, "{found:?}");
+    assert!(
+        of("rate_limit")
+            .iter()
+            .all(|p| *p == hookrelay_model::rate::RATE_PATTERN)
+    );
     for name in ["key", "name"] {
         assert!(
             of(name).iter().all(|p| *p == text::NO_CONTROL_PATTERN),

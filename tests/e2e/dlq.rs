@@ -432,6 +432,7 @@ async fn an_upstream_cannot_make_a_dead_letter_pass_for_another_tenants_delivery
         attempt: 1,
         attempts_before: 0,
         probe: false,
+        rate_counted: false,
     };
     let headers = amqp::Headers::new()
         .text(wire::HEADER_TENANT, "victim")

@@ -14,6 +14,7 @@ mod health;
 mod hostile;
 mod ingest;
 mod observability;
+mod policy;
 mod producer;
 mod retention;
 mod router;

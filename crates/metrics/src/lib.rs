@@ -98,6 +98,8 @@ pub mod outcome {
     pub const ALREADY_SETTLED: &str = "already_settled";
     /// Held, not attempted: its webhook is paused (resuming sends it).
     pub const HELD: &str = "held";
+    /// Held, not attempted: over its webhook's rate limit (sent as the rate allows).
+    pub const RATE_LIMITED: &str = "rate_limited";
 }
 
 pub struct Metrics {

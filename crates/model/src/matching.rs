@@ -112,6 +112,9 @@ mod tests {
             paused_at: None,
             breaker: None,
             filter: None,
+            rate_limit: None,
+            rate_burst: None,
+            max_in_flight: None,
             created_at: OffsetDateTime::UNIX_EPOCH,
             updated_at: OffsetDateTime::UNIX_EPOCH,
         }

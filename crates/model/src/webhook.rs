@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::error::Invalid;
 use crate::filter::PayloadFilter;
+use crate::rate::{Bucket, DeliveryPolicy, Rate, validate_max_in_flight};
 use crate::retry::RetryPolicy;
 use crate::template;
 use crate::text;
@@ -140,6 +141,17 @@ pub struct Webhook {
     /// kept failing or hung); null while closed. While open, its deliveries are held
     /// as for a pause; one probe at `next_probe_at` closes it again.
     pub breaker: Option<Breaker>,
+    /// At most this many requests per second, minute or hour (`50/s`, `600/m`,
+    /// `1000/h`), across all senders together; null: no limit. Deliveries over it
+    /// are held and sent, oldest first, as the rate allows.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "50/s"))]
+    pub rate_limit: Option<Rate>,
+    /// Requests that may go at once after a quiet spell; null: one period's worth
+    /// of `rate_limit`.
+    pub rate_burst: Option<u32>,
+    /// Requests in flight to it at once, across all senders together; null: each
+    /// sender's `--per-webhook-concurrency`.
+    pub max_in_flight: Option<u16>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -225,6 +237,19 @@ pub struct NewWebhook {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::filter::FilterSchema>))]
     pub filter: Option<Value>,
+    /// `COUNT/s`, `COUNT/m` or `COUNT/h` (COUNT 1 to 100,000), enforced across all
+    /// senders; over it, deliveries wait (held) and go oldest first.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, pattern = r"^(?:[1-9][0-9]{0,4}|100000)/[smh]$", example = "50/s"))]
+    pub rate_limit: Option<Rate>,
+    /// 1 to 100,000; only with `rate_limit`. Default: the rate's COUNT.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100000))]
+    pub rate_burst: Option<u32>,
+    /// 1 to 1,000 requests in flight at once, across all senders.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000))]
+    pub max_in_flight: Option<u16>,
 }
 
 /// A partial update: a missing or null field is left as it is, except `secret`,
@@ -272,6 +297,18 @@ pub struct WebhookUpdate {
     #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::filter::FilterSchema>))]
     pub filter: Option<Option<Value>>,
     pub enabled: Option<bool>,
+    /// A new rate limit (as when created), or null to remove it (and its burst).
+    #[serde(default, with = "double_option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, pattern = r"^(?:[1-9][0-9]{0,4}|100000)/[smh]$"))]
+    pub rate_limit: Option<Option<Rate>>,
+    /// A new burst (the webhook must have a rate limit), or null for the default.
+    #[serde(default, with = "double_option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<u32>, minimum = 1, maximum = 100000))]
+    pub rate_burst: Option<Option<u32>>,
+    /// A new cap on requests in flight, or null for the senders' default.
+    #[serde(default, with = "double_option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<u16>, minimum = 1, maximum = 1000))]
+    pub max_in_flight: Option<Option<u16>>,
 }
 
 mod double_option {
@@ -367,7 +404,43 @@ impl NewWebhook {
         if let Some(f) = &self.filter {
             PayloadFilter::parse("filter", f)?;
         }
+        validate_policy(self.rate_limit, self.rate_burst, self.max_in_flight)?;
+        if self.rate_burst.is_some() && self.rate_limit.is_none() {
+            return Err(Invalid::new("rate_burst", "needs a rate_limit"));
+        }
         Ok(())
+    }
+}
+
+/// The delivery policy's parts that are given: a burst within bounds, a cap on
+/// requests in flight within bounds.
+fn validate_policy(
+    rate: Option<Rate>,
+    burst: Option<u32>,
+    max_in_flight: Option<u16>,
+) -> Result<(), Invalid> {
+    if let Some(burst) = burst {
+        // Any rate will do to check the burst's bounds.
+        Bucket::new(rate.unwrap_or(DEFAULT_RATE), Some(burst))?;
+    }
+    if let Some(n) = max_in_flight {
+        validate_max_in_flight(n)?;
+    }
+    Ok(())
+}
+
+/// Stands in for a missing rate when only a burst's bounds are checked.
+const DEFAULT_RATE: Rate = Rate::per_second(1);
+
+impl Webhook {
+    /// Its delivery policy: its rate limit with the burst, and its cap in flight.
+    pub fn policy(&self) -> DeliveryPolicy {
+        DeliveryPolicy {
+            bucket: self
+                .rate_limit
+                .and_then(|rate| Bucket::new(rate, self.rate_burst).ok()),
+            max_in_flight: self.max_in_flight,
+        }
     }
 }
 
@@ -386,6 +459,11 @@ impl WebhookUpdate {
         if let Some(Some(f)) = &self.filter {
             PayloadFilter::parse("filter", f)?;
         }
+        validate_policy(
+            self.rate_limit.flatten(),
+            self.rate_burst.flatten(),
+            self.max_in_flight.flatten(),
+        )?;
         validate_filters(
             self.event_types.as_deref(),
             self.import_identifiers.as_deref(),

@@ -54,6 +54,11 @@ pub struct DeliveryMessage {
     /// open (its success closes it). A retry of it is an ordinary message again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub probe: bool,
+    /// Its request was already counted against the webhook's rate limit (released
+    /// by the rate limiter, or admitted and then parked): sent without taking
+    /// another. A retry of it is an ordinary message again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rate_counted: bool,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -79,6 +84,7 @@ impl DeliveryMessage {
             attempt: attempts_before + 1,
             attempts_before,
             probe: false,
+            rate_counted: false,
         }
     }
 

@@ -235,6 +235,7 @@ async fn publish_unpublished(
             attempt: 1,
             attempts_before: 0,
             probe: false,
+            rate_counted: false,
         };
         let headers = match routing_of.get(&(row.tenant.as_str(), row.event_id.as_str())) {
             Some(r) => trace::inject(&r.span, Some(&r.delivery.properties), Headers::new()),

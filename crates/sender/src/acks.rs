@@ -176,7 +176,10 @@ mod tests {
     fn state(taken: &[u64], finished: &[(u64, Instant)]) -> State<u64> {
         State {
             taken: taken.iter().copied().collect(),
-            finished: finished.iter().map(|(tag, at)| (*tag, (*tag, *at))).collect(),
+            finished: finished
+                .iter()
+                .map(|(tag, at)| (*tag, (*tag, *at)))
+                .collect(),
             closed: false,
         }
     }
@@ -205,7 +208,10 @@ mod tests {
     fn a_finished_delivery_behind_an_unfinished_one_waits_then_goes_alone() {
         let now = Instant::now();
         let mut s = state(&[1, 2, 3], &[(2, now), (3, now)]);
-        assert!(s.due(now, false).is_empty(), "1 is unfinished: nothing may pass it");
+        assert!(
+            s.due(now, false).is_empty(),
+            "1 is unfinished: nothing may pass it"
+        );
         let frames = s.due(now + LINGER, false);
         assert_eq!(kinds(&frames), ["2", "3"]);
         assert_eq!(s.taken.iter().copied().collect::<Vec<_>>(), [1]);

@@ -32,6 +32,7 @@ struct Shared {
     limiter: Arc<PerTarget>,
     disabler: Arc<Disabler>,
     breakers: Arc<Breakers>,
+    slots: Arc<crate::policy::Slots>,
 }
 
 pub(crate) async fn run(sender: Sender, shutdown: Shutdown) -> Result<(), SenderError> {
@@ -52,6 +53,7 @@ pub(crate) async fn run(sender: Sender, shutdown: Shutdown) -> Result<(), Sender
             sender.pool.clone(),
             config.topology.clone(),
         ),
+        slots: crate::policy::Slots::new(sender.pool.clone()),
     };
     let supervisor = Supervisor {
         role: crate::ROLE,
@@ -84,7 +86,14 @@ async fn serve(
         disabler: Arc::clone(&shared.disabler),
         breakers: Arc::clone(&shared.breakers),
         acks: Arc::new(Acks::default()),
+        slots: Arc::clone(&shared.slots),
     });
+    tokio::spawn(crate::policy::release_loop(
+        sender.pool.clone(),
+        ctx.channel.clone(),
+        sender.config.topology.clone(),
+        shutdown.clone(),
+    ));
     let acks = tokio::spawn({
         let ctx = Arc::clone(&ctx);
         async move { ctx.acks.run().await }

@@ -17,6 +17,7 @@ pub use disable::WEBHOOK_DISABLED;
 mod limiter;
 mod observe;
 mod outcome;
+mod policy;
 mod recorder;
 mod request;
 

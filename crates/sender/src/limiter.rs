@@ -27,6 +27,9 @@ struct Entries {
 
 #[derive(Debug)]
 struct Entry {
+    /// This key's cap: its webhook's own `max_in_flight` or the default, as it was
+    /// when the entry was made (a change applies once the key is idle).
+    cap: usize,
     slots: Arc<Semaphore>,
     /// Start of each request in flight, by slot id.
     started: HashMap<u64, Instant>,
@@ -66,16 +69,21 @@ impl PerTarget {
         (age >= self.slow_after).then_some(age)
     }
 
-    /// A slot for `key`, or, when the webhook is at its cap and slow, how long its
-    /// oldest request has been in flight.
-    pub(crate) async fn acquire(self: &Arc<Self>, key: &str) -> Result<Slot, Duration> {
+    /// A slot for `key` under its own cap (the default when none), or, when the
+    /// webhook is at its cap and slow, how long its oldest request has been in flight.
+    pub(crate) async fn acquire(
+        self: &Arc<Self>,
+        key: &str,
+        cap: Option<usize>,
+    ) -> Result<Slot, Duration> {
         let slots = {
             let mut entries = self.lock();
-            let cap = self.cap;
+            let cap = cap.unwrap_or(self.cap).max(1);
             let entry = entries
                 .by_key
                 .entry(key.to_owned())
                 .or_insert_with(|| Entry {
+                    cap,
                     slots: Arc::new(Semaphore::new(cap)),
                     started: HashMap::new(),
                     waiting: 0,
@@ -98,7 +106,7 @@ impl PerTarget {
         match permit {
             Ok(Ok(permit)) => Ok(self.slot(&mut entries, key, permit)),
             _ => {
-                forget_if_idle(&mut entries, key, self.cap);
+                forget_if_idle(&mut entries, key);
                 Err(self.slow_after)
             }
         }
@@ -124,9 +132,9 @@ impl PerTarget {
     }
 }
 
-fn forget_if_idle(entries: &mut Entries, key: &str, cap: usize) {
+fn forget_if_idle(entries: &mut Entries, key: &str) {
     let idle = entries.by_key.get(key).is_some_and(|e| {
-        e.waiting == 0 && e.started.is_empty() && e.slots.available_permits() == cap
+        e.waiting == 0 && e.started.is_empty() && e.slots.available_permits() == e.cap
     });
     if idle {
         entries.by_key.remove(key);
@@ -140,7 +148,7 @@ impl Drop for Slot {
             entry.started.remove(&self.id);
         }
         drop(self.permit.take());
-        forget_if_idle(&mut entries, &self.key, self.limiter.cap);
+        forget_if_idle(&mut entries, &self.key);
     }
 }
 
@@ -149,18 +157,36 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
+    async fn a_key_with_its_own_cap_gets_that_many_slots() {
+        let l = PerTarget::new(8, Duration::from_secs(1));
+        let one = l.acquire("capped", Some(1)).await.ok().unwrap();
+        let second = tokio::time::timeout(Duration::from_millis(500), l.acquire("capped", Some(1)));
+        assert!(
+            second.await.is_err(),
+            "the second waits: its cap is 1, not 8"
+        );
+        drop(one);
+        let _again = l.acquire("capped", Some(1)).await.ok().unwrap();
+        let mut held = Vec::new();
+        for _ in 0..8 {
+            held.push(l.acquire("default", None).await.ok().unwrap());
+        }
+        assert_eq!(held.len(), 8, "without its own cap, a key gets the default");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn waits_while_prompt_and_refuses_once_slow() {
         let l = PerTarget::new(2, Duration::from_secs(1));
-        let a = l.acquire("a").await.ok().unwrap();
-        let _b = l.acquire("a").await.ok().unwrap();
+        let a = l.acquire("a", None).await.ok().unwrap();
+        let _b = l.acquire("a", None).await.ok().unwrap();
         assert!(
-            l.acquire("other").await.is_ok(),
+            l.acquire("other", None).await.is_ok(),
             "other keys are not affected"
         );
         // At the cap but young: waits, and gets the slot a releases.
         let waiter = {
             let l = Arc::clone(&l);
-            tokio::spawn(async move { l.acquire("a").await })
+            tokio::spawn(async move { l.acquire("a", None).await })
         };
         tokio::time::sleep(Duration::from_millis(100)).await;
         drop(a);
@@ -171,7 +197,7 @@ mod tests {
         // Now the oldest request in flight is older than slow_after: refused at once.
         tokio::time::sleep(Duration::from_secs(2)).await;
         let before = Instant::now();
-        let age = l.acquire("a").await.err().expect("refused");
+        let age = l.acquire("a", None).await.err().expect("refused");
         assert!(
             age >= Duration::from_secs(2),
             "reports how long the oldest has hung: {age:?}"

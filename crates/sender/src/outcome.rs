@@ -12,6 +12,7 @@ use hookrelay_model::webhook::{BodyFormat, Webhook};
 use hookrelay_model::wire::{self, DeliveryMessage};
 use hookrelay_model::{matching, template};
 use hookrelay_store::deliveries::{self, AttemptRecord, DeliveryStatus, SendJob};
+use hookrelay_store::rates::{self, Admission};
 use hookrelay_store::{StoreError, environments};
 use lapin::Channel;
 use lapin::message::Delivery;
@@ -34,6 +35,8 @@ pub(crate) struct Ctx {
     pub breakers: Arc<crate::breaker::Breakers>,
     /// This channel's acks, coalesced.
     pub acks: Arc<crate::acks::Acks>,
+    /// Slots of webhooks capped across senders.
+    pub slots: Arc<crate::policy::Slots>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -176,7 +179,34 @@ async fn handle_message(
     {
         return Ok(());
     }
-    let slot = match ctx.limiter.acquire(&target.limiter_key).await {
+    let policy = target
+        .webhook
+        .as_ref()
+        .map(Webhook::policy)
+        .unwrap_or_default();
+    let mut message = message;
+    if let (Some(webhook), Some(bucket)) = (target.webhook.as_ref(), policy.bucket)
+        && !message.rate_counted
+    {
+        let mut db = db(ctx).await?;
+        match rates::admit(&mut db, webhook.id, job.id, &bucket).await? {
+            Admission::Send => {}
+            Admission::Held => {
+                ctx.sender.metrics.outcome(outcome::RATE_LIMITED);
+                tracing::debug!("over the webhook's rate limit; delivery held");
+                ctx.acks.ack(delivery);
+                return Ok(());
+            }
+            Admission::Settled => {
+                ctx.acks.ack(delivery);
+                return Ok(());
+            }
+        }
+        // Counted now: parked below, it comes back without taking another token.
+        message.rate_counted = true;
+    }
+    let cap = policy.max_in_flight.map(usize::from);
+    let slot = match ctx.limiter.acquire(&target.limiter_key, cap).await {
         Ok(slot) => slot,
         Err(hanging_for) => {
             let webhook_id = target.webhook.as_ref().map(|w| w.id);
@@ -192,11 +222,23 @@ async fn handle_message(
             return defer(ctx, delivery, &message, hanging_for).await;
         }
     };
+    // Across senders: one of the webhook's slots, waited for while it is prompt.
+    let shared_slot = match (&target.webhook, policy.max_in_flight) {
+        (Some(webhook), Some(cap)) => {
+            let patience = ctx.sender.config.slow_after;
+            match ctx.slots.take(webhook.id, cap, patience).await? {
+                Ok(shared) => Some(shared),
+                Err(waited) => return defer(ctx, delivery, &message, waited).await,
+            }
+        }
+        _ => None,
+    };
     let attempt = message
         .attempt
         .max(u32::try_from(job.attempts).unwrap_or(0) + 1);
     let answer = attempt_once(ctx, &job, &target, attempt, delivery).await?;
     // The cap is on requests in flight to the endpoint, not on our bookkeeping.
+    drop(shared_slot);
     drop(slot);
     if let Some(webhook) = &target.webhook {
         ctx.breakers
@@ -386,6 +428,7 @@ async fn settle(
         let next = DeliveryMessage {
             attempt: attempt + 1,
             probe: false,
+            rate_counted: false,
             ..message.clone()
         };
         publish_delayed(ctx, delivery, &next, delay).await?;
@@ -406,8 +449,10 @@ async fn settle(
         extra = extra.int(wire::HEADER_LAST_STATUS, i64::from(status));
     }
     let letter = letter(ctx, reason, answer.error.clone(), extra);
+    // Replayed, it counts against the rate again.
     let failed = DeliveryMessage {
         attempt,
+        rate_counted: false,
         ..message.clone()
     };
     deadletter::publish(

@@ -8,6 +8,7 @@ pub mod deliveries;
 pub mod environments;
 pub mod events;
 pub mod pending;
+pub mod rates;
 pub mod stats;
 pub mod tenants;
 pub mod tokens;

@@ -16,7 +16,8 @@ use hookrelay_model::webhook::{
 
 const COLUMNS: &str = "id, tenant, key, url, event_types, secret, signing_secrets, development_mode, \
     import_identifiers, schema_ids, format, retry_on, filter, enabled, disabled_reason, paused_at, \
-    breaker_opened_at, breaker_reason, breaker_probe_at, created_at, updated_at";
+    breaker_opened_at, breaker_reason, breaker_probe_at, rate_limit, rate_burst, max_in_flight, \
+    created_at, updated_at";
 
 /// The condition under which a webhook's deliveries are held (alias `w`): the SQL
 /// of [`hookrelay_model::matching::holds`].
@@ -95,6 +96,21 @@ pub(super) fn from_row_prefixed(
         disabled_reason: row.try_get(col("disabled_reason").as_str())?,
         paused_at: row.try_get(col("paused_at").as_str())?,
         breaker: breaker_from_row(row, &col)?,
+        rate_limit: row
+            .try_get::<_, Option<String>>(col("rate_limit").as_str())?
+            .map(|r| r.parse())
+            .transpose()
+            .map_err(|e| StoreError::corrupt("webhook rate_limit", e))?,
+        rate_burst: row
+            .try_get::<_, Option<i32>>(col("rate_burst").as_str())?
+            .map(u32::try_from)
+            .transpose()
+            .map_err(|e| StoreError::corrupt("webhook rate_burst", e))?,
+        max_in_flight: row
+            .try_get::<_, Option<i32>>(col("max_in_flight").as_str())?
+            .map(u16::try_from)
+            .transpose()
+            .map_err(|e| StoreError::corrupt("webhook max_in_flight", e))?,
         created_at: row.try_get(col("created_at").as_str())?,
         updated_at: row.try_get(col("updated_at").as_str())?,
     }))
@@ -120,12 +136,29 @@ fn breaker_from_row(
 fn key_conflict(tenant: &str, key: &str) -> impl FnOnce(tokio_postgres::Error) -> StoreError {
     let message = format!("a webhook with key `{key}` already exists in tenant `{tenant}`");
     move |e| {
-        if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
-            StoreError::Conflict(message)
-        } else {
-            StoreError::from(e)
+        let constraint = e
+            .as_db_error()
+            .and_then(|d| d.constraint())
+            .map(str::to_owned);
+        match e.code() {
+            Some(&SqlState::UNIQUE_VIOLATION) => StoreError::Conflict(message),
+            // An update that sets a burst on a webhook without a rate limit.
+            Some(&SqlState::CHECK_VIOLATION)
+                if constraint.as_deref() == Some("webhooks_burst_needs_rate") =>
+            {
+                StoreError::Invalid(hookrelay_model::Invalid::new(
+                    "rate_burst",
+                    "needs a rate_limit: the webhook has none",
+                ))
+            }
+            _ => StoreError::from(e),
         }
     }
+}
+
+/// Bounded by validation (at most 100,000), so the conversion never saturates.
+fn to_i32(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
 }
 
 pub async fn create(
@@ -136,8 +169,10 @@ pub async fn create(
     new.validate()?;
     let sql = format!(
         "INSERT INTO webhooks (id, tenant, key, url, event_types, secret, development_mode, \
-         import_identifiers, schema_ids, format, retry_on, signing_secrets, filter) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING {COLUMNS}"
+         import_identifiers, schema_ids, format, retry_on, signing_secrets, filter, \
+         rate_limit, rate_burst, max_in_flight) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+         RETURNING {COLUMNS}"
     );
     let row = db
         .query_one(
@@ -159,6 +194,9 @@ pub async fn create(
                     .map(|s| seal(cipher, s))
                     .collect::<Result<Vec<_>, _>>()?,
                 &new.filter,
+                &new.rate_limit.map(|r| r.to_string()),
+                &new.rate_burst.map(to_i32),
+                &new.max_in_flight.map(i32::from),
             ],
         )
         .await
@@ -322,6 +360,10 @@ pub async fn update(
            disabled_reason = CASE WHEN COALESCE($14, enabled) THEN NULL \
              WHEN enabled THEN 'disabled by an operator' ELSE disabled_reason END, \
            announce_disabled = announce_disabled AND NOT COALESCE($14, enabled), \
+           rate_limit = CASE WHEN $17 THEN $18 ELSE rate_limit END, \
+           rate_burst = CASE WHEN $17 AND $18 IS NULL THEN NULL WHEN $19 THEN $20 \
+             ELSE rate_burst END, \
+           max_in_flight = CASE WHEN $21 THEN $22 ELSE max_in_flight END, \
            updated_at = now() \
          WHERE id = ({ONE_BY_ID_OR_KEY}) RETURNING {COLUMNS}"
     );
@@ -345,6 +387,12 @@ pub async fn update(
             &change.enabled,
             &change.filter.is_some(),
             &change.filter.clone().flatten(),
+            &change.rate_limit.is_some(),
+            &change.rate_limit.flatten().map(|r| r.to_string()),
+            &change.rate_burst.is_some(),
+            &change.rate_burst.flatten().map(to_i32),
+            &change.max_in_flight.is_some(),
+            &change.max_in_flight.flatten().map(i32::from),
         ],
     )
     .await

@@ -3,6 +3,7 @@
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use hookrelay_model::config::parse_list;
+use hookrelay_model::rate::Rate;
 use hookrelay_model::retry::RetryPolicy;
 use hookrelay_model::webhook::{BodyFormat, NewWebhook, Secret, Webhook, WebhookUpdate};
 use hookrelay_store::webhooks::{self};
@@ -132,6 +133,17 @@ pub struct Fields {
     /// docs/operations.md, Payload filters).
     #[arg(long, value_parser = parse_json)]
     filter: Option<serde_json::Value>,
+    /// At most this many requests per second, minute or hour (`50/s`, `600/m`),
+    /// across all senders; over it, deliveries wait and go oldest first.
+    #[arg(long)]
+    rate_limit: Option<Rate>,
+    /// Requests that may go at once after a quiet spell (default: the rate's count).
+    #[arg(long, requires = "rate_limit")]
+    rate_burst: Option<u32>,
+    /// Requests in flight at once, across all senders (default: each sender's
+    /// `--per-webhook-concurrency`).
+    #[arg(long)]
+    max_in_flight: Option<u16>,
 }
 
 #[derive(Debug, Args)]
@@ -165,6 +177,21 @@ pub struct Change {
     clear_filter: bool,
     #[arg(long)]
     enabled: Option<bool>,
+    /// A new rate limit (`50/s`, `600/m`, `1000/h`).
+    #[arg(long, conflicts_with = "clear_rate_limit")]
+    rate_limit: Option<Rate>,
+    /// A new burst (the webhook must have a rate limit).
+    #[arg(long, conflicts_with = "clear_rate_limit")]
+    rate_burst: Option<u32>,
+    /// Remove the rate limit and its burst.
+    #[arg(long)]
+    clear_rate_limit: bool,
+    /// A new cap on requests in flight across all senders.
+    #[arg(long, conflicts_with = "clear_max_in_flight")]
+    max_in_flight: Option<u16>,
+    /// Remove the cap: each sender's `--per-webhook-concurrency` applies.
+    #[arg(long)]
+    clear_max_in_flight: bool,
 }
 
 pub async fn run(common: &Common, command: WebhooksCommand) -> anyhow::Result<()> {
@@ -203,8 +230,10 @@ pub async fn run(common: &Common, command: WebhooksCommand) -> anyhow::Result<()
             )
             .await?;
             show(output.json, std::slice::from_ref(&w));
-            if let Some(note) = breaker_note(&w).filter(|_| !output.json) {
-                super::write_out(&note);
+            if !output.json {
+                for note in [policy_note(&w), breaker_note(&w)].into_iter().flatten() {
+                    super::write_out(&note);
+                }
             }
         }
         WebhooksCommand::Update {
@@ -372,6 +401,9 @@ fn new_webhook(f: Fields) -> anyhow::Result<NewWebhook> {
         format: f.format.parse::<BodyFormat>()?,
         retry_on: RetryPolicy::parse(&parse_list(&f.retry_on))?,
         filter: f.filter,
+        rate_limit: f.rate_limit,
+        rate_burst: f.rate_burst,
+        max_in_flight: f.max_in_flight,
     })
 }
 
@@ -405,7 +437,15 @@ fn webhook_update(c: Change) -> anyhow::Result<WebhookUpdate> {
             c.filter.map(Some)
         },
         enabled: c.enabled,
+        rate_limit: clearable(c.clear_rate_limit, c.rate_limit),
+        rate_burst: c.rate_burst.map(Some),
+        max_in_flight: clearable(c.clear_max_in_flight, c.max_in_flight),
     })
+}
+
+/// An update's `Some(None)` (remove) when cleared, else the new value if given.
+fn clearable<T>(clear: bool, value: Option<T>) -> Option<Option<T>> {
+    if clear { Some(None) } else { value.map(Some) }
 }
 
 /// `disabled`, `paused`, `tripped` (its circuit breaker is open; deliveries held in
@@ -417,6 +457,18 @@ fn state(w: &Webhook) -> &'static str {
         (true, false, true) => "tripped",
         (true, false, false) => "active",
     }
+}
+
+/// Under a table of one webhook: its own delivery policy, when it has one.
+fn policy_note(w: &Webhook) -> Option<String> {
+    let policy = w.policy();
+    let rate = policy
+        .bucket
+        .map(|b| format!("at most {} (burst {})", b.rate, b.burst));
+    let cap = w.max_in_flight.map(|n| format!("{n} in flight at most"));
+    let parts: Vec<String> = [rate, cap].into_iter().flatten().collect();
+    (!parts.is_empty())
+        .then(|| format!("delivery policy, across all senders: {}", parts.join(", ")))
 }
 
 /// Under a table of one webhook: why its breaker is open and when it is probed.
