@@ -462,3 +462,42 @@ async fn queues_read_unacked_counts_from_the_management_api() {
     drop(stack);
     drop(broker);
 }
+
+#[tokio::test]
+async fn deliveries_show_says_which_rule_stopped_the_retries() {
+    let mut stack = TestStack::new().await;
+    stack.receiver.respond("/down", Behaviour::Status(500));
+    stack
+        .create_webhook(webhook("acme", "down", &stack.receiver.url("/down")))
+        .await;
+    stack.start_router().await;
+    stack.start_sender().await;
+    let e = event("acme", "order_placed", json!({}));
+    stack.publish(&e).await;
+    let d = stack
+        .wait_settled("acme", &e.id, 1, Duration::from_secs(20))
+        .await;
+    let id = d[0].id.to_string();
+    let why = "not retryable: HTTP 500 is not in the webhook's retry_on [timeout, 408, 429]";
+    assert_eq!(d[0].why_failed.as_deref(), Some(why));
+
+    let out = hookrelay(
+        &stack,
+        &["deliveries", "show", "--tenant", "acme", &id],
+        &[],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("not tried again: {why}")), "{text}");
+    assert!(
+        text.contains("ATTEMPT") && text.contains("failed"),
+        "{text}"
+    );
+    let out = hookrelay(
+        &stack,
+        &["deliveries", "show", "--tenant", "acme", &id, "--json"],
+        &[],
+    );
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["why_failed"], why, "{json}");
+    assert_eq!(json["attempts"], 1, "numbers are numbers: {json}");
+}

@@ -44,6 +44,7 @@ async fn stored(db: &TestDb, tenant: &str, id: &str, now: OffsetDateTime, age: D
         response_snippet: None,
         status: DeliveryStatus::Delivered,
         next_attempt_at: None,
+        why_failed: None,
     };
     deliveries::record_attempts(&client, &[attempt])
         .await

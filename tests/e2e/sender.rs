@@ -599,6 +599,7 @@ async fn a_late_failure_never_undoes_a_delivery() {
         response_snippet: None,
         status: DeliveryStatus::Failed,
         next_attempt_at: None,
+        why_failed: None,
     };
     deliveries::record_attempts(&stack.db.client().await, &[late])
         .await

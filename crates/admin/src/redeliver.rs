@@ -65,14 +65,14 @@ pub struct Summary {
     pub deliveries: Vec<Redelivered>,
 }
 
-/// Redelivers every failed delivery of one webhook created at or after `since`.
+/// Redelivers every failed delivery of one webhook created at or after `since`;
+/// `progress` gets how many are done of how many.
 pub async fn failed_of_webhook(
     pool: &Pool,
     channel: &Channel,
     topology: &Topology,
-    tenant: &str,
-    webhook_id: Uuid,
-    since: OffsetDateTime,
+    (tenant, webhook_id, since): (&str, Uuid, OffsetDateTime),
+    progress: &(dyn Fn(u64, u64) + Send + Sync),
 ) -> Result<Summary, AdminError> {
     let db = pool
         .get()
@@ -80,7 +80,7 @@ pub async fn failed_of_webhook(
         .map_err(hookrelay_store::StoreError::from)?;
     let failed = deliveries::failed_of_webhook(&db, tenant, webhook_id, since).await?;
     drop(db);
-    each(pool, channel, topology, &failed).await
+    each(pool, channel, topology, &failed, progress).await
 }
 
 /// Sends what `webhook` holds, if it holds no more (resumed and enabled): what a
@@ -116,7 +116,7 @@ pub async fn held_of_webhook(
         .map_err(hookrelay_store::StoreError::from)?;
     let held = deliveries::held_of_webhook(&db, tenant, webhook_id).await?;
     drop(db);
-    each(pool, channel, topology, &held).await
+    each(pool, channel, topology, &held, &|_, _| {}).await
 }
 
 /// Redelivers each of `list` in turn, counting what each did.
@@ -125,9 +125,12 @@ async fn each(
     channel: &Channel,
     topology: &Topology,
     list: &[Delivery],
+    progress: &(dyn Fn(u64, u64) + Send + Sync),
 ) -> Result<Summary, AdminError> {
     let mut summary = Summary::default();
+    let total = u64::try_from(list.len()).unwrap_or(u64::MAX);
     for delivery in list {
+        progress(summary.requeued + summary.skipped, total);
         let outcome = reopen_and_publish(pool, channel, topology, delivery, false).await?;
         if outcome == Outcome::Requeued {
             summary.requeued += 1;

@@ -168,6 +168,45 @@ pub enum Failure {
     Permanent,
 }
 
+impl Failure {
+    /// The failure as an operator reads it: `HTTP 500`, `a timeout`, ...
+    fn described(&self) -> String {
+        match self {
+            Self::Timeout => "a timeout".into(),
+            Self::Connect => "a failed connection".into(),
+            Self::Status(code) => format!("HTTP {code}"),
+            Self::Permanent => "a permanent failure".into(),
+        }
+    }
+}
+
+/// Why a failed attempt was the last: the rule that applied, stored with the failed
+/// delivery so that `deliveries show` can say it. `attempt_in_round` of
+/// `max_attempts` is where the round stood.
+pub fn why_not_retried(
+    failure: &Failure,
+    policy: &RetryPolicy,
+    attempt_in_round: u32,
+    max_attempts: u32,
+) -> String {
+    if *failure == Failure::Permanent {
+        return "permanent failure: trying again cannot succeed (the URL, its variables or \
+                its address refuse it)"
+            .into();
+    }
+    if !policy.retries(failure) {
+        return format!(
+            "not retryable: {} is not in the webhook's retry_on [{}]",
+            failure.described(),
+            policy.to_strings().join(", ")
+        );
+    }
+    format!(
+        "retries exhausted: attempt {attempt_in_round} of the {max_attempts} the retry \
+         schedule allows (HOOKRELAY_RETRY_DELAYS)"
+    )
+}
+
 /// When attempts happen: the delays between them, and the cap on `Retry-After`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetrySchedule {
@@ -226,6 +265,22 @@ mod tests {
         assert!(p.retries(&Failure::Connect));
         assert!(!p.retries(&Failure::Status(429)));
         assert!(!p.retries(&Failure::Permanent));
+    }
+
+    #[test]
+    fn the_reason_a_failure_was_final_names_the_rule() {
+        let p = RetryPolicy::default();
+        let why = |f: Failure| why_not_retried(&f, &p, 1, 3);
+        assert!(why(Failure::Permanent).starts_with("permanent failure"));
+        assert_eq!(
+            why(Failure::Status(500)),
+            "not retryable: HTTP 500 is not in the webhook's retry_on [timeout, 408, 429]"
+        );
+        assert!(why(Failure::Connect).contains("a failed connection is not in"));
+        assert!(
+            why_not_retried(&Failure::Timeout, &p, 3, 3)
+                .starts_with("retries exhausted: attempt 3 of the 3")
+        );
     }
 
     #[test]

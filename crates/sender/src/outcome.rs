@@ -7,7 +7,7 @@ use hookrelay_amqp::deadletter::{self, DeadLetter};
 use hookrelay_amqp::trace;
 use hookrelay_amqp::{self as amqp, AmqpError, Headers};
 use hookrelay_metrics::{outcome, status_class};
-use hookrelay_model::retry::{Failure, RetryPolicy};
+use hookrelay_model::retry::{self, Failure, RetryPolicy};
 use hookrelay_model::webhook::{BodyFormat, Webhook};
 use hookrelay_model::wire::{self, DeliveryMessage};
 use hookrelay_model::{matching, template};
@@ -394,6 +394,7 @@ async fn settle(
         response_snippet: answer.snippet.clone(),
         status: DeliveryStatus::Delivered,
         next_attempt_at: None,
+        why_failed: None,
     };
     let Some(failure) = answer.failure else {
         ctx.recorder
@@ -464,6 +465,12 @@ async fn settle(
     )
     .await?;
     record.status = DeliveryStatus::Failed;
+    record.why_failed = Some(retry::why_not_retried(
+        &failure,
+        &target.policy,
+        message.attempt_in_round(attempt),
+        config.schedule.max_attempts(),
+    ));
     ctx.recorder
         .record(record.clone())
         .await

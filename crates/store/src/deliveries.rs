@@ -268,6 +268,8 @@ pub struct AttemptRecord {
     pub status: DeliveryStatus,
     /// Set when another attempt is scheduled.
     pub next_attempt_at: Option<OffsetDateTime>,
+    /// When this attempt failed the delivery: the retry rule that made it the last.
+    pub why_failed: Option<String>,
 }
 
 impl AttemptRecord {
@@ -305,19 +307,20 @@ pub async fn record_attempts(
     let outcomes: Vec<&str> = records.iter().map(AttemptRecord::outcome).collect();
     let statuses: Vec<&str> = records.iter().map(|a| a.status.as_str()).collect();
     let next: Vec<Option<OffsetDateTime>> = records.iter().map(|a| a.next_attempt_at).collect();
+    let why: Vec<Option<&str>> = records.iter().map(|a| a.why_failed.as_deref()).collect();
     let statement = super::prepared(
         db,
         "WITH input AS ( \
            SELECT * FROM unnest($1::uuid[], $2::int[], $3::timestamptz[], $4::float8[], $5::int[], \
-             $6::text[], $7::text[], $8::text[], $9::text[], $10::timestamptz[]) \
-           AS t(delivery_id, attempt, started_at, latency_ms, status_code, error, snippet, outcome, status, next_at)), \
+             $6::text[], $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::text[]) \
+           AS t(delivery_id, attempt, started_at, latency_ms, status_code, error, snippet, outcome, status, next_at, why)), \
          attempt AS ( \
            INSERT INTO delivery_attempts (delivery_id, attempt, started_at, latency_ms, \
              status_code, error, response_snippet, outcome) \
            SELECT delivery_id, attempt, started_at, latency_ms, status_code, error, snippet, outcome FROM input) \
          UPDATE deliveries d SET status = i.status, attempts = GREATEST(d.attempts, i.attempt), \
            last_attempt_at = i.started_at, last_status = i.status_code, last_error = i.error, \
-           next_attempt_at = i.next_at, updated_at = now() \
+           next_attempt_at = i.next_at, why_failed = i.why, updated_at = now() \
          FROM input i WHERE d.id = i.delivery_id AND d.status <> 'delivered'",
     )
     .await?;
@@ -325,7 +328,7 @@ pub async fn record_attempts(
         &statement,
         &[
             &ids, &attempts, &started, &latency, &codes, &errors, &snippets, &outcomes, &statuses,
-            &next,
+            &next, &why,
         ],
     )
     .await?;
@@ -339,8 +342,8 @@ pub async fn mark_failed(
     reason: &str,
 ) -> Result<(), StoreError> {
     db.execute(
-        "UPDATE deliveries SET status = 'failed', last_error = $2, next_attempt_at = NULL, \
-         updated_at = now() WHERE id = $1 AND status <> 'delivered'",
+        "UPDATE deliveries SET status = 'failed', last_error = $2, why_failed = $2, \
+         next_attempt_at = NULL, updated_at = now() WHERE id = $1 AND status <> 'delivered'",
         &[&id, &storable(reason)],
     )
     .await?;
@@ -380,10 +383,14 @@ pub struct Delivery {
     /// included) is in that trace.
     #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9a-f]{32}$"))]
     pub trace_id: Option<String>,
+    /// For a failed delivery: why it was not tried again, e.g. `not retryable: HTTP
+    /// 500 is not in the webhook's retry_on [timeout, 408, 429]`.
+    pub why_failed: Option<String>,
 }
 
 const DELIVERY_COLUMNS: &str = "id, tenant, event_id, webhook_id, url, status, published, \
-    attempts, last_status, last_error, last_attempt_at, next_attempt_at, created_at, trace_id";
+    attempts, last_status, last_error, last_attempt_at, next_attempt_at, created_at, trace_id, \
+    why_failed";
 
 fn delivery_from_row(r: &tokio_postgres::Row) -> Result<Delivery, StoreError> {
     Ok(Delivery {
@@ -401,6 +408,7 @@ fn delivery_from_row(r: &tokio_postgres::Row) -> Result<Delivery, StoreError> {
         next_attempt_at: r.try_get("next_attempt_at")?,
         created_at: r.try_get("created_at")?,
         trace_id: r.try_get("trace_id")?,
+        why_failed: r.try_get("why_failed")?,
     })
 }
 

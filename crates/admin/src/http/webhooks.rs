@@ -480,9 +480,8 @@ pub(super) async fn redeliver_webhook(
         &s.pool,
         &channel,
         &s.topology,
-        &p.tenant,
-        webhook.id,
-        body.since,
+        (&p.tenant, webhook.id, body.since),
+        &|_, _| {},
     )
     .await;
     let _ = channel.close(200, "done".into()).await;

@@ -42,6 +42,8 @@ pub enum DeliveriesCommand {
         #[arg(long)]
         tenant: String,
         id: Uuid,
+        #[command(flatten)]
+        output: Output,
     },
     /// A fresh round of attempts for one failed delivery, or for every failed
     /// delivery of a webhook since a time.
@@ -56,6 +58,9 @@ pub enum DeliveriesCommand {
         webhook: Option<String>,
         #[arg(long, value_parser = crate::config::cli_time)]
         since: Option<OffsetDateTime>,
+        /// With --webhook: count what would be sent again; change nothing.
+        #[arg(long, requires = "webhook")]
+        dry_run: bool,
         #[command(flatten)]
         output: Output,
     },
@@ -130,7 +135,7 @@ pub async fn run(common: &Common, command: DeliveriesCommand) -> anyhow::Result<
             let keys = webhooks::keys_of(&db, &ids).await?;
             print_logs(&logs, &keys, output.json);
         }
-        DeliveriesCommand::Show { tenant, id } => {
+        DeliveriesCommand::Show { tenant, id, output } => {
             let db = pool.get().await.context("connecting to Postgres")?;
             let delivery = deliveries::get(&db, &tenant, id).await?;
             let attempt_log = deliveries::attempts(&db, id).await?;
@@ -138,7 +143,13 @@ pub async fn run(common: &Common, command: DeliveriesCommand) -> anyhow::Result<
                 delivery,
                 attempt_log,
             };
-            write_out(&serde_json::to_string_pretty(&log)?);
+            if output.json {
+                write_out(&serde_json::to_string_pretty(&log)?);
+            } else {
+                let ids: Vec<Uuid> = log.delivery.webhook_id.into_iter().collect();
+                let keys = webhooks::keys_of(&db, &ids).await?;
+                show_one(&log, &keys);
+            }
         }
         DeliveriesCommand::Backfill {
             tenant,
@@ -163,6 +174,7 @@ pub async fn run(common: &Common, command: DeliveriesCommand) -> anyhow::Result<
                 until,
                 event_types,
             };
+            let progress = super::Progress::new(!output.json, "events scanned");
             let summary = backfill::run(
                 &pool,
                 &channel,
@@ -170,9 +182,10 @@ pub async fn run(common: &Common, command: DeliveriesCommand) -> anyhow::Result<
                 &webhook,
                 &window,
                 dry_run,
-                &|scanned| tracing::debug!(scanned, "backfill progress"),
+                &|scanned| progress.show(scanned, None),
             )
             .await;
+            progress.finish();
             let _ = connection.close(200, "done".into()).await;
             let s = summary?;
             if output.json {
@@ -194,8 +207,28 @@ pub async fn run(common: &Common, command: DeliveriesCommand) -> anyhow::Result<
             id,
             webhook,
             since,
+            dry_run,
             output,
         } => {
+            if let (true, Some(webhook), Some(since)) = (dry_run, &webhook, since) {
+                let db = pool.get().await.context("connecting to Postgres")?;
+                let w = webhooks::get(&db, &common.cipher()?, &tenant, webhook).await?;
+                let n = deliveries::failed_of_webhook(&db, &tenant, w.id, since)
+                    .await?
+                    .len();
+                if output.json {
+                    let result =
+                        serde_json::json!({"webhook": w.key, "failed": n, "dry_run": true});
+                    write_out(&serde_json::to_string_pretty(&result)?);
+                } else {
+                    write_out(&format!(
+                        "dry run: {n} failed deliveries of `{}` since {} would be sent again; nothing changed",
+                        w.key,
+                        super::short_time(since)
+                    ));
+                }
+                return Ok(());
+            }
             let retry = ConnectRetry {
                 attempts: 3,
                 max_delay: Duration::from_secs(1),
@@ -217,10 +250,17 @@ pub async fn run(common: &Common, command: DeliveriesCommand) -> anyhow::Result<
                     let db = pool.get().await.context("connecting to Postgres")?;
                     let webhook = webhooks::get(&db, &common.cipher()?, &tenant, &webhook).await?;
                     drop(db);
-                    redeliver::failed_of_webhook(
-                        &pool, &channel, &topology, &tenant, webhook.id, since,
+                    let progress = super::Progress::new(!output.json, "deliveries");
+                    let summary = redeliver::failed_of_webhook(
+                        &pool,
+                        &channel,
+                        &topology,
+                        (&tenant, webhook.id, since),
+                        &|done, total| progress.show(done, Some(total)),
                     )
-                    .await?
+                    .await;
+                    progress.finish();
+                    summary?
                 }
                 _ => bail!("give a delivery id, or --webhook with --since"),
             };
@@ -245,6 +285,55 @@ pub async fn run(common: &Common, command: DeliveriesCommand) -> anyhow::Result<
 }
 
 /// Deliveries as a table, each webhook by its key (its id once it is deleted).
+/// One delivery for a person: its row, what comes next (or why nothing does), and
+/// each attempt.
+fn show_one(log: &DeliveryLog, keys: &std::collections::HashMap<Uuid, String>) {
+    print_logs(std::slice::from_ref(log), keys, false);
+    let d = &log.delivery;
+    let next = match (d.status, d.next_attempt_at, d.why_failed.as_deref()) {
+        (DeliveryStatus::Failed, _, Some(why)) => Some(format!("not tried again: {why}")),
+        (DeliveryStatus::Pending, Some(at), _) => {
+            Some(format!("next attempt at {}", super::short_time(at)))
+        }
+        (DeliveryStatus::Held, _, _) => {
+            Some("held: its webhook is paused, disabled, tripped or over its rate limit".into())
+        }
+        _ => None,
+    };
+    if let Some(next) = next {
+        write_out(&next);
+    }
+    if log.attempt_log.is_empty() {
+        return;
+    }
+    let rows = log
+        .attempt_log
+        .iter()
+        .map(|a| {
+            vec![
+                a.attempt.to_string(),
+                super::short_time(a.started_at),
+                a.status_code.map_or_else(|| "-".into(), |c| c.to_string()),
+                format!("{:.0} ms", a.latency_ms),
+                a.outcome.clone(),
+                a.error.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    write_out("");
+    write_out(&super::table::render(
+        &[
+            "ATTEMPT",
+            "STARTED (UTC)",
+            "STATUS",
+            "LATENCY",
+            "OUTCOME",
+            "ERROR",
+        ],
+        rows,
+    ));
+}
+
 fn print_logs(logs: &[DeliveryLog], keys: &std::collections::HashMap<Uuid, String>, json: bool) {
     let rows = logs
         .iter()

@@ -1,7 +1,6 @@
 //! `hookrelay dlq list|summary|show|replay|purge`: the dead-letter queue, read and changed
 //! through the same code as the admin API's `/v1/dead-letter` routes.
 
-use std::io::Write;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -37,6 +36,8 @@ pub enum DlqCommand {
     Show {
         /// Its message id, delivery id or event id.
         id: String,
+        #[command(flatten)]
+        output: Output,
     },
     /// Send matching messages back for a fresh round of attempts.
     Replay {
@@ -181,9 +182,21 @@ pub async fn run(common: &Common, command: DlqCommand) -> anyhow::Result<()> {
                 rows,
             );
         }
-        DlqCommand::Show { id } => {
+        DlqCommand::Show { id, output } => {
             let found = dlq::show(&dlq, &id).await?;
-            write_out(&serde_json::to_string_pretty(&found)?);
+            if output.json {
+                write_out(&serde_json::to_string_pretty(&found)?);
+            } else {
+                let ids: Vec<uuid::Uuid> = found
+                    .webhook_id
+                    .as_deref()
+                    .and_then(|w| w.parse().ok())
+                    .into_iter()
+                    .collect();
+                let db = opened.pool.get().await.context("connecting to Postgres")?;
+                let keys = store::webhooks::keys_of(&db, &ids).await?;
+                show_one(&found, &keys)?;
+            }
         }
         DlqCommand::Replay {
             filter,
@@ -191,11 +204,11 @@ pub async fn run(common: &Common, command: DlqCommand) -> anyhow::Result<()> {
             rate,
             output,
         } => {
-            let progress = Progress::new(!output.json && !dry_run);
+            let progress = super::Progress::new(!output.json && !dry_run, "messages");
             let options = ReplayOptions {
                 dry_run,
                 rate,
-                progress: &|done, total| progress.show(done, total),
+                progress: &|done, total| progress.show(done, Some(total)),
             };
             let summary = dlq::replay(&dlq, &filter.into(), &options).await;
             progress.finish();
@@ -285,39 +298,39 @@ fn print_summary(verb: &str, s: &Summary, json: bool) {
     write_out(&line);
 }
 
-/// A one-line progress bar on stderr, redrawn in place, for people at a terminal.
-struct Progress {
-    enabled: bool,
-}
-
-impl Progress {
-    fn new(enabled: bool) -> Self {
-        use std::io::IsTerminal;
-        Self {
-            enabled: enabled && std::io::stderr().is_terminal(),
-        }
-    }
-
-    fn show(&self, done: u64, total: u64) {
-        if !self.enabled {
-            return;
-        }
-        const WIDTH: u64 = 30;
-        let filled = (done * WIDTH)
-            .checked_div(total)
-            .unwrap_or(WIDTH)
-            .min(WIDTH);
-        let bar: String = (0..WIDTH)
-            .map(|i| if i < filled { '#' } else { '.' })
-            .collect();
-        let mut err = std::io::stderr().lock();
-        let _ = write!(err, "\r[{bar}] {done} of {total} messages");
-        let _ = err.flush();
-    }
-
-    fn finish(&self) {
-        if self.enabled {
-            let _ = writeln!(std::io::stderr().lock());
-        }
-    }
+/// One dead letter for a person: what it is and why, one field a line, then its body.
+fn show_one(
+    m: &dlq::DeadMessage,
+    keys: &std::collections::HashMap<uuid::Uuid, String>,
+) -> anyhow::Result<()> {
+    let webhook = m.webhook_id.as_deref().map(|w| {
+        w.parse()
+            .ok()
+            .and_then(|id| keys.get(&id))
+            .map_or_else(|| w.to_owned(), |key| format!("{key} ({w})"))
+    });
+    let fields = [
+        ("reason", m.reason.clone()),
+        ("error", m.error.clone()),
+        ("tenant", m.tenant.clone()),
+        ("webhook", webhook),
+        ("event", m.event_id.clone()),
+        ("delivery", m.delivery_id.clone()),
+        ("attempts", m.attempts.clone()),
+        ("last status", m.last_status.clone()),
+        ("dead-lettered at", m.dead_lettered_at.clone()),
+        ("from queue", m.source_queue.clone()),
+        ("position", Some(m.position.to_string())),
+    ];
+    let rows = fields
+        .into_iter()
+        .filter_map(|(name, value)| Some(vec![name.to_owned(), value?]))
+        .collect();
+    write_out(&super::table::render(&["FIELD", "VALUE"], rows));
+    write_out(&format!("\nbody ({} bytes):", m.body_bytes));
+    write_out(&match &m.body {
+        serde_json::Value::String(text) => text.clone(),
+        other => serde_json::to_string_pretty(other)?,
+    });
+    Ok(())
 }

@@ -32,6 +32,8 @@ pub enum EnvironmentsCommand {
         name: String,
         #[arg(long = "var", required = true)]
         keys: Vec<String>,
+        #[command(flatten)]
+        output: Output,
     },
     /// List a tenant's environments (values masked).
     List {
@@ -55,9 +57,14 @@ pub async fn run(common: &Common, command: EnvironmentsCommand) -> anyhow::Resul
             let env = environments::set(&db, &tenant, &name, &parse_vars(&vars)?).await?;
             (output.json, vec![env])
         }
-        EnvironmentsCommand::Unset { tenant, name, keys } => {
+        EnvironmentsCommand::Unset {
+            tenant,
+            name,
+            keys,
+            output,
+        } => {
             let env = environments::unset(&db, &tenant, &name, &keys).await?;
-            (false, vec![env])
+            (output.json, vec![env])
         }
         EnvironmentsCommand::List { tenant, output } => {
             (output.json, environments::list(&db, &tenant).await?)

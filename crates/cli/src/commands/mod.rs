@@ -53,3 +53,61 @@ pub fn rfc3339(t: time::OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
+
+/// A time for a table cell: `2026-12-03 14:19:35` (UTC, whole seconds).
+pub fn short_time(t: time::OffsetDateTime) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&format)
+        .unwrap_or_default()
+}
+
+/// A one-line progress bar on stderr, redrawn in place, for people at a terminal.
+pub struct Progress {
+    enabled: bool,
+    unit: &'static str,
+}
+
+impl Progress {
+    /// Shown only when `enabled` and stderr is a terminal.
+    pub fn new(enabled: bool, unit: &'static str) -> Self {
+        use std::io::IsTerminal;
+        Self {
+            enabled: enabled && std::io::stderr().is_terminal(),
+            unit,
+        }
+    }
+
+    /// `done` of `total` (a bar), or of an unknown total (a count).
+    pub fn show(&self, done: u64, total: Option<u64>) {
+        use std::io::Write;
+        if !self.enabled {
+            return;
+        }
+        let unit = self.unit;
+        let line = match total {
+            Some(total) => {
+                const WIDTH: u64 = 30;
+                let filled = (done * WIDTH)
+                    .checked_div(total)
+                    .unwrap_or(WIDTH)
+                    .min(WIDTH);
+                let bar: String = (0..WIDTH)
+                    .map(|i| if i < filled { '#' } else { '.' })
+                    .collect();
+                format!("[{bar}] {done} of {total} {unit}")
+            }
+            None => format!("{done} {unit} so far"),
+        };
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\r{line}");
+        let _ = err.flush();
+    }
+
+    pub fn finish(&self) {
+        use std::io::Write;
+        if self.enabled {
+            let _ = writeln!(std::io::stderr().lock());
+        }
+    }
+}

@@ -37,6 +37,8 @@ pub enum TokensCommand {
         tenant: String,
         #[arg(long)]
         name: String,
+        #[command(flatten)]
+        output: Output,
     },
 }
 
@@ -80,8 +82,18 @@ pub async fn run(common: &Common, command: TokensCommand) -> anyhow::Result<()> 
                 rows,
             );
         }
-        TokensCommand::Revoke { tenant, name } => {
+        TokensCommand::Revoke {
+            tenant,
+            name,
+            output,
+        } => {
             tokens::revoke(&db, &tenant, &name).await?;
+            if output.json {
+                let result = serde_json::json!({"tenant": tenant, "revoked": name});
+                write_out(&serde_json::to_string_pretty(&result)?);
+            } else {
+                write_out(&format!("revoked token `{name}` of tenant `{tenant}`"));
+            }
         }
     }
     Ok(())

@@ -68,6 +68,8 @@ pub enum WebhooksCommand {
         #[arg(long)]
         tenant: String,
         id_or_key: String,
+        #[command(flatten)]
+        output: Output,
     },
     /// Pause a webhook: its deliveries are held (nothing attempted, nothing
     /// dead-lettered) until it is resumed.
@@ -87,6 +89,8 @@ pub enum WebhooksCommand {
         /// Count only.
         #[arg(long)]
         dry_run: bool,
+        #[command(flatten)]
+        output: Output,
     },
     /// Resume a paused webhook and send what it held, oldest first.
     Resume {
@@ -302,10 +306,16 @@ pub async fn run(common: &Common, command: WebhooksCommand) -> anyhow::Result<()
             tenant,
             id_or_key,
             dry_run,
+            output,
         } => {
             let db = client(&pool).await?;
             let w = webhooks::get(&db, &common.cipher()?, &tenant, &id_or_key).await?;
             let n = hookrelay_store::deliveries::discard_held(&db, &tenant, w.id, dry_run).await?;
+            if output.json {
+                let result = serde_json::json!({"webhook": w.key, "held": n, "discarded": if dry_run { 0 } else { n }, "dry_run": dry_run});
+                super::write_out(&serde_json::to_string_pretty(&result)?);
+                return Ok(());
+            }
             super::write_out(&if dry_run {
                 format!("dry run: `{}` holds {n} deliveries; nothing changed", w.key)
             } else {
@@ -317,9 +327,21 @@ pub async fn run(common: &Common, command: WebhooksCommand) -> anyhow::Result<()
             id_or_key,
             output,
         } => resume(common, &pool, &tenant, &id_or_key, output.json).await?,
-        WebhooksCommand::Delete { tenant, id_or_key } => {
+        WebhooksCommand::Delete {
+            tenant,
+            id_or_key,
+            output,
+        } => {
             webhooks::delete(&client(&pool).await?, &tenant, &id_or_key).await?;
             tracing::info!(%tenant, webhook = %id_or_key, "webhook deleted");
+            if output.json {
+                let result = serde_json::json!({"tenant": tenant, "deleted": id_or_key});
+                super::write_out(&serde_json::to_string_pretty(&result)?);
+            } else {
+                super::write_out(&format!(
+                    "deleted webhook `{id_or_key}` of tenant `{tenant}`"
+                ));
+            }
         }
     }
     Ok(())
