@@ -501,3 +501,32 @@ async fn deliveries_show_says_which_rule_stopped_the_retries() {
     assert_eq!(json["why_failed"], why, "{json}");
     assert_eq!(json["attempts"], 1, "numbers are numbers: {json}");
 }
+
+#[tokio::test]
+async fn an_unknown_tenant_is_an_error_naming_it_not_an_empty_table() {
+    let stack = TestStack::new().await;
+    stack
+        .create_webhook(webhook("acme", "orders", "http://127.0.0.1:9/"))
+        .await;
+    for args in [
+        &["webhooks", "list", "--tenant", "acmee"][..],
+        &["deliveries", "list", "--tenant", "acmee"],
+        &["events", "list", "--tenant", "acmee"],
+        &["tokens", "list", "--tenant", "acmee"],
+        &["environments", "list", "--tenant", "acmee"],
+        &["tenants", "show", "--tenant", "acmee"],
+    ] {
+        let out = Command::new(hookrelay_binary())
+            .args(args)
+            .env("HOOKRELAY_DATABASE_URL", &stack.db.url)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(stderr.contains("tenant `acmee`"), "{args:?}: {stderr}");
+    }
+    // A known tenant with nothing of that kind is an empty table, not an error.
+    let out = hookrelay(&stack, &["events", "list", "--tenant", "acme"], &[]);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("EVENT"));
+}

@@ -37,6 +37,8 @@ pub enum Command {
         /// Largest event the router accepts; larger ones are refused here.
         #[arg(long, env = "HOOKRELAY_MAX_EVENT_BYTES", default_value_t = hookrelay_model::envelope::DEFAULT_MAX_EVENT_BYTES)]
         max_event_bytes: usize,
+        #[command(flatten)]
+        output: crate::config::Output,
     },
     /// Manage webhooks.
     #[command(subcommand)]

@@ -59,10 +59,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Publish {
             file,
             max_event_bytes,
+            output,
         } => {
             let ids = publish::run(common, &file, max_event_bytes).await?;
             commands::print(
-                false,
+                output.json,
                 &ids,
                 &["PUBLISHED"],
                 ids.iter().map(|i| vec![i.clone()]).collect(),

@@ -54,6 +54,35 @@ pub struct KnownTenant {
 /// Every tenant with webhooks, settings or tokens, by name. (Tenants exist
 /// implicitly; one that only ever published events is not listed: finding those
 /// would read the whole events table.)
+/// Whether anything is stored for the tenant: a webhook, settings, a token, an
+/// environment or an event. Tenants are not created on their own, so this is what
+/// "the tenant exists" means; each is one index probe.
+pub async fn exists(db: &impl GenericClient, tenant: &str) -> Result<bool, StoreError> {
+    Ok(db
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM webhooks WHERE tenant = $1) \
+               OR EXISTS (SELECT 1 FROM tenants WHERE id = $1) \
+               OR EXISTS (SELECT 1 FROM api_tokens WHERE tenant = $1) \
+               OR EXISTS (SELECT 1 FROM environments WHERE tenant = $1) \
+               OR EXISTS (SELECT 1 FROM events WHERE tenant = $1)",
+            &[&tenant],
+        )
+        .await?
+        .try_get(0)?)
+}
+
+/// An error naming the tenant when nothing is stored for it, so that a mistyped
+/// tenant is not taken for an empty one.
+pub async fn known(db: &impl GenericClient, tenant: &str) -> Result<(), StoreError> {
+    if exists(db, tenant).await? {
+        Ok(())
+    } else {
+        Err(StoreError::not_found(format!(
+            "tenant `{tenant}` (nothing is stored for it: no webhooks, events, settings, tokens or environments)"
+        )))
+    }
+}
+
 pub async fn list(db: &impl GenericClient) -> Result<Vec<KnownTenant>, StoreError> {
     let rows = db
         .query(

@@ -123,8 +123,12 @@ pub async fn run(common: &Common, command: DeliveriesCommand) -> anyhow::Result<
                 status,
                 since,
             };
+            let found = deliveries::list(&db, &tenant, &filter, None, limit).await?;
+            if found.is_empty() {
+                store::tenants::known(&db, &tenant).await?;
+            }
             let mut logs = Vec::new();
-            for delivery in deliveries::list(&db, &tenant, &filter, None, limit).await? {
+            for delivery in found {
                 let attempt_log = deliveries::attempts(&db, delivery.id).await?;
                 logs.push(DeliveryLog {
                     delivery,

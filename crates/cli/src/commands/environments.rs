@@ -67,7 +67,11 @@ pub async fn run(common: &Common, command: EnvironmentsCommand) -> anyhow::Resul
             (output.json, vec![env])
         }
         EnvironmentsCommand::List { tenant, output } => {
-            (output.json, environments::list(&db, &tenant).await?)
+            let list = environments::list(&db, &tenant).await?;
+            if list.is_empty() {
+                store::tenants::known(&db, &tenant).await?;
+            }
+            (output.json, list)
         }
     };
     let (json, envs) = list;

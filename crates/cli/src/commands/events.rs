@@ -39,6 +39,8 @@ pub enum EventsCommand {
         #[arg(long)]
         tenant: String,
         id: String,
+        #[command(flatten)]
+        output: Output,
     },
     /// Delete events past their tenant's retention period, with their deliveries
     /// and attempts.
@@ -79,6 +81,9 @@ pub async fn run(common: &Common, command: EventsCommand) -> anyhow::Result<()> 
             let after = cursor.as_deref().map(events::Cursor::decode).transpose()?;
             let db = pool.get().await.context("connecting to Postgres")?;
             let page = events::list(&db, &tenant, &filter, after.as_ref(), limit).await?;
+            if page.is_empty() {
+                store::tenants::known(&db, &tenant).await?;
+            }
             let rows = page
                 .iter()
                 .map(|e| {
@@ -86,7 +91,7 @@ pub async fn run(common: &Common, command: EventsCommand) -> anyhow::Result<()> 
                         e.id.clone(),
                         e.event_type.clone(),
                         e.session_id.clone().unwrap_or_else(|| "-".into()),
-                        super::rfc3339(e.received_at),
+                        super::short_time(e.received_at),
                     ]
                 })
                 .collect();
@@ -102,9 +107,19 @@ pub async fn run(common: &Common, command: EventsCommand) -> anyhow::Result<()> 
                 eprintln!("next page: --cursor {}", events::Cursor::of(last).encode());
             }
         }
-        EventsCommand::Show { tenant, id } => {
+        EventsCommand::Show { tenant, id, output } => {
+            // The default adds a line of what and when above the envelope as stored.
             let db = pool.get().await.context("connecting to Postgres")?;
             let event = events::find(&db, &tenant, &id).await?;
+            if !output.json {
+                write_out(&format!(
+                    "event `{}` of tenant `{}`, type `{}`, received {}:",
+                    event.id,
+                    event.tenant,
+                    event.event_type,
+                    super::short_time(event.received_at)
+                ));
+            }
             write_out(&serde_json::to_string_pretty(&event)?);
         }
         EventsCommand::Purge {
@@ -124,7 +139,7 @@ pub async fn run(common: &Common, command: EventsCommand) -> anyhow::Result<()> 
                     vec![
                         p.tenant.clone(),
                         p.retention_days.to_string(),
-                        super::rfc3339(p.cutoff),
+                        super::short_time(p.cutoff),
                         p.events.to_string(),
                         p.deliveries.to_string(),
                         p.attempts.to_string(),

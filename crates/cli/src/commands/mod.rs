@@ -49,11 +49,6 @@ pub fn join(items: &[String]) -> String {
     }
 }
 
-pub fn rfc3339(t: time::OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
 /// A time for a table cell: `2026-12-03 14:19:35` (UTC, whole seconds).
 pub fn short_time(t: time::OffsetDateTime) -> String {
     let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");

@@ -66,7 +66,10 @@ pub async fn run(common: &Common, command: TenantsCommand) -> anyhow::Result<()>
             );
             return Ok(());
         }
-        TenantsCommand::Show { tenant, output } => (tenants::get(&db, &tenant).await?, output.json),
+        TenantsCommand::Show { tenant, output } => {
+            tenants::known(&db, &tenant).await?;
+            (tenants::get(&db, &tenant).await?, output.json)
+        }
         TenantsCommand::Set {
             tenant,
             retention_days,

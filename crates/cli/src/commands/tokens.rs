@@ -5,7 +5,7 @@ use clap::Subcommand;
 use hookrelay_model::access::Scope;
 use hookrelay_store::{self as store, tokens};
 
-use super::{print, rfc3339, write_out};
+use super::{print, write_out};
 use crate::config::{Common, Output};
 
 #[derive(Debug, Subcommand)]
@@ -64,6 +64,9 @@ pub async fn run(common: &Common, command: TokensCommand) -> anyhow::Result<()> 
         }
         TokensCommand::List { tenant, output } => {
             let list = tokens::list(&db, &tenant).await?;
+            if list.is_empty() {
+                store::tenants::known(&db, &tenant).await?;
+            }
             let rows = list
                 .iter()
                 .map(|t| {
@@ -71,7 +74,7 @@ pub async fn run(common: &Common, command: TokensCommand) -> anyhow::Result<()> 
                         t.name.clone(),
                         t.scope.to_string(),
                         t.id.to_string(),
-                        rfc3339(t.created_at),
+                        super::short_time(t.created_at),
                     ]
                 })
                 .collect();

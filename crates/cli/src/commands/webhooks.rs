@@ -211,14 +211,11 @@ pub async fn run(common: &Common, command: WebhooksCommand) -> anyhow::Result<()
             limit,
             output,
         } => {
-            let list = webhooks::list(
-                &client(&pool).await?,
-                &common.cipher()?,
-                &tenant,
-                None,
-                limit,
-            )
-            .await?;
+            let db = client(&pool).await?;
+            let list = webhooks::list(&db, &common.cipher()?, &tenant, None, limit).await?;
+            if list.is_empty() {
+                hookrelay_store::tenants::known(&db, &tenant).await?;
+            }
             show(output.json, &list);
         }
         WebhooksCommand::Get {
@@ -498,9 +495,9 @@ fn breaker_note(w: &Webhook) -> Option<String> {
     let b = w.breaker.as_ref()?;
     Some(format!(
         "circuit breaker open since {}: {}; next probe at {}",
-        super::rfc3339(b.opened_at),
+        super::short_time(b.opened_at),
         super::table::cell(&b.reason),
-        super::rfc3339(b.next_probe_at)
+        super::short_time(b.next_probe_at)
     ))
 }
 
