@@ -551,8 +551,11 @@ fn operator_finds_inspects_and_replays_dead_letters() {
             "{shown}"
         );
     }
-    let shown: Value = serde_json::from_str(&env.ok(&["dlq", "show", "e-1"])).unwrap();
+    let shown: Value = serde_json::from_str(&env.ok(&["dlq", "show", "e-1", "--json"])).unwrap();
     assert_eq!(shown["body"]["event_id"], "e-1");
+    let readable = env.ok(&["dlq", "show", "e-1"]);
+    assert!(readable.starts_with("FIELD"), "{readable}");
+    assert!(readable.contains("\"event_id\": \"e-1\""), "the body follows: {readable}");
 
     let refused = env.run(&["dlq", "purge"], None);
     assert!(!refused.status.success());
