@@ -140,3 +140,33 @@ async fn purge_works_through_more_than_one_batch() {
     assert_eq!(deleted, [("acme".to_owned(), n as u64)]);
     assert_eq!(count(&db, "SELECT count(*) FROM events").await, 0);
 }
+
+#[tokio::test]
+async fn purge_waits_out_an_event_that_deliveries_are_being_created_for() {
+    let db = TestDb::new().await;
+    let now = OffsetDateTime::now_utc() + Duration::days(400);
+    stored(&db, "acme", "old", now, Duration::days(31)).await;
+    // A backfill creating a delivery for "old" holds it as a foreign key's check did.
+    let mut client = db.pool.get().await.unwrap();
+    let tx = client.transaction().await.unwrap();
+    let present = events::lock_present(&tx, "acme", &["old", "never-stored"])
+        .await
+        .unwrap();
+    assert_eq!(present.into_iter().collect::<Vec<_>>(), ["old"]);
+    let deleted = retention::purge(&db.pool, now, 30).await.unwrap();
+    assert!(
+        deleted.iter().all(|(_, n)| *n == 0),
+        "the locked event is skipped: {deleted:?}"
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM events").await, 1);
+    tx.commit().await.unwrap();
+    let deleted = retention::purge(&db.pool, now, 30).await.unwrap();
+    assert_eq!(deleted, [("acme".to_owned(), 1)]);
+    for table in ["events", "deliveries", "delivery_attempts"] {
+        assert_eq!(
+            count(&db, &format!("SELECT count(*) FROM {table}")).await,
+            0,
+            "{table}: an event goes with its deliveries and attempts"
+        );
+    }
+}

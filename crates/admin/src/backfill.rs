@@ -145,8 +145,12 @@ async fn create(
     let held = !hookrelay_store::webhooks::still_holding(&tx, &[webhook.id])
         .await?
         .is_empty();
+    // Retention may have deleted some since they were read; the rest stay until commit.
+    let ids: Vec<&str> = matched.iter().map(|e| e.id.as_str()).collect();
+    let present = hookrelay_store::events::lock_present(&tx, &webhook.tenant, &ids).await?;
     let new: Vec<NewDelivery> = matched
         .iter()
+        .filter(|e| present.contains(&e.id))
         .map(|e| NewDelivery {
             tenant: webhook.tenant.clone(),
             event_id: e.id.clone(),

@@ -555,7 +555,10 @@ fn operator_finds_inspects_and_replays_dead_letters() {
     assert_eq!(shown["body"]["event_id"], "e-1");
     let readable = env.ok(&["dlq", "show", "e-1"]);
     assert!(readable.starts_with("FIELD"), "{readable}");
-    assert!(readable.contains("\"event_id\": \"e-1\""), "the body follows: {readable}");
+    assert!(
+        readable.contains("\"event_id\": \"e-1\""),
+        "the body follows: {readable}"
+    );
 
     let refused = env.run(&["dlq", "purge"], None);
     assert!(!refused.status.success());

@@ -199,6 +199,24 @@ pub async fn list(
 }
 
 /// One stored event with its metadata.
+/// Of these events of the tenant, the ones still stored, locked `FOR KEY SHARE` until
+/// the transaction ends, so that retention (which skips locked events) cannot delete
+/// one while deliveries are created for it: what a foreign key's check did. Call
+/// inside the transaction that creates them.
+pub async fn lock_present(
+    db: &impl GenericClient,
+    tenant: &str,
+    ids: &[&str],
+) -> Result<HashSet<String>, StoreError> {
+    let rows = db
+        .query(
+            "SELECT id FROM events WHERE tenant = $1 AND id = ANY($2) FOR KEY SHARE",
+            &[&tenant, &ids],
+        )
+        .await?;
+    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+}
+
 pub async fn find(
     db: &impl GenericClient,
     tenant: &str,

@@ -203,8 +203,9 @@ pub async fn plan(
 }
 
 /// Deletes up to `batch` of a tenant's events received before `cutoff`, with their
-/// deliveries and attempts (by cascade), and returns how many events went. Rows
-/// another purger holds are skipped, so replicas may purge at once.
+/// deliveries and attempts (in the same statement: no foreign key cascades them),
+/// and returns how many events went. Rows another purger holds are skipped, so
+/// replicas may purge at once.
 pub async fn purge_batch(
     db: &impl GenericClient,
     tenant: &str,
@@ -215,7 +216,12 @@ pub async fn purge_batch(
         .execute(
             "WITH doomed AS ( \
                SELECT tenant, id FROM events WHERE tenant = $1 AND received_at < $2 \
-               ORDER BY received_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+               ORDER BY received_at LIMIT $3 FOR UPDATE SKIP LOCKED), \
+             gone AS ( \
+               DELETE FROM deliveries d USING doomed \
+               WHERE d.tenant = doomed.tenant AND d.event_id = doomed.id RETURNING d.id), \
+             attempts AS ( \
+               DELETE FROM delivery_attempts a USING gone WHERE a.delivery_id = gone.id) \
              DELETE FROM events e USING doomed WHERE e.tenant = doomed.tenant AND e.id = doomed.id",
             &[&tenant, &cutoff, &batch],
         )
