@@ -256,3 +256,47 @@ async fn a_wrong_policy_is_refused_naming_the_field_and_null_removes_one() {
     let err: serde_json::Value = res.json().await.unwrap();
     assert_eq!(err["field"], "rate_burst", "{err}");
 }
+
+#[tokio::test]
+async fn a_delivery_over_the_rate_waits_held_and_says_why() {
+    let mut stack = TestStack::new().await;
+    let mut new = webhook("acme", "hourly", &stack.receiver.url("/hourly"));
+    new.rate_limit = Some("1/h".parse().unwrap());
+    stack.create_webhook(new).await;
+    stack.start_router().await;
+    stack.start_sender().await;
+    let first = event("acme", "order_placed", json!({}));
+    let second = event("acme", "order_placed", json!({}));
+    stack.publish(&first).await;
+    stack.receiver.wait_for("/hourly", 1, WAIT).await;
+    stack.publish(&second).await;
+    wait_until("the second is held for the rate", WAIT, || async {
+        stack
+            .deliveries_of("acme", &second.id)
+            .await
+            .iter()
+            .any(|d| d.status == DeliveryStatus::Held)
+    })
+    .await;
+    let id = stack.deliveries_of("acme", &second.id).await[0].id;
+    let out = std::process::Command::new(hookrelay_tests::hookrelay_binary())
+        .args(["deliveries", "show", "--tenant", "acme", &id.to_string()])
+        .env("HOOKRELAY_DATABASE_URL", &stack.db.url)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("held: over its webhook's rate limit"),
+        "{text}"
+    );
+    assert_eq!(
+        stack.receiver.received_on("/hourly").len(),
+        1,
+        "one an hour"
+    );
+}

@@ -245,12 +245,16 @@ pub async fn released(db: &impl GenericClient, ids: &[Uuid]) -> Result<(), Store
     Ok(())
 }
 
-/// How many deliveries wait for each webhook's rate.
-pub async fn held_for_rate(db: &impl GenericClient, webhook_id: Uuid) -> Result<i64, StoreError> {
+/// Whether the delivery waits for its webhook's rate (rather than for a pause, a
+/// disable or a breaker).
+pub async fn waits_for_rate(
+    db: &impl GenericClient,
+    delivery_id: Uuid,
+) -> Result<bool, StoreError> {
     Ok(db
         .query_one(
-            "SELECT count(*) FROM rate_held WHERE webhook_id = $1",
-            &[&webhook_id],
+            "SELECT EXISTS (SELECT 1 FROM rate_held WHERE delivery_id = $1)",
+            &[&delivery_id],
         )
         .await?
         .try_get(0)?)

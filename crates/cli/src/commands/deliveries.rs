@@ -152,7 +152,9 @@ pub async fn run(common: &Common, command: DeliveriesCommand) -> anyhow::Result<
             } else {
                 let ids: Vec<Uuid> = log.delivery.webhook_id.into_iter().collect();
                 let keys = webhooks::keys_of(&db, &ids).await?;
-                show_one(&log, &keys);
+                let for_rate = log.delivery.status == DeliveryStatus::Held
+                    && store::rates::waits_for_rate(&db, id).await?;
+                show_one(&log, &keys, for_rate);
             }
         }
         DeliveriesCommand::Backfill {
@@ -291,7 +293,7 @@ pub async fn run(common: &Common, command: DeliveriesCommand) -> anyhow::Result<
 /// Deliveries as a table, each webhook by its key (its id once it is deleted).
 /// One delivery for a person: its row, what comes next (or why nothing does), and
 /// each attempt.
-fn show_one(log: &DeliveryLog, keys: &std::collections::HashMap<Uuid, String>) {
+fn show_one(log: &DeliveryLog, keys: &std::collections::HashMap<Uuid, String>, for_rate: bool) {
     print_logs(std::slice::from_ref(log), keys, false);
     let d = &log.delivery;
     let next = match (d.status, d.next_attempt_at, d.why_failed.as_deref()) {
@@ -299,9 +301,12 @@ fn show_one(log: &DeliveryLog, keys: &std::collections::HashMap<Uuid, String>) {
         (DeliveryStatus::Pending, Some(at), _) => {
             Some(format!("next attempt at {}", super::short_time(at)))
         }
-        (DeliveryStatus::Held, _, _) => {
-            Some("held: its webhook is paused, disabled, tripped or over its rate limit".into())
-        }
+        (DeliveryStatus::Held, _, _) if for_rate => Some(
+            "held: over its webhook's rate limit; sent, oldest first, as the rate allows".into(),
+        ),
+        (DeliveryStatus::Held, _, _) => Some(
+            "held: its webhook is paused, disabled or tripped; sent when it is active again".into(),
+        ),
         _ => None,
     };
     if let Some(next) = next {
