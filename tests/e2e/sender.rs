@@ -663,3 +663,37 @@ async fn a_long_answer_is_stored_cut_at_the_snippet_size() {
     assert_eq!(snippet.len(), stack.sender_config().response_snippet_bytes);
     assert!(snippet.bytes().all(|b| b == b'a'));
 }
+
+#[tokio::test]
+async fn a_retry_whose_delay_queue_message_is_lost_is_sent_again_from_its_row() {
+    let mut stack = TestStack::new().await;
+    // Retry-After 2 puts the retry in the 2 s delay queue: time to take it away.
+    stack.receiver.respond(
+        "/once",
+        Behaviour::Sequence(vec![
+            Behaviour::RetryAfter(429, "2".into()),
+            Behaviour::Status(200),
+        ]),
+    );
+    stack
+        .create_webhook(webhook("acme", "once", &stack.receiver.url("/once")))
+        .await;
+    stack.start_router().await;
+    let mut config = stack.sender_config();
+    config.retry_sweep_after = Some(Duration::from_millis(500));
+    stack.start_sender_with(config).await;
+    let e = event("acme", "x", json!({}));
+    stack.publish(&e).await;
+    let delay_queue = stack
+        .topology
+        .delay_queue_name(stack.topology.delay_at_least(Duration::from_secs(2)));
+    stack
+        .wait_queue_len(&delay_queue, 1, Duration::from_secs(2))
+        .await;
+    // The broker loses the retry (as RabbitMQ 3.10 can leave it stuck).
+    assert_eq!(stack.drain_queue(&delay_queue).await.len(), 1);
+    let d = stack.wait_settled("acme", &e.id, 1, WAIT).await;
+    assert_eq!(d[0].status, DeliveryStatus::Delivered, "{:?}", d[0]);
+    assert_eq!(d[0].attempts, 2);
+    assert_eq!(stack.receiver.received_on("/once").len(), 2);
+}

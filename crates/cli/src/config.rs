@@ -154,6 +154,10 @@ pub struct ServeArgs {
     /// Non-public networks deliveries may reach nonetheless, comma-separated CIDRs.
     #[arg(long, env = "HOOKRELAY_ALLOWED_DESTINATIONS", value_delimiter = ',')]
     pub allowed_destinations: Vec<ipnet::IpNet>,
+    /// Send a retry again from its row once it is this overdue (its delay-queue
+    /// message late or lost); `off` never does.
+    #[arg(long, env = "HOOKRELAY_RETRY_SWEEP_AFTER", default_value = "5m", value_parser = duration_or_off)]
+    pub retry_sweep_after: DurationOrOff,
     /// Disable a webhook once every delivery to it has failed for this long (at its
     /// next failure); `off` never does. A 410 Gone answer disables at once.
     #[arg(long, env = "HOOKRELAY_DISABLE_FAILING_AFTER", default_value = "5d", value_parser = duration_or_off)]

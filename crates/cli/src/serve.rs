@@ -221,6 +221,7 @@ fn spawn_sender(
     config.http_timeout = args.http_timeout;
     config.shutdown_grace = args.shutdown_grace;
     config.disable_failing_after = args.disable_failing_after.0;
+    config.retry_sweep_after = args.retry_sweep_after.0;
     config.breaker = hookrelay_sender::BreakerConfig {
         failures: args.breaker_failures.0,
         hanging_after: args.breaker_hanging_after.0,

@@ -88,6 +88,15 @@ async fn serve(
         acks: Arc::new(Acks::default()),
         slots: Arc::clone(&shared.slots),
     });
+    if let Some(grace) = sender.config.retry_sweep_after {
+        tokio::spawn(crate::sweep::watch(
+            sender.pool.clone(),
+            ctx.channel.clone(),
+            sender.config.topology.clone(),
+            grace,
+            shutdown.clone(),
+        ));
+    }
     tokio::spawn(crate::policy::release_loop(
         sender.pool.clone(),
         ctx.channel.clone(),

@@ -20,6 +20,7 @@ mod outcome;
 mod policy;
 mod recorder;
 mod request;
+mod sweep;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,6 +65,9 @@ pub struct SenderConfig {
     pub cipher: hookrelay_store::Cipher,
     /// When a webhook's circuit breaker trips, and how long it stays open.
     pub breaker: BreakerConfig,
+    /// A retry this much overdue (its delay-queue message late or lost) is sent
+    /// again from its row; `None` never does.
+    pub retry_sweep_after: Option<Duration>,
 }
 
 impl SenderConfig {
@@ -85,6 +89,7 @@ impl SenderConfig {
             announce_every: Duration::from_secs(60),
             cipher: hookrelay_store::Cipher::none(),
             breaker: BreakerConfig::default(),
+            retry_sweep_after: Some(Duration::from_secs(300)),
         }
     }
 }

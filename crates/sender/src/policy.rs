@@ -23,14 +23,14 @@ const RELEASE_EVERY: Duration = Duration::from_millis(50);
 const WEBHOOKS_PER_ROUND: i64 = 32;
 
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum PolicyError {
+pub(crate) enum LoopError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Broker(#[from] hookrelay_amqp::AmqpError),
 }
 
-impl From<deadpool_postgres::PoolError> for PolicyError {
+impl From<deadpool_postgres::PoolError> for LoopError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
         Self::Store(e.into())
     }
@@ -58,7 +58,7 @@ async fn release_round(
     pool: &Pool,
     channel: &Channel,
     topology: &Topology,
-) -> Result<(), PolicyError> {
+) -> Result<(), LoopError> {
     let mut db = pool.get().await?;
     let due = rates::release_due(&mut db, |w| w.policy().bucket, WEBHOOKS_PER_ROUND).await?;
     drop(db);
@@ -75,7 +75,7 @@ async fn publish(
     channel: &Channel,
     topology: &Topology,
     release: &Release,
-) -> Result<(), PolicyError> {
+) -> Result<(), LoopError> {
     let mut ids = Vec::with_capacity(release.deliveries.len());
     for r in &release.deliveries {
         let message = DeliveryMessage {

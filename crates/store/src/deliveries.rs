@@ -335,6 +335,48 @@ pub async fn record_attempts(
     Ok(())
 }
 
+/// A pending delivery whose retry is overdue, claimed by [`claim_overdue_retries`].
+#[derive(Debug, Clone)]
+pub struct Overdue {
+    pub delivery: DeliveryRef,
+    pub attempts: u32,
+    pub trace_id: Option<String>,
+}
+
+/// Pending deliveries whose retry was due more than `grace` ago: their delay-queue
+/// message is late or gone (a broker that lost it; RabbitMQ 3.10's dead-letter worker
+/// stuck after a leader change). Claimed by pushing `next_attempt_at` a `grace` ahead,
+/// so that one sweeper takes each and the next round leaves it to the message it is
+/// about to get; rows another sweeper holds are skipped.
+pub async fn claim_overdue_retries(
+    db: &impl GenericClient,
+    grace: std::time::Duration,
+    limit: i64,
+) -> Result<Vec<Overdue>, StoreError> {
+    let rows = db
+        .query(
+            "UPDATE deliveries d SET next_attempt_at = now() + make_interval(secs => $1), \
+               updated_at = now() \
+             WHERE d.id IN ( \
+               SELECT id FROM deliveries \
+               WHERE next_attempt_at < now() - make_interval(secs => $1) \
+                 AND status = 'pending' AND published \
+               ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
+             RETURNING d.id, d.tenant, d.event_id, d.webhook_id, d.attempts, d.trace_id",
+            &[&grace.as_secs_f64(), &limit],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Overdue {
+                delivery: delivery_ref(r)?,
+                attempts: u32::try_from(r.try_get::<_, i32>("attempts")?).unwrap_or(0),
+                trace_id: r.try_get("trace_id")?,
+            })
+        })
+        .collect()
+}
+
 /// Marks a delivery failed without an attempt (its webhook was deleted or disabled).
 pub async fn mark_failed(
     db: &impl GenericClient,

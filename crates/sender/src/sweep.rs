@@ -1,0 +1,83 @@
+//! Re-publishes retries whose delay-queue message is overdue. A retry's row says
+//! when it is due (`next_attempt_at`); its message waits in a delay queue and comes
+//! back by the broker's dead-lettering. Should that message be lost or stuck
+//! (RabbitMQ 3.10.8's dead-letter worker, after a queue's leader moved, was seen
+//! leaving expired messages in place for minutes: docs/reliability.md), the row is
+//! still there, and this sends the delivery again once it is `grace` overdue.
+//!
+//! A message that turns up after all finds its delivery settled (acked without a
+//! POST) or, if both arrive together, makes one extra attempt: the at-least-once
+//! trade of every redelivery.
+
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use hookrelay_model::Topology;
+use hookrelay_model::shutdown::Shutdown;
+use hookrelay_model::wire::DeliveryMessage;
+use hookrelay_store::deliveries::{self, Overdue};
+use lapin::Channel;
+
+use crate::policy::LoopError;
+
+/// Deliveries one round re-publishes at most.
+const PER_ROUND: i64 = 500;
+
+/// Sweeps every `grace / 4` (100 ms to 30 s) until shutdown.
+pub(crate) async fn watch(
+    pool: Pool,
+    channel: Channel,
+    topology: Topology,
+    grace: Duration,
+    mut shutdown: Shutdown,
+) {
+    let every = (grace / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = shutdown.wait() => return,
+        }
+        match round(&pool, &channel, &topology, grace).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                republished = n,
+                overdue_by_more_than = ?grace,
+                "retries whose delay-queue message was overdue sent again"
+            ),
+            Err(e) => tracing::warn!(error = %e, "overdue retries not swept; trying again"),
+        }
+    }
+}
+
+async fn round(
+    pool: &Pool,
+    channel: &Channel,
+    topology: &Topology,
+    grace: Duration,
+) -> Result<usize, LoopError> {
+    let db = pool.get().await?;
+    let overdue = deliveries::claim_overdue_retries(&db, grace, PER_ROUND).await?;
+    drop(db);
+    for o in &overdue {
+        hookrelay_amqp::publish_reopened(channel, topology, &message(o), o.trace_id.as_deref())
+            .await?;
+    }
+    Ok(overdue.len())
+}
+
+/// The retry's message as the sender would have published it, its attempt number
+/// counted over every round (the round it began is not stored): never more attempts
+/// than the schedule allows.
+fn message(o: &Overdue) -> DeliveryMessage {
+    DeliveryMessage {
+        attempt: o.attempts + 1,
+        attempts_before: 0,
+        ..DeliveryMessage::again(
+            o.delivery.id,
+            &o.delivery.tenant,
+            &o.delivery.event_id,
+            o.delivery.webhook_id,
+            0,
+        )
+    }
+}
