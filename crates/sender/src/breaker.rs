@@ -29,6 +29,7 @@ use hookrelay_store::webhooks::{self, BreakerDue};
 use lapin::Channel;
 use uuid::Uuid;
 
+use crate::LoopError;
 use crate::request::Answer;
 
 /// When a webhook's breaker trips, and how long it stays open before a probe.
@@ -51,20 +52,6 @@ impl Default for BreakerConfig {
             hanging_after: Some(Duration::from_secs(2)),
             cooldown: Duration::from_secs(30),
         }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum BreakerError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Broker(#[from] hookrelay_amqp::AmqpError),
-}
-
-impl From<deadpool_postgres::PoolError> for BreakerError {
-    fn from(e: deadpool_postgres::PoolError) -> Self {
-        Self::Store(StoreError::from(e))
     }
 }
 
@@ -269,7 +256,7 @@ pub(crate) async fn watch(breakers: Arc<Breakers>, channel: Channel, mut shutdow
     }
 }
 
-async fn due(breakers: &Breakers, channel: &Channel) -> Result<(), BreakerError> {
+async fn due(breakers: &Breakers, channel: &Channel) -> Result<(), LoopError> {
     let db = breakers.pool.get().await?;
     let due = webhooks::claim_breakers_due(&db, breakers.config.cooldown).await?;
     drop(db);
@@ -297,7 +284,7 @@ async fn probe(
     breakers: &Breakers,
     channel: &Channel,
     webhook: &BreakerDue,
-) -> Result<(), BreakerError> {
+) -> Result<(), LoopError> {
     let db = breakers.pool.get().await?;
     let Some(held) = deliveries::newest_held(&db, &webhook.tenant, webhook.id).await? else {
         if webhooks::close_breaker(&db, webhook.id, breakers.config.cooldown).await? {
@@ -321,7 +308,7 @@ async fn release(
     topology: &Topology,
     tenant: &str,
     webhook_id: Uuid,
-) -> Result<u64, BreakerError> {
+) -> Result<u64, LoopError> {
     let db = pool.get().await?;
     let held = deliveries::held_of_webhook(&db, tenant, webhook_id).await?;
     drop(db);
@@ -342,7 +329,7 @@ async fn send_again(
     topology: &Topology,
     delivery: &Delivery,
     probe: bool,
-) -> Result<bool, BreakerError> {
+) -> Result<bool, LoopError> {
     let db = pool.get().await?;
     let Some(Reopen::Publish { attempts_before }) =
         deliveries::reopen(&db, delivery.id, false).await?

@@ -94,6 +94,22 @@ impl SenderConfig {
     }
 }
 
+/// What a round of a sender's background loops (breaker probes, rate releases, the
+/// retry sweep) can fail on: each logs it and tries again next round.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LoopError {
+    #[error(transparent)]
+    Store(#[from] hookrelay_store::StoreError),
+    #[error(transparent)]
+    Broker(#[from] hookrelay_amqp::AmqpError),
+}
+
+impl From<deadpool_postgres::PoolError> for LoopError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        Self::Store(e.into())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SenderError {
     #[error("cannot build the HTTP client: {0}")]

@@ -17,24 +17,12 @@ use lapin::Channel;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use crate::LoopError;
+
 /// How often a sender looks for held deliveries the rate now allows.
 const RELEASE_EVERY: Duration = Duration::from_millis(50);
 /// Webhooks one release round takes at most.
 const WEBHOOKS_PER_ROUND: i64 = 32;
-
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum LoopError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Broker(#[from] hookrelay_amqp::AmqpError),
-}
-
-impl From<deadpool_postgres::PoolError> for LoopError {
-    fn from(e: deadpool_postgres::PoolError) -> Self {
-        Self::Store(e.into())
-    }
-}
 
 /// Sends what the rate allows of each webhook's held deliveries, until shutdown.
 pub(crate) async fn release_loop(

@@ -18,7 +18,7 @@ use hookrelay_model::wire::DeliveryMessage;
 use hookrelay_store::deliveries::{self, Overdue};
 use lapin::Channel;
 
-use crate::policy::LoopError;
+use crate::LoopError;
 
 /// Deliveries one round re-publishes at most.
 const PER_ROUND: i64 = 500;
