@@ -15,7 +15,7 @@ use deadpool_postgres::Pool;
 use hookrelay_model::Topology;
 use hookrelay_model::shutdown::Shutdown;
 use hookrelay_model::wire::DeliveryMessage;
-use hookrelay_store::deliveries::{self, Overdue};
+use hookrelay_store::deliveries::{self, Resend};
 use lapin::Channel;
 
 use crate::LoopError;
@@ -68,10 +68,9 @@ async fn round(
 /// The retry's message as the sender would have published it, its attempt number
 /// counted over every round (the round it began is not stored): never more attempts
 /// than the schedule allows.
-fn message(o: &Overdue) -> DeliveryMessage {
+fn message(o: &Resend) -> DeliveryMessage {
     DeliveryMessage {
         attempt: o.attempts + 1,
-        attempts_before: 0,
         ..DeliveryMessage::again(
             o.delivery.id,
             &o.delivery.tenant,

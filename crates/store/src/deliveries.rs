@@ -335,12 +335,24 @@ pub async fn record_attempts(
     Ok(())
 }
 
-/// A pending delivery whose retry is overdue, claimed by [`claim_overdue_retries`].
+/// A delivery to publish again (an overdue retry, a release of held ones): what its
+/// message and trace need. Read from `id, tenant, event_id, webhook_id, attempts,
+/// trace_id`.
 #[derive(Debug, Clone)]
-pub struct Overdue {
+pub struct Resend {
     pub delivery: DeliveryRef,
     pub attempts: u32,
     pub trace_id: Option<String>,
+}
+
+impl Resend {
+    pub(crate) fn from_row(r: &tokio_postgres::Row) -> Result<Self, StoreError> {
+        Ok(Self {
+            delivery: delivery_ref(r)?,
+            attempts: u32::try_from(r.try_get::<_, i32>("attempts")?).unwrap_or(0),
+            trace_id: r.try_get("trace_id")?,
+        })
+    }
 }
 
 /// Pending deliveries whose retry was due more than `grace` ago: their delay-queue
@@ -352,7 +364,7 @@ pub async fn claim_overdue_retries(
     db: &impl GenericClient,
     grace: std::time::Duration,
     limit: i64,
-) -> Result<Vec<Overdue>, StoreError> {
+) -> Result<Vec<Resend>, StoreError> {
     let rows = db
         .query(
             "UPDATE deliveries d SET next_attempt_at = now() + make_interval(secs => $1), \
@@ -366,15 +378,7 @@ pub async fn claim_overdue_retries(
             &[&grace.as_secs_f64(), &limit],
         )
         .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Overdue {
-                delivery: delivery_ref(r)?,
-                attempts: u32::try_from(r.try_get::<_, i32>("attempts")?).unwrap_or(0),
-                trace_id: r.try_get("trace_id")?,
-            })
-        })
-        .collect()
+    rows.iter().map(Resend::from_row).collect()
 }
 
 /// Marks a delivery failed without an attempt (its webhook was deleted or disabled).

@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::StoreError;
-use crate::deliveries::DeliveryRef;
+use crate::deliveries::Resend;
 
 /// What [`admit`] decided for one delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,14 +84,7 @@ pub async fn admit(
 #[derive(Debug, Clone)]
 pub struct Release {
     pub webhook_id: Uuid,
-    pub deliveries: Vec<Released>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Released {
-    pub delivery: DeliveryRef,
-    pub attempts: u32,
-    pub trace_id: Option<String>,
+    pub deliveries: Vec<Resend>,
 }
 
 /// How long a released row may wait for its publish before another releaser takes
@@ -166,7 +159,7 @@ async fn release_rows(
     tx: &deadpool_postgres::Transaction<'_>,
     webhook_id: Uuid,
     n: i64,
-) -> Result<Vec<Released>, StoreError> {
+) -> Result<Vec<Resend>, StoreError> {
     let rows = tx
         .query(
             &format!(
@@ -186,21 +179,10 @@ async fn release_rows(
             &[&webhook_id, &n],
         )
         .await?;
-    let mut released: Vec<Released> = rows
+    let mut released = rows
         .iter()
-        .map(|r| {
-            Ok(Released {
-                delivery: DeliveryRef {
-                    id: r.try_get("id")?,
-                    tenant: r.try_get("tenant")?,
-                    event_id: r.try_get("event_id")?,
-                    webhook_id: r.try_get("webhook_id")?,
-                },
-                attempts: u32::try_from(r.try_get::<_, i32>("attempts")?).unwrap_or(0),
-                trace_id: r.try_get("trace_id")?,
-            })
-        })
-        .collect::<Result<_, StoreError>>()?;
+        .map(Resend::from_row)
+        .collect::<Result<Vec<_>, StoreError>>()?;
     released.sort_by_key(|r| r.delivery.id);
     // Held rows of deliveries that settled without us: nothing to send.
     tx.execute(
@@ -218,7 +200,7 @@ async fn finish(
     tx: &deadpool_postgres::Transaction<'_>,
     webhook_id: Uuid,
     tat: Option<OffsetDateTime>,
-    released: &[Released],
+    released: &[Resend],
     room: u32,
 ) -> Result<(), StoreError> {
     // Fewer released than there was room for: nothing else waits (new arrivals
