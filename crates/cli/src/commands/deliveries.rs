@@ -290,7 +290,6 @@ pub async fn run(common: &Common, command: DeliveriesCommand) -> anyhow::Result<
     Ok(())
 }
 
-/// Deliveries as a table, each webhook by its key (its id once it is deleted).
 /// One delivery for a person: its row, what comes next (or why nothing does), and
 /// each attempt.
 fn show_one(log: &DeliveryLog, keys: &std::collections::HashMap<Uuid, String>, for_rate: bool) {
@@ -343,6 +342,7 @@ fn show_one(log: &DeliveryLog, keys: &std::collections::HashMap<Uuid, String>, f
     ));
 }
 
+/// Deliveries as a table, each webhook by its key (its id once it is deleted).
 fn print_logs(logs: &[DeliveryLog], keys: &std::collections::HashMap<Uuid, String>, json: bool) {
     let rows = logs
         .iter()
