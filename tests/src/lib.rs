@@ -3,6 +3,7 @@
 //! Everything it creates is removed when the stack is dropped, even after a panic.
 
 pub mod bench;
+pub mod browser;
 pub mod capacity;
 pub mod chaos;
 pub mod cluster;
@@ -11,6 +12,7 @@ pub mod management;
 pub mod receiver;
 pub mod stack;
 
+pub use browser::Browser;
 pub use receiver::{Behaviour, Receiver};
 pub use stack::TestStack;
 

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 
 struct Service {
     name: &'static str,
@@ -41,17 +41,117 @@ pub fn ensure() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The tools the tests run besides the services: stop before the run, saying what to
-/// install, rather than fail one test late in it.
+/// A program the tests run besides the services, and the Debian package that has it.
+struct Tool {
+    name: &'static str,
+    /// What the tests use it for, in the messages.
+    purpose: &'static str,
+    package: &'static str,
+    /// Where the tests look for it: `(variable naming it, else this path)`; `None`: PATH.
+    at: Option<(&'static str, &'static str)>,
+}
+
+const TOOLS: [Tool; 3] = [
+    Tool {
+        name: "promtool",
+        purpose: "checks deploy/prometheus/alerts.yaml",
+        package: "prometheus",
+        at: None,
+    },
+    Tool {
+        name: "chromium",
+        purpose: "the console tests' headless browser",
+        package: "chromium",
+        at: Some(("HOOKRELAY_CHROMIUM", "/usr/bin/chromium")),
+    },
+    Tool {
+        name: "chromedriver",
+        purpose: "drives chromium for the console tests",
+        package: "chromium-driver",
+        at: Some(("HOOKRELAY_CHROMEDRIVER", "/usr/bin/chromedriver")),
+    },
+];
+
+/// The tools the tests run besides the services: installed with apt-get when missing
+/// and we are root, else stop before the run, saying what to install, rather than fail
+/// one test late in it.
 pub fn ensure_tools() -> anyhow::Result<()> {
-    if !on_path("promtool") {
-        bail!(
-            "promtool (checks deploy/prometheus/alerts.yaml) is not installed: \
-             apt-get update && apt-get install -y prometheus"
-        );
+    for (var, _) in TOOLS.iter().filter_map(|t| t.at) {
+        if let Some(path) = std::env::var_os(var).filter(|p| !Path::new(p).is_file()) {
+            bail!("{var} is set to {}, which is not a file", path.display());
+        }
     }
-    eprintln!("xtask: promtool is installed");
+    let missing: Vec<&Tool> = TOOLS.iter().filter(|t| !installed(t)).collect();
+    if !missing.is_empty() {
+        let mut packages: Vec<&str> = missing.iter().map(|t| t.package).collect();
+        packages.dedup();
+        let command = format!(
+            "apt-get update && apt-get install -y {}",
+            packages.join(" ")
+        );
+        let what = missing
+            .iter()
+            .map(|t| format!("{} ({})", t.name, t.purpose))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let verb = if missing.len() == 1 { "is" } else { "are" };
+        if !(is_root() && on_path("apt-get")) {
+            bail!("{what} {verb} not installed: {command}");
+        }
+        eprintln!("xtask: {what} {verb} not installed; installing with apt-get");
+        apt_get(&["update"])?;
+        let mut install = vec!["install", "-y"];
+        install.extend(&packages);
+        apt_get(&install)?;
+        if let Some(t) = missing.iter().find(|t| !installed(t)) {
+            bail!(
+                "{} ({}) is still not installed after {command}",
+                t.name,
+                t.purpose
+            );
+        }
+    }
+    let names: Vec<&str> = TOOLS.iter().map(|t| t.name).collect();
+    eprintln!("xtask: {} are installed", names.join(", "));
     Ok(())
+}
+
+fn installed(tool: &Tool) -> bool {
+    match tool.at {
+        Some((var, default)) => std::env::var_os(var)
+            .map_or_else(|| Path::new(default).is_file(), |p| Path::new(&p).is_file()),
+        None => on_path(tool.name),
+    }
+}
+
+/// Runs `apt-get <args>` without questions, waiting for another apt's lock.
+fn apt_get(args: &[&str]) -> anyhow::Result<()> {
+    let mut cmd = Command::new("apt-get");
+    cmd.args(["-o", "DPkg::Lock::Timeout=600"])
+        .args(args)
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    eprintln!("xtask: running {cmd:?}");
+    let status = cmd.status().context("running apt-get")?;
+    if !status.success() {
+        bail!("apt-get {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+/// Whether this process runs as root: the effective uid in /proc/self/status, else `id -u`.
+fn is_root() -> bool {
+    let from_proc = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+            Some(line.split_whitespace().nth(2)? == "0")
+        });
+    from_proc.unwrap_or_else(|| {
+        Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.status.success() && o.stdout.trim_ascii() == b"0")
+    })
 }
 
 fn up(port: u16) -> bool {
