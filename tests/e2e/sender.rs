@@ -697,3 +697,84 @@ async fn a_retry_whose_delay_queue_message_is_lost_is_sent_again_from_its_row() 
     assert_eq!(d[0].attempts, 2);
     assert_eq!(stack.receiver.received_on("/once").len(), 2);
 }
+
+/// Whether the sender consumes its queue again, looked at on a channel of its own
+/// (a look at a missing queue closes its channel).
+async fn sender_consumes(stack: &TestStack) -> bool {
+    let Ok(channel) = stack.connection.create_channel().await else {
+        return false;
+    };
+    let found = hookrelay_amqp::inspect_queue(&channel, &stack.topology.deliveries_queue()).await;
+    let _ = channel.close(200, "done".into()).await;
+    found.is_ok_and(|q| q.consumer_count() == 1)
+}
+
+#[tokio::test]
+async fn after_reconnecting_a_lost_retry_is_sent_by_the_first_sweep_that_finds_it() {
+    let mut stack = TestStack::new().await;
+    stack.start_router().await;
+    let mut config = stack.sender_config();
+    // A sweep every second; a claimed row comes back to the sweep 4 s later.
+    config.retry_sweep_after = Some(Duration::from_secs(4));
+    stack.start_sender_with(config).await;
+    // Three reconnections: a session's sweep used to outlive it and keep claiming
+    // rows it could no longer publish on its closed channel.
+    for _ in 0..3 {
+        wait_until("the sender consumes", WAIT, || sender_consumes(&stack)).await;
+        stack
+            .channel
+            .queue_delete(
+                stack.topology.deliveries_queue().as_str().into(),
+                lapin::options::QueueDeleteOptions::default(),
+            )
+            .await
+            .expect("delete the deliveries queue");
+    }
+    wait_until("the sender consumes again", WAIT, || {
+        sender_consumes(&stack)
+    })
+    .await;
+    let delay_queue = stack
+        .topology
+        .delay_queue_name(stack.topology.delay_at_least(Duration::from_secs(2)));
+    // Each lost retry is found by whichever sweep wakes first; with a stale one
+    // among them a retry would wait out another 4 s. Three in turn leave no luck.
+    for round in 0..3 {
+        let tenant = format!("acme{round}");
+        stack.receiver.respond(
+            &format!("/{tenant}"),
+            Behaviour::Sequence(vec![
+                Behaviour::RetryAfter(429, "2".into()),
+                Behaviour::Status(200),
+            ]),
+        );
+        stack
+            .create_webhook(webhook(
+                &tenant,
+                "once",
+                &stack.receiver.url(&format!("/{tenant}")),
+            ))
+            .await;
+        let e = event(&tenant, "x", json!({}));
+        stack.publish(&e).await;
+        stack.wait_queue_len(&delay_queue, 1, WAIT).await;
+        assert_eq!(stack.drain_queue(&delay_queue).await.len(), 1);
+        // The retry was due long ago: overdue past the grace at the next sweep.
+        stack
+            .db
+            .client()
+            .await
+            .execute(
+                "UPDATE deliveries SET next_attempt_at = now() - interval '1 minute' \
+                 WHERE tenant = $1 AND event_id = $2",
+                &[&tenant, &e.id],
+            )
+            .await
+            .expect("backdate the retry");
+        let d = stack
+            .wait_settled(&tenant, &e.id, 1, Duration::from_secs(3))
+            .await;
+        assert_eq!(d[0].status, DeliveryStatus::Delivered, "{:?}", d[0]);
+        assert_eq!(d[0].attempts, 2);
+    }
+}

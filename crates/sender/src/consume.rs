@@ -14,6 +14,7 @@ use lapin::Consumer;
 use lapin::message::Delivery;
 use lapin::options::{BasicCancelOptions, BasicRejectOptions};
 use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::acks::Acks;
@@ -88,8 +89,11 @@ async fn serve(
         acks: Arc::new(Acks::default()),
         slots: Arc::clone(&shared.slots),
     });
+    // The loops publish on this session's channel: they end with it (dropping the set
+    // aborts them), or a reconnect would leave them claiming rows they cannot send.
+    let mut loops = JoinSet::new();
     if let Some(grace) = sender.config.retry_sweep_after {
-        tokio::spawn(crate::sweep::watch(
+        loops.spawn(crate::sweep::watch(
             sender.pool.clone(),
             ctx.channel.clone(),
             sender.config.topology.clone(),
@@ -97,31 +101,32 @@ async fn serve(
             shutdown.clone(),
         ));
     }
-    tokio::spawn(crate::policy::release_loop(
+    loops.spawn(crate::policy::release_loop(
         sender.pool.clone(),
         ctx.channel.clone(),
         sender.config.topology.clone(),
+        shutdown.clone(),
+    ));
+    loops.spawn(breaker::watch(
+        Arc::clone(&shared.breakers),
+        ctx.channel.clone(),
+        shutdown.clone(),
+    ));
+    loops.spawn(announce_pending(
+        Arc::clone(&shared.disabler),
+        ctx.channel.clone(),
+        sender.config.announce_every,
         shutdown.clone(),
     ));
     let acks = tokio::spawn({
         let ctx = Arc::clone(&ctx);
         async move { ctx.acks.run().await }
     });
-    tokio::spawn(breaker::watch(
-        Arc::clone(&shared.breakers),
-        ctx.channel.clone(),
-        shutdown.clone(),
-    ));
-    tokio::spawn(announce_pending(
-        Arc::clone(&shared.disabler),
-        ctx.channel.clone(),
-        sender.config.announce_every,
-        shutdown.clone(),
-    ));
     sender.metrics.set_consuming(crate::ROLE, true);
     let result = consume(&ctx, session.consumer, shutdown).await;
     ctx.acks.close();
     let _ = acks.await;
+    loops.shutdown().await;
     sender.metrics.set_consuming(crate::ROLE, false);
     match result {
         Ok(()) => Ended::Stopped,
