@@ -9,9 +9,11 @@
 //! - [`stats`]: recent deliveries and dead letters per webhook.
 //! - [`http`]: the `/v1/tenants/...`, `/v1/dead-letter` and `/v1/stats` routes.
 
+pub mod access;
 pub mod backfill;
 pub mod dlq;
 pub mod http;
+pub mod queues;
 pub mod redeliver;
 pub mod retention;
 pub mod stats;

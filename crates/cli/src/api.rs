@@ -15,15 +15,14 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use deadpool_postgres::Pool;
+use hookrelay_admin::access;
 use hookrelay_admin::http::{self, AdminState, Answer, ApiError, document_answer, each_operation};
 use hookrelay_metrics::Metrics;
 use hookrelay_model::access::Caller;
 use hookrelay_producer::Publisher;
 use hookrelay_producer::ingest::{self, IngestState};
-use hookrelay_store::tokens;
 use serde::Serialize;
 use serde_json::json;
-use subtle::ConstantTimeEq;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{OpenApi, Ref, RefOr};
 use utoipa::{Modify, ToSchema};
@@ -102,6 +101,16 @@ pub fn app(state: ApiState) -> Router {
         return base;
     };
     let tokenless = browser::Tokenless(state.api_token.is_none());
+    let admin = admin.with_state(admin_state.clone());
+    let console = hookrelay_console::routes(hookrelay_console::Console::new(
+        admin.clone(),
+        admin_state,
+        state.api_token.as_deref().map(Arc::<str>::from),
+    ))
+    .layer(middleware::from_fn_with_state(
+        tokenless,
+        browser::guard_forms,
+    ));
     let v1 = ingest
         .with_state(IngestState {
             publisher,
@@ -111,7 +120,7 @@ pub fn app(state: ApiState) -> Router {
             },
             max_body_bytes: state.max_event_bytes,
         })
-        .merge(admin.with_state(admin_state))
+        .merge(admin)
         .layer(middleware::from_fn_with_state(
             Auth {
                 token: state.api_token.map(Arc::<str>::from),
@@ -126,6 +135,7 @@ pub fn app(state: ApiState) -> Router {
         envelope: render(&hookrelay_model::envelope::json_schema()).into(),
     });
     base.merge(v1)
+        .merge(console)
         .merge(documents)
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "no such route; see /openapi.json")
@@ -283,7 +293,7 @@ fn camel_case(snake: &str) -> String {
 /// What `require_token` can answer, on every operation behind it.
 fn document_require_token(path: &str, operation: &mut utoipa::openapi::path::Operation) {
     document_answer(operation, Answer::Unauthorized);
-    let forbidden = if tenant_route(path, "{tenant}") {
+    let forbidden = if access::tenant_route(path, "{tenant}") {
         Answer::ForbiddenOtherTenant
     } else {
         Answer::ForbiddenTenantToken
@@ -332,16 +342,8 @@ async fn require_token(State(auth): State<Auth>, mut request: Request, next: Nex
     let Some(given) = given else {
         return unauthorized();
     };
-    if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
-        request.extensions_mut().insert(Caller::Operator);
-        return next.run(request).await;
-    }
-    let tenant = match auth.pool.get().await {
-        Ok(db) => tokens::tenant_of(&db, &given).await,
-        Err(e) => Err(e.into()),
-    };
-    let (tenant, scope) = match tenant {
-        Ok(Some(found)) => found,
+    let caller = match access::identify(&auth.pool, &expected, &given).await {
+        Ok(Some(found)) => found.caller,
         Ok(None) => return unauthorized(),
         Err(e) => {
             tracing::warn!(error = %e, "checking a tenant token failed");
@@ -352,24 +354,12 @@ async fn require_token(State(auth): State<Auth>, mut request: Request, next: Nex
             .into_response();
         }
     };
-    if !tenant_route(request.uri().path(), &tenant) {
-        return forbidden(format!(
-            "this token opens the routes of tenant `{tenant}` only"
-        ));
-    }
-    let caller = Caller::Tenant {
-        tenant: tenant.clone(),
-        scope,
-    };
     let safe = matches!(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
     );
-    if !safe && !caller.may_change() {
-        return forbidden(format!(
-            "this token of tenant `{tenant}` is read-only (scope `{scope}`); a token made \
-             with scope `write` may change things"
-        ));
+    if let Err(refusal) = access::authorize(&caller, safe, request.uri().path()) {
+        return forbidden(refusal);
     }
     request.extensions_mut().insert(caller);
     next.run(request).await
@@ -385,13 +375,6 @@ fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.trim().split_once(' ')?;
     let token = token.trim_start();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
-
-/// `/v1/tenants/{tenant}` and below, except the tenant's tokens (operators only).
-fn tenant_route(path: &str, tenant: &str) -> bool {
-    let mut segments = path.trim_start_matches('/').split('/');
-    let head = (segments.next(), segments.next(), segments.next());
-    head == (Some("v1"), Some("tenants"), Some(tenant)) && segments.next() != Some("tokens")
 }
 
 fn unauthorized() -> Response {

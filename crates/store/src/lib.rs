@@ -3,6 +3,7 @@
 //! Architecture invariant: no connection is held across a webhook HTTP call; callers
 //! take a client from the pool for one statement or one short transaction.
 
+pub mod console;
 pub mod crypto;
 pub mod deliveries;
 pub mod environments;

@@ -108,7 +108,7 @@ pub async fn revoke(db: &impl GenericClient, tenant: &str, name: &str) -> Result
 }
 
 /// The column's CHECK allows only the two names.
-fn scope_of(r: &tokio_postgres::Row) -> Result<Scope, StoreError> {
+pub(crate) fn scope_of(r: &tokio_postgres::Row) -> Result<Scope, StoreError> {
     let name: String = r.try_get("scope")?;
     name.parse()
         .map_err(|e: hookrelay_model::Invalid| StoreError::Corrupt {
@@ -117,20 +117,16 @@ fn scope_of(r: &tokio_postgres::Row) -> Result<Scope, StoreError> {
         })
 }
 
-/// The tenant a token opens and its scope, if it is a live tenant token.
-pub async fn tenant_of(
-    db: &impl GenericClient,
-    token: &str,
-) -> Result<Option<(String, Scope)>, StoreError> {
+/// The live tenant token `token` is, if it is one.
+pub async fn find(db: &impl GenericClient, token: &str) -> Result<Option<ApiToken>, StoreError> {
     if !token.starts_with(PREFIX) {
         return Ok(None);
     }
     let row = db
         .query_opt(
-            "SELECT tenant, scope FROM api_tokens WHERE token_sha256 = $1",
+            "SELECT id, tenant, name, scope, created_at FROM api_tokens WHERE token_sha256 = $1",
             &[&digest(token)],
         )
         .await?;
-    row.map(|r| Ok((r.try_get("tenant")?, scope_of(&r)?)))
-        .transpose()
+    row.as_ref().map(from_row).transpose()
 }

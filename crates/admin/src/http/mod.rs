@@ -69,7 +69,8 @@ impl AdminState {
         }
     }
 
-    async fn connection(&self) -> std::result::Result<Arc<Connection>, AdminError> {
+    /// The admin connection to RabbitMQ, opened again if it dropped.
+    pub async fn connection(&self) -> std::result::Result<Arc<Connection>, AdminError> {
         let mut slot = self.connection.lock().await;
         if let Some(c) = slot.as_ref().filter(|c| c.status().connected()) {
             return Ok(Arc::clone(c));

@@ -1,0 +1,177 @@
+//! The first page: per tenant, the deliveries of the last hour and day by status and
+//! the dead letters; the queues and their consumers (a role that consumes is up);
+//! the webhooks whose breaker is open.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use hookrelay_admin::queues;
+use hookrelay_store::{stats, webhooks};
+use maud::{Markup, html};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+use crate::Console;
+use crate::api::enc;
+use crate::page::{self, Failure, Section};
+use crate::session::Viewer;
+
+/// Per tenant: the statuses of the last hour, of the last day, and dead letters.
+#[derive(Default)]
+struct TenantRow {
+    hour: [u64; 4],
+    day: [u64; 4],
+    dead_letters: u64,
+}
+
+const STATUSES: [&str; 4] = ["delivered", "failed", "pending", "held"];
+
+pub(crate) async fn page(
+    State(console): State<Console>,
+    viewer: Viewer,
+) -> Result<Markup, Failure> {
+    let rows = per_tenant(&stats_of(&console, &viewer).await?);
+    let tripped = tripped(&console, &viewer).await?;
+    let queues = match viewer.is_operator() {
+        true => Some(queue_depths(&console).await),
+        false => None,
+    };
+    Ok(page::page(
+        &viewer,
+        Section::Overview,
+        "Overview",
+        html! {
+            section aria-labelledby="tenants" {
+                h2 #tenants { "Deliveries by tenant" }
+                @if rows.is_empty() {
+                    p { "No webhooks yet. " a href="/console/webhooks" { "Create one" } "." }
+                } @else {
+                    div.scroll { table {
+                        thead {
+                            tr { th rowspan="2" { "Tenant" } th colspan="4" { "Last hour" } th colspan="4" { "Last day" } th rowspan="2" { "Dead letters" } }
+                            tr { @for _ in 0..2 { @for s in STATUSES { th { (s) } } } }
+                        }
+                        tbody {
+                            @for (tenant, r) in &rows {
+                                tr {
+                                    th scope="row" { a href={ "/console/webhooks?tenant=" (enc(tenant)) } { (tenant) } }
+                                    @for n in r.hour { td.num { (n) } }
+                                    @for n in r.day { td.num { (n) } }
+                                    td.num { (r.dead_letters) }
+                                }
+                            }
+                        }
+                    } }
+                }
+            }
+            section aria-labelledby="tripped" {
+                h2 #tripped { "Tripped webhooks" }
+                @if tripped.is_empty() {
+                    p { "No circuit breaker is open." }
+                } @else {
+                    ul {
+                        @for (tenant, key) in &tripped {
+                            li { a href={ "/console/tenants/" (enc(tenant)) "/webhooks/" (enc(key)) } { (tenant) " / " (key) } }
+                        }
+                    }
+                }
+            }
+            @if let Some(queues) = queues {
+                section aria-labelledby="queues" {
+                    h2 #queues { "Queues and roles" }
+                    (queue_table(&queues))
+                }
+            }
+        },
+    ))
+}
+
+/// The operator's statistics come from `/v1/stats` (with dead letters); a tenant
+/// token's from its tenant's deliveries (dead letters are the operator's).
+async fn stats_of(console: &Console, viewer: &Viewer) -> Result<Vec<Value>, Failure> {
+    let Some(tenant) = viewer.own_tenant() else {
+        let all = console.get(viewer, "/v1/stats").await?;
+        return Ok(all["data"].as_array().cloned().unwrap_or_default());
+    };
+    let db = console
+        .pool
+        .get()
+        .await
+        .map_err(|_| Failure::unavailable())?;
+    let filter = stats::StatsFilter {
+        tenant: Some(tenant.to_owned()),
+        webhook_ids: None,
+    };
+    let counts = stats::recent(&db, &filter, OffsetDateTime::now_utc())
+        .await
+        .map_err(|_| Failure::unavailable())?;
+    let as_json = |c: &stats::StatusCounts| json!({"delivered": c.delivered, "failed": c.failed, "pending": c.pending, "held": c.held});
+    Ok(counts
+        .iter()
+        .map(|c| {
+            json!({"tenant": c.tenant, "last_hour": as_json(&c.last_hour),
+                   "last_day": as_json(&c.last_day), "dead_letters": 0})
+        })
+        .collect())
+}
+
+fn per_tenant(stats: &[Value]) -> BTreeMap<String, TenantRow> {
+    let mut rows: BTreeMap<String, TenantRow> = BTreeMap::new();
+    for s in stats {
+        let row = rows.entry(page::text(s, "tenant").to_owned()).or_default();
+        for (i, status) in STATUSES.iter().enumerate() {
+            row.hour[i] += s["last_hour"][status].as_u64().unwrap_or(0);
+            row.day[i] += s["last_day"][status].as_u64().unwrap_or(0);
+        }
+        row.dead_letters += s["dead_letters"].as_u64().unwrap_or(0);
+    }
+    rows
+}
+
+async fn tripped(console: &Console, viewer: &Viewer) -> Result<Vec<(String, String)>, Failure> {
+    let db = console
+        .pool
+        .get()
+        .await
+        .map_err(|_| Failure::unavailable())?;
+    let all = webhooks::tripped(&db)
+        .await
+        .map_err(|_| Failure::unavailable())?;
+    Ok(all.into_iter().filter(|(t, _)| viewer.sees(t)).collect())
+}
+
+async fn queue_depths(console: &Console) -> Result<Vec<queues::QueueDepth>, String> {
+    let connection = console
+        .admin
+        .connection()
+        .await
+        .map_err(|e| e.to_string())?;
+    queues::depths(&connection, &console.admin.topology)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+fn queue_table(queues: &Result<Vec<queues::QueueDepth>, String>) -> Markup {
+    let queues = match queues {
+        Ok(q) => q,
+        Err(e) => return html! { p.error role="alert" { "RabbitMQ cannot be reached: " (e) } },
+    };
+    html! {
+        div.scroll { table {
+            thead { tr { th { "Queue" } th { "Ready messages" } th { "Consumers" } } }
+            tbody {
+                @for q in queues {
+                    tr {
+                        th scope="row" { code { (q.name) } }
+                        td.num { (q.messages.map_or("missing".to_owned(), |n| n.to_string())) }
+                        td.num {
+                            (q.consumers.map_or("–".to_owned(), |n| n.to_string()))
+                        }
+                    }
+                }
+            }
+        } }
+        p.help { "The router consumes the first queue and the senders the second: a work queue \
+                  with no consumer means that role is down." }
+    }
+}

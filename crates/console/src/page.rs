@@ -1,0 +1,213 @@
+//! The page shell (head, navigation, who is signed in) and the small pieces every
+//! page uses. maud escapes every value it renders.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use maud::{DOCTYPE, Markup, html};
+use serde_json::Value;
+
+use crate::api::Refused;
+use crate::session::Viewer;
+
+/// Which navigation entry a page belongs to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Section {
+    Overview,
+    Webhooks,
+    Deliveries,
+    DeadLetters,
+    Settings,
+}
+
+const SECTIONS: [(Section, &str, &str); 5] = [
+    (Section::Overview, "/console", "Overview"),
+    (Section::Webhooks, "/console/webhooks", "Webhooks"),
+    (
+        Section::Deliveries,
+        "/console/deliveries",
+        "Events & deliveries",
+    ),
+    (
+        Section::DeadLetters,
+        "/console/dead-letters",
+        "Dead letters",
+    ),
+    (Section::Settings, "/console/settings", "Settings"),
+];
+
+fn head(title: &str) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            title { (title) " · hookrelay" }
+            link rel="stylesheet" href="/console/assets/console.css";
+            script src="/console/assets/console.js" defer {}
+        }
+    }
+}
+
+/// A page without navigation (sign-in).
+pub(crate) fn bare(title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            (head(title))
+            body { (body) }
+        }
+    }
+}
+
+/// A signed-in page: navigation, who is signed in, sign-out, then `body`.
+pub(crate) fn page(viewer: &Viewer, section: Section, title: &str, body: Markup) -> Markup {
+    let who = match viewer.own_tenant() {
+        None => "operator".to_owned(),
+        Some(tenant) => format!("tenant {tenant}"),
+    };
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            (head(title))
+            body {
+                a.skip href="#main" { "Skip to content" }
+                header.top {
+                    a.brand href="/console" { "hookrelay" }
+                    nav aria-label="Sections" {
+                        ul {
+                            @for (s, href, name) in SECTIONS {
+                                @if s != Section::DeadLetters || viewer.is_operator() {
+                                    li {
+                                        a href=(href) aria-current=[(s == section).then_some("page")] { (name) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    form.sign-out method="post" action="/console/sign-out" {
+                        span.who { "Signed in as " strong { (who) } }
+                        (csrf(viewer))
+                        button type="submit" { "Sign out" }
+                    }
+                }
+                main #main {
+                    h1 { (title) }
+                    (body)
+                }
+            }
+        }
+    }
+}
+
+/// The session's CSRF token, in every form that changes something.
+pub(crate) fn csrf(viewer: &Viewer) -> Markup {
+    html! { input type="hidden" name="csrf" value=(viewer.csrf()); }
+}
+
+/// A form of one button that posts to `action` (pause, resume, redeliver...).
+pub(crate) fn button(viewer: &Viewer, action: &str, label: &str, class: &str) -> Markup {
+    html! {
+        form.inline method="post" action=(action) {
+            (csrf(viewer))
+            button type="submit" class=(class) { (label) }
+        }
+    }
+}
+
+/// A status as a badge whose text says it (colour is never the only cue).
+pub(crate) fn badge(status: &str) -> Markup {
+    html! { span class={ "badge " (status) } { (status) } }
+}
+
+pub(crate) fn text<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key].as_str().unwrap_or("")
+}
+
+/// A value as the API gave it: text as is, null as a dash, the rest as JSON.
+pub(crate) fn value(v: &Value) -> String {
+    match v {
+        Value::Null => "–".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// An RFC 3339 time as `2026-12-04 01:02:03`, in UTC as stored.
+pub(crate) fn when(v: &Value) -> String {
+    match v.as_str() {
+        Some(t) => t.replace('T', " ").chars().take(19).collect(),
+        None => "–".into(),
+    }
+}
+
+/// The API's refusal of a form, shown above it (and beside its field, by the page).
+pub(crate) fn refusal(refused: Option<&Refused>) -> Markup {
+    html! {
+        @if let Some(r) = refused {
+            p.error role="alert" {
+                (r.error)
+                @if let Some(field) = &r.field { " (field " code { (field) } ")" }
+            }
+        }
+    }
+}
+
+/// A notice after an action.
+pub(crate) fn notice(text: Option<&str>) -> Markup {
+    html! {
+        @if let Some(t) = text {
+            p.notice role="status" { (t) }
+        }
+    }
+}
+
+/// An error page: what went wrong, in the page's words.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    status: StatusCode,
+    message: String,
+}
+
+impl Failure {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub fn unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The database cannot be reached now; try again in a moment.",
+        )
+    }
+
+    pub fn not_yours() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "Your token does not open this tenant.",
+        )
+    }
+}
+
+impl From<Refused> for Failure {
+    fn from(r: Refused) -> Self {
+        Self::new(r.status, r.error)
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let body = bare(
+            "Error",
+            html! {
+                main.sign-in {
+                    h1 { "Something went wrong" }
+                    p.error role="alert" { (self.message) }
+                    p { a href="/console" { "Back to the console" } }
+                }
+            },
+        );
+        (self.status, body).into_response()
+    }
+}

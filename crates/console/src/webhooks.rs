@@ -1,0 +1,604 @@
+//! Webhooks: a tenant's list with health, the create and edit form (the API's
+//! validation errors shown beside the field), and the actions on one webhook.
+
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use hookrelay_store::tenants;
+use maud::{Markup, html};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::Console;
+use crate::api::{Refused, enc};
+use crate::page::{self, Failure, Section, badge, text, value};
+use crate::session::Viewer;
+
+#[derive(Deserialize)]
+pub(crate) struct TenantQuery {
+    tenant: Option<String>,
+    /// A notice to show (after a delete).
+    done: Option<String>,
+}
+
+/// The tenant a page is about: the one asked for, a tenant token's own, or none
+/// (the operator picks).
+fn tenant_of<'a>(viewer: &'a Viewer, asked: Option<&'a str>) -> Result<Option<&'a str>, Failure> {
+    match (viewer.own_tenant(), asked.filter(|t| !t.is_empty())) {
+        (Some(own), Some(asked)) if own != asked => Err(Failure::not_yours()),
+        (Some(own), _) => Ok(Some(own)),
+        (None, asked) => Ok(asked),
+    }
+}
+
+/// The operator's choice of tenant, on pages that need one.
+pub(crate) async fn tenant_picker(
+    console: &Console,
+    action: &str,
+    current: Option<&str>,
+) -> Result<Markup, Failure> {
+    let db = console
+        .pool
+        .get()
+        .await
+        .map_err(|_| Failure::unavailable())?;
+    let known = tenants::list(&db)
+        .await
+        .map_err(|_| Failure::unavailable())?;
+    Ok(html! {
+        form.picker method="get" action=(action) {
+            label for="tenant" { "Tenant" }
+            input #tenant name="tenant" list="tenants" value=[current] required;
+            datalist #tenants {
+                @for t in &known { option value=(t.tenant) {} }
+            }
+            button type="submit" { "Show" }
+        }
+    })
+}
+
+pub(crate) async fn list(
+    State(console): State<Console>,
+    viewer: Viewer,
+    Query(q): Query<TenantQuery>,
+) -> Result<Markup, Failure> {
+    let tenant = tenant_of(&viewer, q.tenant.as_deref())?;
+    let picker = match viewer.is_operator() {
+        true => Some(tenant_picker(&console, "/console/webhooks", tenant).await?),
+        false => None,
+    };
+    let Some(tenant) = tenant else {
+        return Ok(page::page(
+            &viewer,
+            Section::Webhooks,
+            "Webhooks",
+            html! { p { "Pick a tenant to see its webhooks." } (picker.unwrap_or_default()) },
+        ));
+    };
+    let t = enc(tenant);
+    let hooks = console
+        .get(&viewer, &format!("/v1/tenants/{t}/webhooks?limit=500"))
+        .await?;
+    let health = health_by_key(&console, &viewer, tenant).await;
+    let may_change = viewer.caller.may_change();
+    Ok(page::page(
+        &viewer,
+        Section::Webhooks,
+        &format!("Webhooks of {tenant}"),
+        html! {
+            (picker.unwrap_or_default())
+            (page::notice(q.done.as_deref()))
+            @if may_change {
+                p { a.button href={ "/console/tenants/" (t) "/webhooks" } { "New webhook" } }
+            }
+            @let data = hooks["data"].as_array().cloned().unwrap_or_default();
+            @if data.is_empty() {
+                p { "This tenant has no webhooks yet." }
+            } @else {
+                div.scroll { table {
+                    thead { tr {
+                        th { "Key" } th { "URL" } th { "State" } th { "Success (24 h)" }
+                        th { "Last day" } th { "Breaker" }
+                    } }
+                    tbody {
+                        @for w in &data {
+                            @let key = text(w, "key");
+                            tr {
+                                th scope="row" { a href={ "/console/tenants/" (t) "/webhooks/" (enc(key)) } { (key) } }
+                                td.url { code { (text(w, "url")) } }
+                                td { (state_badge(w)) }
+                                td.num { (health.get(key).map(success_rate).unwrap_or_else(|| "–".into())) }
+                                td { (health.get(key).map(counts).unwrap_or_else(|| "–".into())) }
+                                td { (breaker(w)) }
+                            }
+                        }
+                    }
+                } }
+            }
+        },
+    ))
+}
+
+/// Each webhook's counts of the last day, by key (for the health columns).
+async fn health_by_key(
+    console: &Console,
+    viewer: &Viewer,
+    tenant: &str,
+) -> std::collections::HashMap<String, Value> {
+    let path = format!("/v1/stats?tenant={}", enc(tenant));
+    let rows = match viewer.is_operator() {
+        true => console
+            .get(viewer, &path)
+            .await
+            .map(|v| v["data"].as_array().cloned().unwrap_or_default())
+            .unwrap_or_default(),
+        false => Vec::new(),
+    };
+    rows.into_iter()
+        .filter_map(|r| Some((r["webhook_key"].as_str()?.to_owned(), r["last_day"].clone())))
+        .collect()
+}
+
+fn success_rate(day: &Value) -> String {
+    let delivered = day["delivered"].as_u64().unwrap_or(0);
+    let failed = day["failed"].as_u64().unwrap_or(0);
+    match delivered + failed {
+        0 => "–".into(),
+        n => format!("{:.1} %", 100.0 * delivered as f64 / n as f64),
+    }
+}
+
+fn counts(day: &Value) -> String {
+    format!(
+        "{} delivered, {} failed, {} pending, {} held",
+        day["delivered"], day["failed"], day["pending"], day["held"]
+    )
+}
+
+fn state_badge(w: &Value) -> Markup {
+    if !w["enabled"].as_bool().unwrap_or(true) {
+        badge("disabled")
+    } else if !w["paused_at"].is_null() {
+        badge("paused")
+    } else {
+        badge("active")
+    }
+}
+
+fn breaker(w: &Value) -> Markup {
+    match &w["breaker"] {
+        Value::Null => html! { "closed" },
+        b => html! { (badge("open")) " " (value(&b["reason"])) },
+    }
+}
+
+/// The form's fields as typed: what is shown again when the API refuses them.
+#[derive(Deserialize, Default, Clone)]
+pub(crate) struct WebhookForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    key: String,
+    #[serde(default)]
+    url: String,
+    #[serde(default)]
+    event_types: String,
+    development_mode: Option<String>,
+    #[serde(default)]
+    format: String,
+    #[serde(default)]
+    retry_on: String,
+    #[serde(default)]
+    rate_limit: String,
+    #[serde(default)]
+    rate_burst: String,
+    #[serde(default)]
+    max_in_flight: String,
+    #[serde(default)]
+    filter: String,
+    #[serde(default)]
+    secret: String,
+}
+
+impl WebhookForm {
+    fn of(w: &Value) -> Self {
+        let list = |k: &str| {
+            w[k].as_array()
+                .map(|a| a.iter().map(value).collect::<Vec<_>>().join(", "))
+                .unwrap_or_default()
+        };
+        let opt = |k: &str| match &w[k] {
+            Value::Null => String::new(),
+            v => value(v),
+        };
+        Self {
+            key: text(w, "key").into(),
+            url: text(w, "url").into(),
+            event_types: list("event_types"),
+            development_mode: w["development_mode"]
+                .as_bool()
+                .unwrap_or(false)
+                .then(String::new),
+            format: text(w, "format").into(),
+            retry_on: list("retry_on"),
+            rate_limit: opt("rate_limit"),
+            rate_burst: opt("rate_burst"),
+            max_in_flight: opt("max_in_flight"),
+            filter: match &w["filter"] {
+                Value::Null => String::new(),
+                v => serde_json::to_string_pretty(v).unwrap_or_default(),
+            },
+            ..Self::default()
+        }
+    }
+
+    /// The API's request body. `creating`: every empty field is left out; editing:
+    /// an empty optional setting is null (removed), an empty secret is kept.
+    fn body(&self, creating: bool) -> Result<Value, Refused> {
+        let mut body = Map::new();
+        let list = |s: &str| -> Vec<String> {
+            s.split([',', '\n'])
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        body.insert("key".into(), json!(self.key.trim()));
+        body.insert("url".into(), json!(self.url.trim()));
+        body.insert("event_types".into(), json!(list(&self.event_types)));
+        body.insert(
+            "development_mode".into(),
+            json!(self.development_mode.is_some()),
+        );
+        if !self.format.is_empty() {
+            body.insert("format".into(), json!(self.format));
+        }
+        let retry_on = list(&self.retry_on);
+        if !retry_on.is_empty() {
+            body.insert("retry_on".into(), json!(retry_on));
+        }
+        let optional = [
+            ("rate_limit", text_or_null(&self.rate_limit)),
+            ("rate_burst", number_or_text(&self.rate_burst)),
+            ("max_in_flight", number_or_text(&self.max_in_flight)),
+            ("filter", filter(&self.filter)?),
+        ];
+        for (name, value) in optional {
+            if !(creating && value.is_null()) {
+                body.insert(name.into(), value);
+            }
+        }
+        if !self.secret.is_empty() {
+            body.insert("secret".into(), json!(self.secret));
+        }
+        Ok(Value::Object(body))
+    }
+}
+
+fn text_or_null(s: &str) -> Value {
+    match s.trim() {
+        "" => Value::Null,
+        t => json!(t),
+    }
+}
+
+/// A number as a number; anything else as typed, for the API to refuse by name.
+fn number_or_text(s: &str) -> Value {
+    match s.trim() {
+        "" => Value::Null,
+        t => t
+            .parse::<u64>()
+            .map(Value::from)
+            .unwrap_or_else(|_| json!(t)),
+    }
+}
+
+fn filter(s: &str) -> Result<Value, Refused> {
+    match s.trim() {
+        "" => Ok(Value::Null),
+        t => serde_json::from_str(t).map_err(|e| Refused {
+            status: StatusCode::BAD_REQUEST,
+            error: format!("the filter is not JSON: {e}"),
+            field: Some("filter".into()),
+        }),
+    }
+}
+
+/// One field with its label, help and the API's complaint when it names it.
+fn field(name: &str, label: &str, help: &str, input: Markup, refused: Option<&Refused>) -> Markup {
+    let error = refused.filter(|r| {
+        r.field
+            .as_deref()
+            .is_some_and(|f| f == name || f.starts_with(&format!("{name}.")))
+    });
+    html! {
+        div.field {
+            label for=(name) { (label) }
+            (input)
+            @if !help.is_empty() { p.help #{ (name) "-help" } { (help) } }
+            @if let Some(r) = error { p.error #{ (name) "-error" } role="alert" { (r.error) } }
+        }
+    }
+}
+
+fn form_fields(f: &WebhookForm, refused: Option<&Refused>) -> Markup {
+    let input = |name: &str, value: &str, kind: &str| {
+        html! { input id=(name) name=(name) type=(kind) value=(value) aria-describedby={ (name) "-help" }; }
+    };
+    html! {
+        (field("key", "Key", "Unique within the tenant; usable in place of the id.", input("key", &f.key, "text"), refused))
+        (field("url", "URL", "http:// or https://; may hold {{VARIABLES}} from the event's environment.", input("url", &f.url, "text"), refused))
+        (field("event_types", "Event types", "Comma-separated; empty: every type.", input("event_types", &f.event_types, "text"), refused))
+        (field("retry_on", "Retry on", "Comma-separated: timeout, 5xx, 429, 408 or a status; empty: the default.", input("retry_on", &f.retry_on, "text"), refused))
+        (field("format", "Body format", "", html! {
+            select #format name="format" {
+                @for v in ["json", "form"] { option value=(v) selected[f.format == v] { (v) } }
+            }
+        }, refused))
+        (field("rate_limit", "Rate limit", "e.g. 50/s, 600/m, 1000/h; empty: none.", input("rate_limit", &f.rate_limit, "text"), refused))
+        (field("rate_burst", "Burst", "Requests that may go at once after a quiet spell; empty: one period's worth.", input("rate_burst", &f.rate_burst, "text"), refused))
+        (field("max_in_flight", "Max in flight", "Requests at once, across all senders; empty: the senders' default.", input("max_in_flight", &f.max_in_flight, "text"), refused))
+        (field("filter", "Payload filter", "JSON conditions on the payload (docs/operations.md); empty: none.", html! {
+            textarea #filter name="filter" rows="3" aria-describedby="filter-help" { (f.filter) }
+        }, refused))
+        (field("secret", "Basic-auth secret", "Sent as the Basic-auth password; never shown again. Empty: unchanged.", html! {
+            input #secret name="secret" type="password" autocomplete="new-password" aria-describedby="secret-help";
+        }, refused))
+        div.field.check {
+            input #development_mode name="development_mode" type="checkbox" value="on" checked[f.development_mode.is_some()];
+            label for="development_mode" { "Development mode" }
+        }
+    }
+}
+
+fn new_page(viewer: &Viewer, tenant: &str, f: &WebhookForm, refused: Option<&Refused>) -> Markup {
+    page::page(
+        viewer,
+        Section::Webhooks,
+        &format!("New webhook in {tenant}"),
+        html! {
+            (page::refusal(refused))
+            form.stack method="post" action={ "/console/tenants/" (enc(tenant)) "/webhooks" } {
+                (page::csrf(viewer))
+                (form_fields(f, refused))
+                button type="submit" { "Create webhook" }
+            }
+        },
+    )
+}
+
+pub(crate) async fn new_form(
+    viewer: Viewer,
+    Path(tenant): Path<String>,
+) -> Result<Markup, Failure> {
+    if !viewer.sees(&tenant) {
+        return Err(Failure::not_yours());
+    }
+    Ok(new_page(&viewer, &tenant, &WebhookForm::default(), None))
+}
+
+pub(crate) async fn create(
+    State(console): State<Console>,
+    viewer: Viewer,
+    Path(tenant): Path<String>,
+    Form(form): Form<WebhookForm>,
+) -> Result<Response, Failure> {
+    viewer.check(&form.csrf)?;
+    let path = format!("/v1/tenants/{}/webhooks", enc(&tenant));
+    let created = match form.body(true) {
+        Ok(body) => console.call(&viewer, Method::POST, &path, Some(body)).await,
+        Err(r) => Err(r),
+    };
+    match created {
+        Ok(w) => Ok(Redirect::to(&webhook_href(&tenant, text(&w, "key"))).into_response()),
+        Err(r) => Ok((r.status, new_page(&viewer, &tenant, &form, Some(&r))).into_response()),
+    }
+}
+
+fn webhook_href(tenant: &str, key: &str) -> String {
+    format!("/console/tenants/{}/webhooks/{}", enc(tenant), enc(key))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct WebhookPath {
+    tenant: String,
+    key: String,
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct ShowQuery {
+    done: Option<String>,
+}
+
+pub(crate) async fn show_page(
+    console: &Console,
+    viewer: &Viewer,
+    p: &WebhookPath,
+    form: Option<(&WebhookForm, &Refused)>,
+    done: Option<&str>,
+) -> Result<Markup, Failure> {
+    let path = format!("/v1/tenants/{}/webhooks/{}", enc(&p.tenant), enc(&p.key));
+    let w = console.get(viewer, &path).await?;
+    let here = webhook_href(&p.tenant, text(&w, "key"));
+    let may_change = viewer.caller.may_change();
+    let (values, refused) = match form {
+        Some((f, r)) => (f.clone(), Some(r)),
+        None => (WebhookForm::of(&w), None),
+    };
+    let paused = !w["paused_at"].is_null();
+    let enabled = w["enabled"].as_bool().unwrap_or(true);
+    let deliveries = format!(
+        "/console/deliveries?tenant={}&webhook={}",
+        enc(&p.tenant),
+        enc(text(&w, "id"))
+    );
+    Ok(page::page(
+        viewer,
+        Section::Webhooks,
+        &format!("Webhook {}", text(&w, "key")),
+        html! {
+            (page::notice(done))
+            dl.facts {
+                dt { "Tenant" } dd { a href={ "/console/webhooks?tenant=" (enc(&p.tenant)) } { (p.tenant) } }
+                dt { "Id" } dd { code { (text(&w, "id")) } }
+                dt { "State" } dd { (state_badge(&w)) @if let Some(r) = w["disabled_reason"].as_str() { " " (r) } }
+                dt { "Breaker" } dd { (breaker(&w)) }
+                dt { "Signing secrets" } dd { (w["signing_secrets"].as_array().map_or(0, Vec::len)) " (masked)" }
+                dt { "Deliveries" } dd { a href=(deliveries) { "See its deliveries" } }
+            }
+            @if may_change {
+                section aria-labelledby="actions" {
+                    h2 #actions { "Actions" }
+                    div.actions {
+                        @if paused {
+                            (page::button(viewer, &format!("{here}/resume"), "Resume", ""))
+                        } @else {
+                            (page::button(viewer, &format!("{here}/pause"), "Pause", ""))
+                        }
+                        @if enabled {
+                            (page::button(viewer, &format!("{here}/disable"), "Disable", ""))
+                        } @else {
+                            (page::button(viewer, &format!("{here}/enable"), "Enable", ""))
+                        }
+                        (page::button(viewer, &format!("{here}/rotate-signing-secret"), "Rotate signing secret", ""))
+                    }
+                    form.inline.danger method="post" action={ (here) "/delete" } {
+                        (page::csrf(viewer))
+                        input #confirm-delete type="checkbox" name="confirm" value="yes" required;
+                        label for="confirm-delete" { "Yes, delete this webhook" }
+                        button.danger type="submit" { "Delete" }
+                    }
+                }
+                section aria-labelledby="edit" {
+                    h2 #edit { "Settings" }
+                    (page::refusal(refused))
+                    form.stack method="post" action=(here) {
+                        (page::csrf(viewer))
+                        (form_fields(&values, refused))
+                        button type="submit" { "Save changes" }
+                    }
+                }
+            } @else {
+                section aria-labelledby="settings" {
+                    h2 #settings { "Settings" }
+                    pre.json { (serde_json::to_string_pretty(&w).unwrap_or_default()) }
+                }
+            }
+        },
+    ))
+}
+
+pub(crate) async fn show(
+    State(console): State<Console>,
+    viewer: Viewer,
+    Path(p): Path<WebhookPath>,
+    Query(q): Query<ShowQuery>,
+) -> Result<Markup, Failure> {
+    show_page(&console, &viewer, &p, None, q.done.as_deref()).await
+}
+
+pub(crate) async fn update(
+    State(console): State<Console>,
+    viewer: Viewer,
+    Path(p): Path<WebhookPath>,
+    Form(form): Form<WebhookForm>,
+) -> Result<Response, Failure> {
+    viewer.check(&form.csrf)?;
+    let path = format!("/v1/tenants/{}/webhooks/{}", enc(&p.tenant), enc(&p.key));
+    let updated = match form.body(false) {
+        Ok(body) => {
+            console
+                .call(&viewer, Method::PATCH, &path, Some(body))
+                .await
+        }
+        Err(r) => Err(r),
+    };
+    match updated {
+        Ok(w) => Ok(done(&p.tenant, text(&w, "key"), "Saved.")),
+        Err(r) => {
+            let page = show_page(&console, &viewer, &p, Some((&form, &r)), None).await?;
+            Ok((r.status, page).into_response())
+        }
+    }
+}
+
+fn done(tenant: &str, key: &str, notice: &str) -> Response {
+    let to = format!("{}?done={}", webhook_href(tenant, key), enc(notice));
+    Redirect::to(&to).into_response()
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ActionPath {
+    tenant: String,
+    key: String,
+    action: String,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ActionForm {
+    #[serde(default)]
+    csrf: String,
+    confirm: Option<String>,
+}
+
+pub(crate) async fn act(
+    State(console): State<Console>,
+    viewer: Viewer,
+    Path(a): Path<ActionPath>,
+    Form(form): Form<ActionForm>,
+) -> Result<Response, Failure> {
+    viewer.check(&form.csrf)?;
+    let path = format!("/v1/tenants/{}/webhooks/{}", enc(&a.tenant), enc(&a.key));
+    let notice = match a.action.as_str() {
+        "pause" => "Paused: its deliveries are held until you resume it.",
+        "resume" => "Resumed: held deliveries are being sent, oldest first.",
+        "enable" => "Enabled.",
+        "disable" => "Disabled.",
+        "rotate-signing-secret" => return rotate(&console, &viewer, &a, &path).await,
+        "delete" => {
+            if form.confirm.is_none() {
+                return Err(Failure::new(
+                    StatusCode::BAD_REQUEST,
+                    "Tick the confirmation to delete the webhook.",
+                ));
+            }
+            console.call(&viewer, Method::DELETE, &path, None).await?;
+            let to = format!(
+                "/console/webhooks?tenant={}&done={}",
+                enc(&a.tenant),
+                enc(&format!("Webhook {} deleted.", a.key))
+            );
+            return Ok(Redirect::to(&to).into_response());
+        }
+        _ => return Err(Failure::new(StatusCode::NOT_FOUND, "No such action.")),
+    };
+    let path = format!("{path}/{}", a.action);
+    console.call(&viewer, Method::POST, &path, None).await?;
+    Ok(done(&a.tenant, &a.key, notice))
+}
+
+/// The new secret is shown on this page only, once.
+async fn rotate(
+    console: &Console,
+    viewer: &Viewer,
+    a: &ActionPath,
+    path: &str,
+) -> Result<Response, Failure> {
+    let path = format!("{path}/rotate-signing-secret");
+    let rotated = console.call(viewer, Method::POST, &path, None).await?;
+    let secret = text(&rotated, "signing_secret");
+    let page = page::page(
+        viewer,
+        Section::Webhooks,
+        "New signing secret",
+        html! {
+            p { "Webhook " strong { (a.key) } " now signs with this secret (the previous one keeps \
+                 signing until the next rotation). Copy it now: it is not shown again." }
+            p { code.secret { (secret) } }
+            p { a href=(webhook_href(&a.tenant, &a.key)) { "Back to the webhook" } }
+        },
+    );
+    // Never cached: the page holds a secret.
+    Ok(([(axum::http::header::CACHE_CONTROL, "no-store")], page).into_response())
+}
