@@ -15,6 +15,8 @@
 //! tests/src/capacity.rs), on a database that already holds N events.
 //! `--scenario soak [--rate N] [--minutes 10] [--history N]`: one steady rate read
 //! minute by minute (RSS per role, p99).
+//! `--scenario console [--history N]`: each console page's render time on a database
+//! holding N events (100,000 unless given), see tests/src/console_bench.rs.
 
 use hookrelay_tests::bench::{self, Report, Scenario};
 use hookrelay_tests::capacity;
@@ -153,6 +155,15 @@ async fn steady(a: &Args) {
 #[tokio::main]
 async fn main() {
     let a = args();
+    if a.scenario == "console" {
+        let history = if a.history == 0 { 100_000 } else { a.history };
+        println!(
+            "hookrelay bench (console): pages served in this process, {history} events stored"
+        );
+        let times = hookrelay_tests::console_bench::run(history).await;
+        println!("\n{}", hookrelay_tests::console_bench::table(&times));
+        return;
+    }
     if a.scenario == "capacity" || a.scenario == "soak" {
         return steady(&a).await;
     }

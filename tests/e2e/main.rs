@@ -5,6 +5,7 @@ mod architecture;
 mod bench;
 mod browser;
 mod chaos;
+mod console;
 mod consumer;
 mod control;
 mod demo;

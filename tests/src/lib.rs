@@ -7,6 +7,7 @@ pub mod browser;
 pub mod capacity;
 pub mod chaos;
 pub mod cluster;
+pub mod console_bench;
 pub mod db;
 pub mod management;
 pub mod receiver;

@@ -31,6 +31,7 @@ pub(crate) async fn page(
     viewer: Viewer,
 ) -> Result<Markup, Failure> {
     let rows = per_tenant(&stats_of(&console, &viewer).await?);
+    let operator = viewer.is_operator();
     let tripped = tripped(&console, &viewer).await?;
     let queues = match viewer.is_operator() {
         true => Some(queue_depths(&console).await),
@@ -48,7 +49,7 @@ pub(crate) async fn page(
                 } @else {
                     div.scroll { table {
                         thead {
-                            tr { th rowspan="2" { "Tenant" } th colspan="4" { "Last hour" } th colspan="4" { "Last day" } th rowspan="2" { "Dead letters" } }
+                            tr { th rowspan="2" { "Tenant" } th colspan="4" { "Last hour" } th colspan="4" { "Last day" } @if operator { th rowspan="2" { "Dead letters" } } }
                             tr { @for _ in 0..2 { @for s in STATUSES { th { (s) } } } }
                         }
                         tbody {
@@ -57,7 +58,7 @@ pub(crate) async fn page(
                                     th scope="row" { a href={ "/console/webhooks?tenant=" (enc(tenant)) } { (tenant) } }
                                     @for n in r.hour { td.num { (n) } }
                                     @for n in r.day { td.num { (n) } }
-                                    td.num { (r.dead_letters) }
+                                    @if operator { td.num { (r.dead_letters) } }
                                 }
                             }
                         }

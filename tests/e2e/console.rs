@@ -1,0 +1,344 @@
+//! The operator console in a real browser (headless Chromium through chromedriver):
+//! what an operator and a tenant do there, and what another site cannot make it do.
+//! Every page visited is saved under `target/console-screenshots/`.
+
+use std::time::Duration;
+
+use fantoccini::Locator;
+use hookrelay_model::access::Scope;
+use hookrelay_store::deliveries::DeliveryStatus;
+use hookrelay_store::tokens;
+use hookrelay_tests::stack::{event, webhook};
+use hookrelay_tests::{Behaviour, Browser, TestStack, wait_until};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(20);
+const TOKEN: &str = "console-operator-token";
+
+/// Waits until the page's heading reads `title` (a click that posts a form
+/// navigates; the next page is the one whose heading changed).
+async fn wait_title(browser: &Browser, title: &str) {
+    wait_until(&format!("the page heading is {title:?}"), WAIT, || async {
+        match browser.client().find(Locator::Css("h1")).await {
+            Ok(h1) => h1.text().await.is_ok_and(|t| t == title),
+            Err(_) => false,
+        }
+    })
+    .await;
+}
+
+async fn page_text(browser: &Browser) -> String {
+    browser.text_of("body").await
+}
+
+async fn sign_in(browser: &Browser, base: &str, token: &str) {
+    browser.goto(&format!("{base}/console")).await;
+    // Nobody is signed in yet: the console sends the browser to sign in.
+    assert_eq!(browser.current_url().await.path(), "/console/sign-in");
+    browser.fill("#token", token).await;
+    browser.click("button[type=submit]").await;
+    wait_title(browser, "Overview").await;
+}
+
+async fn status_of(stack: &TestStack, tenant: &str, event_id: &str) -> Option<DeliveryStatus> {
+    let d = stack.deliveries_of(tenant, event_id).await;
+    d.first().map(|d| d.status)
+}
+
+async fn wait_status(stack: &TestStack, tenant: &str, event_id: &str, status: DeliveryStatus) {
+    wait_until(&format!("{event_id} is {status:?}"), WAIT, || async {
+        status_of(stack, tenant, event_id).await == Some(status)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_operator_runs_a_webhook_from_sign_in_to_a_replayed_dead_letter() {
+    let mut stack = TestStack::new().await;
+    stack.start_router().await;
+    stack.start_sender().await;
+    let base = stack.serve_api(Some(TOKEN), 1 << 20).await;
+    let browser = Browser::start().await;
+
+    browser.goto(&format!("{base}/console")).await;
+    browser.screenshot("sign-in").await;
+    sign_in(&browser, &base, TOKEN).await;
+    let session = browser
+        .cookies()
+        .await
+        .into_iter()
+        .find(|c| c.name() == "hookrelay_console")
+        .expect("a session cookie");
+    assert_eq!(session.http_only(), Some(true));
+    // fantoccini's cookie type does not export its SameSite enum: its name it is.
+    assert_eq!(format!("{:?}", session.same_site()), "Some(Strict)");
+    assert!(
+        !session.value().contains(TOKEN),
+        "the cookie holds a session id, not the token"
+    );
+
+    // Create a webhook; a wrong URL first, refused beside its field.
+    browser
+        .goto(&format!("{base}/console/tenants/acme/webhooks"))
+        .await;
+    wait_title(&browser, "New webhook in acme").await;
+    browser.fill("#key", "orders").await;
+    browser.fill("#url", "ftp://nowhere").await;
+    browser.click("form.stack button[type=submit]").await;
+    let complaint = browser.text_of("#url-error").await;
+    assert!(complaint.contains("http"), "{complaint}");
+    browser.screenshot("webhook-new-refused").await;
+    browser.fill("#url", &stack.receiver.url("/orders")).await;
+    browser.fill("#event_types", "order.created").await;
+    browser.click("form.stack button[type=submit]").await;
+    wait_title(&browser, "Webhook orders").await;
+    browser.screenshot("webhook").await;
+
+    // An event, its delivery and its attempts.
+    let first = event("acme", "order.created", json!({}));
+    stack.publish(&first).await;
+    wait_status(&stack, "acme", &first.id, DeliveryStatus::Delivered).await;
+    browser
+        .goto(&format!(
+            "{base}/console/deliveries?tenant=acme&event_id={}",
+            first.id
+        ))
+        .await;
+    wait_title(&browser, "Events & deliveries of acme").await;
+    browser.screenshot("deliveries").await;
+    browser.click("tbody th a").await;
+    wait_until("the delivery page", WAIT, || async {
+        browser.current_url().await.path().contains("/deliveries/")
+    })
+    .await;
+    let delivery = page_text(&browser).await;
+    assert!(delivery.contains("delivered"), "{delivery}");
+    assert!(
+        delivery.contains("#1") && delivery.contains("HTTP 200"),
+        "{delivery}"
+    );
+    browser.screenshot("delivery").await;
+    browser
+        .goto(&format!("{base}/console/tenants/acme/events/{}", first.id))
+        .await;
+    wait_title(&browser, &format!("Event {}", first.id)).await;
+    browser.screenshot("event").await;
+
+    // Pause: the next event is held; resume: it is sent.
+    let webhook_page = format!("{base}/console/tenants/acme/webhooks/orders");
+    browser.goto(&webhook_page).await;
+    browser.click("form[action$='/pause'] button").await;
+    assert!(browser.text_of(".notice").await.starts_with("Paused"));
+    let held = event("acme", "order.created", json!({}));
+    stack.publish(&held).await;
+    wait_status(&stack, "acme", &held.id, DeliveryStatus::Held).await;
+    browser.screenshot("webhook-paused").await;
+    browser.click("form[action$='/resume'] button").await;
+    assert!(browser.text_of(".notice").await.starts_with("Resumed"));
+    wait_status(&stack, "acme", &held.id, DeliveryStatus::Delivered).await;
+
+    // A delivery that keeps failing is dead-lettered; replayed after a dry run once
+    // its receiver answers again.
+    stack.receiver.respond("/flaky", Behaviour::Status(500));
+    stack
+        .create_webhook(webhook("acme", "flaky", &stack.receiver.url("/flaky")))
+        .await;
+    let failing = event("acme", "order.failed", json!({}));
+    stack.publish(&failing).await;
+    let dlq = stack.topology.dead_letter_queue();
+    stack.wait_queue_len(&dlq, 1, WAIT).await;
+    stack.receiver.respond("/flaky", Behaviour::Status(200));
+    browser.goto(&format!("{base}/console/dead-letters")).await;
+    wait_title(&browser, "Dead letters").await;
+    assert!(page_text(&browser).await.contains("flaky"));
+    browser.screenshot("dead-letters").await;
+    browser.click("form[action$='/replay'] button").await;
+    wait_title(&browser, "Replay dead letters").await;
+    assert_eq!(browser.text_of("#dry-run .count").await, "1");
+    assert_eq!(
+        stack.queue_len(&dlq).await,
+        1,
+        "a dry run leaves the queue as it was"
+    );
+    browser.screenshot("dead-letters-dry-run").await;
+    browser.click("form[action$='/replay'] button").await;
+    let done = browser.text_of(".notice").await;
+    assert!(done.starts_with("1 of 1"), "{done}");
+    wait_until("the replayed delivery is delivered", WAIT, || async {
+        stack
+            .deliveries_of("acme", &failing.id)
+            .await
+            .iter()
+            .any(|d| d.status == DeliveryStatus::Delivered)
+    })
+    .await;
+
+    browser
+        .goto(&format!("{base}/console/settings?tenant=acme"))
+        .await;
+    wait_title(&browser, "Settings of acme").await;
+    browser.screenshot("settings").await;
+    browser.goto(&format!("{base}/console")).await;
+    wait_title(&browser, "Overview").await;
+    browser.screenshot("overview").await;
+    browser
+        .goto(&format!("{base}/console/webhooks?tenant=acme"))
+        .await;
+    browser.screenshot("webhooks").await;
+    browser.set_size(390, 844).await;
+    browser.screenshot("webhooks-phone").await;
+
+    browser.click("form.sign-out button").await;
+    wait_title(&browser, "hookrelay console").await;
+    browser.goto(&format!("{base}/console")).await;
+    assert_eq!(
+        browser.current_url().await.path(),
+        "/console/sign-in",
+        "signed out"
+    );
+}
+
+#[tokio::test]
+async fn a_tenant_token_sees_its_own_tenant_and_changes_nothing_when_read_only() {
+    let stack = TestStack::new().await;
+    stack
+        .create_webhook(webhook("acme", "mine", "http://127.0.0.1:9/mine"))
+        .await;
+    stack
+        .create_webhook(webhook("globex", "theirs", "http://127.0.0.1:9/theirs"))
+        .await;
+    let (_, token) = tokens::create(&stack.db.client().await, "acme", "front", Scope::Read)
+        .await
+        .unwrap();
+    let base = stack.serve_api(Some(TOKEN), 1 << 20).await;
+    let browser = Browser::start().await;
+    sign_in(&browser, &base, token.expose()).await;
+    let overview = page_text(&browser).await;
+    assert!(
+        overview.contains("acme") && !overview.contains("globex"),
+        "{overview}"
+    );
+    let to_dead_letters = browser
+        .client()
+        .find_all(Locator::Css("a[href='/console/dead-letters']"))
+        .await
+        .unwrap();
+    assert!(
+        to_dead_letters.is_empty(),
+        "the dead-letter queue is the operator's"
+    );
+    browser.screenshot("tenant-overview").await;
+
+    browser.goto(&format!("{base}/console/webhooks")).await;
+    wait_title(&browser, "Webhooks of acme").await;
+    let list = page_text(&browser).await;
+    assert!(list.contains("mine") && !list.contains("theirs"), "{list}");
+    assert!(
+        !list.contains("New webhook"),
+        "a read-only token creates nothing"
+    );
+    browser.screenshot("tenant-webhooks").await;
+
+    for other in [
+        "/console/webhooks?tenant=globex",
+        "/console/tenants/globex/webhooks/theirs",
+        "/console/deliveries?tenant=globex",
+        "/console/settings?tenant=globex",
+        "/console/dead-letters",
+    ] {
+        browser.goto(&format!("{base}{other}")).await;
+        let text = page_text(&browser).await;
+        assert!(!text.contains("theirs"), "{other}: {text}");
+        assert!(text.contains("Something went wrong"), "{other}: {text}");
+    }
+}
+
+#[tokio::test]
+async fn a_form_on_another_site_cannot_post_to_the_console() {
+    let stack = TestStack::new().await;
+    let base = stack.serve_api(Some(TOKEN), 1 << 20).await;
+    let target = format!("{base}/console/tenants/acme/webhooks");
+    // Another origin (another port of 127.0.0.1) serves a page that posts to the console.
+    let evil = axum::Router::new().route(
+        "/",
+        axum::routing::get(move || {
+            let target = target.clone();
+            async move {
+                axum::response::Html(format!(
+                    "<form id=f method=post action='{target}'>\
+                     <input name=key value=forged><input name=url value='http://127.0.0.1:9/x'>\
+                     <button>go</button></form>"
+                ))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let evil_url = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, evil).await });
+
+    let browser = Browser::start().await;
+    sign_in(&browser, &base, TOKEN).await;
+    browser.goto(&evil_url).await;
+    browser.click("#f button").await;
+    wait_until("the forged post was answered", WAIT, || async {
+        browser.current_url().await.path() == "/console/tenants/acme/webhooks"
+    })
+    .await;
+    let answer = page_text(&browser).await;
+    assert!(answer.contains("refused"), "{answer}");
+    let created: i64 = stack
+        .db
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM webhooks", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(created, 0, "no webhook was created");
+}
+
+#[tokio::test]
+async fn a_post_without_the_session_csrf_token_is_refused() {
+    let stack = TestStack::new().await;
+    let base = stack.serve_api(Some(TOKEN), 1 << 20).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let signed_in = http
+        .post(format!("{base}/console/sign-in"))
+        .form(&[("token", TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), reqwest::StatusCode::SEE_OTHER);
+    let cookie = signed_in
+        .headers()
+        .get(reqwest::header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .expect("a session cookie")
+        .to_owned();
+    let forged = http
+        .post(format!("{base}/console/tenants/acme/webhooks"))
+        .header(reqwest::header::COOKIE, &cookie)
+        .form(&[
+            ("key", "k"),
+            ("url", "http://127.0.0.1:9/x"),
+            ("csrf", "guess"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), reqwest::StatusCode::FORBIDDEN);
+    assert!(forged.text().await.unwrap().contains("CSRF"));
+
+    let wrong = http
+        .post(format!("{base}/console/sign-in"))
+        .form(&[("token", "not-the-token")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), reqwest::StatusCode::UNAUTHORIZED);
+    assert!(wrong.headers().get(reqwest::header::SET_COOKIE).is_none());
+}
