@@ -101,17 +101,8 @@ pub fn app(state: ApiState) -> Router {
         return base;
     };
     let tokenless = browser::Tokenless(state.api_token.is_none());
-    let admin = admin.with_state(admin_state.clone());
-    let console = hookrelay_console::routes(hookrelay_console::Console::new(
-        admin.clone(),
-        admin_state,
-        state.api_token.as_deref().map(Arc::<str>::from),
-    ))
-    .layer(middleware::from_fn_with_state(
-        tokenless,
-        browser::guard_forms,
-    ));
-    let v1 = ingest
+    // Below authentication: the console calls it in process as its signed-in caller.
+    let routes_v1 = ingest
         .with_state(IngestState {
             publisher,
             on_accepted: {
@@ -120,7 +111,17 @@ pub fn app(state: ApiState) -> Router {
             },
             max_body_bytes: state.max_event_bytes,
         })
-        .merge(admin)
+        .merge(admin.with_state(admin_state.clone()));
+    let console = hookrelay_console::routes(hookrelay_console::Console::new(
+        routes_v1.clone(),
+        admin_state,
+        state.api_token.as_deref().map(Arc::<str>::from),
+    ))
+    .layer(middleware::from_fn_with_state(
+        tokenless,
+        browser::guard_forms,
+    ));
+    let v1 = routes_v1
         .layer(middleware::from_fn_with_state(
             Auth {
                 token: state.api_token.map(Arc::<str>::from),

@@ -6,3 +6,9 @@ document.addEventListener("submit", (event) => {
   if (ask && !window.confirm(ask)) { event.preventDefault(); return; }
   for (const b of form.querySelectorAll("button[type=submit]")) { b.disabled = true; }
 });
+
+// A page that is waiting for something (an event not stored yet) looks again.
+const waiting = document.querySelector("[data-reload-after]");
+if (waiting) {
+  setTimeout(() => window.location.reload(), Number(waiting.getAttribute("data-reload-after")));
+}

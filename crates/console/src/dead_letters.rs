@@ -5,6 +5,7 @@
 use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -50,6 +51,18 @@ impl Filter {
             .collect()
     }
 
+    /// The admin's filter, for a replay the console runs as a job.
+    fn admin(&self) -> hookrelay_admin::dlq::Filter {
+        let given = |v: &str| Some(v.trim().to_owned()).filter(|v| !v.is_empty());
+        hookrelay_admin::dlq::Filter {
+            tenant: given(&self.tenant),
+            webhook: given(&self.webhook),
+            reason: given(&self.reason),
+            ids: Vec::new(),
+            webhook_ids: None,
+        }
+    }
+
     fn is_empty(&self) -> bool {
         self.pairs().iter().all(|(_, v)| v.is_empty())
     }
@@ -60,17 +73,25 @@ impl Filter {
         }
     }
 
+    /// What the filter matches, for headings and confirmations.
     fn describe(&self) -> String {
-        if self.is_empty() {
-            return "every message".into();
-        }
         let parts: Vec<String> = self
             .pairs()
             .iter()
             .filter(|(_, v)| !v.is_empty())
-            .map(|(k, v)| format!("{k} {v}"))
+            .map(|(k, v)| format!("{k} `{v}`"))
             .collect();
-        format!("messages of {}", parts.join(", "))
+        match parts.is_empty() {
+            true => "every message".into(),
+            false => format!("the messages of {}", parts.join(", ")),
+        }
+    }
+}
+
+fn messages(n: u64) -> String {
+    match n {
+        1 => "1 message".into(),
+        n => format!("{n} messages"),
     }
 }
 
@@ -250,13 +271,20 @@ pub(crate) async fn act(
     viewer: Viewer,
     Path(action): Path<String>,
     Form(form): Form<ActionForm>,
-) -> Result<Markup, Failure> {
+) -> Result<Response, Failure> {
     operator_only(&viewer)?;
     viewer.check(&form.csrf)?;
     if !["replay", "purge"].contains(&action.as_str()) {
         return Err(Failure::new(StatusCode::NOT_FOUND, "No such action."));
     }
     let confirmed = form.confirm.is_some();
+    if confirmed && action == "replay" {
+        let what = form.filter.describe();
+        let id = console
+            .jobs
+            .replay(&console.admin, form.filter.admin(), what);
+        return Ok(Redirect::to(&format!("/console/dead-letters/jobs/{id}")).into_response());
+    }
     let mut body = form.filter.body();
     match confirmed {
         true if action == "purge" => body.insert("confirm".into(), json!(true)),
@@ -283,23 +311,62 @@ pub(crate) async fn act(
         html! {
             @if confirmed {
                 p.notice role="status" {
-                    @if action == "replay" {
-                        (n("done")) " of " (n("matched")) " matching messages replayed; "
-                        (n("already_settled")) " were already settled and removed; " (n("left")) " left in the queue."
-                    } @else {
-                        (n("done")) " of " (n("matched")) " matching messages purged for good."
-                    }
+                    (n("done")) " of " (n("matched")) " matching messages purged for good."
                 }
                 p { a href={ "/console/dead-letters?" (form.filter.query()) } { "Back to the dead letters" } }
             } @else {
                 p #dry-run role="status" {
-                    "Dry run: " strong.count { (n("matched")) } " of the " (n("scanned")) " messages in the queue are " (what) "."
+                    "Dry run of " (what) ": " strong.count { (n("matched")) } " of the "
+                    (messages(n("scanned"))) " in the queue match. Nothing was changed."
                 }
                 @if n("matched") > 0 {
-                    (action_form(&viewer, &form.filter, &action, &format!("Confirm: {} {} messages", action, n("matched")), true))
+                    (action_form(&viewer, &form.filter, &action, &format!("Confirm: {action} {}", messages(n("matched"))), true))
                 }
                 p { a href={ "/console/dead-letters?" (form.filter.query()) } { "Cancel" } }
             }
+        },
+    )
+    .into_response())
+}
+
+/// A replay's progress while it runs (the page looks again each second, with
+/// script), then what it did.
+pub(crate) async fn job(
+    State(console): State<Console>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> Result<Markup, Failure> {
+    operator_only(&viewer)?;
+    let job = uuid::Uuid::parse_str(&id)
+        .ok()
+        .and_then(|id| console.jobs.get(id))
+        .ok_or_else(|| {
+            Failure::new(
+                StatusCode::NOT_FOUND,
+                "No such replay on this server (jobs are kept in memory by the api process \
+                 that started them).",
+            )
+        })?;
+    Ok(page::page(
+        &viewer,
+        Section::DeadLetters,
+        "Replay dead letters",
+        html! {
+            @match &job.outcome {
+                None => {
+                    p role="status" data-reload-after="1000" {
+                        "Replaying " (job.what) ": " (job.scanned) " of " (job.total) " messages looked at. "
+                        a href="" { "Look again" }
+                    }
+                    progress max=(job.total.max(1)) value=(job.scanned) aria-label="Messages looked at" {}
+                }
+                Some(Err(e)) => p.error role="alert" { "The replay stopped: " (e) },
+                Some(Ok(s)) => p.notice role="status" {
+                    (s.done) " of " (s.matched) " matching messages replayed; "
+                    (s.already_settled) " were already settled and removed; " (s.left) " left in the queue."
+                },
+            }
+            p { a href="/console/dead-letters" { "Back to the dead letters" } }
         },
     ))
 }

@@ -4,7 +4,7 @@
 
 use axum::Form;
 use axum::extract::{Path, Query, State};
-use axum::http::Method;
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -220,7 +220,11 @@ pub(crate) async fn event(
     Path(p): Path<ItemPath>,
 ) -> Result<Markup, Failure> {
     let path = format!("/v1/tenants/{}/events/{}", enc(&p.tenant), enc(&p.id));
-    let found = console.get(&viewer, &path).await?;
+    let found = match console.get(&viewer, &path).await {
+        Ok(found) => found,
+        Err(r) if r.status == StatusCode::NOT_FOUND => return Ok(not_yet(&viewer, &p.id)),
+        Err(r) => return Err(r.into()),
+    };
     let deliveries = found["deliveries"].as_array().cloned().unwrap_or_default();
     let e = &found["event"];
     Ok(page::page(
@@ -241,6 +245,22 @@ pub(crate) async fn event(
             pre.json { (serde_json::to_string_pretty(&e["envelope"]).unwrap_or_default()) }
         },
     ))
+}
+
+/// An event just published is stored when the router takes it: the page says so
+/// and (with script) looks again.
+fn not_yet(viewer: &Viewer, id: &str) -> Markup {
+    page::page(
+        viewer,
+        Section::Deliveries,
+        &format!("Event {id}"),
+        html! {
+            p.note role="status" data-reload-after="1000" {
+                "Not stored yet: the router stores an event as it routes it. "
+                a href="" { "Look again" }
+            }
+        },
+    )
 }
 
 #[derive(Deserialize, Default)]

@@ -18,6 +18,7 @@
 mod api;
 mod dead_letters;
 mod deliveries;
+mod jobs;
 mod overview;
 mod page;
 mod session;
@@ -48,6 +49,7 @@ pub struct Console {
     /// `HOOKRELAY_API_TOKEN`; none: the API is open on loopback and signing in
     /// takes no token.
     operator_token: Option<Arc<str>>,
+    jobs: jobs::Jobs,
 }
 
 impl Console {
@@ -57,6 +59,7 @@ impl Console {
             pool: admin.pool.clone(),
             admin,
             operator_token,
+            jobs: jobs::Jobs::default(),
         }
     }
 }
@@ -94,6 +97,7 @@ pub fn routes(console: Console) -> Router {
         .route("/tenants/{tenant}/events/{id}", get(deliveries::event))
         .route("/dead-letters", get(dead_letters::groups))
         .route("/dead-letters/message/{id}", get(dead_letters::show))
+        .route("/dead-letters/jobs/{id}", get(dead_letters::job))
         .route("/dead-letters/{action}", post(dead_letters::act))
         .route("/settings", get(settings::page))
         .route("/tenants/{tenant}/settings", post(settings::retention))

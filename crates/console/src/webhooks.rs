@@ -184,6 +184,10 @@ pub(crate) struct WebhookForm {
     url: String,
     #[serde(default)]
     event_types: String,
+    #[serde(default)]
+    import_identifiers: String,
+    #[serde(default)]
+    schema_ids: String,
     development_mode: Option<String>,
     #[serde(default)]
     format: String,
@@ -216,6 +220,8 @@ impl WebhookForm {
             key: text(w, "key").into(),
             url: text(w, "url").into(),
             event_types: list("event_types"),
+            import_identifiers: list("import_identifiers"),
+            schema_ids: list("schema_ids"),
             development_mode: w["development_mode"]
                 .as_bool()
                 .unwrap_or(false)
@@ -247,6 +253,11 @@ impl WebhookForm {
         body.insert("key".into(), json!(self.key.trim()));
         body.insert("url".into(), json!(self.url.trim()));
         body.insert("event_types".into(), json!(list(&self.event_types)));
+        body.insert(
+            "import_identifiers".into(),
+            json!(list(&self.import_identifiers)),
+        );
+        body.insert("schema_ids".into(), json!(list(&self.schema_ids)));
         body.insert(
             "development_mode".into(),
             json!(self.development_mode.is_some()),
@@ -330,6 +341,8 @@ fn form_fields(f: &WebhookForm, refused: Option<&Refused>) -> Markup {
         (field("key", "Key", "Unique within the tenant; usable in place of the id.", input("key", &f.key, "text"), refused))
         (field("url", "URL", "http:// or https://; may hold {{VARIABLES}} from the event's environment.", input("url", &f.url, "text"), refused))
         (field("event_types", "Event types", "Comma-separated; empty: every type.", input("event_types", &f.event_types, "text"), refused))
+        (field("import_identifiers", "Triggers: import identifiers", "Comma-separated; empty: any.", input("import_identifiers", &f.import_identifiers, "text"), refused))
+        (field("schema_ids", "Triggers: schema ids", "Comma-separated; empty: any.", input("schema_ids", &f.schema_ids, "text"), refused))
         (field("retry_on", "Retry on", "Comma-separated: timeout, 5xx, 429, 408 or a status; empty: the default.", input("retry_on", &f.retry_on, "text"), refused))
         (field("format", "Body format", "", html! {
             select #format name="format" {
@@ -462,6 +475,10 @@ pub(crate) async fn show_page(
                             (page::button(viewer, &format!("{here}/enable"), "Enable", ""))
                         }
                         (page::button(viewer, &format!("{here}/rotate-signing-secret"), "Rotate signing secret", ""))
+                        // Publishing events is the operator's (POST /v1/events).
+                        @if viewer.is_operator() {
+                            (page::button(viewer, &format!("{here}/test"), "Send a test event", ""))
+                        }
                     }
                     form.inline.danger method="post" action={ (here) "/delete" } {
                         (page::csrf(viewer))
@@ -556,6 +573,7 @@ pub(crate) async fn act(
         "enable" => "Enabled.",
         "disable" => "Disabled.",
         "rotate-signing-secret" => return rotate(&console, &viewer, &a, &path).await,
+        "test" => return send_test(&console, &viewer, &a, &path).await,
         "delete" => {
             if form.confirm.is_none() {
                 return Err(Failure::new(
@@ -576,6 +594,35 @@ pub(crate) async fn act(
     let path = format!("{path}/{}", a.action);
     console.call(&viewer, Method::POST, &path, None).await?;
     Ok(done(&a.tenant, &a.key, notice))
+}
+
+/// Publishes an event for this webhook only (`webhook_keys`), of its first event
+/// type (`hookrelay.test` when it takes every type), then shows the event.
+async fn send_test(
+    console: &Console,
+    viewer: &Viewer,
+    a: &ActionPath,
+    path: &str,
+) -> Result<Response, Failure> {
+    let w = console.get(viewer, path).await?;
+    let event_type = w["event_types"][0].as_str().unwrap_or("hookrelay.test");
+    let id = format!("test-{}", uuid::Uuid::now_v7());
+    let envelope = json!({
+        "id": id,
+        "tenant": a.tenant,
+        "type": event_type,
+        "occurred_at": time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+        "development_mode": w["development_mode"],
+        "webhook_keys": [text(&w, "key")],
+        "payload": {"event": event_type, "data": {"test": true, "sent_from": "hookrelay console"}},
+    });
+    console
+        .call(viewer, Method::POST, "/v1/events", Some(envelope))
+        .await?;
+    let to = format!("/console/tenants/{}/events/{}", enc(&a.tenant), enc(&id));
+    Ok(Redirect::to(&to).into_response())
 }
 
 /// The new secret is shown on this page only, once.
