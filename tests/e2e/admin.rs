@@ -1284,3 +1284,59 @@ async fn a_nul_byte_anywhere_is_a_400_naming_the_field() {
         );
     }
 }
+
+#[tokio::test]
+async fn deliveries_list_newest_first_and_page_backwards() {
+    let stack = TestStack::new().await;
+    let hook = stack
+        .create_webhook(webhook("bench", "history", "http://127.0.0.1:9/history"))
+        .await;
+    hookrelay_tests::capacity::fill_history(&stack, 5, hook.id).await;
+    let base = stack.serve_api(None, 1 << 20).await;
+    let http = reqwest::Client::new();
+    let page = |cursor: Option<String>| {
+        let http = http.clone();
+        let mut url = format!("{base}/v1/tenants/bench/deliveries?order=newest&limit=2");
+        if let Some(c) = cursor {
+            url.push_str(&format!("&cursor={c}"));
+        }
+        async move {
+            http.get(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let mut seen: Vec<String> = Vec::new();
+    let mut cursor = None;
+    loop {
+        let p = page(cursor).await;
+        seen.extend(
+            p["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d["id"].as_str().unwrap().to_owned()),
+        );
+        cursor = p["next_cursor"].as_str().map(str::to_owned);
+        if cursor.is_none() {
+            break;
+        }
+    }
+    let mut newest_first = seen.clone();
+    newest_first.sort();
+    newest_first.reverse();
+    assert_eq!(seen.len(), 5, "{seen:?}");
+    assert_eq!(seen, newest_first, "newest first, every delivery once");
+
+    let bad = http
+        .get(format!("{base}/v1/tenants/bench/deliveries?order=sideways"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), reqwest::StatusCode::BAD_REQUEST);
+    assert_eq!(bad.json::<Value>().await.unwrap()["field"], "order");
+}

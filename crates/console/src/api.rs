@@ -6,11 +6,11 @@
 use axum::body::{Body, to_bytes};
 use axum::http::{Method, Request, StatusCode, header};
 use hookrelay_admin::access;
+use hookrelay_model::access::Caller;
 use serde_json::Value;
 use tower::ServiceExt;
 
 use crate::Console;
-use crate::session::Viewer;
 
 /// Answers larger than this are refused (listings are bounded well below it).
 const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
@@ -34,22 +34,22 @@ impl Refused {
 }
 
 impl Console {
-    pub(crate) async fn get(&self, viewer: &Viewer, path: &str) -> Result<Value, Refused> {
-        self.call(viewer, Method::GET, path, None).await
+    pub(crate) async fn get(&self, caller: &Caller, path: &str) -> Result<Value, Refused> {
+        self.call(caller, Method::GET, path, None).await
     }
 
-    /// A request to `/v1...` (path and query) as `viewer`; the answer's JSON (null for
+    /// A request to `/v1...` (path and query) as `caller`; the answer's JSON (null for
     /// an empty answer) or the API's refusal.
     pub(crate) async fn call(
         &self,
-        viewer: &Viewer,
+        caller: &Caller,
         method: Method,
         path: &str,
         body: Option<Value>,
     ) -> Result<Value, Refused> {
         let safe = matches!(method, Method::GET | Method::HEAD);
         let route = path.split('?').next().unwrap_or(path);
-        access::authorize(&viewer.caller, safe, route)
+        access::authorize(caller, safe, route)
             .map_err(|e| Refused::new(StatusCode::FORBIDDEN, e))?;
         let mut request = Request::builder().method(method).uri(path);
         if body.is_some() {
@@ -59,7 +59,7 @@ impl Console {
         let mut request = request
             .body(body)
             .map_err(|e| Refused::new(StatusCode::BAD_REQUEST, format!("bad request: {e}")))?;
-        request.extensions_mut().insert(viewer.caller.clone());
+        request.extensions_mut().insert(caller.clone());
         let answer = match self.api.clone().oneshot(request).await {
             Ok(answer) => answer,
             Err(never) => match never {},

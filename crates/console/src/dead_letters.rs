@@ -113,13 +113,13 @@ pub(crate) async fn groups(
     operator_only(&viewer)?;
     let q = filter.query();
     let groups = console
-        .get(&viewer, &format!("/v1/dead-letter/summary?{q}"))
+        .get(&viewer.caller, &format!("/v1/dead-letter/summary?{q}"))
         .await;
     let messages = match filter.is_empty() {
         true => None,
         false => Some(
             console
-                .get(&viewer, &format!("/v1/dead-letter?{q}&limit=50"))
+                .get(&viewer.caller, &format!("/v1/dead-letter?{q}&limit=50"))
                 .await,
         ),
     };
@@ -235,7 +235,7 @@ pub(crate) async fn show(
 ) -> Result<Markup, Failure> {
     operator_only(&viewer)?;
     let m = console
-        .get(&viewer, &format!("/v1/dead-letter/{}", enc(&id)))
+        .get(&viewer.caller, &format!("/v1/dead-letter/{}", enc(&id)))
         .await?;
     Ok(page::page(
         &viewer,
@@ -293,7 +293,12 @@ pub(crate) async fn act(
     };
     let path = format!("/v1/dead-letter/{action}");
     let summary = console
-        .call(&viewer, Method::POST, &path, Some(Value::Object(body)))
+        .call(
+            &viewer.caller,
+            Method::POST,
+            &path,
+            Some(Value::Object(body)),
+        )
         .await?;
     let what = form.filter.describe();
     let n = |k: &str| summary[k].as_u64().unwrap_or(0);

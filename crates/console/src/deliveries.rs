@@ -56,6 +56,10 @@ impl Search {
             ]
         };
         let mut q = format!("limit={PAGE}");
+        if !events {
+            // An operator looks for what just happened.
+            q.push_str("&order=newest");
+        }
         for (k, v) in pairs.into_iter().chain([("cursor", given(&self.cursor))]) {
             if let Some(v) = v {
                 q.push_str(&format!("&{k}={}", enc(v)));
@@ -108,7 +112,7 @@ pub(crate) async fn search(
     let (query, events) = s.api_query();
     let list = if events { "events" } else { "deliveries" };
     let path = format!("/v1/tenants/{}/{list}?{query}", enc(&tenant));
-    let found = console.get(&viewer, &path).await;
+    let found = console.get(&viewer.caller, &path).await;
     Ok(page::page(
         &viewer,
         Section::Deliveries,
@@ -220,7 +224,7 @@ pub(crate) async fn event(
     Path(p): Path<ItemPath>,
 ) -> Result<Markup, Failure> {
     let path = format!("/v1/tenants/{}/events/{}", enc(&p.tenant), enc(&p.id));
-    let found = match console.get(&viewer, &path).await {
+    let found = match console.get(&viewer.caller, &path).await {
         Ok(found) => found,
         Err(r) if r.status == StatusCode::NOT_FOUND => return Ok(not_yet(&viewer, &p.id)),
         Err(r) => return Err(r.into()),
@@ -275,8 +279,10 @@ pub(crate) async fn show_delivery(
     done: Option<&str>,
 ) -> Result<Markup, Failure> {
     let base = format!("/v1/tenants/{}/deliveries/{}", enc(&p.tenant), enc(&p.id));
-    let d = console.get(viewer, &base).await?;
-    let attempts = console.get(viewer, &format!("{base}/attempts")).await?;
+    let d = console.get(&viewer.caller, &base).await?;
+    let attempts = console
+        .get(&viewer.caller, &format!("{base}/attempts"))
+        .await?;
     let attempts = attempts["data"].as_array().cloned().unwrap_or_default();
     let t = enc(&p.tenant);
     let target = match (d["webhook_id"].as_str(), d["url"].as_str()) {
@@ -348,7 +354,9 @@ pub(crate) async fn redeliver(
         enc(&p.tenant),
         enc(&p.id)
     );
-    console.call(&viewer, Method::POST, &path, None).await?;
+    console
+        .call(&viewer.caller, Method::POST, &path, None)
+        .await?;
     let to = format!(
         "/console/tenants/{}/deliveries/{}?done={}",
         enc(&p.tenant),

@@ -18,11 +18,14 @@
 mod api;
 mod dead_letters;
 mod deliveries;
+mod failure;
 mod jobs;
 mod overview;
 mod page;
 mod session;
 mod settings;
+mod shell;
+mod sign_in;
 mod webhooks;
 
 use std::sync::Arc;
@@ -70,9 +73,9 @@ pub fn routes(console: Console) -> Router {
         .route("/", get(overview::page))
         .route(
             "/sign-in",
-            get(session::sign_in_page).post(session::sign_in),
+            get(sign_in::sign_in_page).post(sign_in::sign_in),
         )
-        .route("/sign-out", post(session::sign_out))
+        .route("/sign-out", post(sign_in::sign_out))
         .route("/assets/console.css", get(stylesheet))
         .route("/assets/console.js", get(script))
         .route("/webhooks", get(webhooks::list))

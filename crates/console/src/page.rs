@@ -1,9 +1,11 @@
 //! The page shell (head, navigation, who is signed in) and the small pieces every
 //! page uses. maud escapes every value it renders.
 
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use maud::{DOCTYPE, Markup, html};
+
+pub(crate) use crate::failure::Failure;
+pub(crate) use crate::shell::bare;
+use crate::shell::head;
 use serde_json::Value;
 
 use crate::api::Refused;
@@ -34,29 +36,6 @@ const SECTIONS: [(Section, &str, &str); 5] = [
     ),
     (Section::Settings, "/console/settings", "Settings"),
 ];
-
-fn head(title: &str) -> Markup {
-    html! {
-        head {
-            meta charset="utf-8";
-            meta name="viewport" content="width=device-width, initial-scale=1";
-            title { (title) " · hookrelay" }
-            link rel="stylesheet" href="/console/assets/console.css";
-            script src="/console/assets/console.js" defer {}
-        }
-    }
-}
-
-/// A page without navigation (sign-in).
-pub(crate) fn bare(title: &str, body: Markup) -> Markup {
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            (head(title))
-            body { (body) }
-        }
-    }
-}
 
 /// A signed-in page: navigation, who is signed in, sign-out, then `body`.
 pub(crate) fn page(viewer: &Viewer, section: Section, title: &str, body: Markup) -> Markup {
@@ -157,57 +136,5 @@ pub(crate) fn notice(text: Option<&str>) -> Markup {
         @if let Some(t) = text {
             p.notice role="status" { (t) }
         }
-    }
-}
-
-/// An error page: what went wrong, in the page's words.
-#[derive(Debug)]
-pub(crate) struct Failure {
-    status: StatusCode,
-    message: String,
-}
-
-impl Failure {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-        }
-    }
-
-    pub fn unavailable() -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "The database cannot be reached now; try again in a moment.",
-        )
-    }
-
-    pub fn not_yours() -> Self {
-        Self::new(
-            StatusCode::FORBIDDEN,
-            "Your token does not open this tenant.",
-        )
-    }
-}
-
-impl From<Refused> for Failure {
-    fn from(r: Refused) -> Self {
-        Self::new(r.status, r.error)
-    }
-}
-
-impl IntoResponse for Failure {
-    fn into_response(self) -> Response {
-        let body = bare(
-            "Error",
-            html! {
-                main.sign-in {
-                    h1 { "Something went wrong" }
-                    p.error role="alert" { (self.message) }
-                    p { a href="/console" { "Back to the console" } }
-                }
-            },
-        );
-        (self.status, body).into_response()
     }
 }

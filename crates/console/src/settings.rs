@@ -62,9 +62,11 @@ async fn settings_page(
         ));
     };
     let t = enc(tenant);
-    let settings = console.get(viewer, &format!("/v1/tenants/{t}")).await?;
+    let settings = console
+        .get(&viewer.caller, &format!("/v1/tenants/{t}"))
+        .await?;
     let environments = console
-        .get(viewer, &format!("/v1/tenants/{t}/environments"))
+        .get(&viewer.caller, &format!("/v1/tenants/{t}/environments"))
         .await?;
     let environments = environments["data"].as_array().cloned().unwrap_or_default();
     let may_change = viewer.caller.may_change();
@@ -203,7 +205,7 @@ async fn finish(
     body: Value,
     notice: &str,
 ) -> Result<Response, Failure> {
-    match console.call(viewer, method, path, Some(body)).await {
+    match console.call(&viewer.caller, method, path, Some(body)).await {
         Ok(_) => {
             let to = format!(
                 "/console/settings?tenant={}&done={}",

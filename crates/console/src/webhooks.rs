@@ -78,7 +78,10 @@ pub(crate) async fn list(
     };
     let t = enc(tenant);
     let hooks = console
-        .get(&viewer, &format!("/v1/tenants/{t}/webhooks?limit=500"))
+        .get(
+            &viewer.caller,
+            &format!("/v1/tenants/{t}/webhooks?limit=500"),
+        )
         .await?;
     let health = health_by_key(&console, &viewer, tenant).await;
     let may_change = viewer.caller.may_change();
@@ -129,7 +132,7 @@ async fn health_by_key(
     let path = format!("/v1/stats?tenant={}", enc(tenant));
     let rows = match viewer.is_operator() {
         true => console
-            .get(viewer, &path)
+            .get(&viewer.caller, &path)
             .await
             .map(|v| v["data"].as_array().cloned().unwrap_or_default())
             .unwrap_or_default(),
@@ -400,7 +403,11 @@ pub(crate) async fn create(
     viewer.check(&form.csrf)?;
     let path = format!("/v1/tenants/{}/webhooks", enc(&tenant));
     let created = match form.body(true) {
-        Ok(body) => console.call(&viewer, Method::POST, &path, Some(body)).await,
+        Ok(body) => {
+            console
+                .call(&viewer.caller, Method::POST, &path, Some(body))
+                .await
+        }
         Err(r) => Err(r),
     };
     match created {
@@ -432,7 +439,7 @@ pub(crate) async fn show_page(
     done: Option<&str>,
 ) -> Result<Markup, Failure> {
     let path = format!("/v1/tenants/{}/webhooks/{}", enc(&p.tenant), enc(&p.key));
-    let w = console.get(viewer, &path).await?;
+    let w = console.get(&viewer.caller, &path).await?;
     let here = webhook_href(&p.tenant, text(&w, "key"));
     let may_change = viewer.caller.may_change();
     let (values, refused) = match form {
@@ -526,7 +533,7 @@ pub(crate) async fn update(
     let updated = match form.body(false) {
         Ok(body) => {
             console
-                .call(&viewer, Method::PATCH, &path, Some(body))
+                .call(&viewer.caller, Method::PATCH, &path, Some(body))
                 .await
         }
         Err(r) => Err(r),
@@ -581,7 +588,9 @@ pub(crate) async fn act(
                     "Tick the confirmation to delete the webhook.",
                 ));
             }
-            console.call(&viewer, Method::DELETE, &path, None).await?;
+            console
+                .call(&viewer.caller, Method::DELETE, &path, None)
+                .await?;
             let to = format!(
                 "/console/webhooks?tenant={}&done={}",
                 enc(&a.tenant),
@@ -592,7 +601,9 @@ pub(crate) async fn act(
         _ => return Err(Failure::new(StatusCode::NOT_FOUND, "No such action.")),
     };
     let path = format!("{path}/{}", a.action);
-    console.call(&viewer, Method::POST, &path, None).await?;
+    console
+        .call(&viewer.caller, Method::POST, &path, None)
+        .await?;
     Ok(done(&a.tenant, &a.key, notice))
 }
 
@@ -604,7 +615,7 @@ async fn send_test(
     a: &ActionPath,
     path: &str,
 ) -> Result<Response, Failure> {
-    let w = console.get(viewer, path).await?;
+    let w = console.get(&viewer.caller, path).await?;
     let event_type = w["event_types"][0].as_str().unwrap_or("hookrelay.test");
     let id = format!("test-{}", uuid::Uuid::now_v7());
     let envelope = json!({
@@ -619,7 +630,7 @@ async fn send_test(
         "payload": {"event": event_type, "data": {"test": true, "sent_from": "hookrelay console"}},
     });
     console
-        .call(viewer, Method::POST, "/v1/events", Some(envelope))
+        .call(&viewer.caller, Method::POST, "/v1/events", Some(envelope))
         .await?;
     let to = format!("/console/tenants/{}/events/{}", enc(&a.tenant), enc(&id));
     Ok(Redirect::to(&to).into_response())
@@ -633,7 +644,9 @@ async fn rotate(
     path: &str,
 ) -> Result<Response, Failure> {
     let path = format!("{path}/rotate-signing-secret");
-    let rotated = console.call(viewer, Method::POST, &path, None).await?;
+    let rotated = console
+        .call(&viewer.caller, Method::POST, &path, None)
+        .await?;
     let secret = text(&rotated, "signing_secret");
     let page = page::page(
         viewer,

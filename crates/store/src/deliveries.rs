@@ -480,10 +480,13 @@ pub struct DeliveryFilter {
     /// Created at or after.
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub since: Option<OffsetDateTime>,
+    /// Newest first (and pages continue before the cursor); else oldest first.
+    #[serde(default)]
+    pub newest_first: bool,
 }
 
 /// One page of a tenant's deliveries in creation order (ids are time-ordered UUIDs),
-/// after the delivery `after`.
+/// after the delivery `after` (before it, newest first).
 pub async fn list(
     db: &impl GenericClient,
     tenant: &str,
@@ -495,7 +498,9 @@ pub async fn list(
         "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE tenant = $1 \
          AND ($2::text IS NULL OR event_id = $2) AND ($3::uuid IS NULL OR webhook_id = $3) \
          AND ($4::text IS NULL OR status = $4) AND ($5::timestamptz IS NULL OR created_at >= $5) \
-         AND ($6::uuid IS NULL OR id > $6) ORDER BY id LIMIT $7"
+         AND ($6::uuid IS NULL OR id {beyond} $6) ORDER BY id {order} LIMIT $7",
+        beyond = if filter.newest_first { "<" } else { ">" },
+        order = if filter.newest_first { "DESC" } else { "ASC" },
     );
     let rows = db
         .query(

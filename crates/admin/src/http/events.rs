@@ -149,10 +149,25 @@ pub(super) struct DeliveriesQuery {
     /// Items at most (400 with `field: "limit"` outside 1 to 500).
     #[param(minimum = 1, maximum = 500, default = 50)]
     limit: Option<i64>,
+    /// `oldest` first (the default) or `newest` first.
+    #[param(pattern = "^(oldest|newest)$")]
+    order: Option<String>,
+}
+
+fn newest_first(order: Option<&str>) -> std::result::Result<bool, Invalid> {
+    match order {
+        None | Some("oldest") => Ok(false),
+        Some("newest") => Ok(true),
+        Some(other) => Err(Invalid::new(
+            "order",
+            format!("`{other}` is not an order: `oldest` or `newest`"),
+        )),
+    }
 }
 
 page! {
-    /// A page of deliveries in creation (id) order, oldest first.
+    /// A page of deliveries in creation (id) order, oldest first unless asked for
+    /// newest first.
     DeliveryPage of Delivery;
     /// Pass as `cursor` for the next page: the id of the last delivery. Null when this
     /// page holds fewer than `limit` items.
@@ -161,7 +176,8 @@ page! {
 
 /// List deliveries
 ///
-/// One page of the tenant's deliveries in creation order; every filter narrows.
+/// One page of the tenant's deliveries in creation order (`order`: oldest or newest
+/// first); every filter narrows.
 #[utoipa::path(get, path = "/deliveries", tag = "deliveries", params(DeliveriesQuery),
     responses(
         (status = 200, description = "A page of deliveries.", body = DeliveryPage),
@@ -194,6 +210,7 @@ pub(super) async fn list_deliveries(
             .transpose()?,
         status,
         since: parse_time("since", q.since.as_deref())?,
+        newest_first: newest_first(q.order.as_deref())?,
     };
     let after = uuid_cursor(q.cursor.as_deref())?;
     let data = deliveries::list(&db(&s).await?, &tenant, &filter, after, limit).await?;

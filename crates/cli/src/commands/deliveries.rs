@@ -122,6 +122,7 @@ pub async fn run(common: &Common, command: DeliveriesCommand) -> anyhow::Result<
                 webhook_id,
                 status,
                 since,
+                newest_first: false,
             };
             let found = deliveries::list(&db, &tenant, &filter, None, limit).await?;
             if found.is_empty() {
