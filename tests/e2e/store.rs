@@ -391,3 +391,26 @@ async fn a_claim_is_exclusive_undone_by_a_rollback_and_kept_by_a_commit() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn pooled_sessions_plan_each_execution_and_never_jit_compile() {
+    let db = TestDb::new().await;
+    let show = |pool: store::DbPool, setting: &'static str| async move {
+        let client = pool.get().await.unwrap();
+        let row = client
+            .query_one(&format!("SHOW {setting}"), &[])
+            .await
+            .unwrap();
+        row.get::<_, String>(0)
+    };
+    assert_eq!(show(db.pool.clone(), "jit").await, "off");
+    assert_eq!(
+        show(db.pool.clone(), "plan_cache_mode").await,
+        "force_custom_plan"
+    );
+    // A URL's own options are kept beside ours.
+    let url = format!("{}?options=-c%20statement_timeout%3D4321", db.url);
+    let pool = store::pool(&url, 1).unwrap();
+    assert_eq!(show(pool.clone(), "statement_timeout").await, "4321ms");
+    assert_eq!(show(pool, "jit").await, "off");
+}

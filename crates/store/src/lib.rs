@@ -287,7 +287,7 @@ fn redact(url: &str) -> String {
 /// A connection pool. Size it for concurrent database users, not for prefetch.
 pub fn pool(url: &str, max_size: usize) -> Result<Pool, StoreError> {
     let DbUrl { mut config, tls } = parse(url)?;
-    plan_each_execution(&mut config);
+    session_settings(&mut config);
     let manager_config = ManagerConfig {
         recycling_method: RecyclingMethod::Fast,
     };
@@ -301,17 +301,24 @@ pub fn pool(url: &str, max_size: usize) -> Result<Pool, StoreError> {
         .map_err(|e| StoreError::BadUrl(e.to_string()))
 }
 
-/// Statements are prepared once per connection ([`prepared`]), and Postgres would
-/// settle on one generic plan for each after five executions, planned for the table
-/// as it was then. A role starting on empty tables froze sequential scans that
-/// grew with every row: the sender's load read 2,100 pages for 10 rows and took
-/// 13.7 ms at 1,000 deliveries/s. Planning each execution for its parameters and the
-/// table as it is costs a fraction of a millisecond and keeps the index plans.
-fn plan_each_execution(config: &mut tokio_postgres::Config) {
-    const CUSTOM_PLANS: &str = "-c plan_cache_mode=force_custom_plan";
+/// Settings of every pooled session.
+///
+/// `plan_cache_mode=force_custom_plan`: statements are prepared once per connection
+/// ([`prepared`]), and Postgres would settle on one generic plan for each after five
+/// executions, planned for the table as it was then. A role starting on empty tables
+/// froze sequential scans that grew with every row: the sender's load read 2,100
+/// pages for 10 rows and took 13.7 ms at 1,000 deliveries/s. Planning each execution
+/// for its parameters and the table as it is costs a fraction of a millisecond and
+/// keeps the index plans.
+///
+/// `jit=off`: short queries only. A statement whose estimate crosses
+/// `jit_above_cost` (the per-webhook statistics, once the planner guessed 140
+/// webhooks for a table it had not analyzed) spent 265 ms compiling for a 13 ms run.
+fn session_settings(config: &mut tokio_postgres::Config) {
+    const SETTINGS: &str = "-c plan_cache_mode=force_custom_plan -c jit=off";
     let options = match config.get_options() {
-        Some(given) if !given.is_empty() => format!("{given} {CUSTOM_PLANS}"),
-        _ => CUSTOM_PLANS.to_owned(),
+        Some(given) if !given.is_empty() => format!("{given} {SETTINGS}"),
+        _ => SETTINGS.to_owned(),
     };
     config.options(&options);
 }
