@@ -14,7 +14,7 @@ use crate::Console;
 use crate::api::enc;
 use crate::page::{self, Failure, Section, badge, text, value, when};
 use crate::session::{CsrfOnly, Viewer};
-use crate::webhooks::tenant_picker;
+use crate::tenants::{self, Scope};
 
 const PAGE: usize = 50;
 
@@ -92,22 +92,18 @@ pub(crate) async fn search(
     viewer: Viewer,
     Query(s): Query<Search>,
 ) -> Result<Markup, Failure> {
-    let tenant = match (viewer.own_tenant(), given(&s.tenant)) {
-        (Some(own), Some(asked)) if own != asked => return Err(Failure::not_yours()),
-        (Some(own), _) => Some(own.to_owned()),
-        (None, asked) => asked.map(str::to_owned),
-    };
-    let picker = match viewer.is_operator() {
-        true => Some(tenant_picker(&console, "/console/deliveries", tenant.as_deref()).await?),
-        false => None,
-    };
-    let Some(tenant) = tenant else {
-        return Ok(page::page(
-            &viewer,
-            Section::Deliveries,
-            "Events & deliveries",
-            html! { p { "Pick a tenant to search its deliveries." } (picker.unwrap_or_default()) },
-        ));
+    let what = ("/console/deliveries", "Events & deliveries", "deliveries");
+    let (tenant, picker) = match tenants::scope(
+        &console,
+        &viewer,
+        s.tenant.as_deref(),
+        Section::Deliveries,
+        what,
+    )
+    .await?
+    {
+        Scope::Tenant { tenant, picker } => (tenant, picker),
+        Scope::Pick(page) => return Ok(page),
     };
     let (query, events) = s.api_query();
     let list = if events { "events" } else { "deliveries" };
@@ -118,7 +114,7 @@ pub(crate) async fn search(
         Section::Deliveries,
         &format!("Events & deliveries of {tenant}"),
         html! {
-            (picker.unwrap_or_default())
+            (picker)
             (search_form(&tenant, &s))
             @match &found {
                 Err(r) => (page::refusal(Some(r))),

@@ -26,6 +26,7 @@ mod session;
 mod settings;
 mod shell;
 mod sign_in;
+mod tenants;
 mod webhooks;
 
 use std::sync::Arc;

@@ -13,7 +13,7 @@ use crate::Console;
 use crate::api::{Refused, enc};
 use crate::page::{self, Failure, Section, text, value};
 use crate::session::Viewer;
-use crate::webhooks::tenant_picker;
+use crate::tenants::{self, Scope};
 
 #[derive(Deserialize, Default)]
 pub(crate) struct SettingsQuery {
@@ -26,16 +26,10 @@ pub(crate) async fn page(
     viewer: Viewer,
     Query(q): Query<SettingsQuery>,
 ) -> Result<Markup, Failure> {
-    let asked = q.tenant.as_deref().filter(|t| !t.is_empty());
-    let tenant = match (viewer.own_tenant(), asked) {
-        (Some(own), Some(asked)) if own != asked => return Err(Failure::not_yours()),
-        (Some(own), _) => Some(own.to_owned()),
-        (None, asked) => asked.map(str::to_owned),
-    };
     settings_page(
         &console,
         &viewer,
-        tenant.as_deref(),
+        q.tenant.as_deref(),
         q.done.as_deref(),
         None,
     )
@@ -49,19 +43,13 @@ async fn settings_page(
     done: Option<&str>,
     refused: Option<&Refused>,
 ) -> Result<Markup, Failure> {
-    let picker = match viewer.is_operator() {
-        true => Some(tenant_picker(console, "/console/settings", tenant).await?),
-        false => None,
-    };
-    let Some(tenant) = tenant else {
-        return Ok(page::page(
-            viewer,
-            Section::Settings,
-            "Settings",
-            html! { p { "Pick a tenant to see its settings." } (picker.unwrap_or_default()) },
-        ));
-    };
-    let t = enc(tenant);
+    let what = ("/console/settings", "Settings", "settings");
+    let (tenant, picker) =
+        match tenants::scope(console, viewer, tenant, Section::Settings, what).await? {
+            Scope::Tenant { tenant, picker } => (tenant, picker),
+            Scope::Pick(page) => return Ok(page),
+        };
+    let t = enc(&tenant);
     let settings = console
         .get(&viewer.caller, &format!("/v1/tenants/{t}"))
         .await?;
@@ -75,7 +63,7 @@ async fn settings_page(
         Section::Settings,
         &format!("Settings of {tenant}"),
         html! {
-            (picker.unwrap_or_default())
+            (picker)
             (page::notice(done))
             (page::refusal(refused))
             section aria-labelledby="retention" {

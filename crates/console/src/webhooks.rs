@@ -5,7 +5,6 @@ use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use hookrelay_store::tenants;
 use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -14,6 +13,7 @@ use crate::Console;
 use crate::api::{Refused, enc};
 use crate::page::{self, Failure, Section, badge, text, value};
 use crate::session::Viewer;
+use crate::tenants::{self, Scope};
 
 #[derive(Deserialize)]
 pub(crate) struct TenantQuery {
@@ -22,60 +22,25 @@ pub(crate) struct TenantQuery {
     done: Option<String>,
 }
 
-/// The tenant a page is about: the one asked for, a tenant token's own, or none
-/// (the operator picks).
-fn tenant_of<'a>(viewer: &'a Viewer, asked: Option<&'a str>) -> Result<Option<&'a str>, Failure> {
-    match (viewer.own_tenant(), asked.filter(|t| !t.is_empty())) {
-        (Some(own), Some(asked)) if own != asked => Err(Failure::not_yours()),
-        (Some(own), _) => Ok(Some(own)),
-        (None, asked) => Ok(asked),
-    }
-}
-
-/// The operator's choice of tenant, on pages that need one.
-pub(crate) async fn tenant_picker(
-    console: &Console,
-    action: &str,
-    current: Option<&str>,
-) -> Result<Markup, Failure> {
-    let db = console
-        .pool
-        .get()
-        .await
-        .map_err(|_| Failure::unavailable())?;
-    let known = tenants::list(&db)
-        .await
-        .map_err(|_| Failure::unavailable())?;
-    Ok(html! {
-        form.picker method="get" action=(action) {
-            label for="tenant" { "Tenant" }
-            input #tenant name="tenant" list="tenants" value=[current] required;
-            datalist #tenants {
-                @for t in &known { option value=(t.tenant) {} }
-            }
-            button type="submit" { "Show" }
-        }
-    })
-}
-
 pub(crate) async fn list(
     State(console): State<Console>,
     viewer: Viewer,
     Query(q): Query<TenantQuery>,
 ) -> Result<Markup, Failure> {
-    let tenant = tenant_of(&viewer, q.tenant.as_deref())?;
-    let picker = match viewer.is_operator() {
-        true => Some(tenant_picker(&console, "/console/webhooks", tenant).await?),
-        false => None,
+    let what = ("/console/webhooks", "Webhooks", "webhooks");
+    let (tenant, picker) = match tenants::scope(
+        &console,
+        &viewer,
+        q.tenant.as_deref(),
+        Section::Webhooks,
+        what,
+    )
+    .await?
+    {
+        Scope::Tenant { tenant, picker } => (tenant, picker),
+        Scope::Pick(page) => return Ok(page),
     };
-    let Some(tenant) = tenant else {
-        return Ok(page::page(
-            &viewer,
-            Section::Webhooks,
-            "Webhooks",
-            html! { p { "Pick a tenant to see its webhooks." } (picker.unwrap_or_default()) },
-        ));
-    };
+    let tenant = tenant.as_str();
     let t = enc(tenant);
     let hooks = console
         .get(
@@ -90,7 +55,7 @@ pub(crate) async fn list(
         Section::Webhooks,
         &format!("Webhooks of {tenant}"),
         html! {
-            (picker.unwrap_or_default())
+            (picker)
             (page::notice(q.done.as_deref()))
             @if may_change {
                 p { a.button href={ "/console/tenants/" (t) "/webhooks" } { "New webhook" } }
