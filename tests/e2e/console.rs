@@ -27,8 +27,13 @@ async fn wait_title(browser: &Browser, title: &str) {
     .await;
 }
 
+/// The page's text; empty while a page is being replaced (a page that reloads
+/// itself), so that waits look again.
 async fn page_text(browser: &Browser) -> String {
-    browser.text_of("body").await
+    match browser.client().find(Locator::Css("body")).await {
+        Ok(body) => body.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
 }
 
 async fn sign_in(browser: &Browser, base: &str, token: &str) {

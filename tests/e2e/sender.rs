@@ -709,6 +709,37 @@ async fn sender_consumes(stack: &TestStack) -> bool {
     found.is_ok_and(|q| q.consumer_count() == 1)
 }
 
+/// Deletes the deliveries queue until the sender has begun its `session`th session
+/// (counted by its metrics) and consumes the queue it declared again. Reconnecting is
+/// a condition, not a speed; and on a loaded broker a quorum queue's delete was seen
+/// to answer while the queue stayed, its consumer untouched: then it is deleted again.
+async fn reconnect_sender(stack: &TestStack, session: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while stack.metrics.consumer_sessions("sender") < session {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the sender did not begin session {session} within 90 s of deleting its queue"
+        );
+        let _ = stack
+            .channel
+            .queue_delete(
+                stack.topology.deliveries_queue().as_str().into(),
+                lapin::options::QueueDeleteOptions::default(),
+            )
+            .await;
+        let ended = tokio::time::Instant::now() + Duration::from_secs(10);
+        while stack.metrics.consumer_sessions("sender") < session
+            && tokio::time::Instant::now() < ended
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    wait_until("the new session consumes", Duration::from_secs(60), || {
+        sender_consumes(stack)
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn after_reconnecting_a_lost_retry_is_sent_by_the_first_sweep_that_finds_it() {
     let mut stack = TestStack::new().await;
@@ -719,23 +750,13 @@ async fn after_reconnecting_a_lost_retry_is_sent_by_the_first_sweep_that_finds_i
     stack.start_sender_with(config).await;
     // Three reconnections: a session's sweep used to outlive it and keep claiming
     // rows it could no longer publish on its closed channel.
-    // Reconnecting is a condition, not a speed: a loaded machine may take its time.
-    let reconnect = Duration::from_secs(60);
-    for _ in 0..3 {
-        wait_until("the sender consumes", reconnect, || sender_consumes(&stack)).await;
-        stack
-            .channel
-            .queue_delete(
-                stack.topology.deliveries_queue().as_str().into(),
-                lapin::options::QueueDeleteOptions::default(),
-            )
-            .await
-            .expect("delete the deliveries queue");
-    }
-    wait_until("the sender consumes again", WAIT, || {
-        sender_consumes(&stack)
+    wait_until("the sender consumes", WAIT, || async {
+        stack.metrics.consumer_sessions("sender") >= 1 && sender_consumes(&stack).await
     })
     .await;
+    for session in 2..=4 {
+        reconnect_sender(&stack, session).await;
+    }
     let delay_queue = stack
         .topology
         .delay_queue_name(stack.topology.delay_at_least(Duration::from_secs(2)));

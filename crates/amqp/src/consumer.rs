@@ -131,9 +131,9 @@ impl Supervisor {
 }
 
 /// Closes `consuming` once `look` has found no consumer on `queue` [`WATCH_STRIKES`]
-/// times in a row; returns then, or when it can no longer look (the connection or
-/// the queue is gone: the handler sees that by itself), or at shutdown (a handler
-/// draining has cancelled its consumer on purpose).
+/// times in a row, or the queue gone (a deleted quorum queue was seen to leave its
+/// consumer uncancelled: the role consumed nothing until restarted); returns then, or
+/// at shutdown (a handler draining has cancelled its consumer on purpose).
 async fn watch(
     role: &'static str,
     look: Channel,
@@ -151,7 +151,13 @@ async fn watch(
         let consumers = match tokio::time::timeout(WATCH_EVERY, inspect_queue(&look, &queue)).await
         {
             Ok(Ok(q)) => q.consumer_count(),
-            Ok(Err(_)) => return,
+            Ok(Err(e)) => {
+                // The queue is gone (or the connection, and closing costs nothing):
+                // the next session declares it again.
+                tracing::warn!(role, %queue, error = %e, "{role} cannot see its queue; consuming again");
+                let _ = consuming.close(200, "the queue is gone".into()).await;
+                return;
+            }
             Err(_) => continue,
         };
         strikes = if consumers == 0 { strikes + 1 } else { 0 };
@@ -162,5 +168,37 @@ async fn watch(
                 .await;
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ConnectRetry, connect};
+
+    /// Needs the RabbitMQ of `cargo xtask test` (127.0.0.1:5672).
+    const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+    #[tokio::test]
+    async fn the_watchdog_ends_a_session_whose_queue_is_gone() {
+        let connection = connect(URL, "hookrelay-test-watchdog", ConnectRetry::default())
+            .await
+            .expect("RabbitMQ must run at 127.0.0.1:5672 (cargo xtask test starts it)");
+        let consuming = connection.create_channel().await.expect("channel");
+        let look = connection.create_channel().await.expect("channel");
+        let (_trigger, shutdown) = hookrelay_model::shutdown::channel();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let queue = format!("t.watchdog-{}-{nanos}.gone", std::process::id());
+        let watching = watch("test", look, consuming.clone(), queue, shutdown);
+        tokio::time::timeout(WATCH_EVERY * 3, watching)
+            .await
+            .expect("the watchdog returns once it finds the queue gone");
+        assert!(
+            !consuming.status().connected(),
+            "the session's channel is closed, so its handler ends and the role reconnects"
+        );
+        let _ = connection.close(200, "done".into()).await;
     }
 }

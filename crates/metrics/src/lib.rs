@@ -114,6 +114,7 @@ pub struct Metrics {
     dead_lettered: Family<Labels, Counter>,
     in_flight: Family<Labels, Gauge>,
     consuming: Family<Labels, Gauge>,
+    consumer_sessions: Family<Labels, Counter>,
     queue_messages: Family<Labels, Gauge>,
     events_accepted: Counter,
     webhooks_disabled: Counter,
@@ -219,6 +220,15 @@ impl Metrics {
             None,
             consuming.clone(),
         );
+        let consumer_sessions = Family::<Labels, Counter>::default();
+        define(
+            &mut registry,
+            &mut series,
+            "consumer_sessions",
+            "Times the role began consuming its queue: one, plus one per reconnection",
+            None,
+            consumer_sessions.clone(),
+        );
         let queue_messages = Family::<Labels, Gauge>::default();
         define(
             &mut registry,
@@ -321,6 +331,7 @@ impl Metrics {
             dead_lettered,
             in_flight,
             consuming,
+            consumer_sessions,
             queue_messages,
             events_accepted,
             webhooks_disabled,
@@ -409,10 +420,23 @@ impl Metrics {
         self.in_flight.get_or_create(&label("role", role)).get()
     }
 
+    /// Each start is a session of its own (counted), each stop ends it.
     pub fn set_consuming(&self, role: &str, on: bool) {
         self.consuming
             .get_or_create(&label("role", role))
             .set(i64::from(on));
+        if on {
+            self.consumer_sessions
+                .get_or_create(&label("role", role))
+                .inc();
+        }
+    }
+
+    /// Sessions the role began: 1 plus its reconnections.
+    pub fn consumer_sessions(&self, role: &str) -> u64 {
+        self.consumer_sessions
+            .get_or_create(&label("role", role))
+            .get()
     }
 
     pub fn is_consuming(&self, role: &str) -> bool {
