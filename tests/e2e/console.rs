@@ -142,6 +142,20 @@ async fn an_operator_runs_a_webhook_from_sign_in_to_a_replayed_dead_letter() {
     assert!(browser.text_of(".notice").await.starts_with("Resumed"));
     wait_status(&stack, "acme", &held.id, DeliveryStatus::Delivered).await;
 
+    // A new signing secret is shown once, on its own page.
+    browser.goto(&webhook_page).await;
+    browser
+        .click("form[action$='/rotate-signing-secret'] button")
+        .await;
+    let secret = browser.text_of("code.secret").await;
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    browser.screenshot("signing-secret").await;
+    browser.goto(&webhook_page).await;
+    assert!(
+        !page_text(&browser).await.contains(&secret),
+        "shown once only"
+    );
+
     // A test event, for this webhook only.
     browser.goto(&webhook_page).await;
     browser.click("form[action$='/test'] button").await;
@@ -166,10 +180,31 @@ async fn an_operator_runs_a_webhook_from_sign_in_to_a_replayed_dead_letter() {
     let dlq = stack.topology.dead_letter_queue();
     stack.wait_queue_len(&dlq, 1, WAIT).await;
     stack.receiver.respond("/flaky", Behaviour::Status(200));
+    // Its health: the last error of the day beside the webhook.
+    browser
+        .goto(&format!("{base}/console/webhooks?tenant=acme"))
+        .await;
+    let flaky_row = browser.text_of("tbody tr:nth-child(2)").await;
+    assert!(
+        flaky_row.contains("flaky") && flaky_row.contains("500"),
+        "{flaky_row}"
+    );
     browser.goto(&format!("{base}/console/dead-letters")).await;
     wait_title(&browser, "Dead letters").await;
     assert!(page_text(&browser).await.contains("flaky"));
     browser.screenshot("dead-letters").await;
+    // The group's messages, and one of them whole.
+    browser.click("tbody td a[href*='reason=']").await;
+    browser
+        .click("tbody th a[href*='/dead-letters/message/']")
+        .await;
+    wait_until("the dead letter's page", WAIT, || async {
+        page_text(&browser).await.contains("Dead letter ")
+    })
+    .await;
+    assert!(page_text(&browser).await.contains(&failing.id));
+    browser.screenshot("dead-letter").await;
+    browser.goto(&format!("{base}/console/dead-letters")).await;
     browser.click("form[action$='/replay'] button").await;
     wait_title(&browser, "Replay dead letters").await;
     assert_eq!(browser.text_of("#dry-run .count").await, "1");

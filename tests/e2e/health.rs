@@ -300,6 +300,16 @@ async fn stats_count_recent_deliveries_by_status_and_the_dead_letters() {
     let bad = entry(data, Some("bad"));
     assert_eq!(bad["last_hour"]["failed"], 2);
     assert_eq!(bad["dead_letters"], 2);
+    let last_error = bad["last_error"].as_str().unwrap_or_default();
+    assert!(
+        last_error.contains("400"),
+        "the newest failure's error: {bad}"
+    );
+    assert_eq!(
+        ok_entry["last_error"],
+        Value::Null,
+        "none of its deliveries failed"
+    );
     let paused = entry(data, Some("paused"));
     assert_eq!(paused["last_day"]["held"], 2);
     assert_ne!(paused["last_day"], zero);

@@ -24,6 +24,8 @@ pub struct WebhookStats {
     pub last_hour: StatusCounts,
     /// Deliveries created in the last 24 hours, by their status now.
     pub last_day: StatusCounts,
+    /// The error of the newest of those that failed; null when none did.
+    pub last_error: Option<String>,
     /// Messages in the dead-letter queue now that name this webhook (for the
     /// one-off row: that name the tenant and no webhook).
     #[schema(minimum = 0)]
@@ -81,6 +83,7 @@ pub async fn collect(
                 webhook_key: r.webhook_key,
                 last_hour: r.last_hour,
                 last_day: r.last_day,
+                last_error: r.last_error,
             }
         })
         .collect())

@@ -30,7 +30,7 @@ pub(crate) async fn page(
     State(console): State<Console>,
     viewer: Viewer,
 ) -> Result<Markup, Failure> {
-    let rows = per_tenant(&stats_of(&console, &viewer).await?);
+    let rows = per_tenant(&stats_of(&console, &viewer, None).await?);
     let operator = viewer.is_operator();
     let tripped = tripped(&console, &viewer).await?;
     let queues = match viewer.is_operator() {
@@ -87,11 +87,20 @@ pub(crate) async fn page(
     ))
 }
 
-/// The operator's statistics come from `/v1/stats` (with dead letters); a tenant
-/// token's from its tenant's deliveries (dead letters are the operator's).
-async fn stats_of(console: &Console, viewer: &Viewer) -> Result<Vec<Value>, Failure> {
-    let Some(tenant) = viewer.own_tenant() else {
-        let all = console.get(&viewer.caller, "/v1/stats").await?;
+/// Statistics per webhook, of `tenant` or of every tenant: the operator's from
+/// `/v1/stats` (with dead letters), a tenant token's from its tenant's deliveries
+/// (`/v1/stats` and the dead letters are the operator's), in the same shape.
+pub(crate) async fn stats_of(
+    console: &Console,
+    viewer: &Viewer,
+    tenant: Option<&str>,
+) -> Result<Vec<Value>, Failure> {
+    let Some(own) = viewer.own_tenant() else {
+        let path = match tenant {
+            Some(t) => format!("/v1/stats?tenant={}", enc(t)),
+            None => "/v1/stats".to_owned(),
+        };
+        let all = console.get(&viewer.caller, &path).await?;
         return Ok(all["data"].as_array().cloned().unwrap_or_default());
     };
     let db = console
@@ -100,7 +109,7 @@ async fn stats_of(console: &Console, viewer: &Viewer) -> Result<Vec<Value>, Fail
         .await
         .map_err(|_| Failure::unavailable())?;
     let filter = stats::StatsFilter {
-        tenant: Some(tenant.to_owned()),
+        tenant: Some(own.to_owned()),
         webhook_ids: None,
     };
     let counts = stats::recent(&db, &filter, OffsetDateTime::now_utc())
@@ -110,8 +119,9 @@ async fn stats_of(console: &Console, viewer: &Viewer) -> Result<Vec<Value>, Fail
     Ok(counts
         .iter()
         .map(|c| {
-            json!({"tenant": c.tenant, "last_hour": as_json(&c.last_hour),
-                   "last_day": as_json(&c.last_day), "dead_letters": 0})
+            json!({"tenant": c.tenant, "webhook_key": c.webhook_key,
+                   "last_hour": as_json(&c.last_hour), "last_day": as_json(&c.last_day),
+                   "last_error": c.last_error, "dead_letters": 0})
         })
         .collect())
 }

@@ -67,7 +67,7 @@ pub(crate) async fn list(
                 div.scroll { table {
                     thead { tr {
                         th { "Key" } th { "URL" } th { "State" } th { "Success (24 h)" }
-                        th { "Last day" } th { "Breaker" }
+                        th { "Last day" } th { "Last error (24 h)" } th { "Breaker" }
                     } }
                     tbody {
                         @for w in &data {
@@ -78,6 +78,7 @@ pub(crate) async fn list(
                                 td { (state_badge(w)) }
                                 td.num { (health.get(key).map(success_rate).unwrap_or_else(|| "–".into())) }
                                 td { (health.get(key).map(counts).unwrap_or_else(|| "–".into())) }
+                                td.error-text { (health.get(key).and_then(|h| h["last_error"].as_str()).unwrap_or("–")) }
                                 td { (breaker(w)) }
                             }
                         }
@@ -88,27 +89,24 @@ pub(crate) async fn list(
     ))
 }
 
-/// Each webhook's counts of the last day, by key (for the health columns).
+/// Each webhook's statistics (`/v1/stats`: the last day's counts and last error), by
+/// key, for the health columns.
 async fn health_by_key(
     console: &Console,
     viewer: &Viewer,
     tenant: &str,
 ) -> std::collections::HashMap<String, Value> {
-    let path = format!("/v1/stats?tenant={}", enc(tenant));
-    let rows = match viewer.is_operator() {
-        true => console
-            .get(&viewer.caller, &path)
-            .await
-            .map(|v| v["data"].as_array().cloned().unwrap_or_default())
-            .unwrap_or_default(),
-        false => Vec::new(),
-    };
+    // The health columns are extra: without them the list still helps.
+    let rows = crate::overview::stats_of(console, viewer, Some(tenant))
+        .await
+        .unwrap_or_default();
     rows.into_iter()
-        .filter_map(|r| Some((r["webhook_key"].as_str()?.to_owned(), r["last_day"].clone())))
+        .filter_map(|r| Some((r["webhook_key"].as_str()?.to_owned(), r)))
         .collect()
 }
 
-fn success_rate(day: &Value) -> String {
+fn success_rate(stats: &Value) -> String {
+    let day = &stats["last_day"];
     let delivered = day["delivered"].as_u64().unwrap_or(0);
     let failed = day["failed"].as_u64().unwrap_or(0);
     match delivered + failed {
@@ -117,7 +115,8 @@ fn success_rate(day: &Value) -> String {
     }
 }
 
-fn counts(day: &Value) -> String {
+fn counts(stats: &Value) -> String {
+    let day = &stats["last_day"];
     format!(
         "{} delivered, {} failed, {} pending, {} held",
         day["delivered"], day["failed"], day["pending"], day["held"]

@@ -28,6 +28,8 @@ pub struct WebhookCounts {
     pub webhook_key: Option<String>,
     pub last_hour: StatusCounts,
     pub last_day: StatusCounts,
+    /// The error of the newest delivery of the last day that failed.
+    pub last_error: Option<String>,
 }
 
 /// Which webhooks to count: every field narrows.
@@ -46,7 +48,8 @@ const COUNTS: &str = "\
     count(*) FILTER (WHERE d.status = 'delivered') AS d_delivered, \
     count(*) FILTER (WHERE d.status = 'failed') AS d_failed, \
     count(*) FILTER (WHERE d.status = 'pending') AS d_pending, \
-    count(*) FILTER (WHERE d.status = 'held') AS d_held";
+    count(*) FILTER (WHERE d.status = 'held') AS d_held, \
+    (array_agg(d.last_error ORDER BY d.id DESC) FILTER (WHERE d.status = 'failed'))[1] AS last_error";
 
 fn counts(r: &tokio_postgres::Row, p: &str) -> Result<StatusCounts, StoreError> {
     let n = |c: &str| -> Result<u64, StoreError> {
@@ -91,6 +94,7 @@ pub async fn recent(
             webhook_key: Some(r.try_get("key")?),
             last_hour: counts(r, "h")?,
             last_day: counts(r, "d")?,
+            last_error: r.try_get("last_error")?,
         });
     }
     if filter.webhook_ids.is_some() {
@@ -110,6 +114,7 @@ pub async fn recent(
             webhook_key: None,
             last_hour: counts(r, "h")?,
             last_day: counts(r, "d")?,
+            last_error: r.try_get("last_error")?,
         });
     }
     Ok(out)

@@ -43,6 +43,7 @@ pub async fn run(common: &Common, args: StatsArgs) -> anyhow::Result<()> {
                 d.pending.to_string(),
                 d.held.to_string(),
                 s.dead_letters.to_string(),
+                s.last_error.clone().unwrap_or_default(),
             ]
         })
         .collect();
@@ -61,6 +62,7 @@ pub async fn run(common: &Common, args: StatsArgs) -> anyhow::Result<()> {
             "24H PENDING",
             "24H HELD",
             "DEAD LETTERS",
+            "LAST ERROR (24H)",
         ],
         rows,
     );
