@@ -6,17 +6,6 @@ use reqwest::header::{CONTENT_TYPE, HOST, ORIGIN};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-async fn webhook_count(stack: &TestStack) -> i64 {
-    stack
-        .db
-        .client()
-        .await
-        .query_one("SELECT count(*) FROM webhooks", &[])
-        .await
-        .unwrap()
-        .get(0)
-}
-
 fn create_body(key: &str) -> String {
     json!({"key": key, "url": "http://127.0.0.1:9/hook"}).to_string()
 }
@@ -72,7 +61,7 @@ async fn without_a_token_a_page_from_another_site_cannot_change_anything() {
             .contains("application/json"),
         "{error}"
     );
-    assert_eq!(webhook_count(&stack).await, 0, "nothing forged was stored");
+    assert_eq!(stack.webhook_count().await, 0, "nothing forged was stored");
 
     // The same request as a script or the CLI sends it is served.
     let made = http
@@ -100,7 +89,7 @@ async fn without_a_token_a_page_from_another_site_cannot_change_anything() {
         .unwrap();
     assert_eq!(delete.status(), StatusCode::FORBIDDEN);
     assert_eq!(
-        webhook_count(&stack).await,
+        stack.webhook_count().await,
         1,
         "the real webhook is still there"
     );
@@ -171,5 +160,5 @@ async fn with_a_token_a_cross_site_post_is_refused_before_the_token_is_checked()
         .await
         .unwrap();
     assert_eq!(named.status(), StatusCode::OK);
-    assert_eq!(webhook_count(&stack).await, 0);
+    assert_eq!(stack.webhook_count().await, 0);
 }

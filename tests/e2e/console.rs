@@ -345,15 +345,7 @@ async fn a_form_on_another_site_cannot_post_to_the_console() {
     .await;
     let answer = page_text(&browser).await;
     assert!(answer.contains("refused"), "{answer}");
-    let created: i64 = stack
-        .db
-        .client()
-        .await
-        .query_one("SELECT count(*) FROM webhooks", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(created, 0, "no webhook was created");
+    assert_eq!(stack.webhook_count().await, 0, "no webhook was created");
 }
 
 #[tokio::test]

@@ -229,6 +229,17 @@ impl TestStack {
         }
     }
 
+    /// Webhooks stored, of every tenant.
+    pub async fn webhook_count(&self) -> i64 {
+        self.db
+            .client()
+            .await
+            .query_one("SELECT count(*) FROM webhooks", &[])
+            .await
+            .expect("count webhooks")
+            .get(0)
+    }
+
     pub async fn create_webhook(&self, new: NewWebhook) -> Webhook {
         webhooks::create(&self.db.client().await, &self.cipher, &new)
             .await
