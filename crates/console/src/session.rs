@@ -93,7 +93,7 @@ impl FromRequestParts<Console> for Viewer {
         };
         // An operator session ends when the operator token changes.
         if let Some(opened_with) = &session.operator_token_sha256 {
-            let now = console::digest(operator_token(console));
+            let now = hookrelay_store::crypto::sha256(operator_token(console));
             if !bool::from(opened_with.as_slice().ct_eq(now.as_slice())) {
                 return Err(SignInFirst.into_response());
             }

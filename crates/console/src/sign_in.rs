@@ -71,7 +71,7 @@ pub(crate) async fn sign_in(
             token_id: Some(id), ..
         })) => Opener::Token(id),
         Ok(Some(_)) => Opener::Operator {
-            token_sha256: console::digest(operator_token(&console)),
+            token_sha256: hookrelay_store::crypto::sha256(operator_token(&console)),
         },
         Ok(None) => {
             let error = "That token is not valid here.";
@@ -110,14 +110,8 @@ pub(crate) async fn sign_out(
     Form(form): Form<CsrfOnly>,
 ) -> Result<Response, Failure> {
     viewer.check(&form.csrf)?;
-    let db = console
-        .pool
-        .get()
-        .await
-        .map_err(|_| Failure::unavailable())?;
-    console::close(&db, &viewer.id)
-        .await
-        .map_err(|_| Failure::unavailable())?;
+    let db = console.db().await?;
+    console::close(&db, &viewer.id).await?;
     let gone = set_cookie("", time::Duration::ZERO, over_tls(&headers));
     Ok((
         [(header::SET_COOKIE, gone)],

@@ -9,10 +9,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use deadpool_postgres::GenericClient;
 use hookrelay_model::access::Caller;
 use hookrelay_model::webhook::Secret;
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::StoreError;
+use crate::crypto::sha256;
 use crate::tokens;
 
 /// Who a session was opened for.
@@ -30,10 +30,6 @@ pub struct Session {
     /// Present on operator sessions: compared with the operator token now.
     pub operator_token_sha256: Option<Vec<u8>>,
     pub csrf: Secret,
-}
-
-pub fn digest(value: &str) -> Vec<u8> {
-    Sha256::digest(value.as_bytes()).to_vec()
 }
 
 fn random_text() -> Result<String, StoreError> {
@@ -61,7 +57,7 @@ pub async fn open(
         "INSERT INTO console_sessions (id_sha256, token_id, operator_token_sha256, csrf, \
          expires_at) VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))",
         &[
-            &digest(&id),
+            &sha256(&id),
             &token_id,
             &operator,
             &csrf,
@@ -79,7 +75,7 @@ pub async fn find(db: &impl GenericClient, id: &str) -> Result<Option<Session>, 
             "SELECT s.operator_token_sha256, s.csrf, t.tenant, t.scope \
              FROM console_sessions s LEFT JOIN api_tokens t ON t.id = s.token_id \
              WHERE s.id_sha256 = $1 AND s.expires_at > now()",
-            &[&digest(id)],
+            &[&sha256(id)],
         )
         .await?;
     let Some(row) = row else { return Ok(None) };
@@ -104,7 +100,7 @@ pub async fn find(db: &impl GenericClient, id: &str) -> Result<Option<Session>, 
 pub async fn close(db: &impl GenericClient, id: &str) -> Result<(), StoreError> {
     db.execute(
         "DELETE FROM console_sessions WHERE id_sha256 = $1",
-        &[&digest(id)],
+        &[&sha256(id)],
     )
     .await?;
     Ok(())

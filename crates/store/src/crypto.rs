@@ -114,6 +114,12 @@ pub fn is_sealed(stored: &str) -> bool {
     stored.starts_with(PREFIX)
 }
 
+/// SHA-256 of a text: how tokens and console session ids are stored (never the text).
+pub fn sha256(text: &str) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(text.as_bytes()).to_vec()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,11 +3,11 @@
 
 use deadpool_postgres::GenericClient;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::StoreError;
+use crate::crypto::sha256;
 use hookrelay_model::access::Scope;
 use hookrelay_model::webhook::Secret;
 
@@ -24,10 +24,6 @@ pub struct ApiToken {
     pub scope: Scope,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
-}
-
-fn digest(token: &str) -> Vec<u8> {
-    Sha256::digest(token.as_bytes()).to_vec()
 }
 
 /// Creates a token for `tenant`; returns it with the only copy of its secret.
@@ -53,7 +49,7 @@ pub async fn create(
                 &Uuid::now_v7(),
                 &tenant,
                 &name,
-                &digest(&token),
+                &sha256(&token),
                 &scope.as_str(),
             ],
         )
@@ -125,7 +121,7 @@ pub async fn find(db: &impl GenericClient, token: &str) -> Result<Option<ApiToke
     let row = db
         .query_opt(
             "SELECT id, tenant, name, scope, created_at FROM api_tokens WHERE token_sha256 = $1",
-            &[&digest(token)],
+            &[&sha256(token)],
         )
         .await?;
     row.as_ref().map(from_row).transpose()
