@@ -285,12 +285,10 @@ pub(crate) async fn act(
             .replay(&console.admin, form.filter.admin(), what);
         return Ok(Redirect::to(&format!("/console/dead-letters/jobs/{id}")).into_response());
     }
+    // What is confirmed here is a purge (a confirmed replay runs as a job, above).
     let mut body = form.filter.body();
-    match confirmed {
-        true if action == "purge" => body.insert("confirm".into(), json!(true)),
-        true => None,
-        false => body.insert("dry_run".into(), json!(true)),
-    };
+    let flag = if confirmed { "confirm" } else { "dry_run" };
+    body.insert(flag.into(), json!(true));
     let path = format!("/v1/dead-letter/{action}");
     let summary = console
         .call(

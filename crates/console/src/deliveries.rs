@@ -5,7 +5,7 @@
 use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::{Method, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::Value;
@@ -354,10 +354,9 @@ pub(crate) async fn redeliver(
         .call(&viewer.caller, Method::POST, &path, None)
         .await?;
     let to = format!(
-        "/console/tenants/{}/deliveries/{}?done={}",
+        "/console/tenants/{}/deliveries/{}",
         enc(&p.tenant),
-        enc(&p.id),
-        enc("Requeued for a fresh round of attempts.")
+        enc(&p.id)
     );
-    Ok(Redirect::to(&to).into_response())
+    Ok(page::done(&to, "Requeued for a fresh round of attempts."))
 }

@@ -4,6 +4,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use maud::html;
 
+use hookrelay_store::StoreError;
+
 use crate::api::Refused;
 use crate::shell::bare;
 
@@ -34,6 +36,14 @@ impl Failure {
             StatusCode::FORBIDDEN,
             "Your token does not open this tenant.",
         )
+    }
+}
+
+/// What the store could not do is the page's 503; why goes to the log only.
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        tracing::warn!(error = %e, "a console page's database call failed");
+        Self::unavailable()
     }
 }
 

@@ -68,6 +68,16 @@ impl Console {
     }
 }
 
+impl Console {
+    /// A pooled connection for the console's own store calls.
+    pub(crate) async fn db(&self) -> Result<deadpool_postgres::Object, failure::Failure> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| hookrelay_store::StoreError::from(e).into())
+    }
+}
+
 /// Every console route, under `/console`.
 pub fn routes(console: Console) -> Router {
     let pages = Router::new()

@@ -103,18 +103,12 @@ pub(crate) async fn stats_of(
         let all = console.get(&viewer.caller, &path).await?;
         return Ok(all["data"].as_array().cloned().unwrap_or_default());
     };
-    let db = console
-        .pool
-        .get()
-        .await
-        .map_err(|_| Failure::unavailable())?;
+    let db = console.db().await?;
     let filter = stats::StatsFilter {
         tenant: Some(own.to_owned()),
         webhook_ids: None,
     };
-    let counts = stats::recent(&db, &filter, OffsetDateTime::now_utc())
-        .await
-        .map_err(|_| Failure::unavailable())?;
+    let counts = stats::recent(&db, &filter, OffsetDateTime::now_utc()).await?;
     let as_json = |c: &stats::StatusCounts| json!({"delivered": c.delivered, "failed": c.failed, "pending": c.pending, "held": c.held});
     Ok(counts
         .iter()
@@ -140,14 +134,8 @@ fn per_tenant(stats: &[Value]) -> BTreeMap<String, TenantRow> {
 }
 
 async fn tripped(console: &Console, viewer: &Viewer) -> Result<Vec<(String, String)>, Failure> {
-    let db = console
-        .pool
-        .get()
-        .await
-        .map_err(|_| Failure::unavailable())?;
-    let all = webhooks::tripped(&db)
-        .await
-        .map_err(|_| Failure::unavailable())?;
+    let db = console.db().await?;
+    let all = webhooks::tripped(&db).await?;
     Ok(all.into_iter().filter(|(t, _)| viewer.sees(t)).collect())
 }
 

@@ -1,6 +1,7 @@
 //! The page shell (head, navigation, who is signed in) and the small pieces every
 //! page uses. maud escapes every value it renders.
 
+use axum::response::{IntoResponse, Redirect, Response};
 use maud::{DOCTYPE, Markup, html};
 
 pub(crate) use crate::failure::Failure;
@@ -8,7 +9,7 @@ pub(crate) use crate::shell::bare;
 use crate::shell::head;
 use serde_json::Value;
 
-use crate::api::Refused;
+use crate::api::{Refused, enc};
 use crate::session::Viewer;
 
 /// Which navigation entry a page belongs to.
@@ -136,5 +137,23 @@ pub(crate) fn notice(text: Option<&str>) -> Markup {
         @if let Some(t) = text {
             p.notice role="status" { (t) }
         }
+    }
+}
+
+/// Back to `to` after an action, with `notice` shown there (`?done=`).
+pub(crate) fn done(to: &str, notice: &str) -> Response {
+    let join = if to.contains('?') { '&' } else { '?' };
+    Redirect::to(&format!("{to}{join}done={}", enc(notice))).into_response()
+}
+
+/// A form's number as a JSON number; empty as null; anything else as typed, for the
+/// API to refuse naming its field.
+pub(crate) fn number_or_text<N: std::str::FromStr + Into<Value>>(s: &str) -> Value {
+    match s.trim() {
+        "" => Value::Null,
+        t => t
+            .parse::<N>()
+            .map(Into::into)
+            .unwrap_or_else(|_| Value::from(t)),
     }
 }

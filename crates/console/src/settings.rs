@@ -4,7 +4,7 @@
 use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::Method;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -124,13 +124,7 @@ pub(crate) async fn retention(
     Form(form): Form<RetentionForm>,
 ) -> Result<Response, Failure> {
     viewer.check(&form.csrf)?;
-    let days = match form.retention_days.trim() {
-        "" => Value::Null,
-        d => d
-            .parse::<i64>()
-            .map(Value::from)
-            .unwrap_or_else(|_| json!(d)),
-    };
+    let days = page::number_or_text::<i64>(&form.retention_days);
     let path = format!("/v1/tenants/{}", enc(&tenant));
     let body = json!({ "retention_days": days });
     finish(
@@ -195,12 +189,8 @@ async fn finish(
 ) -> Result<Response, Failure> {
     match console.call(&viewer.caller, method, path, Some(body)).await {
         Ok(_) => {
-            let to = format!(
-                "/console/settings?tenant={}&done={}",
-                enc(tenant),
-                enc(notice)
-            );
-            Ok(Redirect::to(&to).into_response())
+            let to = format!("/console/settings?tenant={}", enc(tenant));
+            Ok(page::done(&to, notice))
         }
         Err(r) => {
             let page = settings_page(console, viewer, Some(tenant), None, Some(&r)).await?;

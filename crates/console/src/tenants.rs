@@ -46,14 +46,8 @@ pub(crate) async fn scope(
 
 /// The operator's choice of tenant.
 async fn picker(console: &Console, action: &str, current: Option<&str>) -> Result<Markup, Failure> {
-    let db = console
-        .pool
-        .get()
-        .await
-        .map_err(|_| Failure::unavailable())?;
-    let known = tenants::list(&db)
-        .await
-        .map_err(|_| Failure::unavailable())?;
+    let db = console.db().await?;
+    let known = tenants::list(&db).await?;
     Ok(html! {
         form.picker method="get" action=(action) {
             label for="tenant" { "Tenant" }

@@ -238,8 +238,11 @@ impl WebhookForm {
         }
         let optional = [
             ("rate_limit", text_or_null(&self.rate_limit)),
-            ("rate_burst", number_or_text(&self.rate_burst)),
-            ("max_in_flight", number_or_text(&self.max_in_flight)),
+            ("rate_burst", page::number_or_text::<u64>(&self.rate_burst)),
+            (
+                "max_in_flight",
+                page::number_or_text::<u64>(&self.max_in_flight),
+            ),
             ("filter", filter(&self.filter)?),
         ];
         for (name, value) in optional {
@@ -258,17 +261,6 @@ fn text_or_null(s: &str) -> Value {
     match s.trim() {
         "" => Value::Null,
         t => json!(t),
-    }
-}
-
-/// A number as a number; anything else as typed, for the API to refuse by name.
-fn number_or_text(s: &str) -> Value {
-    match s.trim() {
-        "" => Value::Null,
-        t => t
-            .parse::<u64>()
-            .map(Value::from)
-            .unwrap_or_else(|_| json!(t)),
     }
 }
 
@@ -503,17 +495,15 @@ pub(crate) async fn update(
         Err(r) => Err(r),
     };
     match updated {
-        Ok(w) => Ok(done(&p.tenant, text(&w, "key"), "Saved.")),
+        Ok(w) => Ok(page::done(
+            &webhook_href(&p.tenant, text(&w, "key")),
+            "Saved.",
+        )),
         Err(r) => {
             let page = show_page(&console, &viewer, &p, Some((&form, &r)), None).await?;
             Ok((r.status, page).into_response())
         }
     }
-}
-
-fn done(tenant: &str, key: &str, notice: &str) -> Response {
-    let to = format!("{}?done={}", webhook_href(tenant, key), enc(notice));
-    Redirect::to(&to).into_response()
 }
 
 #[derive(Deserialize)]
@@ -555,12 +545,8 @@ pub(crate) async fn act(
             console
                 .call(&viewer.caller, Method::DELETE, &path, None)
                 .await?;
-            let to = format!(
-                "/console/webhooks?tenant={}&done={}",
-                enc(&a.tenant),
-                enc(&format!("Webhook {} deleted.", a.key))
-            );
-            return Ok(Redirect::to(&to).into_response());
+            let to = format!("/console/webhooks?tenant={}", enc(&a.tenant));
+            return Ok(page::done(&to, &format!("Webhook {} deleted.", a.key)));
         }
         _ => return Err(Failure::new(StatusCode::NOT_FOUND, "No such action.")),
     };
@@ -568,7 +554,7 @@ pub(crate) async fn act(
     console
         .call(&viewer.caller, Method::POST, &path, None)
         .await?;
-    Ok(done(&a.tenant, &a.key, notice))
+    Ok(page::done(&webhook_href(&a.tenant, &a.key), notice))
 }
 
 /// Publishes an event for this webhook only (`webhook_keys`), of its first event
