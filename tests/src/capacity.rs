@@ -20,6 +20,7 @@ use crate::bench::{
 };
 use crate::receiver::Receiver;
 use crate::stack::webhook;
+use crate::statements;
 
 /// A step is sustained when it delivered at least this share of the offered rate...
 const KEPT_UP: f64 = 0.98;
@@ -77,6 +78,10 @@ pub struct Report {
     /// The highest sustained offered rate (deliveries/s at fan-out 1).
     pub capacity_per_sec: Option<f64>,
     pub ratio_to_ceiling: Option<f64>,
+    /// The run's top statements (`pg_stat_statements`), or why there are none.
+    pub statements: Result<Vec<statements::Statement>, String>,
+    /// Deliveries that arrived over the run, for the statements' time per delivery.
+    pub deliveries: usize,
 }
 
 /// Fills the stack's database with `events` stored events of tenant `bench`, each
@@ -136,6 +141,8 @@ pub async fn run(plan: &Plan, ceiling: f64, binary: &Path) -> Report {
         .create_webhook(webhook("bench", "w0", &receiver.url("/ok/w0")))
         .await;
     let history_fill_seconds = fill_history(&stack, plan.history, hook.id).await;
+    // Counted from here: the roles' statements, not the history's.
+    let counting = statements::reset().await;
     let router = spawn_role(binary, &stack, "router").await;
     let sender = spawn_role(binary, &stack, "sender").await;
     let mut steps = Vec::new();
@@ -161,6 +168,15 @@ pub async fn run(plan: &Plan, ceiling: f64, binary: &Path) -> Report {
     }
     router.stop();
     sender.stop();
+    let statements = if counting {
+        statements::top(&stack.db.name, 6).await
+    } else {
+        Err(
+            "pg_stat_statements is not loaded; see docs/performance.md, 'Profiling the database'"
+                .into(),
+        )
+    };
+    let deliveries = receiver.tallies().len();
     let capacity = steps
         .iter()
         .filter(|s| s.sustained)
@@ -175,6 +191,8 @@ pub async fn run(plan: &Plan, ceiling: f64, binary: &Path) -> Report {
         capacity_per_sec: capacity,
         ratio_to_ceiling: capacity.map(|c| c / ceiling),
         steps,
+        statements,
+        deliveries,
     }
 }
 
@@ -379,6 +397,13 @@ pub fn table(report: &Report) -> String {
             "\nsustained capacity: {c:.0} deliveries/s (fan-out 1), {r:.3} of the broker ceiling\n"
         )),
         _ => out.push_str("\nno step was sustained\n"),
+    }
+    match &report.statements {
+        Ok(top) => {
+            out.push_str("\nthe database's top statements over the run (pg_stat_statements):\n\n");
+            out.push_str(&statements::table(top, report.deliveries));
+        }
+        Err(why) => out.push_str(&format!("\nno statement figures: {why}\n")),
     }
     out
 }

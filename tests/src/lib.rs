@@ -12,6 +12,7 @@ pub mod db;
 pub mod management;
 pub mod receiver;
 pub mod stack;
+pub mod statements;
 
 pub use browser::Browser;
 pub use receiver::{Behaviour, Receiver};
