@@ -1089,7 +1089,12 @@ async fn every_answer_is_documented_for_its_operation() {
 
     // The database and the broker down, and a tenant token that cannot be checked.
     let mut down = stack.api_state(Some("sesame"), 1 << 20);
-    let nowhere = hookrelay_store::pool("postgres://postgres@127.0.0.1:9/nowhere", 2).unwrap();
+    let nowhere = hookrelay_store::pool(
+        "postgres://postgres@127.0.0.1:9/nowhere",
+        2,
+        hookrelay_store::Workload::Queries,
+    )
+    .unwrap();
     down.pool = nowhere.clone();
     if let Some(admin) = down.admin.as_mut() {
         admin.pool = nowhere;

@@ -9,7 +9,10 @@ pub const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 pub struct TestDb {
     pub name: String,
     pub url: String,
+    /// For the API's and the tests' own statements.
     pub pool: store::DbPool,
+    /// For the router and the sender, as `hookrelay serve` gives them.
+    pub delivery_pool: store::DbPool,
 }
 
 async fn admin() -> tokio_postgres::Client {
@@ -69,8 +72,14 @@ impl TestDb {
             .await
             .expect("create test database");
         let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
-        let pool = store::pool(&url, 8).expect("pool");
-        Self { name, url, pool }
+        let pool = store::pool(&url, 8, store::Workload::Queries).expect("pool");
+        let delivery_pool = store::pool(&url, 8, store::Workload::Delivery).expect("pool");
+        Self {
+            name,
+            url,
+            pool,
+            delivery_pool,
+        }
     }
 
     pub async fn client(&self) -> deadpool_postgres::Object {
@@ -89,6 +98,7 @@ pub fn drop_database(name: &str) {
 impl Drop for TestDb {
     fn drop(&mut self) {
         self.pool.close();
+        self.delivery_pool.close();
         drop_database(&self.name);
     }
 }

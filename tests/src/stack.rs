@@ -136,7 +136,11 @@ impl TestStack {
     }
 
     pub async fn start_router_with(&mut self, config: RouterConfig) -> Router {
-        let router = Router::new(config, self.db.pool.clone(), Arc::clone(&self.metrics));
+        let router = Router::new(
+            config,
+            self.db.delivery_pool.clone(),
+            Arc::clone(&self.metrics),
+        );
         let (trigger, stop) = shutdown::channel();
         let r = router.clone();
         let handle = tokio::spawn(async move {
@@ -151,7 +155,11 @@ impl TestStack {
     }
 
     pub async fn start_sender_with(&mut self, config: SenderConfig) -> Sender {
-        let sender = Sender::new(config, self.db.pool.clone(), Arc::clone(&self.metrics));
+        let sender = Sender::new(
+            config,
+            self.db.delivery_pool.clone(),
+            Arc::clone(&self.metrics),
+        );
         let (trigger, stop) = shutdown::channel();
         let s = sender.clone();
         let handle = tokio::spawn(async move {

@@ -179,7 +179,8 @@ pub struct ServeArgs {
     /// Events per router transaction at most.
     #[arg(long, env = "HOOKRELAY_ROUTER_BATCH_SIZE", default_value_t = 100)]
     pub router_batch_size: usize,
-    /// Postgres connections per process.
+    /// Postgres connections per pool: the router and sender share one, the api
+    /// role has its own.
     #[arg(long, env = "HOOKRELAY_DATABASE_POOL_SIZE", default_value_t = 16)]
     pub database_pool_size: usize,
     /// Days an event (with its deliveries and attempts) is kept, unless its tenant

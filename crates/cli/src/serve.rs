@@ -66,7 +66,18 @@ async fn start(
     store::migrate(&common.database_url)
         .await
         .context("applying database migrations")?;
-    let pool = store::pool(&common.database_url, args.database_pool_size)?;
+    // Connections are opened when first needed: a process without the api role
+    // never opens the first pool, one with only the api role never the second.
+    let pool = store::pool(
+        &common.database_url,
+        args.database_pool_size,
+        store::Workload::Queries,
+    )?;
+    let delivery_pool = store::pool(
+        &common.database_url,
+        args.database_pool_size,
+        store::Workload::Delivery,
+    )?;
     let metrics = Arc::new(Metrics::with_max_webhooks(args.metrics_max_webhooks));
     let (trigger, stop) = shutdown::channel();
     let mut roles = JoinSet::new();
@@ -89,7 +100,7 @@ async fn start(
                     &mut roles,
                     common,
                     args,
-                    pool.clone(),
+                    delivery_pool.clone(),
                     Arc::clone(&metrics),
                     stop.clone(),
                 );
@@ -100,7 +111,7 @@ async fn start(
                     &mut roles,
                     common,
                     args,
-                    pool.clone(),
+                    delivery_pool.clone(),
                     Arc::clone(&metrics),
                     stop.clone(),
                 )?;

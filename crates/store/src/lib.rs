@@ -284,10 +284,59 @@ fn redact(url: &str) -> String {
     hookrelay_model::config::redact_url(url)
 }
 
-/// A connection pool. Size it for concurrent database users, not for prefetch.
-pub fn pool(url: &str, max_size: usize) -> Result<Pool, StoreError> {
+/// What a pool's sessions run, which decides how Postgres plans for them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// The router's and the sender's statements: the same few, thousands of times a
+    /// second, each a look-up by key that an index answers.
+    Delivery,
+    /// The API's, the console's and the CLI's: lists, searches and statistics whose
+    /// best plan depends on what is asked.
+    Queries,
+}
+
+impl Workload {
+    /// Settings of every session of a pool for this workload.
+    ///
+    /// Statements are prepared once per connection ([`prepared`]); after five
+    /// executions Postgres settles on one generic plan for each, costed for the
+    /// tables as they are then. A role starting on empty tables (a new deployment,
+    /// a table autovacuum has not analyzed yet) got sequential scans that grew with
+    /// every row: the sender's load read 2,100 pages for 10 rows and took 13.7 ms at
+    /// 1,000 deliveries/s.
+    ///
+    /// `Delivery`: `enable_seqscan=off` and `plan_cache_mode=force_generic_plan`.
+    /// Every hot statement looks rows up by a key some index has, so the generic plan
+    /// is the index plan whatever the tables' statistics say, and it is planned once
+    /// per connection instead of on every execution (left to choose, Postgres kept
+    /// planning the statements taking arrays for each execution) (planning was a quarter of the hot path's database time under
+    /// `force_custom_plan`: docs/performance.md, 2026-12-04). A statement with no
+    /// index to use still scans; the setting only takes the scan's cost off the
+    /// table when there is a choice.
+    ///
+    /// `Queries`: `plan_cache_mode=force_custom_plan`: each execution is planned for
+    /// its parameters and the tables as they are; their plans differ (a tenant with
+    /// ten events or ten million), and they run far less often.
+    ///
+    /// Both: `jit=off`. Short queries only: a statement whose estimate crossed
+    /// `jit_above_cost` (the per-webhook statistics, once the planner guessed 140
+    /// webhooks for a table it had not analyzed) spent 265 ms compiling for a 13 ms
+    /// run.
+    fn settings(self) -> &'static str {
+        match self {
+            Self::Delivery => {
+                "-c plan_cache_mode=force_generic_plan -c enable_seqscan=off -c jit=off"
+            }
+            Self::Queries => "-c plan_cache_mode=force_custom_plan -c jit=off",
+        }
+    }
+}
+
+/// A connection pool for `workload`. Size it for concurrent database users, not
+/// for prefetch.
+pub fn pool(url: &str, max_size: usize, workload: Workload) -> Result<Pool, StoreError> {
     let DbUrl { mut config, tls } = parse(url)?;
-    session_settings(&mut config);
+    session_settings(&mut config, workload.settings());
     let manager_config = ManagerConfig {
         recycling_method: RecyclingMethod::Fast,
     };
@@ -301,24 +350,11 @@ pub fn pool(url: &str, max_size: usize) -> Result<Pool, StoreError> {
         .map_err(|e| StoreError::BadUrl(e.to_string()))
 }
 
-/// Settings of every pooled session.
-///
-/// `plan_cache_mode=force_custom_plan`: statements are prepared once per connection
-/// ([`prepared`]), and Postgres would settle on one generic plan for each after five
-/// executions, planned for the table as it was then. A role starting on empty tables
-/// froze sequential scans that grew with every row: the sender's load read 2,100
-/// pages for 10 rows and took 13.7 ms at 1,000 deliveries/s. Planning each execution
-/// for its parameters and the table as it is costs a fraction of a millisecond and
-/// keeps the index plans.
-///
-/// `jit=off`: short queries only. A statement whose estimate crosses
-/// `jit_above_cost` (the per-webhook statistics, once the planner guessed 140
-/// webhooks for a table it had not analyzed) spent 265 ms compiling for a 13 ms run.
-fn session_settings(config: &mut tokio_postgres::Config) {
-    const SETTINGS: &str = "-c plan_cache_mode=force_custom_plan -c jit=off";
+/// Adds `settings` to the options the URL gave, which are kept.
+fn session_settings(config: &mut tokio_postgres::Config, settings: &str) {
     let options = match config.get_options() {
-        Some(given) if !given.is_empty() => format!("{given} {SETTINGS}"),
-        _ => SETTINGS.to_owned(),
+        Some(given) if !given.is_empty() => format!("{given} {settings}"),
+        _ => settings.to_owned(),
     };
     config.options(&options);
 }

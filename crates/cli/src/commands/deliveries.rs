@@ -101,7 +101,7 @@ struct DeliveryLog {
 }
 
 pub async fn run(common: &Common, command: DeliveriesCommand) -> anyhow::Result<()> {
-    let pool = store::pool(&common.database_url, 2)?;
+    let pool = store::pool(&common.database_url, 2, store::Workload::Queries)?;
     match command {
         DeliveriesCommand::List {
             tenant,

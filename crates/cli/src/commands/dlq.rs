@@ -117,7 +117,7 @@ impl Opened {
         };
         Ok(Self {
             topology: common.topology(),
-            pool: store::pool(&common.database_url, 2)?,
+            pool: store::pool(&common.database_url, 2, store::Workload::Queries)?,
             connection: amqp::connect(&common.amqp_url, "hookrelay-cli", retry).await?,
         })
     }

@@ -45,7 +45,7 @@ pub enum EnvironmentsCommand {
 }
 
 pub async fn run(common: &Common, command: EnvironmentsCommand) -> anyhow::Result<()> {
-    let pool = store::pool(&common.database_url, 2)?;
+    let pool = store::pool(&common.database_url, 2, store::Workload::Queries)?;
     let db = pool.get().await.context("connecting to Postgres")?;
     let list = match command {
         EnvironmentsCommand::Set {

@@ -60,7 +60,7 @@ pub enum EventsCommand {
 }
 
 pub async fn run(common: &Common, command: EventsCommand) -> anyhow::Result<()> {
-    let pool = store::pool(&common.database_url, 2)?;
+    let pool = store::pool(&common.database_url, 2, store::Workload::Queries)?;
     match command {
         EventsCommand::List {
             tenant,

@@ -41,7 +41,7 @@ pub enum TenantsCommand {
 }
 
 pub async fn run(common: &Common, command: TenantsCommand) -> anyhow::Result<()> {
-    let pool = store::pool(&common.database_url, 2)?;
+    let pool = store::pool(&common.database_url, 2, store::Workload::Queries)?;
     let db = pool.get().await.context("connecting to Postgres")?;
     let (settings, json) = match command {
         TenantsCommand::List { output } => {

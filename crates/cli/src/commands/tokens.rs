@@ -43,7 +43,7 @@ pub enum TokensCommand {
 }
 
 pub async fn run(common: &Common, command: TokensCommand) -> anyhow::Result<()> {
-    let pool = store::pool(&common.database_url, 2)?;
+    let pool = store::pool(&common.database_url, 2, store::Workload::Queries)?;
     let db = pool.get().await.context("connecting to Postgres")?;
     match command {
         TokensCommand::Create {

@@ -199,7 +199,7 @@ pub struct Change {
 }
 
 pub async fn run(common: &Common, command: WebhooksCommand) -> anyhow::Result<()> {
-    let pool = store::pool(&common.database_url, 2)?;
+    let pool = store::pool(&common.database_url, 2, store::Workload::Queries)?;
     match command {
         WebhooksCommand::Create { fields, output } => {
             let new = new_webhook(fields)?;
