@@ -32,7 +32,9 @@ async fn stored(db: &TestDb, tenant: &str, id: &str, now: OffsetDateTime, age: D
         trace_id: None,
         held: false,
     };
-    deliveries::insert(&client, &[delivery]).await.unwrap();
+    deliveries::insert(&client, &[delivery], deliveries::Sending::ByCreator)
+        .await
+        .unwrap();
     let d = &deliveries::for_event(&client, tenant, id).await.unwrap()[0];
     let attempt = AttemptRecord {
         delivery_id: d.id,

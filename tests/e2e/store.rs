@@ -438,75 +438,115 @@ async fn hot_statements_prepared_on_empty_tables_keep_index_plans_as_the_tables_
     );
 }
 
-/// The router's claim locks a batch's unpublished deliveries and marks them published
-/// in one statement: a second router skips the rows while they are held, a rollback
-/// (a publish that failed, a crash before the commit) leaves them unpublished for the
-/// next claim, and once committed they are never claimed again.
+/// The router creates its pending deliveries already `published` (it sends them right
+/// after its commit, holding no row while they are out) and held ones not (a resume
+/// sends those). What a router that takes an event again must send is what was never
+/// attempted: pending rows without an attempt, in creation order; not a delivered
+/// one, not one whose retry is scheduled, not a held one.
 #[tokio::test]
-async fn a_claim_is_exclusive_undone_by_a_rollback_and_kept_by_a_commit() {
+async fn a_router_sends_again_only_deliveries_never_attempted() {
     use hookrelay_model::webhook::Target;
-    use hookrelay_store::{deliveries, events};
+    use hookrelay_store::deliveries::{self, AttemptRecord, DeliveryStatus, NewDelivery, Sending};
+    use hookrelay_store::events;
     let db = TestDb::new().await;
     let event = hookrelay_tests::stack::event("acme", "order.created", serde_json::json!({}));
-    // Three targets: stored webhooks (the deliveries table keeps no foreign key to
-    // them, deleted webhooks' deliveries stay).
-    let new: Vec<deliveries::NewDelivery> = (0..3)
-        .map(|_| deliveries::NewDelivery {
+    let new: Vec<NewDelivery> = (0..5)
+        .map(|i| NewDelivery {
             tenant: "acme".into(),
             event_id: event.id.clone(),
             target: Target::Webhook(uuid::Uuid::now_v7()),
             trace_id: None,
-            held: false,
+            held: i == 4,
         })
         .collect();
-    {
-        let c = db.client().await;
-        events::insert_new(&c, std::slice::from_ref(&event))
-            .await
-            .unwrap();
-        assert_eq!(deliveries::insert(&c, &new).await.unwrap().len(), 3);
-    }
-    let key = [("acme", event.id.as_str())];
-
-    let mut first = db.client().await;
-    let mut second = db.client().await;
-    let holding = first.transaction().await.unwrap();
-    let claimed = deliveries::claim_unpublished(&holding, &key).await.unwrap();
-    assert_eq!(claimed.len(), 3);
-    assert!(
-        claimed.windows(2).all(|w| w[0].id < w[1].id),
-        "in creation order"
-    );
-    {
-        let other = second.transaction().await.unwrap();
-        let skipped = deliveries::claim_unpublished(&other, &key).await.unwrap();
-        assert!(skipped.is_empty(), "held rows are skipped: {skipped:?}");
-    }
-    holding.rollback().await.unwrap();
-
-    let unpublished = deliveries::for_event(&db.client().await, "acme", &event.id)
+    let c = db.delivery_pool.get().await.unwrap();
+    events::insert_new(&c, std::slice::from_ref(&event))
         .await
         .unwrap();
-    assert!(unpublished.iter().all(|d| !d.published), "{unpublished:?}");
-
-    let retry = second.transaction().await.unwrap();
-    let again = deliveries::claim_unpublished(&retry, &key).await.unwrap();
-    assert_eq!(
-        again.iter().map(|d| d.id).collect::<Vec<_>>(),
-        claimed.iter().map(|d| d.id).collect::<Vec<_>>()
-    );
-    retry.commit().await.unwrap();
-
-    let c = db.client().await;
-    let published = deliveries::for_event(&c, "acme", &event.id).await.unwrap();
-    assert!(published.iter().all(|d| d.published), "{published:?}");
-    let tx = first.transaction().await.unwrap();
+    let created = deliveries::insert(&c, &new, Sending::ByCreator)
+        .await
+        .unwrap();
+    assert_eq!(created.len(), 5);
     assert!(
-        deliveries::claim_unpublished(&tx, &key)
+        created
+            .windows(2)
+            .all(|w| w[0].delivery.id < w[1].delivery.id),
+        "in creation order"
+    );
+    assert_eq!(created.iter().filter(|c| c.held).count(), 1);
+    assert!(
+        deliveries::insert(&c, &new, Sending::ByCreator)
             .await
             .unwrap()
-            .is_empty()
+            .is_empty(),
+        "each (event, target) once"
     );
+    let rows = deliveries::for_event(&c, "acme", &event.id).await.unwrap();
+    for row in &rows {
+        assert_eq!(
+            row.published,
+            row.status == DeliveryStatus::Pending,
+            "{row:?}"
+        );
+    }
+
+    // One delivered, one waiting for its retry, two never attempted.
+    let attempt = |id, status, next_attempt_at| AttemptRecord {
+        delivery_id: id,
+        attempt: 1,
+        started_at: time::OffsetDateTime::now_utc(),
+        latency_ms: 1.0,
+        status_code: Some(200),
+        error: None,
+        response_snippet: None,
+        status,
+        next_attempt_at,
+        why_failed: None,
+    };
+    let ids: Vec<uuid::Uuid> = created.iter().map(|c| c.delivery.id).collect();
+    deliveries::record_attempts(
+        &c,
+        &[
+            attempt(ids[0], DeliveryStatus::Delivered, None),
+            attempt(
+                ids[1],
+                DeliveryStatus::Pending,
+                Some(time::OffsetDateTime::now_utc()),
+            ),
+        ],
+    )
+    .await
+    .unwrap();
+    let unsent = deliveries::unsent_of_events(&c, &[("acme", event.id.as_str())])
+        .await
+        .unwrap();
+    assert_eq!(
+        unsent.iter().map(|d| d.id).collect::<Vec<_>>(),
+        ids[2..4].to_vec()
+    );
+    assert!(
+        deliveries::unsent_of_events(&c, &[("globex", event.id.as_str())])
+            .await
+            .unwrap()
+            .is_empty(),
+        "another tenant's event of the same id has none"
+    );
+
+    // A backfill's rows are created unpublished, for its reopen-and-publish.
+    let other = hookrelay_tests::stack::event("acme", "order.created", serde_json::json!({}));
+    events::insert_new(&c, std::slice::from_ref(&other))
+        .await
+        .unwrap();
+    let backfilled = NewDelivery {
+        event_id: other.id.clone(),
+        held: false,
+        ..new[0].clone()
+    };
+    deliveries::insert(&c, &[backfilled], Sending::Reopened)
+        .await
+        .unwrap();
+    let rows = deliveries::for_event(&c, "acme", &other.id).await.unwrap();
+    assert!(!rows[0].published && rows[0].status == DeliveryStatus::Pending);
 }
 
 #[tokio::test]

@@ -159,7 +159,11 @@ async fn create(
             held,
         })
         .collect();
-    let created = deliveries::insert(&tx, &new).await?;
+    let created = deliveries::insert(&tx, &new, deliveries::Sending::Reopened)
+        .await?
+        .into_iter()
+        .map(|c| c.delivery)
+        .collect();
     tx.commit().await.map_err(StoreError::from)?;
     Ok((created, held))
 }

@@ -174,10 +174,11 @@ pub struct ServeArgs {
     #[arg(long, env = "HOOKRELAY_BREAKER_COOLDOWN", default_value = "30s", value_parser = parse_duration)]
     pub breaker_cooldown: Duration,
     /// Unacked events a router holds at once.
-    #[arg(long, env = "HOOKRELAY_ROUTER_PREFETCH", default_value_t = 200)]
+    #[arg(long, env = "HOOKRELAY_ROUTER_PREFETCH", default_value_t = hookrelay_router::DEFAULT_PREFETCH)]
     pub router_prefetch: u16,
-    /// Events per router transaction at most.
-    #[arg(long, env = "HOOKRELAY_ROUTER_BATCH_SIZE", default_value_t = 100)]
+    /// Events per router transaction at most; a router works on prefetch / batch
+    /// size batches at once.
+    #[arg(long, env = "HOOKRELAY_ROUTER_BATCH_SIZE", default_value_t = hookrelay_router::DEFAULT_BATCH_SIZE)]
     pub router_batch_size: usize,
     /// Postgres connections per pool: the router and sender share one, the api
     /// role has its own.

@@ -3,10 +3,12 @@
 
 use backon::BackoffBuilder;
 use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
 use hookrelay_amqp as amqp;
 use hookrelay_amqp::consumer::{Ended, Session, Supervisor};
 use hookrelay_model::shutdown::Shutdown;
 use hookrelay_store::{TRANSIENT_RETRY, TRANSIENT_RETRY_MAX};
+use lapin::Acker;
 use lapin::message::Delivery;
 use lapin::options::BasicAckOptions;
 use lapin::{Channel, Consumer};
@@ -50,6 +52,10 @@ pub(crate) enum ConsumeError {
     Injected(crate::Fault),
 }
 
+/// Takes batches while fewer than `prefetch / batch_size` are being handled, so the
+/// next batch's transaction runs while an earlier one waits for its confirms, and
+/// acks them in the order taken: one `multiple` ack of a batch's last message then
+/// settles exactly that batch (those before it are settled already).
 async fn consume(
     router: &Router,
     channel: &Channel,
@@ -57,44 +63,98 @@ async fn consume(
     mut shutdown: Shutdown,
 ) -> Result<(), ConsumeError> {
     let config = &router.config;
+    let depth = (usize::from(config.prefetch) / config.batch_size.max(1)).max(1);
+    let mut working = FuturesOrdered::new();
     loop {
-        let first = tokio::select! {
-            next = consumer.next() => next,
-            () = shutdown.wait() => return Ok(()),
-        };
-        let Some(first) = first else {
-            return Err(ConsumeError::Broker(amqp::AmqpError::ConsumerEnded));
-        };
-        let mut batch: Vec<Delivery> = vec![first.map_err(|e| ConsumeError::Broker(e.into()))?];
-        let deadline = tokio::time::Instant::now() + config.batch_wait;
-        while batch.len() < config.batch_size {
-            match tokio::time::timeout_at(deadline, consumer.next()).await {
-                Ok(Some(next)) => batch.push(next.map_err(|e| ConsumeError::Broker(e.into()))?),
-                Ok(None) | Err(_) => break,
+        tokio::select! {
+            Some(done) = working.next(), if !working.is_empty() => {
+                if !ack(done?).await? {
+                    return Ok(());
+                }
+            }
+            taken = consumer.next(), if working.len() < depth => {
+                let Some(first) = taken else {
+                    return Err(ConsumeError::Broker(amqp::AmqpError::ConsumerEnded));
+                };
+                let batch = fill(config, &mut consumer, first).await?;
+                working.push_back(handle_with_retry(
+                    router,
+                    channel,
+                    batch,
+                    false,
+                    shutdown.clone(),
+                ));
+            }
+            () = shutdown.wait() => {
+                // Batches under way finish and are acked; the rest go back unacked.
+                while let Some(done) = working.next().await {
+                    if !ack(done?).await? {
+                        break;
+                    }
+                }
+                return Ok(());
             }
         }
-        handle_with_retry(router, channel, batch, &mut shutdown).await?;
     }
+}
+
+/// A batch: `first`, then what the broker has already handed over (or hands over
+/// within the batch wait), up to the batch size.
+async fn fill(
+    config: &crate::RouterConfig,
+    consumer: &mut Consumer,
+    first: Result<Delivery, lapin::Error>,
+) -> Result<Vec<Delivery>, ConsumeError> {
+    let mut batch: Vec<Delivery> = vec![first.map_err(|e| ConsumeError::Broker(e.into()))?];
+    let deadline = tokio::time::Instant::now() + config.batch_wait;
+    while batch.len() < config.batch_size {
+        match tokio::time::timeout_at(deadline, consumer.next()).await {
+            Ok(Some(next)) => batch.push(next.map_err(|e| ConsumeError::Broker(e.into()))?),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    Ok(batch)
+}
+
+/// Acks a handled batch (all up to its last message); false for a batch left
+/// unhandled at shutdown, which nothing after it may ack.
+async fn ack(handled: Option<Acker>) -> Result<bool, ConsumeError> {
+    let Some(last) = handled else {
+        return Ok(false);
+    };
+    last.ack(BasicAckOptions { multiple: true })
+        .await
+        .map_err(|e| ConsumeError::Broker(e.into()))?;
+    Ok(true)
 }
 
 /// Handles a batch; while the database is away, waits and tries again with the same
 /// messages (they stay unacked, so a crash meanwhile loses nothing). An error that
 /// retrying cannot fix is narrowed down to the event causing it, which is
-/// dead-lettered; the rest of the batch is routed.
+/// dead-lettered; the rest of the batch is routed. `retrying`: the batch failed
+/// before, perhaps after its transaction committed; so does every later try.
+/// Returns the acker of the batch's last message, or `None` if shutdown came first.
 async fn handle_with_retry(
     router: &Router,
     channel: &Channel,
     batch: Vec<Delivery>,
-    shutdown: &mut Shutdown,
-) -> Result<(), ConsumeError> {
+    mut retrying: bool,
+    mut shutdown: Shutdown,
+) -> Result<Option<Acker>, ConsumeError> {
+    let Some(last) = batch.last().map(|d| d.acker.clone()) else {
+        return Ok(None);
+    };
     let mut pauses = TRANSIENT_RETRY.build();
     loop {
-        match handle_batch(router, channel, &batch).await {
-            Ok(()) => return Ok(()),
+        let handled = handle_batch(router, channel, &batch, retrying).await;
+        retrying = true;
+        match handled {
+            Ok(()) => return Ok(Some(last)),
             Err(BatchError::Broker(e)) => return Err(ConsumeError::Broker(e)),
             Err(BatchError::Injected(f)) => return Err(ConsumeError::Injected(f)),
             Err(BatchError::Store(e)) if !e.is_transient() => {
-                return isolate(router, channel, batch, &e, shutdown).await;
+                let whole = isolate(router, channel, batch, &e, shutdown).await?;
+                return Ok(whole.then_some(last));
             }
             Err(BatchError::Store(e)) => {
                 let pause = pauses.next().unwrap_or(TRANSIENT_RETRY_MAX);
@@ -102,7 +162,7 @@ async fn handle_with_retry(
                 tokio::select! {
                     () = tokio::time::sleep(pause) => {}
                     // Unacked messages go back to the queue when the channel closes.
-                    () = shutdown.wait() => return Ok(()),
+                    () = shutdown.wait() => return Ok(None),
                 }
             }
         }
@@ -110,14 +170,15 @@ async fn handle_with_retry(
 }
 
 /// Routes the events of a failed batch one at a time; one the database refuses on
-/// its own is dead-lettered with the database's error.
+/// its own is dead-lettered with the database's error. The caller acks the batch if
+/// this returns true; false: shutdown came first, and what is left goes back unacked.
 async fn isolate(
     router: &Router,
     channel: &Channel,
     batch: Vec<Delivery>,
     error: &hookrelay_store::StoreError,
-    shutdown: &mut Shutdown,
-) -> Result<(), ConsumeError> {
+    shutdown: Shutdown,
+) -> Result<bool, ConsumeError> {
     if let [delivery] = batch.as_slice() {
         reject(
             router,
@@ -128,18 +189,21 @@ async fn isolate(
         )
         .await
         .map_err(ConsumeError::Broker)?;
-        // Acked now: it must not wait for the next batch's ack, holding a prefetch
-        // slot, nor be dead-lettered again after a restart.
-        delivery
-            .acker
-            .ack(BasicAckOptions::default())
-            .await
-            .map_err(|e| ConsumeError::Broker(e.into()))?;
-        return Ok(());
+        return Ok(true);
     }
     tracing::warn!(%error, events = batch.len(), "batch refused by the database; routing its events one by one");
     for delivery in batch {
-        Box::pin(handle_with_retry(router, channel, vec![delivery], shutdown)).await?;
+        let handled = Box::pin(handle_with_retry(
+            router,
+            channel,
+            vec![delivery],
+            true,
+            shutdown.clone(),
+        ))
+        .await?;
+        if handled.is_none() {
+            return Ok(false);
+        }
     }
-    Ok(())
+    Ok(true)
 }

@@ -17,6 +17,12 @@ use hookrelay_model::shutdown::Shutdown;
 
 pub use consume::run;
 
+/// Unacked events a router holds unless configured (`HOOKRELAY_ROUTER_PREFETCH`).
+pub const DEFAULT_PREFETCH: u16 = 200;
+/// Events per transaction at most unless configured (`HOOKRELAY_ROUTER_BATCH_SIZE`).
+/// The router works on prefetch / batch size batches at once.
+pub const DEFAULT_BATCH_SIZE: usize = 100;
+
 /// Everything the router role needs besides the database pool.
 #[derive(Debug, Clone)]
 pub struct RouterConfig {
@@ -24,7 +30,8 @@ pub struct RouterConfig {
     pub topology: Topology,
     /// Unacked events the broker may hand this router at once.
     pub prefetch: u16,
-    /// Events handled in one database transaction at most.
+    /// Events handled in one database transaction at most; prefetch / batch size
+    /// batches are handled at once.
     pub batch_size: usize,
     /// How long to wait for more events to fill a batch. Zero takes what the broker has
     /// already handed over: under load batches fill by themselves, and at low rates no
@@ -41,8 +48,8 @@ impl RouterConfig {
         Self {
             amqp_url: amqp_url.into(),
             topology,
-            prefetch: 200,
-            batch_size: 100,
+            prefetch: DEFAULT_PREFETCH,
+            batch_size: DEFAULT_BATCH_SIZE,
             batch_wait: Duration::ZERO,
             max_event_bytes: hookrelay_model::envelope::DEFAULT_MAX_EVENT_BYTES,
             fault: None,
@@ -55,6 +62,9 @@ impl RouterConfig {
 pub enum Fault {
     /// After the delivery rows are committed, before any delivery is published.
     CrashAfterCommit,
+    /// The first try of each batch commits, then fails as if the commit's answer had
+    /// been lost on the way (a dropped connection): the batch is tried again.
+    LoseCommitAnswer,
 }
 
 #[derive(Debug, thiserror::Error)]

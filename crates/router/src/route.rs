@@ -1,10 +1,14 @@
-//! One batch of events: validate, de-duplicate and record (transaction 1), then publish
-//! the unpublished deliveries under row locks (transaction 2), then ack.
+//! One batch of events: validate, de-duplicate and record in one transaction, then
+//! publish the new deliveries' messages (confirmed), then ack.
 //!
-//! Why two transactions: the sender must find a delivery's row when its message
-//! arrives, so rows are committed before publishing. The row locks in transaction 2
-//! make two routers holding copies of one event publish each delivery once; a crash
-//! anywhere leaves rows `published = false`, which the redelivered event publishes.
+//! The rows are committed before their messages go out, because the sender must find
+//! a delivery's row when its message arrives; no row lock is held while they are out,
+//! so a sender recording an attempt never waits for this router. A router that dies
+//! after the commit leaves its events unacked: they come back marked redelivered, and
+//! the router that takes them sends their deliveries that were never sent
+//! (`deliveries::unsent_of_events`). An event that is only a duplicate (another copy
+//! of it, published again upstream) sends nothing: the copy that created its
+//! deliveries is either acked, so they went out, or will come back itself.
 
 use std::collections::{HashMap, HashSet};
 
@@ -15,10 +19,10 @@ use hookrelay_metrics::{InFlight, event as outcome};
 use hookrelay_model::webhook::Target;
 use hookrelay_model::wire::{self, DeliveryMessage};
 use hookrelay_model::{Event, matching};
+use hookrelay_store::deliveries::{DeliveryRef, Sending};
 use hookrelay_store::{StoreError, deliveries, events, webhooks};
 use lapin::Channel;
 use lapin::message::Delivery;
-use lapin::options::BasicAckOptions;
 use tracing::Instrument;
 
 use crate::{Fault, ROLE, Router};
@@ -75,10 +79,14 @@ fn route_span(delivery: &Delivery, event: Option<&Event>) -> tracing::Span {
     span
 }
 
+/// Routes a batch; the caller acks it. `retrying`: the batch was tried before in this process
+/// and failed, perhaps after its transaction committed; its events may have been
+/// handled, as a redelivered one may.
 pub(crate) async fn handle_batch(
     router: &Router,
     channel: &Channel,
     batch: &[Delivery],
+    retrying: bool,
 ) -> Result<(), BatchError> {
     let config = &router.config;
     let _in_flight: Vec<InFlight> = batch
@@ -102,29 +110,42 @@ pub(crate) async fn handle_batch(
     }
 
     if !valid.is_empty() {
-        let keys = record(router, &valid).await?;
-        if config.fault == Some(Fault::CrashAfterCommit) {
-            return Err(BatchError::Injected(Fault::CrashAfterCommit));
+        let recorded = record(router, &valid, retrying).await?;
+        match config.fault {
+            Some(Fault::CrashAfterCommit) => {
+                return Err(BatchError::Injected(Fault::CrashAfterCommit));
+            }
+            Some(Fault::LoseCommitAnswer) if !retrying => {
+                let lost = "injected: the commit's answer was lost".to_owned();
+                return Err(BatchError::Store(StoreError::Unavailable(lost)));
+            }
+            _ => {}
         }
-        publish_unpublished(router, channel, &valid, &keys).await?;
+        publish(router, channel, &valid, recorded).await?;
     }
     for (delivery, error) in &invalid {
         reject(router, channel, delivery, "invalid event", error).await?;
     }
-    // Batches are handled one after another on this channel, so one `multiple` ack
-    // of the last message settles exactly this batch: one frame instead of many.
-    if let Some(last) = batch.last() {
-        last.acker.ack(BasicAckOptions { multiple: true }).await?;
-    }
     Ok(())
 }
 
-/// Transaction 1: store new events and create their deliveries. Returns every
-/// distinct (tenant, id) in the batch.
+/// What [`record`] committed: the deliveries to send now.
+struct Recorded {
+    /// New events, fanned out.
+    routed: u64,
+    /// Created pending by this batch.
+    created: Vec<DeliveryRef>,
+    /// Duplicates whose event may have been handled before without its deliveries
+    /// being sent: look for unsent ones after the commit.
+    suspect: Vec<(String, String)>,
+}
+
+/// One transaction: store new events and create their deliveries.
 async fn record(
     router: &Router,
     valid: &[Routing<'_>],
-) -> Result<Vec<(String, String)>, BatchError> {
+    retrying: bool,
+) -> Result<Recorded, BatchError> {
     let events: Vec<Event> = valid.iter().map(|r| r.event.clone()).collect();
     let mut client = router.pool.get().await.map_err(StoreError::from)?;
     let tx = client.transaction().await?;
@@ -154,9 +175,9 @@ async fn record(
         .into_iter()
         .collect();
     let mut new_deliveries = Vec::new();
-    let mut keys: Vec<(String, String)> = Vec::new();
+    let mut suspect: Vec<(String, String)> = Vec::new();
     let mut seen: HashSet<(String, String)> = HashSet::new();
-    let mut routed = 0;
+    let mut routed: u64 = 0;
     for Routing {
         event,
         delivery,
@@ -169,12 +190,11 @@ async fn record(
         if !seen.insert(key.clone()) || !inserted.contains(&key) {
             router.metrics.event(outcome::DUPLICATE, 1);
             tracing::info!("duplicate event; not fanned out again");
-            if !keys.contains(&key) {
-                keys.push(key);
+            if (retrying || delivery.redelivered) && !suspect.contains(&key) {
+                suspect.push(key);
             }
             continue;
         }
-        keys.push(key);
         let unknown = matching::unknown_keys(event, &candidates);
         if !unknown.is_empty() {
             tracing::warn!(keys = ?unknown, "event names webhook keys this tenant does not have");
@@ -194,32 +214,62 @@ async fn record(
         }
         routed += 1;
     }
-    deliveries::insert(&tx, &new_deliveries).await?;
+    let created = deliveries::insert(&tx, &new_deliveries, Sending::ByCreator).await?;
     tx.commit().await?;
-    router.metrics.event(outcome::ROUTED, routed);
-    Ok(keys)
+    Ok(Recorded {
+        routed,
+        created: created
+            .into_iter()
+            .filter(|c| !c.held)
+            .map(|c| c.delivery)
+            .collect(),
+        suspect,
+    })
 }
 
-/// Transaction 2: claim the unpublished deliveries (locked and marked published in
-/// one statement), publish them with pipelined confirms, commit. Any failure before
-/// the commit rolls the claim back.
-async fn publish_unpublished(
+/// Publishes the batch's new deliveries, and the unsent ones of its suspect
+/// duplicates, with pipelined confirms. Those found unsent are marked published once
+/// confirmed (a row from before this protocol, or from a backfill, may not be).
+async fn publish(
     router: &Router,
     channel: &Channel,
     valid: &[Routing<'_>],
-    keys: &[(String, String)],
+    recorded: Recorded,
 ) -> Result<(), BatchError> {
-    let topology = &router.config.topology;
-    let mut client = router.pool.get().await.map_err(StoreError::from)?;
-    let tx = client.transaction().await?;
-    let refs: Vec<(&str, &str)> = keys
-        .iter()
-        .map(|(t, id)| (t.as_str(), id.as_str()))
-        .collect();
-    let rows = deliveries::claim_unpublished(&tx, &refs).await?;
+    let Recorded {
+        routed,
+        created: mut rows,
+        suspect,
+    } = recorded;
+    let mut again = Vec::new();
+    if !suspect.is_empty() {
+        let refs: Vec<(&str, &str)> = suspect
+            .iter()
+            .map(|(t, id)| (t.as_str(), id.as_str()))
+            .collect();
+        let client = router.pool.get().await.map_err(StoreError::from)?;
+        let unsent = deliveries::unsent_of_events(&client, &refs).await?;
+        // A copy of an event created in this batch finds the rows just created.
+        let created: HashSet<uuid::Uuid> = rows.iter().map(|d| d.id).collect();
+        let unsent: Vec<DeliveryRef> = unsent
+            .into_iter()
+            .filter(|d| !created.contains(&d.id))
+            .collect();
+        if !unsent.is_empty() {
+            tracing::info!(
+                deliveries = unsent.len(),
+                "an event handled before has deliveries never attempted; sending them again"
+            );
+        }
+        again = unsent.iter().map(|d| d.id).collect();
+        rows.extend(unsent);
+    }
+    // Routed once its deliveries are out.
     if rows.is_empty() {
+        router.metrics.event(outcome::ROUTED, routed);
         return Ok(());
     }
+    let topology = &router.config.topology;
     let routing_of: HashMap<(&str, &str), &Routing<'_>> = valid
         .iter()
         .map(|r| ((r.event.tenant.as_str(), r.event.id.as_str()), r))
@@ -254,8 +304,12 @@ async fn publish_unpublished(
         );
     }
     amqp::confirm_all(pending).await?;
-    tx.commit().await?;
+    if !again.is_empty() {
+        let client = router.pool.get().await.map_err(StoreError::from)?;
+        deliveries::mark_published(&client, &again).await?;
+    }
     router.metrics.published(rows.len() as u64);
+    router.metrics.event(outcome::ROUTED, routed);
     Ok(())
 }
 

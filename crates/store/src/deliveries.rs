@@ -68,14 +68,35 @@ pub struct DeliveryRef {
     pub webhook_id: Option<Uuid>,
 }
 
-/// Creates the deliveries that do not exist yet; existing (event, target) pairs are
-/// left alone, so calling this twice for one event creates nothing new.
-/// Creates deliveries; one that exists for its (event, target) is left as it is.
-/// Returns the ones created.
+/// Who sends the first message of a delivery created pending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sending {
+    /// The router that creates it, right after its transaction commits and before it
+    /// acks the event. Created `published`: no statement marks it later, and no row
+    /// lock is held while its message is out (the sender records the attempt on this
+    /// row). If that router dies first, its event comes back redelivered and the
+    /// router that takes it sends whatever is still unsent ([`unsent_of_events`]).
+    ByCreator,
+    /// A reopen-and-publish after the commit (a backfill): created unpublished and
+    /// marked published once its message is confirmed ([`mark_published`]).
+    Reopened,
+}
+
+/// A delivery [`insert`] created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Created {
+    pub delivery: DeliveryRef,
+    /// Created held (its webhook paused, disabled or tripped): no message is sent now.
+    pub held: bool,
+}
+
+/// Creates deliveries; one that exists for its (event, target) is left as it is, so
+/// calling this twice for one event creates nothing new. Returns the ones created.
 pub async fn insert(
     db: &impl GenericClient,
     new: &[NewDelivery],
-) -> Result<Vec<DeliveryRef>, StoreError> {
+    sending: Sending,
+) -> Result<Vec<Created>, StoreError> {
     if new.is_empty() {
         return Ok(Vec::new());
     }
@@ -107,20 +128,62 @@ pub async fn insert(
             }
         })
         .collect();
+    let published: Vec<bool> = new
+        .iter()
+        .map(|d| sending == Sending::ByCreator && !d.held)
+        .collect();
     let statement = super::prepared(
         db,
-        "INSERT INTO deliveries (id, tenant, event_id, webhook_id, url, trace_id, status) \
+        "INSERT INTO deliveries (id, tenant, event_id, webhook_id, url, trace_id, status, published) \
          SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], \
-           $6::text[], $7::text[]) \
-         ON CONFLICT DO NOTHING RETURNING id, tenant, event_id, webhook_id",
+           $6::text[], $7::text[], $8::bool[]) \
+         ON CONFLICT DO NOTHING RETURNING id, tenant, event_id, webhook_id, status",
     )
     .await?;
     let rows = db
         .query(
             &statement,
             &[
-                &ids, &tenants, &events, &webhooks, &urls, &traces, &statuses,
+                &ids, &tenants, &events, &webhooks, &urls, &traces, &statuses, &published,
             ],
+        )
+        .await?;
+    let mut created = rows
+        .iter()
+        .map(|r| {
+            Ok(Created {
+                delivery: delivery_ref(r)?,
+                held: DeliveryStatus::parse(r.try_get("status")?)? == DeliveryStatus::Held,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    // In creation order (ids are time-ordered): RETURNING has no order.
+    created.sort_by_key(|c| c.delivery.id);
+    Ok(created)
+}
+
+/// The deliveries of these events that were never sent: pending and never
+/// attempted. What a router sends again when it takes an event that may have been
+/// handled before (its message redelivered after a router died, or a batch tried
+/// again after an error), since the router that created them may have died before
+/// sending them. A message sent twice this way is acked without a request by the
+/// sender once the first is delivered.
+pub async fn unsent_of_events(
+    db: &impl GenericClient,
+    events: &[(&str, &str)],
+) -> Result<Vec<DeliveryRef>, StoreError> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let tenants: Vec<&str> = events.iter().map(|(t, _)| *t).collect();
+    let ids: Vec<&str> = events.iter().map(|(_, id)| *id).collect();
+    let rows = db
+        .query(
+            "SELECT d.id, d.tenant, d.event_id, d.webhook_id FROM deliveries d \
+             JOIN unnest($1::text[], $2::text[]) AS e(tenant, id) \
+               ON d.tenant = e.tenant AND d.event_id = e.id \
+             WHERE d.status = 'pending' AND d.attempts = 0 ORDER BY d.id",
+            &[&tenants, &ids],
         )
         .await?;
     rows.iter().map(delivery_ref).collect()
@@ -152,38 +215,6 @@ pub async fn without_delivery_to(
         )
         .await?;
     rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
-}
-
-/// Claims the not-yet-published deliveries of these events: locks them and marks
-/// them published in one statement, which takes effect only if the caller's
-/// transaction commits, after their messages are confirmed (a rollback leaves them
-/// unpublished). Rows another router holds are skipped: that router publishes them
-/// (or, if it dies, its event message comes back and this runs again). Call inside
-/// a transaction.
-pub async fn claim_unpublished(
-    db: &impl GenericClient,
-    events: &[(&str, &str)],
-) -> Result<Vec<DeliveryRef>, StoreError> {
-    let tenants: Vec<&str> = events.iter().map(|(t, _)| *t).collect();
-    let ids: Vec<&str> = events.iter().map(|(_, id)| *id).collect();
-    let statement = super::prepared(
-        db,
-        "UPDATE deliveries SET published = true, updated_at = now() WHERE id IN ( \
-           SELECT d.id FROM deliveries d \
-           JOIN unnest($1::text[], $2::text[]) AS e(tenant, id) \
-             ON d.tenant = e.tenant AND d.event_id = e.id \
-           WHERE NOT d.published AND d.status = 'pending' FOR UPDATE OF d SKIP LOCKED) \
-         RETURNING id, tenant, event_id, webhook_id",
-    )
-    .await?;
-    let rows = db.query(&statement, &[&tenants, &ids]).await?;
-    let mut claimed = rows
-        .iter()
-        .map(delivery_ref)
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    // Publish in creation order (ids are time-ordered): RETURNING has no order.
-    claimed.sort_by_key(|d| d.id);
-    Ok(claimed)
 }
 
 pub async fn mark_published(db: &impl GenericClient, ids: &[Uuid]) -> Result<(), StoreError> {
@@ -409,7 +440,9 @@ pub struct Delivery {
     /// The one-off `webhook_url` of the event.
     pub url: Option<String>,
     pub status: DeliveryStatus,
-    /// Whether its delivery message has been confirmed by the broker.
+    /// Whether its delivery message is out: confirmed by the broker, or being sent by
+    /// the router that created it (which sends it before acking its event, and whose
+    /// event, should it die first, makes another router send it).
     pub published: bool,
     /// HTTP attempts made, over every round.
     #[cfg_attr(feature = "openapi", schema(minimum = 0))]
