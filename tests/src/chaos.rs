@@ -102,9 +102,10 @@ pub struct Figures {
 }
 
 /// A sender's unacked messages can be at most its concurrency (the default).
-const SENDER_IN_FLIGHT: usize = 64;
-/// A router's unacked events can be at most its batch (the default).
-const ROUTER_BATCH: usize = 100;
+const SENDER_IN_FLIGHT: usize = hookrelay_sender::DEFAULT_CONCURRENCY as usize;
+/// A router's unacked events can be at most its prefetch (the default); a router
+/// taking them again sends their never-attempted deliveries again.
+const ROUTER_UNACKED: usize = hookrelay_router::DEFAULT_PREFETCH as usize;
 /// Probe events published after each restart.
 const PROBES: usize = 50;
 
@@ -444,14 +445,14 @@ async fn check(
     }
     figures.receiver_duplicates = ok.values().map(|t| t.answered as usize - 1).sum();
     // A sender kill can repeat at most what that sender had unacked; a router kill,
-    // a batch's delivery messages (published again, both copies in flight at once); a
-    // restart, what every sender had.
+    // the delivery messages of its unacked events (sent again, both copies in flight
+    // at once); a restart, what every sender had.
     // A node kill can cut off every role at once, like a restart.
     figures.duplicate_bound = (figures.sender_kills
         + (figures.broker_restarts + figures.database_restarts + figures.node_kills)
             * options.senders)
         * SENDER_IN_FLIGHT
-        + (figures.router_kills + figures.node_kills) * ROUTER_BATCH;
+        + (figures.router_kills + figures.node_kills) * ROUTER_UNACKED;
     assert!(
         figures.receiver_duplicates <= figures.duplicate_bound,
         "{} duplicates, more than the {} in flight at the faults",

@@ -138,10 +138,10 @@ pub struct ServeArgs {
     #[arg(long, env = "HOOKRELAY_HTTP_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub http_timeout: Duration,
     /// Deliveries in flight at once per sender.
-    #[arg(long, env = "HOOKRELAY_SENDER_CONCURRENCY", default_value_t = 64)]
+    #[arg(long, env = "HOOKRELAY_SENDER_CONCURRENCY", default_value_t = hookrelay_sender::DEFAULT_CONCURRENCY)]
     pub sender_concurrency: u16,
     /// Deliveries in flight at once to one webhook.
-    #[arg(long, env = "HOOKRELAY_PER_WEBHOOK_CONCURRENCY", default_value_t = 8)]
+    #[arg(long, env = "HOOKRELAY_PER_WEBHOOK_CONCURRENCY", default_value_t = hookrelay_sender::DEFAULT_PER_WEBHOOK_CONCURRENCY)]
     pub per_webhook_concurrency: usize,
     /// A webhook whose oldest request in flight is older than this stops queueing
     /// deliveries in memory; they wait in a delay queue instead.

@@ -31,6 +31,17 @@ use hookrelay_model::Topology;
 use hookrelay_model::retry::RetrySchedule;
 use hookrelay_model::shutdown::Shutdown;
 
+/// Deliveries a sender has in flight at once unless configured
+/// (`HOOKRELAY_SENDER_CONCURRENCY`): throughput is about this over the receivers'
+/// latency, and a task in flight costs a few KiB.
+pub const DEFAULT_CONCURRENCY: u16 = 256;
+
+/// Requests in flight to one webhook per sender unless configured
+/// (`HOOKRELAY_PER_WEBHOOK_CONCURRENCY`) or set on the webhook (`max_in_flight`): an
+/// eighth of the concurrency, so a slow endpoint holds at most that share of the
+/// slots while it is deferred and its breaker trips.
+pub const DEFAULT_PER_WEBHOOK_CONCURRENCY: usize = 32;
+
 #[derive(Debug, Clone)]
 pub struct SenderConfig {
     pub amqp_url: String,
@@ -76,8 +87,8 @@ impl SenderConfig {
             amqp_url: amqp_url.into(),
             topology,
             schedule,
-            concurrency: 64,
-            per_webhook_concurrency: 8,
+            concurrency: DEFAULT_CONCURRENCY,
+            per_webhook_concurrency: DEFAULT_PER_WEBHOOK_CONCURRENCY,
             slow_after: Duration::from_secs(1),
             defer_delay: Duration::from_secs(1),
             http_timeout: Duration::from_secs(10),
