@@ -118,7 +118,6 @@ async fn steady(a: &Args) {
         "hookrelay bench ({}): router and sender as `{binary} serve` child processes; fan-out 1, 1 KiB payloads; RabbitMQ and Postgres on this machine",
         a.scenario
     );
-    let ceiling = bench::broker_ceiling(20_000, 1024).await;
     let plan = if a.scenario == "soak" {
         capacity::Plan {
             rates: vec![a.rate.expect("a soak needs --rate (half the capacity)")],
@@ -130,10 +129,11 @@ async fn steady(a: &Args) {
         }
     } else {
         capacity::Plan {
-            rates: a
-                .steps
-                .clone()
-                .unwrap_or_else(|| vec![250, 500, 1000, 1500, 2000, 2500, 3000, 4000, 5000, 6000]),
+            rates: a.steps.clone().unwrap_or_else(|| {
+                vec![
+                    250, 500, 1000, 1500, 2000, 2500, 3000, 3500, 4000, 4500, 5000, 6000,
+                ]
+            }),
             step: std::time::Duration::from_secs(a.step_seconds),
             payload_bytes: 1024,
             history: a.history,
@@ -141,7 +141,7 @@ async fn steady(a: &Args) {
             window: None,
         }
     };
-    let report = capacity::run(&plan, ceiling, std::path::Path::new(binary)).await;
+    let report = capacity::run(&plan, std::path::Path::new(binary)).await;
     println!("\n{}", capacity::table(&report));
     if let Some(path) = &a.json {
         let body = serde_json::to_string_pretty(&report).expect("json");

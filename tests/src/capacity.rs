@@ -66,6 +66,10 @@ pub struct Step {
     /// Every `postgres` process, and RabbitMQ's `beam.smp`, summed.
     pub postgres: Load,
     pub rabbitmq: Load,
+    /// This process: the publisher and the receiver.
+    pub bench: Load,
+    /// The whole machine's CPU in use, % of all its cores.
+    pub machine_busy_percent: f64,
     pub seconds: f64,
 }
 
@@ -73,7 +77,10 @@ pub struct Step {
 pub struct Report {
     pub history_events: usize,
     pub history_fill_seconds: f64,
+    /// The median of [`Self::ceiling_runs`].
     pub broker_ceiling_msgs_per_sec: f64,
+    /// Each measurement of the ceiling, before the run and after it.
+    pub ceiling_runs: Vec<f64>,
     pub steps: Vec<Step>,
     /// The highest sustained offered rate (deliveries/s at fan-out 1).
     pub capacity_per_sec: Option<f64>,
@@ -134,7 +141,14 @@ fn chunks(n: i64, size: i64) -> Vec<(i64, i64)> {
 }
 
 /// Runs the plan: one webhook, fan-out 1, roles as child processes of `binary`.
-pub async fn run(plan: &Plan, ceiling: f64, binary: &Path) -> Report {
+pub async fn run(plan: &Plan, binary: &Path) -> Report {
+    // The ceiling moves from minute to minute on a shared machine (9,800 to 16,800
+    // msg/s within an hour here): measured three times before the run and twice after
+    // it, the median is the yardstick and the spread is printed beside it.
+    let mut ceiling_runs = Vec::new();
+    for _ in 0..3 {
+        ceiling_runs.push(crate::bench::broker_ceiling(20_000, plan.payload_bytes).await);
+    }
     let stack = TestStack::for_processes().await;
     let receiver = Receiver::tallying(tally_key).await;
     let hook = stack
@@ -168,6 +182,10 @@ pub async fn run(plan: &Plan, ceiling: f64, binary: &Path) -> Report {
     }
     router.stop();
     sender.stop();
+    for _ in 0..2 {
+        ceiling_runs.push(crate::bench::broker_ceiling(20_000, plan.payload_bytes).await);
+    }
+    let ceiling = median(&ceiling_runs);
     let statements = if counting {
         statements::top(&stack.db.name, 6).await
     } else {
@@ -188,6 +206,7 @@ pub async fn run(plan: &Plan, ceiling: f64, binary: &Path) -> Report {
         history_events: plan.history,
         history_fill_seconds,
         broker_ceiling_msgs_per_sec: ceiling,
+        ceiling_runs,
         capacity_per_sec: capacity,
         ratio_to_ceiling: capacity.map(|c| c / ceiling),
         steps,
@@ -280,6 +299,8 @@ async fn step(
             sender: Load::between(&before.sender, &after.sender, secs),
             postgres: Load::between(&before.postgres, &after.postgres, secs),
             rabbitmq: Load::between(&before.rabbitmq, &after.rabbitmq, secs),
+            bench: Load::between(&before.bench, &after.bench, secs),
+            machine_busy_percent: before.machine.busy_percent_until(&after.machine),
             seconds: secs,
         });
     }
@@ -317,6 +338,8 @@ struct Sample {
     sender: Usage,
     postgres: Usage,
     rabbitmq: Usage,
+    bench: Usage,
+    machine: Jiffies,
 }
 
 impl Sample {
@@ -326,7 +349,41 @@ impl Sample {
             sender: Usage::of(&sender.pid()),
             postgres: by_name("postgres"),
             rabbitmq: by_name("beam.smp"),
+            bench: Usage::of("self"),
+            machine: Jiffies::now(),
         }
+    }
+}
+
+/// The machine's CPU time so far, busy and in all (`/proc/stat`, every core).
+struct Jiffies {
+    busy: u64,
+    total: u64,
+}
+
+impl Jiffies {
+    fn now() -> Self {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let fields: Vec<u64> = stat
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal: idle and iowait are not busy.
+        let total: u64 = fields.iter().take(8).sum();
+        let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+        Self {
+            busy: total.saturating_sub(idle),
+            total,
+        }
+    }
+
+    fn busy_percent_until(&self, later: &Self) -> f64 {
+        let total = later.total.saturating_sub(self.total).max(1) as f64;
+        100.0 * later.busy.saturating_sub(self.busy) as f64 / total
     }
 }
 
@@ -365,17 +422,34 @@ fn by_name(name: &str) -> Usage {
     sum
 }
 
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied().unwrap_or(0.0)
+}
+
 /// The step table printed on stdout.
 pub fn table(report: &Report) -> String {
+    let low = report
+        .ceiling_runs
+        .iter()
+        .copied()
+        .fold(f64::INFINITY, f64::min);
+    let high = report.ceiling_runs.iter().copied().fold(0.0, f64::max);
     let mut out = format!(
-        "history: {} events (filled in {:.0} s); broker ceiling {:.0} msg/s\n\n\
-         | offered/s | delivered/s | p50 ms | p99 ms | max ms | missing | dup | sustained | CPU % router / sender / postgres / rabbitmq | RSS MiB router / sender |\n\
-         |---|---|---|---|---|---|---|---|---|---|\n",
-        report.history_events, report.history_fill_seconds, report.broker_ceiling_msgs_per_sec
+        "history: {} events (filled in {:.0} s); broker ceiling {:.0} msg/s (median of {}: {:.0} to {:.0}, before and after the run)\n\n\
+         | offered/s | delivered/s | p50 ms | p99 ms | max ms | missing | dup | sustained | CPU % router / sender / postgres / rabbitmq / bench | machine busy % | RSS MiB router / sender |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
+        report.history_events,
+        report.history_fill_seconds,
+        report.broker_ceiling_msgs_per_sec,
+        report.ceiling_runs.len(),
+        low,
+        high,
     );
     for s in &report.steps {
         out.push_str(&format!(
-            "| {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {:.0} / {:.0} / {:.0} / {:.0} | {:.0} / {:.0} |\n",
+            "| {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {:.0} / {:.0} / {:.0} / {:.0} / {:.0} | {:.0} | {:.0} / {:.0} |\n",
             s.offered_per_sec,
             s.delivered_per_sec,
             s.p50_ms,
@@ -388,6 +462,8 @@ pub fn table(report: &Report) -> String {
             s.sender.cpu_percent,
             s.postgres.cpu_percent,
             s.rabbitmq.cpu_percent,
+            s.bench.cpu_percent,
+            s.machine_busy_percent,
             s.router.rss_mib,
             s.sender.rss_mib,
         ));
