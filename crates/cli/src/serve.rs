@@ -118,6 +118,12 @@ async fn start(
             }
         }
     }
+    if !consumers.is_empty() {
+        tokio::spawn(store::replan_as_tables_grow(
+            delivery_pool.clone(),
+            stop.clone(),
+        ));
+    }
     {
         let (url, topology, metrics, stop) = (
             common.amqp_url.clone(),

@@ -332,6 +332,40 @@ impl Workload {
     }
 }
 
+/// The longest a delivery-workload connection keeps a statement's plan.
+const REPLAN_EVERY: Duration = Duration::from_secs(600);
+
+/// Has every connection of a [`Workload::Delivery`] pool prepare its statements
+/// again, and so plan them again, at 10 s, 20 s, 40 s, … after the start, then every
+/// 10 minutes, until `shutdown`.
+///
+/// A generic plan is made for the tables as they are when the statement is first
+/// prepared on a connection, and only an `ANALYZE` (autovacuum's, when it runs)
+/// makes Postgres plan it again. Made on nearly empty tables, where every index
+/// costs about the same, the sender's load once took `events_by_received (tenant,
+/// received_at, id)` for its join on `(tenant, id)`: each look-up then read every
+/// event of the tenant (950 ms a call, during a 100,000-event burst), and the sender
+/// fell to 559 deliveries/s (docs/performance.md, 2026-12-06). Planned again once the tables
+/// hold rows, the primary key is the cheaper index by far; the schedule replans
+/// often while a new deployment's tables grow fast, and rarely after.
+pub async fn replan_as_tables_grow(pool: Pool, mut shutdown: hookrelay_model::shutdown::Shutdown) {
+    let mut wait = Duration::from_secs(10);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = shutdown.wait() => return,
+        }
+        replan(&pool);
+        wait = (wait * 2).min(REPLAN_EVERY);
+    }
+}
+
+/// Forgets every connection's prepared statements: each is prepared, and planned, on
+/// its next use. A query under way keeps its statement until it finishes.
+pub fn replan(pool: &Pool) {
+    pool.manager().statement_caches.clear();
+}
+
 /// A connection pool for `workload`. Size it for concurrent database users, not
 /// for prefetch.
 pub fn pool(url: &str, max_size: usize, workload: Workload) -> Result<Pool, StoreError> {
