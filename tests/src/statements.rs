@@ -81,19 +81,23 @@ pub fn table(statements: &[Statement], deliveries: usize) -> String {
     let mut total_ms = 0.0;
     for s in statements {
         let calls = s.calls.max(1) as f64;
-        let rows = s.rows.max(1) as f64;
         let ms = s.exec_ms + s.plan_ms;
         total_ms += ms;
+        // A statement that returned or changed no row has no cost per row.
+        let per_row = |v: f64, digits: usize| match s.rows {
+            0 => "-".to_owned(),
+            rows => format!("{:.digits$}", v / rows as f64),
+        };
         out.push_str(&format!(
-            "| `{}` | {} | {:.3} | {:.3} | {:.1} | {:.4} | {:.1} | {:.1} |\n",
+            "| `{}` | {} | {:.3} | {:.3} | {:.1} | {} | {} | {} |\n",
             s.query.replace('|', "\\|"),
             s.calls,
             s.exec_ms / calls,
             s.plan_ms / calls,
             s.rows as f64 / calls,
-            ms / rows,
-            s.pages as f64 / rows,
-            s.wal_records as f64 / rows,
+            per_row(ms, 4),
+            per_row(s.pages as f64, 1),
+            per_row(s.wal_records as f64, 1),
         ));
     }
     if deliveries > 0 {

@@ -104,20 +104,21 @@ pub async fn release_due(
     buckets: impl Fn(&hookrelay_model::webhook::Webhook) -> Option<Bucket>,
     limit: i64,
 ) -> Result<Vec<Release>, StoreError> {
-    let tx = db.transaction().await?;
-    let rows = tx
-        .query(
-            &format!(
-                "SELECT r.webhook_id, r.tat, now() AS now, {} FROM webhook_rates r \
-                 JOIN webhooks w ON w.id = r.webhook_id \
-                 WHERE r.backlog AND NOT {} \
-                 ORDER BY r.tat NULLS FIRST LIMIT $1 FOR UPDATE OF r SKIP LOCKED",
-                super::webhooks::select_prefixed("w", "w_"),
-                super::webhooks::HOLDING,
-            ),
-            &[&limit],
+    // Every sender asks every 50 ms, mostly to find nothing: prepared, it is not
+    // planned each time (0.3 ms of planning for 0.03 ms of execution).
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "SELECT r.webhook_id, r.tat, now() AS now, {} FROM webhook_rates r \
+             JOIN webhooks w ON w.id = r.webhook_id \
+             WHERE r.backlog AND NOT {} \
+             ORDER BY r.tat NULLS FIRST LIMIT $1 FOR UPDATE OF r SKIP LOCKED",
+            super::webhooks::select_prefixed("w", "w_"),
+            super::webhooks::HOLDING,
         )
-        .await?;
+    });
+    let tx = db.transaction().await?;
+    let statement = super::prepared(&tx, &SQL).await?;
+    let rows = tx.query(&statement, &[&limit]).await?;
     let mut out = Vec::new();
     for row in &rows {
         let Some(webhook) = super::webhooks::from_row_prefixed(row, "w_", &crate::Cipher::none())?
