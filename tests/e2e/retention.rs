@@ -3,9 +3,9 @@
 
 use hookrelay_admin::retention;
 use hookrelay_model::webhook::Target;
-use hookrelay_store::deliveries::{self, AttemptRecord, DeliveryStatus, NewDelivery};
+use hookrelay_store::deliveries::{self, DeliveryStatus, NewDelivery};
 use hookrelay_store::{events, tenants};
-use hookrelay_tests::db::TestDb;
+use hookrelay_tests::db::{TestDb, answered_attempt};
 use hookrelay_tests::stack::event;
 use serde_json::json;
 use time::{Duration, OffsetDateTime};
@@ -36,18 +36,7 @@ async fn stored(db: &TestDb, tenant: &str, id: &str, now: OffsetDateTime, age: D
         .await
         .unwrap();
     let d = &deliveries::for_event(&client, tenant, id).await.unwrap()[0];
-    let attempt = AttemptRecord {
-        delivery_id: d.id,
-        attempt: 1,
-        started_at: now - age,
-        latency_ms: 1.0,
-        status_code: Some(200),
-        error: None,
-        response_snippet: None,
-        status: DeliveryStatus::Delivered,
-        next_attempt_at: None,
-        why_failed: None,
-    };
+    let attempt = answered_attempt(d.id, now - age, DeliveryStatus::Delivered, None);
     deliveries::record_attempts(&client, &[attempt])
         .await
         .unwrap();

@@ -5,9 +5,10 @@ use hookrelay_model::webhook::{Secret, WebhookUpdate};
 use hookrelay_store::Cipher;
 use hookrelay_store::webhooks::{self};
 use hookrelay_store::{self as store, StoreError, environments};
-use hookrelay_tests::db::{TestDb, drop_database};
+use hookrelay_tests::db::{TestDb, answered_attempt, drop_database};
 use hookrelay_tests::stack::webhook;
 use hookrelay_tests::wait_until;
+use time::OffsetDateTime;
 
 const WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -301,25 +302,21 @@ async fn an_update_racing_the_auto_disable_keeps_the_disable() {
 /// execution instead was a quarter of the hot path's database time).
 #[tokio::test]
 async fn hot_statements_prepared_on_empty_tables_keep_index_plans_as_the_tables_grow() {
-    use hookrelay_store::deliveries::{self, AttemptRecord, DeliveryStatus};
+    use hookrelay_store::deliveries::{self, DeliveryStatus};
     let db = TestDb::new().await;
     let c = db.delivery_pool.get().await.unwrap();
     // Batches of ten, as the sender loads and records them under load; nothing is
     // stored yet.
     let missing: Vec<uuid::Uuid> = (0..10).map(|_| uuid::Uuid::now_v7()).collect();
-    let records: Vec<AttemptRecord> = missing
+    let records: Vec<_> = missing
         .iter()
-        .map(|id| AttemptRecord {
-            delivery_id: *id,
-            attempt: 1,
-            started_at: time::OffsetDateTime::now_utc(),
-            latency_ms: 1.0,
-            status_code: Some(200),
-            error: None,
-            response_snippet: None,
-            status: DeliveryStatus::Delivered,
-            next_attempt_at: None,
-            why_failed: None,
+        .map(|id| {
+            answered_attempt(
+                *id,
+                OffsetDateTime::now_utc(),
+                DeliveryStatus::Delivered,
+                None,
+            )
         })
         .collect();
     for _ in 0..10 {
@@ -329,27 +326,7 @@ async fn hot_statements_prepared_on_empty_tables_keep_index_plans_as_the_tables_
         deliveries::record_attempts(&c, &records).await.unwrap();
     }
     // The tables grow as a role's first minute would grow them, unanalyzed.
-    let template = serde_json::to_value(hookrelay_tests::stack::event(
-        "acme",
-        "order.created",
-        serde_json::json!({}),
-    ))
-    .unwrap();
-    c.execute(
-        "INSERT INTO events (tenant, id, type, occurred_at, envelope) \
-           SELECT 'acme', 'e-' || i, 'order.created', now(), \
-             ($1::jsonb || jsonb_build_object('id', 'e-' || i))::json \
-           FROM generate_series(1, 20000) i",
-        &[&template],
-    )
-    .await
-    .unwrap();
-    c.batch_execute(
-        "INSERT INTO deliveries (id, tenant, event_id, url) \
-           SELECT gen_random_uuid(), 'acme', 'e-' || i, 'http://127.0.0.1:9/' FROM generate_series(1, 20000) i",
-    )
-    .await
-    .unwrap();
+    db.grow(1, 20_000).await;
     let ten: Vec<uuid::Uuid> = c
         .query(
             "SELECT id FROM deliveries ORDER BY event_id DESC LIMIT 10",
@@ -386,19 +363,6 @@ async fn hot_statements_prepared_on_empty_tables_keep_index_plans_as_the_tables_
         let generic: i64 = row.get("generic_plans");
         assert!(generic > 0, "{what} is planned on every execution");
     }
-    let plan_of = |sql: String| {
-        let c = &c;
-        async move {
-            let rows = c.simple_query(&sql).await.unwrap();
-            rows.iter()
-                .filter_map(|m| match m {
-                    tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
-                    _ => None,
-                })
-                .collect::<Vec<_>>()
-                .join("\n")
-        }
-    };
     let ids = ten
         .iter()
         .map(|id| id.to_string())
@@ -406,15 +370,17 @@ async fn hot_statements_prepared_on_empty_tables_keep_index_plans_as_the_tables_
         .join(",");
     let load_name: String = load.get("name");
     let record_name: String = record.get("name");
-    let load_plan = plan_of(format!(
-        "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) EXECUTE {load_name}('{{{ids}}}')"
-    ))
+    let load_plan = TestDb::plan(
+        &c,
+        &format!("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) EXECUTE {load_name}('{{{ids}}}')"),
+    )
     .await;
     // Not run: the generic plan is the same whatever the arguments.
     let nulls = ["NULL"; 11].join(", ");
-    let record_plan = plan_of(format!(
-        "EXPLAIN (COSTS OFF) EXECUTE {record_name}({nulls})"
-    ))
+    let record_plan = TestDb::plan(
+        &c,
+        &format!("EXPLAIN (COSTS OFF) EXECUTE {record_name}({nulls})"),
+    )
     .await;
     for (what, plan) in [("load", &load_plan), ("record", &record_plan)] {
         for scan in ["Seq Scan", "Hash Join", "Merge Join"] {
@@ -448,39 +414,9 @@ async fn hot_statements_prepared_on_empty_tables_keep_index_plans_as_the_tables_
 async fn a_plan_made_on_small_tables_is_replaced_once_they_have_grown() {
     use hookrelay_store::deliveries;
     let db = TestDb::new().await;
-    let template = serde_json::to_value(hookrelay_tests::stack::event(
-        "acme",
-        "order.created",
-        serde_json::json!({}),
-    ))
-    .unwrap();
-    let grow = |from: i32, to: i32| {
-        let (db, template) = (&db, template.clone());
-        async move {
-            let c = db.client().await;
-            c.execute(
-                "INSERT INTO events (tenant, id, type, occurred_at, received_at, envelope) \
-                   SELECT 'acme', 'e-' || md5(i::text), 'order.created', now(), \
-                     now() + i * interval '1 ms', \
-                     ($3::jsonb || jsonb_build_object('id', 'e-' || md5(i::text)))::json \
-                   FROM generate_series($1::int, $2::int) i",
-                &[&from, &to, &template],
-            )
-            .await
-            .unwrap();
-            c.execute(
-                "INSERT INTO deliveries (id, tenant, event_id, url) \
-                   SELECT gen_random_uuid(), 'acme', 'e-' || md5(i::text), 'http://127.0.0.1:9/' \
-                   FROM generate_series($1::int, $2::int) i",
-                &[&from, &to],
-            )
-            .await
-            .unwrap();
-        }
-    };
     // A small table whose random ids have split the primary key's pages: here made
     // so with a low fill factor, so that the trap is certain.
-    grow(1, 300).await;
+    db.grow(1, 300).await;
     db.client()
         .await
         .batch_execute("ALTER INDEX events_pkey SET (fillfactor = 10); REINDEX INDEX events_pkey")
@@ -506,17 +442,7 @@ async fn a_plan_made_on_small_tables_is_replaced_once_they_have_grown() {
             .await
             .unwrap()
             .get(0);
-        let rows = c
-            .simple_query(&format!("EXPLAIN EXECUTE {name}(NULL)"))
-            .await
-            .unwrap();
-        rows.iter()
-            .filter_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
-                _ => None,
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
+        TestDb::plan(c, &format!("EXPLAIN EXECUTE {name}(NULL)")).await
     }
     let ids = ten(&c).await;
     deliveries::send_jobs(&c, &Cipher::none(), &ids)
@@ -528,7 +454,7 @@ async fn a_plan_made_on_small_tables_is_replaced_once_they_have_grown() {
         "the trap is set:\n{frozen}"
     );
 
-    grow(301, 30_000).await;
+    db.grow(301, 30_000).await;
     store::replan(&db.delivery_pool);
     let ids = ten(&c).await;
     assert_eq!(
@@ -553,7 +479,7 @@ async fn a_plan_made_on_small_tables_is_replaced_once_they_have_grown() {
 #[tokio::test]
 async fn a_router_sends_again_only_deliveries_never_attempted() {
     use hookrelay_model::webhook::Target;
-    use hookrelay_store::deliveries::{self, AttemptRecord, DeliveryStatus, NewDelivery, Sending};
+    use hookrelay_store::deliveries::{self, DeliveryStatus, NewDelivery, Sending};
     use hookrelay_store::events;
     let db = TestDb::new().await;
     let event = hookrelay_tests::stack::event("acme", "order.created", serde_json::json!({}));
@@ -598,17 +524,8 @@ async fn a_router_sends_again_only_deliveries_never_attempted() {
     }
 
     // One delivered, one waiting for its retry, two never attempted.
-    let attempt = |id, status, next_attempt_at| AttemptRecord {
-        delivery_id: id,
-        attempt: 1,
-        started_at: time::OffsetDateTime::now_utc(),
-        latency_ms: 1.0,
-        status_code: Some(200),
-        error: None,
-        response_snippet: None,
-        status,
-        next_attempt_at,
-        why_failed: None,
+    let attempt = |id, status, next_attempt_at| {
+        answered_attempt(id, OffsetDateTime::now_utc(), status, next_attempt_at)
     };
     let ids: Vec<uuid::Uuid> = created.iter().map(|c| c.delivery.id).collect();
     deliveries::record_attempts(
@@ -618,7 +535,7 @@ async fn a_router_sends_again_only_deliveries_never_attempted() {
             attempt(
                 ids[1],
                 DeliveryStatus::Pending,
-                Some(time::OffsetDateTime::now_utc()),
+                Some(OffsetDateTime::now_utc()),
             ),
         ],
     )

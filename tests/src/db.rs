@@ -102,3 +102,73 @@ impl Drop for TestDb {
         drop_database(&self.name);
     }
 }
+
+/// A first attempt answered 200, recorded at `started_at`, that leaves its delivery
+/// `status` (retry due at `next_attempt_at`, if any): what tests write beside the
+/// roles' own records.
+pub fn answered_attempt(
+    delivery_id: uuid::Uuid,
+    started_at: time::OffsetDateTime,
+    status: store::deliveries::DeliveryStatus,
+    next_attempt_at: Option<time::OffsetDateTime>,
+) -> store::deliveries::AttemptRecord {
+    store::deliveries::AttemptRecord {
+        delivery_id,
+        attempt: 1,
+        started_at,
+        latency_ms: 1.0,
+        status_code: Some(200),
+        error: None,
+        response_snippet: None,
+        status,
+        next_attempt_at,
+        why_failed: None,
+    }
+}
+
+impl TestDb {
+    /// Stores events `e-{md5(i)}` of tenant `acme` for `i` in `from..=to`, received a
+    /// millisecond apart, each with one delivery to a one-off URL: tables grown the
+    /// way the router grows them, without its statements.
+    pub async fn grow(&self, from: i32, to: i32) {
+        let template = serde_json::to_value(crate::stack::event(
+            "acme",
+            "order.created",
+            serde_json::json!({}),
+        ))
+        .expect("event");
+        let c = self.client().await;
+        c.execute(
+            "INSERT INTO events (tenant, id, type, occurred_at, received_at, envelope) \
+               SELECT 'acme', 'e-' || md5(i::text), 'order.created', now(), \
+                 now() + i * interval '1 ms', \
+                 ($3::jsonb || jsonb_build_object('id', 'e-' || md5(i::text)))::json \
+               FROM generate_series($1::int, $2::int) i",
+            &[&from, &to, &template],
+        )
+        .await
+        .expect("grow events");
+        c.execute(
+            "INSERT INTO deliveries (id, tenant, event_id, url) \
+               SELECT gen_random_uuid(), 'acme', 'e-' || md5(i::text), 'http://127.0.0.1:9/' \
+               FROM generate_series($1::int, $2::int) i",
+            &[&from, &to],
+        )
+        .await
+        .expect("grow deliveries");
+    }
+
+    /// The text of `EXPLAIN …` (or any one-column statement) run on `c`, lines joined.
+    pub async fn plan(c: &tokio_postgres::Client, explain: &str) -> String {
+        c.simple_query(explain)
+            .await
+            .expect("explain")
+            .iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
