@@ -59,10 +59,16 @@ async fn a_paused_webhook_holds_every_delivery_and_resume_sends_them_once() {
     assert_eq!(status, StatusCode::OK, "{paused}");
     assert!(paused["paused_at"].is_string(), "{paused}");
 
+    // One at a time, so that each is older than the next: events routed in the same
+    // moment (in batches the router handles at once) have no order between them.
     let mut ids = vec![queued.id.clone()];
     for _ in 0..3 {
         let e = event("acme", "order_placed", json!({}));
         stack.publish(&e).await;
+        wait_until("the event's delivery is created", WAIT, || async {
+            stack.deliveries_of("acme", &e.id).await.len() == 1
+        })
+        .await;
         ids.push(e.id);
     }
     stack.start_sender().await;
