@@ -232,6 +232,7 @@ pub async fn broker_ceiling(messages: usize, payload_bytes: usize) -> f64 {
     let _ = publish
         .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
         .await;
+    amqp::close(&conn, &[publish, consume], "ceiling measured").await;
     rate
 }
 
@@ -489,6 +490,7 @@ pub async fn run(s: &Scenario, ceiling: f64, roles: &Roles) -> Report {
             (None, None)
         }
     };
+    stack.publisher.close().await;
 
     let tallies = receiver.tallies();
     let lost = expected

@@ -190,6 +190,7 @@ pub async fn run(plan: &Plan, binary: &Path) -> Report {
     }
     router.stop();
     sender.stop();
+    stack.publisher.close().await;
     for _ in 0..2 {
         ceiling_runs.push(crate::bench::broker_ceiling(20_000, plan.payload_bytes).await);
     }

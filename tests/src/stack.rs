@@ -394,6 +394,7 @@ impl Drop for TestStack {
                 && let Ok(ch) = conn.create_channel().await
             {
                 let _ = hookrelay_amqp::topology::delete(&topology, &ch).await;
+                hookrelay_amqp::close(&conn, &[ch], "cleaned up").await;
             }
         });
     }

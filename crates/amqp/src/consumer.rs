@@ -85,14 +85,18 @@ impl Supervisor {
             let pause = match opened {
                 Ok((connection, channel, consumer)) => {
                     pauses = RECONNECT.build();
+                    let mut channels = vec![channel.clone()];
                     let watchdog = match connection.create_channel().await {
-                        Ok(look) => Some(tokio::spawn(watch(
-                            role,
-                            look,
-                            channel.clone(),
-                            self.queue.clone(),
-                            shutdown.clone(),
-                        ))),
+                        Ok(look) => {
+                            channels.push(look.clone());
+                            Some(tokio::spawn(watch(
+                                role,
+                                look,
+                                channel.clone(),
+                                self.queue.clone(),
+                                shutdown.clone(),
+                            )))
+                        }
                         Err(e) => {
                             tracing::warn!(role, error = %e, "{role} cannot open its watchdog channel");
                             None
@@ -102,9 +106,7 @@ impl Supervisor {
                     if let Some(w) = watchdog {
                         w.abort();
                     }
-                    let _ = connection
-                        .close(200, format!("{role} stopping").as_str().into())
-                        .await;
+                    crate::close(&connection, &channels, &format!("{role} stopping")).await;
                     match ended {
                         Ended::Stopped => break,
                         Ended::Failed(e) => return Err(e),

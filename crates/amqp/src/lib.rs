@@ -130,6 +130,19 @@ pub async fn confirm_channel(connection: &Connection) -> Result<Channel, AmqpErr
     Ok(channel)
 }
 
+/// Closes a connection: its open channels first, then the connection itself. A
+/// channel whose last handle is dropped closes itself in the background; if its
+/// connection is closing by then, lapin logs that close as a connection error (on
+/// every graceful stop), so whoever closes a connection closes its channels first.
+pub async fn close(connection: &Connection, channels: &[Channel], reason: &str) {
+    for channel in channels {
+        if channel.status().connected() {
+            let _ = channel.close(200, reason.into()).await;
+        }
+    }
+    let _ = connection.close(200, reason.into()).await;
+}
+
 /// Connects, declares the topology, and starts consuming `queue` with `prefetch`
 /// unacked messages at most: how every role begins (through `consumer::Supervisor`).
 pub async fn open_consumer(

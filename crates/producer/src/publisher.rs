@@ -29,7 +29,7 @@ pub struct Publisher {
 }
 
 struct Link {
-    _connection: Connection,
+    connection: Connection,
     channel: Channel,
 }
 
@@ -85,7 +85,7 @@ impl Publisher {
         let channel = amqp::confirm_channel(&connection).await?;
         hookrelay_amqp::topology::declare_ingress(&self.topology, &channel).await?;
         Ok(Link {
-            _connection: connection,
+            connection,
             channel,
         })
     }
@@ -102,6 +102,15 @@ impl Publisher {
         let channel = opened.channel.clone();
         *link = Some(opened);
         Ok(channel)
+    }
+
+    /// Closes the broker connection; a later publish connects again. Close a
+    /// publisher before dropping it: dropped connected, lapin logs its channel's close
+    /// as a connection error.
+    pub async fn close(&self) {
+        if let Some(link) = self.link.lock().await.take() {
+            amqp::close(&link.connection, &[link.channel], "publisher closed").await;
+        }
     }
 
     /// Publishes one event; returns once the broker confirmed it.
