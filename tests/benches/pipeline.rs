@@ -21,50 +21,53 @@
 use hookrelay_tests::bench::{self, Report, Scenario};
 use hookrelay_tests::capacity;
 
+/// End-to-end deliveries/s and publish→receive latency of hookrelay, beside the
+/// broker's own ceiling (run through `cargo xtask bench`).
+#[derive(clap::Parser)]
+#[command(name = "cargo xtask bench", bin_name = "cargo xtask bench")]
 struct Args {
+    /// A scenario's exact name, `all`, `custom`, `capacity`, `soak` or `console`.
+    #[arg(long, default_value = "all")]
     scenario: String,
+    /// Events per burst scenario (5,000 unless given; fan-out N scenarios publish
+    /// events / N).
+    #[arg(long)]
     events: Option<usize>,
+    /// Webhooks per event (a custom run).
+    #[arg(long)]
     fanout: Option<usize>,
+    /// Events/s: a custom run's pace, or a soak's steady rate.
+    #[arg(long)]
     rate: Option<u32>,
+    /// Payload size of a custom run.
+    #[arg(long)]
     payload_bytes: Option<usize>,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
     json: Option<String>,
+    /// The hookrelay binary whose `serve` runs the roles (`cargo xtask bench` passes
+    /// the release build); without it, the roles run in this process.
+    #[arg(long)]
     hookrelay: Option<String>,
-    steps: Option<Vec<u32>>,
+    /// Capacity steps in events/s.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "250,500,1000,1500,2000,2500,3000,3500,4000,4500,5000,6000"
+    )]
+    steps: Vec<u32>,
+    /// Seconds each capacity step is offered.
+    #[arg(long, default_value_t = 20)]
     step_seconds: u64,
+    /// Events of history the database holds before the run (30 days of them).
+    #[arg(long, default_value_t = 0)]
     history: usize,
+    /// Minutes a soak runs.
+    #[arg(long, default_value_t = 10)]
     minutes: u64,
-}
-
-fn args() -> Args {
-    let argv: Vec<String> = std::env::args().collect();
-    let value = |name: &str| {
-        argv.iter()
-            .position(|x| x == name)
-            .and_then(|i| argv.get(i + 1))
-            .cloned()
-    };
-    Args {
-        // --fanout, --rate or --payload-bytes without --scenario mean one custom run.
-        scenario: value("--scenario").unwrap_or_else(|| "all".into()),
-        events: value("--events").and_then(|v| v.parse().ok()),
-        fanout: value("--fanout").and_then(|v| v.parse().ok()),
-        rate: value("--rate").and_then(|v| v.parse().ok()),
-        payload_bytes: value("--payload-bytes").and_then(|v| v.parse().ok()),
-        json: value("--json"),
-        hookrelay: value("--hookrelay"),
-        steps: value("--steps").map(|v| {
-            v.split(',')
-                .map(|r| {
-                    r.trim()
-                        .parse()
-                        .expect("--steps takes rates like 250,500,1000")
-                })
-                .collect()
-        }),
-        step_seconds: value("--step-seconds").map_or(20, |v| v.parse().expect("--step-seconds")),
-        history: value("--history").map_or(0, |v| v.parse().expect("--history takes a count")),
-        minutes: value("--minutes").map_or(10, |v| v.parse().expect("--minutes")),
-    }
+    /// Passed by `cargo bench` to every bench binary; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
 fn scenarios(a: &Args) -> Vec<Scenario> {
@@ -129,11 +132,7 @@ async fn steady(a: &Args) {
         }
     } else {
         capacity::Plan {
-            rates: a.steps.clone().unwrap_or_else(|| {
-                vec![
-                    250, 500, 1000, 1500, 2000, 2500, 3000, 3500, 4000, 4500, 5000, 6000,
-                ]
-            }),
+            rates: a.steps.clone(),
             step: std::time::Duration::from_secs(a.step_seconds),
             payload_bytes: 1024,
             history: a.history,
@@ -154,7 +153,7 @@ async fn steady(a: &Args) {
 
 #[tokio::main]
 async fn main() {
-    let a = args();
+    let a = <Args as clap::Parser>::parse();
     if a.scenario == "console" {
         let history = if a.history == 0 { 100_000 } else { a.history };
         println!(
