@@ -32,6 +32,14 @@ impl Captured {
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
+
+    /// The lines written as JSON (`LogFormat::Json`), parsed.
+    fn json_lines(&self) -> Vec<Value> {
+        self.text()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
 }
 
 /// The production subscriber, writing logs to a buffer and spans to memory. The
@@ -230,10 +238,7 @@ async fn logs_name_the_delivery_and_never_show_a_secret() {
         !text.to_lowercase().contains("authorization"),
         "an Authorization header is in the logs"
     );
-    let lines: Vec<Value> = text
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let lines = logs.json_lines();
     let attempt = lines
         .iter()
         .find(|l| l["message"] == "delivery attempt")
@@ -274,10 +279,7 @@ async fn a_graceful_stop_logs_no_error() {
     stack.stop_roles().await;
 
     let text = logs.text();
-    let lines: Vec<Value> = text
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let lines = logs.json_lines();
     for role in ["router", "sender"] {
         let stopped = format!("{role} stopped");
         assert!(
