@@ -602,3 +602,149 @@ async fn a_hanging_webhook_trips_its_breaker_and_its_deliveries_wait_held() {
         "nothing more was sent to the hanging endpoint"
     );
 }
+
+/// The breaker of a webhook must never open while this runs; its state otherwise.
+async fn never_tripped(base: &str, key: &str) -> Value {
+    let hook = get_json(base, &format!("/v1/tenants/acme/webhooks/{key}")).await;
+    assert!(
+        hook["breaker"].is_null(),
+        "a busy but prompt endpoint was tripped: {}",
+        hook["breaker"]
+    );
+    hook
+}
+
+/// A webhook capped at one request in flight across two senders, whose endpoint
+/// answers every POST in 0.3 s, gets 20 events at once: deliveries wait for the
+/// webhook's slot (longer than the hanging limit), which is throttling, not hanging.
+/// Everything is delivered and the breaker never opens (it tripped as "hanging"
+/// within seconds when the wait for a slot counted as a request in flight).
+#[tokio::test]
+async fn a_busy_endpoint_behind_its_cap_across_two_senders_is_throttled_never_tripped() {
+    let mut stack = TestStack::new().await;
+    stack
+        .receiver
+        .respond("/busy", Behaviour::Slow(Duration::from_millis(300), 200));
+    let mut busy = webhook("acme", "busy", &stack.receiver.url("/busy"));
+    busy.max_in_flight = Some(1);
+    stack.create_webhook(busy).await;
+    let base = stack.serve_api(None, 1 << 20).await;
+    stack.start_router().await;
+    let mut config = stack.sender_config();
+    config.http_timeout = Duration::from_secs(10);
+    config.breaker = hookrelay_sender::BreakerConfig {
+        failures: None,
+        hanging_after: Some(Duration::from_secs(1)),
+        cooldown: Duration::from_secs(600),
+    };
+    stack.start_sender_with(config.clone()).await;
+    stack.start_sender_with(config).await;
+
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        let e = event("acme", "order_placed", json!({}));
+        stack.publish(&e).await;
+        ids.push(e.id);
+    }
+    wait_until("all 20 are delivered", Duration::from_secs(90), || async {
+        never_tripped(&base, "busy").await;
+        let s = statuses(&stack, &ids).await;
+        s.len() == 20 && s.iter().all(|s| *s == DeliveryStatus::Delivered)
+    })
+    .await;
+    never_tripped(&base, "busy").await;
+    assert_eq!(stack.metrics.outcomes(outcome::HELD), 0);
+    assert_eq!(stack.receiver.received_on("/busy").len(), 20);
+}
+
+/// Without a cap of its own, a prompt endpoint given far more deliveries than the
+/// sender's per-webhook concurrency: the ones waiting for a slot past the sender's
+/// patience are deferred, and the breaker stays closed.
+#[tokio::test]
+async fn deliveries_queueing_for_a_prompt_endpoint_never_trip_it() {
+    let mut stack = TestStack::new().await;
+    stack
+        .receiver
+        .respond("/queue", Behaviour::Slow(Duration::from_millis(300), 200));
+    stack
+        .create_webhook(webhook("acme", "queue", &stack.receiver.url("/queue")))
+        .await;
+    let base = stack.serve_api(None, 1 << 20).await;
+    stack.start_router().await;
+    let mut config = stack.sender_config();
+    config.http_timeout = Duration::from_secs(10);
+    config.per_webhook_concurrency = 4;
+    config.breaker = hookrelay_sender::BreakerConfig {
+        failures: None,
+        hanging_after: Some(Duration::from_secs(1)),
+        cooldown: Duration::from_secs(600),
+    };
+    stack.start_sender_with(config).await;
+
+    let mut ids = Vec::new();
+    for _ in 0..60 {
+        let e = event("acme", "order_placed", json!({}));
+        stack.publish(&e).await;
+        ids.push(e.id);
+    }
+    wait_until("all 60 are delivered", Duration::from_secs(90), || async {
+        never_tripped(&base, "queue").await;
+        let s = statuses(&stack, &ids).await;
+        s.len() == 60 && s.iter().all(|s| *s == DeliveryStatus::Delivered)
+    })
+    .await;
+    never_tripped(&base, "queue").await;
+    assert!(
+        stack.metrics.outcomes(outcome::DEFERRED) > 0,
+        "the ones that waited too long were deferred"
+    );
+}
+
+/// A truly hanging endpoint behind a cap of one, across two senders, still trips:
+/// the reason names the one request really in flight, not a concurrency setting,
+/// and nothing more is sent to it.
+#[tokio::test]
+async fn a_hanging_endpoint_behind_a_cap_of_one_trips_naming_its_one_request() {
+    let mut stack = TestStack::new().await;
+    stack.receiver.respond("/hang", Behaviour::Hang);
+    let mut hanging = webhook("acme", "hanging", &stack.receiver.url("/hang"));
+    hanging.max_in_flight = Some(1);
+    stack.create_webhook(hanging).await;
+    let base = stack.serve_api(None, 1 << 20).await;
+    stack.start_router().await;
+    let mut config = stack.sender_config();
+    config.http_timeout = Duration::from_secs(30);
+    config.slow_after = Duration::from_millis(100);
+    config.defer_delay = Duration::from_millis(200);
+    config.breaker = hookrelay_sender::BreakerConfig {
+        failures: None,
+        hanging_after: Some(Duration::from_millis(500)),
+        cooldown: Duration::from_secs(600),
+    };
+    stack.start_sender_with(config.clone()).await;
+    stack.start_sender_with(config).await;
+
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        let e = event("acme", "order_placed", json!({}));
+        stack.publish(&e).await;
+        ids.push(e.id);
+    }
+    wait_until("the breaker opens", WAIT, || async {
+        get_json(&base, "/v1/tenants/acme/webhooks/hanging").await["breaker"].is_object()
+    })
+    .await;
+    let tripped = get_json(&base, "/v1/tenants/acme/webhooks/hanging").await;
+    let reason = tripped["breaker"]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("hanging: no answer for")
+            && reason.ends_with("with 1 request in flight"),
+        "{tripped}"
+    );
+    wait_until("the three not in flight are held", WAIT, || async {
+        let s = statuses(&stack, &ids).await;
+        s.iter().filter(|s| **s == DeliveryStatus::Held).count() == 3
+    })
+    .await;
+    assert_eq!(stack.receiver.received_on("/hang").len(), 1);
+}

@@ -4,16 +4,16 @@
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel};
 
-use hookrelay_model::Topology;
 use hookrelay_model::wire;
+use hookrelay_model::{DeadLetterReason, Topology};
 
 use crate::{self as amqp, AmqpError, Headers};
 
 /// Why a message is dead-lettered, and where it came from.
 #[derive(Debug, Clone)]
 pub struct DeadLetter {
-    /// Short and human: "invalid event", "retries exhausted", "webhook disabled".
-    pub reason: String,
+    /// Why, from the one list of reasons.
+    pub reason: DeadLetterReason,
     /// The detail: the validation error, the last HTTP status or transport error.
     pub error: Option<String>,
     pub source_queue: String,
@@ -34,7 +34,7 @@ pub async fn publish(
     let mut table = original.headers().clone().unwrap_or_default();
     let mut add = letter
         .extra
-        .text(wire::HEADER_REASON, letter.reason)
+        .text(wire::HEADER_REASON, letter.reason.as_str())
         .text(wire::HEADER_SOURCE_QUEUE, letter.source_queue)
         .text(wire::HEADER_ROUTING_KEY, letter.routing_key.clone())
         .text(wire::HEADER_DEAD_LETTERED_AT, now_rfc3339());

@@ -398,13 +398,13 @@ impl Metrics {
         self.attempts.get_or_create(&label("class", class)).get()
     }
 
-    pub fn dead_letter(&self, role: &str, reason: &str) {
-        let labels = vec![("role", role.to_owned()), ("reason", reason.to_owned())];
+    pub fn dead_letter(&self, role: &str, reason: &hookrelay_model::DeadLetterReason) {
+        let labels = vec![("role", role.to_owned()), ("reason", reason.to_string())];
         self.dead_lettered.get_or_create(&labels).inc();
     }
 
-    pub fn dead_letters(&self, role: &str, reason: &str) -> u64 {
-        let labels = vec![("role", role.to_owned()), ("reason", reason.to_owned())];
+    pub fn dead_letters(&self, role: &str, reason: &hookrelay_model::DeadLetterReason) -> u64 {
+        let labels = vec![("role", role.to_owned()), ("reason", reason.to_string())];
         self.dead_lettered.get_or_create(&labels).get()
     }
 
@@ -575,7 +575,10 @@ mod tests {
         let m = Metrics::new();
         m.event(event::ROUTED, 3);
         m.attempt("2xx", 0.02);
-        m.dead_letter("sender", "retries exhausted");
+        m.dead_letter(
+            "sender",
+            &hookrelay_model::DeadLetterReason::RetriesExhausted,
+        );
         let text = m.render();
         assert!(
             text.contains("hookrelay_router_events_total{outcome=\"routed\"} 3"),

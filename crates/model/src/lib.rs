@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod config;
+pub mod deadletter;
 pub mod envelope;
 pub mod error;
 pub mod filter;
@@ -20,6 +21,7 @@ pub mod topology;
 pub mod webhook;
 pub mod wire;
 
+pub use deadletter::DeadLetterReason;
 pub use envelope::{EnvelopeError, Event};
 pub use error::Invalid;
 pub use tenant::Tenant;

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::deadletter::DeadLetterReason;
+
 /// One condition under which a failed attempt is retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum RetryOn {
@@ -180,31 +182,55 @@ impl Failure {
     }
 }
 
-/// Why a failed attempt was the last: the rule that applied, stored with the failed
-/// delivery so that `deliveries show` can say it. `attempt_in_round` of
-/// `max_attempts` is where the round stood.
-pub fn why_not_retried(
+/// What follows a failed attempt: another after a wait, or none, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterFailure {
+    /// Try again after at least this long (the schedule's delay, lengthened by a
+    /// `Retry-After` up to its cap).
+    Retry { after: Duration },
+    /// That was the last attempt: `reason` goes in the dead letter, `why` (the rule
+    /// that applied, for `deliveries show`) on the failed delivery.
+    GiveUp {
+        reason: DeadLetterReason,
+        why: String,
+    },
+}
+
+/// The one rule after a failed attempt: retried when the webhook's policy retries
+/// this failure and the schedule has an attempt left in the round
+/// (`attempt_in_round` is 1-based).
+pub fn after_failure(
     failure: &Failure,
     policy: &RetryPolicy,
     attempt_in_round: u32,
-    max_attempts: u32,
-) -> String {
-    if *failure == Failure::Permanent {
-        return "permanent failure: trying again cannot succeed (the URL, its variables or \
-                its address refuse it)"
-            .into();
-    }
-    if !policy.retries(failure) {
-        return format!(
+    retry_after: Option<Duration>,
+    schedule: &RetrySchedule,
+) -> AfterFailure {
+    let reason = if *failure == Failure::Permanent {
+        DeadLetterReason::PermanentFailure
+    } else if !policy.retries(failure) {
+        DeadLetterReason::NotRetryable
+    } else if let Some(after) = schedule.delay_after(attempt_in_round, retry_after) {
+        return AfterFailure::Retry { after };
+    } else {
+        DeadLetterReason::RetriesExhausted
+    };
+    let why = match reason {
+        DeadLetterReason::PermanentFailure => "permanent failure: trying again cannot \
+            succeed (the URL, its variables or its address refuse it)"
+            .to_owned(),
+        DeadLetterReason::NotRetryable => format!(
             "not retryable: {} is not in the webhook's retry_on [{}]",
             failure.described(),
             policy.to_strings().join(", ")
-        );
-    }
-    format!(
-        "retries exhausted: attempt {attempt_in_round} of the {max_attempts} the retry \
-         schedule allows (HOOKRELAY_RETRY_DELAYS)"
-    )
+        ),
+        _ => format!(
+            "retries exhausted: attempt {attempt_in_round} of the {} the retry schedule \
+             allows (HOOKRELAY_RETRY_DELAYS)",
+            schedule.max_attempts()
+        ),
+    };
+    AfterFailure::GiveUp { reason, why }
 }
 
 /// When attempts happen: the delays between them, and the cap on `Retry-After`.
@@ -267,20 +293,74 @@ mod tests {
         assert!(!p.retries(&Failure::Permanent));
     }
 
+    /// Every failure class against the default policy, a widened one and the
+    /// attempt budget: what follows, and the reason given.
+    #[test]
+    fn what_follows_a_failure_is_one_rule() {
+        use AfterFailure::{GiveUp, Retry};
+        let seed = RetryPolicy::default();
+        let wide = RetryPolicy::parse(&["timeout", "connect", "5xx"]).unwrap();
+        let s = RetrySchedule::default();
+        let secs = Duration::from_secs;
+        type Row<'a> = (
+            Failure,
+            &'a RetryPolicy,
+            u32,
+            Option<Duration>,
+            Result<Duration, &'a str>,
+        );
+        let table: [Row; 12] = [
+            (Failure::Timeout, &seed, 1, None, Ok(secs(5))),
+            (Failure::Timeout, &seed, 2, None, Ok(secs(30))),
+            (Failure::Timeout, &seed, 3, None, Err("retries exhausted")),
+            (Failure::Status(429), &seed, 1, Some(secs(60)), Ok(secs(60))),
+            (
+                Failure::Status(429),
+                &seed,
+                1,
+                Some(secs(3600)),
+                Ok(secs(300)),
+            ),
+            (Failure::Status(408), &seed, 2, Some(secs(1)), Ok(secs(30))),
+            (Failure::Status(500), &seed, 1, None, Err("not retryable")),
+            (Failure::Connect, &seed, 1, None, Err("not retryable")),
+            (Failure::Status(503), &wide, 1, Some(secs(10)), Ok(secs(10))),
+            (Failure::Connect, &wide, 3, None, Err("retries exhausted")),
+            (Failure::Permanent, &seed, 1, None, Err("permanent failure")),
+            (Failure::Permanent, &wide, 1, None, Err("permanent failure")),
+        ];
+        for (failure, policy, attempt, retry_after, want) in table {
+            let got = after_failure(&failure, policy, attempt, retry_after, &s);
+            match (&got, want) {
+                (Retry { after }, Ok(want)) => assert_eq!(*after, want, "{failure:?}"),
+                (GiveUp { reason, why }, Err(want)) => {
+                    assert_eq!(reason.as_str(), want, "{failure:?} at {attempt}");
+                    assert!(why.starts_with(want), "{why}");
+                }
+                _ => panic!("{failure:?} at attempt {attempt}: {got:?}, wanted {want:?}"),
+            }
+        }
+    }
+
     #[test]
     fn the_reason_a_failure_was_final_names_the_rule() {
         let p = RetryPolicy::default();
-        let why = |f: Failure| why_not_retried(&f, &p, 1, 3);
-        assert!(why(Failure::Permanent).starts_with("permanent failure"));
+        let why = |f: Failure, attempt| match after_failure(
+            &f,
+            &p,
+            attempt,
+            None,
+            &RetrySchedule::default(),
+        ) {
+            AfterFailure::GiveUp { why, .. } => why,
+            retry => panic!("{retry:?}"),
+        };
         assert_eq!(
-            why(Failure::Status(500)),
+            why(Failure::Status(500), 1),
             "not retryable: HTTP 500 is not in the webhook's retry_on [timeout, 408, 429]"
         );
-        assert!(why(Failure::Connect).contains("a failed connection is not in"));
-        assert!(
-            why_not_retried(&Failure::Timeout, &p, 3, 3)
-                .starts_with("retries exhausted: attempt 3 of the 3")
-        );
+        assert!(why(Failure::Connect, 1).contains("a failed connection is not in"));
+        assert!(why(Failure::Timeout, 3).starts_with("retries exhausted: attempt 3 of the 3"));
     }
 
     #[test]

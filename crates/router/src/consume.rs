@@ -6,6 +6,7 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
 use hookrelay_amqp as amqp;
 use hookrelay_amqp::consumer::{Ended, Session, Supervisor};
+use hookrelay_model::DeadLetterReason;
 use hookrelay_model::shutdown::Shutdown;
 use hookrelay_store::{TRANSIENT_RETRY, TRANSIENT_RETRY_MAX};
 use lapin::Acker;
@@ -184,7 +185,7 @@ async fn isolate(
             router,
             channel,
             delivery,
-            "event cannot be stored",
+            DeadLetterReason::EventCannotBeStored,
             &error.to_string(),
         )
         .await

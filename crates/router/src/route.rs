@@ -18,7 +18,7 @@ use hookrelay_amqp::{self as amqp, AmqpError, Headers};
 use hookrelay_metrics::{InFlight, event as outcome};
 use hookrelay_model::webhook::Target;
 use hookrelay_model::wire::{self, DeliveryMessage};
-use hookrelay_model::{Event, matching};
+use hookrelay_model::{DeadLetterReason, Event, matching};
 use hookrelay_store::deliveries::{DeliveryRef, Sending};
 use hookrelay_store::{StoreError, deliveries, events, webhooks};
 use lapin::Channel;
@@ -124,7 +124,14 @@ pub(crate) async fn handle_batch(
         publish(router, channel, &valid, recorded).await?;
     }
     for (delivery, error) in &invalid {
-        reject(router, channel, delivery, "invalid event", error).await?;
+        reject(
+            router,
+            channel,
+            delivery,
+            DeadLetterReason::InvalidEvent,
+            error,
+        )
+        .await?;
     }
     Ok(())
 }
@@ -319,7 +326,7 @@ pub(crate) async fn reject(
     router: &Router,
     channel: &Channel,
     delivery: &Delivery,
-    reason: &str,
+    reason: DeadLetterReason,
     error: &str,
 ) -> Result<(), AmqpError> {
     let topology = &router.config.topology;
@@ -343,7 +350,7 @@ pub(crate) async fn reject(
         body,
         &deadletter::without_hookrelay_headers(&delivery.properties),
         DeadLetter {
-            reason: reason.to_owned(),
+            reason: reason.clone(),
             error: Some(error.to_owned()),
             source_queue: topology.router_queue(),
             routing_key: delivery.routing_key.as_str().to_owned(),
@@ -353,6 +360,6 @@ pub(crate) async fn reject(
     .instrument(span)
     .await?;
     router.metrics.event(outcome::INVALID, 1);
-    router.metrics.dead_letter(ROLE, reason);
+    router.metrics.dead_letter(ROLE, &reason);
     Ok(())
 }

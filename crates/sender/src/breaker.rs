@@ -1,8 +1,8 @@
 //! The circuit breaker of each webhook.
 //!
 //! A webhook that keeps failing (`failures` failed attempts in a row, counted by each
-//! sender) or hangs (at its cap of requests in flight, the oldest without an answer
-//! for `hanging_after`) is tripped: its breaker opens in its row, shared by every
+//! sender) or hangs (at its cap of requests in flight, the oldest request sent without
+//! an answer for `hanging_after`; waiting for a slot is not hanging) is tripped: its breaker opens in its row, shared by every
 //! router and sender. While open its deliveries are held as for a pause: the router
 //! creates them held, a sender holds the queued ones after one batched load, so none
 //! takes a slot for long, cycles through a delay queue, or makes an attempt.
@@ -38,8 +38,9 @@ pub struct BreakerConfig {
     /// Failed attempts in a row (timeouts, refused connections, 408 and 5xx answers)
     /// that trip it; `None`: failures never do.
     pub failures: Option<u32>,
-    /// At its cap of requests in flight, the oldest unanswered this long trips it;
-    /// `None`: hanging never does.
+    /// At its cap of requests in flight, the oldest sent and unanswered this long
+    /// trips it (time spent waiting for a slot does not count); `None`: hanging
+    /// never does.
     pub hanging_after: Option<Duration>,
     /// How long it stays open before a probe, and between probes.
     pub cooldown: Duration,
@@ -149,24 +150,11 @@ impl Breakers {
         }
     }
 
-    /// The webhook is at its cap of `cap` requests in flight and the oldest has had
-    /// no answer for `hung`: trips it once that is `hanging_after` or more. True when
-    /// the breaker is open now, so the delivery is to be held, not deferred.
-    pub(crate) async fn after_hang(&self, webhook_id: Uuid, hung: Duration, cap: usize) -> bool {
-        let Some(limit) = self.config.hanging_after else {
-            return false;
-        };
-        if hung < limit {
-            return false;
-        }
-        if self.known_open(webhook_id) {
-            return true;
-        }
-        let reason = format!(
-            "hanging: no answer for {:.1}s with {cap} requests in flight",
-            hung.as_secs_f64()
-        );
-        self.trip(webhook_id, &reason).await
+    /// Opens the breaker of a webhook whose requests hang (the rule is
+    /// `admission::on_wait`); true when it is open now, so the delivery is held. A
+    /// breaker this sender saw open costs no database round trip.
+    pub(crate) async fn trip_hanging(&self, webhook_id: Uuid, reason: &str) -> bool {
+        self.known_open(webhook_id) || self.trip(webhook_id, reason).await
     }
 
     /// Opens the breaker (if not open already); true unless the database could not

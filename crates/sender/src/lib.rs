@@ -6,6 +6,7 @@
 //! committed and any follow-up message (retry or dead letter) is confirmed.
 
 mod acks;
+mod admission;
 mod batcher;
 mod breaker;
 mod consume;
@@ -21,6 +22,7 @@ mod policy;
 mod recorder;
 mod request;
 mod sweep;
+mod verdict;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -4,6 +4,11 @@
 //! but healthy endpoint keeps its throughput). Once the webhook's oldest request in
 //! flight is older than `slow_after`, waiting stops: the caller defers the delivery to
 //! a delay queue, so a hanging endpoint holds at most `cap` slots for long.
+//!
+//! A request's age counts from when it was sent ([`Slot::sending`]), not from when
+//! its slot was taken: a slot held while its delivery waits for the webhook's slot
+//! shared across senders is not a request in flight. Waiting for a slot is never
+//! hanging (`Wait::Busy`); only requests sent and not answered are (`Wait::Hanging`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,6 +16,8 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
+
+use crate::admission::{Hang, Wait};
 
 #[derive(Debug)]
 pub(crate) struct PerTarget {
@@ -31,7 +38,8 @@ struct Entry {
     /// when the entry was made (a change applies once the key is idle).
     cap: usize,
     slots: Arc<Semaphore>,
-    /// Start of each request in flight, by slot id.
+    /// When each request in flight was sent, by slot id (a slot not yet sending is
+    /// not here).
     started: HashMap<u64, Instant>,
     waiting: usize,
 }
@@ -57,25 +65,32 @@ impl PerTarget {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// How long `key`'s oldest request has hung, when it is at its cap and slow: a
-    /// check that costs nothing, made before any database work.
-    pub(crate) fn slow_and_full(&self, key: &str) -> Option<Duration> {
+    /// Whether `key` is at its cap with its oldest request sent hanging past
+    /// `slow_after`: a check that costs nothing, made before any database work.
+    pub(crate) fn hanging(&self, key: &str) -> Option<Hang> {
         let entries = self.lock();
         let entry = entries.by_key.get(key)?;
         if entry.slots.available_permits() > 0 {
             return None;
         }
-        let age = entry.started.values().min()?.elapsed();
-        (age >= self.slow_after).then_some(age)
+        self.hang_of(entry)
     }
 
-    /// A slot for `key` under its own cap (the default when none), or, when the
-    /// webhook is at its cap and slow, how long its oldest request has been in flight.
+    fn hang_of(&self, entry: &Entry) -> Option<Hang> {
+        let oldest = entry.started.values().min()?.elapsed();
+        (oldest >= self.slow_after).then_some(Hang {
+            oldest,
+            in_flight: entry.started.len(),
+        })
+    }
+
+    /// A slot for `key` under its own cap (the default when none), waited for up to
+    /// `slow_after` while the webhook answers in time; else why not.
     pub(crate) async fn acquire(
         self: &Arc<Self>,
         key: &str,
         cap: Option<usize>,
-    ) -> Result<Slot, Duration> {
+    ) -> Result<Slot, Wait> {
         let slots = {
             let mut entries = self.lock();
             let cap = cap.unwrap_or(self.cap).max(1);
@@ -91,23 +106,23 @@ impl PerTarget {
             if let Ok(permit) = Arc::clone(&entry.slots).try_acquire_owned() {
                 return Ok(self.slot(&mut entries, key, permit));
             }
-            let oldest = entry.started.values().min().map(|t| t.elapsed());
-            if let Some(age) = oldest.filter(|age| *age >= self.slow_after) {
-                return Err(age);
+            if let Some(hang) = self.hang_of(entry) {
+                return Err(Wait::Hanging(hang));
             }
             entry.waiting += 1;
             Arc::clone(&entry.slots)
         };
         let permit = tokio::time::timeout(self.slow_after, slots.acquire_owned()).await;
         let mut entries = self.lock();
-        if let Some(entry) = entries.by_key.get_mut(key) {
+        let hang = entries.by_key.get_mut(key).and_then(|entry| {
             entry.waiting -= 1;
-        }
+            self.hang_of(entry)
+        });
         match permit {
             Ok(Ok(permit)) => Ok(self.slot(&mut entries, key, permit)),
             _ => {
                 forget_if_idle(&mut entries, key);
-                Err(self.slow_after)
+                Err(hang.map_or(Wait::Busy(self.slow_after), Wait::Hanging))
             }
         }
     }
@@ -120,9 +135,6 @@ impl PerTarget {
     ) -> Slot {
         entries.next_id += 1;
         let id = entries.next_id;
-        if let Some(entry) = entries.by_key.get_mut(key) {
-            entry.started.insert(id, Instant::now());
-        }
         Slot {
             limiter: Arc::clone(self),
             key: key.to_owned(),
@@ -138,6 +150,16 @@ fn forget_if_idle(entries: &mut Entries, key: &str) {
     });
     if idle {
         entries.by_key.remove(key);
+    }
+}
+
+impl Slot {
+    /// The request is being sent now: from here its age counts toward hanging.
+    pub(crate) fn sending(&self) {
+        let mut entries = self.limiter.lock();
+        if let Some(entry) = entries.by_key.get_mut(&self.key) {
+            entry.started.insert(self.id, Instant::now());
+        }
     }
 }
 
@@ -178,7 +200,9 @@ mod tests {
     async fn waits_while_prompt_and_refuses_once_slow() {
         let l = PerTarget::new(2, Duration::from_secs(1));
         let a = l.acquire("a", None).await.ok().unwrap();
-        let _b = l.acquire("a", None).await.ok().unwrap();
+        let b = l.acquire("a", None).await.ok().unwrap();
+        a.sending();
+        b.sending();
         assert!(
             l.acquire("other", None).await.is_ok(),
             "other keys are not affected"
@@ -190,18 +214,52 @@ mod tests {
         };
         tokio::time::sleep(Duration::from_millis(100)).await;
         drop(a);
-        let _held = waiter
-            .await
-            .unwrap()
-            .expect("the waiter got the released slot");
+        let Ok(held) = waiter.await.unwrap() else {
+            panic!("the waiter got the released slot");
+        };
+        held.sending();
         // Now the oldest request in flight is older than slow_after: refused at once.
         tokio::time::sleep(Duration::from_secs(2)).await;
         let before = Instant::now();
-        let age = l.acquire("a", None).await.err().expect("refused");
+        let Err(Wait::Hanging(hang)) = l.acquire("a", None).await else {
+            panic!("refused as hanging");
+        };
         assert!(
-            age >= Duration::from_secs(2),
-            "reports how long the oldest has hung: {age:?}"
+            hang.oldest >= Duration::from_secs(2),
+            "reports how long the oldest has hung: {hang:?}"
         );
+        assert_eq!(hang.in_flight, 2);
         assert_eq!(before.elapsed(), Duration::ZERO);
+    }
+
+    /// The bug of a busy endpoint tripped as hanging: slots held by deliveries that
+    /// have not sent yet, or taken by requests answering in time, make a waiter
+    /// wait and then give up as busy, never as hanging.
+    #[tokio::test(start_paused = true)]
+    async fn waiting_for_a_slot_is_busy_never_hanging() {
+        let l = PerTarget::new(1, Duration::from_secs(1));
+        let unsent = l.acquire("a", None).await.ok().unwrap();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(
+            l.hanging("a"),
+            None,
+            "a slot that has not sent is not hanging"
+        );
+        assert_eq!(
+            l.acquire("a", None).await.err(),
+            Some(Wait::Busy(Duration::from_secs(1))),
+            "waited its patience, then busy"
+        );
+        unsent.sending();
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        assert_eq!(l.hanging("a"), None, "sent 0.9 s ago: not yet slow");
+        assert_eq!(
+            l.acquire("a", None)
+                .await
+                .err()
+                .map(|w| matches!(w, Wait::Hanging(h) if h.in_flight == 1)),
+            Some(true),
+            "the wait outlived the request's patience: now it hangs"
+        );
     }
 }

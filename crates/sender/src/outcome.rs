@@ -7,21 +7,24 @@ use hookrelay_amqp::deadletter::{self, DeadLetter};
 use hookrelay_amqp::trace;
 use hookrelay_amqp::{self as amqp, AmqpError, Headers};
 use hookrelay_metrics::{outcome, status_class};
-use hookrelay_model::retry::{self, Failure, RetryPolicy};
+use hookrelay_model::DeadLetterReason;
+use hookrelay_model::retry::{Failure, RetryPolicy};
+use hookrelay_model::template;
 use hookrelay_model::webhook::{BodyFormat, Webhook};
 use hookrelay_model::wire::{self, DeliveryMessage};
-use hookrelay_model::{matching, template};
 use hookrelay_store::deliveries::{self, AttemptRecord, DeliveryStatus, SendJob};
-use hookrelay_store::rates::{self, Admission};
+use hookrelay_store::rates;
 use hookrelay_store::{StoreError, environments};
 use lapin::Channel;
 use lapin::message::Delivery;
 use time::OffsetDateTime;
 
 use crate::Sender;
+use crate::admission::{self, Admission, Hold, Rate, Row, Rules, Wait, before_load};
 use crate::disable::Disabler;
-use crate::limiter::PerTarget;
+use crate::limiter::{PerTarget, Slot};
 use crate::request::{self, Answer, Outgoing};
+use crate::verdict::{Answered, Verdict, verdict};
 
 /// What a delivery task shares with the others.
 pub(crate) struct Ctx {
@@ -37,6 +40,16 @@ pub(crate) struct Ctx {
     pub acks: Arc<crate::acks::Acks>,
     /// Slots of webhooks capped across senders.
     pub slots: Arc<crate::policy::Slots>,
+}
+
+impl Ctx {
+    fn rules(&self) -> Rules {
+        let config = &self.sender.config;
+        Rules {
+            hanging_after: config.breaker.hanging_after,
+            defer_delay: config.defer_delay,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +96,7 @@ pub(crate) async fn open(
         Err(e) => {
             let letter = letter(
                 ctx,
-                "invalid delivery message",
+                DeadLetterReason::InvalidDeliveryMessage,
                 Some(e.to_string()),
                 Headers::new(),
             );
@@ -102,11 +115,13 @@ pub(crate) async fn handle(
     message: &DeliveryMessage,
 ) -> Result<(), HandleError> {
     let (reason, error) = match handle_message(ctx, delivery, message.clone()).await {
-        Err(HandleError::Unrecorded(e)) => ("attempt not recorded", e),
-        Err(HandleError::Store(e)) if !e.is_transient() => ("delivery could not be handled", e),
+        Err(HandleError::Unrecorded(e)) => (DeadLetterReason::AttemptNotRecorded, e),
+        Err(HandleError::Store(e)) if !e.is_transient() => {
+            (DeadLetterReason::DeliveryCouldNotBeHandled, e)
+        }
         other => return other,
     };
-    tracing::error!(%error, reason, "delivery cannot be settled; dead-lettering it");
+    tracing::error!(%error, %reason, "delivery cannot be settled; dead-lettering it");
     let extra = ids(message).text(wire::HEADER_UNSETTLED, "true");
     let letter = letter(ctx, reason, Some(error.to_string()), extra);
     dead_letter_and_ack(ctx, delivery, letter, None).await
@@ -130,55 +145,39 @@ fn attempt_span(delivery: &Delivery, message: &DeliveryMessage) -> tracing::Span
     span
 }
 
+/// One delivery through the gates (each a pure decision in [`admission`], acted on
+/// by [`admit`]), then the attempt and what its verdict asks.
 async fn handle_message(
     ctx: &Ctx,
     delivery: &Delivery,
     message: DeliveryMessage,
 ) -> Result<(), HandleError> {
-    // A webhook that is full and hanging gets no database work: straight back to
-    // wait, unless it hangs long enough to trip its breaker (then it is held below).
-    if let Some((id, hanging_for)) = message
+    let rules = ctx.rules();
+    // A webhook that hangs at its cap gets no database work: deferred, or tripped
+    // (its row then holds the delivery, found so by the load below).
+    let hang = message
         .webhook_id
-        .and_then(|id| Some((id, ctx.limiter.slow_and_full(&id.to_string())?)))
-        && !ctx
-            .breakers
-            .after_hang(id, hanging_for, ctx.sender.config.per_webhook_concurrency)
-            .await
-    {
-        return defer(ctx, delivery, &message, hanging_for).await;
-    }
-    let Some(job) = ctx.loader.load(message.delivery_id).await? else {
-        let letter = letter(
-            ctx,
-            "delivery not found",
-            Some("no delivery row with this id (purged by retention, or never committed)".into()),
-            ids(&message),
-        );
-        return dead_letter_and_ack(ctx, delivery, letter, None).await;
-    };
-    if job.status != DeliveryStatus::Pending {
-        // A redelivered message after a crash, or a duplicate publish: already settled.
-        ctx.sender.metrics.outcome(outcome::ALREADY_SETTLED);
-        tracing::debug!(
-            status = job.status.as_str(),
-            "delivery already settled; acking"
-        );
-        ctx.acks.ack(delivery);
+        .and_then(|id| ctx.limiter.hanging(&id.to_string()));
+    if let Next::Done = admit(ctx, delivery, &message, None, before_load(hang, &rules)).await? {
         return Ok(());
     }
-    let target = match target(&job) {
-        Ok(t) => t,
-        Err(reason) => {
-            let attempts = ids(&message).int(wire::HEADER_ATTEMPTS, i64::from(job.attempts));
-            let letter = letter(ctx, &reason, None, attempts);
-            return dead_letter_and_ack(ctx, delivery, letter, Some(job.id)).await;
-        }
-    };
-    if let Some(webhook) = target.webhook.as_ref().filter(|w| holds(w, &message))
-        && held(ctx, delivery, &job, webhook.id).await?
+    let job = ctx.loader.load(message.delivery_id).await?;
+    let row = job.as_ref().map(|job| row(job, message.probe));
+    if let Next::Done = admit(
+        ctx,
+        delivery,
+        &message,
+        job.as_ref(),
+        admission::on_load(row),
+    )
+    .await?
     {
         return Ok(());
     }
+    let Some(job) = job else {
+        return Ok(());
+    };
+    let target = target(&job);
     let policy = target
         .webhook
         .as_ref()
@@ -189,18 +188,22 @@ async fn handle_message(
         && !message.rate_counted
     {
         let mut db = db(ctx).await?;
-        match rates::admit(&mut db, webhook.id, job.id, &bucket).await? {
-            Admission::Send => {}
-            Admission::Held => {
-                ctx.sender.metrics.outcome(outcome::RATE_LIMITED);
-                tracing::debug!("over the webhook's rate limit; delivery held");
-                ctx.acks.ack(delivery);
-                return Ok(());
-            }
-            Admission::Settled => {
-                ctx.acks.ack(delivery);
-                return Ok(());
-            }
+        let rate = match rates::admit(&mut db, webhook.id, job.id, &bucket).await? {
+            rates::Admission::Send => Rate::Within,
+            rates::Admission::Held => Rate::Over,
+            rates::Admission::Settled => Rate::Settled,
+        };
+        drop(db);
+        if let Next::Done = admit(
+            ctx,
+            delivery,
+            &message,
+            Some(&job),
+            admission::on_rate(rate),
+        )
+        .await?
+        {
+            return Ok(());
         }
         // Counted now: parked below, it comes back without taking another token.
         message.rate_counted = true;
@@ -208,27 +211,24 @@ async fn handle_message(
     let cap = policy.max_in_flight.map(usize::from);
     let slot = match ctx.limiter.acquire(&target.limiter_key, cap).await {
         Ok(slot) => slot,
-        Err(hanging_for) => {
-            let webhook_id = target.webhook.as_ref().map(|w| w.id);
-            if let Some(id) = webhook_id
-                && ctx
-                    .breakers
-                    .after_hang(id, hanging_for, ctx.sender.config.per_webhook_concurrency)
-                    .await
-                && held(ctx, delivery, &job, id).await?
-            {
-                return Ok(());
-            }
-            return defer(ctx, delivery, &message, hanging_for).await;
+        Err(wait) => {
+            let decided = admission::on_wait(wait, &rules);
+            admit(ctx, delivery, &message, Some(&job), decided).await?;
+            return Ok(());
         }
     };
     // Across senders: one of the webhook's slots, waited for while it is prompt.
+    // Waiting for it is never hanging: the local slot is not sending yet.
     let shared_slot = match (&target.webhook, policy.max_in_flight) {
         (Some(webhook), Some(cap)) => {
             let patience = ctx.sender.config.slow_after;
             match ctx.slots.take(webhook.id, cap, patience).await? {
                 Ok(shared) => Some(shared),
-                Err(waited) => return defer(ctx, delivery, &message, waited).await,
+                Err(waited) => {
+                    let decided = admission::on_wait(Wait::Busy(waited), &rules);
+                    admit(ctx, delivery, &message, Some(&job), decided).await?;
+                    return Ok(());
+                }
             }
         }
         _ => None,
@@ -236,7 +236,7 @@ async fn handle_message(
     let attempt = message
         .attempt
         .max(u32::try_from(job.attempts).unwrap_or(0) + 1);
-    let answer = attempt_once(ctx, &job, &target, attempt, delivery).await?;
+    let answer = attempt_once(ctx, &job, &target, attempt, delivery, &slot).await?;
     // The cap is on requests in flight to the endpoint, not on our bookkeeping.
     drop(shared_slot);
     drop(slot);
@@ -248,22 +248,94 @@ async fn handle_message(
     settle(ctx, delivery, &message, &job, &target, attempt, answer).await
 }
 
-/// Whether the delivery waits instead of being attempted: its webhook is paused or
-/// disabled, or its breaker is open and this is not the breaker's probe.
-fn holds(webhook: &Webhook, message: &DeliveryMessage) -> bool {
-    let only_the_breaker = webhook.paused_at.is_none() && webhook.enabled;
-    matching::holds(webhook) && !(message.probe && only_the_breaker)
+/// Whether the delivery goes on after acting on a gate's decision.
+enum Next {
+    GoOn,
+    Done,
+}
+
+/// Acts on a gate's decision. `job` is the loaded row (none before the load).
+async fn admit(
+    ctx: &Ctx,
+    delivery: &Delivery,
+    message: &DeliveryMessage,
+    job: Option<&SendJob>,
+    admission: Admission,
+) -> Result<Next, HandleError> {
+    match admission {
+        Admission::Go => return Ok(Next::GoOn),
+        Admission::Defer(wait) => defer(ctx, delivery, message, wait).await?,
+        Admission::Ack => {
+            // Settled by a redelivery, a duplicate publish or the rate bucket.
+            ctx.sender.metrics.outcome(outcome::ALREADY_SETTLED);
+            tracing::debug!("delivery already settled; acking");
+            ctx.acks.ack(delivery);
+        }
+        Admission::DeadLetter(reason) => {
+            let mut extra = ids(message);
+            if let Some(job) = job {
+                extra = extra.int(wire::HEADER_ATTEMPTS, i64::from(job.attempts));
+            }
+            let letter = letter(ctx, reason, None, extra);
+            dead_letter_and_ack(ctx, delivery, letter, job.map(|j| j.id)).await?;
+        }
+        Admission::Hold(Hold::Rate) => {
+            ctx.sender.metrics.outcome(outcome::RATE_LIMITED);
+            tracing::debug!("over the webhook's rate limit; delivery held");
+            ctx.acks.ack(delivery);
+        }
+        Admission::Hold(Hold::Webhook) => {
+            let Some(job) = job else {
+                return Ok(Next::GoOn);
+            };
+            if !held(ctx, delivery, job).await? {
+                return Ok(Next::GoOn);
+            }
+        }
+        Admission::Trip { reason, otherwise } => {
+            let Some(webhook_id) = message.webhook_id else {
+                return Ok(Next::GoOn);
+            };
+            let open = ctx.breakers.trip_hanging(webhook_id, &reason).await;
+            match job {
+                // Before the load: the row now holds it, and the load will say so.
+                None if open => return Ok(Next::GoOn),
+                Some(job) if open && held(ctx, delivery, job).await? => {}
+                _ => defer(ctx, delivery, message, otherwise).await?,
+            }
+        }
+    }
+    Ok(Next::Done)
+}
+
+/// The facts of a loaded row that the gates read.
+fn row(job: &SendJob, probe: bool) -> Row {
+    let webhook = match (job.webhook_id, &job.webhook) {
+        (None, _) => admission::Webhook::OneOff,
+        (Some(id), Some(w)) if w.id == id && w.tenant != job.tenant => {
+            admission::Webhook::OfAnotherTenant
+        }
+        (Some(id), Some(w)) if w.id == id => admission::Webhook::Stored {
+            paused: w.paused_at.is_some(),
+            enabled: w.enabled,
+            breaker_open: w.breaker.is_some(),
+        },
+        (Some(_), _) => admission::Webhook::Deleted,
+    };
+    Row {
+        pending: job.status == DeliveryStatus::Pending,
+        webhook,
+        probe,
+    }
 }
 
 /// Holds the delivery of a webhook that holds (paused, disabled, breaker open): no
 /// attempt, no slot, no delay queue; a resume, enable or closing breaker publishes it
 /// again. False (nothing held, nothing acked) when the webhook no longer holds.
-async fn held(
-    ctx: &Ctx,
-    delivery: &Delivery,
-    job: &SendJob,
-    webhook_id: uuid::Uuid,
-) -> Result<bool, HandleError> {
+async fn held(ctx: &Ctx, delivery: &Delivery, job: &SendJob) -> Result<bool, HandleError> {
+    let Some(webhook_id) = job.webhook_id else {
+        return Ok(false);
+    };
     if !deliveries::hold(&db(ctx).await?, job.id, webhook_id).await? {
         return Ok(false);
     }
@@ -273,35 +345,30 @@ async fn held(
     Ok(true)
 }
 
-/// Where the POST goes, from the loaded job. `Err(reason)` is a permanent refusal
-/// without a POST.
-fn target(job: &SendJob) -> Result<Target, String> {
-    let Some(webhook_id) = job.webhook_id else {
-        let url = job.url.clone().unwrap_or_default();
-        return Ok(Target {
-            webhook: None,
-            format: BodyFormat::Form,
-            policy: RetryPolicy::default(),
-            limiter_key: format!("url:{}", host_of(&url)),
-            url_template: url,
-            templated: false,
-        });
-    };
-    let webhook = match job.webhook.clone().filter(|w| w.id == webhook_id) {
-        Some(w) if w.tenant != job.tenant => {
-            return Err("webhook belongs to another tenant".into());
+/// Where the POST goes, from a row the gates let through (its webhook, when it has
+/// one, is loaded and the tenant's own).
+fn target(job: &SendJob) -> Target {
+    match job.webhook.clone().filter(|w| Some(w.id) == job.webhook_id) {
+        None => {
+            let url = job.url.clone().unwrap_or_default();
+            Target {
+                webhook: None,
+                format: BodyFormat::Form,
+                policy: RetryPolicy::default(),
+                limiter_key: format!("url:{}", host_of(&url)),
+                url_template: url,
+                templated: false,
+            }
         }
-        Some(w) => w,
-        None => return Err("webhook deleted".into()),
-    };
-    Ok(Target {
-        format: webhook.format,
-        policy: webhook.retry_on.clone(),
-        url_template: webhook.url.clone(),
-        templated: true,
-        limiter_key: webhook.id.to_string(),
-        webhook: Some(webhook),
-    })
+        Some(webhook) => Target {
+            format: webhook.format,
+            policy: webhook.retry_on.clone(),
+            url_template: webhook.url.clone(),
+            templated: true,
+            limiter_key: webhook.id.to_string(),
+            webhook: Some(webhook),
+        },
+    }
 }
 
 fn host_of(url: &str) -> &str {
@@ -316,6 +383,7 @@ async fn attempt_once(
     target: &Target,
     attempt: u32,
     delivery: &Delivery,
+    slot: &Slot,
 ) -> Result<Answer, HandleError> {
     let event = &job.event;
     let url = if target.templated {
@@ -348,6 +416,7 @@ async fn attempt_once(
         target.webhook.as_ref(),
         &trace,
     );
+    slot.sending();
     let answer = request::send(
         &ctx.client,
         Outgoing { url, body, headers },
@@ -373,7 +442,10 @@ async fn attempt_once(
     Ok(answer)
 }
 
-/// Records the attempt and does what follows: ack, schedule a retry, or dead-letter.
+/// Records the attempt and does what its verdict asks: ack, schedule a retry, or
+/// dead-letter. The order of recording and publishing differs by branch, each so
+/// that a crash between the two repeats work and never loses it (the table in
+/// docs/delivery-semantics.md).
 async fn settle(
     ctx: &Ctx,
     delivery: &Delivery,
@@ -384,6 +456,11 @@ async fn settle(
     answer: Answer,
 ) -> Result<(), HandleError> {
     let config = &ctx.sender.config;
+    let answered = Answered {
+        failure: answer.failure,
+        retry_after: answer.retry_after,
+        attempt_in_round: message.attempt_in_round(attempt),
+    };
     let mut record = AttemptRecord {
         delivery_id: job.id,
         attempt: i32::try_from(attempt).unwrap_or(i32::MAX),
@@ -396,92 +473,80 @@ async fn settle(
         next_attempt_at: None,
         why_failed: None,
     };
-    let Some(failure) = answer.failure else {
-        ctx.recorder
-            .record(record.clone())
-            .await
-            .map_err(HandleError::Unrecorded)?;
-        ctx.sender.metrics.outcome(outcome::DELIVERED);
-        crate::observe::delivered(&ctx.sender.metrics, job, target.webhook.as_ref(), &answer);
-        ctx.acks.ack(delivery);
-        return Ok(());
-    };
-    let retryable = failure != Failure::Permanent && target.policy.retries(&failure);
-    let next_delay = retryable
-        .then(|| {
-            let in_round = message.attempt_in_round(attempt);
-            config.schedule.delay_after(in_round, answer.retry_after)
-        })
-        .flatten();
-    if let Some(delay) = next_delay {
-        record.status = DeliveryStatus::Pending;
-        // The wait is rounded up to an existing delay queue; record the real one.
-        let delay = config.topology.delay_at_least(delay);
-        record.next_attempt_at = Some(OffsetDateTime::now_utc() + delay);
-        ctx.recorder
-            .record(record.clone())
-            .await
-            .map_err(HandleError::Unrecorded)?;
-        ctx.disabler
-            .after_attempt(&ctx.channel, target.webhook.as_ref(), answer.status, false)
-            .await;
-        // A failed probe's retry is an ordinary message: held while the breaker is open.
-        let next = DeliveryMessage {
-            attempt: attempt + 1,
-            probe: false,
-            rate_counted: false,
-            ..message.clone()
-        };
-        publish_delayed(ctx, delivery, &next, delay).await?;
-        ctx.sender.metrics.outcome(outcome::RETRIED);
-        crate::observe::retried(&ctx.sender.metrics, job, target.webhook.as_ref(), &answer);
-        ctx.acks.ack(delivery);
-        return Ok(());
+    let webhook = target.webhook.as_ref();
+    match verdict(answered, &target.policy, &config.schedule, &config.topology) {
+        Verdict::Delivered => {
+            // Record, then ack: a crash between sends the message again, and the
+            // row, no longer pending, has it acked without a POST.
+            ctx.recorder
+                .record(record)
+                .await
+                .map_err(HandleError::Unrecorded)?;
+            ctx.sender.metrics.outcome(outcome::DELIVERED);
+            crate::observe::delivered(&ctx.sender.metrics, job, webhook, &answer);
+        }
+        Verdict::Retry { after } => {
+            // Record, then publish the next attempt: a crash between loses no
+            // attempt (the message comes back and its attempt runs early), where
+            // publishing first could send an attempt the row does not know of.
+            record.status = DeliveryStatus::Pending;
+            record.next_attempt_at = Some(OffsetDateTime::now_utc() + after);
+            ctx.recorder
+                .record(record)
+                .await
+                .map_err(HandleError::Unrecorded)?;
+            ctx.disabler
+                .after_attempt(&ctx.channel, webhook, answer.status, false)
+                .await;
+            // A failed probe's retry is an ordinary message: held while the breaker is open.
+            let next = DeliveryMessage {
+                attempt: attempt + 1,
+                probe: false,
+                rate_counted: false,
+                ..message.clone()
+            };
+            publish_delayed(ctx, delivery, &next, after).await?;
+            ctx.sender.metrics.outcome(outcome::RETRIED);
+            crate::observe::retried(&ctx.sender.metrics, job, webhook, &answer);
+        }
+        Verdict::GiveUp { reason, why } => {
+            // Publish the dead letter, then record `failed`: recording first, a
+            // crash between would leave a failed row with nothing in the queue to
+            // replay; this way it costs at most one more POST and a second letter.
+            let mut extra = ids(message).int(wire::HEADER_ATTEMPTS, i64::from(attempt));
+            if let Some(status) = answer.status {
+                extra = extra.int(wire::HEADER_LAST_STATUS, i64::from(status));
+            }
+            // Replayed, it counts against the rate again.
+            let failed = DeliveryMessage {
+                attempt,
+                rate_counted: false,
+                ..message.clone()
+            };
+            tracing::warn!(%reason, error = ?answer.error, "delivery dead-lettered");
+            let letter = letter(ctx, reason.clone(), answer.error.clone(), extra);
+            deadletter::publish(
+                &ctx.channel,
+                &config.topology,
+                &failed.to_json(),
+                &delivery.properties,
+                letter,
+            )
+            .await?;
+            record.status = DeliveryStatus::Failed;
+            record.why_failed = Some(why);
+            ctx.recorder
+                .record(record)
+                .await
+                .map_err(HandleError::Unrecorded)?;
+            ctx.disabler
+                .after_attempt(&ctx.channel, webhook, answer.status, true)
+                .await;
+            ctx.sender.metrics.outcome(outcome::FAILED);
+            crate::observe::failed(&ctx.sender.metrics, job, webhook, &answer);
+            ctx.sender.metrics.dead_letter(crate::ROLE, &reason);
+        }
     }
-    let reason = if retryable {
-        "retries exhausted"
-    } else if failure == Failure::Permanent {
-        "permanent failure"
-    } else {
-        "not retryable"
-    };
-    let mut extra = ids(message).int(wire::HEADER_ATTEMPTS, i64::from(attempt));
-    if let Some(status) = answer.status {
-        extra = extra.int(wire::HEADER_LAST_STATUS, i64::from(status));
-    }
-    let letter = letter(ctx, reason, answer.error.clone(), extra);
-    // Replayed, it counts against the rate again.
-    let failed = DeliveryMessage {
-        attempt,
-        rate_counted: false,
-        ..message.clone()
-    };
-    deadletter::publish(
-        &ctx.channel,
-        &config.topology,
-        &failed.to_json(),
-        &delivery.properties,
-        letter,
-    )
-    .await?;
-    record.status = DeliveryStatus::Failed;
-    record.why_failed = Some(retry::why_not_retried(
-        &failure,
-        &target.policy,
-        message.attempt_in_round(attempt),
-        config.schedule.max_attempts(),
-    ));
-    ctx.recorder
-        .record(record.clone())
-        .await
-        .map_err(HandleError::Unrecorded)?;
-    ctx.disabler
-        .after_attempt(&ctx.channel, target.webhook.as_ref(), answer.status, true)
-        .await;
-    ctx.sender.metrics.outcome(outcome::FAILED);
-    crate::observe::failed(&ctx.sender.metrics, job, target.webhook.as_ref(), &answer);
-    ctx.sender.metrics.dead_letter(crate::ROLE, reason);
-    tracing::warn!(reason, error = ?answer.error, "delivery dead-lettered");
     ctx.acks.ack(delivery);
     Ok(())
 }
@@ -505,18 +570,14 @@ async fn publish_delayed(
     Ok(())
 }
 
-/// The webhook has its fill of slow requests in flight: park this one, no attempt
-/// counted, so this slot serves other endpoints meanwhile. The longer the endpoint
-/// has been hanging, the longer the wait (up to 5 × the defer delay), so a dead
-/// endpoint does not keep its deliveries cycling through the broker every second.
+/// No slot for the webhook now: park this delivery in a delay queue for `wait` (the
+/// gates chose it), no attempt counted, so this sender serves other endpoints meanwhile.
 async fn defer(
     ctx: &Ctx,
     delivery: &Delivery,
     message: &DeliveryMessage,
-    hanging_for: Duration,
+    wait: Duration,
 ) -> Result<(), HandleError> {
-    let base = ctx.sender.config.defer_delay;
-    let wait = hanging_for.clamp(base, base * 5);
     publish_delayed(ctx, delivery, message, wait).await?;
     ctx.sender.metrics.outcome(outcome::DEFERRED);
     ctx.acks.ack(delivery);
@@ -532,6 +593,8 @@ async fn dead_letter_and_ack(
     failed: Option<uuid::Uuid>,
 ) -> Result<(), HandleError> {
     tracing::warn!(reason = %letter.reason, error = ?letter.error, "delivery dead-lettered without a request");
+    // Publish, then mark failed: a crash between sends the message again and the
+    // letter twice, never a failed row without its letter.
     let reason = letter.reason.clone();
     deadletter::publish(
         &ctx.channel,
@@ -542,7 +605,7 @@ async fn dead_letter_and_ack(
     )
     .await?;
     if let Some(id) = failed {
-        deliveries::mark_failed(&db(ctx).await?, id, &reason).await?;
+        deliveries::mark_failed(&db(ctx).await?, id, reason.as_str()).await?;
         ctx.sender.metrics.outcome(outcome::FAILED);
     }
     ctx.sender.metrics.dead_letter(crate::ROLE, &reason);
@@ -550,9 +613,14 @@ async fn dead_letter_and_ack(
     Ok(())
 }
 
-fn letter(ctx: &Ctx, reason: &str, error: Option<String>, extra: Headers) -> DeadLetter {
+fn letter(
+    ctx: &Ctx,
+    reason: DeadLetterReason,
+    error: Option<String>,
+    extra: Headers,
+) -> DeadLetter {
     DeadLetter {
-        reason: reason.to_owned(),
+        reason,
         error,
         source_queue: ctx.sender.config.topology.deliveries_queue(),
         routing_key: String::new(),
