@@ -824,7 +824,7 @@ async fn the_openapi_document_refers_to_the_served_envelope_schema() {
 /// The committed documents are the ones the code generates (`cargo xtask docs`).
 #[test]
 fn the_committed_documents_are_what_the_code_generates() {
-    use hookrelay_cli::api::{document, render};
+    use hookrelay_server::api::{document, render};
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     for (file, generated) in [
         ("docs/openapi.json", render(&document())),
@@ -860,7 +860,7 @@ fn the_documented_patterns_are_the_rules_patterns() {
             _ => {}
         }
     }
-    let doc = serde_json::to_value(hookrelay_cli::api::document()).unwrap();
+    let doc = serde_json::to_value(hookrelay_server::api::document()).unwrap();
     let mut found = Vec::new();
     collect(&doc, &mut found);
     let of = |name: &str| -> Vec<&str> {

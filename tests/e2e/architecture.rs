@@ -196,6 +196,50 @@ fn the_router_has_no_http_client() {
 
 /// Migrations are `V{n}__{name}.sql`, `n` from 1 without gaps or repeats: refinery
 /// checks at run time that applied ones are unchanged, this that none went missing.
+/// The sender's decisions (admission before a request, the verdict after it) are
+/// pure: they name no I/O crate, use no other module of the sender, and wait on
+/// nothing, so every rule in them is a unit test away.
+#[test]
+fn the_sender_decides_without_io() {
+    const IO: [&str; 9] = [
+        "tokio",
+        "lapin",
+        "deadpool_postgres",
+        "tokio_postgres",
+        "reqwest",
+        "hyper",
+        "hookrelay_store",
+        "hookrelay_amqp",
+        "hookrelay_metrics",
+    ];
+    let src = root().join("crates/sender/src");
+    let mut violations = Vec::new();
+    for module in ["admission", "verdict"] {
+        let file = src.join(format!("{module}.rs"));
+        let source = Source::read(&file);
+        let code: String = source.code.iter().collect();
+        let words: BTreeSet<&str> = code
+            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .collect();
+        for io in IO.iter().filter(|io| words.contains(*io)) {
+            violations.push(format!(
+                "crates/sender/src/{module}.rs names `{io}`: decisions do no I/O"
+            ));
+        }
+        for word in ["async", "await"].iter().filter(|w| words.contains(*w)) {
+            violations.push(format!(
+                "crates/sender/src/{module}.rs has `{word}`: decisions wait on nothing"
+            ));
+        }
+        for used in source.crate_paths() {
+            violations.push(format!(
+                "crates/sender/src/{module}.rs uses crate::{used}: decisions stand below the sender's I/O"
+            ));
+        }
+    }
+    assert_none(violations);
+}
+
 #[test]
 fn migrations_are_numbered_from_one_without_gaps() {
     let dir = root().join("crates/store/migrations");

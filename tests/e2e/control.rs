@@ -538,16 +538,8 @@ async fn a_failing_webhook_trips_its_breaker_and_a_successful_probe_closes_it() 
 async fn a_hanging_webhook_trips_its_breaker_and_its_deliveries_wait_held() {
     let mut stack = TestStack::new().await;
     stack.start_router().await;
-    let mut config = stack.sender_config();
-    config.http_timeout = Duration::from_secs(30);
+    let mut config = trips_hanging(&stack);
     config.per_webhook_concurrency = 2;
-    config.slow_after = Duration::from_millis(100);
-    config.defer_delay = Duration::from_millis(200);
-    config.breaker = hookrelay_sender::BreakerConfig {
-        failures: None,
-        hanging_after: Some(Duration::from_millis(500)),
-        cooldown: Duration::from_secs(600),
-    };
     stack.start_sender_with(config).await;
     let base = stack.serve_api(None, 1 << 20).await;
     stack.receiver.respond("/hang", Behaviour::Hang);
@@ -564,16 +556,11 @@ async fn a_hanging_webhook_trips_its_breaker_and_its_deliveries_wait_held() {
         stack.publish(&e).await;
         ids.push(e.id);
     }
-    wait_until("the breaker opens", WAIT, || async {
-        get_json(&base, "/v1/tenants/acme/webhooks/hanging").await["breaker"].is_object()
-    })
-    .await;
-    let tripped = get_json(&base, "/v1/tenants/acme/webhooks/hanging").await;
-    let reason = tripped["breaker"]["reason"].as_str().unwrap_or_default();
+    let reason = tripped_reason(&base, "hanging").await;
     assert!(
         reason.starts_with("hanging: no answer for")
             && reason.ends_with("with 2 requests in flight"),
-        "{tripped}"
+        "{reason}"
     );
     // The two hung requests stay in flight; the other four are held, unattempted.
     wait_until("the four not in flight are held", WAIT, || async {
@@ -712,15 +699,7 @@ async fn a_hanging_endpoint_behind_a_cap_of_one_trips_naming_its_one_request() {
     stack.create_webhook(hanging).await;
     let base = stack.serve_api(None, 1 << 20).await;
     stack.start_router().await;
-    let mut config = stack.sender_config();
-    config.http_timeout = Duration::from_secs(30);
-    config.slow_after = Duration::from_millis(100);
-    config.defer_delay = Duration::from_millis(200);
-    config.breaker = hookrelay_sender::BreakerConfig {
-        failures: None,
-        hanging_after: Some(Duration::from_millis(500)),
-        cooldown: Duration::from_secs(600),
-    };
+    let config = trips_hanging(&stack);
     stack.start_sender_with(config.clone()).await;
     stack.start_sender_with(config).await;
 
@@ -730,16 +709,11 @@ async fn a_hanging_endpoint_behind_a_cap_of_one_trips_naming_its_one_request() {
         stack.publish(&e).await;
         ids.push(e.id);
     }
-    wait_until("the breaker opens", WAIT, || async {
-        get_json(&base, "/v1/tenants/acme/webhooks/hanging").await["breaker"].is_object()
-    })
-    .await;
-    let tripped = get_json(&base, "/v1/tenants/acme/webhooks/hanging").await;
-    let reason = tripped["breaker"]["reason"].as_str().unwrap_or_default();
+    let reason = tripped_reason(&base, "hanging").await;
     assert!(
         reason.starts_with("hanging: no answer for")
             && reason.ends_with("with 1 request in flight"),
-        "{tripped}"
+        "{reason}"
     );
     wait_until("the three not in flight are held", WAIT, || async {
         let s = statuses(&stack, &ids).await;
@@ -747,4 +721,33 @@ async fn a_hanging_endpoint_behind_a_cap_of_one_trips_naming_its_one_request() {
     })
     .await;
     assert_eq!(stack.receiver.received_on("/hang").len(), 1);
+}
+
+/// A sender that trips a webhook hanging for 0.5 s and does not probe it again
+/// while a test runs.
+fn trips_hanging(stack: &TestStack) -> hookrelay_sender::SenderConfig {
+    let mut config = stack.sender_config();
+    config.http_timeout = Duration::from_secs(30);
+    config.slow_after = Duration::from_millis(100);
+    config.defer_delay = Duration::from_millis(200);
+    config.breaker = hookrelay_sender::BreakerConfig {
+        failures: None,
+        hanging_after: Some(Duration::from_millis(500)),
+        cooldown: Duration::from_secs(600),
+    };
+    config
+}
+
+/// Waits for the webhook's breaker to open; its reason.
+async fn tripped_reason(base: &str, key: &str) -> String {
+    let path = format!("/v1/tenants/acme/webhooks/{key}");
+    wait_until("the breaker opens", WAIT, || async {
+        get_json(base, &path).await["breaker"].is_object()
+    })
+    .await;
+    let tripped = get_json(base, &path).await;
+    tripped["breaker"]["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }

@@ -2,10 +2,10 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hookrelay_cli::api::{ApiState, app};
 use hookrelay_cli::config::LogFormat;
 use hookrelay_cli::telemetry;
 use hookrelay_model::webhook::Secret;
+use hookrelay_server::api::{ApiState, app};
 use hookrelay_tests::stack::{event, webhook};
 use hookrelay_tests::{Behaviour, TestStack};
 use opentelemetry::trace::TraceId;

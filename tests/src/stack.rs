@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hookrelay_amqp::{self as amqp, ConnectRetry};
-use hookrelay_cli::api::ApiState;
 use hookrelay_metrics::Metrics;
 use hookrelay_model::retry::RetrySchedule;
 use hookrelay_model::shutdown::{self, ShutdownTrigger};
@@ -13,6 +12,7 @@ use hookrelay_model::{Event, Topology};
 use hookrelay_producer::Publisher;
 use hookrelay_router::{Router, RouterConfig};
 use hookrelay_sender::{Sender, SenderConfig};
+use hookrelay_server::api::ApiState;
 use hookrelay_store::Cipher;
 use hookrelay_store::deliveries::{self, Attempt, Delivery};
 use hookrelay_store::webhooks::{self};
@@ -404,7 +404,7 @@ impl Drop for TestStack {
 pub async fn serve_app(state: ApiState) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, hookrelay_cli::api::app(state)).await });
+    tokio::spawn(async move { axum::serve(listener, hookrelay_server::api::app(state)).await });
     format!("http://{addr}")
 }
 

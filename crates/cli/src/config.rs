@@ -2,12 +2,12 @@
 //! `HOOKRELAY_` variable. The commands' own arguments live with each command.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use hookrelay_model::Topology;
-use hookrelay_model::config::{self as defaults, parse_duration, parse_durations};
+use hookrelay_model::config::{self as defaults, Span, SpanList, SpanOrOff};
 use hookrelay_model::retry::RetrySchedule;
+use hookrelay_sender::{BreakerConfig, defaults as sender};
 
 /// Settings every command shares.
 #[derive(Debug, Clone, Args)]
@@ -22,11 +22,11 @@ pub struct Common {
     #[arg(long = "amqp-prefix", global = true, env = "HOOKRELAY_AMQP_PREFIX", default_value = defaults::DEFAULT_PREFIX)]
     pub prefix: String,
     /// Delays before each retry; their number is the number of retries.
-    #[arg(long, global = true, env = "HOOKRELAY_RETRY_DELAYS", default_value = "5s,30s", value_parser = durations)]
-    pub retry_delays: DurationList,
+    #[arg(long, global = true, env = "HOOKRELAY_RETRY_DELAYS", default_value_t = SpanList(RetrySchedule::default().delays))]
+    pub retry_delays: SpanList,
     /// Longest `Retry-After` honoured.
-    #[arg(long, global = true, env = "HOOKRELAY_RETRY_AFTER_MAX", default_value = "5m", value_parser = parse_duration)]
-    pub retry_after_max: Duration,
+    #[arg(long, global = true, env = "HOOKRELAY_RETRY_AFTER_MAX", default_value_t = Span(RetrySchedule::default().retry_after_max))]
+    pub retry_after_max: Span,
     /// Key that encrypts webhook secrets at rest: base64 of 32 bytes. Every process
     /// that reads or writes webhooks needs the same one.
     #[arg(
@@ -55,37 +55,31 @@ pub struct Common {
     pub log_format: LogFormat,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DurationList(pub Vec<Duration>);
-
-fn durations(s: &str) -> Result<DurationList, String> {
-    parse_durations(s).map(DurationList)
-}
-
-/// A duration, or `off`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DurationOrOff(pub Option<Duration>);
-
-fn duration_or_off(s: &str) -> Result<DurationOrOff, String> {
-    if s == "off" {
-        return Ok(DurationOrOff(None));
-    }
-    parse_duration(s).map(|d| DurationOrOff(Some(d)))
-}
-
 /// A positive count, or `off`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CountOrOff(pub Option<u32>);
 
-fn count_or_off(s: &str) -> Result<CountOrOff, String> {
-    if s == "off" {
-        return Ok(CountOrOff(None));
+impl std::str::FromStr for CountOrOff {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "off" {
+            return Ok(CountOrOff(None));
+        }
+        match s.parse::<u32>() {
+            Ok(n) if n > 0 => Ok(CountOrOff(Some(n))),
+            _ => Err(format!(
+                "`{s}` is neither a positive whole number nor `off`"
+            )),
+        }
     }
-    match s.parse::<u32>() {
-        Ok(n) if n > 0 => Ok(CountOrOff(Some(n))),
-        _ => Err(format!(
-            "`{s}` is neither a positive whole number nor `off`"
-        )),
+}
+
+impl std::fmt::Display for CountOrOff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(n) => write!(f, "{n}"),
+            None => f.write_str("off"),
+        }
     }
 }
 
@@ -99,12 +93,12 @@ impl Common {
     pub fn schedule(&self) -> RetrySchedule {
         RetrySchedule {
             delays: self.retry_delays.0.clone(),
-            retry_after_max: self.retry_after_max,
+            retry_after_max: self.retry_after_max.0,
         }
     }
 
     pub fn topology(&self) -> Topology {
-        Topology::new(&self.prefix, &self.retry_delays.0, self.retry_after_max)
+        Topology::new(&self.prefix, &self.retry_delays.0, self.retry_after_max.0)
     }
 
     /// Seals and opens webhook secrets with `HOOKRELAY_SECRET_KEY`, if set.
@@ -135,8 +129,8 @@ pub struct ServeArgs {
     #[arg(long, env = "HOOKRELAY_MAX_EVENT_BYTES", default_value_t = hookrelay_model::envelope::DEFAULT_MAX_EVENT_BYTES)]
     pub max_event_bytes: usize,
     /// Timeout of one webhook request.
-    #[arg(long, env = "HOOKRELAY_HTTP_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
-    pub http_timeout: Duration,
+    #[arg(long, env = "HOOKRELAY_HTTP_TIMEOUT", default_value_t = Span(sender::HTTP_TIMEOUT))]
+    pub http_timeout: Span,
     /// Deliveries in flight at once per sender.
     #[arg(long, env = "HOOKRELAY_SENDER_CONCURRENCY", default_value_t = hookrelay_sender::DEFAULT_CONCURRENCY)]
     pub sender_concurrency: u16,
@@ -145,8 +139,8 @@ pub struct ServeArgs {
     pub per_webhook_concurrency: usize,
     /// A webhook whose oldest request in flight is older than this stops queueing
     /// deliveries in memory; they wait in a delay queue instead.
-    #[arg(long, env = "HOOKRELAY_PER_WEBHOOK_SLOW_AFTER", default_value = "1s", value_parser = parse_duration)]
-    pub per_webhook_slow_after: Duration,
+    #[arg(long, env = "HOOKRELAY_PER_WEBHOOK_SLOW_AFTER", default_value_t = Span(sender::SLOW_AFTER))]
+    pub per_webhook_slow_after: Span,
     /// Let deliveries reach loopback, private and other non-public addresses (local
     /// stacks); by default they are refused (SSRF guard).
     #[arg(long, env = "HOOKRELAY_ALLOW_PRIVATE_DESTINATIONS", default_value_t = false, action = clap::ArgAction::Set)]
@@ -156,23 +150,24 @@ pub struct ServeArgs {
     pub allowed_destinations: Vec<ipnet::IpNet>,
     /// Send a retry again from its row once it is this overdue (its delay-queue
     /// message late or lost); `off` never does.
-    #[arg(long, env = "HOOKRELAY_RETRY_SWEEP_AFTER", default_value = "5m", value_parser = duration_or_off)]
-    pub retry_sweep_after: DurationOrOff,
+    #[arg(long, env = "HOOKRELAY_RETRY_SWEEP_AFTER", default_value_t = SpanOrOff(sender::RETRY_SWEEP_AFTER))]
+    pub retry_sweep_after: SpanOrOff,
     /// Disable a webhook once every delivery to it has failed for this long (at its
     /// next failure); `off` never does. A 410 Gone answer disables at once.
-    #[arg(long, env = "HOOKRELAY_DISABLE_FAILING_AFTER", default_value = "5d", value_parser = duration_or_off)]
-    pub disable_failing_after: DurationOrOff,
+    #[arg(long, env = "HOOKRELAY_DISABLE_FAILING_AFTER", default_value_t = SpanOrOff(sender::DISABLE_FAILING_AFTER))]
+    pub disable_failing_after: SpanOrOff,
     /// Failed attempts in a row (timeouts, refused connections, 408, 5xx) that open a
     /// webhook's circuit breaker; `off` never does.
-    #[arg(long, env = "HOOKRELAY_BREAKER_FAILURES", default_value = "10", value_parser = count_or_off)]
+    #[arg(long, env = "HOOKRELAY_BREAKER_FAILURES", default_value_t = CountOrOff(BreakerConfig::DEFAULT.failures))]
     pub breaker_failures: CountOrOff,
-    /// A webhook at its cap of requests in flight whose oldest has had no answer
-    /// this long opens its breaker; `off` never does.
-    #[arg(long, env = "HOOKRELAY_BREAKER_HANGING_AFTER", default_value = "2s", value_parser = duration_or_off)]
-    pub breaker_hanging_after: DurationOrOff,
+    /// A webhook at its cap of requests in flight whose oldest request sent has had
+    /// no answer this long opens its breaker (waiting for a slot does not count, so
+    /// it need not exceed the slow-after time); `off` never does.
+    #[arg(long, env = "HOOKRELAY_BREAKER_HANGING_AFTER", default_value_t = SpanOrOff(BreakerConfig::DEFAULT.hanging_after))]
+    pub breaker_hanging_after: SpanOrOff,
     /// How long an open breaker waits before its probe, and between probes.
-    #[arg(long, env = "HOOKRELAY_BREAKER_COOLDOWN", default_value = "30s", value_parser = parse_duration)]
-    pub breaker_cooldown: Duration,
+    #[arg(long, env = "HOOKRELAY_BREAKER_COOLDOWN", default_value_t = Span(BreakerConfig::DEFAULT.cooldown))]
+    pub breaker_cooldown: Span,
     /// Unacked events a router holds at once.
     #[arg(long, env = "HOOKRELAY_ROUTER_PREFETCH", default_value_t = hookrelay_router::DEFAULT_PREFETCH)]
     pub router_prefetch: u16,
@@ -189,18 +184,18 @@ pub struct ServeArgs {
     #[arg(long, env = "HOOKRELAY_RETENTION_DAYS", default_value_t = 30, value_parser = clap::value_parser!(i32).range(1..))]
     pub retention_days: i32,
     /// How often the api role deletes expired events.
-    #[arg(long, env = "HOOKRELAY_RETENTION_INTERVAL", default_value = "1h", value_parser = parse_duration)]
-    pub retention_interval: Duration,
+    #[arg(long, env = "HOOKRELAY_RETENTION_INTERVAL", default_value = "1h")]
+    pub retention_interval: Span,
     /// Tenant and webhook pairs that get metric series of their own; the rest are
     /// counted under `tenant="_other",webhook="_other"`.
     #[arg(long, env = "HOOKRELAY_METRICS_MAX_WEBHOOKS", default_value_t = hookrelay_metrics::DEFAULT_MAX_WEBHOOKS)]
     pub metrics_max_webhooks: usize,
     /// How far back the api role's pending gauges look for pending deliveries.
-    #[arg(long, env = "HOOKRELAY_METRICS_PENDING_LOOKBACK", default_value = "1h", value_parser = parse_duration)]
-    pub metrics_pending_lookback: Duration,
+    #[arg(long, env = "HOOKRELAY_METRICS_PENDING_LOOKBACK", default_value = "1h")]
+    pub metrics_pending_lookback: Span,
     /// How long in-flight work may take to finish after SIGTERM.
-    #[arg(long, env = "HOOKRELAY_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
-    pub shutdown_grace: Duration,
+    #[arg(long, env = "HOOKRELAY_SHUTDOWN_GRACE", default_value_t = Span(sender::SHUTDOWN_GRACE))]
+    pub shutdown_grace: Span,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -28,9 +28,9 @@ fn start() -> anyhow::Result<()> {
     // Documents are derived from the code alone: nothing to connect to or configure.
     if let Command::Openapi { envelope_schema } = &cli.command {
         let text = if *envelope_schema {
-            hookrelay_cli::api::render(&hookrelay_model::envelope::json_schema())
+            hookrelay_server::api::render(&hookrelay_model::envelope::json_schema())
         } else {
-            hookrelay_cli::api::render(&hookrelay_cli::api::document())
+            hookrelay_server::api::render(&hookrelay_server::api::document())
         };
         commands::write_out(text.trim_end());
         return Ok(());

@@ -9,6 +9,65 @@ pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/hookr
 pub const DEFAULT_PREFIX: &str = "hookrelay";
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
 
+/// A duration as configuration writes it (`300ms`, `10s`, `5m`) and prints it back,
+/// so that a flag's default is the role's own constant, not a second copy in text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span(pub Duration);
+
+impl std::fmt::Display for Span {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+impl std::str::FromStr for Span {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_duration(s).map(Self)
+    }
+}
+
+/// A duration, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpanOrOff(pub Option<Duration>);
+
+impl std::fmt::Display for SpanOrOff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(d) => Span(d).fmt(f),
+            None => f.write_str("off"),
+        }
+    }
+}
+
+impl std::str::FromStr for SpanOrOff {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.trim() == "off" {
+            return Ok(Self(None));
+        }
+        parse_duration(s).map(|d| Self(Some(d)))
+    }
+}
+
+/// Comma-separated durations (`5s,30s`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpanList(pub Vec<Duration>);
+
+impl std::fmt::Display for SpanList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let items: Vec<String> = self.0.iter().map(|d| Span(*d).to_string()).collect();
+        f.write_str(&items.join(","))
+    }
+}
+
+impl std::str::FromStr for SpanList {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_durations(s).map(Self)
+    }
+}
+
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim())
         .map_err(|e| format!("`{s}` is not a duration like 300ms, 10s or 5m ({e})"))
@@ -114,5 +173,21 @@ mod tests {
         );
         assert_eq!(parse_durations(""), Ok(vec![]));
         assert_eq!(parse_list("a, b,,c"), vec!["a", "b", "c"]);
+    }
+}
+
+#[cfg(test)]
+mod span_tests {
+    use super::*;
+
+    #[test]
+    fn a_default_prints_as_it_is_written_and_reads_back() {
+        for text in ["300ms", "10s", "5m", "1h", "5days", "off"] {
+            let read: SpanOrOff = text.parse().unwrap();
+            assert_eq!(read.to_string(), text);
+        }
+        let list: SpanList = "5s, 30s".parse().unwrap();
+        assert_eq!(list.to_string(), "5s,30s");
+        assert!("soon".parse::<Span>().unwrap_err().contains("`soon`"));
     }
 }

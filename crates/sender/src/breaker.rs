@@ -46,13 +46,18 @@ pub struct BreakerConfig {
     pub cooldown: Duration,
 }
 
+impl BreakerConfig {
+    /// The defaults of `HOOKRELAY_BREAKER_FAILURES`, `_HANGING_AFTER` and `_COOLDOWN`.
+    pub const DEFAULT: Self = Self {
+        failures: Some(10),
+        hanging_after: Some(Duration::from_secs(2)),
+        cooldown: Duration::from_secs(30),
+    };
+}
+
 impl Default for BreakerConfig {
     fn default() -> Self {
-        Self {
-            failures: Some(10),
-            hanging_after: Some(Duration::from_secs(2)),
-            cooldown: Duration::from_secs(30),
-        }
+        Self::DEFAULT
     }
 }
 

@@ -44,6 +44,23 @@ pub const DEFAULT_CONCURRENCY: u16 = 256;
 /// slots while it is deferred and its breaker trips.
 pub const DEFAULT_PER_WEBHOOK_CONCURRENCY: usize = 32;
 
+/// The defaults of what operators may set (each flag of `hookrelay serve` takes its
+/// default from here; docs/configuration.md lists them).
+pub mod defaults {
+    use std::time::Duration;
+
+    /// `HOOKRELAY_HTTP_TIMEOUT`
+    pub const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+    /// `HOOKRELAY_PER_WEBHOOK_SLOW_AFTER`
+    pub const SLOW_AFTER: Duration = Duration::from_secs(1);
+    /// `HOOKRELAY_SHUTDOWN_GRACE`
+    pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+    /// `HOOKRELAY_DISABLE_FAILING_AFTER`: five days.
+    pub const DISABLE_FAILING_AFTER: Option<Duration> = Some(Duration::from_secs(5 * 24 * 3600));
+    /// `HOOKRELAY_RETRY_SWEEP_AFTER`
+    pub const RETRY_SWEEP_AFTER: Option<Duration> = Some(Duration::from_secs(300));
+}
+
 #[derive(Debug, Clone)]
 pub struct SenderConfig {
     pub amqp_url: String,
@@ -91,18 +108,18 @@ impl SenderConfig {
             schedule,
             concurrency: DEFAULT_CONCURRENCY,
             per_webhook_concurrency: DEFAULT_PER_WEBHOOK_CONCURRENCY,
-            slow_after: Duration::from_secs(1),
+            slow_after: defaults::SLOW_AFTER,
             defer_delay: Duration::from_secs(1),
-            http_timeout: Duration::from_secs(10),
+            http_timeout: defaults::HTTP_TIMEOUT,
             response_snippet_bytes: 1024,
-            shutdown_grace: Duration::from_secs(30),
+            shutdown_grace: defaults::SHUTDOWN_GRACE,
             destinations: guard::Destinations::default(),
-            disable_failing_after: Some(Duration::from_secs(5 * 24 * 3600)),
+            disable_failing_after: defaults::DISABLE_FAILING_AFTER,
             disable_check_every: Duration::from_secs(60),
             announce_every: Duration::from_secs(60),
             cipher: hookrelay_store::Cipher::none(),
             breaker: BreakerConfig::default(),
-            retry_sweep_after: Some(Duration::from_secs(300)),
+            retry_sweep_after: defaults::RETRY_SWEEP_AFTER,
         }
     }
 }

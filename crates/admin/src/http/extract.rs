@@ -124,10 +124,18 @@ pub(super) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
     let mut de = serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.inner().to_string();
+        let inner = without_position(e.inner());
         let field = field_of(&path, &inner).map(str::to_owned);
         ApiError::bad_request(format!("invalid request body at `{path}`: {inner}"), field)
     })
+}
+
+/// serde's message without "at line 1 column 220": a position in JSON a form's user
+/// never typed (the path says where).
+fn without_position(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let position = format!(" at line {} column {}", e.line(), e.column());
+    text.strip_suffix(&position).unwrap_or(&text).to_owned()
 }
 
 pub(super) fn limit(given: Option<i64>) -> Result<i64, Invalid> {
@@ -213,3 +221,26 @@ macro_rules! list {
 }
 
 pub(super) use {list, page};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_field_is_named_without_a_position_in_the_json() {
+        #[derive(Debug, serde::Deserialize)]
+        struct Policy {
+            #[allow(dead_code)]
+            rate_limit: u32,
+        }
+        let Err(refused) = parse_json::<Policy>(br#"{"rate_limit": "fast"}"#) else {
+            panic!("a string is not a number");
+        };
+        let text = format!("{refused:?}");
+        assert!(
+            text.contains("invalid request body at `rate_limit`"),
+            "{text}"
+        );
+        assert!(!text.contains("line 1 column"), "{text}");
+    }
+}

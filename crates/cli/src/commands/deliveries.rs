@@ -29,7 +29,7 @@ pub enum DeliveriesCommand {
         webhook: Option<String>,
         #[arg(long, value_parser = parse_status)]
         status: Option<DeliveryStatus>,
-        /// Created at or after (RFC 3339).
+        /// Created at or after: RFC 3339, a date (`2026-11-23`) or a span ago (`90m`, `2d`).
         #[arg(long, value_parser = crate::config::cli_time)]
         since: Option<OffsetDateTime>,
         #[arg(long, default_value_t = 100)]

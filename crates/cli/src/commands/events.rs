@@ -20,10 +20,10 @@ pub enum EventsCommand {
         session_id: Option<String>,
         #[arg(long = "type")]
         event_type: Option<String>,
-        /// Received at or after (RFC 3339).
+        /// Received at or after: RFC 3339, a date (`2026-11-23`) or a span ago (`90m`, `2d`).
         #[arg(long, value_parser = crate::config::cli_time)]
         since: Option<OffsetDateTime>,
-        /// Received before (RFC 3339).
+        /// Received before: RFC 3339, a date or a span ago.
         #[arg(long, value_parser = crate::config::cli_time)]
         until: Option<OffsetDateTime>,
         /// The `next_cursor` of the previous page.
@@ -48,7 +48,7 @@ pub enum EventsCommand {
         /// Show what would be deleted; delete nothing.
         #[arg(long)]
         dry_run: bool,
-        /// Apply retention as of this time (RFC 3339) instead of now.
+        /// Apply retention as of this time (RFC 3339, a date or a span ago) instead of now.
         #[arg(long, value_parser = crate::config::cli_time)]
         as_of: Option<OffsetDateTime>,
         /// Retention of tenants without their own period.
