@@ -353,3 +353,18 @@ fn the_dashboard_and_the_alerts_name_only_metrics_hookrelay_exports() {
         );
     }
 }
+
+/// Operators read the dead-letter reasons in docs/topology.md and filter by them:
+/// every reason hookrelay writes is documented there, from the one list in code.
+#[test]
+fn every_dead_letter_reason_is_documented() {
+    let topology = read("docs/topology.md");
+    let missing: Vec<String> = hookrelay_model::DeadLetterReason::ours()
+        .map(|r| r.to_string())
+        .filter(|r| !topology.contains(&format!("`{r}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/topology.md does not list the dead-letter reasons {missing:?}"
+    );
+}

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use hookrelay_amqp::{self as amqp, Headers};
-use hookrelay_model::Topology;
 use hookrelay_model::wire::{self, DeliveryMessage};
+use hookrelay_model::{DeadLetterReason, Topology};
 use hookrelay_store::deliveries;
 use lapin::message::BasicGetMessage;
 use lapin::options::{BasicAckOptions, BasicGetOptions};
@@ -72,8 +72,10 @@ pub struct DeadMessage {
     pub webhook_id: Option<String>,
     pub delivery_id: Option<String>,
     /// `x-hookrelay-reason` (e.g. `retries exhausted`, `not retryable`, `invalid
-    /// event`), else the broker's `x-first-death-reason` (e.g. `delivery_limit`).
-    pub reason: Option<String>,
+    /// event`: docs/topology.md lists them), else the broker's
+    /// `x-first-death-reason` (e.g. `delivery_limit`).
+    #[schema(value_type = Option<String>)]
+    pub reason: Option<DeadLetterReason>,
     pub error: Option<String>,
     /// The last HTTP status, as text.
     pub last_status: Option<String>,
@@ -125,7 +127,7 @@ impl Filter {
         let reason_ok = self.reason.as_ref().is_none_or(|r| {
             m.reason
                 .as_ref()
-                .is_some_and(|have| have.to_lowercase().contains(&r.to_lowercase()))
+                .is_some_and(|have| have.as_str().to_lowercase().contains(&r.to_lowercase()))
         });
         let id_ok = self.ids.is_empty()
             || self.ids.iter().any(|id| {
@@ -213,7 +215,8 @@ pub struct Group {
     pub webhook_id: Option<String>,
     /// The webhook's key; null when the message names no webhook or it was deleted.
     pub webhook_key: Option<String>,
-    pub reason: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub reason: Option<DeadLetterReason>,
     pub count: u64,
     /// RFC 3339, as written in `x-hookrelay-dead-lettered-at`.
     pub oldest: Option<String>,
@@ -225,7 +228,7 @@ pub struct Group {
 pub async fn summarize(dlq: &Dlq<'_>, filter: &Filter) -> Result<Vec<Group>, AdminError> {
     use std::collections::BTreeMap;
     let filter = &filter.clone().resolved(dlq.pool).await?;
-    type Key = (Option<String>, Option<String>, Option<String>);
+    type Key = (Option<String>, Option<String>, Option<DeadLetterReason>);
     let mut groups: BTreeMap<Key, Group> = BTreeMap::new();
     let mut snapshot = Snapshot::open(dlq).await?;
     let scan = async {
@@ -456,7 +459,10 @@ async fn replay_one(
         };
         // The sender marks the dead letters of deliveries it could not settle; the
         // broker's own (delivery limit reached) carry no reason of ours at all.
-        let unsettled = message.reason.is_none()
+        let unsettled = message
+            .reason
+            .as_ref()
+            .is_none_or(DeadLetterReason::unsettled)
             || amqp::header_text(&got.delivery.properties, wire::HEADER_UNSETTLED).is_some();
         let outcome =
             redeliver::reopen_and_publish(dlq.pool, publisher, dlq.topology, &delivery, unsettled)
@@ -649,7 +655,9 @@ fn describe(
         delivery_id: header(wire::HEADER_DELIVERY_ID)
             .filter(|_| kind == Kind::Delivery)
             .or_else(|| delivery.as_ref().map(|d| d.delivery_id.to_string())),
-        reason: header(wire::HEADER_REASON).or_else(|| header("x-first-death-reason")),
+        reason: header(wire::HEADER_REASON)
+            .or_else(|| header("x-first-death-reason"))
+            .map(|r| DeadLetterReason::parse(&r)),
         error: header(wire::HEADER_ERROR),
         last_status: header(wire::HEADER_LAST_STATUS),
         attempts: header(wire::HEADER_ATTEMPTS)

@@ -7,7 +7,7 @@ use std::fmt;
 /// The reason a message was dead-lettered. Its text is what the header carries and
 /// what operators filter on; a reason hookrelay did not write (the broker's own, such
 /// as `delivery_limit`, or an older version's) is kept as `Other`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum DeadLetterReason {
     /// The router: the event breaks the wire contract.
     InvalidEvent,
@@ -98,6 +98,15 @@ impl DeadLetterReason {
 impl fmt::Display for DeadLetterReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// Read as its text, so `Option<DeadLetterReason>::as_deref` compares with a `&str`.
+impl std::ops::Deref for DeadLetterReason {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
     }
 }
 

@@ -168,7 +168,7 @@ pub async fn run(common: &Common, command: DlqCommand) -> anyhow::Result<()> {
                             .clone()
                             .or_else(|| g.webhook_id.clone())
                             .unwrap_or_else(|| "-".into()),
-                        text(&g.reason),
+                        text(&g.reason.as_ref().map(ToString::to_string)),
                         g.count.to_string(),
                         text(&g.oldest),
                         text(&g.newest),
@@ -253,7 +253,7 @@ fn print_list(
                 dash(&m.event_id),
                 dash(&m.tenant),
                 webhook(m),
-                dash(&m.reason),
+                dash(&m.reason.as_ref().map(ToString::to_string)),
                 dash(&m.last_status),
                 dash(&m.attempts),
                 dash(&m.dead_lettered_at),
@@ -310,7 +310,7 @@ fn show_one(
             .map_or_else(|| w.to_owned(), |key| format!("{key} ({w})"))
     });
     let fields = [
-        ("reason", m.reason.clone()),
+        ("reason", m.reason.as_ref().map(ToString::to_string)),
         ("error", m.error.clone()),
         ("tenant", m.tenant.clone()),
         ("webhook", webhook),
