@@ -336,12 +336,12 @@ async fn events_api_filters_pages_stably_and_isolates_tenants() {
     for i in 0..6 {
         let session = if i % 2 == 0 { "s-even" } else { "s-odd" };
         let mut a = event("acme", "file_uploaded", json!({"session_id": session}));
-        a.id = format!("evt-{i}");
+        a.id = format!("evt-{i}").parse().unwrap();
         let mut b = event("globex", "file_uploaded", json!({"session_id": session}));
-        b.id = format!("evt-{i}");
+        b.id = format!("evt-{i}").parse().unwrap();
         stack.publish(&a).await;
         stack.publish(&b).await;
-        ids.push(a.id);
+        ids.push(a.id.to_string());
     }
     let stored = |tenant: &'static str, n: usize| {
         let api = &api;
@@ -372,7 +372,7 @@ async fn events_api_filters_pages_stably_and_isolates_tenants() {
     // New events arrive between pages: they come before page one, not inside.
     for i in 6..9 {
         let mut late = event("acme", "file_uploaded", json!({}));
-        late.id = format!("evt-{i}");
+        late.id = format!("evt-{i}").parse().unwrap();
         stack.publish(&late).await;
     }
     stored("acme", 9).await;
@@ -589,7 +589,7 @@ async fn a_tenant_token_sees_its_tenant_only() {
 
     for tenant in ["acme", "globex"] {
         let mut e = event(tenant, "file_uploaded", json!({"session_id": "shared"}));
-        e.id = "same-id".into();
+        e.id = "same-id".parse().unwrap();
         stack.publish(&e).await;
     }
     wait_until("both events stored", WAIT, || async {

@@ -202,7 +202,7 @@ async fn an_operator_runs_a_webhook_from_sign_in_to_a_replayed_dead_letter() {
         page_text(&browser).await.contains("Dead letter ")
     })
     .await;
-    assert!(page_text(&browser).await.contains(&failing.id));
+    assert!(page_text(&browser).await.contains(failing.id.as_str()));
     browser.screenshot("dead-letter").await;
     browser.goto(&format!("{base}/console/dead-letters")).await;
     browser.click("form[action$='/replay'] button").await;

@@ -61,7 +61,7 @@ async fn a_paused_webhook_holds_every_delivery_and_resume_sends_them_once() {
 
     // One at a time, so that each is older than the next: events routed in the same
     // moment (in batches the router handles at once) have no order between them.
-    let mut ids = vec![queued.id.clone()];
+    let mut ids = vec![queued.id.to_string()];
     for _ in 0..3 {
         let e = event("acme", "order_placed", json!({}));
         stack.publish(&e).await;
@@ -69,7 +69,7 @@ async fn a_paused_webhook_holds_every_delivery_and_resume_sends_them_once() {
             stack.deliveries_of("acme", &e.id).await.len() == 1
         })
         .await;
-        ids.push(e.id);
+        ids.push(e.id.to_string());
     }
     stack.start_sender().await;
     wait_until("all four deliveries are held", WAIT, || async {
@@ -252,7 +252,7 @@ async fn a_disabled_webhook_holds_until_enabled_or_discarded() {
     for _ in 0..2 {
         let e = event("acme", "order_placed", json!({}));
         stack.publish(&e).await;
-        ids.push(e.id);
+        ids.push(e.id.to_string());
     }
     wait_until("both deliveries are held", WAIT, || async {
         statuses(&stack, &ids).await == vec![DeliveryStatus::Held; 2]
@@ -283,7 +283,7 @@ async fn a_disabled_webhook_holds_until_enabled_or_discarded() {
     let dropped = event("acme", "order_placed", json!({}));
     stack.publish(&dropped).await;
     wait_until("held", WAIT, || async {
-        statuses(&stack, std::slice::from_ref(&dropped.id)).await == vec![DeliveryStatus::Held]
+        statuses(&stack, &[dropped.id.to_string()]).await == vec![DeliveryStatus::Held]
     })
     .await;
     let (_, discarded) = post_json(&base, &format!("{hook}/discard-held"), json!({})).await;
@@ -348,7 +348,10 @@ async fn a_payload_filter_is_validated_and_decides_which_events_are_delivered() 
             .db
             .client()
             .await
-            .query_one("SELECT count(*) FROM events WHERE id = $1", &[&small.id])
+            .query_one(
+                "SELECT count(*) FROM events WHERE id = $1",
+                &[&small.id.as_str()],
+            )
             .await
             .unwrap()
             .get(0);
@@ -436,7 +439,7 @@ async fn a_failing_webhook_trips_its_breaker_and_a_successful_probe_closes_it() 
     for _ in 0..3 {
         let e = event("acme", "order_placed", json!({}));
         stack.publish(&e).await;
-        ids.push(e.id);
+        ids.push(e.id.to_string());
     }
     wait_until("the breaker opens", WAIT, || async {
         get_json(&base, hook).await["breaker"].is_object()
@@ -468,7 +471,7 @@ async fn a_failing_webhook_trips_its_breaker_and_a_successful_probe_closes_it() 
     for _ in 0..3 {
         let e = event("acme", "order_placed", json!({}));
         stack.publish(&e).await;
-        ids.push(e.id);
+        ids.push(e.id.to_string());
     }
     wait_until("all six deliveries are held", WAIT, || async {
         statuses(&stack, &ids).await == vec![DeliveryStatus::Held; 6]
@@ -554,7 +557,7 @@ async fn a_hanging_webhook_trips_its_breaker_and_its_deliveries_wait_held() {
     for _ in 0..6 {
         let e = event("acme", "to_hanging", json!({}));
         stack.publish(&e).await;
-        ids.push(e.id);
+        ids.push(e.id.to_string());
     }
     let reason = tripped_reason(&base, "hanging").await;
     assert!(
@@ -574,13 +577,13 @@ async fn a_hanging_webhook_trips_its_breaker_and_its_deliveries_wait_held() {
     for _ in 0..5 {
         let e = event("acme", "to_healthy", json!({}));
         stack.publish(&e).await;
-        healthy_ids.push(e.id);
+        healthy_ids.push(e.id.to_string());
     }
     stack.receiver.wait_for("/ok", 5, WAIT).await;
     let late = event("acme", "to_hanging", json!({}));
     stack.publish(&late).await;
     wait_until("a new event for it is held by the router", WAIT, || async {
-        statuses(&stack, std::slice::from_ref(&late.id)).await == vec![DeliveryStatus::Held]
+        statuses(&stack, &[late.id.to_string()]).await == vec![DeliveryStatus::Held]
     })
     .await;
     assert_eq!(
@@ -631,7 +634,7 @@ async fn a_busy_endpoint_behind_its_cap_across_two_senders_is_throttled_never_tr
     for _ in 0..20 {
         let e = event("acme", "order_placed", json!({}));
         stack.publish(&e).await;
-        ids.push(e.id);
+        ids.push(e.id.to_string());
     }
     wait_until("all 20 are delivered", Duration::from_secs(90), || async {
         never_tripped(&base, "busy").await;
@@ -672,7 +675,7 @@ async fn deliveries_queueing_for_a_prompt_endpoint_never_trip_it() {
     for _ in 0..60 {
         let e = event("acme", "order_placed", json!({}));
         stack.publish(&e).await;
-        ids.push(e.id);
+        ids.push(e.id.to_string());
     }
     wait_until("all 60 are delivered", Duration::from_secs(90), || async {
         never_tripped(&base, "queue").await;
@@ -707,7 +710,7 @@ async fn a_hanging_endpoint_behind_a_cap_of_one_trips_naming_its_one_request() {
     for _ in 0..4 {
         let e = event("acme", "order_placed", json!({}));
         stack.publish(&e).await;
-        ids.push(e.id);
+        ids.push(e.id.to_string());
     }
     let reason = tripped_reason(&base, "hanging").await;
     assert!(

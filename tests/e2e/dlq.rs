@@ -28,7 +28,7 @@ async fn with_dead_letters(n: usize) -> (TestStack, Vec<String>) {
     for _ in 0..n {
         let e = event("acme", "file_uploaded", json!({}));
         stack.publish(&e).await;
-        ids.push(e.id);
+        ids.push(e.id.to_string());
     }
     for id in &ids {
         stack.wait_settled("acme", id, 1, WAIT).await;
@@ -427,7 +427,7 @@ async fn an_upstream_cannot_make_a_dead_letter_pass_for_another_tenants_delivery
     let forged = DeliveryMessage {
         delivery_id: theirs.id,
         tenant: "victim".into(),
-        event_id: e.id.clone(),
+        event_id: e.id.to_string(),
         webhook_id: theirs.webhook_id,
         attempt: 1,
         attempts_before: 0,

@@ -87,7 +87,7 @@ async fn pending_gauges_follow_the_database_per_webhook_and_one_off_url() {
     for _ in 0..3 {
         let e = event("acme", "x", json!({}));
         stack.publish(&e).await;
-        ids.push(e.id);
+        ids.push(e.id.to_string());
     }
     let basic = event(
         "acme",
@@ -97,7 +97,7 @@ async fn pending_gauges_follow_the_database_per_webhook_and_one_off_url() {
     stack.publish(&basic).await;
     wait_until("the router created every delivery", WAIT, || async {
         let mut n = 0;
-        for id in ids.iter().chain([&basic.id]) {
+        for id in ids.iter().chain([&basic.id.to_string()]) {
             n += stack.deliveries_of("acme", id).await.len();
         }
         n == 4

@@ -175,7 +175,7 @@ async fn randomized_tenants_with_colliding_keys_and_ids_never_cross() {
     let mut published = HashSet::new();
     for (tenant, n, keys) in &picks {
         let mut e = event(tenant, "file_uploaded", json!({}));
-        e.id = format!("shared-{n}");
+        e.id = format!("shared-{n}").parse().unwrap();
         e.webhook_keys = keys
             .as_ref()
             .map(|k| k.iter().map(|s| (*s).to_owned()).collect());

@@ -61,7 +61,7 @@ async fn a_rate_limit_holds_across_two_senders_and_everything_goes_once() {
     for n in 0..25 {
         let e = event("acme", "order_placed", json!({"payload": {"n": n}}));
         stack.publish(&e).await;
-        ids.push(e.id);
+        ids.push(e.id.to_string());
     }
     let received = stack.receiver.wait_for("/limited", 25, WAIT).await;
     all_delivered(&stack, &ids).await;
@@ -123,7 +123,7 @@ async fn a_cap_in_flight_holds_across_two_senders() {
     for _ in 0..12 {
         let e = event("acme", "order_placed", json!({}));
         stack.publish(&e).await;
-        ids.push(e.id);
+        ids.push(e.id.to_string());
     }
     let received = stack.receiver.wait_for("/capped", 12, WAIT).await;
     all_delivered(&stack, &ids).await;
@@ -158,7 +158,7 @@ async fn a_paused_rate_limited_webhook_resumes_within_its_rate() {
     for _ in 0..8 {
         let e = event("acme", "order_placed", json!({}));
         stack.publish(&e).await;
-        ids.push(e.id);
+        ids.push(e.id.to_string());
     }
     wait_until("all eight are held", WAIT, || async {
         let mut held = 0;

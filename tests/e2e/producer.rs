@@ -52,7 +52,7 @@ async fn a_batch_is_confirmed_whole_and_keeps_order() {
                 .to_owned()
         })
         .collect();
-    let expected: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
+    let expected: Vec<String> = events.iter().map(|e| e.id.to_string()).collect();
     assert_eq!(ids, expected);
 }
 

@@ -13,7 +13,7 @@ use time::{Duration, OffsetDateTime};
 /// Stores an event received `age` before `now`, with one delivery and one attempt.
 async fn stored(db: &TestDb, tenant: &str, id: &str, now: OffsetDateTime, age: Duration) {
     let mut e = event(tenant, "file_uploaded", json!({}));
-    e.id = id.to_owned();
+    e.id = id.parse().unwrap();
     let client = db.client().await;
     events::insert_new(&client, std::slice::from_ref(&e))
         .await
@@ -115,7 +115,7 @@ async fn purge_works_through_more_than_one_batch() {
     let batch: Vec<_> = (0..n)
         .map(|i| {
             let mut e = event("acme", "file_uploaded", json!({}));
-            e.id = format!("e-{i}");
+            e.id = format!("e-{i}").parse().unwrap();
             e
         })
         .collect();

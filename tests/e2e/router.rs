@@ -49,7 +49,7 @@ async fn refused_by_the_database(stack: &TestStack) -> hookrelay_model::Event {
         .await
         .unwrap();
     let mut poison = event("acme", "x", json!({}));
-    poison.id = "poison".into();
+    poison.id = "poison".parse().unwrap();
     poison
 }
 

@@ -62,7 +62,7 @@ async fn json_body_is_the_payload_without_private_fields_with_receiver_headers()
             > 1_700_000_000
     );
     assert!(r.header("user-agent").unwrap().starts_with("hookrelay/"));
-    assert_eq!(r.header("x-hookrelay-event-id"), Some(e.id.clone()));
+    assert_eq!(r.header("x-hookrelay-event-id"), Some(e.id.to_string()));
     assert_eq!(d[0].status, DeliveryStatus::Delivered);
 }
 
@@ -237,7 +237,7 @@ async fn a_429_is_tried_three_times_then_dead_lettered_with_the_reason() {
     assert_eq!(l.header(wire::HEADER_LAST_STATUS).as_deref(), Some("429"));
     assert_eq!(l.header(wire::HEADER_ATTEMPTS).as_deref(), Some("3"));
     assert_eq!(l.header(wire::HEADER_WEBHOOK_ID), Some(w.id.to_string()));
-    assert_eq!(l.header(wire::HEADER_EVENT_ID), Some(e.id.clone()));
+    assert_eq!(l.header(wire::HEADER_EVENT_ID), Some(e.id.to_string()));
     let body = DeliveryMessage::from_json(&l.body).unwrap();
     assert_eq!(body.delivery_id, d[0].id);
 }
@@ -790,7 +790,7 @@ async fn after_reconnecting_a_lost_retry_is_sent_by_the_first_sweep_that_finds_i
             .execute(
                 "UPDATE deliveries SET next_attempt_at = now() - interval '1 minute' \
                  WHERE tenant = $1 AND event_id = $2",
-                &[&tenant, &e.id],
+                &[&tenant, &e.id.as_str()],
             )
             .await
             .expect("backdate the retry");

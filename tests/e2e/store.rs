@@ -101,7 +101,7 @@ async fn webhooks_round_trip_and_keys_are_unique_per_tenant() {
         "acme",
         "event_webhook",
         &WebhookUpdate {
-            key: Some("renamed".into()),
+            key: Some("renamed".parse().unwrap()),
             enabled: Some(false),
             ..Default::default()
         },
@@ -486,7 +486,7 @@ async fn a_router_sends_again_only_deliveries_never_attempted() {
     let new: Vec<NewDelivery> = (0..5)
         .map(|i| NewDelivery {
             tenant: "acme".into(),
-            event_id: event.id.clone(),
+            event_id: event.id.to_string(),
             target: Target::Webhook(uuid::Uuid::now_v7()),
             trace_id: None,
             held: i == 4,
@@ -562,7 +562,7 @@ async fn a_router_sends_again_only_deliveries_never_attempted() {
         .await
         .unwrap();
     let backfilled = NewDelivery {
-        event_id: other.id.clone(),
+        event_id: other.id.to_string(),
         held: false,
         ..new[0].clone()
     };

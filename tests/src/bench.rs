@@ -266,7 +266,7 @@ pub(crate) async fn publish(
         for batch in events.chunks(chunk) {
             let stamp = unix_micros();
             stack.publisher.publish_batch(batch).await.expect("publish");
-            sent.extend(batch.iter().map(|e| (e.id.clone(), stamp)));
+            sent.extend(batch.iter().map(|e| (e.id.to_string(), stamp)));
         }
         return sent;
     }
@@ -279,7 +279,7 @@ pub(crate) async fn publish(
         tokio::time::sleep_until(next).await;
         next += tick;
         let stamp = unix_micros();
-        sent.extend(batch.iter().map(|e| (e.id.clone(), stamp)));
+        sent.extend(batch.iter().map(|e| (e.id.to_string(), stamp)));
         let (publisher, batch) = (std::sync::Arc::clone(&stack.publisher), batch.to_vec());
         in_flight.spawn(async move { publisher.publish_batch(&batch).await });
     }
@@ -430,7 +430,8 @@ pub async fn run(s: &Scenario, ceiling: f64, roles: &Roles) -> Report {
     let expected: HashMap<String, String> = events
         .iter()
         .flat_map(|e| {
-            (s.throttled..s.fanout).map(|i| (delivery_key(&e.id, &hook_path(s, i)), e.id.clone()))
+            (s.throttled..s.fanout)
+                .map(|i| (delivery_key(&e.id, &hook_path(s, i)), e.id.to_string()))
         })
         .collect();
     let started = Instant::now();

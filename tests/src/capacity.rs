@@ -248,7 +248,7 @@ async fn step(
         let events = events_for(&scenario);
         let expected: HashMap<String, String> = events
             .iter()
-            .map(|e| (delivery_key(&e.id, "/ok/w0"), e.id.clone()))
+            .map(|e| (delivery_key(&e.id, "/ok/w0"), e.id.to_string()))
             .collect();
         let before = Sample::take(router, sender);
         let started = Instant::now();

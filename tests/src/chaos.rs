@@ -238,7 +238,7 @@ async fn probe(
     publish_through_outages(&stack.publisher, &probes).await;
     events.extend(probes.iter().cloned());
     let db = fresh_connection(stack).await;
-    let ids: Vec<String> = probes.into_iter().map(|e| e.id).collect();
+    let ids: Vec<String> = probes.into_iter().map(|e| e.id.into()).collect();
     wait_until(
         "the probes settled by the same processes",
         options.settle_within,

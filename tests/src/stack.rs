@@ -427,10 +427,6 @@ pub fn event(tenant: &str, event_type: &str, extra: serde_json::Value) -> Event 
 
 /// A webhook of `tenant` with key `key` posting to `url`.
 pub fn webhook(tenant: &str, key: &str, url: &str) -> NewWebhook {
-    NewWebhook {
-        tenant: tenant.into(),
-        key: key.into(),
-        url: url.into(),
-        ..Default::default()
-    }
+    let key = hookrelay_model::WebhookKey::parse(key).expect("a valid test key");
+    NewWebhook::new(tenant, key, url)
 }

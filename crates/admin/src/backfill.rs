@@ -150,10 +150,10 @@ async fn create(
     let present = hookrelay_store::events::lock_present(&tx, &webhook.tenant, &ids).await?;
     let new: Vec<NewDelivery> = matched
         .iter()
-        .filter(|e| present.contains(&e.id))
+        .filter(|e| present.contains(e.id.as_str()))
         .map(|e| NewDelivery {
             tenant: webhook.tenant.clone(),
-            event_id: e.id.clone(),
+            event_id: e.id.to_string(),
             target: Target::Webhook(webhook.id),
             trace_id: None,
             held,

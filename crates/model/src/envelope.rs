@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 
+use crate::ids::EventId;
+
 /// Longest event id, in bytes: AMQP `message_id` is a short string.
 pub const MAX_ID_CHARS: usize = crate::text::MAX_KEY_CHARS;
 /// Longest tenant and event type, in bytes (both go into the routing key).
@@ -38,7 +40,7 @@ pub struct Event {
     /// hookrelay has already recorded is not fanned out again. 1 to 255 bytes, no
     /// control characters. Publish it as the AMQP message_id too.
     #[cfg_attr(feature = "openapi", schema(value_type = Text))]
-    pub id: String,
+    pub id: EventId,
     /// The organisation the event belongs to. Only this tenant's webhooks can receive
     /// it. ASCII letters, digits, `_` and `-`; 1 to 120 bytes. First word of the
     /// routing key.
@@ -120,7 +122,7 @@ impl Event {
     /// fresh id and the current time; every optional field empty.
     pub fn operational(tenant: &str, event_type: &str, payload: Value) -> Self {
         Self {
-            id: format!("hookrelay-{}", uuid::Uuid::now_v7()),
+            id: EventId::fresh("hookrelay"),
             tenant: tenant.to_owned(),
             event_type: event_type.to_owned(),
             occurred_at: OffsetDateTime::now_utc(),
@@ -198,7 +200,6 @@ impl Event {
 
     /// Checks every rule of the wire contract that serde's types cannot express.
     pub fn validate(&self) -> Result<(), EnvelopeError> {
-        check_text("id", &self.id, MAX_ID_CHARS)?;
         check_name("tenant", &self.tenant, tenant_char)?;
         check_name("type", &self.event_type, |c| {
             c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')
@@ -332,13 +333,7 @@ struct Text;
 #[cfg(feature = "openapi")]
 impl utoipa::PartialSchema for Text {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        use utoipa::openapi::schema::{ObjectBuilder, Type};
-        ObjectBuilder::new()
-            .schema_type(Type::String)
-            .min_length(Some(1))
-            .max_length(Some(MAX_ID_CHARS))
-            .pattern(Some(r"^[^\u0000-\u001f\u007f-\u009f]*$"))
-            .into()
+        crate::text::schema(MAX_ID_CHARS).into()
     }
 }
 
@@ -673,7 +668,7 @@ mod tests {
         assert_eq!(e.tenant, "acme");
         assert!(!e.development_mode);
         assert_eq!(e.routing_key(), "acme.embed_initialized");
-        assert_eq!(e.upload_id(), e.id);
+        assert_eq!(e.upload_id(), e.id.as_str());
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod deadletter;
 pub mod envelope;
 pub mod error;
 pub mod filter;
+pub mod ids;
 pub mod matching;
 pub mod rate;
 pub mod retry;
@@ -24,6 +25,7 @@ pub mod wire;
 pub use deadletter::DeadLetterReason;
 pub use envelope::{EnvelopeError, Event};
 pub use error::Invalid;
+pub use ids::{EventId, WebhookKey};
 pub use tenant::Tenant;
 pub use topology::Topology;
 

@@ -53,6 +53,17 @@ pub fn check_chars(field: &str, value: &str, max: usize) -> Result<(), Invalid> 
 /// Unicode's Cc category: U+0000 to U+001F and U+007F to U+009F).
 pub const NO_CONTROL_PATTERN: &str = r"^[^\u0000-\u001f\u007f-\u009f]*$";
 
+/// The JSON Schema of what [`check_text`] allows with `max`.
+#[cfg(feature = "openapi")]
+pub fn schema(max: usize) -> utoipa::openapi::schema::ObjectBuilder {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(max))
+        .pattern(Some(NO_CONTROL_PATTERN))
+}
+
 /// Every item of a list with [`check_text`], named `field[i]`.
 pub fn check_list(field: &str, values: &[String], max: usize) -> Result<(), Invalid> {
     for (i, value) in values.iter().enumerate() {

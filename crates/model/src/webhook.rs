@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::error::Invalid;
 use crate::filter::PayloadFilter;
+use crate::ids::WebhookKey;
 use crate::rate::{Bucket, DeliveryPolicy, Rate, validate_max_in_flight};
 use crate::retry::RetryPolicy;
 use crate::template;
@@ -166,7 +167,7 @@ fn filter_source<S: serde::Serializer>(
 }
 
 /// What an operator gives to create a webhook. Unknown fields are refused.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "openapi", schema(example = json!({
     "key": "event_webhook",
@@ -180,17 +181,9 @@ pub struct NewWebhook {
     /// still gives it must give the path's tenant (400 otherwise).
     #[cfg_attr(feature = "openapi", schema(ignore))]
     pub tenant: String,
-    /// 1 to 255 characters, no control characters; unique within the tenant (409
-    /// otherwise).
-    #[cfg_attr(
-        feature = "openapi",
-        schema(
-            min_length = 1,
-            max_length = 255,
-            pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$"
-        )
-    )]
-    pub key: String,
+    // Its rule and description are the type's (`WebhookKey`).
+    #[cfg_attr(feature = "openapi", schema(inline))]
+    pub key: WebhookKey,
     /// An absolute http:// or https:// URL, which may hold `{{NAME}}` placeholders
     /// (letters, digits and `_`); a URL starting with a placeholder may take its
     /// scheme from it.
@@ -262,15 +255,8 @@ pub struct NewWebhook {
 #[cfg_attr(feature = "openapi", schema(example = json!({"url": "https://example.com/v2/hooks"})))]
 #[serde(deny_unknown_fields)]
 pub struct WebhookUpdate {
-    #[cfg_attr(
-        feature = "openapi",
-        schema(
-            min_length = 1,
-            max_length = 255,
-            pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$"
-        )
-    )]
-    pub key: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(inline))]
+    pub key: Option<WebhookKey>,
     #[cfg_attr(
         feature = "openapi",
         schema(
@@ -323,12 +309,6 @@ mod double_option {
     }
 }
 
-/// A webhook key: unique and changeable within its tenant; 1 to
-/// [`text::MAX_KEY_CHARS`] bytes without control characters.
-pub fn validate_key(key: &str) -> Result<(), Invalid> {
-    text::check_text("key", key, text::MAX_KEY_CHARS)
-}
-
 /// A webhook URL, `{{NAME}}` placeholders allowed; at most [`text::MAX_URL_CHARS`]
 /// bytes without control characters.
 pub fn validate_url(url: &str) -> Result<(), Invalid> {
@@ -370,12 +350,8 @@ pub fn optional_filter_list_schema() -> utoipa::openapi::schema::Array {
 
 #[cfg(feature = "openapi")]
 fn filter_list(of: utoipa::openapi::schema::SchemaType) -> utoipa::openapi::schema::Array {
-    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
-    let item = ObjectBuilder::new()
-        .schema_type(Type::String)
-        .min_length(Some(1))
-        .max_length(Some(text::MAX_KEY_CHARS))
-        .pattern(Some(text::NO_CONTROL_PATTERN));
+    use utoipa::openapi::schema::ArrayBuilder;
+    let item = text::schema(text::MAX_KEY_CHARS);
     ArrayBuilder::new().schema_type(of).items(item).build()
 }
 
@@ -386,9 +362,29 @@ pub fn validate_secret(secret: &Secret) -> Result<(), Invalid> {
 }
 
 impl NewWebhook {
+    /// A webhook of `tenant` posting to `url` with every other setting at its default.
+    pub fn new(tenant: impl Into<String>, key: WebhookKey, url: impl Into<String>) -> Self {
+        Self {
+            tenant: tenant.into(),
+            key,
+            url: url.into(),
+            event_types: Vec::new(),
+            secret: None,
+            signing_secret: None,
+            development_mode: false,
+            import_identifiers: Vec::new(),
+            schema_ids: Vec::new(),
+            format: BodyFormat::default(),
+            retry_on: RetryPolicy::default(),
+            filter: None,
+            rate_limit: None,
+            rate_burst: None,
+            max_in_flight: None,
+        }
+    }
+
     pub fn validate(&self) -> Result<(), Invalid> {
         crate::envelope::check_tenant(&self.tenant)?;
-        validate_key(&self.key)?;
         validate_url(&self.url)?;
         validate_filters(
             Some(&self.event_types),
@@ -447,9 +443,6 @@ impl Webhook {
 impl WebhookUpdate {
     /// The rules of every field given (the secret is opaque).
     pub fn validate(&self) -> Result<(), Invalid> {
-        if let Some(key) = &self.key {
-            validate_key(key)?;
-        }
         if let Some(url) = &self.url {
             validate_url(url)?;
         }

@@ -155,6 +155,6 @@ async fn ingest_events(
     let events = parse_one_or_many(&bytes, limit)?;
     state.publisher.publish_batch(&events).await?;
     (state.on_accepted)(events.len() as u64);
-    let accepted = events.into_iter().map(|e| e.id).collect();
+    let accepted = events.into_iter().map(|e| e.id.into()).collect();
     Ok((StatusCode::ACCEPTED, Json(Accepted { accepted })))
 }

@@ -124,7 +124,7 @@ impl Publisher {
     pub async fn publish_batch(&self, events: &[Event]) -> Result<(), PublishError> {
         for event in events {
             event.validate().map_err(|source| PublishError::Invalid {
-                id: event.id.clone(),
+                id: event.id.to_string(),
                 source,
             })?;
         }

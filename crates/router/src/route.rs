@@ -160,7 +160,7 @@ async fn record(
 
     let tenants: HashSet<&str> = valid
         .iter()
-        .filter(|r| inserted.contains(&(r.event.tenant.clone(), r.event.id.clone())))
+        .filter(|r| inserted.contains(&(r.event.tenant.clone(), r.event.id.to_string())))
         .map(|r| r.event.tenant.as_str())
         .collect();
     let tenants: Vec<&str> = tenants.into_iter().collect();
@@ -192,7 +192,7 @@ async fn record(
     } in valid
     {
         let _entered = span.enter();
-        let key = (event.tenant.clone(), event.id.clone());
+        let key = (event.tenant.clone(), event.id.to_string());
         // A second copy inside this batch, or an event seen before.
         if !seen.insert(key.clone()) || !inserted.contains(&key) {
             router.metrics.event(outcome::DUPLICATE, 1);
@@ -213,7 +213,7 @@ async fn record(
             let held = matches!(target, Target::Webhook(id) if holding.contains(&id));
             new_deliveries.push(deliveries::NewDelivery {
                 tenant: event.tenant.clone(),
-                event_id: event.id.clone(),
+                event_id: event.id.to_string(),
                 target,
                 trace_id: trace_id.clone(),
                 held,

@@ -154,11 +154,12 @@ impl Disabler {
                 },
             }),
         );
-        event.id = format!(
+        // One id per disabling, so a repeated announcement is fanned out once.
+        event.id = hookrelay_model::EventId::parse(format!(
             "hookrelay-webhook-disabled-{}-{}",
             disabled.id,
             at.unix_timestamp_nanos() / 1000
-        );
+        ))?;
         let headers = trace::inject(&tracing::Span::current(), None, Headers::new());
         let properties = amqp::persistent(&event.id, headers.into_table())?;
         amqp::publish_confirmed(
@@ -192,6 +193,8 @@ enum DisableError {
     Broker(#[from] amqp::AmqpError),
     #[error(transparent)]
     Pool(#[from] deadpool_postgres::PoolError),
+    #[error("the announcement's event id: {0}")]
+    Id(#[from] hookrelay_model::Invalid),
 }
 
 /// Announces what was disabled but not announced yet (a sender stopped in between),

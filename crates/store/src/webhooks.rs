@@ -180,7 +180,7 @@ pub async fn create(
             &[
                 &Uuid::now_v7(),
                 &new.tenant,
-                &new.key,
+                &new.key.as_str(),
                 &new.url,
                 &new.event_types,
                 &new.secret.as_ref().map(|s| seal(cipher, s)).transpose()?,
@@ -374,7 +374,7 @@ pub async fn update(
             &tenant,
             &id,
             &id_or_key,
-            &change.key,
+            &change.key.as_deref(),
             &change.url,
             &change.event_types,
             &set_secret,

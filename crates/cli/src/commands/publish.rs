@@ -39,7 +39,7 @@ pub async fn run(
     let publisher =
         Publisher::connect(&common.amqp_url, common.topology(), ConnectRetry::default()).await?;
     publisher.publish_batch(&events).await?;
-    let ids: Vec<String> = events.into_iter().map(|e| e.id).collect();
+    let ids: Vec<String> = events.into_iter().map(|e| e.id.into()).collect();
     for id in &ids {
         tracing::info!(event_id = %id, "published");
     }

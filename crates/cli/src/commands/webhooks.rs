@@ -108,7 +108,7 @@ pub struct Fields {
     tenant: String,
     /// Unique within the tenant; events name it in `webhook_keys`.
     #[arg(long)]
-    key: String,
+    key: hookrelay_model::WebhookKey,
     /// May hold `{{NAME}}` placeholders, filled from the event's environment.
     #[arg(long)]
     url: String,
@@ -153,7 +153,7 @@ pub struct Fields {
 #[derive(Debug, Args)]
 pub struct Change {
     #[arg(long)]
-    key: Option<String>,
+    key: Option<hookrelay_model::WebhookKey>,
     #[arg(long)]
     url: Option<String>,
     #[arg(long)]
