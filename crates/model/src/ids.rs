@@ -95,9 +95,9 @@ checked_text!(
 
 checked_text!(
     /// An event's id: unique per tenant, the de-duplication key; 1 to
-    /// [`crate::envelope::MAX_ID_CHARS`] characters without control characters.
+    /// [`MAX_KEY_CHARS`] characters without control characters.
     EventId,
-    |v| check_text("id", v, crate::envelope::MAX_ID_CHARS)
+    |v| check_text("id", v, MAX_KEY_CHARS)
 );
 
 impl EventId {
