@@ -13,6 +13,7 @@ pub mod access;
 pub mod backfill;
 pub mod dlq;
 pub mod http;
+pub mod portal;
 pub mod queues;
 pub mod redeliver;
 pub mod retention;

@@ -14,7 +14,8 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use crate::Console;
-use crate::failure::Failure;
+use crate::kit::failure::Failure;
+use crate::kit::parts::Forms;
 
 const COOKIE: &str = "hookrelay_console";
 
@@ -26,12 +27,13 @@ pub(crate) struct Viewer {
     pub(crate) id: String,
 }
 
-impl Viewer {
-    /// The CSRF token, for the forms of a page.
-    pub fn csrf(&self) -> &str {
+impl Forms for Viewer {
+    fn csrf(&self) -> &str {
         self.csrf.expose()
     }
+}
 
+impl Viewer {
     /// Refuses a post whose form did not carry this session's CSRF token.
     pub fn check(&self, given: &str) -> Result<(), Failure> {
         if bool::from(given.as_bytes().ct_eq(self.csrf.expose().as_bytes())) {

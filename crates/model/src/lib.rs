@@ -10,6 +10,7 @@ pub mod envelope;
 pub mod error;
 pub mod filter;
 pub mod matching;
+pub mod portal;
 pub mod rate;
 pub mod retry;
 pub mod shutdown;
