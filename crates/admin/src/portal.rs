@@ -42,8 +42,7 @@ pub struct Ask {
 }
 
 /// A minted link: shown once.
-#[derive(Debug, Clone, Serialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Minted {
     pub id: Uuid,
     /// The single-use link to open (in an iframe or a new tab).

@@ -41,6 +41,8 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     /// Consuming roles in this process; `/readyz` checks each consumes.
     pub consumers: Vec<&'static str>,
+    /// The customer portal's theme and framing (`HOOKRELAY_PORTAL_*`).
+    pub portal: hookrelay_portal::Settings,
 }
 
 /// Every route of the HTTP server, by the state each needs, and the OpenAPI document
@@ -111,7 +113,23 @@ pub fn app(state: ApiState) -> Router {
             },
             max_body_bytes: state.max_event_bytes,
         })
-        .merge(admin.with_state(admin_state.clone()));
+        .merge(
+            admin
+                .with_state(admin_state.clone())
+                // Every change, whoever calls: the API, the console or the portal.
+                .layer(middleware::from_fn_with_state(
+                    admin_state.pool.clone(),
+                    http::record_changes,
+                )),
+        );
+    let portal = hookrelay_portal::routes(
+        hookrelay_portal::Portal::new(routes_v1.clone(), admin_state.pool.clone(), &state.portal),
+        &state.portal,
+    )
+    .layer(middleware::from_fn_with_state(
+        tokenless,
+        browser::guard_forms,
+    ));
     let console = hookrelay_console::routes(hookrelay_console::Console::new(
         routes_v1.clone(),
         admin_state,
@@ -137,6 +155,7 @@ pub fn app(state: ApiState) -> Router {
     });
     base.merge(v1)
         .merge(console)
+        .merge(portal)
         .merge(documents)
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "no such route; see /openapi.json")
@@ -343,8 +362,8 @@ async fn require_token(State(auth): State<Auth>, mut request: Request, next: Nex
     let Some(given) = given else {
         return unauthorized();
     };
-    let caller = match access::identify(&auth.pool, &expected, &given).await {
-        Ok(Some(found)) => found.caller,
+    let found = match access::identify(&auth.pool, &expected, &given).await {
+        Ok(Some(found)) => found,
         Ok(None) => return unauthorized(),
         Err(e) => {
             tracing::warn!(error = %e, "checking a tenant token failed");
@@ -359,10 +378,12 @@ async fn require_token(State(auth): State<Auth>, mut request: Request, next: Nex
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
     );
-    if let Err(refusal) = access::authorize(&caller, safe, request.uri().path()) {
+    if let Err(refusal) = access::authorize(&found.caller, safe, request.uri().path()) {
         return forbidden(refusal);
     }
-    request.extensions_mut().insert(caller);
+    request.extensions_mut().insert(found.caller.clone());
+    // Which token: a portal link minted with it ends with it.
+    request.extensions_mut().insert(found);
     next.run(request).await
 }
 

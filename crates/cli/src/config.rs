@@ -198,9 +198,80 @@ pub struct ServeArgs {
     /// How far back the api role's pending gauges look for pending deliveries.
     #[arg(long, env = "HOOKRELAY_METRICS_PENDING_LOOKBACK", default_value = "1h", value_parser = parse_duration)]
     pub metrics_pending_lookback: Duration,
+    #[command(flatten)]
+    pub portal: PortalArgs,
     /// How long in-flight work may take to finish after SIGTERM.
     #[arg(long, env = "HOOKRELAY_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+}
+
+/// The customer portal: where its links point, how long they last, its look and
+/// who may frame it. `serve` and `hookrelay portal link` share them.
+#[derive(Debug, Clone, Args)]
+pub struct PortalArgs {
+    /// The base URL customers reach the api role at; portal links start with it.
+    #[arg(
+        long,
+        env = "HOOKRELAY_PUBLIC_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub public_url: String,
+    /// How long a portal link may wait to be opened (at most 24h).
+    #[arg(long, env = "HOOKRELAY_PORTAL_LINK_TTL", default_value = "10m", value_parser = parse_duration)]
+    pub portal_link_ttl: Duration,
+    /// How long the portal session a link opens lasts (at most 24h).
+    #[arg(long, env = "HOOKRELAY_PORTAL_SESSION_TTL", default_value = "1h", value_parser = parse_duration)]
+    pub portal_session_ttl: Duration,
+    /// Origins that may frame the portal, comma-separated CSP sources (`'self'`,
+    /// `https://app.example`); `'none'`: no site may.
+    #[arg(long, env = "HOOKRELAY_PORTAL_FRAME_ANCESTORS", default_value = "'self'", value_delimiter = ',', value_parser = frame_ancestor)]
+    pub portal_frame_ancestors: Vec<String>,
+    /// The organisation's name at the top of portal pages (a tenant's own wins).
+    #[arg(long, env = "HOOKRELAY_PORTAL_NAME")]
+    pub portal_name: Option<String>,
+    /// An http(s) URL of the logo shown beside the name.
+    #[arg(long, env = "HOOKRELAY_PORTAL_LOGO_URL")]
+    pub portal_logo_url: Option<String>,
+    /// The accent colour of portal pages: `#rgb` or `#rrggbb`.
+    #[arg(long, env = "HOOKRELAY_PORTAL_ACCENT")]
+    pub portal_accent: Option<String>,
+}
+
+fn frame_ancestor(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    hookrelay_console::kit::headers::check_ancestor(s).map(|()| s.to_owned())
+}
+
+impl PortalArgs {
+    pub fn links(&self) -> hookrelay_admin::portal::Links {
+        hookrelay_admin::portal::Links {
+            public_url: self.public_url.clone(),
+            link_ttl: self.portal_link_ttl,
+            session_ttl: self.portal_session_ttl,
+        }
+    }
+
+    /// The portal's settings, its theme checked.
+    pub fn settings(&self) -> anyhow::Result<hookrelay_portal::Settings> {
+        let theme = hookrelay_model::portal::Theme {
+            name: self.portal_name.clone(),
+            logo_url: self.portal_logo_url.clone(),
+            accent: self.portal_accent.clone(),
+        };
+        theme.check().map_err(|e| {
+            anyhow::anyhow!("HOOKRELAY_PORTAL_{}: {}", e.field.to_uppercase(), e.problem)
+        })?;
+        let ancestors = self
+            .portal_frame_ancestors
+            .iter()
+            .filter(|a| a.as_str() != "'none'")
+            .cloned()
+            .collect();
+        Ok(hookrelay_portal::Settings {
+            theme,
+            frame_ancestors: ancestors,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -143,13 +143,16 @@ async fn start(
         });
     }
     let admin = match api_role {
-        true => Some(AdminState::new(
-            pool.clone(),
-            common.cipher()?,
-            common.topology(),
-            common.amqp_url.clone(),
-            args.retention_days,
-        )),
+        true => Some(
+            AdminState::new(
+                pool.clone(),
+                common.cipher()?,
+                common.topology(),
+                common.amqp_url.clone(),
+                args.retention_days,
+            )
+            .with_portal(args.portal.links()),
+        ),
         false => None,
     };
     if api_role {
@@ -183,6 +186,7 @@ async fn start(
         max_event_bytes: args.max_event_bytes,
         metrics,
         consumers,
+        portal: args.portal.settings()?,
     };
     spawn_http(&mut roles, args, state, stop).await?;
     Ok((trigger, roles))

@@ -82,7 +82,9 @@ impl Console {
         path: &str,
         body: Option<Value>,
     ) -> Result<Value, Refused> {
-        self.v1.call(caller, &Via::Console, method, path, body).await
+        self.v1
+            .call(caller, &Via::Console, method, path, body)
+            .await
     }
 
     /// A pooled connection for the console's own store calls.
@@ -142,4 +144,3 @@ pub fn routes(console: Console) -> Router {
         ));
     Router::new().nest("/console", pages)
 }
-

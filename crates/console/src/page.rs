@@ -80,4 +80,3 @@ pub(crate) fn page(viewer: &Viewer, section: Section, title: &str, body: Markup)
         }
     }
 }
-

@@ -11,10 +11,10 @@ use serde_json::{Map, Value, json};
 
 use crate::Console;
 use crate::kit::api::{Refused, enc};
+use crate::kit::parts;
 use crate::kit::parts::{
     breaker, counts, field, input, json_or_null, state_badge, success_rate, text_or_null,
 };
-use crate::kit::parts;
 use crate::page::{self, Failure, Section, text, value};
 use crate::session::Viewer;
 use crate::tenants::{self, Scope};

@@ -82,7 +82,9 @@ impl Caller {
 pub enum Via {
     Console,
     /// A customer portal session (its id).
-    Portal { session: uuid::Uuid },
+    Portal {
+        session: uuid::Uuid,
+    },
 }
 
 impl Caller {

@@ -245,11 +245,17 @@ mod tests {
             );
         }
         assert_eq!(
-            limits(&["a"], &[]).check_webhook("b", &[]).unwrap_err().field,
+            limits(&["a"], &[])
+                .check_webhook("b", &[])
+                .unwrap_err()
+                .field,
             "key"
         );
         assert_eq!(
-            limits(&[], &["x"]).check_webhook("k", &[]).unwrap_err().field,
+            limits(&[], &["x"])
+                .check_webhook("k", &[])
+                .unwrap_err()
+                .field,
             "event_types"
         );
     }
@@ -275,8 +281,20 @@ mod tests {
         };
         // (lifetimes, now, link, session, described)
         let table = [
-            (base, t0, LinkState::Opens, SessionState::NotOpened, "unopened"),
-            (base, later, LinkState::Expired, SessionState::NotOpened, "expired"),
+            (
+                base,
+                t0,
+                LinkState::Opens,
+                SessionState::NotOpened,
+                "unopened",
+            ),
+            (
+                base,
+                later,
+                LinkState::Expired,
+                SessionState::NotOpened,
+                "expired",
+            ),
             (opened, t0, LinkState::Used, SessionState::Live, "live"),
             (opened, later, LinkState::Used, SessionState::Live, "live"),
             (
@@ -286,7 +304,13 @@ mod tests {
                 SessionState::Expired,
                 "ended",
             ),
-            (revoked, t0, LinkState::Revoked, SessionState::Revoked, "revoked"),
+            (
+                revoked,
+                t0,
+                LinkState::Revoked,
+                SessionState::Revoked,
+                "revoked",
+            ),
         ];
         for (l, now, link, session, described) in table {
             assert_eq!(l.link(now), link, "{l:?} at {now}");
@@ -317,7 +341,10 @@ mod tests {
         let both = global.over(&own);
         assert_eq!(both.name.as_deref(), Some("Acme"));
         assert_eq!(both.accent.as_deref(), Some("#fff"));
-        assert_eq!(check_ttl("ttl", Duration::from_secs(0)).unwrap_err().field, "ttl");
+        assert_eq!(
+            check_ttl("ttl", Duration::from_secs(0)).unwrap_err().field,
+            "ttl"
+        );
         assert!(check_ttl("ttl", MAX_TTL).is_ok());
     }
 }

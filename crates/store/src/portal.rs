@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use deadpool_postgres::GenericClient;
-use hookrelay_model::portal::{Lifetimes, LinkState, Limits, Theme};
+use hookrelay_model::portal::{Lifetimes, Limits, LinkState, Theme};
 use hookrelay_model::webhook::Secret;
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -55,7 +55,10 @@ pub struct PortalSession {
     #[serde(with = "time::serde::rfc3339::option")]
     pub revoked_at: Option<OffsetDateTime>,
     /// `unopened`, `expired` (never opened in time), `live`, `ended` or `revoked`.
-    #[cfg_attr(feature = "openapi", schema(pattern = "^(unopened|expired|live|ended|revoked)$"))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^(unopened|expired|live|ended|revoked)$")
+    )]
     pub state: &'static str,
 }
 
@@ -147,7 +150,10 @@ pub async fn mint(
 #[derive(Debug)]
 pub enum Opened {
     /// A session began: its token (the only copy) and record.
-    Session { token: Secret, session: PortalSession },
+    Session {
+        token: Secret,
+        session: PortalSession,
+    },
     /// The link cannot open one, and why.
     Refused(LinkState),
     /// No such link.
@@ -212,10 +218,7 @@ pub async fn find(db: &impl GenericClient, token: &str) -> Result<Option<Found>,
 }
 
 /// A tenant's sessions, newest first (at most 500).
-pub async fn list(
-    db: &impl GenericClient,
-    tenant: &str,
-) -> Result<Vec<PortalSession>, StoreError> {
+pub async fn list(db: &impl GenericClient, tenant: &str) -> Result<Vec<PortalSession>, StoreError> {
     let rows = db
         .query(
             &format!(

@@ -75,6 +75,14 @@ impl AdminState {
         }
     }
 
+    /// The same state, its portal links pointing and lasting as `links` says.
+    pub fn with_portal(self, links: crate::portal::Links) -> Self {
+        Self {
+            portal: links,
+            ..self
+        }
+    }
+
     /// The admin connection to RabbitMQ, opened again if it dropped.
     pub async fn connection(&self) -> std::result::Result<Arc<Connection>, AdminError> {
         let mut slot = self.connection.lock().await;

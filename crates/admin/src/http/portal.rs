@@ -39,7 +39,10 @@ pub(super) struct CreatePortalSession {
     event_types: Vec<String>,
 }
 
-fn duration(field: &str, value: Option<&str>) -> std::result::Result<Option<std::time::Duration>, Invalid> {
+fn duration(
+    field: &str,
+    value: Option<&str>,
+) -> std::result::Result<Option<std::time::Duration>, Invalid> {
     value
         .map(|v| parse_duration(v).map_err(|e| Invalid::new(field, e)))
         .transpose()
@@ -74,10 +77,20 @@ pub(super) async fn create_portal_session(
             event_types: body.event_types,
         },
     };
-    let created_by = caller.as_deref().unwrap_or(&Caller::Operator).describe(None);
+    let created_by = caller
+        .as_deref()
+        .unwrap_or(&Caller::Operator)
+        .describe(None);
     let token_id = identified.and_then(|i| i.token_id);
-    let minted = portal::mint(&db(&s).await?, &s.portal, &tenant, ask, &created_by, token_id)
-        .await?;
+    let minted = portal::mint(
+        &db(&s).await?,
+        &s.portal,
+        &tenant,
+        ask,
+        &created_by,
+        token_id,
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(minted)))
 }
 

@@ -4,6 +4,7 @@ pub mod deliveries;
 pub mod dlq;
 pub mod environments;
 pub mod events;
+pub mod portal;
 pub mod probe;
 pub mod publish;
 pub mod queues;

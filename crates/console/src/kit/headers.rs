@@ -48,15 +48,13 @@ impl Policy {
 /// refused so nothing but a source reaches the header.
 pub fn check_ancestor(source: &str) -> Result<(), String> {
     let keyword = matches!(source, "'self'" | "'none'");
-    let origin = source
-        .split_once("://")
-        .is_some_and(|(scheme, rest)| {
-            matches!(scheme, "http" | "https")
-                && !rest.is_empty()
-                && rest
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '*' | '[' | ']'))
-        });
+    let origin = source.split_once("://").is_some_and(|(scheme, rest)| {
+        matches!(scheme, "http" | "https")
+            && !rest.is_empty()
+            && rest.chars().all(|c| {
+                c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '*' | '[' | ']')
+            })
+    });
     if keyword || origin {
         Ok(())
     } else {
@@ -75,7 +73,10 @@ pub async fn add(State(policy): State<Policy>, request: Request, next: Next) -> 
     if let Some(deny) = &policy.frame_options {
         headers.insert(header::X_FRAME_OPTIONS, deny.clone());
     }
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     headers.insert(
         HeaderName::from_static("x-content-type-options"),
         HeaderValue::from_static("nosniff"),
@@ -89,17 +90,41 @@ mod tests {
 
     #[test]
     fn only_source_expressions_are_frame_ancestors() {
-        for ok in ["'self'", "'none'", "https://app.example", "http://localhost:3000", "https://*.example.com"] {
+        for ok in [
+            "'self'",
+            "'none'",
+            "https://app.example",
+            "http://localhost:3000",
+            "https://*.example.com",
+        ] {
             assert!(check_ancestor(ok).is_ok(), "{ok}");
         }
-        for bad in ["*", "app.example", "https://a.example; script-src *", "javascript:x", "'unsafe-inline'"] {
+        for bad in [
+            "*",
+            "app.example",
+            "https://a.example; script-src *",
+            "javascript:x",
+            "'unsafe-inline'",
+        ] {
             assert!(check_ancestor(bad).is_err(), "{bad}");
         }
         let console = Policy::console();
-        assert!(console.csp.to_str().unwrap().ends_with("frame-ancestors 'none'"));
+        assert!(
+            console
+                .csp
+                .to_str()
+                .unwrap()
+                .ends_with("frame-ancestors 'none'")
+        );
         assert_eq!(console.frame_options.unwrap(), "DENY");
         let portal = Policy::framed_by(&["'self'".into(), "http://localhost:3000".into()]);
-        assert!(portal.csp.to_str().unwrap().ends_with("frame-ancestors 'self' http://localhost:3000"));
+        assert!(
+            portal
+                .csp
+                .to_str()
+                .unwrap()
+                .ends_with("frame-ancestors 'self' http://localhost:3000")
+        );
         assert!(portal.frame_options.is_none());
     }
 }

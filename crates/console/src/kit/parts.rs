@@ -126,11 +126,17 @@ pub fn list(s: &str) -> Vec<String> {
 }
 
 /// One field with its label, help and the API's complaint when it names it.
-pub fn field(name: &str, label: &str, help: &str, input: Markup, refused: Option<&Refused>) -> Markup {
+pub fn field(
+    name: &str,
+    label: &str,
+    help: &str,
+    input: Markup,
+    refused: Option<&Refused>,
+) -> Markup {
     let error = refused.filter(|r| {
-        r.field
-            .as_deref()
-            .is_some_and(|f| f == name || f.starts_with(&format!("{name}.")) || f.starts_with(&format!("{name}[")))
+        r.field.as_deref().is_some_and(|f| {
+            f == name || f.starts_with(&format!("{name}.")) || f.starts_with(&format!("{name}["))
+        })
     });
     html! {
         div.field {
@@ -196,7 +202,13 @@ mod tests {
         assert_eq!(number_or_text::<u64>("five"), json!("five"));
         assert_eq!(text_or_null("  "), Value::Null);
         assert_eq!(list("a, b\nc,,"), vec!["a", "b", "c"]);
-        assert_eq!(json_or_null("filter", "{").unwrap_err().field.as_deref(), Some("filter"));
-        assert_eq!(success_rate(&json!({"last_day": {"delivered": 3, "failed": 1}})), "75.0 %");
+        assert_eq!(
+            json_or_null("filter", "{").unwrap_err().field.as_deref(),
+            Some("filter")
+        );
+        assert_eq!(
+            success_rate(&json!({"last_day": {"delivered": 3, "failed": 1}})),
+            "75.0 %"
+        );
     }
 }
