@@ -16,6 +16,7 @@ mod hostile;
 mod ingest;
 mod observability;
 mod policy;
+mod portal;
 mod producer;
 mod retention;
 mod router;

@@ -113,15 +113,12 @@ pub fn app(state: ApiState) -> Router {
             },
             max_body_bytes: state.max_event_bytes,
         })
-        .merge(
-            admin
-                .with_state(admin_state.clone())
-                // Every change, whoever calls: the API, the console or the portal.
-                .layer(middleware::from_fn_with_state(
-                    admin_state.pool.clone(),
-                    http::record_changes,
-                )),
-        );
+        .merge(admin.with_state(admin_state.clone()))
+        // Every change, whoever calls: the API, the console or the portal.
+        .layer(middleware::from_fn_with_state(
+            admin_state.pool.clone(),
+            http::record_changes,
+        ));
     let portal = hookrelay_portal::routes(
         hookrelay_portal::Portal::new(routes_v1.clone(), admin_state.pool.clone(), &state.portal),
         &state.portal,

@@ -8,7 +8,7 @@
 //! the URL of every page and form (`/portal/s/{session}/...`), not in a cookie: a
 //! cross-site iframe gets no third-party cookie in current browsers. Every form
 //! carries the session's CSRF token too, pages are `no-store` and sent with
-//! `Referrer-Policy: no-referrer`, and `frame-ancestors` lists the origins allowed
+//! `Referrer-Policy: same-origin` (no other site sees them), and `frame-ancestors` lists the origins allowed
 //! to frame it (docs/portal.md explains the threat model).
 //!
 //! - [`session`]: opening a link, the session of a request ([`session::Customer`]).

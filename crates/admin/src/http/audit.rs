@@ -79,17 +79,26 @@ fn tenant_of(path: &str) -> Option<&str> {
     }
 }
 
-/// Records every change (any method but GET, HEAD and OPTIONS) that answered with
-/// success, with the caller and the surface (`Via`) from the request's extensions.
-/// A record that cannot be written is logged: the change is made already.
+/// Whether a request is a change the audit log records: any method but GET, HEAD
+/// and OPTIONS, except events an upstream publishes (`POST /v1/events` without a
+/// console or portal marker: data, not a change, and the hot path); an event sent
+/// from the console or the portal (a test, an example) is recorded.
+fn audited(method: &Method, path: &str, via: Option<&Via>) -> bool {
+    let changes = !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+    changes && (via.is_some() || path != "/v1/events")
+}
+
+/// Records every change (see `audited`) that answered with success, with the caller
+/// and the surface (`Via`) from the request's extensions. A record that cannot be
+/// written is logged: the change is made already.
 pub async fn record_changes(State(pool): State<Pool>, request: Request, next: Next) -> Response {
     let method = request.method().clone();
-    if matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) {
+    let path = request.uri().path().to_owned();
+    let via = request.extensions().get::<Via>().cloned();
+    if !audited(&method, &path, via.as_ref()) {
         return next.run(request).await;
     }
-    let path = request.uri().path().to_owned();
     let caller = request.extensions().get::<Caller>().cloned();
-    let via = request.extensions().get::<Via>().cloned();
     let response = next.run(request).await;
     if !response.status().is_success() {
         return response;
@@ -118,6 +127,36 @@ pub async fn record_changes(State(pool): State<Pool>, request: Request, next: Ne
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_are_audited_but_upstream_events_are_not() {
+        let portal = Via::Portal {
+            session: uuid::Uuid::nil(),
+        };
+        // (method, path, via, audited)
+        let table = [
+            (Method::GET, "/v1/tenants/a/webhooks", None, false),
+            (Method::POST, "/v1/tenants/a/webhooks", None, true),
+            (
+                Method::DELETE,
+                "/v1/tenants/a/webhooks/k",
+                Some(&Via::Console),
+                true,
+            ),
+            (Method::POST, "/v1/events", None, false),
+            (Method::POST, "/v1/events", Some(&portal), true),
+            (Method::POST, "/v1/dead-letter/replay", None, true),
+        ];
+        for (method, path, via, expected) in table {
+            assert_eq!(
+                audited(&method, path, via),
+                expected,
+                "{method} {path} {via:?}"
+            );
+        }
+    }
+
     #[test]
     fn the_tenant_of_a_path_is_its_third_segment() {
         for (path, tenant) in [

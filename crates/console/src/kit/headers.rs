@@ -64,8 +64,11 @@ pub fn check_ancestor(source: &str) -> Result<(), String> {
     }
 }
 
-/// Adds the surface's headers to every answer, and `Referrer-Policy: no-referrer`
-/// (the portal's URLs carry its session).
+/// Adds the surface's headers to every answer, and `Referrer-Policy: same-origin`:
+/// the portal's URLs carry its session, so no other site may see them as a referrer
+/// (a logo, a link out). Not `no-referrer`: with it a browser sends `Origin: null`
+/// on the pages' own form posts, which the site check (`Origin` is this server)
+/// must then refuse.
 pub async fn add(State(policy): State<Policy>, request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
@@ -75,7 +78,7 @@ pub async fn add(State(policy): State<Policy>, request: Request, next: Next) -> 
     }
     headers.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     headers.insert(
         HeaderName::from_static("x-content-type-options"),
