@@ -152,7 +152,7 @@ pub enum Opened {
     /// A session began: its token (the only copy) and record.
     Session {
         token: Secret,
-        session: PortalSession,
+        session: Box<PortalSession>,
     },
     /// The link cannot open one, and why.
     Refused(LinkState),
@@ -181,7 +181,7 @@ pub async fn open(db: &impl GenericClient, link: &str) -> Result<Opened, StoreEr
     if let Some(row) = opened {
         return Ok(Opened::Session {
             token: Secret::new(token),
-            session: from_row(&row)?.session,
+            session: Box::new(from_row(&row)?.session),
         });
     }
     let row = db
