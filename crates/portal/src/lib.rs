@@ -17,6 +17,7 @@
 //! - [`messages`]: the message log, one event, one delivery with its attempts.
 
 mod endpoints;
+mod failure;
 mod messages;
 mod page;
 mod session;

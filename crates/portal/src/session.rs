@@ -21,7 +21,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::Portal;
-use crate::page::{Problem, no_store};
+use crate::failure::{Problem, no_store};
 
 /// The portal session of a request.
 pub(crate) struct Customer {
