@@ -17,17 +17,38 @@ use serde_json::{Value, json};
 const WAIT: Duration = Duration::from_secs(20);
 const TOKEN: &str = "portal-operator-token";
 
+/// A `/v1` request with a bearer token: its status and JSON answer (null if none).
+async fn call(
+    method: reqwest::Method,
+    url: String,
+    token: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = reqwest::Client::new()
+        .request(method, url)
+        .bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let answer = request.send().await.unwrap();
+    let status = answer.status();
+    let text = answer.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
 /// Mints a link as the product's backend does: the operator's token, one POST.
 async fn mint(base: &str, tenant: &str, body: Value) -> Value {
-    let answer = reqwest::Client::new()
-        .post(format!("{base}/v1/tenants/{tenant}/portal-sessions"))
-        .bearer_auth(TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), StatusCode::CREATED);
-    answer.json().await.unwrap()
+    let url = format!("{base}/v1/tenants/{tenant}/portal-sessions");
+    let (status, minted) = call(reqwest::Method::POST, url, TOKEN, Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{minted}");
+    minted
+}
+
+/// Revokes a minted link's session, as the operator.
+async fn revoke(base: &str, minted: &Value) -> StatusCode {
+    let id = minted["id"].as_str().unwrap();
+    let url = format!("{base}/v1/tenants/acme/portal-sessions/{id}");
+    call(reqwest::Method::DELETE, url, TOKEN, None).await.0
 }
 
 /// A client that follows no redirect, to see where a link sends it.
@@ -69,23 +90,6 @@ fn csrf_of(page: &str) -> String {
     rest[..rest.find('"').unwrap()].to_owned()
 }
 
-async fn wait_title(browser: &Browser, title: &str) {
-    wait_until(&format!("the page heading is {title:?}"), WAIT, || async {
-        match browser.client().find(Locator::Css("main h1")).await {
-            Ok(h1) => h1.text().await.is_ok_and(|t| t == title),
-            Err(_) => false,
-        }
-    })
-    .await;
-}
-
-async fn body_text(browser: &Browser) -> String {
-    match browser.client().find(Locator::Css("body")).await {
-        Ok(body) => body.text().await.unwrap_or_default(),
-        Err(_) => String::new(),
-    }
-}
-
 async fn status_of(stack: &TestStack, event_id: &str) -> Option<DeliveryStatus> {
     stack
         .deliveries_of("acme", event_id)
@@ -119,9 +123,9 @@ async fn wait_notice(browser: &Browser, start: &str) {
 /// Through the navigation, as a customer goes: the endpoints, then one.
 async fn to_endpoint(browser: &Browser, key: &str) {
     browser.click("nav a").await;
-    wait_title(browser, "Endpoints").await;
+    browser.wait_heading("Endpoints").await;
     browser.click(&format!("a[href$='/endpoints/{key}']")).await;
-    wait_title(browser, &format!("Endpoint {key}")).await;
+    browser.wait_heading(&format!("Endpoint {key}")).await;
 }
 
 #[tokio::test]
@@ -147,12 +151,12 @@ async fn a_customer_runs_an_endpoint_in_an_iframe_on_another_site() {
         .enter_frame(0)
         .await
         .expect("the portal's frame");
-    wait_title(&browser, "Endpoints").await;
+    browser.wait_heading("Endpoints").await;
     browser.screenshot("portal-endpoints-empty").await;
 
     // A new endpoint, a wrong URL first: refused beside its field.
     browser.click("a.button").await;
-    wait_title(&browser, "New endpoint").await;
+    browser.wait_heading("New endpoint").await;
     browser.fill("#key", "orders").await;
     browser.fill("#url", "ftp://nowhere").await;
     browser
@@ -163,26 +167,26 @@ async fn a_customer_runs_an_endpoint_in_an_iframe_on_another_site() {
     assert!(complaint.contains("http"), "{complaint}");
     browser.fill("#url", &stack.receiver.url("/orders")).await;
     browser.click("form.stack button[type=submit]").await;
-    wait_title(&browser, "Endpoint orders").await;
+    browser.wait_heading("Endpoint orders").await;
     browser.screenshot("portal-endpoint").await;
 
     // The signing secret, revealed once.
     browser.click("form[action$='/rotate-secret'] button").await;
-    wait_title(&browser, "Your signing secret").await;
+    browser.wait_heading("Your signing secret").await;
     let secret = browser.text_of("#signing-secret").await;
     assert!(secret.starts_with("whsec_"), "{secret}");
     browser.screenshot("portal-signing-secret").await;
     browser.click("main a").await;
-    wait_title(&browser, "Endpoint orders").await;
+    browser.wait_heading("Endpoint orders").await;
     assert!(
-        !body_text(&browser).await.contains(&secret),
+        !browser.page_text().await.contains(&secret),
         "shown once only"
     );
 
     // An example, delivered, signed with that secret, its attempt shown.
     browser.click("form[action$='/send-example'] button").await;
     wait_until("the example is shown delivered", WAIT, || async {
-        body_text(&browser).await.contains("delivered")
+        browser.page_text().await.contains("delivered")
     })
     .await;
     let example = shown_event(&browser).await;
@@ -195,13 +199,13 @@ async fn a_customer_runs_an_endpoint_in_an_iframe_on_another_site() {
         .expect("signed with the secret the portal showed");
     assert_eq!(got[0].json()["type"], "order.created");
     browser.click("tbody td a[href*='/deliveries/']").await;
-    wait_title(&browser, "Delivery").await;
+    browser.wait_heading("Delivery").await;
     let attempt = browser.text_of("main table tbody").await;
     assert!(
         attempt.contains("delivered") && attempt.contains("200"),
         "{attempt}"
     );
-    let delivery = body_text(&browser).await;
+    let delivery = browser.page_text().await;
     assert!(
         delivery.contains("webhook-signature: v1,••••••••"),
         "secrets masked"
@@ -222,7 +226,7 @@ async fn a_customer_runs_an_endpoint_in_an_iframe_on_another_site() {
     .await;
     to_endpoint(&browser, "orders").await;
     browser.click("a[href*='/messages?endpoint=orders']").await;
-    wait_title(&browser, "Message log").await;
+    browser.wait_heading("Message log").await;
     let log = browser.text_of("main table tbody").await;
     assert!(log.contains("failed") && log.contains("500"), "{log}");
     browser.screenshot("portal-message-log-failed").await;
@@ -232,7 +236,7 @@ async fn a_customer_runs_an_endpoint_in_an_iframe_on_another_site() {
     browser
         .click("form[action$='/redeliver-failed'] button")
         .await;
-    wait_title(&browser, "Redeliver failed messages").await;
+    browser.wait_heading("Redeliver failed messages").await;
     let dry_run = browser.text_of("#dry-run").await;
     assert!(dry_run.starts_with("1 failed"), "{dry_run}");
     browser.screenshot("portal-redeliver-dry-run").await;
@@ -244,7 +248,7 @@ async fn a_customer_runs_an_endpoint_in_an_iframe_on_another_site() {
     browser
         .click("form[action$='/redeliver-failed'] button")
         .await;
-    wait_title(&browser, "Endpoint orders").await;
+    browser.wait_heading("Endpoint orders").await;
     wait_notice(&browser, "1 failed").await;
     wait_until("the failed delivery went again", WAIT, || async {
         status_of(&stack, &failing.id).await == Some(DeliveryStatus::Delivered)
@@ -273,15 +277,14 @@ async fn a_customer_runs_an_endpoint_in_an_iframe_on_another_site() {
     browser.screenshot("portal-phone").await;
 
     // Every change above is in the audit log, as the portal session's.
-    let audit: Value = reqwest::Client::new()
-        .get(format!("{base}/v1/audit?tenant=acme"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let audit: Value = call(
+        reqwest::Method::GET,
+        format!("{base}/v1/audit?tenant=acme"),
+        TOKEN,
+        None,
+    )
+    .await
+    .1;
     let who = format!("portal session {}", link["id"].as_str().unwrap());
     let entries = audit["data"].as_array().unwrap();
     for what in [
@@ -298,15 +301,14 @@ async fn a_customer_runs_an_endpoint_in_an_iframe_on_another_site() {
             "{what} in {audit:#}"
         );
     }
-    let all: Value = reqwest::Client::new()
-        .get(format!("{base}/v1/audit"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let all: Value = call(
+        reqwest::Method::GET,
+        format!("{base}/v1/audit"),
+        TOKEN,
+        None,
+    )
+    .await
+    .1;
     let published: Vec<&Value> = all["data"]
         .as_array()
         .unwrap()
@@ -357,15 +359,14 @@ async fn framing_from_a_site_not_allowed_is_refused_by_the_browser() {
     browser.wait_for("iframe").await;
     // The browser asked (the link is used) and refused to show the answer.
     wait_until("the link was asked for", WAIT, || async {
-        let sessions = reqwest::Client::new()
-            .get(format!("{base}/v1/tenants/acme/portal-sessions"))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap();
+        let sessions = call(
+            reqwest::Method::GET,
+            format!("{base}/v1/tenants/acme/portal-sessions"),
+            TOKEN,
+            None,
+        )
+        .await
+        .1;
         sessions["data"][0]["state"] == "live"
     })
     .await;
@@ -526,13 +527,9 @@ async fn a_limited_session_never_shows_another_key_and_another_tenant_is_unreach
     let (status, _) = get(&format!("{base}/console/webhooks?tenant=acme")).await;
     assert_eq!(status, StatusCode::SEE_OTHER, "the console asks to sign in");
     let sid = session.rsplit('/').next().unwrap();
-    let answer = reqwest::Client::new()
-        .get(format!("{base}/v1/tenants/acme/webhooks"))
-        .bearer_auth(sid)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+    let url = format!("{base}/v1/tenants/acme/webhooks");
+    let (status, _) = call(reqwest::Method::GET, url, sid, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
@@ -567,63 +564,39 @@ async fn links_used_twice_expired_or_revoked_are_refused_with_a_clear_page() {
     assert!(page.contains("This link has expired"), "{page}");
 
     let revoked = mint(&base, "acme", json!({})).await;
-    let answer = reqwest::Client::new()
-        .delete(format!(
-            "{base}/v1/tenants/acme/portal-sessions/{}",
-            revoked["id"].as_str().unwrap()
-        ))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(revoke(&base, &revoked).await, StatusCode::OK);
     let (status, page) = get(revoked["url"].as_str().unwrap()).await;
     assert_eq!(status, StatusCode::GONE);
     assert!(page.contains("This link was revoked"), "{page}");
 
     // Revoking an open session ends it at once.
-    reqwest::Client::new()
-        .delete(format!(
-            "{base}/v1/tenants/acme/portal-sessions/{}",
-            used["id"].as_str().unwrap()
-        ))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    revoke(&base, &used).await;
     let (status, page) = get(&format!("{session}/")).await;
     assert_eq!(status, StatusCode::GONE);
     assert!(page.contains("This portal session was revoked"), "{page}");
 
     // A link minted with a tenant token ends with that token.
-    let token: Value = reqwest::Client::new()
-        .post(format!("{base}/v1/tenants/acme/tokens"))
-        .bearer_auth(TOKEN)
-        .json(&json!({"name": "backend", "scope": "write"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let minted: Value = reqwest::Client::new()
-        .post(format!("{base}/v1/tenants/acme/portal-sessions"))
-        .bearer_auth(token["token"].as_str().unwrap())
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let token: Value = call(
+        reqwest::Method::POST,
+        format!("{base}/v1/tenants/acme/tokens"),
+        TOKEN,
+        Some(json!({"name": "backend", "scope": "write"})),
+    )
+    .await
+    .1;
+    let minted: Value = call(
+        reqwest::Method::POST,
+        format!("{base}/v1/tenants/acme/portal-sessions"),
+        token["token"].as_str().unwrap(),
+        Some(json!({})),
+    )
+    .await
+    .1;
     let by_token = open(&base, &minted).await;
     assert_eq!(get(&format!("{by_token}/")).await.0, StatusCode::OK);
-    reqwest::Client::new()
-        .delete(format!("{base}/v1/tenants/acme/tokens/backend"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let url = format!("{base}/v1/tenants/acme/tokens/backend");
+    let (status, _) = call(reqwest::Method::DELETE, url, TOKEN, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, page) = get(&format!("{by_token}/")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(page.contains("not valid"), "{page}");
@@ -644,16 +617,11 @@ async fn the_audit_log_records_api_console_and_portal_changes() {
         .create_webhook(webhook("acme", "orders", &stack.receiver.url("/orders")))
         .await;
     let base = stack.serve_portal(Some(TOKEN), &[]).await;
-    let api = reqwest::Client::new();
 
     // Through the API.
-    let answer = api
-        .post(format!("{base}/v1/tenants/acme/webhooks/orders/pause"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert!(answer.status().is_success());
+    let url = format!("{base}/v1/tenants/acme/webhooks/orders/pause");
+    let (status, _) = call(reqwest::Method::POST, url, TOKEN, None).await;
+    assert!(status.is_success());
 
     // Through the console: sign in, then a form with its CSRF token.
     let console = client();
@@ -697,15 +665,8 @@ async fn the_audit_log_records_api_console_and_portal_changes() {
     .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
 
-    let audit: Value = api
-        .get(format!("{base}/v1/audit?tenant=acme"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let url = format!("{base}/v1/audit?tenant=acme");
+    let audit = call(reqwest::Method::GET, url, TOKEN, None).await.1;
     let seen: Vec<(String, String, String)> = audit["data"]
         .as_array()
         .unwrap()
@@ -743,21 +704,13 @@ async fn the_audit_log_records_api_console_and_portal_changes() {
     assert_eq!(seen[0].0, "portal");
     assert!(seen.iter().any(|(_, _, p)| p.ends_with("/portal-sessions")));
     // Operators only.
-    let tenant: Value = api
-        .post(format!("{base}/v1/tenants/acme/tokens"))
-        .bearer_auth(TOKEN)
-        .json(&json!({"name": "reader"}))
-        .send()
+    let url = format!("{base}/v1/tenants/acme/tokens");
+    let reader = json!({"name": "reader"});
+    let tenant = call(reqwest::Method::POST, url, TOKEN, Some(reader))
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let refused = api
-        .get(format!("{base}/v1/audit"))
-        .bearer_auth(tenant["token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+        .1;
+    let url = format!("{base}/v1/audit");
+    let token = tenant["token"].as_str().unwrap();
+    let (status, _) = call(reqwest::Method::GET, url, token, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
 }

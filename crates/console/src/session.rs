@@ -4,7 +4,7 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use cookie::{Cookie, SameSite};
 use hookrelay_model::access::Caller;
@@ -36,15 +36,7 @@ impl Forms for Viewer {
 impl Viewer {
     /// Refuses a post whose form did not carry this session's CSRF token.
     pub fn check(&self, given: &str) -> Result<(), Failure> {
-        if bool::from(given.as_bytes().ct_eq(self.csrf.expose().as_bytes())) {
-            Ok(())
-        } else {
-            Err(Failure::new(
-                StatusCode::FORBIDDEN,
-                "This form is stale or came from another site (its CSRF token does not match \
-                 your session). Reload the page and try again.",
-            ))
-        }
+        self.check_csrf(given)
     }
 
     /// The tenant a tenant token is limited to; none for the operator.

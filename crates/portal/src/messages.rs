@@ -30,6 +30,17 @@ async fn visible_ids(portal: &Portal, c: &Customer) -> Result<HashMap<String, St
         .collect())
 }
 
+/// The deliveries of a list that went to the session's endpoints.
+fn visible(deliveries: &Value, ids: &HashMap<String, String>) -> Vec<Value> {
+    deliveries
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|d| ids.contains_key(text(d, "webhook_id")))
+        .cloned()
+        .collect()
+}
+
 #[derive(Deserialize, Default)]
 pub(crate) struct Search {
     endpoint: Option<String>,
@@ -153,14 +164,7 @@ async fn deliveries(
         }
     }
     let found = c.get(portal, &path).await?;
-    let data: Vec<Value> = found["data"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|d| ids.contains_key(text(d, "webhook_id")))
-        .collect();
-    Ok(delivery_table(c, &data, ids))
+    Ok(delivery_table(c, &visible(&found["data"], ids), ids))
 }
 
 fn delivery_table(c: &Customer, data: &[Value], ids: &HashMap<String, String>) -> Markup {
@@ -212,13 +216,7 @@ pub(crate) async fn event(
         Err(r) if r.status == StatusCode::NOT_FOUND => return Err(Problem::not_found("message")),
         Err(r) => return Err(r.into()),
     };
-    let deliveries: Vec<Value> = found["deliveries"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|d| ids.contains_key(text(d, "webhook_id")))
-        .collect();
+    let deliveries = visible(&found["deliveries"], &ids);
     let event = &mut found["event"];
     let limited = !c.limits.webhook_keys.is_empty();
     if !c.limits.allows_type(text(event, "type")) || (limited && deliveries.is_empty()) {

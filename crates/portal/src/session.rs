@@ -16,7 +16,6 @@ use hookrelay_model::webhook::Secret;
 use hookrelay_store::portal::{self as store, Opened};
 use maud::html;
 use serde_json::Value;
-use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -68,15 +67,7 @@ impl Customer {
                 "This portal session is read-only: it can look but not change anything.",
             ));
         }
-        if bool::from(given.as_bytes().ct_eq(self.csrf.expose().as_bytes())) {
-            Ok(())
-        } else {
-            Err(Problem::new(
-                StatusCode::FORBIDDEN,
-                "This form is stale or came from another site (its CSRF token does not match \
-                 your session). Reload the page and try again.",
-            ))
-        }
+        Ok(self.check_csrf(given)?)
     }
 
     pub async fn get(&self, portal: &Portal, path: &str) -> Result<Value, Refused> {

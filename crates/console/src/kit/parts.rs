@@ -8,10 +8,26 @@ use maud::{Markup, html};
 use serde_json::{Value, json};
 
 use super::api::{Refused, enc};
+use super::failure::Failure;
 
 /// A session whose forms carry a CSRF token (a console viewer, a portal session).
 pub trait Forms {
     fn csrf(&self) -> &str;
+
+    /// Refuses a post whose form did not carry this session's CSRF token (compared
+    /// in constant time).
+    fn check_csrf(&self, given: &str) -> Result<(), Failure> {
+        use subtle::ConstantTimeEq;
+        if bool::from(given.as_bytes().ct_eq(self.csrf().as_bytes())) {
+            Ok(())
+        } else {
+            Err(Failure::new(
+                StatusCode::FORBIDDEN,
+                "This form is stale or came from another site (its CSRF token does not match \
+                 your session). Reload the page and try again.",
+            ))
+        }
+    }
 }
 
 /// The session's CSRF token, in every form that changes something.
