@@ -58,6 +58,7 @@ fn routes() -> Routes {
     let (admin, admin_doc) = http::routes().split_for_parts();
     let mut v1 = ingest_doc.merge_from(admin_doc);
     each_operation(&mut v1, document_require_token);
+    document_catalog_reads(&mut v1);
     document_browser_guard(&mut v1);
     let (probes, mut probes_doc) = OpenApiRouter::with_openapi(probes_document())
         .routes(routes!(healthz))
@@ -195,7 +196,8 @@ Authentication (`bearerAuth`): when `HOOKRELAY_API_TOKEN` is set every `/v1` rou
 `Authorization: Bearer <token>`. The operator's token (`HOOKRELAY_API_TOKEN`) opens every \
 route. A tenant token (`hrt_...`, made with `POST /v1/tenants/{tenant}/tokens` or \
 `hookrelay tokens create`) opens `/v1/tenants/{tenant}` and the routes below it for its \
-own tenant only, except `tokens`; anything else answers 403. Its scope says what it may \
+own tenant only, except `tokens`, and reads the event catalog (`GET /v1/event-types`); \
+anything else answers 403. Its scope says what it may \
 do there: `read` (the default) only `GET`, and events are shown without their \
 `private_fields`; `write` also changes webhooks, environments and settings and \
 redelivers, and sees events whole. A read-only token's change answers 403. Without \
@@ -243,7 +245,8 @@ impl Modify for BearerAuth {
             .description(Some(
                 "The operator's token (`HOOKRELAY_API_TOKEN`), which opens every `/v1` route, \
                  or a tenant token (`hrt_` + 64 hex digits), which opens its tenant's \
-                 `/v1/tenants/{tenant}` routes except `tokens`. Not required when \
+                 `/v1/tenants/{tenant}` routes except `tokens`, and reads `/v1/event-types`. Not \
+                 required when \
                  `HOOKRELAY_API_TOKEN` is unset.",
             ))
             .build();
@@ -301,6 +304,15 @@ fn document_require_token(path: &str, operation: &mut utoipa::openapi::path::Ope
     };
     document_answer(operation, forbidden);
     document_answer(operation, Answer::ServiceUnavailable);
+}
+
+/// Reading the catalog is open to every token (`access::catalog_route`): no 403.
+fn document_catalog_reads(doc: &mut OpenApi) {
+    for (path, item) in doc.paths.paths.iter_mut() {
+        if let Some(get) = item.get.as_mut().filter(|_| access::catalog_route(path)) {
+            get.responses.responses.remove("403");
+        }
+    }
 }
 
 /// What `browser::guard` adds: a body on any state-changing request must be JSON.
