@@ -19,8 +19,13 @@ pub(crate) struct Api {
 
 impl Api {
     pub(crate) async fn new(stack: &TestStack, token: Option<&str>) -> Self {
+        Self::at(stack.serve_api(token, 1 << 20).await, token)
+    }
+
+    /// The API served at `base`.
+    pub(crate) fn at(base: String, token: Option<&str>) -> Self {
         Self {
-            base: stack.serve_api(token, 1 << 20).await,
+            base,
             token: token.map(str::to_owned),
             http: reqwest::Client::new(),
         }

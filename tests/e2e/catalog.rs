@@ -1,14 +1,20 @@
 //! The event catalog (`/v1/event-types`), schema validation of payloads
 //! (`HOOKRELAY_SCHEMA_VALIDATION`) and the delivery-health series behind the charts.
 
+use std::time::Duration;
+
+use hookrelay_model::catalog::SchemaValidation;
+use hookrelay_model::wire;
+use hookrelay_store::deliveries::DeliveryStatus;
+use hookrelay_tests::TestStack;
+use hookrelay_tests::stack::{event, serve_app, webhook};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-
-use hookrelay_tests::TestStack;
 
 use crate::admin::Api;
 
 const OPERATOR: &str = "operator-token";
+const WAIT: Duration = Duration::from_secs(20);
 
 /// The schema the tests' `import_completed` type has: a payload with `data.rows`, a
 /// whole number of at least 0.
@@ -151,4 +157,119 @@ fn the_seed_examples_satisfy_the_documented_schemas() {
         checked += 1;
     }
     assert!(checked >= 6);
+}
+
+/// A stack whose router checks payloads in `mode`, with the `import_completed` type
+/// in the catalog and a webhook for every event at `/hooks`; and an API served with
+/// the same mode.
+async fn validating_stack(mode: SchemaValidation) -> (TestStack, Api) {
+    let mut stack = TestStack::new().await;
+    let mut state = stack.api_state(Some(OPERATOR), 1 << 20);
+    state.schema_validation = mode;
+    // The api and the router count in one registry, as in one `serve` process.
+    state.metrics = std::sync::Arc::clone(&stack.metrics);
+    let api = Api::at(serve_app(state).await, Some(OPERATOR));
+    create_import_type(&api).await;
+    stack
+        .create_webhook(webhook("acme", "all", &stack.receiver.url("/hooks")))
+        .await;
+    let mut config = stack.router_config();
+    config.schema_validation = mode;
+    stack.start_router_with(config).await;
+    stack.start_sender().await;
+    (stack, api)
+}
+
+fn import_event(rows: Value) -> hookrelay_model::Event {
+    let mut e = event("acme", "import_completed", json!({}));
+    e.payload = json!({"event": "import_completed", "data": {"rows": rows}});
+    e
+}
+
+#[tokio::test]
+async fn enforced_a_bad_payload_is_a_400_at_ingest_and_a_dead_letter_naming_the_path() {
+    let (stack, api) = validating_stack(SchemaValidation::Enforce).await;
+
+    // Over HTTP: refused whole, naming the path and the rule; nothing published.
+    let bad = serde_json::to_value(import_event(json!(-1))).unwrap();
+    let (status, answer) = api.post("/v1/events", bad.clone()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["field"], "payload/data/rows", "{answer}");
+    let error = answer["error"].as_str().unwrap();
+    assert!(error.contains("minimum"), "{error}");
+    assert!(
+        !error.contains("-1"),
+        "no payload value in the answer: {error}"
+    );
+    let good = serde_json::to_value(import_event(json!(3))).unwrap();
+    let (status, answer) = api.post("/v1/events", json!([good, bad])).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["field"], "[1].payload/data/rows", "{answer}");
+    assert_eq!(
+        stack
+            .metrics
+            .schema_violations("import_completed", "enforce"),
+        2
+    );
+
+    // A type outside the catalog passes; a good payload is accepted.
+    let other = serde_json::to_value(event("acme", "not_in_catalog", json!({}))).unwrap();
+    let (status, answer) = api.post("/v1/events", json!([good, other])).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    stack.receiver.wait_for("/hooks", 2, WAIT).await;
+
+    // Over AMQP: the router dead-letters it with the path and the rule.
+    let bad = import_event(json!("many"));
+    stack.publish(&bad).await;
+    let letters = stack.dead_letters(1, WAIT).await;
+    assert_eq!(
+        letters[0].header(wire::HEADER_REASON).as_deref(),
+        Some("schema violation")
+    );
+    let error = letters[0].header(wire::HEADER_ERROR).unwrap_or_default();
+    assert!(error.contains("payload/data/rows"), "{error}");
+    assert!(error.contains("`type`"), "{error}");
+    assert_eq!(
+        letters[0].json()["id"],
+        bad.id.as_str(),
+        "the event kept whole"
+    );
+    assert_eq!(
+        stack
+            .metrics
+            .schema_violations("import_completed", "enforce"),
+        3
+    );
+    assert!(stack.deliveries_of("acme", &bad.id).await.is_empty());
+    assert_eq!(stack.receiver.received_on("/hooks").len(), 2);
+}
+
+/// Posts an event whose payload breaks the schema and waits until it is delivered.
+async fn bad_payload_is_delivered(stack: &TestStack, api: &Api) {
+    let bad = import_event(json!(-5));
+    let (status, answer) = api
+        .post("/v1/events", serde_json::to_value(&bad).unwrap())
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let delivered = stack.wait_settled("acme", &bad.id, 1, WAIT).await;
+    assert_eq!(delivered[0].status, DeliveryStatus::Delivered);
+}
+
+#[tokio::test]
+async fn warned_a_bad_payload_is_delivered_and_counted() {
+    let (stack, api) = validating_stack(SchemaValidation::Warn).await;
+    bad_payload_is_delivered(&stack, &api).await;
+    stack.publish(&import_event(json!(1))).await;
+    stack.receiver.wait_for("/hooks", 2, WAIT).await;
+    assert_eq!(stack.metrics.schema_violations("import_completed", "warn"), 1);
+    assert_eq!(stack.queue_len(&stack.topology.dead_letter_queue()).await, 0);
+}
+
+#[tokio::test]
+async fn off_nothing_is_checked() {
+    let (stack, api) = validating_stack(SchemaValidation::Off).await;
+    bad_payload_is_delivered(&stack, &api).await;
+    for mode in ["warn", "enforce"] {
+        assert_eq!(stack.metrics.schema_violations("import_completed", mode), 0);
+    }
 }

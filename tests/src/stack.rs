@@ -234,6 +234,7 @@ impl TestStack {
             max_event_bytes,
             metrics: Arc::new(Metrics::new()),
             consumers: vec![],
+            schema_validation: Default::default(),
         }
     }
 

@@ -18,9 +18,12 @@ use deadpool_postgres::Pool;
 use hookrelay_admin::access;
 use hookrelay_admin::http::{self, AdminState, Answer, ApiError, document_answer, each_operation};
 use hookrelay_metrics::Metrics;
+use hookrelay_model::Event;
 use hookrelay_model::access::Caller;
+use hookrelay_model::catalog::SchemaValidation;
 use hookrelay_producer::Publisher;
-use hookrelay_producer::ingest::{self, IngestState};
+use hookrelay_producer::ingest::{self, Checked, IngestState, PayloadCheck};
+use hookrelay_store::event_types::{SCHEMA_CACHE_TTL, Schemas};
 use serde::Serialize;
 use serde_json::json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -41,6 +44,9 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     /// Consuming roles in this process; `/readyz` checks each consumes.
     pub consumers: Vec<&'static str>,
+    /// `enforce`: the ingest route refuses an event whose payload breaks its type's
+    /// schema (`HOOKRELAY_SCHEMA_VALIDATION`; `warn` is the router's alone).
+    pub schema_validation: SchemaValidation,
 }
 
 /// Every route of the HTTP server, by the state each needs, and the OpenAPI document
@@ -111,6 +117,12 @@ pub fn app(state: ApiState) -> Router {
                 Arc::new(move |n| metrics.accepted(n))
             },
             max_body_bytes: state.max_event_bytes,
+            check_payload: (state.schema_validation == SchemaValidation::Enforce).then(|| {
+                Arc::new(CatalogCheck {
+                    schemas: Schemas::new(state.pool.clone(), SCHEMA_CACHE_TTL),
+                    metrics: Arc::clone(&state.metrics),
+                }) as Arc<dyn PayloadCheck>
+            }),
         })
         .merge(admin.with_state(admin_state.clone()));
     let console = hookrelay_console::routes(hookrelay_console::Console::new(
@@ -148,6 +160,26 @@ pub fn app(state: ApiState) -> Router {
                 "method not allowed on this route; see /openapi.json",
             )
         })
+}
+
+/// The ingest route's check of payloads against the event catalog (`enforce`); each
+/// violation is counted, as the router counts those it dead-letters.
+struct CatalogCheck {
+    schemas: Schemas,
+    metrics: Arc<Metrics>,
+}
+
+impl PayloadCheck for CatalogCheck {
+    fn check<'a>(&'a self, event: &'a Event) -> Checked<'a> {
+        Box::pin(async move {
+            let verdict = self.schemas.check(event).await.map_err(|e| e.to_string())?;
+            if verdict.is_err() {
+                let mode = SchemaValidation::Enforce.as_str();
+                self.metrics.schema_violation(&event.event_type, mode);
+            }
+            Ok(verdict)
+        })
+    }
 }
 
 /// The OpenAPI document of every route `app` serves (docs/openapi.json).

@@ -183,6 +183,7 @@ async fn start(
         max_event_bytes: args.max_event_bytes,
         metrics,
         consumers,
+        schema_validation: args.schema_validation,
     };
     spawn_http(&mut roles, args, state, stop).await?;
     Ok((trigger, roles))
@@ -218,6 +219,7 @@ fn spawn_router(
     config.prefetch = args.router_prefetch;
     config.batch_size = args.router_batch_size;
     config.max_event_bytes = args.max_event_bytes;
+    config.schema_validation = args.schema_validation;
     let router = Router::new(config, pool, metrics);
     roles.spawn(async move { router.run(stop).await.context("router failed") });
 }

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{GenericClient, Pool};
-use hookrelay_model::catalog::{self, CompiledSchema, EventTypeFields as Fields};
+use hookrelay_model::Event;
+use hookrelay_model::catalog::{self, CompiledSchema, EventTypeFields as Fields, Violation};
 use serde::Serialize;
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -89,6 +90,17 @@ pub async fn get(db: &impl GenericClient, name: &str) -> Result<EventType, Store
     from_row(&row.ok_or_else(|| not_found(name))?)
 }
 
+/// `$1` to `$5` of the statements that write a type.
+fn values(f: &Fields) -> [&(dyn tokio_postgres::types::ToSql + Sync); 5] {
+    [
+        &f.name,
+        &f.description,
+        &f.schema,
+        &f.example,
+        &f.deprecated,
+    ]
+}
+
 /// A new type; a name in use is a conflict.
 pub async fn create(db: &impl GenericClient, f: &Fields) -> Result<EventType, StoreError> {
     let sql = format!(
@@ -96,16 +108,7 @@ pub async fn create(db: &impl GenericClient, f: &Fields) -> Result<EventType, St
          VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
     );
     let row = db
-        .query_one(
-            &sql,
-            &[
-                &f.name,
-                &f.description,
-                &f.schema,
-                &f.example,
-                &f.deprecated,
-            ],
-        )
+        .query_one(&sql, &values(f))
         .await
         .map_err(|e| taken(e, &f.name))?;
     from_row(&row)
@@ -118,22 +121,14 @@ pub async fn update(
     f: &Fields,
 ) -> Result<EventType, StoreError> {
     let sql = format!(
-        "UPDATE event_types SET name = $2, description = $3, schema = $4, example = $5, \
-           deprecated = $6, updated_at = now() \
-         WHERE name = $1 RETURNING {COLUMNS}"
+        "UPDATE event_types SET name = $1, description = $2, schema = $3, example = $4, \
+           deprecated = $5, updated_at = now() \
+         WHERE name = $6 RETURNING {COLUMNS}"
     );
+    let mut params = values(f).to_vec();
+    params.push(&name);
     let row = db
-        .query_opt(
-            &sql,
-            &[
-                &name,
-                &f.name,
-                &f.description,
-                &f.schema,
-                &f.example,
-                &f.deprecated,
-            ],
-        )
+        .query_opt(&sql, &params)
         .await
         .map_err(|e| taken(e, &f.name))?;
     from_row(&row.ok_or_else(|| not_found(name))?)
@@ -184,6 +179,15 @@ impl Schemas {
             self.reload(&mut loaded).await?;
         }
         Ok(loaded.by_name.get(event_type).map(|(_, s)| Arc::clone(s)))
+    }
+
+    /// Whether `event`'s payload satisfies its type's schema (a type outside the
+    /// catalog, or without a schema, passes); `Err` when the catalog cannot be read.
+    pub async fn check(&self, event: &Event) -> Result<Result<(), Violation>, StoreError> {
+        Ok(match self.get(&event.event_type).await? {
+            Some(schema) => catalog::check(&schema, &event.payload),
+            None => Ok(()),
+        })
     }
 
     async fn reload(&self, loaded: &mut Loaded) -> Result<(), StoreError> {
