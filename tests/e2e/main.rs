@@ -4,6 +4,7 @@ mod admin;
 mod architecture;
 mod bench;
 mod browser;
+mod catalog;
 mod chaos;
 mod console;
 mod consumer;

@@ -251,6 +251,7 @@ impl TestStack {
             metrics: Arc::new(Metrics::new()),
             consumers: vec![],
             portal: hookrelay_portal::Settings::default(),
+            schema_validation: Default::default(),
         }
     }
 

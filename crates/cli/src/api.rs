@@ -18,9 +18,12 @@ use deadpool_postgres::Pool;
 use hookrelay_admin::access;
 use hookrelay_admin::http::{self, AdminState, Answer, ApiError, document_answer, each_operation};
 use hookrelay_metrics::Metrics;
+use hookrelay_model::Event;
 use hookrelay_model::access::Caller;
+use hookrelay_model::catalog::SchemaValidation;
 use hookrelay_producer::Publisher;
-use hookrelay_producer::ingest::{self, IngestState};
+use hookrelay_producer::ingest::{self, Checked, IngestState, PayloadCheck};
+use hookrelay_store::event_types::{SCHEMA_CACHE_TTL, Schemas};
 use serde::Serialize;
 use serde_json::json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -43,6 +46,9 @@ pub struct ApiState {
     pub consumers: Vec<&'static str>,
     /// The customer portal's theme and framing (`HOOKRELAY_PORTAL_*`).
     pub portal: hookrelay_portal::Settings,
+    /// `enforce`: the ingest route refuses an event whose payload breaks its type's
+    /// schema (`HOOKRELAY_SCHEMA_VALIDATION`; `warn` is the router's alone).
+    pub schema_validation: SchemaValidation,
 }
 
 /// Every route of the HTTP server, by the state each needs, and the OpenAPI document
@@ -60,6 +66,7 @@ fn routes() -> Routes {
     let (admin, admin_doc) = http::routes().split_for_parts();
     let mut v1 = ingest_doc.merge_from(admin_doc);
     each_operation(&mut v1, document_require_token);
+    document_catalog_reads(&mut v1);
     document_browser_guard(&mut v1);
     let (probes, mut probes_doc) = OpenApiRouter::with_openapi(probes_document())
         .routes(routes!(healthz))
@@ -112,6 +119,12 @@ pub fn app(state: ApiState) -> Router {
                 Arc::new(move |n| metrics.accepted(n))
             },
             max_body_bytes: state.max_event_bytes,
+            check_payload: (state.schema_validation == SchemaValidation::Enforce).then(|| {
+                Arc::new(CatalogCheck {
+                    schemas: Schemas::new(state.pool.clone(), SCHEMA_CACHE_TTL),
+                    metrics: Arc::clone(&state.metrics),
+                }) as Arc<dyn PayloadCheck>
+            }),
         })
         .merge(admin.with_state(admin_state.clone()))
         // Every change, whoever calls: the API, the console or the portal.
@@ -165,6 +178,26 @@ pub fn app(state: ApiState) -> Router {
         })
 }
 
+/// The ingest route's check of payloads against the event catalog (`enforce`); each
+/// violation is counted, as the router counts those it dead-letters.
+struct CatalogCheck {
+    schemas: Schemas,
+    metrics: Arc<Metrics>,
+}
+
+impl PayloadCheck for CatalogCheck {
+    fn check<'a>(&'a self, event: &'a Event) -> Checked<'a> {
+        Box::pin(async move {
+            let verdict = self.schemas.check(event).await.map_err(|e| e.to_string())?;
+            if verdict.is_err() {
+                let mode = SchemaValidation::Enforce.as_str();
+                self.metrics.schema_violation(&event.event_type, mode);
+            }
+            Ok(verdict)
+        })
+    }
+}
+
 /// The OpenAPI document of every route `app` serves (docs/openapi.json).
 pub fn document() -> OpenApi {
     routes().doc
@@ -211,7 +244,8 @@ Authentication (`bearerAuth`): when `HOOKRELAY_API_TOKEN` is set every `/v1` rou
 `Authorization: Bearer <token>`. The operator's token (`HOOKRELAY_API_TOKEN`) opens every \
 route. A tenant token (`hrt_...`, made with `POST /v1/tenants/{tenant}/tokens` or \
 `hookrelay tokens create`) opens `/v1/tenants/{tenant}` and the routes below it for its \
-own tenant only, except `tokens`; anything else answers 403. Its scope says what it may \
+own tenant only, except `tokens`, and reads the event catalog (`GET /v1/event-types`); \
+anything else answers 403. Its scope says what it may \
 do there: `read` (the default) only `GET`, and events are shown without their \
 `private_fields`; `write` also changes webhooks, environments and settings and \
 redelivers, and sees events whole. A read-only token's change answers 403. Without \
@@ -259,7 +293,8 @@ impl Modify for BearerAuth {
             .description(Some(
                 "The operator's token (`HOOKRELAY_API_TOKEN`), which opens every `/v1` route, \
                  or a tenant token (`hrt_` + 64 hex digits), which opens its tenant's \
-                 `/v1/tenants/{tenant}` routes except `tokens`. Not required when \
+                 `/v1/tenants/{tenant}` routes except `tokens`, and reads `/v1/event-types`. Not \
+                 required when \
                  `HOOKRELAY_API_TOKEN` is unset.",
             ))
             .build();
@@ -317,6 +352,15 @@ fn document_require_token(path: &str, operation: &mut utoipa::openapi::path::Ope
     };
     document_answer(operation, forbidden);
     document_answer(operation, Answer::ServiceUnavailable);
+}
+
+/// Reading the catalog is open to every token (`access::catalog_route`): no 403.
+fn document_catalog_reads(doc: &mut OpenApi) {
+    for (path, item) in doc.paths.paths.iter_mut() {
+        if let Some(get) = item.get.as_mut().filter(|_| access::catalog_route(path)) {
+            get.responses.responses.remove("403");
+        }
+    }
 }
 
 /// What `browser::guard` adds: a body on any state-changing request must be JSON.

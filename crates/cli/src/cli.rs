@@ -9,7 +9,8 @@ use clap::{Parser, Subcommand};
 use hookrelay_model::config::parse_duration;
 
 use crate::commands::{
-    deliveries, dlq, environments, events, portal, stats, tenants, tokens, webhooks,
+    deliveries, dlq, environments, event_types, events, portal, stats, tenants, tokens,
+    webhooks,
 };
 use crate::config::{Common, Output, ServeArgs};
 
@@ -66,6 +67,9 @@ pub enum Command {
     /// The audit log: every change made through the API, the console and the portal.
     #[command(subcommand)]
     Audit(portal::AuditCommand),
+    /// The event catalog: event types with their payload schema and example.
+    #[command(subcommand)]
+    EventTypes(event_types::EventTypesCommand),
     /// The dead-letter queue: list, show, replay, purge.
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),

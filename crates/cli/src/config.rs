@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use hookrelay_model::Topology;
+use hookrelay_model::catalog::SchemaValidation;
 use hookrelay_model::config::{self as defaults, parse_duration, parse_durations};
 use hookrelay_model::retry::RetrySchedule;
 
@@ -200,6 +201,11 @@ pub struct ServeArgs {
     pub metrics_pending_lookback: Duration,
     #[command(flatten)]
     pub portal: PortalArgs,
+    /// Checking event payloads against their type's JSON Schema in the event catalog:
+    /// `off`; `warn` (delivered, logged without values and counted); `enforce` (a 400
+    /// at the ingest API, dead-lettered by the router). Schemas are cached for 10 s.
+    #[arg(long, env = "HOOKRELAY_SCHEMA_VALIDATION", default_value = "off")]
+    pub schema_validation: SchemaValidation,
     /// How long in-flight work may take to finish after SIGTERM.
     #[arg(long, env = "HOOKRELAY_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,

@@ -187,6 +187,7 @@ async fn start(
         metrics,
         consumers,
         portal: args.portal.settings()?,
+        schema_validation: args.schema_validation,
     };
     spawn_http(&mut roles, args, state, stop).await?;
     Ok((trigger, roles))
@@ -222,6 +223,7 @@ fn spawn_router(
     config.prefetch = args.router_prefetch;
     config.batch_size = args.router_batch_size;
     config.max_event_bytes = args.max_event_bytes;
+    config.schema_validation = args.schema_validation;
     let router = Router::new(config, pool, metrics);
     roles.spawn(async move { router.run(stop).await.context("router failed") });
 }

@@ -5,6 +5,7 @@
 //! values. Every other crate builds on it; it depends on none of them.
 
 pub mod access;
+pub mod catalog;
 pub mod config;
 pub mod envelope;
 pub mod error;

@@ -8,6 +8,7 @@ pub mod console;
 pub mod crypto;
 pub mod deliveries;
 pub mod environments;
+pub mod event_types;
 pub mod events;
 pub mod pending;
 pub mod portal;

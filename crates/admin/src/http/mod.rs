@@ -1,4 +1,5 @@
-//! The admin API: `/v1/tenants/{tenant}/...`, `/v1/dead-letter` and `/v1/stats`, JSON
+//! The admin API: `/v1/tenants/{tenant}/...`, `/v1/dead-letter`, `/v1/stats` and
+//! `/v1/event-types`, JSON
 //! in and out.
 //! Authentication is applied by whoever mounts it.
 //!
@@ -10,6 +11,7 @@
 mod audit;
 mod dead_letter;
 mod error;
+mod event_types;
 mod events;
 mod extract;
 mod portal;
@@ -146,11 +148,22 @@ pub fn routes() -> OpenApiRouter<AdminState> {
         .routes(routes!(dead_letter::show_dead_letter));
     let stats = OpenApiRouter::new().routes(routes!(stats::get_stats));
     let audit = OpenApiRouter::new().routes(routes!(audit::list_audit));
+    let catalog = OpenApiRouter::new()
+        .routes(routes!(
+            event_types::list_event_types,
+            event_types::create_event_type
+        ))
+        .routes(routes!(
+            event_types::get_event_type,
+            event_types::update_event_type,
+            event_types::delete_event_type
+        ));
     let mut all = OpenApiRouter::with_openapi(document())
         .nest("/v1/tenants/{tenant}", tenant)
         .nest("/v1/dead-letter", dead_letter)
         .nest("/v1/stats", stats)
-        .nest("/v1/audit", audit);
+        .nest("/v1/audit", audit)
+        .nest("/v1/event-types", catalog);
     each_operation(all.get_openapi_mut(), |_, operation| {
         document_text_rule(operation)
     });
@@ -207,6 +220,9 @@ fn document() -> OpenApi {
             (name = "events", description = "The events API: what a tenant's upstreams published."),
             (name = "deliveries", description = "Deliveries, their attempts, and redelivery."),
             (name = "dead-letter", description = "The dead-letter queue; operator's token only."),
+            (name = "event-types",
+                description = "The event catalog: types, payload schemas, examples. Any token \
+                    reads it; the operator's token changes it."),
             (name = "stats",
                 description = "Recent deliveries and dead letters per webhook; operator's token only."),
             (name = "portal", description = "Customer portal links and the tenant's portal theme."),

@@ -3,6 +3,7 @@
 pub mod deliveries;
 pub mod dlq;
 pub mod environments;
+pub mod event_types;
 pub mod events;
 pub mod portal;
 pub mod probe;
