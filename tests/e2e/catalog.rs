@@ -261,8 +261,14 @@ async fn warned_a_bad_payload_is_delivered_and_counted() {
     bad_payload_is_delivered(&stack, &api).await;
     stack.publish(&import_event(json!(1))).await;
     stack.receiver.wait_for("/hooks", 2, WAIT).await;
-    assert_eq!(stack.metrics.schema_violations("import_completed", "warn"), 1);
-    assert_eq!(stack.queue_len(&stack.topology.dead_letter_queue()).await, 0);
+    assert_eq!(
+        stack.metrics.schema_violations("import_completed", "warn"),
+        1
+    );
+    assert_eq!(
+        stack.queue_len(&stack.topology.dead_letter_queue()).await,
+        0
+    );
 }
 
 #[tokio::test]

@@ -135,6 +135,24 @@ async fn a_customer_runs_an_endpoint_in_an_iframe_on_another_site() {
     stack.start_sender().await;
     let host = HostPage::serve().await;
     let base = stack.serve_portal(Some(TOKEN), &[&host.origin]).await;
+    // The product's catalog: the customer picks from it.
+    let catalog = [
+        ("order.created", json!({"order_id": "o-1", "total": 12.5})),
+        ("order.paid", json!({"order_id": "o-1", "paid": true})),
+        ("order.legacy", json!({"order_id": "o-0"})),
+    ];
+    for (name, example) in &catalog {
+        let url = format!("{base}/v1/event-types");
+        let fields = json!({
+            "name": name,
+            "description": format!("Sent when {name} happens."),
+            "schema": {"type": "object", "required": ["order_id"]},
+            "example": example,
+            "deprecated": *name == "order.legacy",
+        });
+        let (status, answer) = call(reqwest::Method::POST, url, TOKEN, Some(fields)).await;
+        assert_eq!(status, StatusCode::CREATED, "{answer}");
+    }
     let link = mint(&base, "acme", json!({})).await;
     assert!(
         link["url"]
@@ -159,9 +177,13 @@ async fn a_customer_runs_an_endpoint_in_an_iframe_on_another_site() {
     browser.wait_heading("New endpoint").await;
     browser.fill("#key", "orders").await;
     browser.fill("#url", "ftp://nowhere").await;
-    browser
-        .fill("#event_types", "order.created, order.paid")
-        .await;
+    let offered = browser.text_of("fieldset#event_types").await;
+    assert!(
+        offered.contains("Sent when order.created happens.") && !offered.contains("order.legacy"),
+        "the catalog's types with their description, not the deprecated one: {offered}"
+    );
+    browser.click("input[value='order.created']").await;
+    browser.click("input[value='order.paid']").await;
     browser.click("form.stack button[type=submit]").await;
     let complaint = browser.text_of("#url-error").await;
     assert!(complaint.contains("http"), "{complaint}");
@@ -197,7 +219,7 @@ async fn a_customer_runs_an_endpoint_in_an_iframe_on_another_site() {
         .unwrap()
         .verify(&got[0].body, &got[0].headers)
         .expect("signed with the secret the portal showed");
-    assert_eq!(got[0].json()["type"], "order.created");
+    assert_eq!(got[0].json(), catalog[0].1, "the catalog's example");
     browser.click("tbody td a[href*='/deliveries/']").await;
     browser.wait_heading("Delivery").await;
     let attempt = browser.text_of("main table tbody").await;

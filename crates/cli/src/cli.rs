@@ -9,8 +9,7 @@ use clap::{Parser, Subcommand};
 use hookrelay_model::config::parse_duration;
 
 use crate::commands::{
-    deliveries, dlq, environments, event_types, events, portal, stats, tenants, tokens,
-    webhooks,
+    deliveries, dlq, environments, event_types, events, portal, stats, tenants, tokens, webhooks,
 };
 use crate::config::{Common, Output, ServeArgs};
 

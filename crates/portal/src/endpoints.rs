@@ -58,6 +58,50 @@ pub(crate) fn visible(c: &Customer, w: &Value) -> bool {
     c.limits.allows_key(text(w, "key")) && c.limits.allows_subscription(&types_of(w))
 }
 
+/// An event type the session may pick: from the catalog (with its description,
+/// schema and example) within the session's limits, or one its limits name.
+#[derive(Clone)]
+pub(crate) struct Choice {
+    name: String,
+    description: String,
+    schema: Value,
+    example: Value,
+    deprecated: bool,
+}
+
+/// The types the session may pick from: the catalog's within its limits; without a
+/// catalog, the types its limits name (none: the endpoint's types are typed in).
+pub(crate) async fn choices(portal: &Portal, c: &Customer) -> Result<Vec<Choice>, Problem> {
+    let catalog = c.get(portal, "/v1/event-types").await?;
+    let listed: Vec<Choice> = catalog["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| c.limits.allows_type(text(t, "name")))
+        .map(|t| Choice {
+            name: text(t, "name").to_owned(),
+            description: text(t, "description").to_owned(),
+            schema: t["schema"].clone(),
+            example: t["example"].clone(),
+            deprecated: t["deprecated"].as_bool().unwrap_or(false),
+        })
+        .collect();
+    if !listed.is_empty() {
+        return Ok(listed);
+    }
+    Ok(c.limits
+        .event_types
+        .iter()
+        .map(|name| Choice {
+            name: name.clone(),
+            description: String::new(),
+            schema: Value::Null,
+            example: Value::Null,
+            deprecated: false,
+        })
+        .collect())
+}
+
 /// One endpoint of the session, or 404 (another's is as unknown as a missing one).
 async fn endpoint(portal: &Portal, c: &Customer, key: &str) -> Result<Value, Problem> {
     let w = c
@@ -199,12 +243,12 @@ impl EndpointForm {
 }
 
 fn form_fields(
-    c: &Customer,
+    choices: &[Choice],
     f: &EndpointForm,
     creating: bool,
     refused: Option<&Refused>,
 ) -> Markup {
-    let types_help = match c.limits.event_types.is_empty() {
+    let types_help = match choices.is_empty() {
         true => "Comma-separated; empty: every type.",
         false => "Pick the event types this endpoint receives.",
     };
@@ -213,21 +257,32 @@ fn form_fields(
             (field("key", "Name", "A short name for this endpoint, unique among yours.", input("key", &f.key, "text"), refused))
         }
         (field("url", "URL", "https:// address that receives the events.", input("url", &f.url, "url"), refused))
-        @if c.limits.event_types.is_empty() {
+        @if choices.is_empty() {
             (field("event_types", "Event types", types_help, input("event_types", &f.event_types.join(", "), "text"), refused))
         } @else {
-            fieldset #event_types aria-describedby="event_types-help" {
+            fieldset #event_types.types aria-describedby="event_types-help" {
                 legend { "Event types" }
-                @for (i, t) in c.limits.event_types.iter().enumerate() {
+                @for (i, t) in choices.iter().enumerate() {
                     @let id = format!("event_type_{i}");
-                    span {
-                        input id=(id) type="checkbox" name="event_type" value=(t) checked[f.event_types.contains(t)];
-                        label for=(id) { (t) }
+                    @let picked = f.event_types.contains(&t.name);
+                    @if !t.deprecated || picked {
+                        div.type {
+                            input id=(id) type="checkbox" name="event_type" value=(t.name) checked[picked];
+                            label for=(id) { code { (t.name) } @if t.deprecated { " (deprecated)" } }
+                            @if !t.description.is_empty() { p.help { (t.description) } }
+                            @if !t.schema.is_null() || !t.example.is_null() {
+                                details {
+                                    summary { "Schema and example" }
+                                    @if !t.example.is_null() { p { "Example:" } pre.json { (serde_json::to_string_pretty(&t.example).unwrap_or_default()) } }
+                                    @if !t.schema.is_null() { p { "Schema:" } pre.json { (serde_json::to_string_pretty(&t.schema).unwrap_or_default()) } }
+                                }
+                            }
+                        }
                     }
                 }
             }
             p.help #event_types-help { (types_help) }
-            @if let Some(r) = refused.filter(|r| r.field.as_deref() == Some("event_types")) {
+            @if let Some(r) = refused.filter(|r| r.field.as_deref().is_some_and(|f| f.starts_with("event_types"))) {
                 p.error #event_types-error role="alert" { (r.error) }
             }
         }
@@ -238,7 +293,12 @@ fn form_fields(
     }
 }
 
-fn new_page(c: &Customer, f: &EndpointForm, refused: Option<&Refused>) -> Response {
+fn new_page(
+    c: &Customer,
+    choices: &[Choice],
+    f: &EndpointForm,
+    refused: Option<&Refused>,
+) -> Response {
     page::page(
         c,
         Section::Endpoints,
@@ -247,21 +307,25 @@ fn new_page(c: &Customer, f: &EndpointForm, refused: Option<&Refused>) -> Respon
             (refusal(refused))
             form.stack method="post" action=(c.href("/endpoints")) {
                 (csrf(c))
-                (form_fields(c, f, true, refused))
+                (form_fields(choices, f, true, refused))
                 button type="submit" { "Create endpoint" }
             }
         },
     )
 }
 
-pub(crate) async fn new_form(c: Customer) -> Result<Response, Problem> {
+pub(crate) async fn new_form(
+    State(portal): State<Portal>,
+    c: Customer,
+) -> Result<Response, Problem> {
     if c.read_only {
         return Err(Problem::new(
             StatusCode::FORBIDDEN,
             "This portal session is read-only.",
         ));
     }
-    Ok(new_page(&c, &EndpointForm::default(), None))
+    let choices = choices(&portal, &c).await?;
+    Ok(new_page(&c, &choices, &EndpointForm::default(), None))
 }
 
 pub(crate) async fn create(
@@ -282,7 +346,10 @@ pub(crate) async fn create(
         Ok(w) => Ok(
             Redirect::to(&c.href(&format!("/endpoints/{}", enc(text(&w, "key"))))).into_response(),
         ),
-        Err(r) => Ok((r.status, new_page(&c, &form, Some(&r))).into_response()),
+        Err(r) => {
+            let choices = choices(&portal, &c).await?;
+            Ok((r.status, new_page(&c, &choices, &form, Some(&r))).into_response())
+        }
     }
 }
 
@@ -328,11 +395,10 @@ async fn show_page(
     let paused = !w["paused_at"].is_null();
     let enabled = w["enabled"].as_bool().unwrap_or(true);
     let subscribed = types_of(&w);
-    let example_types: Vec<String> = match (subscribed.is_empty(), c.limits.event_types.is_empty())
-    {
-        (false, _) => subscribed.clone(),
-        (true, false) => c.limits.event_types.clone(),
-        (true, true) => Vec::new(),
+    let choices = choices(portal, c).await?;
+    let example_types: Vec<String> = match subscribed.is_empty() {
+        false => subscribed.clone(),
+        true => choices.iter().map(|t| t.name.clone()).collect(),
     };
     let messages = c.href(&format!("/messages?endpoint={}", enc(key)));
     let since_default = (OffsetDateTime::now_utc() - time::Duration::hours(24))
@@ -399,7 +465,7 @@ async fn show_page(
                     (refusal(refused))
                     form.stack method="post" action=(here) {
                         (csrf(c))
-                        (form_fields(c, &values, false, refused))
+                        (form_fields(&choices, &values, false, refused))
                         button type="submit" { "Save changes" }
                     }
                 }
@@ -510,6 +576,13 @@ async fn send_example(
             format!("This endpoint does not receive events of type `{event_type}`."),
         ));
     }
+    // The catalog's example of the type, when it has one.
+    let payload = choices(portal, c)
+        .await?
+        .into_iter()
+        .find(|t| t.name == event_type && !t.example.is_null())
+        .map(|t| t.example)
+        .unwrap_or_else(|| json!({"type": event_type, "example": true, "data": {}}));
     let id = format!("example-{}", uuid::Uuid::now_v7());
     let envelope = json!({
         "id": id,
@@ -517,7 +590,7 @@ async fn send_example(
         "type": event_type,
         "occurred_at": OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default(),
         "webhook_keys": [text(w, "key")],
-        "payload": {"type": event_type, "example": true, "data": {}},
+        "payload": payload,
     });
     c.publish_example(portal, envelope).await?;
     Ok(Redirect::to(&c.href(&format!("/events/{}", enc(&id)))).into_response())

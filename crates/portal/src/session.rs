@@ -125,9 +125,13 @@ impl Customer {
     }
 }
 
-/// The routes a portal session may ask: its tenant's webhooks, events and deliveries.
+/// The routes a portal session may ask: its tenant's webhooks, events and
+/// deliveries, and the event catalog (which every caller may read).
 fn portal_route(path: &str, tenant: &str) -> bool {
     let route = path.split('?').next().unwrap_or(path);
+    if route == "/v1/event-types" {
+        return true;
+    }
     let mut segments = route.trim_start_matches('/').split('/');
     let head = (
         segments.next(),
@@ -283,6 +287,7 @@ mod tests {
             ("/v1/tenants/other/webhooks", false),
             ("/v1/dead-letter", false),
             ("/v1/events", false),
+            ("/v1/event-types", true),
         ] {
             assert_eq!(super::portal_route(path, "acme"), ok, "{path}");
         }
