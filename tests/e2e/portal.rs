@@ -227,11 +227,28 @@ async fn a_customer_runs_an_endpoint_in_an_iframe_on_another_site() {
         attempt.contains("delivered") && attempt.contains("200"),
         "{attempt}"
     );
-    let delivery = browser.page_text().await;
+    // The request as sent: its body and headers, the signature masked.
+    let body = browser.text_of("pre.json").await;
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), catalog[0].1);
+    browser.click("details summary").await;
+    let headers = browser.text_of("pre.headers").await;
+    // (webhook-timestamp is the attempt's start, to the second: not compared.)
+    for name in [
+        "webhook-id",
+        "x-hookrelay-event-id",
+        "x-hookrelay-event-type",
+    ] {
+        let sent = got[0].header(name).unwrap();
+        assert!(
+            headers.contains(&format!("{name}: {sent}")),
+            "{name} in {headers}"
+        );
+    }
     assert!(
-        delivery.contains("webhook-signature: v1,••••••••"),
-        "secrets masked"
+        headers.contains("webhook-signature: v1,•••••••• (masked)"),
+        "{headers}"
     );
+    assert!(!headers.contains(&got[0].header("webhook-signature").unwrap()));
     browser.screenshot("portal-delivery").await;
 
     // The endpoint fails: the failure is shown; fixed, the failed ones go again

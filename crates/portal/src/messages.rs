@@ -12,6 +12,7 @@ use axum::response::Response;
 use hookrelay_console::kit::api::enc;
 use hookrelay_console::kit::parts::{self, badge, button, notice, text, value, when};
 use hookrelay_model::envelope::redact_private_fields;
+use hookrelay_model::wire;
 use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::Value;
@@ -280,6 +281,10 @@ pub(crate) async fn delivery(
         .await?;
     let attempts = attempts["data"].as_array().cloned().unwrap_or_default();
     let failed = text(&d, "status") == "failed";
+    let event_path = c.v1(&format!("/events/{}", enc(text(&d, "event_id"))));
+    let mut event = c.get(&portal, &event_path).await?["event"].take();
+    redact_private_fields(&mut event["envelope"]);
+    let event_type = text(&event, "type").to_owned();
     Ok(page::page(
         &c,
         Section::Messages,
@@ -291,13 +296,9 @@ pub(crate) async fn delivery(
                 dt { "Event" } dd { a href=(c.href(&format!("/events/{}", enc(text(&d, "event_id"))))) { code { (text(&d, "event_id")) } } }
                 dt { "Status" } dd { (badge(text(&d, "status"))) }
                 dt { "URL" } dd { code { (value(&d["url"])) } }
-                dt { "Request headers" } dd {
-                    code { "content-type: application/json" } br;
-                    code { "webhook-id: " (text(&d, "id")) } br;
-                    code { "webhook-timestamp: (the attempt's time)" } br;
-                    code { "webhook-signature: v1,••••••••" } " (masked)"
-                }
             }
+            h2 { "Request body" }
+            pre.json { (serde_json::to_string_pretty(&event["envelope"]["payload"]).unwrap_or_default()) }
             @if failed && !c.read_only {
                 (button(&c, &c.href(&format!("/deliveries/{id}/redeliver")), "Redeliver", ""))
             }
@@ -306,7 +307,7 @@ pub(crate) async fn delivery(
                 div.scroll { table {
                     thead { tr {
                         th { "#" } th { "Time" } th { "Outcome" } th { "Status" } th { "Latency" }
-                        th { "Error" } th { "Response" }
+                        th { "Error" } th { "Response" } th { "Request headers" }
                     } }
                     tbody { @for a in &attempts { tr {
                         td.num { (value(&a["attempt"])) }
@@ -316,11 +317,44 @@ pub(crate) async fn delivery(
                         td.num { (format!("{:.0} ms", a["latency_ms"].as_f64().unwrap_or(0.0))) }
                         td.error-text { (value(&a["error"])) }
                         td { code { (value(&a["response_snippet"])) } }
+                        td { details {
+                            summary { "Headers" }
+                            pre.headers { (request_headers(&d, &event_type, a)) }
+                        } }
                     } } }
                 } }
             }
         },
     ))
+}
+
+/// The headers an attempt was sent with, as the sender builds them
+/// (`hookrelay_model::wire::delivery_headers`), its secrets masked.
+fn request_headers(d: &Value, event_type: &str, attempt: &Value) -> String {
+    let timestamp = attempt["started_at"]
+        .as_str()
+        .and_then(|t| {
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+        })
+        .map_or(0, |t| t.unix_timestamp());
+    let number = attempt["attempt"]
+        .as_u64()
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or(0);
+    let described = wire::delivery_headers(
+        text(d, "id"),
+        timestamp,
+        text(d, "event_id"),
+        event_type,
+        number,
+    );
+    let mut lines = vec![
+        "content-type: application/json".to_owned(),
+        format!("user-agent: {}", hookrelay_model::USER_AGENT),
+    ];
+    lines.extend(described.iter().map(|(name, v)| format!("{name}: {v}")));
+    lines.push("webhook-signature: v1,•••••••• (masked)".to_owned());
+    lines.join("\n")
 }
 
 #[derive(Deserialize)]
