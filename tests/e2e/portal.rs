@@ -753,3 +753,53 @@ async fn the_audit_log_records_api_console_and_portal_changes() {
     let (status, _) = call(reqwest::Method::GET, url, token, None).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn a_tenants_theme_shows_and_hostile_values_are_escaped() {
+    let stack = TestStack::new().await;
+    let hostile = "<script>alert(1)</script>";
+    let mut w = webhook(
+        "acme",
+        "k\"><img src=x onerror=alert(1)>",
+        "http://127.0.0.1:9/<b>x</b>",
+    );
+    w.event_types = vec![hostile.to_owned()];
+    stack.create_webhook(w).await;
+    let base = stack.serve_portal(Some(TOKEN), &[]).await;
+
+    // A theme value that is not a colour is refused, naming its field.
+    let url = format!("{base}/v1/tenants/acme/portal-theme");
+    let bad = json!({"accent": "red;}body{display:none"});
+    let (status, answer) = call(reqwest::Method::PUT, url.clone(), TOKEN, Some(bad)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer["field"], "accent");
+    let theme = json!({"name": "Acme <Webhooks>", "accent": "#0a7cff", "logo_url": "https://cdn.example/logo.png"});
+    let (status, _) = call(reqwest::Method::PUT, url, TOKEN, Some(theme)).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let link = mint(&base, "acme", json!({})).await;
+    let session = open(&base, &link).await;
+    let (status, page) = get(&format!("{session}/")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("Acme &lt;Webhooks&gt;"), "{page}");
+    assert!(page.contains("--accent: #0a7cff;"), "{page}");
+    assert!(
+        page.contains("src=\"https://cdn.example/logo.png\""),
+        "{page}"
+    );
+    assert!(
+        !page.contains("<img src=x") && !page.contains("<b>x</b>"),
+        "{page}"
+    );
+    let (_, log) = get(&format!("{session}/messages?event_id={}", "%3Cscript%3E")).await;
+    assert!(!log.contains("<script>"), "{log}");
+    let answer = client().get(format!("{session}/")).send().await.unwrap();
+    let headers = answer.headers();
+    assert_eq!(headers["cache-control"], "no-store");
+    assert_eq!(headers["referrer-policy"], "same-origin");
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("frame-ancestors 'none'"),
+        "no origin allowed here: {csp}"
+    );
+}
