@@ -15,3 +15,24 @@ async fn a_small_benchmark_run_loses_nothing_and_duplicates_nothing() {
         "{report:?}"
     );
 }
+
+/// The console scenario's smoke run: every console and portal page answers, on a
+/// small history, and is timed.
+#[tokio::test]
+async fn the_console_scenario_times_the_console_and_the_portal_pages() {
+    let times = hookrelay_tests::console_bench::run(300).await;
+    let pages: Vec<&str> = times.iter().map(|t| t.page.as_str()).collect();
+    for page in [
+        "/console",
+        "/portal/s/…/",
+        "/portal/s/…/messages",
+        "/portal/s/…/endpoints/history",
+    ] {
+        assert!(pages.contains(&page), "{page} in {pages:?}");
+    }
+    assert!(
+        times.iter().all(|t| t.bytes > 0 && t.p99 >= t.p50),
+        "{}",
+        hookrelay_tests::console_bench::table(&times)
+    );
+}

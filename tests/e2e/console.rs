@@ -15,34 +15,13 @@ use serde_json::json;
 const WAIT: Duration = Duration::from_secs(20);
 const TOKEN: &str = "console-operator-token";
 
-/// Waits until the page's heading reads `title` (a click that posts a form
-/// navigates; the next page is the one whose heading changed).
-async fn wait_title(browser: &Browser, title: &str) {
-    wait_until(&format!("the page heading is {title:?}"), WAIT, || async {
-        match browser.client().find(Locator::Css("h1")).await {
-            Ok(h1) => h1.text().await.is_ok_and(|t| t == title),
-            Err(_) => false,
-        }
-    })
-    .await;
-}
-
-/// The page's text; empty while a page is being replaced (a page that reloads
-/// itself), so that waits look again.
-async fn page_text(browser: &Browser) -> String {
-    match browser.client().find(Locator::Css("body")).await {
-        Ok(body) => body.text().await.unwrap_or_default(),
-        Err(_) => String::new(),
-    }
-}
-
 async fn sign_in(browser: &Browser, base: &str, token: &str) {
     browser.goto(&format!("{base}/console")).await;
     // Nobody is signed in yet: the console sends the browser to sign in.
     assert_eq!(browser.current_url().await.path(), "/console/sign-in");
     browser.fill("#token", token).await;
     browser.click("button[type=submit]").await;
-    wait_title(browser, "Overview").await;
+    browser.wait_heading("Overview").await;
 }
 
 async fn status_of(stack: &TestStack, tenant: &str, event_id: &str) -> Option<DeliveryStatus> {
@@ -86,7 +65,7 @@ async fn an_operator_runs_a_webhook_from_sign_in_to_a_replayed_dead_letter() {
     browser
         .goto(&format!("{base}/console/tenants/acme/webhooks"))
         .await;
-    wait_title(&browser, "New webhook in acme").await;
+    browser.wait_heading("New webhook in acme").await;
     browser.fill("#key", "orders").await;
     browser.fill("#url", "ftp://nowhere").await;
     browser.click("form.stack button[type=submit]").await;
@@ -96,7 +75,7 @@ async fn an_operator_runs_a_webhook_from_sign_in_to_a_replayed_dead_letter() {
     browser.fill("#url", &stack.receiver.url("/orders")).await;
     browser.fill("#event_types", "order.created").await;
     browser.click("form.stack button[type=submit]").await;
-    wait_title(&browser, "Webhook orders").await;
+    browser.wait_heading("Webhook orders").await;
     browser.screenshot("webhook").await;
 
     // An event, its delivery and its attempts.
@@ -109,14 +88,14 @@ async fn an_operator_runs_a_webhook_from_sign_in_to_a_replayed_dead_letter() {
             first.id
         ))
         .await;
-    wait_title(&browser, "Events & deliveries of acme").await;
+    browser.wait_heading("Events & deliveries of acme").await;
     browser.screenshot("deliveries").await;
     browser.click("tbody th a").await;
     wait_until("the delivery page", WAIT, || async {
         browser.current_url().await.path().contains("/deliveries/")
     })
     .await;
-    let delivery = page_text(&browser).await;
+    let delivery = browser.page_text().await;
     assert!(delivery.contains("delivered"), "{delivery}");
     assert!(
         delivery.contains("#1") && delivery.contains("HTTP 200"),
@@ -126,7 +105,7 @@ async fn an_operator_runs_a_webhook_from_sign_in_to_a_replayed_dead_letter() {
     browser
         .goto(&format!("{base}/console/tenants/acme/events/{}", first.id))
         .await;
-    wait_title(&browser, &format!("Event {}", first.id)).await;
+    browser.wait_heading(&format!("Event {}", first.id)).await;
     browser.screenshot("event").await;
 
     // Pause: the next event is held; resume: it is sent.
@@ -152,7 +131,7 @@ async fn an_operator_runs_a_webhook_from_sign_in_to_a_replayed_dead_letter() {
     browser.screenshot("signing-secret").await;
     browser.goto(&webhook_page).await;
     assert!(
-        !page_text(&browser).await.contains(&secret),
+        !browser.page_text().await.contains(&secret),
         "shown once only"
     );
 
@@ -161,7 +140,7 @@ async fn an_operator_runs_a_webhook_from_sign_in_to_a_replayed_dead_letter() {
     browser.click("form[action$='/test'] button").await;
     wait_until("the test event is shown delivered", WAIT, || async {
         browser.client().refresh().await.expect("reload");
-        page_text(&browser).await.contains("delivered")
+        browser.page_text().await.contains("delivered")
     })
     .await;
     let tested = stack.receiver.received_on("/orders");
@@ -190,8 +169,8 @@ async fn an_operator_runs_a_webhook_from_sign_in_to_a_replayed_dead_letter() {
         "{flaky_row}"
     );
     browser.goto(&format!("{base}/console/dead-letters")).await;
-    wait_title(&browser, "Dead letters").await;
-    assert!(page_text(&browser).await.contains("flaky"));
+    browser.wait_heading("Dead letters").await;
+    assert!(browser.page_text().await.contains("flaky"));
     browser.screenshot("dead-letters").await;
     // The group's messages, and one of them whole.
     browser.click("tbody td a[href*='reason=']").await;
@@ -199,14 +178,14 @@ async fn an_operator_runs_a_webhook_from_sign_in_to_a_replayed_dead_letter() {
         .click("tbody th a[href*='/dead-letters/message/']")
         .await;
     wait_until("the dead letter's page", WAIT, || async {
-        page_text(&browser).await.contains("Dead letter ")
+        browser.page_text().await.contains("Dead letter ")
     })
     .await;
-    assert!(page_text(&browser).await.contains(failing.id.as_str()));
+    assert!(browser.page_text().await.contains(failing.id.as_str()));
     browser.screenshot("dead-letter").await;
     browser.goto(&format!("{base}/console/dead-letters")).await;
     browser.click("form[action$='/replay'] button").await;
-    wait_title(&browser, "Replay dead letters").await;
+    browser.wait_heading("Replay dead letters").await;
     assert_eq!(browser.text_of("#dry-run .count").await, "1");
     assert_eq!(
         stack.queue_len(&dlq).await,
@@ -217,7 +196,8 @@ async fn an_operator_runs_a_webhook_from_sign_in_to_a_replayed_dead_letter() {
     browser.click("form[action$='/replay'] button").await;
     // The replay runs as a job; its page shows the progress, then what it did.
     wait_until("the replay job reports its outcome", WAIT, || async {
-        page_text(&browser)
+        browser
+            .page_text()
             .await
             .contains("1 of 1 matching messages replayed")
     })
@@ -235,10 +215,10 @@ async fn an_operator_runs_a_webhook_from_sign_in_to_a_replayed_dead_letter() {
     browser
         .goto(&format!("{base}/console/settings?tenant=acme"))
         .await;
-    wait_title(&browser, "Settings of acme").await;
+    browser.wait_heading("Settings of acme").await;
     browser.screenshot("settings").await;
     browser.goto(&format!("{base}/console")).await;
-    wait_title(&browser, "Overview").await;
+    browser.wait_heading("Overview").await;
     browser.screenshot("overview").await;
     browser
         .goto(&format!("{base}/console/webhooks?tenant=acme"))
@@ -248,7 +228,7 @@ async fn an_operator_runs_a_webhook_from_sign_in_to_a_replayed_dead_letter() {
     browser.screenshot("webhooks-phone").await;
 
     browser.click("form.sign-out button").await;
-    wait_title(&browser, "hookrelay console").await;
+    browser.wait_heading("hookrelay console").await;
     browser.goto(&format!("{base}/console")).await;
     assert_eq!(
         browser.current_url().await.path(),
@@ -272,7 +252,7 @@ async fn a_tenant_token_sees_its_own_tenant_and_changes_nothing_when_read_only()
     let base = stack.serve_api(Some(TOKEN), 1 << 20).await;
     let browser = Browser::start().await;
     sign_in(&browser, &base, token.expose()).await;
-    let overview = page_text(&browser).await;
+    let overview = browser.page_text().await;
     assert!(
         overview.contains("acme") && !overview.contains("globex"),
         "{overview}"
@@ -289,8 +269,8 @@ async fn a_tenant_token_sees_its_own_tenant_and_changes_nothing_when_read_only()
     browser.screenshot("tenant-overview").await;
 
     browser.goto(&format!("{base}/console/webhooks")).await;
-    wait_title(&browser, "Webhooks of acme").await;
-    let list = page_text(&browser).await;
+    browser.wait_heading("Webhooks of acme").await;
+    let list = browser.page_text().await;
     assert!(list.contains("mine") && !list.contains("theirs"), "{list}");
     assert!(
         !list.contains("New webhook"),
@@ -306,7 +286,7 @@ async fn a_tenant_token_sees_its_own_tenant_and_changes_nothing_when_read_only()
         "/console/dead-letters",
     ] {
         browser.goto(&format!("{base}{other}")).await;
-        let text = page_text(&browser).await;
+        let text = browser.page_text().await;
         assert!(!text.contains("theirs"), "{other}: {text}");
         assert!(text.contains("Something went wrong"), "{other}: {text}");
     }
@@ -343,7 +323,7 @@ async fn a_form_on_another_site_cannot_post_to_the_console() {
         browser.current_url().await.path() == "/console/tenants/acme/webhooks"
     })
     .await;
-    let answer = page_text(&browser).await;
+    let answer = browser.page_text().await;
     assert!(answer.contains("refused"), "{answer}");
     assert_eq!(stack.webhook_count().await, 0, "no webhook was created");
 }

@@ -149,6 +149,8 @@ async fn metrics_parse_and_move_by_what_happened() {
         max_event_bytes: 1 << 20,
         metrics: Arc::clone(&stack.metrics),
         consumers: vec![hookrelay_router::ROLE, hookrelay_sender::ROLE],
+        portal: Default::default(),
+        schema_validation: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

@@ -19,6 +19,8 @@ const INSTALL: &str = "apt-get update && apt-get install -y chromium chromium-dr
 const START: Duration = Duration::from_secs(60);
 /// How long `wait_for` waits for an element.
 const ELEMENT: Duration = Duration::from_secs(10);
+/// How long a page may take to follow a click (a post, then its redirect).
+const PAGE: Duration = Duration::from_secs(20);
 
 /// A headless Chromium session of its own (see the module docs).
 pub struct Browser {
@@ -174,6 +176,27 @@ impl Browser {
             .text()
             .await
             .unwrap_or_else(|e| panic!("reading the text of {css:?}: {e}"))
+    }
+
+    /// Waits until the page's heading (`h1`) reads `title`: a click that posts a form
+    /// navigates, and the next page is the one whose heading changed.
+    pub async fn wait_heading(&self, title: &str) {
+        crate::wait_until(&format!("the page heading is {title:?}"), PAGE, || async {
+            match self.client.find(Locator::Css("h1")).await {
+                Ok(h1) => h1.text().await.is_ok_and(|t| t == title),
+                Err(_) => false,
+            }
+        })
+        .await;
+    }
+
+    /// The page's text; empty while a page is being replaced (a page that reloads
+    /// itself), so that waits look again.
+    pub async fn page_text(&self) -> String {
+        match self.client.find(Locator::Css("body")).await {
+            Ok(body) => body.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
     }
 
     /// The cookies the browser holds for the current page, with their flags

@@ -1,5 +1,5 @@
-//! `cargo xtask bench --scenario console [--history N]`: how long each console page
-//! takes to render, served in this process (release build) from a database holding
+//! `cargo xtask bench --scenario console [--history N]`: how long each console page,
+//! and each customer portal page beside them, takes to render, served in this process (release build) from a database holding
 //! N events (100,000 unless given) with their deliveries and attempts, read by a
 //! client on loopback: the time includes one HTTP round trip on 127.0.0.1.
 
@@ -27,7 +27,7 @@ pub async fn run(history: usize) -> Vec<PageTimes> {
         .await;
     let filled = crate::capacity::fill_history(&stack, history, hook.id).await;
     println!("filled {history} events with their deliveries and attempts in {filled:.1} s");
-    let base = stack.serve_api(Some(TOKEN), 1 << 20).await;
+    let base = stack.serve_portal(Some(TOKEN), &[]).await;
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -50,7 +50,46 @@ pub async fn run(history: usize) -> Vec<PageTimes> {
     for page in pages {
         out.push(time_page(&http, &base, &cookie, &page).await);
     }
+    // The portal: a session of the same tenant, carried in the URL (no cookie).
+    let session = portal_session(&http, &base).await;
+    let portal = [
+        "/".to_owned(),
+        "/endpoints/history".to_owned(),
+        "/messages".to_owned(),
+        "/messages?status=failed".to_owned(),
+        "/messages?endpoint=history".to_owned(),
+        format!("/deliveries/{}", newest.0),
+        format!("/events/{}", newest.1),
+    ];
+    for page in portal {
+        let mut times = time_page(&http, &base, "", &format!("{session}{page}")).await;
+        times.page = format!("/portal/s/…{page}");
+        out.push(times);
+    }
     out
+}
+
+/// Mints a portal link for the bench's tenant and opens it: the session's path.
+async fn portal_session(http: &reqwest::Client, base: &str) -> String {
+    let minted: serde_json::Value = http
+        .post(format!("{base}/v1/tenants/bench/portal-sessions"))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .expect("mint a portal link")
+        .json()
+        .await
+        .expect("the link");
+    let link = minted["url"].as_str().expect("a link url");
+    let opened = http.get(link).send().await.expect("open the link");
+    opened
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .expect("the session's address")
+        .trim_end_matches('/')
+        .to_owned()
 }
 
 async fn sign_in(http: &reqwest::Client, base: &str) -> String {

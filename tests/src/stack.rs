@@ -217,6 +217,22 @@ impl TestStack {
         serve_app(self.api_state(token, max_event_bytes)).await
     }
 
+    /// Serves the api role's app with the customer portal, its links pointing at the
+    /// served address and `frame_ancestors` allowed to frame it; returns its base URL.
+    pub async fn serve_portal(&self, token: Option<&str>, frame_ancestors: &[&str]) -> String {
+        let ancestors: Vec<String> = frame_ancestors.iter().map(|a| a.to_string()).collect();
+        serve_app_with(self.api_state(token, 1 << 20), move |mut state, base| {
+            let links = hookrelay_admin::portal::Links {
+                public_url: base.to_owned(),
+                ..Default::default()
+            };
+            state.admin = state.admin.map(|a| a.with_portal(links));
+            state.portal.frame_ancestors = ancestors;
+            state
+        })
+        .await
+    }
+
     /// What [`Self::serve_api`] serves, for a test to change before serving it.
     pub fn api_state(&self, token: Option<&str>, max_event_bytes: usize) -> ApiState {
         let admin = hookrelay_admin::http::AdminState::new(
@@ -234,6 +250,8 @@ impl TestStack {
             max_event_bytes,
             metrics: Arc::new(Metrics::new()),
             consumers: vec![],
+            portal: hookrelay_portal::Settings::default(),
+            schema_validation: Default::default(),
         }
     }
 
@@ -402,10 +420,20 @@ impl Drop for TestStack {
 
 /// Serves the api's HTTP app with `state` on a free port; returns its base URL.
 pub async fn serve_app(state: ApiState) -> String {
+    serve_app_with(state, |state, _| state).await
+}
+
+/// Serves the app on a free port, `adjust`ing its state with the base URL first (the
+/// portal's links name the address they are served at).
+pub async fn serve_app_with(
+    state: ApiState,
+    adjust: impl FnOnce(ApiState, &str) -> ApiState,
+) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let state = adjust(state, &base);
     tokio::spawn(async move { axum::serve(listener, hookrelay_server::api::app(state)).await });
-    format!("http://{addr}")
+    base
 }
 
 /// An event of tenant `tenant` with a fresh id and the given extra fields.

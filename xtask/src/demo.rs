@@ -96,6 +96,9 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     )?);
     wait_http(&format!("127.0.0.1:{api_port}"), Duration::from_secs(30))?;
 
+    step("loading the event catalog: a type per seed example, its schema from docs/catalog");
+    load_catalog(&demo, &root)?;
+
     step("registering webhooks");
     register_webhooks(&demo, &receiver_addr)?;
 
@@ -255,9 +258,58 @@ fn register_webhooks(demo: &Demo, receiver: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The examples with ids unique to this run (hookrelay would rightly drop repeats),
-/// and the basic webhook pointed at the demo receiver.
-fn prepared_examples(root: &Path, run_id: u64, receiver: &str) -> anyhow::Result<Vec<Value>> {
+/// The examples' event types into the catalog: each with its description and schema
+/// from `docs/catalog/{type}.json` and, as its example, the payload of its richest
+/// example in docs/examples (`hookrelay event-types create` checks that it satisfies
+/// the schema).
+fn load_catalog(demo: &Demo, root: &Path) -> anyhow::Result<()> {
+    let mut examples: std::collections::BTreeMap<String, Value> = Default::default();
+    for event in read_examples(root)? {
+        let name = event["type"].as_str().unwrap_or_default().to_owned();
+        let payload = event["payload"].clone();
+        let richer = examples
+            .get(&name)
+            .is_none_or(|kept| kept.to_string().len() < payload.to_string().len());
+        if richer {
+            examples.insert(name, payload);
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("hookrelay-demo-catalog-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    for (name, example) in &examples {
+        let entry_path = root.join("docs/catalog").join(format!("{name}.json"));
+        let entry: Value = serde_json::from_slice(&std::fs::read(&entry_path)?)
+            .with_context(|| format!("parsing {}", entry_path.display()))?;
+        let schema = dir.join(format!("{name}.schema.json"));
+        let example_file = dir.join(format!("{name}.example.json"));
+        std::fs::write(&schema, serde_json::to_vec_pretty(&entry["schema"])?)?;
+        std::fs::write(&example_file, serde_json::to_vec_pretty(example)?)?;
+        let _ = command(demo, &["event-types", "delete", name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let (schema, example_file) = (schema.to_string_lossy(), example_file.to_string_lossy());
+        hookrelay(
+            demo,
+            &[
+                "event-types",
+                "create",
+                name,
+                "--description",
+                entry["description"].as_str().unwrap_or_default(),
+                "--schema-file",
+                &schema,
+                "--example-file",
+                &example_file,
+            ],
+        )?;
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    hookrelay(demo, &["event-types", "list"])
+}
+
+/// Every example in docs/examples, by file name.
+fn read_examples(root: &Path) -> anyhow::Result<Vec<Value>> {
     let dir = root.join("docs/examples");
     let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
         .with_context(|| format!("reading {}", dir.display()))?
@@ -266,16 +318,25 @@ fn prepared_examples(root: &Path, run_id: u64, receiver: &str) -> anyhow::Result
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .collect();
     paths.sort();
-    let mut events = Vec::new();
-    for path in paths {
-        let mut event: Value = serde_json::from_slice(&std::fs::read(&path)?)
-            .with_context(|| format!("parsing {}", path.display()))?;
+    paths
+        .iter()
+        .map(|path| {
+            serde_json::from_slice(&std::fs::read(path)?)
+                .with_context(|| format!("parsing {}", path.display()))
+        })
+        .collect()
+}
+
+/// The examples with ids unique to this run (hookrelay would rightly drop repeats),
+/// and the basic webhook pointed at the demo receiver.
+fn prepared_examples(root: &Path, run_id: u64, receiver: &str) -> anyhow::Result<Vec<Value>> {
+    let mut events = read_examples(root)?;
+    for event in &mut events {
         let id = format!("{}-demo{run_id}", event["id"].as_str().unwrap_or("event"));
         event["id"] = Value::String(id);
         if event.get("webhook_url").is_some() {
             event["webhook_url"] = Value::String(format!("http://{receiver}/dromo/basic"));
         }
-        events.push(event);
     }
     Ok(events)
 }

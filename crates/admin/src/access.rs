@@ -46,12 +46,22 @@ pub fn tenant_route(path: &str, tenant: &str) -> bool {
     head == (Some("v1"), Some("tenants"), Some(tenant)) && segments.next() != Some("tokens")
 }
 
+/// `/v1/event-types` and below: the catalog, which every caller may read (a tenant's
+/// customers pick event types from it) and only the operator changes.
+pub fn catalog_route(path: &str) -> bool {
+    let mut segments = path.trim_start_matches('/').split('/');
+    (segments.next(), segments.next()) == (Some("v1"), Some("event-types"))
+}
+
 /// Whether `caller` may send `path` a request (`safe`: GET, HEAD or OPTIONS); if
 /// not, why. The operator may send anything.
 pub fn authorize(caller: &Caller, safe: bool, path: &str) -> Result<(), String> {
     let Caller::Tenant { tenant, scope } = caller else {
         return Ok(());
     };
+    if safe && catalog_route(path) {
+        return Ok(());
+    }
     if !tenant_route(path, tenant) {
         return Err(format!(
             "this token opens the routes of tenant `{tenant}` only"
@@ -64,4 +74,45 @@ pub fn authorize(caller: &Caller, safe: bool, path: &str) -> Result<(), String> 
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use hookrelay_model::access::Scope;
+
+    use super::*;
+
+    #[test]
+    fn who_may_call_what() {
+        let reader = Caller::Tenant {
+            tenant: "acme".into(),
+            scope: Scope::Read,
+        };
+        let writer = Caller::Tenant {
+            tenant: "acme".into(),
+            scope: Scope::Write,
+        };
+        let cases = [
+            // (caller, safe, path, allowed)
+            (&reader, true, "/v1/tenants/acme/webhooks", true),
+            (&reader, false, "/v1/tenants/acme/webhooks", false),
+            (&writer, false, "/v1/tenants/acme/webhooks", true),
+            (&writer, true, "/v1/tenants/globex/webhooks", false),
+            (&writer, true, "/v1/tenants/acme/tokens", false),
+            (&reader, true, "/v1/event-types", true),
+            (&reader, true, "/v1/event-types/import_completed", true),
+            (&writer, false, "/v1/event-types", false),
+            (&writer, false, "/v1/event-types/import_completed", false),
+            (&writer, true, "/v1/event-typesx", false),
+            (&writer, true, "/v1/stats", false),
+            (&Caller::Operator, false, "/v1/event-types", true),
+        ];
+        for (caller, safe, path, allowed) in cases {
+            assert_eq!(
+                authorize(caller, safe, path).is_ok(),
+                allowed,
+                "{caller:?} safe={safe} {path}"
+            );
+        }
+    }
 }

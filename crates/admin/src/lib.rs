@@ -4,6 +4,7 @@
 //! - [`dlq`]: read, replay and purge the dead-letter queue without losing or
 //!   reordering what stays in it.
 //! - [`redeliver`]: a fresh round of attempts for failed deliveries.
+//! - [`catalog`]: writes to the event catalog, checked by the model's rule.
 //! - [`backfill`]: the deliveries a webhook missed, for stored events.
 //! - [`retention`]: deleting expired events in small batches.
 //! - [`stats`]: recent deliveries and dead letters per webhook.
@@ -11,8 +12,10 @@
 
 pub mod access;
 pub mod backfill;
+pub mod catalog;
 pub mod dlq;
 pub mod http;
+pub mod portal;
 pub mod queues;
 pub mod redeliver;
 pub mod retention;

@@ -8,7 +8,9 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use hookrelay_model::config::parse_duration;
 
-use crate::commands::{deliveries, dlq, environments, events, stats, tenants, tokens, webhooks};
+use crate::commands::{
+    deliveries, dlq, environments, event_types, events, portal, stats, tenants, tokens, webhooks,
+};
 use crate::config::{Common, Output, ServeArgs};
 
 #[derive(Debug, Parser)]
@@ -58,6 +60,15 @@ pub enum Command {
     /// Tokens that open one tenant's API routes (the events API for an embed).
     #[command(subcommand)]
     Tokens(tokens::TokensCommand),
+    /// Customer portal links: mint, list, revoke; a tenant's portal theme.
+    #[command(subcommand)]
+    Portal(portal::PortalCommand),
+    /// The audit log: every change made through the API, the console and the portal.
+    #[command(subcommand)]
+    Audit(portal::AuditCommand),
+    /// The event catalog: event types with their payload schema and example.
+    #[command(subcommand)]
+    EventTypes(event_types::EventTypesCommand),
     /// The dead-letter queue: list, show, replay, purge.
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use clap::{Args, ValueEnum};
 use hookrelay_model::Topology;
+use hookrelay_model::catalog::SchemaValidation;
 use hookrelay_model::config::{self as defaults, Span, SpanList, SpanOrOff};
 use hookrelay_model::retry::RetrySchedule;
 use hookrelay_sender::{BreakerConfig, defaults as sender};
@@ -193,9 +194,90 @@ pub struct ServeArgs {
     /// How far back the api role's pending gauges look for pending deliveries.
     #[arg(long, env = "HOOKRELAY_METRICS_PENDING_LOOKBACK", default_value = "1h")]
     pub metrics_pending_lookback: Span,
+    #[command(flatten)]
+    pub portal: PortalArgs,
+    /// Checking event payloads against their type's JSON Schema in the event catalog:
+    /// `off`; `warn` (delivered, logged without values and counted); `enforce` (a 400
+    /// at the ingest API, dead-lettered by the router). Schemas are cached for 10 s.
+    #[arg(long, env = "HOOKRELAY_SCHEMA_VALIDATION", default_value = "off")]
+    pub schema_validation: SchemaValidation,
     /// How long in-flight work may take to finish after SIGTERM.
     #[arg(long, env = "HOOKRELAY_SHUTDOWN_GRACE", default_value_t = Span(sender::SHUTDOWN_GRACE))]
     pub shutdown_grace: Span,
+}
+
+/// The customer portal: where its links point, how long they last, its look and
+/// who may frame it. `serve` and `hookrelay portal link` share them.
+#[derive(Debug, Clone, Args)]
+pub struct PortalArgs {
+    /// The base URL customers reach the api role at; portal links start with it.
+    #[arg(
+        long,
+        env = "HOOKRELAY_PUBLIC_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub public_url: String,
+    /// How long a portal link may wait to be opened (at most 24h).
+    #[arg(long, env = "HOOKRELAY_PORTAL_LINK_TTL", default_value_t = Span(hookrelay_model::portal::DEFAULT_LINK_TTL))]
+    pub portal_link_ttl: Span,
+    /// How long the portal session a link opens lasts (at most 24h).
+    #[arg(long, env = "HOOKRELAY_PORTAL_SESSION_TTL", default_value_t = Span(hookrelay_model::portal::DEFAULT_SESSION_TTL))]
+    pub portal_session_ttl: Span,
+    /// Origins that may frame the portal, comma-separated CSP sources (`'self'`,
+    /// `https://app.example`); `'none'`: no site may.
+    #[arg(long, env = "HOOKRELAY_PORTAL_FRAME_ANCESTORS", default_value = "'self'", value_delimiter = ',', value_parser = frame_ancestor)]
+    pub portal_frame_ancestors: Vec<String>,
+    /// The organisation's name at the top of portal pages (a tenant's own wins).
+    #[arg(long, env = "HOOKRELAY_PORTAL_NAME")]
+    pub portal_name: Option<String>,
+    /// An http(s) URL of the logo shown beside the name.
+    #[arg(long, env = "HOOKRELAY_PORTAL_LOGO_URL")]
+    pub portal_logo_url: Option<String>,
+    /// The accent colour of portal pages: `#rgb` or `#rrggbb`.
+    #[arg(long, env = "HOOKRELAY_PORTAL_ACCENT")]
+    pub portal_accent: Option<String>,
+}
+
+fn frame_ancestor(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    hookrelay_console::kit::headers::check_ancestor(s).map(|()| s.to_owned())
+}
+
+impl PortalArgs {
+    pub fn links(&self) -> hookrelay_admin::portal::Links {
+        hookrelay_admin::portal::Links {
+            public_url: self.public_url.clone(),
+            link_ttl: self.portal_link_ttl.0,
+            session_ttl: self.portal_session_ttl.0,
+        }
+    }
+
+    /// The portal's settings, its theme checked.
+    pub fn settings(&self) -> anyhow::Result<hookrelay_portal::Settings> {
+        let theme = hookrelay_model::portal::Theme {
+            name: self.portal_name.clone(),
+            logo_url: self.portal_logo_url.clone(),
+            accent: self.portal_accent.clone(),
+        };
+        theme.check().map_err(|e| {
+            let variable = match e.field.as_str() {
+                "logo_url" => "HOOKRELAY_PORTAL_LOGO_URL",
+                "accent" => "HOOKRELAY_PORTAL_ACCENT",
+                _ => "HOOKRELAY_PORTAL_NAME",
+            };
+            anyhow::anyhow!("{variable}: {}", e.problem)
+        })?;
+        let ancestors = self
+            .portal_frame_ancestors
+            .iter()
+            .filter(|a| a.as_str() != "'none'")
+            .cloned()
+            .collect();
+        Ok(hookrelay_portal::Settings {
+            theme,
+            frame_ancestors: ancestors,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

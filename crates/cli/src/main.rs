@@ -3,8 +3,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use hookrelay_cli::cli::{Cli, Command};
 use hookrelay_cli::commands::{
-    self, deliveries, dlq, environments, events, publish, queues, receiver, stats, tenants, tokens,
-    webhooks,
+    self, deliveries, dlq, environments, event_types, events, portal, publish, queues, receiver,
+    stats, tenants, tokens, webhooks,
 };
 use hookrelay_cli::{serve, telemetry};
 
@@ -76,6 +76,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tenants(c) => tenants::run(common, c).await?,
         Command::Dlq(c) => dlq::run(common, c).await?,
         Command::Tokens(c) => tokens::run(common, c).await?,
+        Command::Portal(c) => portal::run(common, c).await?,
+        Command::Audit(c) => portal::run_audit(common, c).await?,
+        Command::EventTypes(c) => event_types::run(common, c).await?,
         Command::Stats(args) => stats::run(common, args).await?,
         Command::Queues { output } => queues::run(common, output.json).await?,
         Command::Probe { .. } | Command::Openapi { .. } => {

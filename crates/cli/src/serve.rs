@@ -31,6 +31,7 @@ pub fn settings(common: &Common, args: &ServeArgs) -> anyhow::Result<Settings> {
     router.prefetch = args.router_prefetch;
     router.batch_size = args.router_batch_size;
     router.max_event_bytes = args.max_event_bytes;
+    router.schema_validation = args.schema_validation;
     let mut sender = SenderConfig::new(&common.amqp_url, common.topology(), common.schedule());
     sender.cipher = cipher.clone();
     sender.concurrency = args.sender_concurrency;
@@ -69,6 +70,9 @@ pub fn settings(common: &Common, args: &ServeArgs) -> anyhow::Result<Settings> {
         retention_interval: args.retention_interval.0,
         metrics_max_webhooks: args.metrics_max_webhooks,
         metrics_pending_lookback: args.metrics_pending_lookback.0,
+        portal_links: args.portal.links(),
+        portal: args.portal.settings()?,
+        schema_validation: args.schema_validation,
     })
 }
 

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::Console;
-use crate::api::enc;
+use crate::kit::api::enc;
 use crate::page::{self, Failure, Section, text, value, when};
 use crate::session::Viewer;
 

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::Console;
-use crate::api::enc;
+use crate::kit::api::enc;
 use crate::page::{self, Failure, Section, badge, text, value, when};
 use crate::session::{CsrfOnly, Viewer};
 use crate::tenants::{self, Scope};

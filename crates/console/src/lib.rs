@@ -15,16 +15,14 @@
 //! - [`dead_letters`]: grouped, one message, replay and purge after a dry run.
 //! - [`settings`]: retention and environments.
 
-mod api;
 mod dead_letters;
 mod deliveries;
-mod failure;
 mod jobs;
+pub mod kit;
 mod overview;
 mod page;
 mod session;
 mod settings;
-mod shell;
 mod sign_in;
 mod tenants;
 mod webhooks;
@@ -33,11 +31,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::{HeaderValue, header};
-use axum::response::IntoResponse;
+use axum::http::Method;
 use axum::routing::{get, post};
 use deadpool_postgres::Pool;
 use hookrelay_admin::http::AdminState;
+use hookrelay_model::access::{Caller, Via};
+use serde_json::Value;
+
+use kit::api::{Refused, V1};
 
 /// How long a console session lasts after sign-in.
 pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
@@ -46,8 +47,8 @@ pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 #[derive(Clone)]
 pub struct Console {
     /// The admin routes with their state, below authentication: the console checks
-    /// who may call what ([`api`]).
-    api: Router,
+    /// who may call what ([`kit::api`]).
+    v1: V1,
     admin: AdminState,
     pool: Pool,
     /// `HOOKRELAY_API_TOKEN`; none: the API is open on loopback and signing in
@@ -59,7 +60,7 @@ pub struct Console {
 impl Console {
     pub fn new(api: Router, admin: AdminState, operator_token: Option<Arc<str>>) -> Self {
         Self {
-            api,
+            v1: V1::new(api),
             pool: admin.pool.clone(),
             admin,
             operator_token,
@@ -69,8 +70,25 @@ impl Console {
 }
 
 impl Console {
+    pub(crate) async fn get(&self, caller: &Caller, path: &str) -> Result<Value, Refused> {
+        self.v1.get(caller, &Via::Console, path).await
+    }
+
+    /// A request to `/v1...` as `caller`, marked as the console's (audit log).
+    pub(crate) async fn call(
+        &self,
+        caller: &Caller,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, Refused> {
+        self.v1
+            .call(caller, &Via::Console, method, path, body)
+            .await
+    }
+
     /// A pooled connection for the console's own store calls.
-    pub(crate) async fn db(&self) -> Result<deadpool_postgres::Object, failure::Failure> {
+    pub(crate) async fn db(&self) -> Result<deadpool_postgres::Object, kit::failure::Failure> {
         self.pool
             .get()
             .await
@@ -87,8 +105,8 @@ pub fn routes(console: Console) -> Router {
             get(sign_in::sign_in_page).post(sign_in::sign_in),
         )
         .route("/sign-out", post(sign_in::sign_out))
-        .route("/assets/console.css", get(stylesheet))
-        .route("/assets/console.js", get(script))
+        .route("/assets/kit.css", get(kit::stylesheet))
+        .route("/assets/kit.js", get(kit::script))
         .route("/webhooks", get(webhooks::list))
         .route(
             "/tenants/{tenant}/webhooks",
@@ -119,30 +137,10 @@ pub fn routes(console: Console) -> Router {
             "/tenants/{tenant}/environments",
             post(settings::set_variable),
         )
-        .with_state(console);
+        .with_state(console)
+        .layer(axum::middleware::from_fn_with_state(
+            kit::headers::Policy::console(),
+            kit::headers::add,
+        ));
     Router::new().nest("/console", pages)
-}
-
-const CSS: &str = include_str!("../assets/console.css");
-const JS: &str = include_str!("../assets/console.js");
-
-async fn stylesheet() -> impl IntoResponse {
-    asset("text/css; charset=utf-8", CSS)
-}
-
-async fn script() -> impl IntoResponse {
-    asset("text/javascript; charset=utf-8", JS)
-}
-
-fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
-    (
-        [
-            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
-            (
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("public, max-age=300"),
-            ),
-        ],
-        body,
-    )
 }

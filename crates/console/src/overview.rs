@@ -6,13 +6,12 @@ use std::collections::BTreeMap;
 
 use axum::extract::State;
 use hookrelay_admin::queues;
-use hookrelay_store::{stats, webhooks};
+use hookrelay_store::webhooks;
 use maud::{Markup, html};
-use serde_json::{Value, json};
-use time::OffsetDateTime;
+use serde_json::Value;
 
 use crate::Console;
-use crate::api::enc;
+use crate::kit::api::enc;
 use crate::page::{self, Failure, Section};
 use crate::session::Viewer;
 
@@ -104,20 +103,7 @@ pub(crate) async fn stats_of(
         return Ok(all["data"].as_array().cloned().unwrap_or_default());
     };
     let db = console.db().await?;
-    let filter = stats::StatsFilter {
-        tenant: Some(own.to_owned()),
-        webhook_ids: None,
-    };
-    let counts = stats::recent(&db, &filter, OffsetDateTime::now_utc()).await?;
-    let as_json = |c: &stats::StatusCounts| json!({"delivered": c.delivered, "failed": c.failed, "pending": c.pending, "held": c.held});
-    Ok(counts
-        .iter()
-        .map(|c| {
-            json!({"tenant": c.tenant, "webhook_key": c.webhook_key,
-                   "last_hour": as_json(&c.last_hour), "last_day": as_json(&c.last_day),
-                   "last_error": c.last_error, "dead_letters": 0})
-        })
-        .collect())
+    Ok(crate::kit::health::of_tenant(&db, own).await?)
 }
 
 fn per_tenant(stats: &[Value]) -> BTreeMap<String, TenantRow> {

@@ -4,7 +4,7 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use cookie::{Cookie, SameSite};
 use hookrelay_model::access::Caller;
@@ -14,7 +14,8 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use crate::Console;
-use crate::failure::Failure;
+use crate::kit::failure::Failure;
+use crate::kit::parts::Forms;
 
 const COOKIE: &str = "hookrelay_console";
 
@@ -26,23 +27,16 @@ pub(crate) struct Viewer {
     pub(crate) id: String,
 }
 
-impl Viewer {
-    /// The CSRF token, for the forms of a page.
-    pub fn csrf(&self) -> &str {
+impl Forms for Viewer {
+    fn csrf(&self) -> &str {
         self.csrf.expose()
     }
+}
 
+impl Viewer {
     /// Refuses a post whose form did not carry this session's CSRF token.
     pub fn check(&self, given: &str) -> Result<(), Failure> {
-        if bool::from(given.as_bytes().ct_eq(self.csrf.expose().as_bytes())) {
-            Ok(())
-        } else {
-            Err(Failure::new(
-                StatusCode::FORBIDDEN,
-                "This form is stale or came from another site (its CSRF token does not match \
-                 your session). Reload the page and try again.",
-            ))
-        }
+        self.check_csrf(given)
     }
 
     /// The tenant a tenant token is limited to; none for the operator.

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::Console;
-use crate::api::{Refused, enc};
+use crate::kit::api::{Refused, enc};
 use crate::page::{self, Failure, Section, text, value};
 use crate::session::Viewer;
 use crate::tenants::{self, Scope};

@@ -10,8 +10,12 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::Console;
-use crate::api::{Refused, enc};
-use crate::page::{self, Failure, Section, badge, text, value};
+use crate::kit::api::{Refused, enc};
+use crate::kit::parts;
+use crate::kit::parts::{
+    breaker, counts, field, input, json_or_null, state_badge, success_rate, text_or_null,
+};
+use crate::page::{self, Failure, Section, text, value};
 use crate::session::Viewer;
 use crate::tenants::{self, Scope};
 
@@ -105,41 +109,6 @@ async fn health_by_key(
         .collect()
 }
 
-fn success_rate(stats: &Value) -> String {
-    let day = &stats["last_day"];
-    let delivered = day["delivered"].as_u64().unwrap_or(0);
-    let failed = day["failed"].as_u64().unwrap_or(0);
-    match delivered + failed {
-        0 => "–".into(),
-        n => format!("{:.1} %", 100.0 * delivered as f64 / n as f64),
-    }
-}
-
-fn counts(stats: &Value) -> String {
-    let day = &stats["last_day"];
-    format!(
-        "{} delivered, {} failed, {} pending, {} held",
-        day["delivered"], day["failed"], day["pending"], day["held"]
-    )
-}
-
-fn state_badge(w: &Value) -> Markup {
-    if !w["enabled"].as_bool().unwrap_or(true) {
-        badge("disabled")
-    } else if !w["paused_at"].is_null() {
-        badge("paused")
-    } else {
-        badge("active")
-    }
-}
-
-fn breaker(w: &Value) -> Markup {
-    match &w["breaker"] {
-        Value::Null => html! { "closed" },
-        b => html! { (badge("open")) " " (value(&b["reason"])) },
-    }
-}
-
 /// The form's fields as typed: what is shown again when the API refuses them.
 #[derive(Deserialize, Default, Clone)]
 pub(crate) struct WebhookForm {
@@ -210,21 +179,14 @@ impl WebhookForm {
     /// an empty optional setting is null (removed), an empty secret is kept.
     fn body(&self, creating: bool) -> Result<Value, Refused> {
         let mut body = Map::new();
-        let list = |s: &str| -> Vec<String> {
-            s.split([',', '\n'])
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect()
-        };
         body.insert("key".into(), json!(self.key.trim()));
         body.insert("url".into(), json!(self.url.trim()));
-        body.insert("event_types".into(), json!(list(&self.event_types)));
+        body.insert("event_types".into(), json!(parts::list(&self.event_types)));
         body.insert(
             "import_identifiers".into(),
-            json!(list(&self.import_identifiers)),
+            json!(parts::list(&self.import_identifiers)),
         );
-        body.insert("schema_ids".into(), json!(list(&self.schema_ids)));
+        body.insert("schema_ids".into(), json!(parts::list(&self.schema_ids)));
         body.insert(
             "development_mode".into(),
             json!(self.development_mode.is_some()),
@@ -232,7 +194,7 @@ impl WebhookForm {
         if !self.format.is_empty() {
             body.insert("format".into(), json!(self.format));
         }
-        let retry_on = list(&self.retry_on);
+        let retry_on = parts::list(&self.retry_on);
         if !retry_on.is_empty() {
             body.insert("retry_on".into(), json!(retry_on));
         }
@@ -243,7 +205,7 @@ impl WebhookForm {
                 "max_in_flight",
                 page::number_or_text::<u64>(&self.max_in_flight),
             ),
-            ("filter", filter(&self.filter)?),
+            ("filter", json_or_null("filter", &self.filter)?),
         ];
         for (name, value) in optional {
             if !(creating && value.is_null()) {
@@ -257,45 +219,7 @@ impl WebhookForm {
     }
 }
 
-fn text_or_null(s: &str) -> Value {
-    match s.trim() {
-        "" => Value::Null,
-        t => json!(t),
-    }
-}
-
-fn filter(s: &str) -> Result<Value, Refused> {
-    match s.trim() {
-        "" => Ok(Value::Null),
-        t => serde_json::from_str(t).map_err(|e| Refused {
-            status: StatusCode::BAD_REQUEST,
-            error: format!("the filter is not JSON: {e}"),
-            field: Some("filter".into()),
-        }),
-    }
-}
-
-/// One field with its label, help and the API's complaint when it names it.
-fn field(name: &str, label: &str, help: &str, input: Markup, refused: Option<&Refused>) -> Markup {
-    let error = refused.filter(|r| {
-        r.field
-            .as_deref()
-            .is_some_and(|f| f == name || f.starts_with(&format!("{name}.")))
-    });
-    html! {
-        div.field {
-            label for=(name) { (label) }
-            (input)
-            @if !help.is_empty() { p.help #{ (name) "-help" } { (help) } }
-            @if let Some(r) = error { p.error #{ (name) "-error" } role="alert" { (r.error) } }
-        }
-    }
-}
-
 fn form_fields(f: &WebhookForm, refused: Option<&Refused>) -> Markup {
-    let input = |name: &str, value: &str, kind: &str| {
-        html! { input id=(name) name=(name) type=(kind) value=(value) aria-describedby={ (name) "-help" }; }
-    };
     html! {
         (field("key", "Key", "Unique within the tenant; usable in place of the id.", input("key", &f.key, "text"), refused))
         (field("url", "URL", "http:// or https://; may hold {{VARIABLES}} from the event's environment.", input("url", &f.url, "text"), refused))

@@ -112,6 +112,7 @@ pub struct Metrics {
     attempts: Family<Labels, Counter>,
     attempt_seconds: Histogram,
     dead_lettered: Family<Labels, Counter>,
+    schema_violations: Family<Labels, Counter>,
     in_flight: Family<Labels, Gauge>,
     consuming: Family<Labels, Gauge>,
     consumer_sessions: Family<Labels, Counter>,
@@ -130,6 +131,13 @@ pub struct Metrics {
     /// The pending label sets of the last sample: those missing from the next are
     /// set to 0.
     pending_seen: Mutex<HashSet<Labels>>,
+}
+
+fn schema_labels(event_type: &str, mode: &str) -> Labels {
+    vec![
+        ("event_type", event_type.to_owned()),
+        ("mode", mode.to_owned()),
+    ]
 }
 
 impl Default for Metrics {
@@ -201,6 +209,17 @@ impl Metrics {
             "Messages sent to the dead-letter queue, by role and reason",
             None,
             dead_lettered.clone(),
+        );
+        let schema_violations = Family::<Labels, Counter>::default();
+        define(
+            &mut registry,
+            &mut series,
+            "schema_violations",
+            "Events whose payload broke their type's schema in the event catalog, by \
+             event type and HOOKRELAY_SCHEMA_VALIDATION mode (warn: delivered; enforce: \
+             refused at ingest or dead-lettered)",
+            None,
+            schema_violations.clone(),
         );
         let in_flight = Family::<Labels, Gauge>::default();
         define(
@@ -329,6 +348,7 @@ impl Metrics {
             attempts,
             attempt_seconds,
             dead_lettered,
+            schema_violations,
             in_flight,
             consuming,
             consumer_sessions,
@@ -406,6 +426,20 @@ impl Metrics {
     pub fn dead_letters(&self, role: &str, reason: &hookrelay_model::DeadLetterReason) -> u64 {
         let labels = vec![("role", role.to_owned()), ("reason", reason.to_string())];
         self.dead_lettered.get_or_create(&labels).get()
+    }
+
+    /// An event whose payload broke its type's schema. `event_type` is a catalog
+    /// type (only those have schemas), so the label's values are bounded.
+    pub fn schema_violation(&self, event_type: &str, mode: &str) {
+        self.schema_violations
+            .get_or_create(&schema_labels(event_type, mode))
+            .inc();
+    }
+
+    pub fn schema_violations(&self, event_type: &str, mode: &str) -> u64 {
+        self.schema_violations
+            .get_or_create(&schema_labels(event_type, mode))
+            .get()
     }
 
     /// Counts one message in flight for `role` until the guard is dropped.

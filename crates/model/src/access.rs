@@ -75,6 +75,40 @@ impl Caller {
     }
 }
 
+/// Which surface a request came through, beside its [`Caller`]: the console and the
+/// portal put one in the request's extensions when they call `/v1` in process; a
+/// request without one came to the API itself. The audit log records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Via {
+    Console,
+    /// A customer portal session (its id).
+    Portal {
+        session: uuid::Uuid,
+    },
+}
+
+impl Caller {
+    /// Who made a change, as the audit log says it.
+    pub fn describe(&self, via: Option<&Via>) -> String {
+        match (via, self) {
+            (Some(Via::Portal { session }), _) => format!("portal session {session}"),
+            (_, Self::Operator) => "operator".to_owned(),
+            (_, Self::Tenant { scope, .. }) => format!("tenant token ({scope})"),
+        }
+    }
+}
+
+impl Via {
+    /// `api` for a request without a marker.
+    pub fn name(via: Option<&Via>) -> &'static str {
+        match via {
+            None => "api",
+            Some(Via::Console) => "console",
+            Some(Via::Portal { .. }) => "portal",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

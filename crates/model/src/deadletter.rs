@@ -13,6 +13,9 @@ pub enum DeadLetterReason {
     InvalidEvent,
     /// The router: the database refused the event on its own.
     EventCannotBeStored,
+    /// The router: the payload breaks its type's schema in the event catalog
+    /// (`HOOKRELAY_SCHEMA_VALIDATION=enforce`); the error names the path and the rule.
+    SchemaViolation,
     /// The sender: the delivery message cannot be read.
     InvalidDeliveryMessage,
     /// The sender: no row for the delivery (purged by retention, or never committed).
@@ -36,12 +39,13 @@ pub enum DeadLetterReason {
 }
 
 /// Each reason hookrelay writes with its text, in the order the docs list them.
-const OURS: [(DeadLetterReason, &str); 11] = [
+const OURS: [(DeadLetterReason, &str); 12] = [
     (DeadLetterReason::InvalidEvent, "invalid event"),
     (
         DeadLetterReason::EventCannotBeStored,
         "event cannot be stored",
     ),
+    (DeadLetterReason::SchemaViolation, "schema violation"),
     (
         DeadLetterReason::InvalidDeliveryMessage,
         "invalid delivery message",

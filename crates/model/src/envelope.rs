@@ -201,9 +201,7 @@ impl Event {
     /// Checks every rule of the wire contract that serde's types cannot express.
     pub fn validate(&self) -> Result<(), EnvelopeError> {
         check_name("tenant", &self.tenant, tenant_char)?;
-        check_name("type", &self.event_type, |c| {
-            c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')
-        })?;
+        check_name("type", &self.event_type, type_char)?;
         for (field, value) in [
             ("environment", &self.environment),
             ("import_identifier", &self.import_identifier),
@@ -518,9 +516,27 @@ fn tenant_char(c: char) -> bool {
 /// The rule for tenant names wherever one arrives (envelope, admin path, stored
 /// webhook): `tenant: <problem>` when it is broken.
 pub fn check_tenant(tenant: &str) -> Result<(), crate::Invalid> {
-    check_name("tenant", tenant, tenant_char).map_err(|e| match e {
+    check_name_as_invalid("tenant", tenant, tenant_char)
+}
+
+fn type_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')
+}
+
+/// The rule for event type names wherever one arrives (envelope, the event catalog):
+/// `{field}: <problem>` when it is broken.
+pub fn check_event_type(field: &str, name: &str) -> Result<(), crate::Invalid> {
+    check_name_as_invalid(field, name, type_char)
+}
+
+fn check_name_as_invalid(
+    field: &str,
+    value: &str,
+    allowed: fn(char) -> bool,
+) -> Result<(), crate::Invalid> {
+    check_name(field, value, allowed).map_err(|e| match e {
         EnvelopeError::Field { field, problem } => crate::Invalid::new(field, problem),
-        other => crate::Invalid::new("tenant", other.to_string()),
+        other => crate::Invalid::new(field, other.to_string()),
     })
 }
 

@@ -5,6 +5,7 @@
 //! values. Every other crate builds on it; it depends on none of them.
 
 pub mod access;
+pub mod catalog;
 pub mod config;
 pub mod deadletter;
 pub mod envelope;
@@ -12,6 +13,7 @@ pub mod error;
 pub mod filter;
 pub mod ids;
 pub mod matching;
+pub mod portal;
 pub mod rate;
 pub mod retry;
 pub mod shutdown;

@@ -297,7 +297,8 @@ pub struct WebhookUpdate {
     pub max_in_flight: Option<Option<u16>>,
 }
 
-mod double_option {
+/// `Option<Option<T>>` for a field that may be absent (keep), null (clear) or a value.
+pub mod double_option {
     use serde::{Deserialize, Deserializer};
 
     pub fn deserialize<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>

@@ -3,6 +3,25 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+/// What a delivery's POST says about itself, beside its body, content type,
+/// signature and authorization: the sender sends these, the portal shows them.
+/// `timestamp`: the attempt's Unix time, which the signature covers too.
+pub fn delivery_headers(
+    delivery_id: &str,
+    timestamp: i64,
+    event_id: &str,
+    event_type: &str,
+    attempt: u32,
+) -> [(&'static str, String); 5] {
+    [
+        ("webhook-id", delivery_id.to_owned()),
+        ("webhook-timestamp", timestamp.to_string()),
+        (HEADER_EVENT_ID, event_id.to_owned()),
+        ("x-hookrelay-event-type", event_type.to_owned()),
+        ("x-hookrelay-attempt", attempt.to_string()),
+    ]
+}
+
 /// Why a message was dead-lettered (human-readable).
 pub const HEADER_REASON: &str = "x-hookrelay-reason";
 /// What every header hookrelay writes starts with.

@@ -1,6 +1,8 @@
 //! `POST /v1/events`: one envelope or a JSON array of them; 202 once the broker has
 //! confirmed every one.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::Json;
@@ -8,6 +10,7 @@ use axum::body::{Body, to_bytes};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use hookrelay_model::catalog::Violation;
 use hookrelay_model::envelope::parse_one_or_many;
 use hookrelay_model::error::ErrorBody;
 use hookrelay_model::{EnvelopeError, Event};
@@ -27,6 +30,21 @@ pub struct IngestState {
     pub on_accepted: Arc<dyn Fn(u64) + Send + Sync>,
     /// Limit on the request body, one event or a batch.
     pub max_body_bytes: usize,
+    /// Checks each event's payload against its type's schema before anything is
+    /// published (`HOOKRELAY_SCHEMA_VALIDATION=enforce`); none: payloads are not
+    /// checked here.
+    pub check_payload: Option<Arc<dyn PayloadCheck>>,
+}
+
+/// What [`PayloadCheck::check`] answers, in time: `Ok(Err(_))` the payload breaks its
+/// type's schema; `Err(_)` the catalog could not be read (why, for the log).
+pub type Checked<'a> =
+    Pin<Box<dyn Future<Output = Result<Result<(), Violation>, String>> + Send + 'a>>;
+
+/// The event catalog's check of a payload, given by whoever mounts the route (the
+/// api role, which has the database): this crate never reads it.
+pub trait PayloadCheck: Send + Sync {
+    fn check<'a>(&'a self, event: &'a Event) -> Checked<'a>;
 }
 
 /// The ingest route with its OpenAPI description. Authentication is applied by
@@ -58,6 +76,14 @@ pub enum IngestError {
     Envelope(#[from] EnvelopeError),
     #[error("events were not accepted by the broker; retry the request: {0}")]
     Broker(#[from] PublishError),
+    /// An event's payload breaks its type's schema; `element`: its place in a batch.
+    #[error("{}{violation}", element.map(|i| format!("[{i}].")).unwrap_or_default())]
+    Schema {
+        element: Option<usize>,
+        violation: Violation,
+    },
+    #[error("the event catalog cannot be read now; retry the request")]
+    CatalogUnavailable(String),
 }
 
 impl IntoResponse for IngestError {
@@ -68,6 +94,21 @@ impl IntoResponse for IngestError {
                 ErrorBody::new(self.to_string()),
             ),
             Self::Envelope(e) => (StatusCode::BAD_REQUEST, ErrorBody::from(e)),
+            Self::Schema { element, violation } => {
+                let prefix = element.map(|i| format!("[{i}].")).unwrap_or_default();
+                let body = ErrorBody {
+                    error: self.to_string(),
+                    field: Some(format!("{prefix}{}", violation.field())),
+                };
+                (StatusCode::BAD_REQUEST, body)
+            }
+            Self::CatalogUnavailable(why) => {
+                tracing::warn!(error = %why, "checking ingested payloads failed");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorBody::new(self.to_string()),
+                )
+            }
             Self::Broker(e) => {
                 tracing::error!(error = %e, "publishing ingested events failed");
                 (
@@ -129,8 +170,11 @@ impl ToSchema for IngestRequest {
             example = json!({"accepted": ["event-34cbc6e7-7f94-4a9a-8f26-e5bfbee90f18"]})),
         (status = 400, description = "Not JSON (no `field`), not an object or array \
             (`field: \"$\"`), an empty array (`\"$\"`), or an invalid event (`field` names \
-            the field, prefixed with the element in an array, e.g. `[1].tenant`). Nothing \
-            was published.",
+            the field, prefixed with the element in an array, e.g. `[1].tenant`). With \
+            `HOOKRELAY_SCHEMA_VALIDATION=enforce`, also an event whose payload breaks its \
+            type's schema in the event catalog: `field` is `payload` and the failing \
+            value's JSON pointer (`payload/data/rows`, `[1].payload/data/rows` in a \
+            batch) and the error names the schema rule. Nothing was published.",
             body = ErrorBody,
             example = json!({"error": "field `tenant`: is required", "field": "tenant"})),
         (status = 413, description = "The request body (one event or the whole batch) is \
@@ -138,8 +182,9 @@ impl ToSchema for IngestRequest {
             body = ErrorBody,
             example = json!({"error": "request body is over the limit of 1048576 bytes"})),
         (status = 503, description = "The broker refused or could not be reached (some \
-            events of a batch may have been published; repeating the request is safe), or \
-            a tenant token could not be checked.",
+            events of a batch may have been published; repeating the request is safe), \
+            a tenant token could not be checked, or (with schema validation enforced) the \
+            event catalog could not be read.",
             body = ErrorBody,
             example = json!({"error": "events were not accepted by the broker; retry the \
                 request: ..."})),
@@ -153,6 +198,19 @@ async fn ingest_events(
         .await
         .map_err(|_| IngestError::BodyTooLarge { limit })?;
     let events = parse_one_or_many(&bytes, limit)?;
+    if let Some(check) = &state.check_payload {
+        let batch = bytes.trim_ascii_start().first() == Some(&b'[');
+        for (i, event) in events.iter().enumerate() {
+            if let Err(violation) = check
+                .check(event)
+                .await
+                .map_err(IngestError::CatalogUnavailable)?
+            {
+                let element = batch.then_some(i);
+                return Err(IngestError::Schema { element, violation });
+            }
+        }
+    }
     state.publisher.publish_batch(&events).await?;
     (state.on_accepted)(events.len() as u64);
     let accepted = events.into_iter().map(|e| e.id.into()).collect();

@@ -13,7 +13,9 @@ use std::time::Duration;
 use deadpool_postgres::Pool;
 use hookrelay_metrics::Metrics;
 use hookrelay_model::Topology;
+use hookrelay_model::catalog::SchemaValidation;
 use hookrelay_model::shutdown::Shutdown;
+use hookrelay_store::event_types::{SCHEMA_CACHE_TTL, Schemas};
 
 pub use consume::run;
 
@@ -38,6 +40,10 @@ pub struct RouterConfig {
     /// event waits for company.
     pub batch_wait: Duration,
     pub max_event_bytes: usize,
+    /// Whether payloads are checked against their type's schema in the event catalog
+    /// (`HOOKRELAY_SCHEMA_VALIDATION`): `enforce` dead-letters an event that breaks
+    /// it, `warn` logs and counts it and routes it as usual.
+    pub schema_validation: SchemaValidation,
     /// Test hook: simulate a crash at a chosen point. Never set in production.
     #[doc(hidden)]
     pub fault: Option<Fault>,
@@ -52,6 +58,7 @@ impl RouterConfig {
             batch_size: DEFAULT_BATCH_SIZE,
             batch_wait: Duration::ZERO,
             max_event_bytes: hookrelay_model::envelope::DEFAULT_MAX_EVENT_BYTES,
+            schema_validation: SchemaValidation::Off,
             fault: None,
         }
     }
@@ -79,6 +86,8 @@ pub struct Router {
     pub config: Arc<RouterConfig>,
     pub pool: Pool,
     pub metrics: Arc<Metrics>,
+    /// The catalog's compiled schemas, unless validation is off.
+    schemas: Option<Arc<Schemas>>,
 }
 
 /// The role name in metrics and logs.
@@ -86,10 +95,13 @@ pub const ROLE: &str = "router";
 
 impl Router {
     pub fn new(config: RouterConfig, pool: Pool, metrics: Arc<Metrics>) -> Self {
+        let schemas = (config.schema_validation != SchemaValidation::Off)
+            .then(|| Arc::new(Schemas::new(pool.clone(), SCHEMA_CACHE_TTL)));
         Self {
             config: Arc::new(config),
             pool,
             metrics,
+            schemas,
         }
     }
 

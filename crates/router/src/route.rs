@@ -16,6 +16,7 @@ use hookrelay_amqp::deadletter::{self, DeadLetter};
 use hookrelay_amqp::trace;
 use hookrelay_amqp::{self as amqp, AmqpError, Headers};
 use hookrelay_metrics::{InFlight, event as outcome};
+use hookrelay_model::catalog::{SchemaValidation, Violation};
 use hookrelay_model::webhook::Target;
 use hookrelay_model::wire::{self, DeliveryMessage};
 use hookrelay_model::{DeadLetterReason, Event, matching};
@@ -94,18 +95,26 @@ pub(crate) async fn handle_batch(
         .map(|_| router.metrics.track_in_flight(ROLE))
         .collect();
     let mut valid: Vec<Routing<'_>> = Vec::with_capacity(batch.len());
-    let mut invalid: Vec<(&Delivery, String)> = Vec::new();
+    let mut invalid: Vec<(&Delivery, DeadLetterReason, String)> = Vec::new();
     for delivery in batch {
         match Event::from_slice(&delivery.data, config.max_event_bytes) {
             Ok(event) => {
                 let span = route_span(delivery, Some(&event));
+                if let Err(violation) = check_schema(router, &event, &span).await? {
+                    invalid.push((
+                        delivery,
+                        DeadLetterReason::SchemaViolation,
+                        violation.to_string(),
+                    ));
+                    continue;
+                }
                 valid.push(Routing {
                     event,
                     delivery,
                     span,
                 });
             }
-            Err(e) => invalid.push((delivery, e.to_string())),
+            Err(e) => invalid.push((delivery, DeadLetterReason::InvalidEvent, e.to_string())),
         }
     }
 
@@ -123,17 +132,37 @@ pub(crate) async fn handle_batch(
         }
         publish(router, channel, &valid, recorded).await?;
     }
-    for (delivery, error) in &invalid {
-        reject(
-            router,
-            channel,
-            delivery,
-            DeadLetterReason::InvalidEvent,
-            error,
-        )
-        .await?;
+    for (delivery, reason, error) in invalid {
+        reject(router, channel, delivery, reason, &error).await?;
     }
     Ok(())
+}
+
+/// Checks the payload against its type's schema when validation is on. `Err` inside
+/// `Ok`: enforced, the event is dead-lettered; with `warn` a violation is only logged
+/// (never with payload values) and counted, and the event routed.
+async fn check_schema(
+    router: &Router,
+    event: &Event,
+    span: &tracing::Span,
+) -> Result<Result<(), Violation>, BatchError> {
+    let Some(schemas) = &router.schemas else {
+        return Ok(Ok(()));
+    };
+    let Err(violation) = schemas.check(event).await? else {
+        return Ok(Ok(()));
+    };
+    let mode = router.config.schema_validation;
+    router
+        .metrics
+        .schema_violation(&event.event_type, mode.as_str());
+    span.in_scope(|| {
+        tracing::warn!(path = %violation.path, rule = %violation.rule, %violation, %mode, "payload breaks its type's schema");
+    });
+    Ok(match mode {
+        SchemaValidation::Enforce => Err(violation),
+        SchemaValidation::Warn | SchemaValidation::Off => Ok(()),
+    })
 }
 
 /// What [`record`] committed: the deliveries to send now.

@@ -92,15 +92,16 @@ pub(crate) fn headers(
     let mut h = HeaderMap::new();
     h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     let id = delivery_id.to_string();
-    let timestamp = OffsetDateTime::now_utc().unix_timestamp().to_string();
-    insert(&mut h, "webhook-id", &id);
-    insert(&mut h, "webhook-timestamp", &timestamp);
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let timestamp = now.to_string();
+    let described =
+        hookrelay_model::wire::delivery_headers(&id, now, &event.id, &event.event_type, attempt);
+    for (name, value) in &described {
+        insert(&mut h, name, value);
+    }
     if let Some(signature) = webhook.and_then(|w| sign(&w.signing_secrets, &id, &timestamp, body)) {
         insert(&mut h, "webhook-signature", &signature);
     }
-    insert(&mut h, "x-hookrelay-event-id", &event.id);
-    insert(&mut h, "x-hookrelay-event-type", &event.event_type);
-    insert(&mut h, "x-hookrelay-attempt", &attempt.to_string());
     if let Some(secret) = webhook.and_then(|w| w.secret.as_ref()) {
         // OneSchema: the secret is the Basic auth password; no username.
         let token =

@@ -18,9 +18,12 @@ use deadpool_postgres::Pool;
 use hookrelay_admin::access;
 use hookrelay_admin::http::{self, AdminState, Answer, ApiError, document_answer, each_operation};
 use hookrelay_metrics::Metrics;
+use hookrelay_model::Event;
 use hookrelay_model::access::Caller;
+use hookrelay_model::catalog::SchemaValidation;
 use hookrelay_producer::Publisher;
-use hookrelay_producer::ingest::{self, IngestState};
+use hookrelay_producer::ingest::{self, Checked, IngestState, PayloadCheck};
+use hookrelay_store::event_types::{SCHEMA_CACHE_TTL, Schemas};
 use serde::Serialize;
 use serde_json::json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -41,6 +44,11 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     /// Consuming roles in this process; `/readyz` checks each consumes.
     pub consumers: Vec<&'static str>,
+    /// The customer portal's theme and framing (`HOOKRELAY_PORTAL_*`).
+    pub portal: hookrelay_portal::Settings,
+    /// `enforce`: the ingest route refuses an event whose payload breaks its type's
+    /// schema (`HOOKRELAY_SCHEMA_VALIDATION`; `warn` is the router's alone).
+    pub schema_validation: SchemaValidation,
 }
 
 /// Every route of the HTTP server, by the state each needs, and the OpenAPI document
@@ -58,6 +66,7 @@ fn routes() -> Routes {
     let (admin, admin_doc) = http::routes().split_for_parts();
     let mut v1 = ingest_doc.merge_from(admin_doc);
     each_operation(&mut v1, document_require_token);
+    document_catalog_reads(&mut v1);
     document_browser_guard(&mut v1);
     let (probes, mut probes_doc) = OpenApiRouter::with_openapi(probes_document())
         .routes(routes!(healthz))
@@ -110,8 +119,27 @@ pub fn app(state: ApiState) -> Router {
                 Arc::new(move |n| metrics.accepted(n))
             },
             max_body_bytes: state.max_event_bytes,
+            check_payload: (state.schema_validation == SchemaValidation::Enforce).then(|| {
+                Arc::new(CatalogCheck {
+                    schemas: Schemas::new(state.pool.clone(), SCHEMA_CACHE_TTL),
+                    metrics: Arc::clone(&state.metrics),
+                }) as Arc<dyn PayloadCheck>
+            }),
         })
-        .merge(admin.with_state(admin_state.clone()));
+        .merge(admin.with_state(admin_state.clone()))
+        // Every change, whoever calls: the API, the console or the portal.
+        .layer(middleware::from_fn_with_state(
+            admin_state.pool.clone(),
+            http::record_changes,
+        ));
+    let portal = hookrelay_portal::routes(
+        hookrelay_portal::Portal::new(routes_v1.clone(), admin_state.pool.clone(), &state.portal),
+        &state.portal,
+    )
+    .layer(middleware::from_fn_with_state(
+        tokenless,
+        browser::guard_forms,
+    ));
     let console = hookrelay_console::routes(hookrelay_console::Console::new(
         routes_v1.clone(),
         admin_state,
@@ -137,6 +165,7 @@ pub fn app(state: ApiState) -> Router {
     });
     base.merge(v1)
         .merge(console)
+        .merge(portal)
         .merge(documents)
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "no such route; see /openapi.json")
@@ -147,6 +176,26 @@ pub fn app(state: ApiState) -> Router {
                 "method not allowed on this route; see /openapi.json",
             )
         })
+}
+
+/// The ingest route's check of payloads against the event catalog (`enforce`); each
+/// violation is counted, as the router counts those it dead-letters.
+struct CatalogCheck {
+    schemas: Schemas,
+    metrics: Arc<Metrics>,
+}
+
+impl PayloadCheck for CatalogCheck {
+    fn check<'a>(&'a self, event: &'a Event) -> Checked<'a> {
+        Box::pin(async move {
+            let verdict = self.schemas.check(event).await.map_err(|e| e.to_string())?;
+            if verdict.is_err() {
+                let mode = SchemaValidation::Enforce.as_str();
+                self.metrics.schema_violation(&event.event_type, mode);
+            }
+            Ok(verdict)
+        })
+    }
 }
 
 /// The OpenAPI document of every route `app` serves (docs/openapi.json).
@@ -195,7 +244,8 @@ Authentication (`bearerAuth`): when `HOOKRELAY_API_TOKEN` is set every `/v1` rou
 `Authorization: Bearer <token>`. The operator's token (`HOOKRELAY_API_TOKEN`) opens every \
 route. A tenant token (`hrt_...`, made with `POST /v1/tenants/{tenant}/tokens` or \
 `hookrelay tokens create`) opens `/v1/tenants/{tenant}` and the routes below it for its \
-own tenant only, except `tokens`; anything else answers 403. Its scope says what it may \
+own tenant only, except `tokens`, and reads the event catalog (`GET /v1/event-types`); \
+anything else answers 403. Its scope says what it may \
 do there: `read` (the default) only `GET`, and events are shown without their \
 `private_fields`; `write` also changes webhooks, environments and settings and \
 redelivers, and sees events whole. A read-only token's change answers 403. Without \
@@ -243,7 +293,8 @@ impl Modify for BearerAuth {
             .description(Some(
                 "The operator's token (`HOOKRELAY_API_TOKEN`), which opens every `/v1` route, \
                  or a tenant token (`hrt_` + 64 hex digits), which opens its tenant's \
-                 `/v1/tenants/{tenant}` routes except `tokens`. Not required when \
+                 `/v1/tenants/{tenant}` routes except `tokens`, and reads `/v1/event-types`. Not \
+                 required when \
                  `HOOKRELAY_API_TOKEN` is unset.",
             ))
             .build();
@@ -303,6 +354,15 @@ fn document_require_token(path: &str, operation: &mut utoipa::openapi::path::Ope
     document_answer(operation, Answer::ServiceUnavailable);
 }
 
+/// Reading the catalog is open to every token (`access::catalog_route`): no 403.
+fn document_catalog_reads(doc: &mut OpenApi) {
+    for (path, item) in doc.paths.paths.iter_mut() {
+        if let Some(get) = item.get.as_mut().filter(|_| access::catalog_route(path)) {
+            get.responses.responses.remove("403");
+        }
+    }
+}
+
 /// What `browser::guard` adds: a body on any state-changing request must be JSON.
 fn document_browser_guard(doc: &mut OpenApi) {
     for item in doc.paths.paths.values_mut() {
@@ -343,8 +403,8 @@ async fn require_token(State(auth): State<Auth>, mut request: Request, next: Nex
     let Some(given) = given else {
         return unauthorized();
     };
-    let caller = match access::identify(&auth.pool, &expected, &given).await {
-        Ok(Some(found)) => found.caller,
+    let found = match access::identify(&auth.pool, &expected, &given).await {
+        Ok(Some(found)) => found,
         Ok(None) => return unauthorized(),
         Err(e) => {
             tracing::warn!(error = %e, "checking a tenant token failed");
@@ -359,10 +419,12 @@ async fn require_token(State(auth): State<Auth>, mut request: Request, next: Nex
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
     );
-    if let Err(refusal) = access::authorize(&caller, safe, request.uri().path()) {
+    if let Err(refusal) = access::authorize(&found.caller, safe, request.uri().path()) {
         return forbidden(refusal);
     }
-    request.extensions_mut().insert(caller);
+    request.extensions_mut().insert(found.caller.clone());
+    // Which token: a portal link minted with it ends with it.
+    request.extensions_mut().insert(found);
     next.run(request).await
 }
 

@@ -14,6 +14,7 @@ use hookrelay_admin::retention;
 use hookrelay_amqp::ConnectRetry;
 use hookrelay_metrics::Metrics;
 use hookrelay_model::Topology;
+use hookrelay_model::catalog::SchemaValidation;
 use hookrelay_model::shutdown::{self, Shutdown, ShutdownTrigger};
 use hookrelay_producer::{PublishError, Publisher};
 use hookrelay_router::{Router, RouterConfig};
@@ -59,6 +60,13 @@ pub struct Settings {
     pub retention_interval: Duration,
     pub metrics_max_webhooks: usize,
     pub metrics_pending_lookback: Duration,
+    /// Where portal links point and how long they last.
+    pub portal_links: hookrelay_admin::portal::Links,
+    /// The customer portal's theme and framing.
+    pub portal: hookrelay_portal::Settings,
+    /// Payloads checked against the event catalog at ingest (`enforce`); the
+    /// router has its own copy in `router`.
+    pub schema_validation: SchemaValidation,
 }
 
 /// Why a process could not start.
@@ -133,6 +141,7 @@ impl Application {
                 settings.amqp_url.clone(),
                 settings.retention_days,
             )
+            .with_portal(settings.portal_links.clone())
         });
         let state = ApiState {
             publisher,
@@ -142,6 +151,8 @@ impl Application {
             max_event_bytes: settings.max_event_bytes,
             metrics,
             consumers,
+            portal: settings.portal.clone(),
+            schema_validation: settings.schema_validation,
         };
         let addr = serve_http(&mut tasks, settings.http_addr, state, stop).await?;
         Ok(Self {

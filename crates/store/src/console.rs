@@ -4,15 +4,13 @@
 
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use deadpool_postgres::GenericClient;
 use hookrelay_model::access::Caller;
 use hookrelay_model::webhook::Secret;
 use uuid::Uuid;
 
 use super::StoreError;
-use crate::crypto::sha256;
+use crate::crypto::{random_text, sha256};
 use crate::tokens;
 
 /// Who a session was opened for.
@@ -30,12 +28,6 @@ pub struct Session {
     /// Present on operator sessions: compared with the operator token now.
     pub operator_token_sha256: Option<Vec<u8>>,
     pub csrf: Secret,
-}
-
-fn random_text() -> Result<String, StoreError> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes)?;
-    Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
 /// Opens a session for `ttl`; returns the cookie's value (the only copy of the id).

@@ -114,7 +114,14 @@ pub fn is_sealed(stored: &str) -> bool {
     stored.starts_with(PREFIX)
 }
 
-/// SHA-256 of a text: how tokens and console session ids are stored (never the text).
+/// 256 random bits as base64url text: session ids, CSRF and portal tokens.
+pub fn random_text() -> Result<String, crate::StoreError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// SHA-256 of a text: how tokens and session ids are stored (never the text).
 pub fn sha256(text: &str) -> Vec<u8> {
     use sha2::{Digest, Sha256};
     Sha256::digest(text.as_bytes()).to_vec()

@@ -3,12 +3,15 @@
 //! Architecture invariant: no connection is held across a webhook HTTP call; callers
 //! take a client from the pool for one statement or one short transaction.
 
+pub mod audit;
 pub mod console;
 pub mod crypto;
 pub mod deliveries;
 pub mod environments;
+pub mod event_types;
 pub mod events;
 pub mod pending;
+pub mod portal;
 pub mod rates;
 pub mod stats;
 pub mod tenants;

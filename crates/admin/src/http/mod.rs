@@ -1,4 +1,5 @@
-//! The admin API: `/v1/tenants/{tenant}/...`, `/v1/dead-letter` and `/v1/stats`, JSON
+//! The admin API: `/v1/tenants/{tenant}/...`, `/v1/dead-letter`, `/v1/stats` and
+//! `/v1/event-types`, JSON
 //! in and out.
 //! Authentication is applied by whoever mounts it.
 //!
@@ -7,10 +8,13 @@
 //! different routes. Every tenant route reads and writes within the tenant of its
 //! path only.
 
+mod audit;
 mod dead_letter;
 mod error;
+mod event_types;
 mod events;
 mod extract;
+mod portal;
 mod stats;
 mod tenants;
 mod webhooks;
@@ -33,6 +37,7 @@ use utoipa::openapi::{OpenApi, Required};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub use audit::record_changes;
 pub use error::{Answer, ApiError};
 
 use crate::AdminError;
@@ -47,6 +52,8 @@ pub struct AdminState {
     pub default_retention_days: i32,
     /// Seals and opens webhook secrets (`HOOKRELAY_SECRET_KEY`).
     pub cipher: Cipher,
+    /// Where portal links point and how long they last.
+    pub portal: crate::portal::Links,
     /// Opened on first use and again after it drops: admin calls are rare.
     connection: Arc<Mutex<Option<Arc<Connection>>>>,
 }
@@ -65,7 +72,16 @@ impl AdminState {
             topology,
             amqp_url,
             default_retention_days: retention_days,
+            portal: crate::portal::Links::default(),
             connection: Arc::default(),
+        }
+    }
+
+    /// The same state, its portal links pointing and lasting as `links` says.
+    pub fn with_portal(self, links: crate::portal::Links) -> Self {
+        Self {
+            portal: links,
+            ..self
         }
     }
 
@@ -113,7 +129,13 @@ pub fn routes() -> OpenApiRouter<AdminState> {
         .routes(routes!(events::list_deliveries))
         .routes(routes!(events::get_delivery))
         .routes(routes!(events::list_attempts))
-        .routes(routes!(events::redeliver_delivery));
+        .routes(routes!(events::redeliver_delivery))
+        .routes(routes!(
+            portal::list_portal_sessions,
+            portal::create_portal_session
+        ))
+        .routes(routes!(portal::revoke_portal_session))
+        .routes(routes!(portal::get_portal_theme, portal::put_portal_theme));
     each_operation(tenant.get_openapi_mut(), |_, operation| {
         document_tenant_of_path(operation)
     });
@@ -125,10 +147,23 @@ pub fn routes() -> OpenApiRouter<AdminState> {
         .routes(routes!(dead_letter::purge_dead_letters))
         .routes(routes!(dead_letter::show_dead_letter));
     let stats = OpenApiRouter::new().routes(routes!(stats::get_stats));
+    let audit = OpenApiRouter::new().routes(routes!(audit::list_audit));
+    let catalog = OpenApiRouter::new()
+        .routes(routes!(
+            event_types::list_event_types,
+            event_types::create_event_type
+        ))
+        .routes(routes!(
+            event_types::get_event_type,
+            event_types::update_event_type,
+            event_types::delete_event_type
+        ));
     let mut all = OpenApiRouter::with_openapi(document())
         .nest("/v1/tenants/{tenant}", tenant)
         .nest("/v1/dead-letter", dead_letter)
-        .nest("/v1/stats", stats);
+        .nest("/v1/stats", stats)
+        .nest("/v1/audit", audit)
+        .nest("/v1/event-types", catalog);
     each_operation(all.get_openapi_mut(), |_, operation| {
         document_text_rule(operation)
     });
@@ -185,8 +220,14 @@ fn document() -> OpenApi {
             (name = "events", description = "The events API: what a tenant's upstreams published."),
             (name = "deliveries", description = "Deliveries, their attempts, and redelivery."),
             (name = "dead-letter", description = "The dead-letter queue; operator's token only."),
+            (name = "event-types",
+                description = "The event catalog: types, payload schemas, examples. Any token \
+                    reads it; the operator's token changes it."),
             (name = "stats",
                 description = "Recent deliveries and dead letters per webhook; operator's token only."),
+            (name = "portal", description = "Customer portal links and the tenant's portal theme."),
+            (name = "audit",
+                description = "Every change made through the API, console and portal; operator's token only."),
         ),
         components(schemas(hookrelay_model::error::ErrorBody))
     )]

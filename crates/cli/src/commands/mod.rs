@@ -3,7 +3,9 @@
 pub mod deliveries;
 pub mod dlq;
 pub mod environments;
+pub mod event_types;
 pub mod events;
+pub mod portal;
 pub mod probe;
 pub mod publish;
 pub mod queues;

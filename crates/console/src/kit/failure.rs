@@ -6,14 +6,15 @@ use maud::html;
 
 use hookrelay_store::StoreError;
 
-use crate::api::Refused;
-use crate::shell::bare;
+use super::api::Refused;
+use super::shell::{Look, Surface, bare};
 
 /// An error page: what went wrong, in the page's words.
 #[derive(Debug)]
-pub(crate) struct Failure {
+pub struct Failure {
     status: StatusCode,
     message: String,
+    surface: Surface,
 }
 
 impl Failure {
@@ -21,7 +22,17 @@ impl Failure {
         Self {
             status,
             message: message.into(),
+            surface: Surface::Console,
         }
+    }
+
+    /// The same failure, shown as a page of `surface`.
+    pub fn on(self, surface: Surface) -> Self {
+        Self { surface, ..self }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
     }
 
     pub fn unavailable() -> Self {
@@ -42,7 +53,7 @@ impl Failure {
 /// What the store could not do is the page's 503; why goes to the log only.
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
-        tracing::warn!(error = %e, "a console page's database call failed");
+        tracing::warn!(error = %e, "a page's database call failed");
         Self::unavailable()
     }
 }
@@ -55,13 +66,20 @@ impl From<Refused> for Failure {
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
+        let look = Look {
+            surface: self.surface,
+            accent: None,
+        };
         let body = bare(
             "Error",
+            &look,
             html! {
                 main.sign-in {
                     h1 { "Something went wrong" }
                     p.error role="alert" { (self.message) }
-                    p { a href="/console" { "Back to the console" } }
+                    @if let Some((href, label)) = self.surface.home() {
+                        p { a href=(href) { (label) } }
+                    }
                 }
             },
         );
