@@ -17,7 +17,7 @@ const TOKEN: &str = "console-operator-token";
 
 /// Waits until the page's heading reads `title` (a click that posts a form
 /// navigates; the next page is the one whose heading changed).
-async fn wait_title(browser: &Browser, title: &str) {
+pub(crate) async fn wait_title(browser: &Browser, title: &str) {
     wait_until(&format!("the page heading is {title:?}"), WAIT, || async {
         match browser.client().find(Locator::Css("h1")).await {
             Ok(h1) => h1.text().await.is_ok_and(|t| t == title),
@@ -36,7 +36,7 @@ async fn page_text(browser: &Browser) -> String {
     }
 }
 
-async fn sign_in(browser: &Browser, base: &str, token: &str) {
+pub(crate) async fn sign_in(browser: &Browser, base: &str, token: &str) {
     browser.goto(&format!("{base}/console")).await;
     // Nobody is signed in yet: the console sends the browser to sign in.
     assert_eq!(browser.current_url().await.path(), "/console/sign-in");

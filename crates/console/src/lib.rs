@@ -14,11 +14,14 @@
 //! - [`deliveries`]: search, a delivery's attempts, redeliver.
 //! - [`dead_letters`]: grouped, one message, replay and purge after a dry run.
 //! - [`settings`]: retention and environments.
+//! - [`chart`]: delivery-health charts (SVG and a table), a pure function of a series.
 
 mod api;
+pub mod chart;
 mod dead_letters;
 mod deliveries;
 mod failure;
+mod health;
 mod jobs;
 mod overview;
 mod page;

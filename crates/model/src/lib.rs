@@ -13,6 +13,7 @@ pub mod filter;
 pub mod matching;
 pub mod rate;
 pub mod retry;
+pub mod series;
 pub mod shutdown;
 pub mod template;
 pub mod tenant;

@@ -13,6 +13,7 @@ mod error;
 mod event_types;
 mod events;
 mod extract;
+mod series;
 mod stats;
 mod tenants;
 mod webhooks;
@@ -115,7 +116,8 @@ pub fn routes() -> OpenApiRouter<AdminState> {
         .routes(routes!(events::list_deliveries))
         .routes(routes!(events::get_delivery))
         .routes(routes!(events::list_attempts))
-        .routes(routes!(events::redeliver_delivery));
+        .routes(routes!(events::redeliver_delivery))
+        .routes(routes!(series::get_series));
     each_operation(tenant.get_openapi_mut(), |_, operation| {
         document_tenant_of_path(operation)
     });
