@@ -16,10 +16,11 @@ COPY crates/router/Cargo.toml crates/router/
 COPY crates/sender/Cargo.toml crates/sender/
 COPY crates/admin/Cargo.toml crates/admin/
 COPY crates/console/Cargo.toml crates/console/
+COPY crates/portal/Cargo.toml crates/portal/
 COPY crates/cli/Cargo.toml crates/cli/
 COPY tests/Cargo.toml tests/
 COPY xtask/Cargo.toml xtask/
-RUN for c in model amqp store metrics producer router sender admin console cli; do mkdir -p crates/$c/src && touch crates/$c/src/lib.rs; done \
+RUN for c in model amqp store metrics producer router sender admin console portal cli; do mkdir -p crates/$c/src && touch crates/$c/src/lib.rs; done \
     && echo 'fn main() {}' > crates/cli/src/main.rs \
     && mkdir -p crates/store/migrations tests/src tests/e2e tests/benches xtask/src \
     && touch tests/src/lib.rs && echo 'fn main() {}' > xtask/src/main.rs \

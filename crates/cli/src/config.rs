@@ -265,7 +265,12 @@ impl PortalArgs {
             accent: self.portal_accent.clone(),
         };
         theme.check().map_err(|e| {
-            anyhow::anyhow!("HOOKRELAY_PORTAL_{}: {}", e.field.to_uppercase(), e.problem)
+            let variable = match e.field.as_str() {
+                "name" => "HOOKRELAY_PORTAL_NAME",
+                "logo_url" => "HOOKRELAY_PORTAL_LOGO_URL",
+                _ => "HOOKRELAY_PORTAL_ACCENT",
+            };
+            anyhow::anyhow!("{variable}: {}", e.problem)
         })?;
         let ancestors = self
             .portal_frame_ancestors
