@@ -6,12 +6,13 @@ use std::time::Duration;
 use hookrelay_model::catalog::SchemaValidation;
 use hookrelay_model::wire;
 use hookrelay_store::deliveries::DeliveryStatus;
-use hookrelay_tests::TestStack;
 use hookrelay_tests::stack::{event, serve_app, webhook};
+use hookrelay_tests::{Behaviour, Browser, TestStack};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::admin::Api;
+use crate::console::sign_in;
 
 const OPERATOR: &str = "operator-token";
 const WAIT: Duration = Duration::from_secs(20);
@@ -278,4 +279,123 @@ async fn off_nothing_is_checked() {
     for mode in ["warn", "enforce"] {
         assert_eq!(stack.metrics.schema_violations("import_completed", mode), 0);
     }
+}
+
+/// Attempts by outcome summed over every interval of a chart's table (the rows of
+/// `table.visually-hidden`: interval, delivered, retried, failed, p50, p99).
+pub(crate) fn table_totals(html: &str) -> [u64; 3] {
+    let mut totals = [0; 3];
+    for row in html.split("<tr>").skip(2) {
+        let cells: Vec<u64> = row
+            .split("<td>")
+            .skip(1)
+            .take(3)
+            .map(|c| c.split('<').next().unwrap_or("").parse().unwrap_or(0))
+            .collect();
+        for (total, n) in totals.iter_mut().zip(cells) {
+            *total += n;
+        }
+    }
+    totals
+}
+
+#[tokio::test]
+async fn after_deliveries_and_failures_the_charts_count_them_for_the_tenant_and_the_webhook() {
+    let mut stack = TestStack::new().await;
+    let mut ok = webhook("acme", "ok", &stack.receiver.url("/ok"));
+    ok.event_types = vec!["a".into()];
+    let mut bad = webhook("acme", "bad", &stack.receiver.url("/bad"));
+    bad.event_types = vec!["b".into()];
+    stack.create_webhook(ok).await;
+    stack.create_webhook(bad).await;
+    // 429 is retried: two retries, then the third attempt fails for good.
+    stack.receiver.respond("/bad", Behaviour::Status(429));
+    stack.start_router().await;
+    stack.start_sender().await;
+    let events: Vec<_> = ["a", "a", "a", "b", "b"]
+        .into_iter()
+        .map(|t| event("acme", t, json!({})))
+        .collect();
+    for e in &events {
+        stack.publish(e).await;
+    }
+    for e in &events {
+        stack.wait_settled("acme", &e.id, 1, WAIT).await;
+    }
+
+    // The API: one point per interval, summing to what happened.
+    let api = Api::new(&stack, Some(OPERATOR)).await;
+    let sum = |series: &Value| -> [u64; 3] {
+        let mut t = [0; 3];
+        for p in series["points"].as_array().unwrap() {
+            for (i, k) in ["delivered", "retried", "failed"].iter().enumerate() {
+                t[i] += p[k].as_u64().unwrap();
+            }
+        }
+        t
+    };
+    let (status, tenant) = api.get("/v1/tenants/acme/stats/series").await;
+    assert_eq!(status, StatusCode::OK, "{tenant}");
+    assert_eq!(tenant["points"].as_array().unwrap().len(), 24);
+    assert_eq!(sum(&tenant), [3, 4, 2]);
+    let (_, one) = api
+        .get("/v1/tenants/acme/stats/series?webhook=bad&hours=6")
+        .await;
+    assert_eq!(sum(&one), [0, 4, 2]);
+    assert_eq!(one["interval_seconds"], 900);
+    let last = one["points"].as_array().unwrap().iter().rev();
+    assert!(
+        last.filter_map(|p| p["p99_ms"].as_f64()).next().is_some(),
+        "latency where there were attempts: {one}"
+    );
+    let (status, answer) = api.get("/v1/tenants/acme/stats/series?hours=0").await;
+    assert_eq!(
+        (status, &answer["field"]),
+        (StatusCode::BAD_REQUEST, &json!("hours"))
+    );
+    let (status, _) = api.get("/v1/tenants/acme/stats/series?webhook=nope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, other) = api.get("/v1/tenants/globex/stats/series").await;
+    assert_eq!(sum(&other), [0, 0, 0], "another tenant's are not counted");
+
+    // The console: the overview's and the webhook page's charts, and their tables.
+    let base = stack.serve_api(Some(OPERATOR), 1 << 20).await;
+    let browser = Browser::start().await;
+    sign_in(&browser, &base, OPERATOR).await;
+    browser.goto(&format!("{base}/console?tenant=acme")).await;
+    let table = browser.wait_for(".charts table").await;
+    assert_eq!(table_totals(&table.html(true).await.unwrap()), [3, 4, 2]);
+    let caption = browser.text_of(".charts figcaption").await;
+    assert!(
+        caption.contains("3 delivered, 4 retried, 2 failed"),
+        "{caption}"
+    );
+    browser.screenshot("overview-charts").await;
+    browser.set_size(390, 844).await;
+    let overflow = browser
+        .client()
+        .execute(
+            "const page = document.documentElement; \
+             const wide = [...document.querySelectorAll('body *')] \
+               .filter(e => !e.closest('.scroll') && e.getBoundingClientRect().right > page.clientWidth + 1) \
+               .map(e => e.tagName + '.' + e.className + ':' + e.textContent.slice(0, 30)); \
+             return [page.scrollWidth, page.clientWidth, wide.slice(0, 8)]",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        overflow[0], overflow[1],
+        "the page fits a phone's width: {overflow}"
+    );
+    browser.screenshot("overview-charts-phone").await;
+    browser.set_size(1280, 900).await;
+
+    browser
+        .goto(&format!("{base}/console/tenants/acme/webhooks/bad"))
+        .await;
+    browser.wait_heading("Webhook bad").await;
+    let table = browser.wait_for(".charts table").await;
+    assert_eq!(table_totals(&table.html(true).await.unwrap()), [0, 4, 2]);
+    browser.screenshot("webhook-charts").await;
 }

@@ -15,7 +15,7 @@ use serde_json::json;
 const WAIT: Duration = Duration::from_secs(20);
 const TOKEN: &str = "console-operator-token";
 
-async fn sign_in(browser: &Browser, base: &str, token: &str) {
+pub(crate) async fn sign_in(browser: &Browser, base: &str, token: &str) {
     browser.goto(&format!("{base}/console")).await;
     // Nobody is signed in yet: the console sends the browser to sign in.
     assert_eq!(browser.current_url().await.path(), "/console/sign-in");

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use fantoccini::Locator;
 use hookrelay_store::deliveries::DeliveryStatus;
+
+use crate::catalog::table_totals;
 use hookrelay_tests::host::HostPage;
 use hookrelay_tests::stack::{event, webhook};
 use hookrelay_tests::{Behaviour, Browser, TestStack, wait_until};
@@ -256,6 +258,16 @@ async fn a_customer_runs_an_endpoint_in_an_iframe_on_another_site() {
     let since = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap();
+    let chart = || async {
+        let table = browser.wait_for(".charts table").await;
+        table_totals(&table.html(true).await.unwrap())
+    };
+    to_endpoint(&browser, "orders").await;
+    let before = chart().await;
+    assert!(
+        before[0] >= 1 && before[2] == 0,
+        "delivered, retried, failed: {before:?}"
+    );
     stack.receiver.respond("/orders", Behaviour::Status(500));
     let failing = event("acme", "order.paid", json!({"webhook_keys": ["orders"]}));
     stack.publish(&failing).await;
@@ -264,6 +276,12 @@ async fn a_customer_runs_an_endpoint_in_an_iframe_on_another_site() {
     })
     .await;
     to_endpoint(&browser, "orders").await;
+    let after = chart().await;
+    assert!(
+        after[2] > before[2],
+        "the chart counts the failure: {before:?} then {after:?}"
+    );
+    browser.screenshot("portal-endpoint-chart").await;
     browser.click("a[href*='/messages?endpoint=orders']").await;
     browser.wait_heading("Message log").await;
     let log = browser.text_of("main table tbody").await;

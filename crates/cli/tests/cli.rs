@@ -1062,3 +1062,56 @@ fn a_list_of_broker_urls_skips_a_dead_node_and_names_an_empty_entry() {
     assert!(stderr.contains("address 2 of 3"), "{stderr}");
     assert!(!stderr.contains("list-pw"), "{stderr}");
 }
+
+#[test]
+fn portal_links_are_minted_listed_and_revoked_and_the_audit_log_is_listed() {
+    let env = Env::new();
+    env.ok(&["migrate"]);
+    let url = env.ok(&[
+        "portal",
+        "link",
+        "--tenant",
+        "acme",
+        "--read-only",
+        "--ttl",
+        "15m",
+        "--webhook",
+        "orders",
+        "--event-type",
+        "order.created",
+        "--public-url",
+        "https://hooks.example",
+    ]);
+    assert!(
+        url.trim()
+            .starts_with("https://hooks.example/portal/open/hpl_"),
+        "{url}"
+    );
+    let sessions: Value =
+        serde_json::from_str(&env.ok(&["portal", "sessions", "--tenant", "acme", "--json"]))
+            .unwrap();
+    let session = &sessions[0];
+    assert_eq!(session["state"], "unopened");
+    assert_eq!(session["read_only"], true);
+    assert_eq!(session["webhook_keys"], serde_json::json!(["orders"]));
+    assert_eq!(session["created_by"], "cli");
+    let id = session["id"].as_str().unwrap();
+    env.ok(&["portal", "revoke", "--tenant", "acme", id]);
+    let sessions: Value =
+        serde_json::from_str(&env.ok(&["portal", "sessions", "--tenant", "acme", "--json"]))
+            .unwrap();
+    assert_eq!(sessions[0]["state"], "revoked");
+    // A link's lifetime is bounded, and the error names it.
+    let out = env.run(&["portal", "link", "--tenant", "acme", "--ttl", "3d"], None);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("24h"),
+        "{out:?}"
+    );
+    let audit: Value =
+        serde_json::from_str(&env.ok(&["audit", "list", "--tenant", "acme", "--json"])).unwrap();
+    assert!(
+        audit.as_array().unwrap().is_empty(),
+        "the CLI's own commands are not API changes"
+    );
+}

@@ -14,9 +14,12 @@
 //! - [`deliveries`]: search, a delivery's attempts, redeliver.
 //! - [`dead_letters`]: grouped, one message, replay and purge after a dry run.
 //! - [`settings`]: retention and environments.
+//! - [`chart`]: delivery-health charts (SVG and a table), a pure function of a series.
 
+pub mod chart;
 mod dead_letters;
 mod deliveries;
+mod health;
 mod jobs;
 pub mod kit;
 mod overview;

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use hookrelay_admin::queues;
 use hookrelay_store::webhooks;
 use maud::{Markup, html};
@@ -25,11 +25,19 @@ struct TenantRow {
 
 const STATUSES: [&str; 4] = ["delivered", "failed", "pending", "held"];
 
+/// `?tenant=`: whose delivery health the operator sees.
+#[derive(serde::Deserialize, Default)]
+pub(crate) struct OverviewQuery {
+    tenant: Option<String>,
+}
+
 pub(crate) async fn page(
     State(console): State<Console>,
     viewer: Viewer,
+    Query(q): Query<OverviewQuery>,
 ) -> Result<Markup, Failure> {
     let rows = per_tenant(&stats_of(&console, &viewer, None).await?);
+    let health = health(&console, &viewer, q.tenant, &rows).await;
     let operator = viewer.is_operator();
     let tripped = tripped(&console, &viewer).await?;
     let queues = match viewer.is_operator() {
@@ -64,6 +72,7 @@ pub(crate) async fn page(
                     } }
                 }
             }
+            (health)
             section aria-labelledby="tripped" {
                 h2 #tripped { "Tripped webhooks" }
                 @if tripped.is_empty() {
@@ -84,6 +93,35 @@ pub(crate) async fn page(
             }
         },
     ))
+}
+
+/// The delivery-health charts of one tenant: a tenant token's own; the one the
+/// operator asked for, or the only one there is; otherwise links to each.
+async fn health(
+    console: &Console,
+    viewer: &Viewer,
+    asked: Option<String>,
+    rows: &BTreeMap<String, TenantRow>,
+) -> Markup {
+    let only = (rows.len() == 1)
+        .then(|| rows.keys().next().cloned())
+        .flatten();
+    let tenant = viewer.own_tenant().map(str::to_owned).or(asked).or(only);
+    match tenant {
+        Some(tenant) => crate::health::section(console, viewer, &tenant, None).await,
+        None if rows.is_empty() => Markup::default(),
+        None => html! {
+            section aria-labelledby="health" {
+                h2 #health { "Delivery health" }
+                p { "Charts of the last 24 hours for: "
+                    @for (i, tenant) in rows.keys().enumerate() {
+                        @if i > 0 { ", " }
+                        a href={ "/console?tenant=" (enc(tenant)) "#health" } { (tenant) }
+                    }
+                }
+            }
+        },
+    }
 }
 
 /// Statistics per webhook, of `tenant` or of every tenant: the operator's from

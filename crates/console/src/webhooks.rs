@@ -333,6 +333,7 @@ pub(crate) async fn show_page(
         enc(&p.tenant),
         enc(text(&w, "id"))
     );
+    let health = crate::health::section(console, viewer, &p.tenant, Some(text(&w, "key"))).await;
     Ok(page::page(
         viewer,
         Section::Webhooks,
@@ -347,6 +348,7 @@ pub(crate) async fn show_page(
                 dt { "Signing secrets" } dd { (w["signing_secrets"].as_array().map_or(0, Vec::len)) " (masked)" }
                 dt { "Deliveries" } dd { a href=(deliveries) { "See its deliveries" } }
             }
+            (health)
             @if may_change {
                 section aria-labelledby="actions" {
                     h2 #actions { "Actions" }

@@ -79,8 +79,8 @@ pub struct EventTypeFields {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(max_length = 4000))]
     pub description: String,
-    /// A JSON Schema (draft 2020-12) the payload must satisfy; absent or null: not
-    /// checked. It must compile; no `$ref` is fetched.
+    /// A JSON Schema (draft 2020-12, an object) the payload must satisfy; absent or
+    /// null: not checked. It must compile; no `$ref` is fetched.
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub schema: Option<serde_json::Value>,
@@ -193,11 +193,10 @@ mod compiled {
     /// refused by the meta-schema check). No `$ref` is fetched: the crate is built
     /// without HTTP or file resolving, so a remote reference is an error here.
     pub fn compile(field: &str, schema: &Value) -> Result<CompiledSchema, Invalid> {
-        if !schema.is_object() && !schema.is_boolean() {
-            return Err(Invalid::new(
-                field,
-                "must be a JSON Schema: an object (or true/false)",
-            ));
+        // `true` and `false` are schemas too, but one that accepts everything is no
+        // schema (leave it out) and one that refuses everything no event type.
+        if !schema.is_object() {
+            return Err(Invalid::new(field, "must be a JSON Schema object"));
         }
         jsonschema::draft202012::options()
             .should_validate_formats(true)
@@ -302,6 +301,7 @@ mod tests {
             json!({"type": "objekt"}),
             json!({"minimum": "three"}),
             json!("a string"),
+            json!(false),
             json!({"$ref": "https://example.com/schema.json"}),
         ] {
             let Err(e) = compile("schema", &bad) else {

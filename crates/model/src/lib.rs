@@ -16,6 +16,7 @@ pub mod matching;
 pub mod portal;
 pub mod rate;
 pub mod retry;
+pub mod series;
 pub mod shutdown;
 pub mod template;
 pub mod tenant;

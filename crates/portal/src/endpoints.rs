@@ -9,6 +9,7 @@ use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
+use hookrelay_console::chart;
 use hookrelay_console::kit::api::{Refused, enc};
 use hookrelay_console::kit::health;
 use hookrelay_console::kit::parts::{
@@ -401,6 +402,14 @@ async fn show_page(
         true => choices.iter().map(|t| t.name.clone()).collect(),
     };
     let messages = c.href(&format!("/messages?endpoint={}", enc(key)));
+    let series = chart::section(
+        c.get(
+            portal,
+            &c.v1(&format!("/stats/series?webhook={}", enc(key))),
+        )
+        .await,
+        &format!("endpoint {key}"),
+    );
     let since_default = (OffsetDateTime::now_utc() - time::Duration::hours(24))
         .format(&Rfc3339)
         .unwrap_or_default();
@@ -417,6 +426,7 @@ async fn show_page(
                 dt { "Breaker" } dd { (breaker(&w)) }
                 dt { "Messages" } dd { a href=(messages) { "See its messages" } }
             }
+            (series)
             @if !c.read_only {
                 section aria-labelledby="actions" {
                     h2 #actions { "Actions" }

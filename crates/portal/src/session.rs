@@ -125,8 +125,8 @@ impl Customer {
     }
 }
 
-/// The routes a portal session may ask: its tenant's webhooks, events and
-/// deliveries, and the event catalog (which every caller may read).
+/// The routes a portal session may ask: its tenant's webhooks, events, deliveries
+/// and delivery series, and the event catalog (which every caller may read).
 fn portal_route(path: &str, tenant: &str) -> bool {
     let route = path.split('?').next().unwrap_or(path);
     if route == "/v1/event-types" {
@@ -140,7 +140,14 @@ fn portal_route(path: &str, tenant: &str) -> bool {
         segments.next(),
     );
     let own = enc(tenant);
-    matches!(head, (Some("v1"), Some("tenants"), Some(t), Some("webhooks" | "events" | "deliveries")) if t == own)
+    let fifth = segments.next();
+    match head {
+        (Some("v1"), Some("tenants"), Some(t), Some(what)) if t == own => {
+            matches!(what, "webhooks" | "events" | "deliveries")
+                || (what == "stats" && fifth == Some("series"))
+        }
+        _ => false,
+    }
 }
 
 /// The page a link or session that cannot be used answers with.
@@ -281,6 +288,8 @@ mod tests {
             ("/v1/tenants/acme/webhooks/k/pause", true),
             ("/v1/tenants/acme/deliveries/1/redeliver", true),
             ("/v1/tenants/acme/events/e", true),
+            ("/v1/tenants/acme/stats/series?webhook=k", true),
+            ("/v1/tenants/acme/stats", false),
             ("/v1/tenants/acme/portal-sessions", false),
             ("/v1/tenants/acme/tokens", false),
             ("/v1/tenants/acme", false),

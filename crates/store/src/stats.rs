@@ -1,8 +1,9 @@
 //! Recent deliveries counted by status, per webhook: `hookrelay stats` and
-//! `GET /v1/stats`. Read through `deliveries_by_webhook` (and `deliveries_one_off`
+//! `GET /v1/stats`; and attempts per interval (`series`), the charts' numbers. Read through `deliveries_by_webhook` (and `deliveries_one_off`
 //! for one-off URLs) over the last day only, never the whole history.
 
 use deadpool_postgres::GenericClient;
+use hookrelay_model::series::{Point, Window};
 use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -118,4 +119,61 @@ pub async fn recent(
         });
     }
     Ok(out)
+}
+
+/// Attempts per interval of `window` by outcome, with their latency's median and 99th
+/// percentile: of a tenant's deliveries (every webhook's and its one-off URLs'), or of
+/// one webhook's. Only intervals with attempts; `Series::fill` gives the rest.
+///
+/// Counted: attempts that started in the window, of deliveries created in it. Read
+/// through `deliveries_by_webhook` (per webhook of the tenant) and
+/// `deliveries_one_off`, then `delivery_attempts_by_delivery`: the window's rows only,
+/// however long the history.
+pub async fn series(
+    db: &impl GenericClient,
+    tenant: &str,
+    webhook_id: Option<Uuid>,
+    window: Window,
+) -> Result<Vec<Point>, StoreError> {
+    let sql = "\
+        WITH d AS ( \
+          SELECT d.id FROM webhooks w CROSS JOIN LATERAL ( \
+            SELECT id FROM deliveries d \
+            WHERE d.webhook_id = w.id AND d.created_at >= $2 AND d.created_at < $3) d \
+          WHERE w.tenant = $1 AND ($5::uuid IS NULL OR w.id = $5) \
+          UNION ALL \
+          SELECT d.id FROM deliveries d \
+          WHERE $5::uuid IS NULL AND d.webhook_id IS NULL \
+            AND d.created_at >= $2 AND d.created_at < $3 AND d.tenant = $1) \
+        SELECT date_bin(make_interval(secs => $4), a.started_at, $2) AS start, \
+          count(*) FILTER (WHERE a.outcome = 'delivered') AS delivered, \
+          count(*) FILTER (WHERE a.outcome = 'retry') AS retried, \
+          count(*) FILTER (WHERE a.outcome = 'failed') AS failed, \
+          percentile_cont(0.5) WITHIN GROUP (ORDER BY a.latency_ms) AS p50, \
+          percentile_cont(0.99) WITHIN GROUP (ORDER BY a.latency_ms) AS p99 \
+        FROM d JOIN delivery_attempts a ON a.delivery_id = d.id \
+        WHERE a.started_at >= $2 AND a.started_at < $3 \
+        GROUP BY 1 ORDER BY 1";
+    let step = window.interval.as_seconds_f64();
+    let rows = db
+        .query(
+            sql,
+            &[&tenant, &window.since, &window.until, &step, &webhook_id],
+        )
+        .await?;
+    let n = |r: &tokio_postgres::Row, c: &str| -> Result<u64, StoreError> {
+        Ok(u64::try_from(r.try_get::<_, i64>(c)?).unwrap_or(0))
+    };
+    rows.iter()
+        .map(|r| {
+            Ok(Point {
+                start: r.try_get("start")?,
+                delivered: n(r, "delivered")?,
+                retried: n(r, "retried")?,
+                failed: n(r, "failed")?,
+                p50_ms: r.try_get("p50")?,
+                p99_ms: r.try_get("p99")?,
+            })
+        })
+        .collect()
 }

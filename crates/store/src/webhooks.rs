@@ -311,6 +311,20 @@ pub async fn keys_of(
         .collect()
 }
 
+/// A webhook's id, by id or by key, within the tenant only (its secrets unread).
+pub async fn id_of(
+    db: &impl GenericClient,
+    tenant: &str,
+    id_or_key: &str,
+) -> Result<Uuid, StoreError> {
+    let id = Uuid::parse_str(id_or_key).ok();
+    let row = db
+        .query_opt(ONE_BY_ID_OR_KEY, &[&tenant, &id, &id_or_key])
+        .await?
+        .ok_or_else(|| not_found(tenant, id_or_key))?;
+    Ok(row.try_get("id")?)
+}
+
 /// A webhook by id or by key, within the tenant only.
 pub async fn get(
     db: &impl GenericClient,

@@ -9,7 +9,7 @@ use hookrelay_store::event_types::{self, EventType};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::error::{Body as BodyErrors, Conflict, Database, NotFound};
+use super::error::{BadParameter, Body as BodyErrors, Conflict, Database, NotFound};
 use super::extract::{Body, Path, list};
 use super::{AdminState, Result, db};
 use crate::catalog;
@@ -60,7 +60,7 @@ pub(super) async fn create_event_type(
 #[utoipa::path(get, path = "/{name}", tag = "event-types", params(EventTypePath),
     responses(
         (status = 200, description = "The event type.", body = EventType),
-        NotFound, Database,
+        BadParameter, NotFound, Database,
     ))]
 pub(super) async fn get_event_type(
     State(s): State<AdminState>,
@@ -95,7 +95,7 @@ pub(super) async fn update_event_type(
 /// Events of the type are still accepted and delivered; their payloads are no longer
 /// checked. Operator's token only.
 #[utoipa::path(delete, path = "/{name}", tag = "event-types", params(EventTypePath),
-    responses((status = 204, description = "Deleted."), NotFound, Database))]
+    responses((status = 204, description = "Deleted."), BadParameter, NotFound, Database))]
 pub(super) async fn delete_event_type(
     State(s): State<AdminState>,
     Path(p): Path<EventTypePath>,

@@ -15,6 +15,7 @@ mod event_types;
 mod events;
 mod extract;
 mod portal;
+mod series;
 mod stats;
 mod tenants;
 mod webhooks;
@@ -135,7 +136,9 @@ pub fn routes() -> OpenApiRouter<AdminState> {
             portal::create_portal_session
         ))
         .routes(routes!(portal::revoke_portal_session))
-        .routes(routes!(portal::get_portal_theme, portal::put_portal_theme));
+        .routes(routes!(portal::get_portal_theme, portal::put_portal_theme))
+        .routes(routes!(series::get_series));
+
     each_operation(tenant.get_openapi_mut(), |_, operation| {
         document_tenant_of_path(operation)
     });
