@@ -13,7 +13,7 @@ use opentelemetry::trace::TraceContextExt;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::{HeaderExtractor, HeaderInjector, Headers, carry_trace};
+use crate::headers::{HeaderExtractor, HeaderInjector, Headers, carry_trace, header_text};
 
 /// Makes `span` a child of the trace context in the message's headers, if any.
 pub fn continue_from(span: &tracing::Span, properties: &BasicProperties) {
@@ -95,7 +95,7 @@ pub fn trace_id(span: &tracing::Span, incoming: Option<&BasicProperties>) -> Opt
     if span_context.is_valid() {
         return Some(span_context.trace_id().to_string());
     }
-    let traceparent = crate::header_text(incoming?, hookrelay_model::wire::HEADER_TRACEPARENT)?;
+    let traceparent = header_text(incoming?, hookrelay_model::wire::HEADER_TRACEPARENT)?;
     let id = traceparent.split('-').nth(1)?;
     (id.len() == 32 && id.chars().all(|c| c.is_ascii_hexdigit())).then(|| id.to_owned())
 }

@@ -10,10 +10,10 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::Console;
 use crate::kit::api::enc;
 use crate::page::{self, Failure, Section, text, value, when};
 use crate::session::Viewer;
+use crate::state::Console;
 
 #[derive(Deserialize, Default, Clone)]
 pub(crate) struct Filter {

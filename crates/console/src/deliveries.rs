@@ -10,10 +10,10 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::Console;
 use crate::kit::api::enc;
 use crate::page::{self, Failure, Section, badge, text, value, when};
 use crate::session::{CsrfOnly, Viewer};
+use crate::state::Console;
 use crate::tenants::{self, Scope};
 
 const PAGE: usize = 50;

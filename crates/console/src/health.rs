@@ -3,10 +3,10 @@
 
 use maud::Markup;
 
-use crate::Console;
 use crate::chart;
 use crate::kit::api::enc;
 use crate::session::Viewer;
+use crate::state::Console;
 
 /// The section, headed "Delivery health"; a series the API refuses is said in its
 /// place, and the rest of the page is still shown.

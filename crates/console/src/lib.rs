@@ -24,126 +24,13 @@ mod jobs;
 pub mod kit;
 mod overview;
 mod page;
+mod routes;
 mod session;
 mod settings;
 mod sign_in;
+mod state;
 mod tenants;
 mod webhooks;
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use axum::Router;
-use axum::http::Method;
-use axum::routing::{get, post};
-use deadpool_postgres::Pool;
-use hookrelay_admin::http::AdminState;
-use hookrelay_model::access::{Caller, Via};
-use serde_json::Value;
-
-use kit::api::{Refused, V1};
-
-/// How long a console session lasts after sign-in.
-pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
-
-/// What every console handler needs.
-#[derive(Clone)]
-pub struct Console {
-    /// The admin routes with their state, below authentication: the console checks
-    /// who may call what ([`kit::api`]).
-    v1: V1,
-    admin: AdminState,
-    pool: Pool,
-    /// `HOOKRELAY_API_TOKEN`; none: the API is open on loopback and signing in
-    /// takes no token.
-    operator_token: Option<Arc<str>>,
-    jobs: jobs::Jobs,
-}
-
-impl Console {
-    pub fn new(api: Router, admin: AdminState, operator_token: Option<Arc<str>>) -> Self {
-        Self {
-            v1: V1::new(api),
-            pool: admin.pool.clone(),
-            admin,
-            operator_token,
-            jobs: jobs::Jobs::default(),
-        }
-    }
-}
-
-impl Console {
-    pub(crate) async fn get(&self, caller: &Caller, path: &str) -> Result<Value, Refused> {
-        self.v1.get(caller, &Via::Console, path).await
-    }
-
-    /// A request to `/v1...` as `caller`, marked as the console's (audit log).
-    pub(crate) async fn call(
-        &self,
-        caller: &Caller,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> Result<Value, Refused> {
-        self.v1
-            .call(caller, &Via::Console, method, path, body)
-            .await
-    }
-
-    /// A pooled connection for the console's own store calls.
-    pub(crate) async fn db(&self) -> Result<deadpool_postgres::Object, kit::failure::Failure> {
-        self.pool
-            .get()
-            .await
-            .map_err(|e| hookrelay_store::StoreError::from(e).into())
-    }
-}
-
-/// Every console route, under `/console`.
-pub fn routes(console: Console) -> Router {
-    let pages = Router::new()
-        .route("/", get(overview::page))
-        .route(
-            "/sign-in",
-            get(sign_in::sign_in_page).post(sign_in::sign_in),
-        )
-        .route("/sign-out", post(sign_in::sign_out))
-        .route("/assets/kit.css", get(kit::stylesheet))
-        .route("/assets/kit.js", get(kit::script))
-        .route("/webhooks", get(webhooks::list))
-        .route(
-            "/tenants/{tenant}/webhooks",
-            get(webhooks::new_form).post(webhooks::create),
-        )
-        .route(
-            "/tenants/{tenant}/webhooks/{key}",
-            get(webhooks::show).post(webhooks::update),
-        )
-        .route(
-            "/tenants/{tenant}/webhooks/{key}/{action}",
-            post(webhooks::act),
-        )
-        .route("/deliveries", get(deliveries::search))
-        .route("/tenants/{tenant}/deliveries/{id}", get(deliveries::show))
-        .route(
-            "/tenants/{tenant}/deliveries/{id}/redeliver",
-            post(deliveries::redeliver),
-        )
-        .route("/tenants/{tenant}/events/{id}", get(deliveries::event))
-        .route("/dead-letters", get(dead_letters::groups))
-        .route("/dead-letters/message/{id}", get(dead_letters::show))
-        .route("/dead-letters/jobs/{id}", get(dead_letters::job))
-        .route("/dead-letters/{action}", post(dead_letters::act))
-        .route("/settings", get(settings::page))
-        .route("/tenants/{tenant}/settings", post(settings::retention))
-        .route(
-            "/tenants/{tenant}/environments",
-            post(settings::set_variable),
-        )
-        .with_state(console)
-        .layer(axum::middleware::from_fn_with_state(
-            kit::headers::Policy::console(),
-            kit::headers::add,
-        ));
-    Router::new().nest("/console", pages)
-}
+pub use routes::routes;
+pub use state::{Console, SESSION_TTL};

@@ -10,10 +10,10 @@ use hookrelay_store::webhooks;
 use maud::{Markup, html};
 use serde_json::Value;
 
-use crate::Console;
 use crate::kit::api::enc;
 use crate::page::{self, Failure, Section};
 use crate::session::Viewer;
+use crate::state::Console;
 
 /// Per tenant: the statuses of the last hour, of the last day, and dead letters.
 #[derive(Default)]

@@ -13,9 +13,9 @@ use hookrelay_store::console;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
-use crate::Console;
 use crate::kit::failure::Failure;
 use crate::kit::parts::Forms;
+use crate::state::Console;
 
 const COOKIE: &str = "hookrelay_console";
 

@@ -9,10 +9,10 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::Console;
 use crate::kit::api::{Refused, enc};
 use crate::page::{self, Failure, Section, text, value};
 use crate::session::Viewer;
+use crate::state::Console;
 use crate::tenants::{self, Scope};
 
 #[derive(Deserialize, Default)]

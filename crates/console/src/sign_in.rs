@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use crate::page::{self, Failure};
 use crate::session::{CsrfOnly, Viewer, operator_token, over_tls, set_cookie};
-use crate::{Console, SESSION_TTL};
+use crate::state::{Console, SESSION_TTL};
 
 pub(crate) async fn sign_in_page(State(console): State<Console>) -> Markup {
     sign_in_form(&console, None)

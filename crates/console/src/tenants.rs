@@ -3,9 +3,9 @@
 
 use maud::{Markup, html};
 
-use crate::Console;
 use crate::page::{self, Failure, Section};
 use crate::session::Viewer;
+use crate::state::Console;
 use hookrelay_store::tenants;
 
 /// A page's tenant, or the page that asks the operator for one.

@@ -9,7 +9,6 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::Console;
 use crate::kit::api::{Refused, enc};
 use crate::kit::parts;
 use crate::kit::parts::{
@@ -17,6 +16,7 @@ use crate::kit::parts::{
 };
 use crate::page::{self, Failure, Section, text, value};
 use crate::session::Viewer;
+use crate::state::Console;
 use crate::tenants::{self, Scope};
 
 #[derive(Deserialize)]

@@ -22,9 +22,9 @@ use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::Portal;
 use crate::page::{self, Problem, Section};
 use crate::session::Customer;
+use crate::state::Portal;
 
 #[derive(Deserialize, Default)]
 pub(crate) struct Done {

@@ -20,71 +20,9 @@ mod endpoints;
 mod failure;
 mod messages;
 mod page;
+mod routes;
 mod session;
+mod state;
 
-use axum::Router;
-use axum::routing::{get, post};
-use deadpool_postgres::Pool;
-use hookrelay_console::kit::api::V1;
-use hookrelay_console::kit::{self, headers};
-use hookrelay_model::portal::Theme;
-
-/// The portal's settings (`HOOKRELAY_PORTAL_*`).
-#[derive(Debug, Clone, Default)]
-pub struct Settings {
-    /// The deployment's theme; a tenant's own values win.
-    pub theme: Theme,
-    /// Origins that may frame the portal (CSP `frame-ancestors` sources); empty:
-    /// none may.
-    pub frame_ancestors: Vec<String>,
-}
-
-/// What every portal handler needs.
-#[derive(Clone)]
-pub struct Portal {
-    v1: V1,
-    pool: Pool,
-    theme: Theme,
-}
-
-impl Portal {
-    /// `v1`: the `/v1` routes below authentication, as the console gets them.
-    pub fn new(v1: axum::Router, pool: Pool, settings: &Settings) -> Self {
-        Self {
-            v1: V1::new(v1),
-            pool,
-            theme: settings.theme.clone(),
-        }
-    }
-}
-
-/// Every portal route, under `/portal`, with its security headers.
-pub fn routes(portal: Portal, settings: &Settings) -> Router {
-    let pages = Router::new()
-        .route("/assets/kit.css", get(kit::stylesheet))
-        .route("/assets/kit.js", get(kit::script))
-        .route("/open/{link}", get(session::open))
-        .route("/s/{sid}/", get(endpoints::list))
-        .route(
-            "/s/{sid}/endpoints",
-            get(endpoints::new_form).post(endpoints::create),
-        )
-        .route(
-            "/s/{sid}/endpoints/{key}",
-            get(endpoints::show).post(endpoints::update),
-        )
-        .route("/s/{sid}/endpoints/{key}/{action}", post(endpoints::act))
-        .route("/s/{sid}/messages", get(messages::search))
-        .route("/s/{sid}/events/{id}", get(messages::event))
-        .route("/s/{sid}/deliveries/{id}", get(messages::delivery))
-        .route(
-            "/s/{sid}/deliveries/{id}/redeliver",
-            post(messages::redeliver),
-        )
-        .with_state(portal)
-        .layer(axum::middleware::from_fn_with_state(
-            headers::Policy::framed_by(&settings.frame_ancestors),
-            headers::add,
-        ));
-    Router::new().nest("/portal", pages)
-}
+pub use routes::routes;
+pub use state::{Portal, Settings};

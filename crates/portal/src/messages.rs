@@ -17,10 +17,10 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::Portal;
 use crate::endpoints::endpoints;
 use crate::page::{self, Problem, Section};
 use crate::session::Customer;
+use crate::state::Portal;
 
 /// The session's endpoints by id: which deliveries it may see, under which name.
 async fn visible_ids(portal: &Portal, c: &Customer) -> Result<HashMap<String, String>, Problem> {

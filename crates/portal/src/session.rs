@@ -19,8 +19,8 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::Portal;
 use crate::failure::{Problem, no_store};
+use crate::state::Portal;
 
 /// The portal session of a request.
 pub(crate) struct Customer {

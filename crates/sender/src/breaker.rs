@@ -29,37 +29,8 @@ use hookrelay_store::webhooks::{self, BreakerDue};
 use lapin::Channel;
 use uuid::Uuid;
 
-use crate::LoopError;
 use crate::request::Answer;
-
-/// When a webhook's breaker trips, and how long it stays open before a probe.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BreakerConfig {
-    /// Failed attempts in a row (timeouts, refused connections, 408 and 5xx answers)
-    /// that trip it; `None`: failures never do.
-    pub failures: Option<u32>,
-    /// At its cap of requests in flight, the oldest sent and unanswered this long
-    /// trips it (time spent waiting for a slot does not count); `None`: hanging
-    /// never does.
-    pub hanging_after: Option<Duration>,
-    /// How long it stays open before a probe, and between probes.
-    pub cooldown: Duration,
-}
-
-impl BreakerConfig {
-    /// The defaults of `HOOKRELAY_BREAKER_FAILURES`, `_HANGING_AFTER` and `_COOLDOWN`.
-    pub const DEFAULT: Self = Self {
-        failures: Some(10),
-        hanging_after: Some(Duration::from_secs(2)),
-        cooldown: Duration::from_secs(30),
-    };
-}
-
-impl Default for BreakerConfig {
-    fn default() -> Self {
-        Self::DEFAULT
-    }
-}
+use crate::shared::{BreakerConfig, LoopError};
 
 /// One per sender: the failures in a row it has seen per webhook.
 pub(crate) struct Breakers {

@@ -23,7 +23,7 @@ use crate::disable::{Disabler, announce_pending};
 use crate::limiter::PerTarget;
 use crate::outcome::{Ctx, HandleError, handle, open as open_message};
 use crate::recorder::{Loader, Recorder};
-use crate::{Sender, SenderError};
+use crate::shared::{Sender, SenderError};
 
 /// What outlives a connection: one of each per sender.
 struct Shared {
@@ -57,7 +57,7 @@ pub(crate) async fn run(sender: Sender, shutdown: Shutdown) -> Result<(), Sender
         slots: crate::policy::Slots::new(sender.pool.clone()),
     };
     let supervisor = Supervisor {
-        role: crate::ROLE,
+        role: crate::shared::ROLE,
         url: config.amqp_url.clone(),
         topology: config.topology.clone(),
         queue: config.topology.deliveries_queue(),
@@ -122,12 +122,12 @@ async fn serve(
         let ctx = Arc::clone(&ctx);
         async move { ctx.acks.run().await }
     });
-    sender.metrics.set_consuming(crate::ROLE, true);
+    sender.metrics.set_consuming(crate::shared::ROLE, true);
     let result = consume(&ctx, session.consumer, shutdown).await;
     ctx.acks.close();
     let _ = acks.await;
     loops.shutdown().await;
-    sender.metrics.set_consuming(crate::ROLE, false);
+    sender.metrics.set_consuming(crate::shared::ROLE, false);
     match result {
         Ok(()) => Ended::Stopped,
         Err(e) => Ended::Lost(e),
@@ -162,7 +162,7 @@ async fn consume(
         let ctx = Arc::clone(ctx);
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let in_flight = ctx.sender.metrics.track_in_flight(crate::ROLE);
+            let in_flight = ctx.sender.metrics.track_in_flight(crate::shared::ROLE);
             process(&ctx, delivery, shutdown).await;
             drop(in_flight);
             drop(permit);

@@ -22,7 +22,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-use crate::SenderConfig;
+use crate::shared::SenderConfig;
 
 /// The type of the event announcing a disabled webhook.
 pub const WEBHOOK_DISABLED: &str = "hookrelay.webhook_disabled";

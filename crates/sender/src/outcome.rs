@@ -19,11 +19,11 @@ use lapin::Channel;
 use lapin::message::Delivery;
 use time::OffsetDateTime;
 
-use crate::Sender;
 use crate::admission::{self, Admission, Hold, Rate, Row, Rules, Wait, before_load};
 use crate::disable::Disabler;
 use crate::limiter::{PerTarget, Slot};
 use crate::request::{self, Answer, Outgoing};
+use crate::shared::Sender;
 use crate::verdict::{Answered, Verdict, verdict};
 
 /// What a delivery task shares with the others.
@@ -544,7 +544,7 @@ async fn settle(
                 .await;
             ctx.sender.metrics.outcome(outcome::FAILED);
             crate::observe::failed(&ctx.sender.metrics, job, webhook, &answer);
-            ctx.sender.metrics.dead_letter(crate::ROLE, &reason);
+            ctx.sender.metrics.dead_letter(crate::shared::ROLE, &reason);
         }
     }
     ctx.acks.ack(delivery);
@@ -608,7 +608,7 @@ async fn dead_letter_and_ack(
         deliveries::mark_failed(&db(ctx).await?, id, reason.as_str()).await?;
         ctx.sender.metrics.outcome(outcome::FAILED);
     }
-    ctx.sender.metrics.dead_letter(crate::ROLE, &reason);
+    ctx.sender.metrics.dead_letter(crate::shared::ROLE, &reason);
     ctx.acks.ack(delivery);
     Ok(())
 }

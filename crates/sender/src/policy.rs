@@ -17,7 +17,7 @@ use lapin::Channel;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::LoopError;
+use crate::shared::LoopError;
 
 /// How often a sender looks for held deliveries the rate now allows.
 const RELEASE_EVERY: Duration = Duration::from_millis(50);

@@ -18,7 +18,7 @@ use hookrelay_model::wire::DeliveryMessage;
 use hookrelay_store::deliveries::{self, Resend};
 use lapin::Channel;
 
-use crate::LoopError;
+use crate::shared::LoopError;
 
 /// Deliveries one round re-publishes at most.
 const PER_ROUND: i64 = 500;

@@ -115,9 +115,9 @@ pub fn is_sealed(stored: &str) -> bool {
 }
 
 /// 256 random bits as base64url text: session ids, CSRF and portal tokens.
-pub fn random_text() -> Result<String, crate::StoreError> {
+pub fn random_text() -> Result<String, SecretsError> {
     let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes)?;
+    getrandom::fill(&mut bytes).map_err(SecretsError::Randomness)?;
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
