@@ -15,6 +15,7 @@ mod health;
 mod hostile;
 mod ingest;
 mod observability;
+mod ordering;
 mod policy;
 mod producer;
 mod retention;

@@ -100,6 +100,14 @@ checked_text!(
     |v| check_text("id", v, crate::envelope::MAX_ID_CHARS)
 );
 
+checked_text!(
+    /// An event's ordering key: events of one tenant with the same key are delivered
+    /// one at a time, in the order recorded, to each `ordered` webhook; 1 to
+    /// [`MAX_KEY_CHARS`] characters without control characters.
+    OrderingKey,
+    |v| check_text("ordering_key", v, MAX_KEY_CHARS)
+);
+
 impl EventId {
     /// A new id hookrelay gives an event of its own: `{prefix}-{uuid v7}` (a short
     /// prefix of letters keeps it within the rule).
@@ -124,6 +132,23 @@ impl utoipa::PartialSchema for WebhookKey {
 #[cfg(feature = "openapi")]
 impl utoipa::ToSchema for WebhookKey {}
 
+/// The ordering key's schema, from the same rule.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for OrderingKey {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::text::schema(MAX_KEY_CHARS)
+            .description(Some(
+                "1 to 255 characters, no control characters. Events of one tenant with \
+                 the same key go to each ordered webhook one at a time, in the order \
+                 recorded (docs/wire-contract.md).",
+            ))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for OrderingKey {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,6 +159,11 @@ mod tests {
         for bad in ["", "a\u{7}b", &"k".repeat(256)] {
             assert_eq!(WebhookKey::parse(bad).unwrap_err().field, "key", "{bad:?}");
             assert_eq!(EventId::parse(bad).unwrap_err().field, "id", "{bad:?}");
+            assert_eq!(
+                OrderingKey::parse(bad).unwrap_err().field,
+                "ordering_key",
+                "{bad:?}"
+            );
         }
         let err = serde_json::from_str::<WebhookKey>("\"\"").unwrap_err();
         assert!(err.to_string().contains("must not be empty"), "{err}");

@@ -12,6 +12,7 @@ pub mod error;
 pub mod filter;
 pub mod ids;
 pub mod matching;
+pub mod ordering;
 pub mod rate;
 pub mod retry;
 pub mod shutdown;
@@ -25,7 +26,7 @@ pub mod wire;
 pub use deadletter::DeadLetterReason;
 pub use envelope::{EnvelopeError, Event};
 pub use error::Invalid;
-pub use ids::{EventId, WebhookKey};
+pub use ids::{EventId, OrderingKey, WebhookKey};
 pub use tenant::Tenant;
 pub use topology::Topology;
 
