@@ -2,8 +2,14 @@
 //! webhooks"): the contract (an event's `ordering_key`, a webhook's `ordered` and
 //! `on_failure`) and the router's sequence per (webhook, key).
 
-use hookrelay_tests::TestStack;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hookrelay_tests::stack::{event, webhook};
+use hookrelay_tests::{TestStack, wait_until};
 use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(30);
 
 #[tokio::test]
 async fn ordered_and_on_failure_are_set_shown_and_changed_and_a_wrong_one_is_named() {
@@ -102,4 +108,107 @@ async fn an_ordering_key_is_refused_naming_it_when_wrong_and_kept_when_right() {
         .await
         .unwrap();
     assert_eq!(res.status(), reqwest::StatusCode::ACCEPTED);
+}
+
+/// Each key's deliveries to `webhook` as (event id, seq), in seq order.
+async fn sequenced(stack: &TestStack, webhook: uuid::Uuid) -> BTreeMap<String, Vec<(String, i64)>> {
+    let rows = stack
+        .db
+        .client()
+        .await
+        .query(
+            "SELECT ordering_key, event_id, seq FROM deliveries WHERE webhook_id = $1 \
+             ORDER BY ordering_key, seq",
+            &[&webhook],
+        )
+        .await
+        .unwrap();
+    let mut keys: BTreeMap<String, Vec<(String, i64)>> = BTreeMap::new();
+    for row in rows {
+        let key: Option<String> = row.get(0);
+        let seq: Option<i64> = row.get(2);
+        keys.entry(key.unwrap_or_default())
+            .or_default()
+            .push((row.get(1), seq.unwrap_or(0)));
+    }
+    keys
+}
+
+/// One router handling many small batches at once (a later batch's transaction can
+/// commit before an earlier one's): every key's sequence is the publish order,
+/// numbered 1, 2, 3... without gaps; an unordered webhook's deliveries, and events
+/// without a key, have no sequence.
+#[tokio::test]
+async fn one_router_numbers_each_key_in_publish_order_across_concurrent_batches() {
+    const KEYS: usize = 10;
+    const PER_KEY: usize = 30;
+    let mut stack = TestStack::new().await;
+    let url = stack.receiver.url("/o");
+    let mut ordered = webhook("acme", "ordered", &url);
+    ordered.ordered = true;
+    let ordered = stack.create_webhook(ordered).await;
+    let unordered = stack
+        .create_webhook(webhook("acme", "unordered", &url))
+        .await;
+    let mut config = stack.router_config();
+    config.batch_size = 3;
+    config.prefetch = 60;
+    stack.start_router_with(config).await;
+
+    // Interleaved: key 0's first, key 1's first, ..., key 0's second, ...; and an
+    // event without a key now and then.
+    let mut published: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut events = Vec::new();
+    for n in 0..PER_KEY {
+        for k in 0..KEYS {
+            let key = format!("order-{k}");
+            let e = event("acme", "order.changed", json!({"ordering_key": key}));
+            published.entry(key).or_default().push(e.id.to_string());
+            events.push(e);
+        }
+        if n % 5 == 0 {
+            events.push(event("acme", "order.changed", json!({})));
+        }
+    }
+    for chunk in events.chunks(25) {
+        stack.publisher.publish_batch(chunk).await.unwrap();
+    }
+
+    let total = events.len();
+    wait_until("every event routed", WAIT, || async {
+        let n: i64 = stack
+            .db
+            .client()
+            .await
+            .query_one("SELECT count(*) FROM deliveries", &[])
+            .await
+            .unwrap()
+            .get(0);
+        n == i64::try_from(2 * total).unwrap()
+    })
+    .await;
+
+    let keys = sequenced(&stack, ordered.id).await;
+    for (key, ids) in &published {
+        let got = &keys[key];
+        let seqs: Vec<i64> = got.iter().map(|(_, s)| *s).collect();
+        let expected: Vec<i64> = (1..=i64::try_from(PER_KEY).unwrap()).collect();
+        assert_eq!(seqs, expected, "key {key}: numbered 1.. without gaps");
+        let order: Vec<&String> = got.iter().map(|(id, _)| id).collect();
+        assert_eq!(
+            order,
+            ids.iter().collect::<Vec<_>>(),
+            "key {key}: publish order"
+        );
+    }
+    assert_eq!(
+        keys[""].len(),
+        total - KEYS * PER_KEY,
+        "keyless: no sequence"
+    );
+    assert!(keys[""].iter().all(|(_, s)| *s == 0));
+    let plain = sequenced(&stack, unordered.id).await;
+    assert_eq!(plain.len(), 1, "an unordered webhook sequences nothing");
+    assert!(plain[""].iter().all(|(_, s)| *s == 0));
+    stack.stop_roles().await;
 }

@@ -9,8 +9,7 @@ use time::OffsetDateTime;
 
 use crate::ids::{EventId, OrderingKey};
 
-/// Longest event id, in bytes: AMQP `message_id` is a short string.
-pub const MAX_ID_CHARS: usize = crate::text::MAX_KEY_CHARS;
+pub use crate::ids::MAX_ID_CHARS;
 /// Longest tenant and event type, in bytes (both go into the routing key).
 pub const MAX_NAME_CHARS: usize = 120;
 /// Default body size limit (`HOOKRELAY_MAX_EVENT_BYTES`).

@@ -86,6 +86,9 @@ macro_rules! checked_text {
 
 pub(crate) use checked_text;
 
+/// Longest event id, in characters: AMQP `message_id` is a short string.
+pub const MAX_ID_CHARS: usize = MAX_KEY_CHARS;
+
 checked_text!(
     /// A webhook's key: unique and changeable within its tenant, usable in place of
     /// its id in paths; 1 to [`MAX_KEY_CHARS`] characters without control characters.
@@ -95,9 +98,9 @@ checked_text!(
 
 checked_text!(
     /// An event's id: unique per tenant, the de-duplication key; 1 to
-    /// [`crate::envelope::MAX_ID_CHARS`] characters without control characters.
+    /// [`MAX_ID_CHARS`] characters without control characters.
     EventId,
-    |v| check_text("id", v, crate::envelope::MAX_ID_CHARS)
+    |v| check_text("id", v, MAX_ID_CHARS)
 );
 
 checked_text!(

@@ -8,9 +8,11 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 
 use super::{StoreError, storable};
 use hookrelay_model::envelope::Event;
+use hookrelay_model::ordering;
 use hookrelay_model::webhook::{Target, Webhook};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +59,9 @@ pub struct NewDelivery {
     pub trace_id: Option<String>,
     /// Created held: its webhook is paused.
     pub held: bool,
+    /// Sequenced under this key (its webhook is ordered and its event has the key:
+    /// `hookrelay_model::ordering::sequenced_under`); numbered in slice order.
+    pub ordering_key: Option<String>,
 }
 
 /// Enough about a delivery to publish its message.
@@ -132,11 +137,27 @@ pub async fn insert(
         .iter()
         .map(|d| sending == Sending::ByCreator && !d.held)
         .collect();
+    let keys: Vec<Option<ordering::KeyOf<'_>>> = new
+        .iter()
+        .map(|d| match (&d.target, &d.ordering_key) {
+            (Target::Webhook(id), Some(key)) => Some((*id, key.as_str())),
+            _ => None,
+        })
+        .collect();
+    // Only a batch with sequenced deliveries pays for the counters' statement.
+    let seqs = if keys.iter().any(Option::is_some) {
+        let first = take_sequences(db, new, &keys).await?;
+        ordering::assign(&keys, &first)
+    } else {
+        vec![None; new.len()]
+    };
+    let ordering_keys: Vec<Option<&str>> = keys.iter().map(|k| k.map(|(_, key)| key)).collect();
     let statement = super::prepared(
         db,
-        "INSERT INTO deliveries (id, tenant, event_id, webhook_id, url, trace_id, status, published) \
+        "INSERT INTO deliveries (id, tenant, event_id, webhook_id, url, trace_id, status, published, \
+           ordering_key, seq) \
          SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], \
-           $6::text[], $7::text[], $8::bool[]) \
+           $6::text[], $7::text[], $8::bool[], $9::text[], $10::int8[]) \
          ON CONFLICT DO NOTHING RETURNING id, tenant, event_id, webhook_id, status",
     )
     .await?;
@@ -144,7 +165,16 @@ pub async fn insert(
         .query(
             &statement,
             &[
-                &ids, &tenants, &events, &webhooks, &urls, &traces, &statuses, &published,
+                &ids,
+                &tenants,
+                &events,
+                &webhooks,
+                &urls,
+                &traces,
+                &statuses,
+                &published,
+                &ordering_keys,
+                &seqs,
             ],
         )
         .await?;
@@ -160,6 +190,57 @@ pub async fn insert(
     // In creation order (ids are time-ordered): RETURNING has no order.
     created.sort_by_key(|c| c.delivery.id);
     Ok(created)
+}
+
+/// Takes the sequence numbers a batch needs from each (webhook, key) counter, creating
+/// the counter at 1; returns the first number of each. The upsert locks each counter
+/// row until the caller's transaction ends, so another transaction sequencing the
+/// same key waits for this one's commit and numbers after it; counters are locked in
+/// one order (`ordering::demand`), so two never wait for each other in a circle.
+async fn take_sequences<'a>(
+    db: &impl GenericClient,
+    new: &[NewDelivery],
+    keys: &[Option<ordering::KeyOf<'a>>],
+) -> Result<BTreeMap<ordering::KeyOf<'a>, i64>, StoreError> {
+    let demand = ordering::demand(keys);
+    let tenant_of: HashMap<Uuid, &str> = new
+        .iter()
+        .filter_map(|d| match d.target {
+            Target::Webhook(id) => Some((id, d.tenant.as_str())),
+            Target::Url(_) => None,
+        })
+        .collect();
+    let webhook_ids: Vec<Uuid> = demand.iter().map(|((id, _), _)| *id).collect();
+    let key_texts: Vec<&str> = demand.iter().map(|((_, key), _)| *key).collect();
+    let tenants: Vec<&str> = webhook_ids
+        .iter()
+        .map(|id| tenant_of.get(id).copied().unwrap_or_default())
+        .collect();
+    let counts: Vec<i64> = demand.iter().map(|(_, n)| *n).collect();
+    let statement = super::prepared(
+        db,
+        "INSERT INTO ordering_keys AS k (webhook_id, ordering_key, tenant, next_seq) \
+         SELECT w, key, t, 1 + n FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int8[]) \
+           WITH ORDINALITY AS u(w, key, t, n, i) ORDER BY i \
+         ON CONFLICT (webhook_id, ordering_key) \
+           DO UPDATE SET next_seq = k.next_seq + EXCLUDED.next_seq - 1 \
+         RETURNING webhook_id, ordering_key, next_seq",
+    )
+    .await?;
+    let rows = db
+        .query(&statement, &[&webhook_ids, &key_texts, &tenants, &counts])
+        .await?;
+    let mut first = BTreeMap::new();
+    for row in rows {
+        let id: Uuid = row.try_get("webhook_id")?;
+        let key: String = row.try_get("ordering_key")?;
+        let next: i64 = row.try_get("next_seq")?;
+        // The returned key is one of ours: find it to borrow it for the batch.
+        if let Some(((_, ours), n)) = demand.iter().find(|((w, k), _)| *w == id && *k == key) {
+            first.insert((id, *ours), next - n);
+        }
+    }
+    Ok(first)
 }
 
 /// The deliveries of these events that were never sent: pending and never
@@ -465,11 +546,16 @@ pub struct Delivery {
     /// For a failed delivery: why it was not tried again, e.g. `not retryable: HTTP
     /// 500 is not in the webhook's retry_on [timeout, 408, 429]`.
     pub why_failed: Option<String>,
+    /// To an ordered webhook, of an event with an ordering key: the key, and the
+    /// delivery's place in it (from 1, in the order the router recorded the events).
+    pub ordering_key: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
+    pub seq: Option<i64>,
 }
 
 const DELIVERY_COLUMNS: &str = "id, tenant, event_id, webhook_id, url, status, published, \
     attempts, last_status, last_error, last_attempt_at, next_attempt_at, created_at, trace_id, \
-    why_failed";
+    why_failed, ordering_key, seq";
 
 fn delivery_from_row(r: &tokio_postgres::Row) -> Result<Delivery, StoreError> {
     Ok(Delivery {
@@ -488,6 +574,8 @@ fn delivery_from_row(r: &tokio_postgres::Row) -> Result<Delivery, StoreError> {
         created_at: r.try_get("created_at")?,
         trace_id: r.try_get("trace_id")?,
         why_failed: r.try_get("why_failed")?,
+        ordering_key: r.try_get("ordering_key")?,
+        seq: r.try_get("seq")?,
     })
 }
 
