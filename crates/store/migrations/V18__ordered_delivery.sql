@@ -15,6 +15,9 @@ CREATE TABLE ordering_keys (
     tenant       text NOT NULL,
     -- The sequence the key's next delivery gets (the first is 1).
     next_seq     bigint NOT NULL DEFAULT 1 CHECK (next_seq >= 1),
+    -- For `on_failure = block`: failed deliveries numbered up to this one were
+    -- skipped by an operator (`hookrelay deliveries skip-key`) and hold nothing back.
+    skipped_through bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (webhook_id, ordering_key)
 );
 

@@ -324,6 +324,48 @@ pub struct SendJob {
     pub event: Event,
     /// When the router recorded the event (`events.received_at`).
     pub received_at: OffsetDateTime,
+    /// For a sequenced delivery: what the earlier deliveries of its key say.
+    pub order: Order,
+}
+
+/// Where a delivery stands behind the earlier deliveries of its (webhook, key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Not sequenced, or every earlier delivery is settled: delivered, failed and
+    /// skipped (`on_failure = skip`, or skipped by an operator).
+    Free,
+    /// An earlier one is still to be settled (pending, retrying, held).
+    Waiting,
+    /// An earlier one failed for good and the webhook blocks the key
+    /// (`on_failure = block`) until an operator resumes or skips it.
+    Blocked,
+}
+
+/// The SQL of [`Order`] for delivery `d` with webhook `w`: `waiting` and `blocked`.
+/// Evaluated only for sequenced deliveries (the index `deliveries_by_key_seq`).
+const ORDER_COLUMNS: &str = "\
+    CASE WHEN d.seq IS NULL THEN false ELSE EXISTS (SELECT 1 FROM deliveries p \
+      WHERE p.webhook_id = d.webhook_id AND p.ordering_key = d.ordering_key \
+        AND p.seq < d.seq AND p.status IN ('pending', 'held')) END AS waiting, \
+    CASE WHEN d.seq IS NULL OR w.on_failure IS DISTINCT FROM 'block' THEN false \
+      ELSE EXISTS (SELECT 1 FROM deliveries p \
+      WHERE p.webhook_id = d.webhook_id AND p.ordering_key = d.ordering_key \
+        AND p.seq < d.seq AND p.status = 'failed' \
+        AND p.seq > COALESCE((SELECT k.skipped_through FROM ordering_keys k \
+          WHERE k.webhook_id = d.webhook_id AND k.ordering_key = d.ordering_key), 0)) \
+    END AS blocked";
+
+fn order_from_row(r: &tokio_postgres::Row) -> Result<Order, StoreError> {
+    Ok(
+        match (
+            r.try_get::<_, bool>("waiting")?,
+            r.try_get::<_, bool>("blocked")?,
+        ) {
+            (_, true) => Order::Blocked,
+            (true, false) => Order::Waiting,
+            (false, false) => Order::Free,
+        },
+    )
 }
 
 /// Deliveries with their events and webhooks, many in one round trip; ids not found
@@ -335,7 +377,8 @@ pub async fn send_jobs(
 ) -> Result<std::collections::HashMap<Uuid, SendJob>, StoreError> {
     static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
-            "SELECT d.id, d.tenant, d.status, d.attempts, d.webhook_id, d.url, e.envelope, e.received_at, {} \
+            "SELECT d.id, d.tenant, d.status, d.attempts, d.webhook_id, d.url, e.envelope, e.received_at, {}, \
+               {ORDER_COLUMNS} \
              FROM deliveries d JOIN events e ON e.tenant = d.tenant AND e.id = d.event_id \
              LEFT JOIN webhooks w ON w.id = d.webhook_id \
              WHERE d.id = ANY($1)",
@@ -360,6 +403,7 @@ pub async fn send_jobs(
             url: r.try_get("url")?,
             event,
             received_at: r.try_get("received_at")?,
+            order: order_from_row(&r)?,
         };
         jobs.insert(id, job);
     }
