@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use hookrelay_model::retry::RetryPolicy;
+use hookrelay_model::webhook::OnFailure;
 use hookrelay_tests::receiver::{Behaviour, Received};
 use hookrelay_tests::stack::{event, webhook};
 use hookrelay_tests::{TestStack, wait_until};
@@ -330,5 +331,121 @@ async fn two_senders_deliver_each_key_in_order_through_retries() {
     let received = stack.receiver.received_on("/o");
     assert!(failing(&received) > 0, "some first attempts failed");
     assert_eq!(first_successes(&received), published);
+    stack.stop_roles().await;
+}
+
+/// The head's first round fails for good (HTTP 500 is not in the default retry_on);
+/// every other answer is 200.
+fn head_fails_once(r: &Received) -> Behaviour {
+    if r.json()["n"] == 1 && attempt_of(r) == 1 {
+        Behaviour::Status(500)
+    } else {
+        Behaviour::Status(200)
+    }
+}
+
+/// The `n` of each 2xx receipt on `path`, in the order received.
+fn answered(stack: &TestStack, path: &str) -> Vec<i64> {
+    stack
+        .receiver
+        .received_on(path)
+        .iter()
+        .filter(|r| !(r.json()["n"] == 1 && attempt_of(r) == 1))
+        .map(|r| r.json()["n"].as_i64().unwrap_or(-1))
+        .collect()
+}
+
+/// `skip` goes on after the key's failed head; `block` holds the rest of the key
+/// until `resume-key` (the head again, then the rest in order) or `skip-key` (the
+/// rest without it), each through the admin API.
+#[tokio::test]
+async fn block_holds_a_key_until_resumed_or_skipped_and_skip_goes_on() {
+    let mut stack = TestStack::new().await;
+    let base = stack.serve_api(None, 1 << 20).await;
+    let http = reqwest::Client::new();
+    let mut ids = BTreeMap::new();
+    for (key, on_failure) in [
+        ("skip", OnFailure::Skip),
+        ("resume", OnFailure::Block),
+        ("skipkey", OnFailure::Block),
+    ] {
+        let path = format!("/{key}");
+        stack
+            .receiver
+            .respond(&path, Behaviour::PerRequest(head_fails_once));
+        let mut new = webhook("acme", key, &stack.receiver.url(&path));
+        new.ordered = true;
+        new.on_failure = on_failure;
+        new.event_types = vec![format!("{key}.changed")];
+        ids.insert(key, stack.create_webhook(new).await.id);
+    }
+    stack.start_router().await;
+    let mut config = stack.sender_config();
+    config.defer_delay = Duration::from_millis(200);
+    stack.start_sender_with(config).await;
+    let mut events = Vec::new();
+    for n in 0..4 {
+        for key in ["skip", "resume", "skipkey"] {
+            let mut e = event(
+                "acme",
+                &format!("{key}.changed"),
+                json!({"ordering_key": "k"}),
+            );
+            e.payload = json!({"n": n});
+            events.push(e);
+        }
+    }
+    stack.publisher.publish_batch(&events).await.unwrap();
+
+    wait_until("skip went on after its head", WAIT, || async {
+        answered(&stack, "/skip") == [0, 2, 3]
+    })
+    .await;
+    stack.dead_letters(3, WAIT).await;
+    // The blocked keys had their head's turn and more than one blocked wait since.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(answered(&stack, "/resume"), [0], "block holds the rest");
+    assert_eq!(answered(&stack, "/skipkey"), [0], "block holds the rest");
+
+    let resumed = http
+        .post(format!(
+            "{base}/v1/tenants/acme/webhooks/resume/keys/k/resume"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resumed.status(), reqwest::StatusCode::OK);
+    let summary: Value = resumed.json().await.unwrap();
+    assert_eq!(summary["requeued"], 1, "{summary}");
+    wait_until(
+        "resume sent the head again, then the rest",
+        WAIT,
+        || async { answered(&stack, "/resume") == [0, 1, 2, 3] },
+    )
+    .await;
+
+    let skipped = http
+        .post(format!(
+            "{base}/v1/tenants/acme/webhooks/skipkey/keys/k/skip"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(skipped.status(), reqwest::StatusCode::OK);
+    assert_eq!(skipped.json::<Value>().await.unwrap()["skipped_through"], 2);
+    wait_until(
+        "skip-key let the rest go without the head",
+        WAIT,
+        || async { answered(&stack, "/skipkey") == [0, 2, 3] },
+    )
+    .await;
+    let missing = http
+        .post(format!(
+            "{base}/v1/tenants/acme/webhooks/skipkey/keys/nope/skip"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), reqwest::StatusCode::NOT_FOUND);
     stack.stop_roles().await;
 }

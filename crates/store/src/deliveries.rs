@@ -899,3 +899,69 @@ pub async fn attempts(
         })
         .collect()
 }
+
+/// The failed deliveries that hold an ordered key back (its webhook blocks after a
+/// failure): failed and numbered after what an operator skipped, in key order.
+/// Not found: the webhook has no such key.
+pub async fn blocking_of_key(
+    db: &impl GenericClient,
+    tenant: &str,
+    webhook_id: Uuid,
+    key: &str,
+) -> Result<Vec<Delivery>, StoreError> {
+    let sql = format!(
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries d WHERE d.tenant = $1 AND d.webhook_id = $2 \
+           AND d.ordering_key = $3 AND d.seq IS NOT NULL AND d.status = 'failed' \
+           AND d.seq > (SELECT k.skipped_through FROM ordering_keys k \
+             WHERE k.webhook_id = $2 AND k.ordering_key = $3) \
+         ORDER BY d.seq"
+    );
+    key_exists(db, tenant, webhook_id, key).await?;
+    db.query(&sql, &[&tenant, &webhook_id, &key])
+        .await?
+        .iter()
+        .map(delivery_from_row)
+        .collect()
+}
+
+/// Skips what holds an ordered key back: its failed deliveries so far hold nothing
+/// back any more (they stay failed, their dead letters stay in the queue). Returns
+/// the number up to which the key's failures are skipped.
+pub async fn skip_key(
+    db: &impl GenericClient,
+    tenant: &str,
+    webhook_id: Uuid,
+    key: &str,
+) -> Result<i64, StoreError> {
+    db.query_opt(
+        "UPDATE ordering_keys k SET skipped_through = GREATEST(k.skipped_through, \
+           COALESCE((SELECT max(d.seq) FROM deliveries d WHERE d.webhook_id = $2 \
+             AND d.ordering_key = $3 AND d.seq IS NOT NULL AND d.status = 'failed'), 0)) \
+         WHERE k.tenant = $1 AND k.webhook_id = $2 AND k.ordering_key = $3 \
+         RETURNING k.skipped_through",
+        &[&tenant, &webhook_id, &key],
+    )
+    .await?
+    .map(|r| r.try_get(0))
+    .transpose()?
+    .ok_or_else(|| no_key(webhook_id, key))
+}
+
+async fn key_exists(
+    db: &impl GenericClient,
+    tenant: &str,
+    webhook_id: Uuid,
+    key: &str,
+) -> Result<(), StoreError> {
+    db.query_opt(
+        "SELECT 1 FROM ordering_keys WHERE tenant = $1 AND webhook_id = $2 AND ordering_key = $3",
+        &[&tenant, &webhook_id, &key],
+    )
+    .await?
+    .map(|_| ())
+    .ok_or_else(|| no_key(webhook_id, key))
+}
+
+fn no_key(webhook_id: Uuid, key: &str) -> StoreError {
+    StoreError::not_found(format!("ordering key `{key}` of webhook {webhook_id}"))
+}
