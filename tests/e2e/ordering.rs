@@ -449,3 +449,58 @@ async fn block_holds_a_key_until_resumed_or_skipped_and_skip_goes_on() {
     assert_eq!(missing.status(), reqwest::StatusCode::NOT_FOUND);
     stack.stop_roles().await;
 }
+
+/// Deliveries held by a pause are released together on resume, and still reach the
+/// receiver one at a time in publish order.
+#[tokio::test]
+async fn pause_and_resume_keep_each_key_in_order() {
+    const KEYS: usize = 3;
+    const PER_KEY: usize = 6;
+    let mut stack = TestStack::new().await;
+    let base = stack.serve_api(None, 1 << 20).await;
+    let http = reqwest::Client::new();
+    stack.receiver.respond("/o", Behaviour::PerRequest(flaky));
+    let mut new = webhook("acme", "ordered", &stack.receiver.url("/o"));
+    new.ordered = true;
+    new.retry_on = RetryPolicy::parse(&["5xx".to_owned()]).unwrap();
+    stack.create_webhook(new).await;
+    let hook = format!("{base}/v1/tenants/acme/webhooks/ordered");
+    let paused = http.post(format!("{hook}/pause")).send().await.unwrap();
+    assert_eq!(paused.status(), reqwest::StatusCode::OK);
+    stack.start_router().await;
+    for _ in 0..2 {
+        let mut config = stack.sender_config();
+        config.defer_delay = Duration::from_millis(200);
+        stack.start_sender_with(config).await;
+    }
+    let published = publish_interleaved(&stack, KEYS, PER_KEY).await;
+    wait_until("every delivery held", WAIT, || async {
+        let held: i64 = stack
+            .db
+            .client()
+            .await
+            .query_one("SELECT count(*) FROM deliveries WHERE status = 'held'", &[])
+            .await
+            .unwrap()
+            .get(0);
+        held == i64::try_from(KEYS * PER_KEY).unwrap()
+    })
+    .await;
+    assert!(stack.receiver.received_on("/o").is_empty());
+
+    let resumed = http.post(format!("{hook}/resume")).send().await.unwrap();
+    assert_eq!(resumed.status(), reqwest::StatusCode::OK);
+    wait_until("every event answered 2xx", WAIT, || async {
+        first_successes(&stack.receiver.received_on("/o"))
+            .values()
+            .map(Vec::len)
+            .sum::<usize>()
+            == KEYS * PER_KEY
+    })
+    .await;
+    assert_eq!(
+        first_successes(&stack.receiver.received_on("/o")),
+        published
+    );
+    stack.stop_roles().await;
+}
