@@ -95,8 +95,14 @@ async fn an_operator_runs_a_webhook_from_sign_in_to_a_replayed_dead_letter() {
     browser.screenshot("webhook-new-refused").await;
     browser.fill("#url", &stack.receiver.url("/orders")).await;
     browser.fill("#event_types", "order.created").await;
+    browser.click("#ordered").await;
     browser.click("form.stack button[type=submit]").await;
     wait_title(&browser, "Webhook orders").await;
+    let shown = page_text(&browser).await;
+    assert!(
+        shown.contains("ordered per ordering key; after a key's head fails for good: skip"),
+        "{shown}"
+    );
     browser.screenshot("webhook").await;
 
     // An event, its delivery and its attempts.
