@@ -334,6 +334,24 @@ async fn two_senders_deliver_each_key_in_order_through_retries() {
     stack.stop_roles().await;
 }
 
+/// Runs the `hookrelay` binary on the stack's database; returns what it printed.
+fn cli(stack: &TestStack, command: &[&str], args: &[&str]) -> String {
+    let out = std::process::Command::new(hookrelay_tests::hookrelay_binary())
+        .args(command)
+        .args(args)
+        .args(["--database-url", &stack.db.url])
+        .env_remove("HOOKRELAY_SECRET_KEY")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// The head's first round fails for good (HTTP 500 is not in the default retry_on);
 /// every other answer is 200.
 fn head_fails_once(r: &Received) -> Behaviour {

@@ -385,6 +385,11 @@ fn show_one(log: &DeliveryLog, keys: &std::collections::HashMap<Uuid, String>, f
     if let Some(next) = next {
         write_out(&next);
     }
+    if let (Some(key), Some(seq)) = (&d.ordering_key, d.seq) {
+        write_out(&format!(
+            "ordering key `{key}`, number {seq}: sent after every earlier delivery of the key is settled"
+        ));
+    }
     if log.attempt_log.is_empty() {
         return;
     }
