@@ -457,6 +457,32 @@ async fn block_holds_a_key_until_resumed_or_skipped_and_skip_goes_on() {
         || async { answered(&stack, "/skipkey") == [0, 2, 3] },
     )
     .await;
+    // The CLI's skip-key is the same: nothing failed is left on the resumed key.
+    let out = cli(
+        &stack,
+        &[
+            "deliveries",
+            "skip-key",
+            "--tenant",
+            "acme",
+            "--webhook",
+            "resume",
+        ],
+        &["--key", "k", "--json"],
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["skipped_through"],
+        0,
+        "{out}"
+    );
+    // `deliveries show` tells a delivery's key and number: the resumed head is 2nd.
+    let head = &stack.deliveries_of("acme", &events[4].id).await[0];
+    let shown = cli(
+        &stack,
+        &["deliveries", "show", "--tenant", "acme"],
+        &[&head.id.to_string()],
+    );
+    assert!(shown.contains("ordering key `k`, number 2"), "{shown}");
     let missing = http
         .post(format!(
             "{base}/v1/tenants/acme/webhooks/skipkey/keys/nope/skip"
