@@ -74,8 +74,14 @@ async fn an_operator_runs_a_webhook_from_sign_in_to_a_replayed_dead_letter() {
     browser.screenshot("webhook-new-refused").await;
     browser.fill("#url", &stack.receiver.url("/orders")).await;
     browser.fill("#event_types", "order.created").await;
+    browser.click("#ordered").await;
     browser.click("form.stack button[type=submit]").await;
     browser.wait_heading("Webhook orders").await;
+    let shown = browser.page_text().await;
+    assert!(
+        shown.contains("ordered per ordering key; after a key's head fails for good: skip"),
+        "{shown}"
+    );
     browser.screenshot("webhook").await;
 
     // An event, its delivery and its attempts.

@@ -16,6 +16,7 @@ mod health;
 mod hostile;
 mod ingest;
 mod observability;
+mod ordering;
 mod policy;
 mod portal;
 mod producer;

@@ -31,6 +31,7 @@ async fn stored(db: &TestDb, tenant: &str, id: &str, now: OffsetDateTime, age: D
         target: Target::Url("http://127.0.0.1:9/x".into()),
         trace_id: None,
         held: false,
+        ordering_key: None,
     };
     deliveries::insert(&client, &[delivery], deliveries::Sending::ByCreator)
         .await

@@ -490,6 +490,7 @@ async fn a_router_sends_again_only_deliveries_never_attempted() {
             target: Target::Webhook(uuid::Uuid::now_v7()),
             trace_id: None,
             held: i == 4,
+            ordering_key: None,
         })
         .collect();
     let c = db.delivery_pool.get().await.unwrap();

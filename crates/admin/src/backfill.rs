@@ -157,6 +157,9 @@ async fn create(
             target: Target::Webhook(webhook.id),
             trace_id: None,
             held,
+            // Backfilled deliveries of a key go after those it already has, in the
+            // order the events were recorded (the page's order).
+            ordering_key: hookrelay_model::ordering::sequenced_under(webhook, e).map(str::to_owned),
         })
         .collect();
     let created = deliveries::insert(&tx, &new, deliveries::Sending::Reopened)

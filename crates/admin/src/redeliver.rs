@@ -83,6 +83,24 @@ pub async fn failed_of_webhook(
     each(pool, channel, topology, &failed, progress).await
 }
 
+/// Resumes an ordered key its webhook blocks: the failed deliveries holding it back
+/// get a fresh round of attempts, oldest first; the key's later deliveries wait for
+/// them as for any earlier delivery, so they follow in order.
+pub async fn resume_key(
+    pool: &Pool,
+    channel: &Channel,
+    topology: &Topology,
+    (tenant, webhook_id, key): (&str, Uuid, &str),
+) -> Result<Summary, AdminError> {
+    let db = pool
+        .get()
+        .await
+        .map_err(hookrelay_store::StoreError::from)?;
+    let blocking = deliveries::blocking_of_key(&db, tenant, webhook_id, key).await?;
+    drop(db);
+    each(pool, channel, topology, &blocking, &|_, _| {}).await
+}
+
 /// Sends what `webhook` holds, if it holds no more (resumed and enabled): what a
 /// resume, an enable, or an update that enables calls once the webhook's row is
 /// committed. None when it still holds (paused, or disabled).

@@ -139,6 +139,9 @@ pub(crate) struct WebhookForm {
     filter: String,
     #[serde(default)]
     secret: String,
+    ordered: Option<String>,
+    #[serde(default)]
+    on_failure: String,
 }
 
 impl WebhookForm {
@@ -167,6 +170,8 @@ impl WebhookForm {
             rate_limit: opt("rate_limit"),
             rate_burst: opt("rate_burst"),
             max_in_flight: opt("max_in_flight"),
+            ordered: w["ordered"].as_bool().unwrap_or(false).then(String::new),
+            on_failure: text(w, "on_failure").into(),
             filter: match &w["filter"] {
                 Value::Null => String::new(),
                 v => serde_json::to_string_pretty(v).unwrap_or_default(),
@@ -194,6 +199,10 @@ impl WebhookForm {
         if !self.format.is_empty() {
             body.insert("format".into(), json!(self.format));
         }
+        body.insert("ordered".into(), json!(self.ordered.is_some()));
+        if !self.on_failure.is_empty() {
+            body.insert("on_failure".into(), json!(self.on_failure));
+        }
         let retry_on = parts::list(&self.retry_on);
         if !retry_on.is_empty() {
             body.insert("retry_on".into(), json!(retry_on));
@@ -216,6 +225,18 @@ impl WebhookForm {
             body.insert("secret".into(), json!(self.secret));
         }
         Ok(Value::Object(body))
+    }
+}
+
+/// Whether deliveries of one ordering key go one at a time, and what a failed head does.
+fn ordering(w: &Value) -> String {
+    if w["ordered"].as_bool().unwrap_or(false) {
+        format!(
+            "ordered per ordering key; after a key's head fails for good: {}",
+            text(w, "on_failure")
+        )
+    } else {
+        "unordered".into()
     }
 }
 
@@ -245,6 +266,15 @@ fn form_fields(f: &WebhookForm, refused: Option<&Refused>) -> Markup {
             input #development_mode name="development_mode" type="checkbox" value="on" checked[f.development_mode.is_some()];
             label for="development_mode" { "Development mode" }
         }
+        div.field.check {
+            input #ordered name="ordered" type="checkbox" value="on" checked[f.ordered.is_some()];
+            label for="ordered" { "Ordered: events with the same ordering key go one at a time, in order" }
+        }
+        (field("on_failure", "When an ordered key's head fails for good", "skip: go on with the next; block: hold the key until an operator resumes or skips it.", html! {
+            select #on_failure name="on_failure" {
+                @for v in ["skip", "block"] { option value=(v) selected[f.on_failure == v] { (v) } }
+            }
+        }, refused))
     }
 }
 
@@ -345,6 +375,7 @@ pub(crate) async fn show_page(
                 dt { "Id" } dd { code { (text(&w, "id")) } }
                 dt { "State" } dd { (state_badge(&w)) @if let Some(r) = w["disabled_reason"].as_str() { " " (r) } }
                 dt { "Breaker" } dd { (breaker(&w)) }
+                dt { "Order" } dd { (ordering(&w)) }
                 dt { "Signing secrets" } dd { (w["signing_secrets"].as_array().map_or(0, Vec::len)) " (masked)" }
                 dt { "Deliveries" } dd { a href=(deliveries) { "See its deliveries" } }
             }

@@ -7,10 +7,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::ids::EventId;
+use crate::ids::{EventId, OrderingKey};
 
-/// Longest event id, in bytes: AMQP `message_id` is a short string.
-pub const MAX_ID_CHARS: usize = crate::text::MAX_KEY_CHARS;
+pub use crate::ids::MAX_ID_CHARS;
 /// Longest tenant and event type, in bytes (both go into the routing key).
 pub const MAX_NAME_CHARS: usize = 120;
 /// Default body size limit (`HOOKRELAY_MAX_EVENT_BYTES`).
@@ -80,6 +79,14 @@ pub struct Event {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Text>))]
     pub session_id: Option<String>,
+    /// Events of this tenant with the same ordering key are delivered to each
+    /// `ordered` webhook one at a time, in the order the router recorded them (for one
+    /// publisher publishing in order on one channel, its publish order:
+    /// docs/wire-contract.md). Without it, or to an unordered webhook, events go in
+    /// parallel. 1 to 255 characters, no control characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(inline))]
+    pub ordering_key: Option<OrderingKey>,
     /// OneSchema's trigger type: how the event was initiated. Stored; not used for
     /// matching.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -131,6 +138,7 @@ impl Event {
             import_identifier: None,
             schema_id: None,
             session_id: None,
+            ordering_key: None,
             trigger_type: None,
             webhook_keys: None,
             webhook_url: None,
@@ -730,6 +738,23 @@ mod tests {
         assert_eq!(field_of(with("tenant", json!("a b"))), "tenant");
         assert_eq!(field_of(with("type", json!("a#b"))), "type");
         assert!(Event::from_value(with("type", json!("hookrelay.webhook_disabled"))).is_ok());
+    }
+
+    #[test]
+    fn an_ordering_key_is_bounded_and_kept() {
+        for bad in [
+            json!(""),
+            json!("a\u{7}b"),
+            json!("k".repeat(256)),
+            json!(7),
+        ] {
+            assert_eq!(field_of(with("ordering_key", bad)), "ordering_key");
+        }
+        let event = Event::from_value(with("ordering_key", json!("order-42"))).unwrap();
+        assert_eq!(event.ordering_key.as_deref(), Some("order-42"));
+        let again = Event::from_slice(&event.to_json(), DEFAULT_MAX_EVENT_BYTES).unwrap();
+        assert_eq!(again, event);
+        assert_eq!(Event::from_value(base()).unwrap().ordering_key, None);
     }
 
     #[test]

@@ -86,6 +86,9 @@ macro_rules! checked_text {
 
 pub(crate) use checked_text;
 
+/// Longest event id, in characters: AMQP `message_id` is a short string.
+pub const MAX_ID_CHARS: usize = MAX_KEY_CHARS;
+
 checked_text!(
     /// A webhook's key: unique and changeable within its tenant, usable in place of
     /// its id in paths; 1 to [`MAX_KEY_CHARS`] characters without control characters.
@@ -95,9 +98,17 @@ checked_text!(
 
 checked_text!(
     /// An event's id: unique per tenant, the de-duplication key; 1 to
-    /// [`MAX_KEY_CHARS`] characters without control characters.
+    /// [`MAX_ID_CHARS`] characters without control characters.
     EventId,
-    |v| check_text("id", v, MAX_KEY_CHARS)
+    |v| check_text("id", v, MAX_ID_CHARS)
+);
+
+checked_text!(
+    /// An event's ordering key: events of one tenant with the same key are delivered
+    /// one at a time, in the order recorded, to each `ordered` webhook; 1 to
+    /// [`MAX_KEY_CHARS`] characters without control characters.
+    OrderingKey,
+    |v| check_text("ordering_key", v, MAX_KEY_CHARS)
 );
 
 impl EventId {
@@ -124,6 +135,23 @@ impl utoipa::PartialSchema for WebhookKey {
 #[cfg(feature = "openapi")]
 impl utoipa::ToSchema for WebhookKey {}
 
+/// The ordering key's schema, from the same rule.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for OrderingKey {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::text::schema(MAX_KEY_CHARS)
+            .description(Some(
+                "1 to 255 characters, no control characters. Events of one tenant with \
+                 the same key go to each ordered webhook one at a time, in the order \
+                 recorded (docs/wire-contract.md).",
+            ))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for OrderingKey {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,6 +162,11 @@ mod tests {
         for bad in ["", "a\u{7}b", &"k".repeat(256)] {
             assert_eq!(WebhookKey::parse(bad).unwrap_err().field, "key", "{bad:?}");
             assert_eq!(EventId::parse(bad).unwrap_err().field, "id", "{bad:?}");
+            assert_eq!(
+                OrderingKey::parse(bad).unwrap_err().field,
+                "ordering_key",
+                "{bad:?}"
+            );
         }
         let err = serde_json::from_str::<WebhookKey>("\"\"").unwrap_err();
         assert!(err.to_string().contains("must not be empty"), "{err}");

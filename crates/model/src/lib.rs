@@ -13,6 +13,7 @@ pub mod error;
 pub mod filter;
 pub mod ids;
 pub mod matching;
+pub mod ordering;
 pub mod portal;
 pub mod rate;
 pub mod retry;
@@ -28,7 +29,7 @@ pub mod wire;
 pub use deadletter::DeadLetterReason;
 pub use envelope::{EnvelopeError, Event};
 pub use error::Invalid;
-pub use ids::{EventId, WebhookKey};
+pub use ids::{EventId, OrderingKey, WebhookKey};
 pub use tenant::Tenant;
 pub use topology::Topology;
 

@@ -85,7 +85,7 @@ fn triggers_match(w: &Webhook, event: &Event) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::retry::RetryPolicy;
     use crate::webhook::BodyFormat;
@@ -93,7 +93,7 @@ mod tests {
     use time::OffsetDateTime;
     use uuid::Uuid;
 
-    fn hook(tenant: &str, key: &str) -> Webhook {
+    pub(crate) fn hook(tenant: &str, key: &str) -> Webhook {
         Webhook {
             id: Uuid::new_v4(),
             tenant: tenant.into(),
@@ -115,12 +115,14 @@ mod tests {
             rate_limit: None,
             rate_burst: None,
             max_in_flight: None,
+            ordered: false,
+            on_failure: crate::webhook::OnFailure::Skip,
             created_at: OffsetDateTime::UNIX_EPOCH,
             updated_at: OffsetDateTime::UNIX_EPOCH,
         }
     }
 
-    fn event(extra: serde_json::Value) -> Event {
+    pub(crate) fn event(extra: serde_json::Value) -> Event {
         let mut v = json!({
             "id": "e1", "tenant": "acme", "type": "import_completed",
             "occurred_at": "2024-04-24T17:20:14Z", "payload": {}

@@ -84,6 +84,44 @@ impl std::str::FromStr for BodyFormat {
     }
 }
 
+/// What an ordered webhook does with the rest of a key when the key's head
+/// delivery fails for good (docs/delivery-semantics.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    /// Dead-letter the head and send the key's next event.
+    #[default]
+    Skip,
+    /// Dead-letter the head and hold the rest of the key until an operator resumes
+    /// or skips it (`hookrelay deliveries resume-key` / `skip-key`).
+    Block,
+}
+
+impl OnFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Skip => "skip",
+            Self::Block => "block",
+        }
+    }
+}
+
+impl std::str::FromStr for OnFailure {
+    type Err = Invalid;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "skip" => Ok(Self::Skip),
+            "block" => Ok(Self::Block),
+            other => Err(Invalid::new(
+                "on_failure",
+                format!("`{other}` is not skip or block"),
+            )),
+        }
+    }
+}
+
 /// An open circuit breaker: when and why it tripped, and when one held delivery is
 /// next sent as a probe.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -153,6 +191,12 @@ pub struct Webhook {
     /// Requests in flight to it at once, across all senders together; null: each
     /// sender's `--per-webhook-concurrency`.
     pub max_in_flight: Option<u16>,
+    /// Deliveries of events with the same `ordering_key` go one at a time, in the
+    /// order recorded.
+    pub ordered: bool,
+    /// When an ordered key's head fails for good: `skip` to the next, or `block` the
+    /// key until an operator resumes or skips it.
+    pub on_failure: OnFailure,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -243,6 +287,14 @@ pub struct NewWebhook {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000))]
     pub max_in_flight: Option<u16>,
+    /// Send the deliveries of events with the same `ordering_key` one at a time, in
+    /// the order recorded (docs/delivery-semantics.md). Default false.
+    #[serde(default)]
+    pub ordered: bool,
+    /// For an ordered webhook, when a key's head fails for good: `skip` (default)
+    /// goes on with the next, `block` holds the key until an operator acts.
+    #[serde(default)]
+    pub on_failure: OnFailure,
 }
 
 /// A partial update: a missing or null field is left as it is, except `secret`,
@@ -295,6 +347,10 @@ pub struct WebhookUpdate {
     #[serde(default, with = "double_option")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<u16>, minimum = 1, maximum = 1000))]
     pub max_in_flight: Option<Option<u16>>,
+    /// Switching an unordered webhook to ordered orders only events recorded after
+    /// the switch (docs/delivery-semantics.md).
+    pub ordered: Option<bool>,
+    pub on_failure: Option<OnFailure>,
 }
 
 /// `Option<Option<T>>` for a field that may be absent (keep), null (clear) or a value.
@@ -381,6 +437,8 @@ impl NewWebhook {
             rate_limit: None,
             rate_burst: None,
             max_in_flight: None,
+            ordered: false,
+            on_failure: OnFailure::default(),
         }
     }
 
@@ -525,6 +583,21 @@ mod tests {
 
     fn key_of(text: &str) -> Result<Vec<u8>, Invalid> {
         signing_key(&Secret::new(text))
+    }
+
+    #[test]
+    fn on_failure_is_skip_or_block_and_skip_by_default() {
+        assert_eq!(OnFailure::default(), OnFailure::Skip);
+        for policy in [OnFailure::Skip, OnFailure::Block] {
+            assert_eq!(policy.as_str().parse::<OnFailure>().unwrap(), policy);
+        }
+        assert_eq!("halt".parse::<OnFailure>().unwrap_err().field, "on_failure");
+        let new: NewWebhook = serde_json::from_value(
+            serde_json::json!({"tenant": "t", "key": "k", "url": "https://x.test"}),
+        )
+        .unwrap();
+        assert!(!new.ordered);
+        assert_eq!(new.on_failure, OnFailure::Skip);
     }
 
     #[test]

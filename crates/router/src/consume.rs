@@ -15,6 +15,7 @@ use lapin::options::BasicAckOptions;
 use lapin::{Channel, Consumer};
 
 use crate::route::{BatchError, handle_batch, reject};
+use crate::turn::{Turn, Turns};
 use crate::{Router, RouterError};
 
 /// Consumes until shutdown. Broker trouble reconnects with backoff (the supervisor);
@@ -66,6 +67,7 @@ async fn consume(
     let config = &router.config;
     let depth = (usize::from(config.prefetch) / config.batch_size.max(1)).max(1);
     let mut working = FuturesOrdered::new();
+    let mut turns = Turns::new();
     loop {
         tokio::select! {
             Some(done) = working.next(), if !working.is_empty() => {
@@ -78,11 +80,11 @@ async fn consume(
                     return Err(ConsumeError::Broker(amqp::AmqpError::ConsumerEnded));
                 };
                 let batch = fill(config, &mut consumer, first).await?;
-                working.push_back(handle_with_retry(
+                working.push_back(handle_in_turn(
                     router,
                     channel,
                     batch,
-                    false,
+                    turns.take(),
                     shutdown.clone(),
                 ));
             }
@@ -129,6 +131,22 @@ async fn ack(handled: Option<Acker>) -> Result<bool, ConsumeError> {
     Ok(true)
 }
 
+/// Handles a batch taken with `turn`, then hands the turn on (a batch that took
+/// sequence numbers did at its commit already).
+async fn handle_in_turn(
+    router: &Router,
+    channel: &Channel,
+    batch: Vec<Delivery>,
+    turn: Turn,
+    shutdown: Shutdown,
+) -> Result<Option<Acker>, ConsumeError> {
+    let handled = handle_with_retry(router, channel, batch, false, &turn, shutdown).await?;
+    if handled.is_some() {
+        turn.pass_on().await;
+    }
+    Ok(handled)
+}
+
 /// Handles a batch; while the database is away, waits and tries again with the same
 /// messages (they stay unacked, so a crash meanwhile loses nothing). An error that
 /// retrying cannot fix is narrowed down to the event causing it, which is
@@ -140,6 +158,7 @@ async fn handle_with_retry(
     channel: &Channel,
     batch: Vec<Delivery>,
     mut retrying: bool,
+    turn: &Turn,
     mut shutdown: Shutdown,
 ) -> Result<Option<Acker>, ConsumeError> {
     let Some(last) = batch.last().map(|d| d.acker.clone()) else {
@@ -147,14 +166,14 @@ async fn handle_with_retry(
     };
     let mut pauses = TRANSIENT_RETRY.build();
     loop {
-        let handled = handle_batch(router, channel, &batch, retrying).await;
+        let handled = handle_batch(router, channel, &batch, retrying, turn).await;
         retrying = true;
         match handled {
             Ok(()) => return Ok(Some(last)),
             Err(BatchError::Broker(e)) => return Err(ConsumeError::Broker(e)),
             Err(BatchError::Injected(f)) => return Err(ConsumeError::Injected(f)),
             Err(BatchError::Store(e)) if !e.is_transient() => {
-                let whole = isolate(router, channel, batch, &e, shutdown).await?;
+                let whole = isolate(router, channel, batch, &e, turn, shutdown).await?;
                 return Ok(whole.then_some(last));
             }
             Err(BatchError::Store(e)) => {
@@ -178,6 +197,7 @@ async fn isolate(
     channel: &Channel,
     batch: Vec<Delivery>,
     error: &hookrelay_store::StoreError,
+    turn: &Turn,
     shutdown: Shutdown,
 ) -> Result<bool, ConsumeError> {
     if let [delivery] = batch.as_slice() {
@@ -193,12 +213,16 @@ async fn isolate(
         return Ok(true);
     }
     tracing::warn!(%error, events = batch.len(), "batch refused by the database; routing its events one by one");
+    // One at a time, in the batch's order: each part takes its numbers after the
+    // one before.
+    let part = turn.within();
     for delivery in batch {
         let handled = Box::pin(handle_with_retry(
             router,
             channel,
             vec![delivery],
             true,
+            &part,
             shutdown.clone(),
         ))
         .await?;

@@ -6,6 +6,7 @@
 
 mod consume;
 mod route;
+mod turn;
 
 use std::sync::Arc;
 use std::time::Duration;

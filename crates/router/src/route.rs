@@ -19,13 +19,14 @@ use hookrelay_metrics::{InFlight, event as outcome};
 use hookrelay_model::catalog::{SchemaValidation, Violation};
 use hookrelay_model::webhook::Target;
 use hookrelay_model::wire::{self, DeliveryMessage};
-use hookrelay_model::{DeadLetterReason, Event, matching};
+use hookrelay_model::{DeadLetterReason, Event, matching, ordering};
 use hookrelay_store::deliveries::{DeliveryRef, Sending};
 use hookrelay_store::{StoreError, deliveries, events, webhooks};
 use lapin::Channel;
 use lapin::message::Delivery;
 use tracing::Instrument;
 
+use crate::turn::Turn;
 use crate::{Fault, ROLE, Router};
 
 pub(crate) enum BatchError {
@@ -88,6 +89,7 @@ pub(crate) async fn handle_batch(
     channel: &Channel,
     batch: &[Delivery],
     retrying: bool,
+    turn: &Turn,
 ) -> Result<(), BatchError> {
     let config = &router.config;
     let _in_flight: Vec<InFlight> = batch
@@ -119,7 +121,7 @@ pub(crate) async fn handle_batch(
     }
 
     if !valid.is_empty() {
-        let recorded = record(router, &valid, retrying).await?;
+        let recorded = record(router, &valid, retrying, turn).await?;
         match config.fault {
             Some(Fault::CrashAfterCommit) => {
                 return Err(BatchError::Injected(Fault::CrashAfterCommit));
@@ -176,12 +178,19 @@ struct Recorded {
     suspect: Vec<(String, String)>,
 }
 
-/// One transaction: store new events and create their deliveries.
+/// One transaction: store new events and create their deliveries. A batch with
+/// keyed events takes its sequence numbers in its turn (`turn`): it starts after
+/// every batch taken before it committed, and lets the next go at its commit.
 async fn record(
     router: &Router,
     valid: &[Routing<'_>],
     retrying: bool,
+    turn: &Turn,
 ) -> Result<Recorded, BatchError> {
+    let keyed = valid.iter().any(|r| r.event.ordering_key.is_some());
+    if keyed {
+        turn.wait_for_earlier().await;
+    }
     let events: Vec<Event> = valid.iter().map(|r| r.event.clone()).collect();
     let mut client = router.pool.get().await.map_err(StoreError::from)?;
     let tx = client.transaction().await?;
@@ -240,18 +249,30 @@ async fn record(
         tracing::debug!(deliveries = targets.len(), "event matched");
         for target in targets {
             let held = matches!(target, Target::Webhook(id) if holding.contains(&id));
+            let ordering_key = match (&target, &event.ordering_key) {
+                (Target::Webhook(id), Some(_)) => candidates
+                    .iter()
+                    .find(|w| w.id == *id)
+                    .and_then(|w| ordering::sequenced_under(w, event))
+                    .map(str::to_owned),
+                _ => None,
+            };
             new_deliveries.push(deliveries::NewDelivery {
                 tenant: event.tenant.clone(),
                 event_id: event.id.to_string(),
                 target,
                 trace_id: trace_id.clone(),
                 held,
+                ordering_key,
             });
         }
         routed += 1;
     }
     let created = deliveries::insert(&tx, &new_deliveries, Sending::ByCreator).await?;
     tx.commit().await?;
+    if keyed {
+        turn.taken();
+    }
     Ok(Recorded {
         routed,
         created: created

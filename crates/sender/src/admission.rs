@@ -7,7 +7,9 @@
 //! The gates, in the order a delivery meets them: [`before_load`] (its webhook hangs:
 //! no database work), [`on_load`] (its row and its webhook), [`on_rate`] (the
 //! webhook's rate limit), [`on_wait`] (a slot of the webhook's cap, in this sender
-//! and across senders).
+//! and across senders). [`on_order`] (an ordered webhook's key: every earlier
+//! delivery settled) follows [`on_load`], before the rate and the cap, so a waiting
+//! delivery takes no token and no slot.
 
 use std::time::Duration;
 
@@ -135,6 +137,28 @@ pub(crate) fn on_load(row: Option<Row>) -> Admission {
     }
 }
 
+/// Where a sequenced delivery stands behind the earlier ones of its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Order {
+    /// Unsequenced, or every earlier delivery of its key is settled.
+    Free,
+    /// An earlier delivery is still pending (retrying, held, deferred).
+    Waiting,
+    /// An earlier delivery failed for good and the webhook blocks the key.
+    Blocked,
+}
+
+/// An ordered webhook's key goes one delivery at a time: one whose predecessor is
+/// not settled waits in a delay queue, no attempt counted; a blocked key waits the
+/// longest, as an endpoint that hangs does, until an operator resumes or skips it.
+pub(crate) fn on_order(order: Order, rules: &Rules) -> Admission {
+    match order {
+        Order::Free => Admission::Go,
+        Order::Waiting => Admission::Defer(rules.defer_delay),
+        Order::Blocked => Admission::Defer(rules.defer_delay * 5),
+    }
+}
+
 /// After asking the webhook's rate bucket.
 pub(crate) fn on_rate(rate: Rate) -> Admission {
     match rate {
@@ -195,6 +219,17 @@ mod tests {
 
     fn hang(oldest: Duration, in_flight: usize) -> Hang {
         Hang { oldest, in_flight }
+    }
+
+    #[test]
+    fn a_key_goes_one_at_a_time_and_a_blocked_one_waits_longest() {
+        for (order, expected) in [
+            (Order::Free, Admission::Go),
+            (Order::Waiting, Admission::Defer(S(1))),
+            (Order::Blocked, Admission::Defer(S(5))),
+        ] {
+            assert_eq!(on_order(order, &rules()), expected, "{order:?}");
+        }
     }
 
     #[test]

@@ -177,6 +177,10 @@ async fn handle_message(
     let Some(job) = job else {
         return Ok(());
     };
+    let order = admission::on_order(order(job.order), &rules);
+    if let Next::Done = admit(ctx, delivery, &message, Some(&job), order).await? {
+        return Ok(());
+    }
     let target = target(&job);
     let policy = target
         .webhook
@@ -326,6 +330,15 @@ fn row(job: &SendJob, probe: bool) -> Row {
         pending: job.status == DeliveryStatus::Pending,
         webhook,
         probe,
+    }
+}
+
+/// The store's word on a sequenced delivery's predecessors, as the gate reads it.
+fn order(order: deliveries::Order) -> admission::Order {
+    match order {
+        deliveries::Order::Free => admission::Order::Free,
+        deliveries::Order::Waiting => admission::Order::Waiting,
+        deliveries::Order::Blocked => admission::Order::Blocked,
     }
 }
 

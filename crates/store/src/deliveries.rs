@@ -8,9 +8,11 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 
 use super::{StoreError, storable};
 use hookrelay_model::envelope::Event;
+use hookrelay_model::ordering;
 use hookrelay_model::webhook::{Target, Webhook};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +59,9 @@ pub struct NewDelivery {
     pub trace_id: Option<String>,
     /// Created held: its webhook is paused.
     pub held: bool,
+    /// Sequenced under this key (its webhook is ordered and its event has the key:
+    /// `hookrelay_model::ordering::sequenced_under`); numbered in slice order.
+    pub ordering_key: Option<String>,
 }
 
 /// Enough about a delivery to publish its message.
@@ -132,11 +137,27 @@ pub async fn insert(
         .iter()
         .map(|d| sending == Sending::ByCreator && !d.held)
         .collect();
+    let keys: Vec<Option<ordering::KeyOf<'_>>> = new
+        .iter()
+        .map(|d| match (&d.target, &d.ordering_key) {
+            (Target::Webhook(id), Some(key)) => Some((*id, key.as_str())),
+            _ => None,
+        })
+        .collect();
+    // Only a batch with sequenced deliveries pays for the counters' statement.
+    let seqs = if keys.iter().any(Option::is_some) {
+        let first = take_sequences(db, new, &keys).await?;
+        ordering::assign(&keys, &first)
+    } else {
+        vec![None; new.len()]
+    };
+    let ordering_keys: Vec<Option<&str>> = keys.iter().map(|k| k.map(|(_, key)| key)).collect();
     let statement = super::prepared(
         db,
-        "INSERT INTO deliveries (id, tenant, event_id, webhook_id, url, trace_id, status, published) \
+        "INSERT INTO deliveries (id, tenant, event_id, webhook_id, url, trace_id, status, published, \
+           ordering_key, seq) \
          SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], \
-           $6::text[], $7::text[], $8::bool[]) \
+           $6::text[], $7::text[], $8::bool[], $9::text[], $10::int8[]) \
          ON CONFLICT DO NOTHING RETURNING id, tenant, event_id, webhook_id, status",
     )
     .await?;
@@ -144,7 +165,16 @@ pub async fn insert(
         .query(
             &statement,
             &[
-                &ids, &tenants, &events, &webhooks, &urls, &traces, &statuses, &published,
+                &ids,
+                &tenants,
+                &events,
+                &webhooks,
+                &urls,
+                &traces,
+                &statuses,
+                &published,
+                &ordering_keys,
+                &seqs,
             ],
         )
         .await?;
@@ -160,6 +190,57 @@ pub async fn insert(
     // In creation order (ids are time-ordered): RETURNING has no order.
     created.sort_by_key(|c| c.delivery.id);
     Ok(created)
+}
+
+/// Takes the sequence numbers a batch needs from each (webhook, key) counter, creating
+/// the counter at 1; returns the first number of each. The upsert locks each counter
+/// row until the caller's transaction ends, so another transaction sequencing the
+/// same key waits for this one's commit and numbers after it; counters are locked in
+/// one order (`ordering::demand`), so two never wait for each other in a circle.
+async fn take_sequences<'a>(
+    db: &impl GenericClient,
+    new: &[NewDelivery],
+    keys: &[Option<ordering::KeyOf<'a>>],
+) -> Result<BTreeMap<ordering::KeyOf<'a>, i64>, StoreError> {
+    let demand = ordering::demand(keys);
+    let tenant_of: HashMap<Uuid, &str> = new
+        .iter()
+        .filter_map(|d| match d.target {
+            Target::Webhook(id) => Some((id, d.tenant.as_str())),
+            Target::Url(_) => None,
+        })
+        .collect();
+    let webhook_ids: Vec<Uuid> = demand.iter().map(|((id, _), _)| *id).collect();
+    let key_texts: Vec<&str> = demand.iter().map(|((_, key), _)| *key).collect();
+    let tenants: Vec<&str> = webhook_ids
+        .iter()
+        .map(|id| tenant_of.get(id).copied().unwrap_or_default())
+        .collect();
+    let counts: Vec<i64> = demand.iter().map(|(_, n)| *n).collect();
+    let statement = super::prepared(
+        db,
+        "INSERT INTO ordering_keys AS k (webhook_id, ordering_key, tenant, next_seq) \
+         SELECT w, key, t, 1 + n FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int8[]) \
+           WITH ORDINALITY AS u(w, key, t, n, i) ORDER BY i \
+         ON CONFLICT (webhook_id, ordering_key) \
+           DO UPDATE SET next_seq = k.next_seq + EXCLUDED.next_seq - 1 \
+         RETURNING webhook_id, ordering_key, next_seq",
+    )
+    .await?;
+    let rows = db
+        .query(&statement, &[&webhook_ids, &key_texts, &tenants, &counts])
+        .await?;
+    let mut first = BTreeMap::new();
+    for row in rows {
+        let id: Uuid = row.try_get("webhook_id")?;
+        let key: String = row.try_get("ordering_key")?;
+        let next: i64 = row.try_get("next_seq")?;
+        // The returned key is one of ours: find it to borrow it for the batch.
+        if let Some(((_, ours), n)) = demand.iter().find(|((w, k), _)| *w == id && *k == key) {
+            first.insert((id, *ours), next - n);
+        }
+    }
+    Ok(first)
 }
 
 /// The deliveries of these events that were never sent: pending and never
@@ -243,6 +324,48 @@ pub struct SendJob {
     pub event: Event,
     /// When the router recorded the event (`events.received_at`).
     pub received_at: OffsetDateTime,
+    /// For a sequenced delivery: what the earlier deliveries of its key say.
+    pub order: Order,
+}
+
+/// Where a delivery stands behind the earlier deliveries of its (webhook, key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Not sequenced, or every earlier delivery is settled: delivered, failed and
+    /// skipped (`on_failure = skip`, or skipped by an operator).
+    Free,
+    /// An earlier one is still to be settled (pending, retrying, held).
+    Waiting,
+    /// An earlier one failed for good and the webhook blocks the key
+    /// (`on_failure = block`) until an operator resumes or skips it.
+    Blocked,
+}
+
+/// The SQL of [`Order`] for delivery `d` with webhook `w`: `waiting` and `blocked`.
+/// Evaluated only for sequenced deliveries (the index `deliveries_by_key_seq`).
+const ORDER_COLUMNS: &str = "\
+    CASE WHEN d.seq IS NULL THEN false ELSE EXISTS (SELECT 1 FROM deliveries p \
+      WHERE p.webhook_id = d.webhook_id AND p.ordering_key = d.ordering_key \
+        AND p.seq < d.seq AND p.status IN ('pending', 'held')) END AS waiting, \
+    CASE WHEN d.seq IS NULL OR w.on_failure IS DISTINCT FROM 'block' THEN false \
+      ELSE EXISTS (SELECT 1 FROM deliveries p \
+      WHERE p.webhook_id = d.webhook_id AND p.ordering_key = d.ordering_key \
+        AND p.seq < d.seq AND p.status = 'failed' \
+        AND p.seq > COALESCE((SELECT k.skipped_through FROM ordering_keys k \
+          WHERE k.webhook_id = d.webhook_id AND k.ordering_key = d.ordering_key), 0)) \
+    END AS blocked";
+
+fn order_from_row(r: &tokio_postgres::Row) -> Result<Order, StoreError> {
+    Ok(
+        match (
+            r.try_get::<_, bool>("waiting")?,
+            r.try_get::<_, bool>("blocked")?,
+        ) {
+            (_, true) => Order::Blocked,
+            (true, false) => Order::Waiting,
+            (false, false) => Order::Free,
+        },
+    )
 }
 
 /// Deliveries with their events and webhooks, many in one round trip; ids not found
@@ -254,7 +377,8 @@ pub async fn send_jobs(
 ) -> Result<std::collections::HashMap<Uuid, SendJob>, StoreError> {
     static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
-            "SELECT d.id, d.tenant, d.status, d.attempts, d.webhook_id, d.url, e.envelope, e.received_at, {} \
+            "SELECT d.id, d.tenant, d.status, d.attempts, d.webhook_id, d.url, e.envelope, e.received_at, {}, \
+               {ORDER_COLUMNS} \
              FROM deliveries d JOIN events e ON e.tenant = d.tenant AND e.id = d.event_id \
              LEFT JOIN webhooks w ON w.id = d.webhook_id \
              WHERE d.id = ANY($1)",
@@ -279,6 +403,7 @@ pub async fn send_jobs(
             url: r.try_get("url")?,
             event,
             received_at: r.try_get("received_at")?,
+            order: order_from_row(&r)?,
         };
         jobs.insert(id, job);
     }
@@ -465,11 +590,16 @@ pub struct Delivery {
     /// For a failed delivery: why it was not tried again, e.g. `not retryable: HTTP
     /// 500 is not in the webhook's retry_on [timeout, 408, 429]`.
     pub why_failed: Option<String>,
+    /// To an ordered webhook, of an event with an ordering key: the key, and the
+    /// delivery's place in it (from 1, in the order the router recorded the events).
+    pub ordering_key: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
+    pub seq: Option<i64>,
 }
 
 const DELIVERY_COLUMNS: &str = "id, tenant, event_id, webhook_id, url, status, published, \
     attempts, last_status, last_error, last_attempt_at, next_attempt_at, created_at, trace_id, \
-    why_failed";
+    why_failed, ordering_key, seq";
 
 fn delivery_from_row(r: &tokio_postgres::Row) -> Result<Delivery, StoreError> {
     Ok(Delivery {
@@ -488,6 +618,8 @@ fn delivery_from_row(r: &tokio_postgres::Row) -> Result<Delivery, StoreError> {
         created_at: r.try_get("created_at")?,
         trace_id: r.try_get("trace_id")?,
         why_failed: r.try_get("why_failed")?,
+        ordering_key: r.try_get("ordering_key")?,
+        seq: r.try_get("seq")?,
     })
 }
 
@@ -766,4 +898,70 @@ pub async fn attempts(
             })
         })
         .collect()
+}
+
+/// The failed deliveries that hold an ordered key back (its webhook blocks after a
+/// failure): failed and numbered after what an operator skipped, in key order.
+/// Not found: the webhook has no such key.
+pub async fn blocking_of_key(
+    db: &impl GenericClient,
+    tenant: &str,
+    webhook_id: Uuid,
+    key: &str,
+) -> Result<Vec<Delivery>, StoreError> {
+    let sql = format!(
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries d WHERE d.tenant = $1 AND d.webhook_id = $2 \
+           AND d.ordering_key = $3 AND d.seq IS NOT NULL AND d.status = 'failed' \
+           AND d.seq > (SELECT k.skipped_through FROM ordering_keys k \
+             WHERE k.webhook_id = $2 AND k.ordering_key = $3) \
+         ORDER BY d.seq"
+    );
+    key_exists(db, tenant, webhook_id, key).await?;
+    db.query(&sql, &[&tenant, &webhook_id, &key])
+        .await?
+        .iter()
+        .map(delivery_from_row)
+        .collect()
+}
+
+/// Skips what holds an ordered key back: its failed deliveries so far hold nothing
+/// back any more (they stay failed, their dead letters stay in the queue). Returns
+/// the number up to which the key's failures are skipped.
+pub async fn skip_key(
+    db: &impl GenericClient,
+    tenant: &str,
+    webhook_id: Uuid,
+    key: &str,
+) -> Result<i64, StoreError> {
+    db.query_opt(
+        "UPDATE ordering_keys k SET skipped_through = GREATEST(k.skipped_through, \
+           COALESCE((SELECT max(d.seq) FROM deliveries d WHERE d.webhook_id = $2 \
+             AND d.ordering_key = $3 AND d.seq IS NOT NULL AND d.status = 'failed'), 0)) \
+         WHERE k.tenant = $1 AND k.webhook_id = $2 AND k.ordering_key = $3 \
+         RETURNING k.skipped_through",
+        &[&tenant, &webhook_id, &key],
+    )
+    .await?
+    .map(|r| r.try_get(0))
+    .transpose()?
+    .ok_or_else(|| no_key(webhook_id, key))
+}
+
+async fn key_exists(
+    db: &impl GenericClient,
+    tenant: &str,
+    webhook_id: Uuid,
+    key: &str,
+) -> Result<(), StoreError> {
+    db.query_opt(
+        "SELECT 1 FROM ordering_keys WHERE tenant = $1 AND webhook_id = $2 AND ordering_key = $3",
+        &[&tenant, &webhook_id, &key],
+    )
+    .await?
+    .map(|_| ())
+    .ok_or_else(|| no_key(webhook_id, key))
+}
+
+fn no_key(webhook_id: Uuid, key: &str) -> StoreError {
+    StoreError::not_found(format!("ordering key `{key}` of webhook {webhook_id}"))
 }

@@ -17,7 +17,7 @@ use hookrelay_model::webhook::{
 const COLUMNS: &str = "id, tenant, key, url, event_types, secret, signing_secrets, development_mode, \
     import_identifiers, schema_ids, format, retry_on, filter, enabled, disabled_reason, paused_at, \
     breaker_opened_at, breaker_reason, breaker_probe_at, rate_limit, rate_burst, max_in_flight, \
-    created_at, updated_at";
+    ordered, on_failure, created_at, updated_at";
 
 /// The condition under which a webhook's deliveries are held (alias `w`): the SQL
 /// of [`hookrelay_model::matching::holds`].
@@ -111,6 +111,11 @@ pub(super) fn from_row_prefixed(
             .map(u16::try_from)
             .transpose()
             .map_err(|e| StoreError::corrupt("webhook max_in_flight", e))?,
+        ordered: row.try_get(col("ordered").as_str())?,
+        on_failure: row
+            .try_get::<_, String>(col("on_failure").as_str())?
+            .parse()
+            .map_err(|e| StoreError::corrupt("webhook on_failure", e))?,
         created_at: row.try_get(col("created_at").as_str())?,
         updated_at: row.try_get(col("updated_at").as_str())?,
     }))
@@ -170,8 +175,9 @@ pub async fn create(
     let sql = format!(
         "INSERT INTO webhooks (id, tenant, key, url, event_types, secret, development_mode, \
          import_identifiers, schema_ids, format, retry_on, signing_secrets, filter, \
-         rate_limit, rate_burst, max_in_flight) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+         rate_limit, rate_burst, max_in_flight, ordered, on_failure) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+           $17, $18) \
          RETURNING {COLUMNS}"
     );
     let row = db
@@ -197,6 +203,8 @@ pub async fn create(
                 &new.rate_limit.map(|r| r.to_string()),
                 &new.rate_burst.map(to_i32),
                 &new.max_in_flight.map(i32::from),
+                &new.ordered,
+                &new.on_failure.as_str(),
             ],
         )
         .await
@@ -378,6 +386,7 @@ pub async fn update(
            rate_burst = CASE WHEN $17 AND $18 IS NULL THEN NULL WHEN $19 THEN $20 \
              ELSE rate_burst END, \
            max_in_flight = CASE WHEN $21 THEN $22 ELSE max_in_flight END, \
+           ordered = COALESCE($23, ordered), on_failure = COALESCE($24, on_failure), \
            updated_at = now() \
          WHERE id = ({ONE_BY_ID_OR_KEY}) RETURNING {COLUMNS}"
     );
@@ -407,6 +416,8 @@ pub async fn update(
             &change.rate_burst.flatten().map(to_i32),
             &change.max_in_flight.is_some(),
             &change.max_in_flight.flatten().map(i32::from),
+            &change.ordered,
+            &change.on_failure.map(|f| f.as_str()),
         ],
     )
     .await

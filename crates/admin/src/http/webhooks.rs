@@ -27,6 +27,18 @@ pub(super) struct WebhookPath {
     id: String,
 }
 
+/// The path of one ordering key of a webhook.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(super) struct KeyPath {
+    #[param(ignore)]
+    tenant: String,
+    /// The webhook's id (UUID) or its key.
+    id: String,
+    /// The events' `ordering_key`.
+    key: String,
+}
+
 /// One page of a list ordered by id.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -486,4 +498,59 @@ pub(super) async fn redeliver_webhook(
     .await;
     let _ = channel.close(200, "done".into()).await;
     Ok(Json(summary?))
+}
+
+/// Resume a blocked ordering key
+///
+/// For an ordered webhook with `on_failure: block`: the failed deliveries holding
+/// the key back get a fresh round of attempts, oldest first; the key's later
+/// deliveries follow them in order. 200 with the summary, even when nothing was
+/// requeued; 404 when the webhook has no such key.
+#[utoipa::path(post, path = "/webhooks/{id}/keys/{key}/resume", tag = "webhooks", params(KeyPath),
+    responses(
+        (status = 200, description = "What was redelivered.", body = redeliver::Summary),
+        NotFound, Database, Broker,
+    ))]
+pub(super) async fn resume_key(
+    State(s): State<AdminState>,
+    Path(p): Path<KeyPath>,
+) -> Result<Json<redeliver::Summary>> {
+    let webhook = webhooks::get(&db(&s).await?, &s.cipher, &p.tenant, &p.id).await?;
+    let channel = confirm_channel(&s).await?;
+    let summary = redeliver::resume_key(
+        &s.pool,
+        &channel,
+        &s.topology,
+        (&p.tenant, webhook.id, &p.key),
+    )
+    .await;
+    let _ = channel.close(200, "done".into()).await;
+    Ok(Json(summary?))
+}
+
+/// How far a key's failures are skipped.
+#[derive(Serialize, ToSchema)]
+pub(super) struct SkippedKey {
+    /// The key's failed deliveries numbered up to this (`seq`) hold nothing back.
+    skipped_through: i64,
+}
+
+/// Skip what blocks an ordering key
+///
+/// For an ordered webhook with `on_failure: block`: the key's failed deliveries so
+/// far stay failed (their dead letters stay in the queue) and hold nothing back; its
+/// next delivery goes on. 404 when the webhook has no such key.
+#[utoipa::path(post, path = "/webhooks/{id}/keys/{key}/skip", tag = "webhooks", params(KeyPath),
+    responses(
+        (status = 200, description = "How far the key's failures are skipped.", body = SkippedKey),
+        NotFound, Database,
+    ))]
+pub(super) async fn skip_key(
+    State(s): State<AdminState>,
+    Path(p): Path<KeyPath>,
+) -> Result<Json<SkippedKey>> {
+    let db = db(&s).await?;
+    let webhook = webhooks::get(&db, &s.cipher, &p.tenant, &p.id).await?;
+    let skipped_through = deliveries::skip_key(&db, &p.tenant, webhook.id, &p.key).await?;
+    Ok(Json(SkippedKey { skipped_through }))
 }

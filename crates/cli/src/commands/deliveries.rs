@@ -1,10 +1,11 @@
-//! `hookrelay deliveries list|show|redeliver`: delivery logs with every attempt, and
-//! manual redelivery (the same code as the admin API's).
+//! `hookrelay deliveries list|show|redeliver|backfill|resume-key|skip-key`: delivery
+//! logs with every attempt, manual redelivery and blocked ordering keys (the same
+//! code as the admin API's).
 
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use hookrelay_admin::{backfill, redeliver};
 use hookrelay_amqp::{self as amqp, ConnectRetry};
 use hookrelay_store::deliveries::{self, DeliveryFilter, DeliveryStatus};
@@ -86,6 +87,28 @@ pub enum DeliveriesCommand {
         #[command(flatten)]
         output: Output,
     },
+    /// Resume an ordering key its ordered webhook blocks (`on_failure: block`): the
+    /// failed deliveries holding it back get a fresh round of attempts; the key's
+    /// later deliveries follow them in order.
+    ResumeKey(KeyArgs),
+    /// Skip what blocks an ordering key: its failed deliveries stay failed (and in
+    /// the dead-letter queue) and hold nothing back; its next delivery goes on.
+    SkipKey(KeyArgs),
+}
+
+/// One ordering key of one webhook.
+#[derive(Debug, Args)]
+pub struct KeyArgs {
+    #[arg(long)]
+    tenant: String,
+    /// Webhook id or key.
+    #[arg(long)]
+    webhook: String,
+    /// The events' ordering key.
+    #[arg(long)]
+    key: String,
+    #[command(flatten)]
+    output: Output,
 }
 
 fn parse_status(s: &str) -> Result<DeliveryStatus, String> {
@@ -236,12 +259,7 @@ pub async fn run(common: &Common, command: DeliveriesCommand) -> anyhow::Result<
                 }
                 return Ok(());
             }
-            let retry = ConnectRetry {
-                attempts: 3,
-                max_delay: Duration::from_secs(1),
-            };
-            let connection = amqp::connect(&common.amqp_url, "hookrelay-cli", retry).await?;
-            let channel = amqp::confirm_channel(&connection).await?;
+            let (connection, channel) = broker(common).await?;
             let topology = common.topology();
             let summary = match (id, webhook, since) {
                 (Some(id), _, _) => {
@@ -272,23 +290,78 @@ pub async fn run(common: &Common, command: DeliveriesCommand) -> anyhow::Result<
                 _ => bail!("give a delivery id, or --webhook with --since"),
             };
             let _ = connection.close(200, "done".into()).await;
-            let rows = summary
-                .deliveries
-                .iter()
-                .map(|d| {
-                    vec![
-                        d.delivery_id.to_string(),
-                        serde_json::to_value(d.outcome)
-                            .ok()
-                            .and_then(|v| v.as_str().map(str::to_owned))
-                            .unwrap_or_default(),
-                    ]
-                })
-                .collect();
-            print(output.json, &summary, &["DELIVERY", "OUTCOME"], rows);
+            print_summary(output.json, &summary);
+        }
+        DeliveriesCommand::ResumeKey(args) => {
+            let webhook = args.webhook(common, &pool).await?;
+            let (connection, channel) = broker(common).await?;
+            let summary = redeliver::resume_key(
+                &pool,
+                &channel,
+                &common.topology(),
+                (&args.tenant, webhook.id, &args.key),
+            )
+            .await;
+            let _ = connection.close(200, "done".into()).await;
+            print_summary(args.output.json, &summary?);
+        }
+        DeliveriesCommand::SkipKey(args) => {
+            let webhook = args.webhook(common, &pool).await?;
+            let db = pool.get().await.context("connecting to Postgres")?;
+            let through = deliveries::skip_key(&db, &args.tenant, webhook.id, &args.key).await?;
+            if args.output.json {
+                let result = serde_json::json!({"skipped_through": through});
+                write_out(&serde_json::to_string_pretty(&result)?);
+            } else {
+                write_out(&format!(
+                    "key `{}` of `{}`: failed deliveries up to number {through} hold nothing back",
+                    args.key, webhook.key
+                ));
+            }
         }
     }
     Ok(())
+}
+
+impl KeyArgs {
+    /// The webhook the arguments name.
+    async fn webhook(
+        &self,
+        common: &Common,
+        pool: &store::DbPool,
+    ) -> anyhow::Result<hookrelay_model::webhook::Webhook> {
+        let db = pool.get().await.context("connecting to Postgres")?;
+        Ok(webhooks::get(&db, &common.cipher()?, &self.tenant, &self.webhook).await?)
+    }
+}
+
+/// A connection and a confirming channel to the broker, for commands that publish.
+async fn broker(common: &Common) -> anyhow::Result<(lapin::Connection, lapin::Channel)> {
+    let retry = ConnectRetry {
+        attempts: 3,
+        max_delay: Duration::from_secs(1),
+    };
+    let connection = amqp::connect(&common.amqp_url, "hookrelay-cli", retry).await?;
+    let channel = amqp::confirm_channel(&connection).await?;
+    Ok((connection, channel))
+}
+
+/// What a redelivery did, one row per delivery.
+fn print_summary(json: bool, summary: &redeliver::Summary) {
+    let rows = summary
+        .deliveries
+        .iter()
+        .map(|d| {
+            vec![
+                d.delivery_id.to_string(),
+                serde_json::to_value(d.outcome)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+            ]
+        })
+        .collect();
+    print(json, summary, &["DELIVERY", "OUTCOME"], rows);
 }
 
 /// One delivery for a person: its row, what comes next (or why nothing does), and
@@ -311,6 +384,11 @@ fn show_one(log: &DeliveryLog, keys: &std::collections::HashMap<Uuid, String>, f
     };
     if let Some(next) = next {
         write_out(&next);
+    }
+    if let (Some(key), Some(seq)) = (&d.ordering_key, d.seq) {
+        write_out(&format!(
+            "ordering key `{key}`, number {seq}: sent after every earlier delivery of the key is settled"
+        ));
     }
     if log.attempt_log.is_empty() {
         return;

@@ -5,7 +5,7 @@ use clap::{Args, Subcommand};
 use hookrelay_model::config::parse_list;
 use hookrelay_model::rate::Rate;
 use hookrelay_model::retry::RetryPolicy;
-use hookrelay_model::webhook::{BodyFormat, NewWebhook, Secret, Webhook, WebhookUpdate};
+use hookrelay_model::webhook::{BodyFormat, NewWebhook, OnFailure, Secret, Webhook, WebhookUpdate};
 use hookrelay_store::webhooks::{self};
 use hookrelay_store::{self as store, DbPool};
 
@@ -148,6 +148,14 @@ pub struct Fields {
     /// `--per-webhook-concurrency`).
     #[arg(long)]
     max_in_flight: Option<u16>,
+    /// Send the deliveries of events with the same ordering key one at a time, in
+    /// the order recorded.
+    #[arg(long)]
+    ordered: bool,
+    /// For an ordered webhook, when a key's head fails for good: `skip` goes on with
+    /// the next, `block` holds the key until `deliveries resume-key` or `skip-key`.
+    #[arg(long, default_value = "skip")]
+    on_failure: OnFailure,
 }
 
 #[derive(Debug, Args)]
@@ -196,6 +204,12 @@ pub struct Change {
     /// Remove the cap: each sender's `--per-webhook-concurrency` applies.
     #[arg(long)]
     clear_max_in_flight: bool,
+    /// Make the webhook ordered (true) or unordered (false).
+    #[arg(long)]
+    ordered: Option<bool>,
+    /// `skip` or `block`: what an ordered key does after its head failed for good.
+    #[arg(long)]
+    on_failure: Option<OnFailure>,
 }
 
 pub async fn run(common: &Common, command: WebhooksCommand) -> anyhow::Result<()> {
@@ -423,6 +437,8 @@ fn new_webhook(f: Fields) -> anyhow::Result<NewWebhook> {
         rate_limit: f.rate_limit,
         rate_burst: f.rate_burst,
         max_in_flight: f.max_in_flight,
+        ordered: f.ordered,
+        on_failure: f.on_failure,
     })
 }
 
@@ -459,6 +475,8 @@ fn webhook_update(c: Change) -> anyhow::Result<WebhookUpdate> {
         rate_limit: clearable(c.clear_rate_limit, c.rate_limit),
         rate_burst: c.rate_burst.map(Some),
         max_in_flight: clearable(c.clear_max_in_flight, c.max_in_flight),
+        ordered: c.ordered,
+        on_failure: c.on_failure,
     })
 }
 
@@ -485,7 +503,13 @@ fn policy_note(w: &Webhook) -> Option<String> {
         .bucket
         .map(|b| format!("at most {} (burst {})", b.rate, b.burst));
     let cap = w.max_in_flight.map(|n| format!("{n} in flight at most"));
-    let parts: Vec<String> = [rate, cap].into_iter().flatten().collect();
+    let ordered = w.ordered.then(|| {
+        format!(
+            "ordered per ordering key, {} after a key's head fails",
+            w.on_failure.as_str()
+        )
+    });
+    let parts: Vec<String> = [rate, cap, ordered].into_iter().flatten().collect();
     (!parts.is_empty())
         .then(|| format!("delivery policy, across all senders: {}", parts.join(", ")))
 }
