@@ -217,6 +217,28 @@ async fn an_operator_runs_a_webhook_from_sign_in_to_a_replayed_dead_letter() {
             .any(|d| d.status == DeliveryStatus::Delivered)
     })
     .await;
+    // The console's changes are in the audit log, the replay job's among them.
+    let audit: serde_json::Value = reqwest::Client::new()
+        .get(format!("{base}/v1/audit"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let by_console = |path: &str| {
+        audit["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["via"] == "console" && e["actor"] == "operator" && e["path"] == path)
+    };
+    assert!(by_console("/v1/dead-letter/replay"), "{audit:#}");
+    assert!(
+        by_console("/v1/tenants/acme/webhooks/orders/pause"),
+        "{audit:#}"
+    );
 
     browser
         .goto(&format!("{base}/console/settings?tenant=acme"))

@@ -724,6 +724,24 @@ async fn the_audit_log_records_api_console_and_portal_changes() {
     )
     .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
+    // A disabled endpoint offers "Enable", and enabling it works.
+    let url = format!("{base}/v1/tenants/acme/webhooks/orders/disable");
+    assert!(
+        call(reqwest::Method::POST, url, TOKEN, None)
+            .await
+            .0
+            .is_success()
+    );
+    let (_, page) = get(&format!("{session}/endpoints/orders")).await;
+    assert!(
+        page.contains("disabled") && page.contains("/enable"),
+        "{page}"
+    );
+    let enable = format!("{session}/endpoints/orders/enable");
+    let (status, _) = post(&enable, &[("csrf", &csrf_of(&page))]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, page) = get(&format!("{session}/endpoints/orders?done=Enabled.")).await;
+    assert!(!page.contains("/enable\""), "{page}");
 
     let url = format!("{base}/v1/audit?tenant=acme");
     let audit = call(reqwest::Method::GET, url, TOKEN, None).await.1;
@@ -740,7 +758,9 @@ async fn the_audit_log_records_api_console_and_portal_changes() {
         })
         .collect();
     let portal_actor = format!("portal session {}", link["id"].as_str().unwrap());
+    let enabled = "/v1/tenants/acme/webhooks/orders/enable";
     let expected = [
+        ("portal", portal_actor.as_str(), enabled),
         (
             "portal",
             portal_actor.as_str(),
@@ -822,5 +842,37 @@ async fn a_tenants_theme_shows_and_hostile_values_are_escaped() {
     assert!(
         csp.contains("frame-ancestors 'none'"),
         "no origin allowed here: {csp}"
+    );
+}
+
+#[tokio::test]
+async fn the_message_log_pages_to_older_messages() {
+    let stack = TestStack::new().await;
+    let hook = stack
+        .create_webhook(webhook("bench", "history", "http://127.0.0.1:9/history"))
+        .await;
+    hookrelay_tests::capacity::fill_history(&stack, 150, hook.id).await;
+    let base = stack.serve_portal(Some(TOKEN), &[]).await;
+    let link = mint(&base, "bench", json!({})).await;
+    let session = open(&base, &link).await;
+    let (_, first) = get(&format!("{session}/messages")).await;
+    let at = first
+        .find("rel=\"next\" href=\"")
+        .expect("a link to older messages");
+    let rest = &first[at + "rel=\"next\" href=\"".len()..];
+    let older = rest[..rest.find('"').unwrap()].replace("&amp;", "&");
+    let (status, second) = get(&format!("{base}{older}")).await;
+    assert_eq!(status, StatusCode::OK);
+    let ids = |page: &str| -> Vec<String> {
+        page.split("/deliveries/")
+            .skip(1)
+            .map(|s| s[..36].to_owned())
+            .collect()
+    };
+    let (a, b) = (ids(&first), ids(&second));
+    assert_eq!(a.len(), 100, "a full first page");
+    assert!(
+        !b.is_empty() && b.iter().all(|id| !a.contains(id)),
+        "older ones, none repeated"
     );
 }

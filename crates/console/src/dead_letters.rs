@@ -279,6 +279,16 @@ pub(crate) async fn act(
     }
     let confirmed = form.confirm.is_some();
     if confirmed && action == "replay" {
+        // A job through the admin function, not the route: recorded here.
+        hookrelay_admin::http::record_change(
+            &console.pool,
+            Some(&viewer.caller),
+            Some(&hookrelay_model::access::Via::Console),
+            &Method::POST,
+            "/v1/dead-letter/replay",
+            StatusCode::ACCEPTED,
+        )
+        .await;
         let what = form.filter.describe();
         let id = console
             .jobs

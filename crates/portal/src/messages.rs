@@ -50,7 +50,27 @@ pub(crate) struct Search {
     event_type: Option<String>,
     status: Option<String>,
     since: Option<String>,
+    /// The page after this delivery (the previous page's last).
+    cursor: Option<String>,
     done: Option<String>,
+}
+
+impl Search {
+    /// This search's address, on the page after `cursor`.
+    fn older(&self, c: &Customer, cursor: &str) -> String {
+        let mut href = format!("/messages?cursor={}", enc(cursor));
+        for (name, v) in [
+            ("endpoint", &self.endpoint),
+            ("event_id", &self.event_id),
+            ("status", &self.status),
+            ("since", &self.since),
+        ] {
+            if let Some(v) = given(v) {
+                href.push_str(&format!("&{name}={}", enc(v)));
+            }
+        }
+        c.href(&href)
+    }
 }
 
 fn given(v: &Option<String>) -> Option<&str> {
@@ -159,13 +179,18 @@ async fn deliveries(
         ("event_id", &q.event_id),
         ("status", &q.status),
         ("since", &q.since),
+        ("cursor", &q.cursor),
     ] {
         if let Some(v) = given(v) {
             path.push_str(&format!("&{name}={}", enc(v)));
         }
     }
     let found = c.get(portal, &path).await?;
-    Ok(delivery_table(c, &visible(&found["data"], ids), ids))
+    let older = found["next_cursor"].as_str().map(|next| q.older(c, next));
+    Ok(html! {
+        (delivery_table(c, &visible(&found["data"], ids), ids))
+        @if let Some(href) = older { p { a rel="next" href=(href) { "Older messages" } } }
+    })
 }
 
 fn delivery_table(c: &Customer, data: &[Value], ids: &HashMap<String, String>) -> Markup {

@@ -100,20 +100,33 @@ pub async fn record_changes(State(pool): State<Pool>, request: Request, next: Ne
     }
     let caller = request.extensions().get::<Caller>().cloned();
     let response = next.run(request).await;
-    if !response.status().is_success() {
-        return response;
+    if response.status().is_success() {
+        let status = response.status();
+        record_change(&pool, caller.as_ref(), via.as_ref(), &method, &path, status).await;
     }
-    let actor = caller
-        .as_ref()
-        .unwrap_or(&Caller::Operator)
-        .describe(via.as_ref());
+    response
+}
+
+/// Writes one change to the audit log: what the layer records for every `/v1`
+/// change, and what a surface records for a change it makes through an admin
+/// function directly (the console's dead-letter replay job). A record that cannot be
+/// written is logged: the change is made already.
+pub async fn record_change(
+    pool: &Pool,
+    caller: Option<&Caller>,
+    via: Option<&Via>,
+    method: &Method,
+    path: &str,
+    status: axum::http::StatusCode,
+) {
+    let actor = caller.unwrap_or(&Caller::Operator).describe(via);
     let entry = NewEntry {
-        tenant: tenant_of(&path),
+        tenant: tenant_of(path),
         actor: &actor,
-        via: Via::name(via.as_ref()),
+        via: Via::name(via),
         method: method.as_str(),
-        path: &path,
-        status: response.status().as_u16(),
+        path,
+        status: status.as_u16(),
     };
     let written = match pool.get().await {
         Ok(db) => audit::record(&db, &entry).await,
@@ -122,7 +135,6 @@ pub async fn record_changes(State(pool): State<Pool>, request: Request, next: Ne
     if let Err(e) = written {
         tracing::error!(error = %e, method = %method, path, "the audit log missed a change");
     }
-    response
 }
 
 #[cfg(test)]

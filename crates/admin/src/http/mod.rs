@@ -38,7 +38,7 @@ use utoipa::openapi::{OpenApi, Required};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use audit::record_changes;
+pub use audit::{record_change, record_changes};
 pub use error::{Answer, ApiError};
 
 use crate::AdminError;
