@@ -13,6 +13,7 @@
 //! - [`webhooks`]: list with health, create, edit, pause, enable, rotate, delete.
 //! - [`deliveries`]: search, a delivery's attempts, redeliver.
 //! - [`dead_letters`]: grouped, one message, replay and purge after a dry run.
+//! - [`event_types`]: the event catalog, read-only.
 //! - [`settings`]: retention and environments.
 //! - [`chart`]: delivery-health charts (SVG and a table), a pure function of a series.
 
@@ -20,6 +21,7 @@ mod api;
 pub mod chart;
 mod dead_letters;
 mod deliveries;
+mod event_types;
 mod failure;
 mod health;
 mod jobs;
@@ -116,6 +118,7 @@ pub fn routes(console: Console) -> Router {
         .route("/dead-letters/message/{id}", get(dead_letters::show))
         .route("/dead-letters/jobs/{id}", get(dead_letters::job))
         .route("/dead-letters/{action}", post(dead_letters::act))
+        .route("/event-types", get(event_types::list))
         .route("/settings", get(settings::page))
         .route("/tenants/{tenant}/settings", post(settings::retention))
         .route(
