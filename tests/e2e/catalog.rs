@@ -398,4 +398,16 @@ async fn after_deliveries_and_failures_the_charts_count_them_for_the_tenant_and_
     let table = browser.wait_for(".charts table").await;
     assert_eq!(table_totals(&table.html(true).await.unwrap()), [0, 4, 2]);
     browser.screenshot("webhook-charts").await;
+
+    // The catalog, read-only, with each type's schema and example.
+    create_import_type(&api).await;
+    browser.goto(&format!("{base}/console/event-types")).await;
+    browser.wait_heading("Event types").await;
+    let entry = browser.text_of("section.event-type").await;
+    assert!(entry.contains("import_completed"), "{entry}");
+    assert!(entry.contains("An import finished."), "{entry}");
+    browser.click("section.event-type details summary").await;
+    let schema = browser.text_of("section.event-type details pre").await;
+    assert!(schema.contains("\"minimum\": 0"), "{schema}");
+    browser.screenshot("event-types").await;
 }

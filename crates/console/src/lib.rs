@@ -13,12 +13,14 @@
 //! - [`webhooks`]: list with health, create, edit, pause, enable, rotate, delete.
 //! - [`deliveries`]: search, a delivery's attempts, redeliver.
 //! - [`dead_letters`]: grouped, one message, replay and purge after a dry run.
+//! - [`event_types`]: the event catalog, read-only.
 //! - [`settings`]: retention and environments.
 //! - [`chart`]: delivery-health charts (SVG and a table), a pure function of a series.
 
 pub mod chart;
 mod dead_letters;
 mod deliveries;
+mod event_types;
 mod health;
 mod jobs;
 pub mod kit;

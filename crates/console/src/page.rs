@@ -22,10 +22,11 @@ pub(crate) enum Section {
     Webhooks,
     Deliveries,
     DeadLetters,
+    EventTypes,
     Settings,
 }
 
-const SECTIONS: [(Section, &str, &str); 5] = [
+const SECTIONS: [(Section, &str, &str); 6] = [
     (Section::Overview, "/console", "Overview"),
     (Section::Webhooks, "/console/webhooks", "Webhooks"),
     (
@@ -38,6 +39,7 @@ const SECTIONS: [(Section, &str, &str); 5] = [
         "/console/dead-letters",
         "Dead letters",
     ),
+    (Section::EventTypes, "/console/event-types", "Event types"),
     (Section::Settings, "/console/settings", "Settings"),
 ];
 

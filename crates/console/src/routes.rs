@@ -5,7 +5,7 @@ use axum::routing::{get, post};
 
 use crate::kit;
 use crate::state::Console;
-use crate::{dead_letters, deliveries, overview, settings, sign_in, webhooks};
+use crate::{dead_letters, deliveries, event_types, overview, settings, sign_in, webhooks};
 
 /// Every console route, under `/console`.
 pub fn routes(console: Console) -> Router {
@@ -42,6 +42,7 @@ pub fn routes(console: Console) -> Router {
         .route("/dead-letters/message/{id}", get(dead_letters::show))
         .route("/dead-letters/jobs/{id}", get(dead_letters::job))
         .route("/dead-letters/{action}", post(dead_letters::act))
+        .route("/event-types", get(event_types::list))
         .route("/settings", get(settings::page))
         .route("/tenants/{tenant}/settings", post(settings::retention))
         .route(
