@@ -118,13 +118,13 @@ async fn an_operator_runs_a_webhook_from_sign_in_to_a_replayed_dead_letter() {
     let webhook_page = format!("{base}/console/tenants/acme/webhooks/orders");
     browser.goto(&webhook_page).await;
     browser.click("form[action$='/pause'] button").await;
-    assert!(browser.text_of(".notice").await.starts_with("Paused"));
+    browser.wait_text(".notice", "Paused").await;
     let held = event("acme", "order.created", json!({}));
     stack.publish(&held).await;
     wait_status(&stack, "acme", &held.id, DeliveryStatus::Held).await;
     browser.screenshot("webhook-paused").await;
     browser.click("form[action$='/resume'] button").await;
-    assert!(browser.text_of(".notice").await.starts_with("Resumed"));
+    browser.wait_text(".notice", "Resumed").await;
     wait_status(&stack, "acme", &held.id, DeliveryStatus::Delivered).await;
 
     // A new signing secret is shown once, on its own page.

@@ -178,6 +178,19 @@ impl Browser {
             .unwrap_or_else(|e| panic!("reading the text of {css:?}: {e}"))
     }
 
+    /// Waits until the element matching `css` reads a text starting with `start`:
+    /// after a click that posts a form, the old page's element (a notice) may still
+    /// be there, or go stale while it is read.
+    pub async fn wait_text(&self, css: &str, start: &str) {
+        crate::wait_until(&format!("{css:?} reads {start:?}"), PAGE, || async {
+            match self.client.find(Locator::Css(css)).await {
+                Ok(found) => found.text().await.is_ok_and(|t| t.starts_with(start)),
+                Err(_) => false,
+            }
+        })
+        .await;
+    }
+
     /// Waits until the page's heading (`h1`) reads `title`: a click that posts a form
     /// navigates, and the next page is the one whose heading changed.
     pub async fn wait_heading(&self, title: &str) {
