@@ -401,3 +401,69 @@ async fn a_post_without_the_session_csrf_token_is_refused() {
     assert_eq!(wrong.status(), reqwest::StatusCode::UNAUTHORIZED);
     assert!(wrong.headers().get(reqwest::header::SET_COOKIE).is_none());
 }
+
+/// An ordered webhook that blocks after a failure: its page lists the blocked key
+/// with its failed delivery, and Resume sends that delivery again, then the rest.
+#[tokio::test]
+async fn an_operator_sees_a_blocked_key_and_resumes_it_from_the_webhook_page() {
+    let mut stack = TestStack::new().await;
+    stack.receiver.respond(
+        "/orders",
+        Behaviour::Sequence(vec![Behaviour::Status(500), Behaviour::Status(200)]),
+    );
+    let mut new = webhook("acme", "orders", &stack.receiver.url("/orders"));
+    new.ordered = true;
+    new.on_failure = hookrelay_model::webhook::OnFailure::Block;
+    stack.create_webhook(new).await;
+    stack.start_router().await;
+    stack.start_sender().await;
+    let (first, second) = (
+        event("acme", "order.changed", json!({"ordering_key": "order-7"})),
+        event("acme", "order.changed", json!({"ordering_key": "order-7"})),
+    );
+    stack
+        .publisher
+        .publish_batch(&[first.clone(), second.clone()])
+        .await
+        .unwrap();
+    wait_status(&stack, "acme", &first.id, DeliveryStatus::Failed).await;
+    wait_status(&stack, "acme", &second.id, DeliveryStatus::Waiting).await;
+
+    let base = stack.serve_api(Some(TOKEN), 1 << 20).await;
+    let browser = Browser::start().await;
+    sign_in(&browser, &base, TOKEN).await;
+    browser
+        .goto(&format!("{base}/console/tenants/acme/webhooks/orders"))
+        .await;
+    browser.wait_heading("Webhook orders").await;
+    let text = browser
+        .text_of("section[aria-labelledby=blocked-keys]")
+        .await;
+    assert!(
+        text.contains("order-7") && text.contains("number 1"),
+        "{text}"
+    );
+    browser.screenshot("webhook-blocked-key").await;
+    browser
+        .click("section[aria-labelledby=blocked-keys] button[type=submit]")
+        .await;
+    browser.wait_text("p.notice", "Key order-7 resumed").await;
+    wait_status(&stack, "acme", &second.id, DeliveryStatus::Delivered).await;
+    let n: Vec<String> = stack
+        .receiver
+        .received_on("/orders")
+        .iter()
+        .map(|r| r.header("x-hookrelay-event-id").unwrap_or_default())
+        .collect();
+    assert_eq!(
+        n,
+        [&first.id, &first.id, &second.id].map(ToString::to_string)
+    );
+    let text = browser
+        .text_of("section[aria-labelledby=blocked-keys]")
+        .await;
+    assert!(
+        text.contains("No key is blocked") || !text.contains("order-7"),
+        "{text}"
+    );
+}

@@ -58,6 +58,7 @@ fn start(url: &str, topology: &Topology) -> Running {
         topology: topology.clone(),
         queue: topology.router_queue(),
         prefetch: 10,
+        sole: false,
     };
     let sessions = Arc::new(AtomicUsize::new(0));
     let (forwarded, bodies) = mpsc::unbounded_channel();

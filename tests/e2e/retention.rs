@@ -162,3 +162,58 @@ async fn purge_waits_out_an_event_that_deliveries_are_being_created_for() {
         );
     }
 }
+
+/// Stores an event of ordering key `key` with a delivery sequenced under it to the
+/// (ordered) webhook `webhook`; returns the delivery's number in the key.
+async fn keyed(db: &TestDb, webhook: uuid::Uuid, id: &str, key: &str) -> Option<i64> {
+    let mut e = event("acme", "order.changed", json!({"ordering_key": key}));
+    e.id = id.parse().unwrap();
+    let client = db.client().await;
+    events::insert_new(&client, std::slice::from_ref(&e))
+        .await
+        .unwrap();
+    let delivery = NewDelivery {
+        tenant: "acme".to_owned(),
+        event_id: id.to_owned(),
+        target: Target::Webhook(webhook),
+        trace_id: None,
+        held: false,
+        ordering_key: Some(key.to_owned()),
+    };
+    deliveries::insert(&client, &[delivery], deliveries::Sending::ByCreator)
+        .await
+        .unwrap();
+    deliveries::for_event(&client, "acme", id).await.unwrap()[0].seq
+}
+
+/// A key whose every delivery retention deleted loses its counter too; used again, it
+/// starts from 1. A key with deliveries left keeps its counter.
+#[tokio::test]
+async fn purge_deletes_the_counters_of_keys_it_emptied() {
+    let db = TestDb::new().await;
+    let webhook = uuid::Uuid::new_v4();
+    assert_eq!(keyed(&db, webhook, "old-1", "gone").await, Some(1));
+    assert_eq!(keyed(&db, webhook, "old-2", "gone").await, Some(2));
+    assert_eq!(keyed(&db, webhook, "kept-1", "kept").await, Some(1));
+    let now = OffsetDateTime::now_utc();
+    db.client()
+        .await
+        .execute(
+            "UPDATE events SET received_at = $1 WHERE id LIKE 'old-%'",
+            &[&(now - Duration::days(31))],
+        )
+        .await
+        .unwrap();
+    let deleted = retention::purge(&db.pool, now, 30).await.unwrap();
+    assert_eq!(deleted, [("acme".to_owned(), 2)]);
+    let counters = db
+        .client()
+        .await
+        .query("SELECT ordering_key FROM ordering_keys", &[])
+        .await
+        .unwrap();
+    let names: Vec<String> = counters.iter().map(|r| r.get(0)).collect();
+    assert_eq!(names, ["kept"]);
+    assert_eq!(keyed(&db, webhook, "new-1", "gone").await, Some(1));
+    assert_eq!(keyed(&db, webhook, "kept-2", "kept").await, Some(2));
+}

@@ -311,6 +311,11 @@ impl Child {
         let _ = self.process.wait();
     }
 
+    /// Whether the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.process.try_wait(), Ok(None))
+    }
+
     pub(crate) fn pid(&self) -> String {
         self.process.id().to_string()
     }

@@ -77,7 +77,9 @@ pub async fn run(
     let mut after: Option<Cursor> = None;
     loop {
         let db = pool.get().await.map_err(StoreError::from)?;
-        let page = events::list(&db, &webhook.tenant, &filter, after.as_ref(), PAGE).await?;
+        // Oldest first: an ordered webhook's deliveries are numbered in this order.
+        let from = (after.as_ref(), events::Direction::OldestFirst);
+        let page = events::list_from(&db, &webhook.tenant, &filter, from, PAGE).await?;
         after = page.last().map(Cursor::of);
         let matched = matching_events(&page, webhook, window, &mut summary);
         let ids: Vec<&str> = matched.iter().map(|e| e.id.as_str()).collect();

@@ -7,6 +7,7 @@ use hookrelay_amqp as amqp;
 use hookrelay_model::Topology;
 use hookrelay_model::wire::DeliveryMessage;
 use hookrelay_store::deliveries::{self, Delivery, Reopen};
+use hookrelay_store::turns;
 use lapin::Channel;
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -99,6 +100,32 @@ pub async fn resume_key(
     let blocking = deliveries::blocking_of_key(&db, tenant, webhook_id, key).await?;
     drop(db);
     each(pool, channel, topology, &blocking, &|_, _| {}).await
+}
+
+/// Skips what blocks an ordered key: its failed deliveries so far hold nothing back
+/// (they stay failed, their dead letters stay in the queue), and the delivery
+/// waiting behind them is released. Returns the number up to which the key's
+/// failures are skipped.
+pub async fn skip_key(
+    pool: &Pool,
+    channel: &Channel,
+    topology: &Topology,
+    (tenant, webhook_id, key): (&str, Uuid, &str),
+) -> Result<i64, AdminError> {
+    let mut db = pool
+        .get()
+        .await
+        .map_err(hookrelay_store::StoreError::from)?;
+    let through = deliveries::skip_key(&db, tenant, webhook_id, key).await?;
+    // Published before the release commits: see `turns::Release`.
+    let release = turns::release_after(&mut db, webhook_id, key, through).await?;
+    if let Some(next) = &release.next {
+        amqp::publish_reopened(channel, topology, &next.message(), next.trace_id.as_deref())
+            .await?;
+        tracing::info!(delivery_id = %next.delivery.id, "the key's next delivery released");
+    }
+    release.commit().await?;
+    Ok(through)
 }
 
 /// Sends what `webhook` holds, if it holds no more (resumed and enabled): what a

@@ -44,7 +44,9 @@ pub async fn purge(
             }
         }
         if total > 0 {
-            tracing::info!(%tenant, events = total, %cutoff, "retention deleted expired events");
+            let mut db = pool.get().await?;
+            let keys = hookrelay_store::turns::purge_keys(&mut db, &tenant).await?;
+            tracing::info!(%tenant, events = total, ordering_keys = keys, %cutoff, "retention deleted expired events");
             deleted.push((tenant, total));
         }
     }

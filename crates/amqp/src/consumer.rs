@@ -45,6 +45,10 @@ pub struct Supervisor {
     pub queue: String,
     /// Unacked messages the broker hands over at once.
     pub prefetch: u16,
+    /// Consume only once the queue has no other consumer: for a role of which one
+    /// consumes at a time (the router, in queue order) and whose caller makes sure
+    /// no other starts meanwhile.
+    pub sole: bool,
 }
 
 /// One connection's consuming, handed to the role's handler.
@@ -79,7 +83,7 @@ impl Supervisor {
         let mut pauses = RECONNECT.build();
         while !shutdown.is_triggered() {
             let opened = tokio::select! {
-                o = open_consumer(&self.url, &name, &self.topology, &self.queue, self.prefetch) => o,
+                o = open_consumer(&self.url, &name, &self.topology, (&self.queue, self.prefetch, self.sole)) => o,
                 () = shutdown.wait() => break,
             };
             let pause = match opened {

@@ -147,16 +147,19 @@ pub async fn close(connection: &Connection, channels: &[Channel], reason: &str) 
 
 /// Connects, declares the topology, and starts consuming `queue` with `prefetch`
 /// unacked messages at most: how every role begins (through `consumer::Supervisor`).
+/// `sole`: first waits until the queue has no consumer (see `Supervisor::sole`).
 pub async fn open_consumer(
     url: &str,
     role: &str,
     topology: &Topology,
-    queue: &str,
-    prefetch: u16,
+    (queue, prefetch, sole): (&str, u16, bool),
 ) -> Result<(Connection, Channel, lapin::Consumer), AmqpError> {
     let connection = connect(url, role, ConnectRetry::default()).await?;
     let channel = confirm_channel(&connection).await?;
     topology::declare(topology, &channel).await?;
+    if sole {
+        wait_for_no_consumer(&channel, queue, role).await?;
+    }
     channel
         .basic_qos(prefetch, lapin::options::BasicQosOptions::default())
         .await?;
@@ -170,6 +173,24 @@ pub async fn open_consumer(
         .await?;
     tracing::info!(%queue, prefetch, "{role} consuming");
     Ok((connection, channel, consumer))
+}
+
+/// Returns once `queue` has no consumer: the one before has closed its channel, so
+/// what it left unacked is back in the queue, ahead of everything else, before this
+/// consumer takes anything (RabbitMQ hands a consumer that is already waiting the
+/// ready messages before the returned ones).
+async fn wait_for_no_consumer(channel: &Channel, queue: &str, role: &str) -> Result<(), AmqpError> {
+    let mut told = false;
+    loop {
+        if inspect_queue(channel, queue).await?.consumer_count() == 0 {
+            return Ok(());
+        }
+        if !told {
+            tracing::info!(%queue, "{role} waiting for the queue's other consumer to go");
+            told = true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
 }
 
 pub fn short(s: &str) -> Result<ShortString, AmqpError> {

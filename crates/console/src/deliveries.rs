@@ -148,7 +148,7 @@ fn search_form(tenant: &str, s: &Search) -> Markup {
                 label { "Status "
                     select name="status" {
                         option value="" { "any" }
-                        @for st in ["pending", "delivered", "failed", "held"] {
+                        @for st in ["pending", "delivered", "failed", "held", "waiting"] {
                             option value=(st) selected[s.status.as_deref() == Some(st)] { (st) }
                         }
                     }

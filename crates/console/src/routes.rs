@@ -31,6 +31,10 @@ pub fn routes(console: Console) -> Router {
             "/tenants/{tenant}/webhooks/{key}/{action}",
             post(webhooks::act),
         )
+        .route(
+            "/tenants/{tenant}/webhooks/{key}/keys/{ordering_key}/{action}",
+            post(webhooks::act_on_key),
+        )
         .route("/deliveries", get(deliveries::search))
         .route("/tenants/{tenant}/deliveries/{id}", get(deliveries::show))
         .route(

@@ -240,6 +240,95 @@ fn ordering(w: &Value) -> String {
     }
 }
 
+/// An ordered webhook that blocks after a failure: the keys it holds, each with its
+/// failed delivery and, for those who may change it, Resume and Skip.
+async fn blocked_keys(
+    console: &Console,
+    viewer: &Viewer,
+    path: &str,
+    w: &Value,
+    here: &str,
+) -> Result<Markup, Failure> {
+    if !(w["ordered"].as_bool().unwrap_or(false) && text(w, "on_failure") == "block") {
+        return Ok(html! {});
+    }
+    let keys = console
+        .get(&viewer.caller, &format!("{path}/blocked-keys"))
+        .await?;
+    let keys = keys.as_array().cloned().unwrap_or_default();
+    let tenant = text(w, "tenant");
+    Ok(html! {
+        section aria-labelledby="blocked-keys" {
+            h2 #blocked-keys { "Blocked keys" }
+            @if keys.is_empty() {
+                p { "No key is blocked." }
+            } @else {
+                p { "Each key waits behind a delivery that failed for good. Resume sends that delivery again, then the rest in order; Skip leaves it failed and sends the rest." }
+                table {
+                    thead { tr { th { "Ordering key" } th { "Failed delivery" } th { "Failed at" } @if viewer.caller.may_change() { th { "Actions" } } } }
+                    tbody {
+                        @for k in &keys {
+                            @let key = text(k, "key");
+                            @let failed = text(k, "failed_delivery");
+                            tr {
+                                td { code { (key) } }
+                                td { a href={ "/console/tenants/" (enc(tenant)) "/deliveries/" (enc(failed)) } { "number " (k["failed_seq"]) } }
+                                td { (text(k, "failed_at")) }
+                                @if viewer.caller.may_change() {
+                                    td.actions {
+                                        (page::button(viewer, &format!("{here}/keys/{}/resume", enc(key)), "Resume", ""))
+                                        (page::button(viewer, &format!("{here}/keys/{}/skip", enc(key)), "Skip", ""))
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    })
+}
+
+#[derive(Deserialize)]
+pub(crate) struct KeyActionPath {
+    tenant: String,
+    key: String,
+    ordering_key: String,
+    action: String,
+}
+
+/// Resume or Skip a blocked ordering key.
+pub(crate) async fn act_on_key(
+    State(console): State<Console>,
+    viewer: Viewer,
+    Path(a): Path<KeyActionPath>,
+    Form(form): Form<ActionForm>,
+) -> Result<Response, Failure> {
+    viewer.check(&form.csrf)?;
+    let notice = match a.action.as_str() {
+        "resume" => format!(
+            "Key {} resumed: its failed delivery is sent again, then the rest in order.",
+            a.ordering_key
+        ),
+        "skip" => format!(
+            "Key {} skipped: its failed delivery stays failed; the rest are sent.",
+            a.ordering_key
+        ),
+        _ => return Err(Failure::new(StatusCode::NOT_FOUND, "No such action.")),
+    };
+    let path = format!(
+        "/v1/tenants/{}/webhooks/{}/keys/{}/{}",
+        enc(&a.tenant),
+        enc(&a.key),
+        enc(&a.ordering_key),
+        a.action
+    );
+    console
+        .call(&viewer.caller, Method::POST, &path, None)
+        .await?;
+    Ok(page::done(&webhook_href(&a.tenant, &a.key), &notice))
+}
+
 fn form_fields(f: &WebhookForm, refused: Option<&Refused>) -> Markup {
     html! {
         (field("key", "Key", "Unique within the tenant; usable in place of the id.", input("key", &f.key, "text"), refused))
@@ -364,6 +453,7 @@ pub(crate) async fn show_page(
         enc(text(&w, "id"))
     );
     let health = crate::health::section(console, viewer, &p.tenant, Some(text(&w, "key"))).await;
+    let blocked = blocked_keys(console, viewer, &path, &w, &here).await?;
     Ok(page::page(
         viewer,
         Section::Webhooks,
@@ -380,6 +470,7 @@ pub(crate) async fn show_page(
                 dt { "Deliveries" } dd { a href=(deliveries) { "See its deliveries" } }
             }
             (health)
+            (blocked)
             @if may_change {
                 section aria-labelledby="actions" {
                     h2 #actions { "Actions" }

@@ -100,6 +100,9 @@ pub mod outcome {
     pub const HELD: &str = "held";
     /// Held, not attempted: over its webhook's rate limit (sent as the rate allows).
     pub const RATE_LIMITED: &str = "rate_limited";
+    /// Waiting, not attempted: an earlier delivery of its ordering key is not
+    /// settled (sent when it is).
+    pub const WAITING: &str = "waiting";
 }
 
 pub struct Metrics {
@@ -126,6 +129,7 @@ pub struct Metrics {
     /// What the histogram counted, for readers (its own count is not public).
     e2e_count: AtomicU64,
     breaker_open: Family<Labels, Gauge>,
+    keys_blocked: Gauge,
     pending: Family<Labels, Gauge>,
     pending_age: Family<Labels, Gauge<f64, AtomicU64>>,
     /// The pending label sets of the last sample: those missing from the next are
@@ -312,6 +316,15 @@ impl Metrics {
             None,
             breaker_open.clone(),
         );
+        let keys_blocked = Gauge::default();
+        define(
+            &mut registry,
+            &mut series,
+            "ordering_keys_blocked",
+            "Ordering keys held back by a failed delivery of an ordered webhook with on_failure: block, when last sampled",
+            None,
+            keys_blocked.clone(),
+        );
         let pending = Family::<Labels, Gauge>::default();
         define(
             &mut registry,
@@ -339,6 +352,7 @@ impl Metrics {
             e2e_seconds,
             e2e_count: AtomicU64::new(0),
             breaker_open,
+            keys_blocked,
             pending,
             pending_age,
             pending_seen: Mutex::default(),
@@ -535,6 +549,11 @@ impl Metrics {
     pub fn set_breaker_open(&self, tenant: &str, webhook: &str, open: bool) {
         let (labels, value) = self.seats.breaker(tenant, webhook, open);
         self.breaker_open.get_or_create(&labels).set(value);
+    }
+
+    /// How many ordering keys a failure blocks, as last sampled.
+    pub fn set_keys_blocked(&self, n: i64) {
+        self.keys_blocked.set(n);
     }
 
     /// The breaker gauge under these labels, as exported.

@@ -41,6 +41,9 @@ pub async fn sample_pending(
         if let Err(error) = sample_breakers(pool, metrics, &mut open).await {
             tracing::warn!(%error, "sampling circuit breakers failed; trying again next round");
         }
+        if let Err(error) = sample_blocked_keys(pool, metrics).await {
+            tracing::warn!(%error, "sampling blocked ordering keys failed; trying again next round");
+        }
         tokio::select! {
             () = tokio::time::sleep(sampler.every) => {}
             () = shutdown.wait() => {}
@@ -67,6 +70,16 @@ async fn sample_breakers(
         metrics.set_breaker_open(tenant, key, true);
     }
     *open = now;
+    Ok(())
+}
+
+/// The blocked-keys gauge, from the rows waiting behind a failure that blocks.
+async fn sample_blocked_keys(
+    pool: &DbPool,
+    metrics: &Metrics,
+) -> Result<(), hookrelay_store::StoreError> {
+    let client = pool.get().await?;
+    metrics.set_keys_blocked(hookrelay_store::turns::blocked_keys(&client).await?);
     Ok(())
 }
 

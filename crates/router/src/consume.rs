@@ -18,23 +18,45 @@ use crate::route::{BatchError, handle_batch, reject};
 use crate::turn::{Turn, Turns};
 use crate::{Router, RouterError};
 
-/// Consumes until shutdown. Broker trouble reconnects with backoff (the supervisor);
-/// database trouble holds the batch and retries it, so nothing is acked that was not
-/// handled.
-pub async fn run(router: Router, shutdown: Shutdown) -> Result<(), RouterError> {
+/// Consumes until shutdown, while this router leads (`lead`): one router consumes at a
+/// time. Broker trouble reconnects with backoff (the supervisor); database trouble
+/// holds the batch and retries it, so nothing is acked that was not handled.
+pub async fn run(router: Router, mut shutdown: Shutdown) -> Result<(), RouterError> {
     let config = &router.config;
+    let queue = config.topology.router_queue();
     let supervisor = Supervisor {
         role: crate::ROLE,
         url: config.amqp_url.clone(),
         topology: config.topology.clone(),
-        queue: config.topology.router_queue(),
+        queue: queue.clone(),
         prefetch: config.prefetch,
+        sole: true,
     };
-    supervisor
-        .run(shutdown, |session, shutdown| {
+    loop {
+        let Some(lead) = crate::lead::take(&router.pool, &queue, &mut shutdown).await else {
+            return Ok(());
+        };
+        tracing::info!(%queue, "this router leads: consuming");
+        let (stop, leading) = hookrelay_model::shutdown::channel();
+        let consuming = supervisor.run(leading, |session, shutdown| {
             serve(&router, session, shutdown)
-        })
-        .await
+        });
+        tokio::pin!(consuming);
+        tokio::select! {
+            ended = &mut consuming => return ended,
+            () = shutdown.wait() => {
+                stop.trigger();
+                return consuming.await;
+            }
+            () = crate::lead::lost(&lead) => {
+                tracing::warn!(%queue, "this router lost its lock in Postgres; stops consuming until it leads again");
+            }
+        }
+        // Batches under way finish; the connection closes, handing the rest back.
+        stop.trigger();
+        consuming.await?;
+        drop(lead);
+    }
 }
 
 /// One connection's consuming.

@@ -5,6 +5,7 @@
 //! its delivery rows are committed and every delivery message is confirmed.
 
 mod consume;
+mod lead;
 mod route;
 mod turn;
 

@@ -41,6 +41,9 @@ pub(crate) enum Hold {
     Webhook,
     /// Over the webhook's rate: the rate releaser publishes it when the rate allows.
     Rate,
+    /// Behind an earlier delivery of its ordering key: the one that settles it (or
+    /// resumes or skips the blocked key) publishes it.
+    Turn,
 }
 
 /// A webhook whose requests hang: how long the oldest one sent has had no answer,
@@ -149,13 +152,12 @@ pub(crate) enum Order {
 }
 
 /// An ordered webhook's key goes one delivery at a time: one whose predecessor is
-/// not settled waits in a delay queue, no attempt counted; a blocked key waits the
-/// longest, as an endpoint that hangs does, until an operator resumes or skips it.
-pub(crate) fn on_order(order: Order, rules: &Rules) -> Admission {
+/// not settled, or failed and blocks the key, waits in its row, no attempt counted,
+/// until whoever settles the predecessor (or resumes or skips the key) releases it.
+pub(crate) fn on_order(order: Order) -> Admission {
     match order {
         Order::Free => Admission::Go,
-        Order::Waiting => Admission::Defer(rules.defer_delay),
-        Order::Blocked => Admission::Defer(rules.defer_delay * 5),
+        Order::Waiting | Order::Blocked => Admission::Hold(Hold::Turn),
     }
 }
 
@@ -222,13 +224,13 @@ mod tests {
     }
 
     #[test]
-    fn a_key_goes_one_at_a_time_and_a_blocked_one_waits_longest() {
+    fn a_key_goes_one_at_a_time_and_the_rest_wait_their_turn_in_their_rows() {
         for (order, expected) in [
             (Order::Free, Admission::Go),
-            (Order::Waiting, Admission::Defer(S(1))),
-            (Order::Blocked, Admission::Defer(S(5))),
+            (Order::Waiting, Admission::Hold(Hold::Turn)),
+            (Order::Blocked, Admission::Hold(Hold::Turn)),
         ] {
-            assert_eq!(on_order(order, &rules()), expected, "{order:?}");
+            assert_eq!(on_order(order), expected, "{order:?}");
         }
     }
 

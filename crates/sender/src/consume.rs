@@ -62,6 +62,7 @@ pub(crate) async fn run(sender: Sender, shutdown: Shutdown) -> Result<(), Sender
         topology: config.topology.clone(),
         queue: config.topology.deliveries_queue(),
         prefetch: config.concurrency.saturating_add(config.concurrency / 2),
+        sole: false,
     };
     supervisor
         .run(shutdown, |session, shutdown| {
@@ -101,6 +102,12 @@ async fn serve(
             shutdown.clone(),
         ));
     }
+    loops.spawn(crate::sweep::turns(
+        sender.pool.clone(),
+        ctx.channel.clone(),
+        sender.config.topology.clone(),
+        shutdown.clone(),
+    ));
     loops.spawn(crate::policy::release_loop(
         sender.pool.clone(),
         ctx.channel.clone(),

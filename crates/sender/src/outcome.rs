@@ -14,6 +14,7 @@ use hookrelay_model::webhook::{BodyFormat, Webhook};
 use hookrelay_model::wire::{self, DeliveryMessage};
 use hookrelay_store::deliveries::{self, AttemptRecord, DeliveryStatus, SendJob};
 use hookrelay_store::rates;
+use hookrelay_store::turns::{self, Turn};
 use hookrelay_store::{StoreError, environments};
 use lapin::Channel;
 use lapin::message::Delivery;
@@ -161,7 +162,10 @@ async fn handle_message(
     if let Next::Done = admit(ctx, delivery, &message, None, before_load(hang, &rules)).await? {
         return Ok(());
     }
-    let job = ctx.loader.load(message.delivery_id).await?;
+    let mut job = ctx.loader.load(message.delivery_id).await?;
+    if let Some(waiting) = job.as_mut().filter(|j| j.status == DeliveryStatus::Waiting) {
+        claim_released(ctx, waiting).await?;
+    }
     let row = job.as_ref().map(|job| row(job, message.probe));
     if let Next::Done = admit(
         ctx,
@@ -177,7 +181,7 @@ async fn handle_message(
     let Some(job) = job else {
         return Ok(());
     };
-    let order = admission::on_order(order(job.order), &rules);
+    let order = admission::on_order(order(job.turn));
     if let Next::Done = admit(ctx, delivery, &message, Some(&job), order).await? {
         return Ok(());
     }
@@ -281,7 +285,7 @@ async fn admit(
                 extra = extra.int(wire::HEADER_ATTEMPTS, i64::from(job.attempts));
             }
             let letter = letter(ctx, reason, None, extra);
-            dead_letter_and_ack(ctx, delivery, letter, job.map(|j| j.id)).await?;
+            dead_letter_and_ack(ctx, delivery, letter, job).await?;
         }
         Admission::Hold(Hold::Rate) => {
             ctx.sender.metrics.outcome(outcome::RATE_LIMITED);
@@ -293,6 +297,14 @@ async fn admit(
                 return Ok(Next::GoOn);
             };
             if !held(ctx, delivery, job).await? {
+                return Ok(Next::GoOn);
+            }
+        }
+        Admission::Hold(Hold::Turn) => {
+            let Some(job) = job else {
+                return Ok(Next::GoOn);
+            };
+            if !wait_turn(ctx, delivery, job).await? {
                 return Ok(Next::GoOn);
             }
         }
@@ -333,13 +345,67 @@ fn row(job: &SendJob, probe: bool) -> Row {
     }
 }
 
-/// The store's word on a sequenced delivery's predecessors, as the gate reads it.
-fn order(order: deliveries::Order) -> admission::Order {
-    match order {
-        deliveries::Order::Free => admission::Order::Free,
-        deliveries::Order::Waiting => admission::Order::Waiting,
-        deliveries::Order::Blocked => admission::Order::Blocked,
+/// The store's word on a sequenced delivery's predecessor, as the gate reads it.
+fn order(turn: Turn) -> admission::Order {
+    match turn {
+        Turn::Free => admission::Order::Free,
+        Turn::Waiting => admission::Order::Waiting,
+        Turn::Blocked => admission::Order::Blocked,
     }
+}
+
+/// Parks a sequenced delivery in its row until its turn (the one before it settles,
+/// or its blocked key is resumed or skipped): no attempt, no message. False (nothing
+/// parked, nothing acked) when its turn came meanwhile: send it.
+async fn wait_turn(ctx: &Ctx, delivery: &Delivery, job: &SendJob) -> Result<bool, HandleError> {
+    let Some(place) = &job.place else {
+        return Ok(false);
+    };
+    let mut db = db(ctx).await?;
+    if !turns::wait_turn(&mut db, job.id, place, crate::sweep::TURN_LOOK_AGAIN).await? {
+        return Ok(false);
+    }
+    ctx.sender.metrics.outcome(outcome::WAITING);
+    tracing::debug!(
+        seq = place.seq,
+        "an earlier delivery of its ordering key is not settled; waiting"
+    );
+    ctx.acks.ack(delivery);
+    Ok(true)
+}
+
+/// A message for a row still waiting: a release's, arrived before it committed (or
+/// after it rolled back). Claimed, it goes on as pending with its turn come; if its
+/// turn has not come, the row stays waiting and the gates ack the message.
+async fn claim_released(ctx: &Ctx, job: &mut SendJob) -> Result<(), HandleError> {
+    let Some(place) = &job.place else {
+        return Ok(());
+    };
+    let mut db = db(ctx).await?;
+    if turns::claim(&mut db, job.id, place).await? {
+        job.status = DeliveryStatus::Pending;
+        job.turn = Turn::Free;
+    }
+    Ok(())
+}
+
+/// After a sequenced delivery settles (delivered, or failed for good): the next one
+/// of its key goes, if it waits and its turn has come. A release that fails is left
+/// to the sweep (`sweep::turns`): the delivery is settled either way.
+async fn release_next(ctx: &Ctx, job: &SendJob) {
+    let Some(place) = &job.place else {
+        return;
+    };
+    if let Err(error) = publish_next(ctx, place).await {
+        tracing::warn!(%error, "the next delivery of the ordering key not released; the sweep will");
+    }
+}
+
+async fn publish_next(ctx: &Ctx, place: &turns::Place) -> Result<(), crate::shared::LoopError> {
+    let mut db = ctx.sender.pool.get().await?;
+    let topology = &ctx.sender.config.topology;
+    crate::sweep::release(&mut db, &ctx.channel, topology, place).await?;
+    Ok(())
 }
 
 /// Holds the delivery of a webhook that holds (paused, disabled, breaker open): no
@@ -497,6 +563,7 @@ async fn settle(
                 .map_err(HandleError::Unrecorded)?;
             ctx.sender.metrics.outcome(outcome::DELIVERED);
             crate::observe::delivered(&ctx.sender.metrics, job, webhook, &answer);
+            release_next(ctx, job).await;
         }
         Verdict::Retry { after } => {
             // Record, then publish the next attempt: a crash between loses no
@@ -558,6 +625,7 @@ async fn settle(
             ctx.sender.metrics.outcome(outcome::FAILED);
             crate::observe::failed(&ctx.sender.metrics, job, webhook, &answer);
             ctx.sender.metrics.dead_letter(crate::shared::ROLE, &reason);
+            release_next(ctx, job).await;
         }
     }
     ctx.acks.ack(delivery);
@@ -603,7 +671,7 @@ async fn dead_letter_and_ack(
     ctx: &Ctx,
     delivery: &Delivery,
     letter: DeadLetter,
-    failed: Option<uuid::Uuid>,
+    failed: Option<&SendJob>,
 ) -> Result<(), HandleError> {
     tracing::warn!(reason = %letter.reason, error = ?letter.error, "delivery dead-lettered without a request");
     // Publish, then mark failed: a crash between sends the message again and the
@@ -617,9 +685,10 @@ async fn dead_letter_and_ack(
         letter,
     )
     .await?;
-    if let Some(id) = failed {
-        deliveries::mark_failed(&db(ctx).await?, id, reason.as_str()).await?;
+    if let Some(job) = failed {
+        deliveries::mark_failed(&db(ctx).await?, job.id, reason.as_str()).await?;
         ctx.sender.metrics.outcome(outcome::FAILED);
+        release_next(ctx, job).await;
     }
     ctx.sender.metrics.dead_letter(crate::shared::ROLE, &reason);
     ctx.acks.ack(delivery);

@@ -16,6 +16,7 @@ use hookrelay_model::Topology;
 use hookrelay_model::shutdown::Shutdown;
 use hookrelay_model::wire::DeliveryMessage;
 use hookrelay_store::deliveries::{self, Resend};
+use hookrelay_store::turns;
 use lapin::Channel;
 
 use crate::shared::LoopError;
@@ -79,4 +80,76 @@ fn message(o: &Resend) -> DeliveryMessage {
             0,
         )
     }
+}
+
+/// How long a waiting delivery waits before the turn sweep looks at it, and how often
+/// the sweep looks: the longest a delivery whose release was lost (its predecessor's
+/// sender died between recording and releasing) stays waiting.
+pub(crate) const TURN_LOOK_AGAIN: Duration = Duration::from_secs(5);
+
+/// Waiting deliveries the turn sweep releases in one round at most.
+const TURNS_PER_ROUND: i64 = 200;
+
+/// Releases waiting deliveries whose turn came with no release (docs/delivery-semantics.md,
+/// "Ordered webhooks: the sender's gate"), every [`TURN_LOOK_AGAIN`] until shutdown.
+pub(crate) async fn turns(
+    pool: Pool,
+    channel: Channel,
+    topology: Topology,
+    mut shutdown: Shutdown,
+) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(TURN_LOOK_AGAIN) => {}
+            () = shutdown.wait() => return,
+        }
+        match release_round(&pool, &channel, &topology).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                released = n,
+                "waiting deliveries whose turn had come released by the sweep"
+            ),
+            Err(e) => tracing::warn!(error = %e, "waiting deliveries not swept; trying again"),
+        }
+    }
+}
+
+async fn release_round(
+    pool: &Pool,
+    channel: &Channel,
+    topology: &Topology,
+) -> Result<usize, LoopError> {
+    let mut db = pool.get().await?;
+    let stalled = turns::stalled(&db, TURNS_PER_ROUND).await?;
+    let mut released = 0;
+    for place in stalled {
+        // The one before it may be gone (retention): release the first after it.
+        let before = turns::Place {
+            seq: place.seq - 1,
+            ..place
+        };
+        if release(&mut db, channel, topology, &before).await? {
+            released += 1;
+        }
+    }
+    Ok(released)
+}
+
+/// Releases the delivery of `place`'s key numbered next after it, if its turn has
+/// come: made pending, its message published, then committed (`turns::Release`).
+/// True if one was released.
+pub(crate) async fn release(
+    db: &mut deadpool_postgres::Client,
+    channel: &Channel,
+    topology: &Topology,
+    place: &turns::Place,
+) -> Result<bool, LoopError> {
+    let release = turns::release_after(db, place.webhook_id, &place.key, place.seq).await?;
+    let Some(next) = &release.next else {
+        return Ok(false);
+    };
+    hookrelay_amqp::publish_reopened(channel, topology, &next.message(), next.trace_id.as_deref())
+        .await?;
+    release.commit().await?;
+    Ok(true)
 }

@@ -24,6 +24,10 @@ pub enum DeliveryStatus {
     Failed,
     /// Its webhook is paused: not attempted, not queued; resuming sends it.
     Held,
+    /// Sequenced under an ordering key, behind an earlier delivery of the key that
+    /// is not settled (or failed and blocks the key): not queued; sent when that one
+    /// settles (or the key is resumed or skipped).
+    Waiting,
 }
 
 impl DeliveryStatus {
@@ -33,6 +37,7 @@ impl DeliveryStatus {
             Self::Delivered => "delivered",
             Self::Failed => "failed",
             Self::Held => "held",
+            Self::Waiting => "waiting",
         }
     }
 
@@ -42,6 +47,7 @@ impl DeliveryStatus {
             "delivered" => Ok(Self::Delivered),
             "failed" => Ok(Self::Failed),
             "held" => Ok(Self::Held),
+            "waiting" => Ok(Self::Waiting),
             other => Err(StoreError::corrupt(
                 "delivery status",
                 format!("`{other}` is no status"),
@@ -324,48 +330,10 @@ pub struct SendJob {
     pub event: Event,
     /// When the router recorded the event (`events.received_at`).
     pub received_at: OffsetDateTime,
-    /// For a sequenced delivery: what the earlier deliveries of its key say.
-    pub order: Order,
-}
-
-/// Where a delivery stands behind the earlier deliveries of its (webhook, key).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Order {
-    /// Not sequenced, or every earlier delivery is settled: delivered, failed and
-    /// skipped (`on_failure = skip`, or skipped by an operator).
-    Free,
-    /// An earlier one is still to be settled (pending, retrying, held).
-    Waiting,
-    /// An earlier one failed for good and the webhook blocks the key
-    /// (`on_failure = block`) until an operator resumes or skips it.
-    Blocked,
-}
-
-/// The SQL of [`Order`] for delivery `d` with webhook `w`: `waiting` and `blocked`.
-/// Evaluated only for sequenced deliveries (the index `deliveries_by_key_seq`).
-const ORDER_COLUMNS: &str = "\
-    CASE WHEN d.seq IS NULL THEN false ELSE EXISTS (SELECT 1 FROM deliveries p \
-      WHERE p.webhook_id = d.webhook_id AND p.ordering_key = d.ordering_key \
-        AND p.seq < d.seq AND p.status IN ('pending', 'held')) END AS waiting, \
-    CASE WHEN d.seq IS NULL OR w.on_failure IS DISTINCT FROM 'block' THEN false \
-      ELSE EXISTS (SELECT 1 FROM deliveries p \
-      WHERE p.webhook_id = d.webhook_id AND p.ordering_key = d.ordering_key \
-        AND p.seq < d.seq AND p.status = 'failed' \
-        AND p.seq > COALESCE((SELECT k.skipped_through FROM ordering_keys k \
-          WHERE k.webhook_id = d.webhook_id AND k.ordering_key = d.ordering_key), 0)) \
-    END AS blocked";
-
-fn order_from_row(r: &tokio_postgres::Row) -> Result<Order, StoreError> {
-    Ok(
-        match (
-            r.try_get::<_, bool>("waiting")?,
-            r.try_get::<_, bool>("blocked")?,
-        ) {
-            (_, true) => Order::Blocked,
-            (true, false) => Order::Waiting,
-            (false, false) => Order::Free,
-        },
-    )
+    /// For a sequenced delivery: its key and number.
+    pub place: Option<super::turns::Place>,
+    /// Whether the delivery before it in its key lets it go.
+    pub turn: super::turns::Turn,
 }
 
 /// Deliveries with their events and webhooks, many in one round trip; ids not found
@@ -377,12 +345,13 @@ pub async fn send_jobs(
 ) -> Result<std::collections::HashMap<Uuid, SendJob>, StoreError> {
     static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
-            "SELECT d.id, d.tenant, d.status, d.attempts, d.webhook_id, d.url, e.envelope, e.received_at, {}, \
-               {ORDER_COLUMNS} \
+            "SELECT d.id, d.tenant, d.status, d.attempts, d.webhook_id, d.url, d.ordering_key, d.seq, \
+               e.envelope, e.received_at, {}, ({}) AS turn \
              FROM deliveries d JOIN events e ON e.tenant = d.tenant AND e.id = d.event_id \
              LEFT JOIN webhooks w ON w.id = d.webhook_id \
              WHERE d.id = ANY($1)",
-            super::webhooks::select_prefixed("w", "w_")
+            super::webhooks::select_prefixed("w", "w_"),
+            super::turns::TURN_OF_D
         )
     });
     let statement = super::prepared(db, &SQL).await?;
@@ -403,11 +372,27 @@ pub async fn send_jobs(
             url: r.try_get("url")?,
             event,
             received_at: r.try_get("received_at")?,
-            order: order_from_row(&r)?,
+            place: place(&r)?,
+            turn: super::turns::Turn::parse(r.try_get("turn")?)?,
         };
         jobs.insert(id, job);
     }
     Ok(jobs)
+}
+
+/// A sequenced delivery's key and number, from `d.webhook_id, d.ordering_key, d.seq`.
+fn place(r: &tokio_postgres::Row) -> Result<Option<super::turns::Place>, StoreError> {
+    let webhook_id: Option<Uuid> = r.try_get("webhook_id")?;
+    let key: Option<String> = r.try_get("ordering_key")?;
+    let seq: Option<i64> = r.try_get("seq")?;
+    Ok(match (webhook_id, key, seq) {
+        (Some(webhook_id), Some(key), Some(seq)) => Some(super::turns::Place {
+            webhook_id,
+            key,
+            seq,
+        }),
+        _ => None,
+    })
 }
 
 /// One finished HTTP attempt (or a permanent failure found before sending).
@@ -502,6 +487,19 @@ pub struct Resend {
 }
 
 impl Resend {
+    /// Its message as a release sends it: a new round of attempts from the ones the
+    /// row counts.
+    pub fn message(&self) -> hookrelay_model::wire::DeliveryMessage {
+        let d = &self.delivery;
+        hookrelay_model::wire::DeliveryMessage::again(
+            d.id,
+            &d.tenant,
+            &d.event_id,
+            d.webhook_id,
+            self.attempts,
+        )
+    }
+
     pub(crate) fn from_row(r: &tokio_postgres::Row) -> Result<Self, StoreError> {
         Ok(Self {
             delivery: delivery_ref(r)?,

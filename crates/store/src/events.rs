@@ -28,9 +28,14 @@ pub async fn insert_new(
         .collect();
     let statement = super::prepared(
         db,
-        "INSERT INTO events (tenant, id, type, session_id, occurred_at, envelope) \
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], \
-                              $5::timestamptz[], $6::json[]) \
+        // `received_at` rises by a microsecond per event in the batch's order (the
+        // order the router took them), so that it orders the events of one batch as
+        // it orders batches: a backfill of an ordered webhook numbers them so.
+        "INSERT INTO events (tenant, id, type, session_id, occurred_at, envelope, received_at) \
+         SELECT t, id, ty, s, o, e, now() + make_interval(secs => (i - 1) / 1e6) \
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], \
+                     $5::timestamptz[], $6::json[]) WITH ORDINALITY AS u(t, id, ty, s, o, e, i) \
+         ORDER BY i \
          ON CONFLICT (tenant, id) DO NOTHING RETURNING tenant, id",
     )
     .await?;
@@ -164,6 +169,15 @@ fn event_from_row(r: &tokio_postgres::Row) -> Result<StoredEvent, StoreError> {
     })
 }
 
+/// Which end of the list a page starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    NewestFirst,
+    /// The order the router recorded them: what a backfill of an ordered webhook
+    /// numbers by.
+    OldestFirst,
+}
+
 /// One page of a tenant's events, newest first, after `after`.
 pub async fn list(
     db: &impl GenericClient,
@@ -172,13 +186,28 @@ pub async fn list(
     after: Option<&Cursor>,
     limit: i64,
 ) -> Result<Vec<StoredEvent>, StoreError> {
+    list_from(db, tenant, filter, (after, Direction::NewestFirst), limit).await
+}
+
+/// One page of a tenant's events from either end, after `after`.
+pub async fn list_from(
+    db: &impl GenericClient,
+    tenant: &str,
+    filter: &EventFilter,
+    (after, direction): (Option<&Cursor>, Direction),
+    limit: i64,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let (beyond, order) = match direction {
+        Direction::NewestFirst => ("<", "DESC"),
+        Direction::OldestFirst => (">", "ASC"),
+    };
     let sql = format!(
         "SELECT {EVENT_COLUMNS} FROM events WHERE tenant = $1 \
          AND ($2::text IS NULL OR session_id = $2) AND ($3::text IS NULL OR type = $3) \
          AND ($4::timestamptz IS NULL OR received_at >= $4) \
          AND ($5::timestamptz IS NULL OR received_at < $5) \
-         AND ($6::timestamptz IS NULL OR (received_at, id) < ($6, $7::text)) \
-         ORDER BY received_at DESC, id DESC LIMIT $8"
+         AND ($6::timestamptz IS NULL OR (received_at, id) {beyond} ($6, $7::text)) \
+         ORDER BY received_at {order}, id {order} LIMIT $8"
     );
     let rows = db
         .query(

@@ -10,12 +10,14 @@ pub mod deliveries;
 pub mod environments;
 pub mod event_types;
 pub mod events;
+pub mod lead;
 pub mod pending;
 pub mod portal;
 pub mod rates;
 pub mod stats;
 pub mod tenants;
 pub mod tokens;
+pub mod turns;
 pub mod webhooks;
 
 use std::time::Duration;

@@ -16,6 +16,7 @@ use super::StoreError;
 pub struct StatusCounts {
     pub delivered: u64,
     pub failed: u64,
+    /// Pending, and waiting their turn behind an earlier delivery of their ordering key.
     pub pending: u64,
     pub held: u64,
 }
@@ -44,11 +45,11 @@ pub struct StatsFilter {
 const COUNTS: &str = "\
     count(*) FILTER (WHERE d.status = 'delivered' AND d.created_at >= $1) AS h_delivered, \
     count(*) FILTER (WHERE d.status = 'failed' AND d.created_at >= $1) AS h_failed, \
-    count(*) FILTER (WHERE d.status = 'pending' AND d.created_at >= $1) AS h_pending, \
+    count(*) FILTER (WHERE d.status IN ('pending', 'waiting') AND d.created_at >= $1) AS h_pending, \
     count(*) FILTER (WHERE d.status = 'held' AND d.created_at >= $1) AS h_held, \
     count(*) FILTER (WHERE d.status = 'delivered') AS d_delivered, \
     count(*) FILTER (WHERE d.status = 'failed') AS d_failed, \
-    count(*) FILTER (WHERE d.status = 'pending') AS d_pending, \
+    count(*) FILTER (WHERE d.status IN ('pending', 'waiting')) AS d_pending, \
     count(*) FILTER (WHERE d.status = 'held') AS d_held, \
     (array_agg(d.last_error ORDER BY d.id DESC) FILTER (WHERE d.status = 'failed'))[1] AS last_error";
 

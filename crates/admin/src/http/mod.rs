@@ -120,6 +120,7 @@ pub fn routes() -> OpenApiRouter<AdminState> {
         .routes(routes!(webhooks::disable_webhook))
         .routes(routes!(webhooks::redeliver_webhook))
         .routes(routes!(webhooks::rotate_signing_secret))
+        .routes(routes!(webhooks::blocked_keys))
         .routes(routes!(webhooks::resume_key))
         .routes(routes!(webhooks::skip_key))
         .routes(routes!(tenants::list_tokens, tenants::create_token))

@@ -500,6 +500,26 @@ pub(super) async fn redeliver_webhook(
     Ok(Json(summary?))
 }
 
+/// List the blocked ordering keys of a webhook
+///
+/// For an ordered webhook with `on_failure: block`: each key whose next delivery waits
+/// behind one that failed for good, oldest failure first. Resume or skip one with
+/// `/keys/{key}/resume` or `/keys/{key}/skip`.
+#[utoipa::path(get, path = "/webhooks/{id}/blocked-keys", tag = "webhooks", params(WebhookPath),
+    responses(
+        (status = 200, description = "The blocked keys.", body = Vec<hookrelay_store::turns::BlockedKey>),
+        NotFound, Database,
+    ))]
+pub(super) async fn blocked_keys(
+    State(s): State<AdminState>,
+    Path(p): Path<WebhookPath>,
+) -> Result<Json<Vec<hookrelay_store::turns::BlockedKey>>> {
+    let db = db(&s).await?;
+    let webhook = webhooks::get(&db, &s.cipher, &p.tenant, &p.id).await?;
+    let keys = hookrelay_store::turns::blocked_of_webhook(&db, &p.tenant, webhook.id).await?;
+    Ok(Json(keys))
+}
+
 /// Resume a blocked ordering key
 ///
 /// For an ordered webhook with `on_failure: block`: the failed deliveries holding
@@ -539,18 +559,27 @@ pub(super) struct SkippedKey {
 ///
 /// For an ordered webhook with `on_failure: block`: the key's failed deliveries so
 /// far stay failed (their dead letters stay in the queue) and hold nothing back; its
-/// next delivery goes on. 404 when the webhook has no such key.
+/// next delivery is sent. 404 when the webhook has no such key.
 #[utoipa::path(post, path = "/webhooks/{id}/keys/{key}/skip", tag = "webhooks", params(KeyPath),
     responses(
         (status = 200, description = "How far the key's failures are skipped.", body = SkippedKey),
-        NotFound, Database,
+        NotFound, Database, Broker,
     ))]
 pub(super) async fn skip_key(
     State(s): State<AdminState>,
     Path(p): Path<KeyPath>,
 ) -> Result<Json<SkippedKey>> {
-    let db = db(&s).await?;
-    let webhook = webhooks::get(&db, &s.cipher, &p.tenant, &p.id).await?;
-    let skipped_through = deliveries::skip_key(&db, &p.tenant, webhook.id, &p.key).await?;
-    Ok(Json(SkippedKey { skipped_through }))
+    let webhook = webhooks::get(&db(&s).await?, &s.cipher, &p.tenant, &p.id).await?;
+    let channel = confirm_channel(&s).await?;
+    let skipped = redeliver::skip_key(
+        &s.pool,
+        &channel,
+        &s.topology,
+        (&p.tenant, webhook.id, &p.key),
+    )
+    .await;
+    let _ = channel.close(200, "done".into()).await;
+    Ok(Json(SkippedKey {
+        skipped_through: skipped?,
+    }))
 }

@@ -113,7 +113,7 @@ pub struct KeyArgs {
 
 fn parse_status(s: &str) -> Result<DeliveryStatus, String> {
     serde_json::from_value(serde_json::json!(s))
-        .map_err(|_| format!("`{s}` is not pending, delivered, failed or held"))
+        .map_err(|_| format!("`{s}` is not pending, delivered, failed, held or waiting"))
 }
 
 #[derive(Serialize)]
@@ -307,8 +307,16 @@ pub async fn run(common: &Common, command: DeliveriesCommand) -> anyhow::Result<
         }
         DeliveriesCommand::SkipKey(args) => {
             let webhook = args.webhook(common, &pool).await?;
-            let db = pool.get().await.context("connecting to Postgres")?;
-            let through = deliveries::skip_key(&db, &args.tenant, webhook.id, &args.key).await?;
+            let (connection, channel) = broker(common).await?;
+            let through = redeliver::skip_key(
+                &pool,
+                &channel,
+                &common.topology(),
+                (&args.tenant, webhook.id, &args.key),
+            )
+            .await;
+            let _ = connection.close(200, "done".into()).await;
+            let through = through?;
             if args.output.json {
                 let result = serde_json::json!({"skipped_through": through});
                 write_out(&serde_json::to_string_pretty(&result)?);
@@ -380,6 +388,13 @@ fn show_one(log: &DeliveryLog, keys: &std::collections::HashMap<Uuid, String>, f
         (DeliveryStatus::Held, _, _) => Some(
             "held: its webhook is paused, disabled or tripped; sent when it is active again".into(),
         ),
+        (DeliveryStatus::Waiting, _, _) => Some(format!(
+            "waiting: number {} of ordering key `{}`, sent when the delivery before it is settled; \
+             if that one failed and the webhook blocks the key, after \
+             `hookrelay deliveries resume-key` or `skip-key`",
+            d.seq.unwrap_or_default(),
+            d.ordering_key.as_deref().unwrap_or_default(),
+        )),
         _ => None,
     };
     if let Some(next) = next {

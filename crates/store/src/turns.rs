@@ -1,0 +1,301 @@
+//! A sequenced delivery's turn in its (webhook, ordering key): the rows of
+//! `deliveries` that wait for an earlier delivery of their key, and the key's
+//! counter row in `ordering_keys`, whose lock orders waiting against releasing
+//! (docs/delivery-semantics.md, "Ordered webhooks: the sender's gate").
+//!
+//! A delivery whose turn has not come waits in its row (status `waiting`, no message
+//! out). Whoever settles the delivery before it releases it ([`release_after`]):
+//! pending again, and its message published. Both happen under the key's row lock,
+//! each in its own transaction whose statements read after the lock is taken, so a
+//! release never misses a delivery that is starting to wait: either the waiter's
+//! transaction commits first and the release sees it waiting, or the release commits
+//! first and the waiter sees its predecessor settled and goes on. A release lost to a
+//! crash is found by [`stalled`].
+
+use std::time::Duration;
+
+use deadpool_postgres::GenericClient;
+use uuid::Uuid;
+
+use super::StoreError;
+use super::deliveries::Resend;
+
+/// The turn of delivery `d`, as text: `free`, `waiting` or `blocked`. Decided by the
+/// nearest earlier delivery of its key that still exists (one index probe, however
+/// long the key's history): a key's deliveries are sent one at a time in order, so
+/// when that one is settled every earlier one was. `waiting` while it is pending,
+/// held or waiting; `blocked` while it failed for good under `on_failure = block`
+/// and an operator has not skipped it; `free` otherwise, and for an unsequenced
+/// delivery.
+pub(crate) const TURN_OF_D: &str = "\
+    CASE WHEN d.seq IS NULL THEN 'free' ELSE COALESCE(( \
+      SELECT CASE WHEN p.status IN ('pending', 'held', 'waiting') THEN 'waiting' \
+        WHEN p.status = 'failed' AND pw.on_failure = 'block' AND p.seq > COALESCE(( \
+          SELECT k.skipped_through FROM ordering_keys k \
+          WHERE k.webhook_id = p.webhook_id AND k.ordering_key = p.ordering_key), 0) \
+        THEN 'blocked' ELSE 'free' END \
+      FROM deliveries p LEFT JOIN webhooks pw ON pw.id = p.webhook_id \
+      WHERE p.webhook_id = d.webhook_id AND p.ordering_key = d.ordering_key \
+        AND p.seq < d.seq \
+      ORDER BY p.seq DESC LIMIT 1), 'free') END";
+
+/// Where a sequenced delivery stands behind the earlier deliveries of its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Turn {
+    /// Not sequenced, or the delivery before it is settled: delivered, failed and
+    /// skipped (`on_failure = skip`, or skipped by an operator).
+    Free,
+    /// The one before it is still to be settled (pending, retrying, held, waiting).
+    Waiting,
+    /// The one before it failed for good and the webhook blocks the key
+    /// (`on_failure = block`) until an operator resumes or skips it.
+    Blocked,
+}
+
+impl Turn {
+    pub(crate) fn parse(text: &str) -> Result<Self, StoreError> {
+        match text {
+            "free" => Ok(Self::Free),
+            "waiting" => Ok(Self::Waiting),
+            "blocked" => Ok(Self::Blocked),
+            other => Err(StoreError::corrupt(
+                "turn of a delivery",
+                format!("`{other}` is no turn"),
+            )),
+        }
+    }
+}
+
+/// A sequenced delivery's place: its webhook, key and number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    pub webhook_id: Uuid,
+    pub key: String,
+    pub seq: i64,
+}
+
+/// Parks a pending delivery until its turn: true if it now waits (its message can be
+/// acked), false if its turn came meanwhile (send it). `look_again`: when the
+/// sweep checks on it if no release came.
+pub async fn wait_turn(
+    db: &mut deadpool_postgres::Client,
+    id: Uuid,
+    place: &Place,
+    look_again: Duration,
+) -> Result<bool, StoreError> {
+    let tx = db.transaction().await?;
+    lock_key(&tx, place).await?;
+    let sql = format!(
+        "UPDATE deliveries d SET status = 'waiting', published = false, \
+           next_attempt_at = now() + make_interval(secs => $2), updated_at = now() \
+         WHERE d.id = $1 AND d.status = 'pending' AND ({TURN_OF_D}) <> 'free'"
+    );
+    let n = tx.execute(&sql, &[&id, &look_again.as_secs_f64()]).await?;
+    tx.commit().await?;
+    Ok(n == 1)
+}
+
+/// A release under way: the next delivery of a key, made pending in a transaction
+/// that still holds the key's lock. Publish its message, then [`Release::commit`];
+/// dropped before, it is rolled back and the delivery still waits (for the sweep).
+/// Committed only after the publish, so that no crash leaves a delivery pending with
+/// no message: a message published before a crash finds its row still waiting and is
+/// acked without a request.
+pub struct Release<'a> {
+    tx: deadpool_postgres::Transaction<'a>,
+    /// What to publish, if a delivery was released.
+    pub next: Option<Resend>,
+}
+
+impl Release<'_> {
+    pub async fn commit(self) -> Result<(), StoreError> {
+        Ok(self.tx.commit().await?)
+    }
+}
+
+/// Releases the delivery numbered next after `after` in its key, if it waits and its
+/// turn has come: pending again and published (see [`Release`]).
+pub async fn release_after<'a>(
+    db: &'a mut deadpool_postgres::Client,
+    webhook_id: Uuid,
+    key: &str,
+    after: i64,
+) -> Result<Release<'a>, StoreError> {
+    let place = Place {
+        webhook_id,
+        key: key.to_owned(),
+        seq: after,
+    };
+    let tx = db.transaction().await?;
+    lock_key(&tx, &place).await?;
+    let sql = format!(
+        "UPDATE deliveries d SET status = 'pending', published = true, \
+           next_attempt_at = NULL, updated_at = now() \
+         WHERE d.id = (SELECT n.id FROM deliveries n WHERE n.webhook_id = $1 \
+             AND n.ordering_key = $2 AND n.seq > $3 ORDER BY n.seq LIMIT 1) \
+           AND d.status = 'waiting' AND ({TURN_OF_D}) = 'free' \
+         RETURNING d.id, d.tenant, d.event_id, d.webhook_id, d.attempts, d.trace_id"
+    );
+    let row = tx.query_opt(&sql, &[&webhook_id, &key, &after]).await?;
+    let next = row.map(|r| Resend::from_row(&r)).transpose()?;
+    Ok(Release { tx, next })
+}
+
+/// Takes a released delivery's message as its own: the message of a [`Release`] may
+/// arrive before the release commits, and finds the row still waiting. Waits for the
+/// key's lock (the release's transaction ends), then makes the row pending if its
+/// turn has come (released, or a release rolled back after its publish). True: send
+/// it; false: its turn has not come (a stale message: ack it, the row waits on).
+pub async fn claim(
+    db: &mut deadpool_postgres::Client,
+    id: Uuid,
+    place: &Place,
+) -> Result<bool, StoreError> {
+    let tx = db.transaction().await?;
+    lock_key(&tx, place).await?;
+    let sql = format!(
+        "UPDATE deliveries d SET status = 'pending', published = true, \
+           next_attempt_at = NULL, updated_at = now() \
+         WHERE d.id = $1 AND d.status IN ('waiting', 'pending') AND ({TURN_OF_D}) = 'free'"
+    );
+    let n = tx.execute(&sql, &[&id]).await?;
+    tx.commit().await?;
+    Ok(n == 1)
+}
+
+/// Waiting deliveries whose turn has come but no release reached them (the sender
+/// that settled the one before died between its record and the release, or a
+/// retention run deleted it) and that have waited past their `next_attempt_at`:
+/// each to be released by [`release_after`] its number less one (the one before it
+/// may be gone).
+pub async fn stalled(db: &impl GenericClient, limit: i64) -> Result<Vec<Place>, StoreError> {
+    let sql = format!(
+        "SELECT d.webhook_id, d.ordering_key, d.seq FROM deliveries d \
+         WHERE d.next_attempt_at < now() AND d.status = 'waiting' \
+           AND ({TURN_OF_D}) = 'free' \
+         ORDER BY d.next_attempt_at LIMIT $1"
+    );
+    db.query(&sql, &[&limit])
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(Place {
+                webhook_id: r.try_get(0)?,
+                key: r.try_get(1)?,
+                seq: r.try_get(2)?,
+            })
+        })
+        .collect()
+}
+
+/// Keys held back by a failure: a delivery waits behind one that failed for good
+/// under `on_failure = block`. Counted from the waiting rows, found by
+/// `deliveries_retry_due` (every waiting row has `next_attempt_at`).
+pub async fn blocked_keys(db: &impl GenericClient) -> Result<i64, StoreError> {
+    let sql = format!(
+        "SELECT count(*) FROM deliveries d \
+         WHERE d.next_attempt_at IS NOT NULL AND d.status = 'waiting' \
+           AND ({TURN_OF_D}) = 'blocked'"
+    );
+    Ok(db.query_one(&sql, &[]).await?.try_get(0)?)
+}
+
+/// An ordering key held back by a failure (`on_failure = block`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BlockedKey {
+    /// The events' `ordering_key`.
+    pub key: String,
+    /// The delivery that failed for good and holds the key.
+    pub failed_delivery: Uuid,
+    /// Its place in the key (`seq`).
+    pub failed_seq: i64,
+    /// The next delivery of the key, waiting behind it.
+    pub waiting_delivery: Uuid,
+    /// When the failed delivery was settled.
+    #[serde(with = "time::serde::rfc3339")]
+    pub failed_at: time::OffsetDateTime,
+}
+
+/// The keys of one webhook held back by a failure, oldest failure first.
+pub async fn blocked_of_webhook(
+    db: &impl GenericClient,
+    tenant: &str,
+    webhook_id: Uuid,
+) -> Result<Vec<BlockedKey>, StoreError> {
+    let sql = format!(
+        "SELECT d.ordering_key, d.id AS waiting, p.id AS failed, p.seq, p.updated_at \
+         FROM deliveries d \
+         JOIN LATERAL (SELECT p.id, p.seq, p.updated_at FROM deliveries p \
+           WHERE p.webhook_id = d.webhook_id AND p.ordering_key = d.ordering_key \
+             AND p.seq < d.seq ORDER BY p.seq DESC LIMIT 1) p ON true \
+         WHERE d.webhook_id = $1 AND d.tenant = $2 AND d.next_attempt_at IS NOT NULL \
+           AND d.status = 'waiting' AND ({TURN_OF_D}) = 'blocked' \
+         ORDER BY p.updated_at"
+    );
+    db.query(&sql, &[&webhook_id, &tenant])
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(BlockedKey {
+                key: r.try_get("ordering_key")?,
+                failed_delivery: r.try_get("failed")?,
+                failed_seq: r.try_get("seq")?,
+                waiting_delivery: r.try_get("waiting")?,
+                failed_at: r.try_get("updated_at")?,
+            })
+        })
+        .collect()
+}
+
+/// Deletes the counters of a tenant's keys that have no sequenced delivery left (a
+/// retention run deleted them all): without this, `ordering_keys` would keep a row for
+/// every key ever used. A key used again starts from 1, which collides with nothing.
+/// The counters are locked first (skipping those a router holds) and checked again
+/// after, in a statement that sees every router's commit before the lock: a counter
+/// whose deliveries a router is creating is never deleted.
+pub async fn purge_keys(
+    db: &mut deadpool_postgres::Client,
+    tenant: &str,
+) -> Result<u64, StoreError> {
+    const UNUSED: &str = "NOT EXISTS (SELECT 1 FROM deliveries d \
+        WHERE d.webhook_id = k.webhook_id AND d.ordering_key = k.ordering_key \
+          AND d.seq IS NOT NULL)";
+    let tx = db.transaction().await?;
+    let locked = tx
+        .query(
+            &format!(
+                "SELECT k.webhook_id, k.ordering_key FROM ordering_keys k \
+                 WHERE k.tenant = $1 AND {UNUSED} FOR UPDATE SKIP LOCKED"
+            ),
+            &[&tenant],
+        )
+        .await?;
+    let webhooks: Vec<Uuid> = locked.iter().map(|r| r.get(0)).collect();
+    let keys: Vec<String> = locked.iter().map(|r| r.get(1)).collect();
+    let n = tx
+        .execute(
+            &format!(
+                "DELETE FROM ordering_keys k USING unnest($1::uuid[], $2::text[]) AS u(w, key) \
+                 WHERE k.webhook_id = u.w AND k.ordering_key = u.key AND {UNUSED}"
+            ),
+            &[&webhooks, &keys],
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(n)
+}
+
+/// Locks the key's counter row until the transaction ends: what orders a waiter
+/// against a release (the module's doc).
+async fn lock_key(
+    tx: &deadpool_postgres::Transaction<'_>,
+    place: &Place,
+) -> Result<(), StoreError> {
+    tx.query_opt(
+        "SELECT 1 FROM ordering_keys WHERE webhook_id = $1 AND ordering_key = $2 FOR UPDATE",
+        &[&place.webhook_id, &place.key],
+    )
+    .await?;
+    Ok(())
+}
