@@ -16,7 +16,8 @@ use serde::Serialize;
 
 use crate::TestStack;
 use crate::bench::{
-    Child, Scenario, delivery_key, events_for, percentile, publish, spawn_role, tally_key, usage,
+    Child, Scenario, broker_ceiling, broker_ceiling_chunked, delivery_key, events_for, percentile,
+    publish, spawn_role, tally_key, usage,
 };
 use crate::receiver::Receiver;
 use crate::stack::webhook;
@@ -77,13 +78,18 @@ pub struct Step {
 pub struct Report {
     pub history_events: usize,
     pub history_fill_seconds: f64,
-    /// The median of [`Self::ceiling_runs`].
+    /// The median of [`Self::ceiling_runs`]: pipelined confirms, `multiple` acks.
     pub broker_ceiling_msgs_per_sec: f64,
     /// Each measurement of the ceiling, before the run and after it.
     pub ceiling_runs: Vec<f64>,
+    /// The old method's median (chunks of 500 confirmed in turn, single acks),
+    /// measured beside each of the above for comparison.
+    pub chunked_ceiling_msgs_per_sec: f64,
+    pub chunked_ceiling_runs: Vec<f64>,
     pub steps: Vec<Step>,
     /// The highest sustained offered rate (deliveries/s at fan-out 1).
     pub capacity_per_sec: Option<f64>,
+    /// Of the broker ceiling (pipelined).
     pub ratio_to_ceiling: Option<f64>,
     /// The run's top statements (`pg_stat_statements`), or why there are none.
     pub statements: Result<Vec<statements::Statement>, String>,
@@ -148,15 +154,31 @@ fn chunks(n: i64, size: i64) -> Vec<(i64, i64)> {
         .collect()
 }
 
+/// The broker ceiling measured both ways, every measurement kept.
+#[derive(Default)]
+struct Ceilings {
+    pipelined: Vec<f64>,
+    chunked: Vec<f64>,
+}
+
+impl Ceilings {
+    async fn measure(&mut self, times: usize, payload_bytes: usize) {
+        for _ in 0..times {
+            self.pipelined
+                .push(broker_ceiling(20_000, payload_bytes).await);
+            self.chunked
+                .push(broker_ceiling_chunked(20_000, payload_bytes).await);
+        }
+    }
+}
+
 /// Runs the plan: one webhook, fan-out 1, roles as child processes of `binary`.
 pub async fn run(plan: &Plan, binary: &Path) -> Report {
     // The ceiling moves from minute to minute on a shared machine (9,800 to 16,800
     // msg/s within an hour here): measured three times before the run and twice after
     // it, the median is the yardstick and the spread is printed beside it.
-    let mut ceiling_runs = Vec::new();
-    for _ in 0..3 {
-        ceiling_runs.push(crate::bench::broker_ceiling(20_000, plan.payload_bytes).await);
-    }
+    let mut ceilings = Ceilings::default();
+    ceilings.measure(3, plan.payload_bytes).await;
     let stack = TestStack::for_processes().await;
     let receiver = Receiver::tallying(tally_key).await;
     let hook = stack
@@ -191,10 +213,8 @@ pub async fn run(plan: &Plan, binary: &Path) -> Report {
     router.stop();
     sender.stop();
     stack.publisher.close().await;
-    for _ in 0..2 {
-        ceiling_runs.push(crate::bench::broker_ceiling(20_000, plan.payload_bytes).await);
-    }
-    let ceiling = median(&ceiling_runs);
+    ceilings.measure(2, plan.payload_bytes).await;
+    let ceiling = median(&ceilings.pipelined);
     let statements = if counting {
         statements::top(&stack.db.name, 6).await
     } else {
@@ -215,7 +235,9 @@ pub async fn run(plan: &Plan, binary: &Path) -> Report {
         history_events: plan.history,
         history_fill_seconds,
         broker_ceiling_msgs_per_sec: ceiling,
-        ceiling_runs,
+        chunked_ceiling_msgs_per_sec: median(&ceilings.chunked),
+        ceiling_runs: ceilings.pipelined,
+        chunked_ceiling_runs: ceilings.chunked,
         capacity_per_sec: capacity,
         ratio_to_ceiling: capacity.map(|c| c / ceiling),
         steps,
@@ -439,22 +461,22 @@ fn median(values: &[f64]) -> f64 {
 
 /// The step table printed on stdout.
 pub fn table(report: &Report) -> String {
-    let low = report
-        .ceiling_runs
-        .iter()
-        .copied()
-        .fold(f64::INFINITY, f64::min);
-    let high = report.ceiling_runs.iter().copied().fold(0.0, f64::max);
     let mut out = format!(
-        "history: {} events (filled in {:.0} s); broker ceiling {:.0} msg/s (median of {}: {:.0} to {:.0}, before and after the run)\n\n\
+        "history: {} events (filled in {:.0} s)\n{}\n{}\n\n\
          | offered/s | delivered/s | p50 ms | p99 ms | max ms | missing | dup | sustained | CPU % router / sender / postgres / rabbitmq / bench | machine busy % | RSS MiB router / sender |\n\
          |---|---|---|---|---|---|---|---|---|---|---|\n",
         report.history_events,
         report.history_fill_seconds,
-        report.broker_ceiling_msgs_per_sec,
-        report.ceiling_runs.len(),
-        low,
-        high,
+        ceiling_line(
+            "broker ceiling (pipelined confirms, multiple acks)",
+            report.broker_ceiling_msgs_per_sec,
+            &report.ceiling_runs,
+        ),
+        ceiling_line(
+            "old method (chunks of 500, single acks), for comparison only",
+            report.chunked_ceiling_msgs_per_sec,
+            &report.chunked_ceiling_runs,
+        ),
     );
     for s in &report.steps {
         out.push_str(&format!(
@@ -479,7 +501,7 @@ pub fn table(report: &Report) -> String {
     }
     match (report.capacity_per_sec, report.ratio_to_ceiling) {
         (Some(c), Some(r)) => out.push_str(&format!(
-            "\nsustained capacity: {c:.0} deliveries/s (fan-out 1), {r:.3} of the broker ceiling\n"
+            "\nsustained capacity: {c:.0} deliveries/s (fan-out 1), {r:.3} of the broker ceiling (pipelined)\n"
         )),
         _ => out.push_str("\nno step was sustained\n"),
     }
@@ -491,4 +513,14 @@ pub fn table(report: &Report) -> String {
         Err(why) => out.push_str(&format!("\nno statement figures: {why}\n")),
     }
     out
+}
+
+/// `LABEL: M msg/s (median of N: LOW to HIGH, before and after the run)`.
+fn ceiling_line(label: &str, median: f64, runs: &[f64]) -> String {
+    let low = runs.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = runs.iter().copied().fold(0.0, f64::max);
+    format!(
+        "{label}: {median:.0} msg/s (median of {}: {low:.0} to {high:.0}, before and after the run)",
+        runs.len()
+    )
 }
