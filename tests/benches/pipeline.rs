@@ -15,7 +15,9 @@
 //! tests/src/capacity.rs), on a database that already holds N events.
 //! `--scenario soak [--rate N] [--minutes 10] [--history N]`: one steady rate read
 //! minute by minute (RSS per role, p99).
-//! Both print the broker ceiling measured two ways: pipelined confirms with
+//! Both print, per step, the CPU milliseconds each role (router, sender), the
+//! services (postgres, rabbitmq), the bench and the whole machine spent per
+//! delivery, and the broker ceiling measured two ways: pipelined confirms with
 //! `multiple` acks (the yardstick) and the old chunks of 500 with single acks.
 //! `--scenario console [--history N]`: each console page's render time on a database
 //! holding N events (100,000 unless given), see tests/src/console_bench.rs.

@@ -7,6 +7,8 @@
 //! whose delivered rate kept up with the offered one (≥ 98 %), whose p99
 //! publish→receive stayed within a second, and that lost nothing. A soak is one long
 //! step read minute by minute.
+//! Each step also gives the CPU each role, the services and the whole machine spent
+//! per delivery.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -19,7 +21,7 @@ use crate::bench::{
     Child, Scenario, broker_ceiling, broker_ceiling_chunked, delivery_key, events_for, percentile,
     publish, spawn_role, tally_key, usage,
 };
-use crate::receiver::Receiver;
+use crate::receiver::{Receiver, Tally};
 use crate::stack::webhook;
 use crate::statements;
 
@@ -27,6 +29,8 @@ use crate::statements;
 const KEPT_UP: f64 = 0.98;
 /// ... with its p99 publish→receive within this...
 const P99_BOUND_MS: f64 = 1000.0;
+/// Clock ticks per second of the CPU times in /proc (USER_HZ).
+const TICKS_PER_SEC: f64 = 100.0;
 
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -51,6 +55,18 @@ pub struct Load {
     pub rss_mib: f64,
 }
 
+/// CPU milliseconds per delivery of each role, service, and the whole machine (all
+/// cores) over a window: its CPU seconds × 1000 / the deliveries that arrived in it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CpuPerDelivery {
+    pub router: f64,
+    pub sender: f64,
+    pub postgres: f64,
+    pub rabbitmq: f64,
+    pub bench: f64,
+    pub machine: f64,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Step {
     pub offered_per_sec: f64,
@@ -72,6 +88,11 @@ pub struct Step {
     /// The whole machine's CPU in use, % of all its cores.
     pub machine_busy_percent: f64,
     pub seconds: f64,
+    /// Deliveries that arrived while the step was offered: the window its CPU
+    /// figures are read over.
+    pub deliveries_while_offered: usize,
+    /// `None` when nothing arrived while the step was offered.
+    pub cpu_ms_per_delivery: Option<CpuPerDelivery>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -317,6 +338,7 @@ async fn step(
         let delivered = in_window as f64 / secs;
         let missing = expected.len() - latencies.len();
         let p99_ms = percentile(&latencies, 0.99);
+        let deliveries = arrived_between(&tallies, started, started + published_in);
         read.push(Step {
             offered_per_sec: offered,
             delivered_per_sec: delivered,
@@ -333,9 +355,38 @@ async fn step(
             bench: Load::between(&before.bench, &after.bench, secs),
             machine_busy_percent: before.machine.busy_percent_until(&after.machine),
             seconds: secs,
+            deliveries_while_offered: deliveries,
+            cpu_ms_per_delivery: CpuPerDelivery::between(&before, &after, deliveries),
         });
     }
     read
+}
+
+/// Deliveries (of any step) that first arrived between `from` and `to`: the work
+/// the CPU samples taken then saw done.
+fn arrived_between(tallies: &HashMap<String, Tally>, from: Instant, to: Instant) -> usize {
+    tallies
+        .values()
+        .filter(|t| (from..=to).contains(&t.first_at.into_std()))
+        .count()
+}
+
+impl CpuPerDelivery {
+    fn between(before: &Sample, after: &Sample, deliveries: usize) -> Option<Self> {
+        if deliveries == 0 {
+            return None;
+        }
+        let ms = |cpu_seconds: f64| cpu_seconds * 1000.0 / deliveries as f64;
+        let role = |b: &Usage, a: &Usage| ms(a.cpu_seconds - b.cpu_seconds);
+        Some(Self {
+            router: role(&before.router, &after.router),
+            sender: role(&before.sender, &after.sender),
+            postgres: role(&before.postgres, &after.postgres),
+            rabbitmq: role(&before.rabbitmq, &after.rabbitmq),
+            bench: role(&before.bench, &after.bench),
+            machine: ms(before.machine.busy_seconds_until(&after.machine)),
+        })
+    }
 }
 
 /// CPU seconds so far and resident MiB now, of one process or group.
@@ -410,6 +461,11 @@ impl Jiffies {
             busy: total.saturating_sub(idle),
             total,
         }
+    }
+
+    /// CPU seconds spent on every core together until `later`.
+    fn busy_seconds_until(&self, later: &Self) -> f64 {
+        later.busy.saturating_sub(self.busy) as f64 / TICKS_PER_SEC
     }
 
     fn busy_percent_until(&self, later: &Self) -> f64 {
@@ -499,6 +555,7 @@ pub fn table(report: &Report) -> String {
             s.sender.rss_mib,
         ));
     }
+    out.push_str(&cpu_table(&report.steps));
     match (report.capacity_per_sec, report.ratio_to_ceiling) {
         (Some(c), Some(r)) => out.push_str(&format!(
             "\nsustained capacity: {c:.0} deliveries/s (fan-out 1), {r:.3} of the broker ceiling (pipelined)\n"
@@ -523,4 +580,27 @@ fn ceiling_line(label: &str, median: f64, runs: &[f64]) -> String {
         "{label}: {median:.0} msg/s (median of {}: {low:.0} to {high:.0}, before and after the run)",
         runs.len()
     )
+}
+
+/// CPU milliseconds per delivery, step by step.
+fn cpu_table(steps: &[Step]) -> String {
+    let mut out = String::from(
+        "\nCPU ms per delivery (CPU seconds while the step was offered × 1000 / deliveries that arrived meanwhile):\n\n\
+         | offered/s | deliveries | router | sender | postgres | rabbitmq | bench | machine (all cores) |\n\
+         |---|---|---|---|---|---|---|---|\n",
+    );
+    for s in steps {
+        let cells = match &s.cpu_ms_per_delivery {
+            Some(c) => format!(
+                "{:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3}",
+                c.router, c.sender, c.postgres, c.rabbitmq, c.bench, c.machine
+            ),
+            None => "- | - | - | - | - | -".to_owned(),
+        };
+        out.push_str(&format!(
+            "| {:.0} | {} | {cells} |\n",
+            s.offered_per_sec, s.deliveries_while_offered
+        ));
+    }
+    out
 }
