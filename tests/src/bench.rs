@@ -668,7 +668,7 @@ pub async fn run(s: &Scenario, ceiling: f64, roles: &Roles) -> Report {
 
 /// Deliveries per second after the warm-up: from the arrival of the first 10 % to
 /// the last arrival.
-fn sustained_rate(arrivals: &[Instant]) -> f64 {
+pub(crate) fn sustained_rate(arrivals: &[Instant]) -> f64 {
     let warm = arrivals.len() / 10;
     match (arrivals.get(warm), arrivals.last()) {
         (Some(from), Some(to)) if to > from => {
