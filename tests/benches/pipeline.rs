@@ -15,6 +15,24 @@
 //! tests/src/capacity.rs), on a database that already holds N events.
 //! `--scenario soak [--rate N] [--minutes 10] [--history N]`: one steady rate read
 //! minute by minute (RSS per role, p99).
+//! Both print, per step, the CPU milliseconds each role (router, sender), the
+//! services (postgres, rabbitmq), the bench and the whole machine spent per
+//! delivery, and the broker ceiling measured two ways: pipelined confirms with
+//! `multiple` acks (the yardstick) and the old chunks of 500 with single acks.
+//!
+//! `--scenario ordered [--steps ...] [--step-seconds 20] [--keys 1000]
+//! [--hot-latencies-ms 5,20]`: the capacity steps with two webhooks on one receiver
+//! (different paths), one `ordered: true` and one unordered, each subscribed to an
+//! event type of its own (fan-out 1 per event); events alternate between them at
+//! the step's rate, the ordered ones with an `ordering_key` spread over `--keys`
+//! keys. Per step and webhook: delivered/s, p50/p99/max, missing, duplicates,
+//! sustained, and for the ordered one the receipts out of order (a receipt of a
+//! key's event after the first receipt of an event the router recorded after it:
+//! must be 0). Then one hot-key sub-run per latency, each on a stack of its own:
+//! one ordered key only, offered 1.5 × 1/latency for up to 10 s, the receiver
+//! answering every request after that latency; the key's delivered rate is printed
+//! beside 1/latency, its bound when each delivery waits for its predecessor's
+//! answer. See tests/src/ordered.rs.
 //! `--scenario console [--history N]`: each console page's render time on a database
 //! holding N events (100,000 unless given), see tests/src/console_bench.rs.
 
@@ -26,7 +44,8 @@ use hookrelay_tests::capacity;
 #[derive(clap::Parser)]
 #[command(name = "cargo xtask bench", bin_name = "cargo xtask bench")]
 struct Args {
-    /// A scenario's exact name, `all`, `custom`, `capacity`, `soak` or `console`.
+    /// A scenario's exact name, `all`, `custom`, `capacity`, `soak`, `ordered` or
+    /// `console`.
     #[arg(long, default_value = "all")]
     scenario: String,
     /// Events per burst scenario (5,000 unless given; fan-out N scenarios publish
@@ -62,6 +81,12 @@ struct Args {
     /// Events of history the database holds before the run (30 days of them).
     #[arg(long, default_value_t = 0)]
     history: usize,
+    /// Ordering keys the ordered scenario spreads its ordered events over.
+    #[arg(long, default_value_t = 1000)]
+    keys: usize,
+    /// The receiver's latencies (ms) of the ordered scenario's hot-key sub-runs.
+    #[arg(long, value_delimiter = ',', default_value = "5,20")]
+    hot_latencies_ms: Vec<u64>,
     /// Minutes a soak runs.
     #[arg(long, default_value_t = 10)]
     minutes: u64,
@@ -111,44 +136,83 @@ fn scenarios(a: &Args) -> Vec<Scenario> {
     chosen
 }
 
-/// `--scenario capacity` and `--scenario soak`: steady rates on one stack.
+/// `--scenario capacity`, `soak` and `ordered`: steady rates on one stack.
 async fn steady(a: &Args) {
     let binary = a
         .hookrelay
         .as_ref()
-        .expect("capacity and soak runs need --hookrelay (cargo xtask bench passes it)");
+        .expect("capacity, soak and ordered runs need --hookrelay (cargo xtask bench passes it)");
+    let webhooks = match a.scenario.as_str() {
+        "ordered" => format!(
+            "two webhooks (one ordered, its keys over {}), fan-out 1 each",
+            a.keys
+        ),
+        _ => "fan-out 1".to_owned(),
+    };
     println!(
-        "hookrelay bench ({}): router and sender as `{binary} serve` child processes; fan-out 1, 1 KiB payloads; RabbitMQ and Postgres on this machine",
+        "hookrelay bench ({}): router and sender as `{binary} serve` child processes; {webhooks}, 1 KiB payloads; RabbitMQ and Postgres on this machine",
         a.scenario
     );
-    let plan = if a.scenario == "soak" {
-        capacity::Plan {
-            rates: vec![a.rate.expect("a soak needs --rate (half the capacity)")],
-            step: std::time::Duration::from_secs(60 * a.minutes),
-            payload_bytes: 1024,
-            history: a.history,
-            keep_going: true,
-            window: Some(std::time::Duration::from_secs(60)),
-        }
-    } else {
-        capacity::Plan {
-            rates: a.steps.clone(),
-            step: std::time::Duration::from_secs(a.step_seconds),
-            payload_bytes: 1024,
-            history: a.history,
-            keep_going: false,
-            window: None,
-        }
-    };
-    let report = capacity::run(&plan, std::path::Path::new(binary)).await;
+    let report = capacity::run(&plan(a), std::path::Path::new(binary)).await;
     println!("\n{}", capacity::table(&report));
     if let Some(path) = &a.json {
         let body = serde_json::to_string_pretty(&report).expect("json");
         std::fs::write(path, body).expect("write --json file");
         println!("wrote {path}");
     }
-    let bad: Vec<_> = report.steps.iter().filter(|s| s.duplicates > 0).collect();
+    let bad: Vec<_> = report
+        .steps
+        .iter()
+        .filter(|s| s.figures.duplicates > 0)
+        .collect();
     assert!(bad.is_empty(), "duplicate deliveries: {bad:?}");
+    let hot: Vec<_> = report
+        .hot_keys
+        .iter()
+        .filter(|h| h.duplicates > 0)
+        .collect();
+    assert!(hot.is_empty(), "duplicate deliveries of a hot key: {hot:?}");
+    let late = report
+        .steps
+        .iter()
+        .flat_map(|s| &s.webhooks)
+        .filter_map(|w| w.out_of_order)
+        .chain(report.hot_keys.iter().map(|h| h.out_of_order))
+        .map(|o| o.receipts)
+        .sum::<usize>();
+    assert_eq!(late, 0, "receipts out of their key's order");
+}
+
+fn plan(a: &Args) -> capacity::Plan {
+    let capacity = capacity::Plan {
+        rates: a.steps.clone(),
+        step: std::time::Duration::from_secs(a.step_seconds),
+        payload_bytes: 1024,
+        history: a.history,
+        keep_going: false,
+        window: None,
+        mix: capacity::Mix::One,
+        hot_keys: Vec::new(),
+    };
+    match a.scenario.as_str() {
+        "soak" => capacity::Plan {
+            rates: vec![a.rate.expect("a soak needs --rate (half the capacity)")],
+            step: std::time::Duration::from_secs(60 * a.minutes),
+            keep_going: true,
+            window: Some(std::time::Duration::from_secs(60)),
+            ..capacity
+        },
+        "ordered" => capacity::Plan {
+            mix: capacity::Mix::Ordered { keys: a.keys },
+            hot_keys: a
+                .hot_latencies_ms
+                .iter()
+                .map(|ms| std::time::Duration::from_millis(*ms))
+                .collect(),
+            ..capacity
+        },
+        _ => capacity,
+    }
 }
 
 #[tokio::main]
@@ -163,7 +227,7 @@ async fn main() {
         println!("\n{}", hookrelay_tests::console_bench::table(&times));
         return;
     }
-    if a.scenario == "capacity" || a.scenario == "soak" {
+    if ["capacity", "soak", "ordered"].contains(&a.scenario.as_str()) {
         return steady(&a).await;
     }
     let list = scenarios(&a);

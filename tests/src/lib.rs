@@ -11,6 +11,7 @@ pub mod console_bench;
 pub mod db;
 pub mod host;
 pub mod management;
+pub mod ordered;
 pub mod receiver;
 pub mod stack;
 pub mod statements;

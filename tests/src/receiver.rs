@@ -54,8 +54,10 @@ impl Received {
     }
 }
 
-/// What a tallying receiver keeps per key: how many requests it answered 2xx, and
-/// when it answered the first.
+/// What a tallying receiver keeps per key: how many requests it answered 2xx, when
+/// it answered the first, and when the first and the latest of those requests came
+/// in (what an order is read from: a request answered after a pause comes in before
+/// its answer).
 #[derive(Debug, Clone, Copy)]
 pub struct Tally {
     pub answered: u32,
@@ -63,6 +65,8 @@ pub struct Tally {
     /// The same moment in microseconds since the Unix epoch, to set against a time
     /// another process stamped.
     pub first_unix_us: u64,
+    pub first_arrived_at: Instant,
+    pub last_arrived_at: Instant,
 }
 
 /// Microseconds since the Unix epoch, now.
@@ -230,6 +234,7 @@ async fn handle(
         body,
         at: Instant::now(),
     };
+    let arrived_at = request.at;
     let (behaviour, tally_key) = {
         let mut inner = inner.lock().unwrap();
         let n = inner.counts.entry(request.path.clone()).or_default();
@@ -259,11 +264,17 @@ async fn handle(
     {
         tallies
             .entry(key)
-            .and_modify(|t| t.answered += 1)
+            .and_modify(|t| {
+                t.answered += 1;
+                t.first_arrived_at = t.first_arrived_at.min(arrived_at);
+                t.last_arrived_at = t.last_arrived_at.max(arrived_at);
+            })
             .or_insert_with(|| Tally {
                 answered: 1,
                 first_at: Instant::now(),
                 first_unix_us: unix_micros(),
+                first_arrived_at: arrived_at,
+                last_arrived_at: arrived_at,
             });
     }
     response
