@@ -113,6 +113,23 @@ async fn an_ordering_key_is_refused_naming_it_when_wrong_and_kept_when_right() {
     assert_eq!(res.status(), reqwest::StatusCode::ACCEPTED);
 }
 
+/// Waits until `count` (a `SELECT count(*)`) says `n`.
+async fn wait_count(stack: &TestStack, what: &str, count: &str, n: usize) {
+    let n = i64::try_from(n).unwrap();
+    wait_until(what, WAIT, || async {
+        let got: i64 = stack
+            .db
+            .client()
+            .await
+            .query_one(count, &[])
+            .await
+            .unwrap()
+            .get(0);
+        got == n
+    })
+    .await;
+}
+
 /// Each key's deliveries to `webhook` as (event id, seq), in seq order.
 async fn sequenced(stack: &TestStack, webhook: uuid::Uuid) -> BTreeMap<String, Vec<(String, i64)>> {
     let rows = stack
@@ -178,18 +195,8 @@ async fn one_router_numbers_each_key_in_publish_order_across_concurrent_batches(
     }
 
     let total = events.len();
-    wait_until("every event routed", WAIT, || async {
-        let n: i64 = stack
-            .db
-            .client()
-            .await
-            .query_one("SELECT count(*) FROM deliveries", &[])
-            .await
-            .unwrap()
-            .get(0);
-        n == i64::try_from(2 * total).unwrap()
-    })
-    .await;
+    let routed = "SELECT count(*) FROM deliveries";
+    wait_count(&stack, "every event routed", routed, 2 * total).await;
 
     let keys = sequenced(&stack, ordered.id).await;
     for (key, ids) in &published {
@@ -602,18 +609,8 @@ async fn pause_and_resume_keep_each_key_in_order() {
         stack.start_sender_with(config).await;
     }
     let published = publish_interleaved(&stack, KEYS, PER_KEY).await;
-    wait_until("every delivery held", WAIT, || async {
-        let held: i64 = stack
-            .db
-            .client()
-            .await
-            .query_one("SELECT count(*) FROM deliveries WHERE status = 'held'", &[])
-            .await
-            .unwrap()
-            .get(0);
-        held == i64::try_from(KEYS * PER_KEY).unwrap()
-    })
-    .await;
+    let held = "SELECT count(*) FROM deliveries WHERE status = 'held'";
+    wait_count(&stack, "every delivery held", held, KEYS * PER_KEY).await;
     assert!(stack.receiver.received_on("/o").is_empty());
 
     let resumed = http.post(format!("{hook}/resume")).send().await.unwrap();
@@ -646,18 +643,8 @@ async fn a_backfill_of_an_ordered_webhook_delivers_each_key_in_order() {
         stack.start_sender().await;
     }
     let published = publish_interleaved(&stack, KEYS, PER_KEY).await;
-    wait_until("every event recorded", WAIT, || async {
-        let n: i64 = stack
-            .db
-            .client()
-            .await
-            .query_one("SELECT count(*) FROM events", &[])
-            .await
-            .unwrap()
-            .get(0);
-        n == i64::try_from(KEYS * PER_KEY).unwrap()
-    })
-    .await;
+    let recorded = "SELECT count(*) FROM events";
+    wait_count(&stack, "every event recorded", recorded, KEYS * PER_KEY).await;
 
     stack
         .receiver
