@@ -36,9 +36,11 @@ fn start() -> anyhow::Result<()> {
         return Ok(());
     }
     let telemetry = telemetry::init(cli.common.log_format)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = cli.common.worker_threads {
+        runtime.worker_threads(usize::from(threads));
+    }
+    let runtime = runtime.enable_all().build()?;
     let result = runtime.block_on(run(cli));
     // The exporter's blocking client must not be dropped inside the runtime.
     drop(runtime);

@@ -179,7 +179,10 @@ async fn may_wait(db: &impl GenericClient, place: &Place) -> Result<bool, StoreE
     let row = db
         .query_opt(&statement, &[&place.webhook_id, &place.key, &place.seq])
         .await?;
-    Ok(row.map(|r| r.try_get::<_, bool>(0)).transpose()?.unwrap_or(false))
+    Ok(row
+        .map(|r| r.try_get::<_, bool>(0))
+        .transpose()?
+        .unwrap_or(false))
 }
 
 /// Takes a released delivery's message as its own: the message of a [`Release`] may
