@@ -295,26 +295,16 @@ pub async fn run(common: &Common, command: DeliveriesCommand) -> anyhow::Result<
         DeliveriesCommand::ResumeKey(args) => {
             let webhook = args.webhook(common, &pool).await?;
             let (connection, channel) = broker(common).await?;
-            let summary = redeliver::resume_key(
-                &pool,
-                &channel,
-                &common.topology(),
-                (&args.tenant, webhook.id, &args.key),
-            )
-            .await;
+            let key = (args.tenant.as_str(), webhook.id, args.key.as_str());
+            let summary = redeliver::resume_key(&pool, &channel, &common.topology(), key).await;
             let _ = connection.close(200, "done".into()).await;
             print_summary(args.output.json, &summary?);
         }
         DeliveriesCommand::SkipKey(args) => {
             let webhook = args.webhook(common, &pool).await?;
             let (connection, channel) = broker(common).await?;
-            let through = redeliver::skip_key(
-                &pool,
-                &channel,
-                &common.topology(),
-                (&args.tenant, webhook.id, &args.key),
-            )
-            .await;
+            let key = (args.tenant.as_str(), webhook.id, args.key.as_str());
+            let through = redeliver::skip_key(&pool, &channel, &common.topology(), key).await;
             let _ = connection.close(200, "done".into()).await;
             let through = through?;
             if args.output.json {
