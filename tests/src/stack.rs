@@ -147,6 +147,14 @@ impl TestStack {
             let _ = r.run(stop).await;
         });
         self.roles.push((trigger, handle));
+        // A router consumes only once it leads (its lock taken, the queue free): what
+        // a test publishes next then reaches it as it comes, not in one burst.
+        let metrics = Arc::clone(&self.metrics);
+        crate::wait_until("the router consumes", Duration::from_secs(30), || {
+            let consuming = metrics.is_consuming(hookrelay_router::ROLE);
+            async move { consuming }
+        })
+        .await;
         router
     }
 
