@@ -430,6 +430,59 @@ async fn each_key_stays_in_order_when_the_leading_router_is_killed_mid_run() {
     fifty_keys_through_two_routers_and_two_senders(Kill::TheLeadingRouter).await;
 }
 
+/// The hand-over: the sender that settles a key's delivery sends the next one itself,
+/// with no message through the broker. If it dies while it sends it, the delivery is
+/// not lost: once its lease is over (here 21 s: the 10 s HTTP timeout, 1 s slow-after,
+/// 10 s), another sender's sweep publishes it, and the key goes on in order. Fails
+/// with the sweep's look at lapsed leases removed (the delivery stays pending).
+#[tokio::test]
+async fn a_kept_delivery_whose_sender_dies_is_sent_after_its_lease() {
+    let stack = TestStack::for_processes().await;
+    stack.receiver.respond(
+        "/o",
+        Behaviour::Sequence(vec![
+            // The first is slow, so the two after it wait for their turn.
+            Behaviour::Slow(Duration::from_millis(500), 200),
+            Behaviour::Hang,
+            Behaviour::Status(200),
+        ]),
+    );
+    let mut new = webhook("acme", "ordered", &stack.receiver.url("/o"));
+    new.ordered = true;
+    stack.create_webhook(new).await;
+    let binary = hookrelay_tests::hookrelay_binary();
+    let start = |role| hookrelay_tests::bench::start_role(&binary, &stack, role);
+    let _router = start("router");
+    wait_until("the router consumes", WAIT, || async {
+        router_consumers(&stack).await == 1
+    })
+    .await;
+    let mut first = start("sender");
+    let published = publish_interleaved(&stack, 1, 3).await;
+    wait_until("the second event's request hangs", WAIT, || async {
+        stack.receiver.received_on("/o").len() >= 2
+    })
+    .await;
+    first.kill_9();
+    let _second = start("sender");
+    wait_until("the rest answered", Duration::from_secs(90), || async {
+        stack.receiver.received_on("/o").len() >= 4
+    })
+    .await;
+    let events: Vec<String> = stack
+        .receiver
+        .received_on("/o")
+        .iter()
+        .map(|r| r.header("x-hookrelay-event-id").unwrap_or_default())
+        .collect();
+    let e = &published["order-0"];
+    assert_eq!(
+        events,
+        [e[0].clone(), e[1].clone(), e[1].clone(), e[2].clone()],
+        "in order, the lost one again"
+    );
+}
+
 /// Runs the `hookrelay` binary on the stack's database; returns what it printed.
 fn cli(stack: &TestStack, command: &[&str], args: &[&str]) -> String {
     let out = std::process::Command::new(hookrelay_tests::hookrelay_binary())

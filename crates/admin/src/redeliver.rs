@@ -118,7 +118,8 @@ pub async fn skip_key(
         .map_err(hookrelay_store::StoreError::from)?;
     let through = deliveries::skip_key(&db, tenant, webhook_id, key).await?;
     // Published before the release commits: see `turns::Release`.
-    let release = turns::release_after(&mut db, webhook_id, key, through).await?;
+    let release =
+        turns::release_after(&mut db, webhook_id, key, through, turns::Handing::Publish).await?;
     if let Some(next) = &release.next {
         amqp::publish_reopened(channel, topology, &next.message(), next.trace_id.as_deref())
             .await?;

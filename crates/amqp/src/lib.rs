@@ -309,8 +309,7 @@ pub async fn publish_reopened(
         delivery_id = %message.delivery_id,
         event_id = %message.event_id
     );
-    let headers = trace::continue_stored(&span, trace_id, Headers::new());
-    let properties = persistent(&message.delivery_id.to_string(), headers.into_table())?;
+    let properties = reopened_properties(&span, message, trace_id)?;
     publish_confirmed(
         channel,
         &topology.deliveries_exchange(),
@@ -320,6 +319,17 @@ pub async fn publish_reopened(
     )
     .instrument(span)
     .await
+}
+
+/// The properties of a reopened delivery's message: persistent, its trace continued
+/// under `span` from the trace id its row keeps.
+pub fn reopened_properties(
+    span: &tracing::Span,
+    message: &hookrelay_model::wire::DeliveryMessage,
+    trace_id: Option<&str>,
+) -> Result<BasicProperties, AmqpError> {
+    let headers = trace::continue_stored(span, trace_id, Headers::new());
+    persistent(&message.delivery_id.to_string(), headers.into_table())
 }
 
 /// Awaits every pending confirm; the first failure is returned after all settled.

@@ -6,22 +6,26 @@ use std::sync::Arc;
 
 use backon::BackoffBuilder;
 use futures_util::StreamExt;
-use hookrelay_amqp::AmqpError;
 use hookrelay_amqp::consumer::{Ended, Session, Supervisor};
+use hookrelay_amqp::{self as amqp, AmqpError};
 use hookrelay_model::shutdown::Shutdown;
+use hookrelay_model::wire::DeliveryMessage;
+use hookrelay_store::deliveries::Resend;
 use hookrelay_store::{TRANSIENT_RETRY, TRANSIENT_RETRY_MAX};
 use lapin::Consumer;
 use lapin::message::Delivery;
 use lapin::options::{BasicCancelOptions, BasicRejectOptions};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::acks::Acks;
 use crate::breaker::{self, Breakers};
 use crate::disable::{Disabler, announce_pending};
+use crate::handover::{HandOver, Kept};
+use crate::inbound::Inbound;
 use crate::limiter::PerTarget;
-use crate::outcome::{Ctx, HandleError, handle, open as open_message};
+use crate::outcome::{Ctx, HandleError, attempt_span, handle, open as open_message};
 use crate::recorder::{Loader, Recorder};
 use crate::shared::{Sender, SenderError};
 
@@ -78,6 +82,10 @@ async fn serve(
     session: Session,
     shutdown: Shutdown,
 ) -> Ended<SenderError> {
+    let config = &sender.config;
+    let slots = Arc::new(Semaphore::new(usize::from(config.concurrency.max(1))));
+    let lease = crate::handover::lease(config.http_timeout, config.slow_after);
+    let (handover, kept) = HandOver::new(Arc::clone(&slots), shutdown.clone(), lease);
     let ctx = Arc::new(Ctx {
         sender: sender.clone(),
         recorder: shared.recorder.clone(),
@@ -89,6 +97,7 @@ async fn serve(
         breakers: Arc::clone(&shared.breakers),
         acks: Arc::new(Acks::default()),
         slots: Arc::clone(&shared.slots),
+        handover,
     });
     // The loops publish on this session's channel: they end with it (dropping the set
     // aborts them), or a reconnect would leave them claiming rows they cannot send.
@@ -108,6 +117,7 @@ async fn serve(
         sender.config.topology.clone(),
         shutdown.clone(),
     ));
+    loops.spawn(run_kept(Arc::clone(&ctx), kept, shutdown.clone()));
     loops.spawn(crate::policy::release_loop(
         sender.pool.clone(),
         ctx.channel.clone(),
@@ -130,7 +140,7 @@ async fn serve(
         async move { ctx.acks.run().await }
     });
     sender.metrics.set_consuming(crate::shared::ROLE, true);
-    let result = consume(&ctx, session.consumer, shutdown).await;
+    let result = consume(&ctx, session.consumer, &slots, shutdown).await;
     ctx.acks.close();
     let _ = acks.await;
     loops.shutdown().await;
@@ -144,15 +154,13 @@ async fn serve(
 async fn consume(
     ctx: &Arc<Ctx>,
     mut consumer: Consumer,
+    slots: &Arc<Semaphore>,
     mut shutdown: Shutdown,
 ) -> Result<(), AmqpError> {
-    let slots = Arc::new(Semaphore::new(usize::from(
-        ctx.sender.config.concurrency.max(1),
-    )));
     let tag = consumer.tag();
     let outcome = loop {
         let permit = tokio::select! {
-            p = Arc::clone(&slots).acquire_owned() => p,
+            p = Arc::clone(slots).acquire_owned() => p,
             () = shutdown.wait() => break Ok(()),
         };
         let Ok(permit) = permit else { break Ok(()) };
@@ -176,7 +184,7 @@ async fn consume(
         });
     };
     if outcome.is_ok() {
-        drain(ctx, tag, &slots).await;
+        drain(ctx, tag, slots).await;
     }
     outcome
 }
@@ -201,66 +209,116 @@ async fn drain(ctx: &Ctx, tag: lapin::types::ShortString, slots: &Arc<Semaphore>
     }
 }
 
-/// Handles one delivery; while the database is away, waits and tries again. Every
-/// line logged meanwhile carries the delivery's ids.
-async fn process(ctx: &Ctx, delivery: Delivery, mut shutdown: Shutdown) {
-    let (message, span) = match open_message(ctx, &delivery).await {
+/// Handles one delivery message; while the database is away, waits and tries again.
+/// Every line logged meanwhile carries the delivery's ids.
+async fn process(ctx: &Ctx, delivery: Delivery, shutdown: Shutdown) {
+    let inbound = Inbound::from_broker(&delivery);
+    let (message, span) = match open_message(ctx, inbound).await {
         Ok(Some(opened)) => opened,
         Ok(None) => return,
         Err(e) => {
             // As below: hand it back rather than hold its prefetch slot on a channel
             // that may still be open.
             tracing::warn!(error = %e, "broker error while dead-lettering an unreadable delivery");
-            let _ = delivery
-                .acker
-                .reject(BasicRejectOptions { requeue: true })
-                .await;
-            ctx.acks.settled(&delivery);
+            give_back(ctx, &delivery).await;
             return;
         }
     };
-    async {
-        let mut pauses = TRANSIENT_RETRY.build();
-        loop {
-            match handle(ctx, &delivery, &message).await {
-                Ok(()) => return,
-                Err(HandleError::Store(e) | HandleError::Unrecorded(e)) if e.is_transient() => {
-                    let pause = pauses.next().unwrap_or(TRANSIENT_RETRY_MAX);
-                    tracing::warn!(error = %e, retry_in = ?pause, "database unavailable; holding delivery");
-                    tokio::select! {
-                        () = tokio::time::sleep(pause) => {}
-                        () = shutdown.wait() => return,
-                    }
+    let handled = handle_until_done(ctx, inbound, &message, shutdown)
+        .instrument(span)
+        .await;
+    if handled == Handled::GiveBack {
+        give_back(ctx, &delivery).await;
+    }
+}
+
+/// Runs each delivery this sender kept (`handover`) as its own task, as a message
+/// from the broker runs, until the session ends (its set of loops is dropped).
+async fn run_kept(ctx: Arc<Ctx>, mut kept: mpsc::UnboundedReceiver<Kept>, shutdown: Shutdown) {
+    while let Some(Kept { next, slot }) = kept.recv().await {
+        let ctx = Arc::clone(&ctx);
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let in_flight = ctx.sender.metrics.track_in_flight(crate::shared::ROLE);
+            process_kept(&ctx, &next, shutdown).await;
+            drop(in_flight);
+            drop(slot);
+        });
+    }
+}
+
+/// Handles a delivery this sender kept (`handover`) as it would its message.
+async fn process_kept(ctx: &Ctx, next: &Resend, shutdown: Shutdown) {
+    let message = next.message();
+    let span = tracing::info_span!("hand-over", delivery_id = %message.delivery_id);
+    let properties = match amqp::reopened_properties(&span, &message, next.trace_id.as_deref()) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "kept delivery not sent; the sweep publishes it after its lease");
+            return;
+        }
+    };
+    let data = message.to_json();
+    let inbound = Inbound::kept(&data, &properties);
+    let span = attempt_span(inbound, &message);
+    let handled = handle_until_done(ctx, inbound, &message, shutdown)
+        .instrument(span)
+        .await;
+    if handled == Handled::GiveBack {
+        tracing::warn!("kept delivery not handled; the sweep publishes it after its lease");
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Handled {
+    Done,
+    /// Not handled: back to the queue (a kept delivery: left to its lease).
+    GiveBack,
+}
+
+async fn handle_until_done(
+    ctx: &Ctx,
+    inbound: Inbound<'_>,
+    message: &DeliveryMessage,
+    mut shutdown: Shutdown,
+) -> Handled {
+    let mut pauses = TRANSIENT_RETRY.build();
+    loop {
+        match handle(ctx, inbound, message).await {
+            Ok(()) => return Handled::Done,
+            Err(HandleError::Store(e) | HandleError::Unrecorded(e)) if e.is_transient() => {
+                let pause = pauses.next().unwrap_or(TRANSIENT_RETRY_MAX);
+                tracing::warn!(error = %e, retry_in = ?pause, "database unavailable; holding delivery");
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    () = shutdown.wait() => return Handled::Done,
                 }
-                Err(HandleError::Store(e) | HandleError::Unrecorded(e)) => {
-                    // Only when even dead-lettering failed on the database: reject
-                    // (not nack) counts toward x-delivery-limit on every RabbitMQ
-                    // version, so the broker dead-letters it in the end.
-                    tracing::error!(error = %e, "delivery could not be handled; returning it to the queue");
-                    let _ = delivery
-                        .acker
-                        .reject(BasicRejectOptions { requeue: true })
-                        .await;
-                    ctx.acks.settled(&delivery);
-                    return;
-                }
-                Err(HandleError::Broker(e)) => {
-                    // Usually the channel is gone and the broker redelivers by itself.
-                    // But a nack (a quorum queue between leaders refuses a publish)
-                    // leaves the channel open: unsettled, the delivery would hold its
-                    // prefetch slot for good, and 64 of them stop the sender. Hand it
-                    // back; reject counts toward x-delivery-limit.
-                    tracing::warn!(error = %e, "broker error while handling a delivery; returning it to the queue");
-                    let _ = delivery
-                        .acker
-                        .reject(BasicRejectOptions { requeue: true })
-                        .await;
-                    ctx.acks.settled(&delivery);
-                    return;
-                }
+            }
+            Err(HandleError::Store(e) | HandleError::Unrecorded(e)) => {
+                // Only when even dead-lettering failed on the database: reject
+                // (not nack) counts toward x-delivery-limit on every RabbitMQ
+                // version, so the broker dead-letters it in the end.
+                tracing::error!(error = %e, "delivery could not be handled; returning it to the queue");
+                return Handled::GiveBack;
+            }
+            Err(HandleError::Broker(e)) => {
+                // Usually the channel is gone and the broker redelivers by itself.
+                // But a nack (a quorum queue between leaders refuses a publish)
+                // leaves the channel open: unsettled, the delivery would hold its
+                // prefetch slot for good, and 64 of them stop the sender. Hand it
+                // back; reject counts toward x-delivery-limit.
+                tracing::warn!(error = %e, "broker error while handling a delivery; returning it to the queue");
+                return Handled::GiveBack;
             }
         }
     }
-    .instrument(span)
-    .await;
+}
+
+/// Returns the message to the queue and frees its prefetch slot.
+async fn give_back(ctx: &Ctx, delivery: &Delivery) {
+    let _ = delivery
+        .acker
+        .reject(BasicRejectOptions { requeue: true })
+        .await;
+    ctx.acks.settled(delivery);
 }

@@ -12,6 +12,8 @@ mod breaker;
 mod consume;
 mod disable;
 pub mod guard;
+mod handover;
+mod inbound;
 
 pub use disable::WEBHOOK_DISABLED;
 mod limiter;

@@ -17,11 +17,11 @@ use hookrelay_store::rates;
 use hookrelay_store::turns::{self, Turn};
 use hookrelay_store::{StoreError, environments};
 use lapin::Channel;
-use lapin::message::Delivery;
 use time::OffsetDateTime;
 
 use crate::admission::{self, Admission, Hold, Rate, Row, Rules, Wait, before_load};
 use crate::disable::Disabler;
+use crate::inbound::Inbound;
 use crate::limiter::{PerTarget, Slot};
 use crate::request::{self, Answer, Outgoing};
 use crate::shared::Sender;
@@ -41,6 +41,8 @@ pub(crate) struct Ctx {
     pub acks: Arc<crate::acks::Acks>,
     /// Slots of webhooks capped across senders.
     pub slots: Arc<crate::policy::Slots>,
+    /// Where an ordered key's next delivery goes when this sender sends it itself.
+    pub handover: crate::handover::HandOver,
 }
 
 impl Ctx {
@@ -87,9 +89,9 @@ struct Target {
 /// `None` returned), with the span every later log line about it carries.
 pub(crate) async fn open(
     ctx: &Ctx,
-    delivery: &Delivery,
+    delivery: Inbound<'_>,
 ) -> Result<Option<(DeliveryMessage, tracing::Span)>, HandleError> {
-    match DeliveryMessage::from_json(&delivery.data) {
+    match DeliveryMessage::from_json(delivery.data) {
         Ok(m) => {
             let span = attempt_span(delivery, &m);
             Ok(Some((m, span)))
@@ -112,7 +114,7 @@ pub(crate) async fn open(
 /// it neither loops through the queue nor is lost: a replay sends it again.
 pub(crate) async fn handle(
     ctx: &Ctx,
-    delivery: &Delivery,
+    delivery: Inbound<'_>,
     message: &DeliveryMessage,
 ) -> Result<(), HandleError> {
     let (reason, error) = match handle_message(ctx, delivery, message.clone()).await {
@@ -129,7 +131,7 @@ pub(crate) async fn handle(
 }
 
 /// The span of one delivery message: every log line about it carries these fields.
-fn attempt_span(delivery: &Delivery, message: &DeliveryMessage) -> tracing::Span {
+pub(crate) fn attempt_span(delivery: Inbound<'_>, message: &DeliveryMessage) -> tracing::Span {
     let span = tracing::info_span!(
         "attempt",
         delivery_id = %message.delivery_id,
@@ -139,8 +141,8 @@ fn attempt_span(delivery: &Delivery, message: &DeliveryMessage) -> tracing::Span
         attempt = message.attempt,
         trace_id = tracing::field::Empty,
     );
-    trace::continue_from(&span, &delivery.properties);
-    if let Some(id) = trace::trace_id(&span, Some(&delivery.properties)) {
+    trace::continue_from(&span, delivery.properties);
+    if let Some(id) = trace::trace_id(&span, Some(delivery.properties)) {
         span.record("trace_id", id.as_str());
     }
     span
@@ -150,7 +152,7 @@ fn attempt_span(delivery: &Delivery, message: &DeliveryMessage) -> tracing::Span
 /// by [`admit`]), then the attempt and what its verdict asks.
 async fn handle_message(
     ctx: &Ctx,
-    delivery: &Delivery,
+    delivery: Inbound<'_>,
     message: DeliveryMessage,
 ) -> Result<(), HandleError> {
     let rules = ctx.rules();
@@ -265,7 +267,7 @@ enum Next {
 /// Acts on a gate's decision. `job` is the loaded row (none before the load).
 async fn admit(
     ctx: &Ctx,
-    delivery: &Delivery,
+    delivery: Inbound<'_>,
     message: &DeliveryMessage,
     job: Option<&SendJob>,
     admission: Admission,
@@ -277,7 +279,7 @@ async fn admit(
             // Settled by a redelivery, a duplicate publish or the rate bucket.
             ctx.sender.metrics.outcome(outcome::ALREADY_SETTLED);
             tracing::debug!("delivery already settled; acking");
-            ctx.acks.ack(delivery);
+            delivery.ack(&ctx.acks);
         }
         Admission::DeadLetter(reason) => {
             let mut extra = ids(message);
@@ -290,7 +292,7 @@ async fn admit(
         Admission::Hold(Hold::Rate) => {
             ctx.sender.metrics.outcome(outcome::RATE_LIMITED);
             tracing::debug!("over the webhook's rate limit; delivery held");
-            ctx.acks.ack(delivery);
+            delivery.ack(&ctx.acks);
         }
         Admission::Hold(Hold::Webhook) => {
             let Some(job) = job else {
@@ -357,7 +359,7 @@ fn order(turn: Turn) -> admission::Order {
 /// Parks a sequenced delivery in its row until its turn (the one before it settles,
 /// or its blocked key is resumed or skipped): no attempt, no message. False (nothing
 /// parked, nothing acked) when its turn came meanwhile: send it.
-async fn wait_turn(ctx: &Ctx, delivery: &Delivery, job: &SendJob) -> Result<bool, HandleError> {
+async fn wait_turn(ctx: &Ctx, delivery: Inbound<'_>, job: &SendJob) -> Result<bool, HandleError> {
     let Some(place) = &job.place else {
         return Ok(false);
     };
@@ -370,7 +372,7 @@ async fn wait_turn(ctx: &Ctx, delivery: &Delivery, job: &SendJob) -> Result<bool
         seq = place.seq,
         "an earlier delivery of its ordering key is not settled; waiting"
     );
-    ctx.acks.ack(delivery);
+    delivery.ack(&ctx.acks);
     Ok(true)
 }
 
@@ -396,9 +398,34 @@ async fn release_next(ctx: &Ctx, job: &SendJob) {
     let Some(place) = &job.place else {
         return;
     };
-    if let Err(error) = publish_next(ctx, place).await {
+    let released = match ctx.handover.slot() {
+        Some(slot) => keep_next(ctx, place, slot).await,
+        None => publish_next(ctx, place).await,
+    };
+    if let Err(error) = released {
         tracing::warn!(%error, "the next delivery of the ordering key not released; the sweep will");
     }
+}
+
+/// Releases the key's next delivery to this sender, which sends it at once with no
+/// message through the broker (`handover`).
+async fn keep_next(
+    ctx: &Ctx,
+    place: &turns::Place,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) -> Result<(), crate::shared::LoopError> {
+    let mut db = ctx.sender.pool.get().await?;
+    let keep = turns::Handing::Keep {
+        lease: ctx.handover.lease(),
+    };
+    let release =
+        turns::release_after(&mut db, place.webhook_id, &place.key, place.seq, keep).await?;
+    let next = release.next.clone();
+    release.commit().await?;
+    if let Some(next) = next {
+        ctx.handover.run(next, slot);
+    }
+    Ok(())
 }
 
 async fn publish_next(ctx: &Ctx, place: &turns::Place) -> Result<(), crate::shared::LoopError> {
@@ -411,7 +438,7 @@ async fn publish_next(ctx: &Ctx, place: &turns::Place) -> Result<(), crate::shar
 /// Holds the delivery of a webhook that holds (paused, disabled, breaker open): no
 /// attempt, no slot, no delay queue; a resume, enable or closing breaker publishes it
 /// again. False (nothing held, nothing acked) when the webhook no longer holds.
-async fn held(ctx: &Ctx, delivery: &Delivery, job: &SendJob) -> Result<bool, HandleError> {
+async fn held(ctx: &Ctx, delivery: Inbound<'_>, job: &SendJob) -> Result<bool, HandleError> {
     let Some(webhook_id) = job.webhook_id else {
         return Ok(false);
     };
@@ -420,7 +447,7 @@ async fn held(ctx: &Ctx, delivery: &Delivery, job: &SendJob) -> Result<bool, Han
     }
     ctx.sender.metrics.outcome(outcome::HELD);
     tracing::info!("webhook paused, disabled or its breaker open; delivery held");
-    ctx.acks.ack(delivery);
+    delivery.ack(&ctx.acks);
     Ok(true)
 }
 
@@ -461,7 +488,7 @@ async fn attempt_once(
     job: &SendJob,
     target: &Target,
     attempt: u32,
-    delivery: &Delivery,
+    delivery: Inbound<'_>,
     slot: &Slot,
 ) -> Result<Answer, HandleError> {
     let event = &job.event;
@@ -527,7 +554,7 @@ async fn attempt_once(
 /// docs/delivery-semantics.md).
 async fn settle(
     ctx: &Ctx,
-    delivery: &Delivery,
+    delivery: Inbound<'_>,
     message: &DeliveryMessage,
     job: &SendJob,
     target: &Target,
@@ -609,7 +636,7 @@ async fn settle(
                 &ctx.channel,
                 &config.topology,
                 &failed.to_json(),
-                &delivery.properties,
+                delivery.properties,
                 letter,
             )
             .await?;
@@ -628,14 +655,14 @@ async fn settle(
             release_next(ctx, job).await;
         }
     }
-    ctx.acks.ack(delivery);
+    delivery.ack(&ctx.acks);
     Ok(())
 }
 
 /// Sends the message to the delay queue that waits at least `delay`.
 async fn publish_delayed(
     ctx: &Ctx,
-    delivery: &Delivery,
+    delivery: Inbound<'_>,
     message: &DeliveryMessage,
     delay: Duration,
 ) -> Result<(), HandleError> {
@@ -643,7 +670,7 @@ async fn publish_delayed(
     let queue = topology.delay_queue_name(topology.delay_at_least(delay));
     let headers = trace::inject(
         &tracing::Span::current(),
-        Some(&delivery.properties),
+        Some(delivery.properties),
         Headers::new(),
     );
     let properties = amqp::persistent(&message.delivery_id.to_string(), headers.into_table())?;
@@ -655,13 +682,17 @@ async fn publish_delayed(
 /// gates chose it), no attempt counted, so this sender serves other endpoints meanwhile.
 async fn defer(
     ctx: &Ctx,
-    delivery: &Delivery,
+    delivery: Inbound<'_>,
     message: &DeliveryMessage,
     wait: Duration,
 ) -> Result<(), HandleError> {
     publish_delayed(ctx, delivery, message, wait).await?;
+    if delivery.is_kept() {
+        // Its message is out: the row is no longer this sender's to send.
+        deliveries::mark_published(&db(ctx).await?, &[message.delivery_id]).await?;
+    }
     ctx.sender.metrics.outcome(outcome::DEFERRED);
-    ctx.acks.ack(delivery);
+    delivery.ack(&ctx.acks);
     Ok(())
 }
 
@@ -669,7 +700,7 @@ async fn defer(
 /// there is one, then acks. In that order: a crash in between repeats, never loses.
 async fn dead_letter_and_ack(
     ctx: &Ctx,
-    delivery: &Delivery,
+    delivery: Inbound<'_>,
     letter: DeadLetter,
     failed: Option<&SendJob>,
 ) -> Result<(), HandleError> {
@@ -680,8 +711,8 @@ async fn dead_letter_and_ack(
     deadletter::publish(
         &ctx.channel,
         &ctx.sender.config.topology,
-        &delivery.data,
-        &delivery.properties,
+        delivery.data,
+        delivery.properties,
         letter,
     )
     .await?;
@@ -691,7 +722,7 @@ async fn dead_letter_and_ack(
         release_next(ctx, job).await;
     }
     ctx.sender.metrics.dead_letter(crate::shared::ROLE, &reason);
-    ctx.acks.ack(delivery);
+    delivery.ack(&ctx.acks);
     Ok(())
 }
 
@@ -727,7 +758,7 @@ async fn db(ctx: &Ctx) -> Result<deadpool_postgres::Object, HandleError> {
 }
 
 /// Trace headers for the POST: this attempt's span context, else the incoming ones.
-fn trace_headers(delivery: &Delivery) -> Vec<(&'static str, String)> {
+fn trace_headers(delivery: Inbound<'_>) -> Vec<(&'static str, String)> {
     struct Pairs(Vec<(&'static str, String)>);
     impl opentelemetry::propagation::Injector for Pairs {
         fn set(&mut self, key: &str, value: String) {
@@ -744,6 +775,6 @@ fn trace_headers(delivery: &Delivery) -> Vec<(&'static str, String)> {
     }
     [wire::HEADER_TRACEPARENT, wire::HEADER_TRACESTATE]
         .into_iter()
-        .filter_map(|k| amqp::header_text(&delivery.properties, k).map(|v| (k, v)))
+        .filter_map(|k| amqp::header_text(delivery.properties, k).map(|v| (k, v)))
         .collect()
 }

@@ -90,8 +90,9 @@ pub(crate) const TURN_LOOK_AGAIN: Duration = Duration::from_secs(5);
 /// Waiting deliveries the turn sweep releases in one round at most.
 const TURNS_PER_ROUND: i64 = 200;
 
-/// Releases waiting deliveries whose turn came with no release (docs/delivery-semantics.md,
-/// "Ordered webhooks: the sender's gate"), every [`TURN_LOOK_AGAIN`] until shutdown.
+/// Releases waiting deliveries whose turn came with no release, and publishes those a
+/// sender kept to send itself and lost (docs/delivery-semantics.md, "Ordered webhooks:
+/// the sender's gate"), every [`TURN_LOOK_AGAIN`] until shutdown.
 pub(crate) async fn turns(
     pool: Pool,
     channel: Channel,
@@ -132,7 +133,24 @@ async fn release_round(
             released += 1;
         }
     }
+    for id in turns::lapsed(&db, TURNS_PER_ROUND).await? {
+        let reopened = turns::reopen_lapsed(&mut db, id).await?;
+        if let Some(next) = &reopened.next {
+            publish(channel, topology, next).await?;
+            released += 1;
+        }
+        reopened.commit().await?;
+    }
     Ok(released)
+}
+
+async fn publish(
+    channel: &Channel,
+    topology: &Topology,
+    next: &Resend,
+) -> Result<(), hookrelay_amqp::AmqpError> {
+    hookrelay_amqp::publish_reopened(channel, topology, &next.message(), next.trace_id.as_deref())
+        .await
 }
 
 /// Releases the delivery of `place`'s key numbered next after it, if its turn has
@@ -144,12 +162,18 @@ pub(crate) async fn release(
     topology: &Topology,
     place: &turns::Place,
 ) -> Result<bool, LoopError> {
-    let release = turns::release_after(db, place.webhook_id, &place.key, place.seq).await?;
+    let release = turns::release_after(
+        db,
+        place.webhook_id,
+        &place.key,
+        place.seq,
+        turns::Handing::Publish,
+    )
+    .await?;
     let Some(next) = &release.next else {
         return Ok(false);
     };
-    hookrelay_amqp::publish_reopened(channel, topology, &next.message(), next.trace_id.as_deref())
-        .await?;
+    publish(channel, topology, next).await?;
     release.commit().await?;
     Ok(true)
 }

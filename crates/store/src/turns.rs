@@ -123,13 +123,26 @@ impl Release<'_> {
     }
 }
 
+/// How a released delivery goes out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handing {
+    /// Its message is published before the release commits (marked published).
+    Publish,
+    /// The releasing sender sends it itself, with no message: the row is marked
+    /// unpublished, with `next_attempt_at` the end of the sender's lease. Should the
+    /// sender die before it settles the delivery or publishes a message for it (a
+    /// retry, a deferral), [`lapsed`] finds it once the lease is over.
+    Keep { lease: Duration },
+}
+
 /// Releases the delivery numbered next after `after` in its key, if it waits and its
-/// turn has come: pending again and published (see [`Release`]).
+/// turn has come: pending again, and published or kept as `how` says (see [`Release`]).
 pub async fn release_after<'a>(
     db: &'a mut deadpool_postgres::Client,
     webhook_id: Uuid,
     key: &str,
     after: i64,
+    how: Handing,
 ) -> Result<Release<'a>, StoreError> {
     let place = Place {
         webhook_id,
@@ -146,8 +159,8 @@ pub async fn release_after<'a>(
     lock_key(&tx, &place).await?;
     static SQL: LazyLock<String> = LazyLock::new(|| {
         format!(
-            "UPDATE deliveries d SET status = 'pending', published = true, \
-               next_attempt_at = NULL, updated_at = now() \
+            "UPDATE deliveries d SET status = 'pending', published = $4::float8 IS NULL, \
+               next_attempt_at = now() + make_interval(secs => $4), updated_at = now() \
              WHERE d.id = (SELECT n.id FROM deliveries n WHERE n.webhook_id = $1 \
                  AND n.ordering_key = $2 AND n.seq > $3 ORDER BY n.seq LIMIT 1) \
                AND d.status = 'waiting' AND ({TURN_OF_D}) = 'free' \
@@ -155,8 +168,50 @@ pub async fn release_after<'a>(
         )
     });
     let statement = super::prepared(&tx, &SQL).await?;
+    let lease = match how {
+        Handing::Publish => None,
+        Handing::Keep { lease } => Some(lease.as_secs_f64()),
+    };
     let row = tx
-        .query_opt(&statement, &[&webhook_id, &key, &after])
+        .query_opt(&statement, &[&webhook_id, &key, &after, &lease])
+        .await?;
+    let next = row.map(|r| Resend::from_row(&r)).transpose()?;
+    Ok(Release { tx: Some(tx), next })
+}
+
+/// Deliveries a sender kept to send itself ([`Handing::Keep`]) and did not settle
+/// or publish within its lease: the sender died, or lost its broker or database for
+/// longer than the lease. Each to be published by [`reopen_lapsed`].
+pub async fn lapsed(db: &impl GenericClient, limit: i64) -> Result<Vec<Uuid>, StoreError> {
+    let rows = db
+        .query(
+            "SELECT d.id FROM deliveries d \
+             WHERE d.next_attempt_at < now() AND d.status = 'pending' AND NOT d.published \
+               AND d.seq IS NOT NULL \
+             ORDER BY d.next_attempt_at LIMIT $1",
+            &[&limit],
+        )
+        .await?;
+    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+}
+
+/// Takes a lapsed delivery ([`lapsed`]) back from the sender that kept it: marked
+/// published in a transaction that commits after its message is published, like a
+/// [`Release`]. Nothing to publish if it was settled or published meanwhile.
+pub async fn reopen_lapsed(
+    db: &mut deadpool_postgres::Client,
+    id: Uuid,
+) -> Result<Release<'_>, StoreError> {
+    let tx = db.transaction().await?;
+    let row = tx
+        .query_opt(
+            "UPDATE deliveries d SET published = true, next_attempt_at = NULL, \
+               updated_at = now() \
+             WHERE d.id = $1 AND d.status = 'pending' AND NOT d.published \
+               AND d.next_attempt_at < now() \
+             RETURNING d.id, d.tenant, d.event_id, d.webhook_id, d.attempts, d.trace_id",
+            &[&id],
+        )
         .await?;
     let next = row.map(|r| Resend::from_row(&r)).transpose()?;
     Ok(Release { tx: Some(tx), next })
