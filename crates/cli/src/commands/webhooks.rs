@@ -3,6 +3,7 @@
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use hookrelay_model::config::parse_list;
+use hookrelay_model::headers::CustomHeaders;
 use hookrelay_model::rate::Rate;
 use hookrelay_model::retry::RetryPolicy;
 use hookrelay_model::webhook::{BodyFormat, NewWebhook, OnFailure, Secret, Webhook, WebhookUpdate};
@@ -121,6 +122,10 @@ pub struct Fields {
     /// Standard Webhooks signing secret (`whsec_...`): every POST is signed with it.
     #[arg(long, env = "HOOKRELAY_WEBHOOK_SIGNING_SECRET", hide_env_values = true)]
     signing_secret: Option<String>,
+    /// A custom header sent with every POST, `NAME: VALUE` (repeat for more); the
+    /// value is stored sealed and never shown again.
+    #[arg(long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
+    headers: Vec<(String, String)>,
     /// Fire only for events with `development_mode: true`.
     #[arg(long)]
     development_mode: bool,
@@ -171,6 +176,12 @@ pub struct Change {
     /// Remove the secret.
     #[arg(long, conflicts_with = "secret")]
     clear_secret: bool,
+    /// Replace every custom header with these, `NAME: VALUE` (repeat for more).
+    #[arg(long = "header", value_name = "NAME: VALUE", value_parser = parse_header, conflicts_with = "clear_headers")]
+    headers: Vec<(String, String)>,
+    /// Remove every custom header.
+    #[arg(long)]
+    clear_headers: bool,
     #[arg(long)]
     development_mode: Option<bool>,
     #[arg(long)]
@@ -428,6 +439,7 @@ fn new_webhook(f: Fields) -> anyhow::Result<NewWebhook> {
         event_types: parse_list(&f.event_types),
         secret: f.secret.map(Secret::new),
         signing_secret: f.signing_secret.map(Secret::new),
+        headers: custom_headers(f.headers),
         development_mode: f.development_mode,
         import_identifiers: parse_list(&f.import_identifiers),
         schema_ids: parse_list(&f.schema_ids),
@@ -440,6 +452,19 @@ fn new_webhook(f: Fields) -> anyhow::Result<NewWebhook> {
         ordered: f.ordered,
         on_failure: f.on_failure,
     })
+}
+
+/// `NAME: VALUE` (the value trimmed); the rule of which may be set is the model's,
+/// applied when the webhook is stored.
+fn parse_header(s: &str) -> Result<(String, String), String> {
+    let (name, value) = s
+        .split_once(':')
+        .ok_or_else(|| "a header is `NAME: VALUE`".to_owned())?;
+    Ok((name.trim().to_owned(), value.trim().to_owned()))
+}
+
+fn custom_headers(headers: Vec<(String, String)>) -> CustomHeaders {
+    CustomHeaders::new(headers.into_iter().map(|(n, v)| (n, Secret::new(v))))
 }
 
 fn parse_json(s: &str) -> Result<serde_json::Value, String> {
@@ -457,6 +482,11 @@ fn webhook_update(c: Change) -> anyhow::Result<WebhookUpdate> {
         url: c.url,
         event_types: c.event_types.as_deref().map(parse_list),
         secret,
+        headers: if c.clear_headers {
+            Some(None)
+        } else {
+            (!c.headers.is_empty()).then(|| Some(custom_headers(c.headers)))
+        },
         development_mode: c.development_mode,
         import_identifiers: c.import_identifiers.as_deref().map(parse_list),
         schema_ids: c.schema_ids.as_deref().map(parse_list),
@@ -525,6 +555,18 @@ fn breaker_note(w: &Webhook) -> Option<String> {
     ))
 }
 
+/// The custom headers' names, each with its value masked: `x-api-key: ********`.
+fn header_names(w: &Webhook) -> String {
+    if w.headers.is_empty() {
+        return "-".to_owned();
+    }
+    w.headers
+        .names()
+        .map(|n| format!("{n}: ********"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn show(json: bool, list: &[Webhook]) {
     let rows = list
         .iter()
@@ -538,6 +580,7 @@ fn show(json: bool, list: &[Webhook]) {
                 if w.development_mode { "dev" } else { "prod" }.to_owned(),
                 state(w).to_owned(),
                 if w.secret.is_some() { "set" } else { "-" }.to_owned(),
+                header_names(w),
             ]
         })
         .collect();
@@ -550,6 +593,7 @@ fn show(json: bool, list: &[Webhook]) {
         "MODE",
         "STATE",
         "SECRET",
+        "HEADERS",
     ];
     if json && list.len() == 1 {
         print(true, &list[0], &headers, rows);
