@@ -393,13 +393,13 @@ fn the_release_binary_and_the_image_carry_no_debug_info_unless_asked() {
     assert!(release.contains(&"strip = \"debuginfo\""), "{release:?}");
     let asked = section(&manifest, "profile.release-debug");
     assert!(asked.contains(&"inherits = \"release\""), "{asked:?}");
-    assert!(
-        asked.contains(&"debug = \"line-tables-only\""),
-        "{asked:?}"
-    );
+    assert!(asked.contains(&"debug = \"line-tables-only\""), "{asked:?}");
 
     let dockerfile = read("Dockerfile");
-    assert!(dockerfile.contains("\nARG PROFILE=release\n"), "{dockerfile}");
+    assert!(
+        dockerfile.contains("\nARG PROFILE=release\n"),
+        "{dockerfile}"
+    );
     let builds: Vec<&str> = dockerfile
         .lines()
         .filter(|l| l.contains("cargo build"))
