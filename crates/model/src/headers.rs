@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::Invalid;
-use crate::webhook::Secret;
+use crate::secret::Secret;
 
 /// Custom headers a webhook may have at most.
 pub const MAX_HEADERS: usize = 16;

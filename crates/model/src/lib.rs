@@ -18,6 +18,7 @@ pub mod ordering;
 pub mod portal;
 pub mod rate;
 pub mod retry;
+pub mod secret;
 pub mod series;
 pub mod shutdown;
 pub mod template;

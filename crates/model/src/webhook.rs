@@ -1,8 +1,6 @@
 //! Webhooks as operators configure them: the domain types and their rules. The store
 //! keeps them; the router matches them; the sender signs with their secrets.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -18,34 +16,7 @@ use crate::retry::RetryPolicy;
 use crate::template;
 use crate::text;
 
-/// A secret: given in clear, always shown as `********` (it never shows itself in logs,
-/// `Debug`, or in output, `Serialize`).
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(********)")
-    }
-}
-
-impl Serialize for Secret {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str("********")
-    }
-}
+pub use crate::secret::Secret;
 
 /// How the POST body is built: `json` sends the event's payload minus its private
 /// fields as `application/json`; `form` sends `uploadId=<upload id>` as
@@ -587,7 +558,7 @@ pub fn generate_signing_secret() -> Result<Secret, getrandom::Error> {
     use base64::Engine;
     let mut key = [0u8; 32];
     getrandom::fill(&mut key)?;
-    Ok(Secret(format!(
+    Ok(Secret::new(format!(
         "{SIGNING_SECRET_PREFIX}{}",
         base64::engine::general_purpose::STANDARD.encode(key)
     )))
