@@ -380,6 +380,25 @@ async fn the_cli_sets_replaces_and_clears_custom_headers_and_shows_only_their_na
         json!({"x-api-key": "********", "x-team": "********"})
     );
 
+    // A malformed one is named by its place, its text never shown.
+    let out = hookrelay(
+        &stack,
+        &[
+            "webhooks",
+            "update",
+            "--tenant",
+            "acme",
+            "cli",
+            "--header",
+            "X-Api-Key k-never-shown",
+        ],
+    );
+    assert!(!out.status.success());
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        error.contains("--header number 1") && !error.contains("k-never-shown"),
+        "{error}"
+    );
     // Refused by name; nothing changes.
     let out = hookrelay(
         &stack,

@@ -124,8 +124,8 @@ pub struct Fields {
     signing_secret: Option<String>,
     /// A custom header sent with every POST, `NAME: VALUE` (repeat for more); the
     /// value is stored sealed and never shown again.
-    #[arg(long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
-    headers: Vec<(String, String)>,
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    headers: Vec<String>,
     /// Fire only for events with `development_mode: true`.
     #[arg(long)]
     development_mode: bool,
@@ -177,8 +177,12 @@ pub struct Change {
     #[arg(long, conflicts_with = "secret")]
     clear_secret: bool,
     /// Replace every custom header with these, `NAME: VALUE` (repeat for more).
-    #[arg(long = "header", value_name = "NAME: VALUE", value_parser = parse_header, conflicts_with = "clear_headers")]
-    headers: Vec<(String, String)>,
+    #[arg(
+        long = "header",
+        value_name = "NAME: VALUE",
+        conflicts_with = "clear_headers"
+    )]
+    headers: Vec<String>,
     /// Remove every custom header.
     #[arg(long)]
     clear_headers: bool,
@@ -439,7 +443,7 @@ fn new_webhook(f: Fields) -> anyhow::Result<NewWebhook> {
         event_types: parse_list(&f.event_types),
         secret: f.secret.map(Secret::new),
         signing_secret: f.signing_secret.map(Secret::new),
-        headers: custom_headers(f.headers),
+        headers: custom_headers(f.headers)?,
         development_mode: f.development_mode,
         import_identifiers: parse_list(&f.import_identifiers),
         schema_ids: parse_list(&f.schema_ids),
@@ -454,17 +458,21 @@ fn new_webhook(f: Fields) -> anyhow::Result<NewWebhook> {
     })
 }
 
-/// `NAME: VALUE` (the value trimmed); the rule of which may be set is the model's,
-/// applied when the webhook is stored.
-fn parse_header(s: &str) -> Result<(String, String), String> {
-    let (name, value) = s
-        .split_once(':')
-        .ok_or_else(|| "a header is `NAME: VALUE`".to_owned())?;
-    Ok((name.trim().to_owned(), value.trim().to_owned()))
-}
-
-fn custom_headers(headers: Vec<(String, String)>) -> CustomHeaders {
-    CustomHeaders::new(headers.into_iter().map(|(n, v)| (n, Secret::new(v))))
+/// Each `--header NAME: VALUE` (name and value trimmed); the rule of which may be set
+/// is the model's, applied when the webhook is stored. A malformed one is named by
+/// its place, never shown: its value may be a secret.
+fn custom_headers(headers: Vec<String>) -> anyhow::Result<CustomHeaders> {
+    let pairs = headers
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let (name, value) = h
+                .split_once(':')
+                .ok_or_else(|| anyhow::anyhow!("--header number {} is not `NAME: VALUE`", i + 1))?;
+            Ok((name.trim().to_owned(), Secret::new(value.trim())))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(CustomHeaders::new(pairs))
 }
 
 fn parse_json(s: &str) -> Result<serde_json::Value, String> {
@@ -485,7 +493,9 @@ fn webhook_update(c: Change) -> anyhow::Result<WebhookUpdate> {
         headers: if c.clear_headers {
             Some(None)
         } else {
-            (!c.headers.is_empty()).then(|| Some(custom_headers(c.headers)))
+            (!c.headers.is_empty())
+                .then(|| custom_headers(c.headers).map(Some))
+                .transpose()?
         },
         development_mode: c.development_mode,
         import_identifiers: c.import_identifiers.as_deref().map(parse_list),
