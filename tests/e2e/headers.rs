@@ -525,3 +525,110 @@ async fn the_console_form_sets_custom_headers_and_shows_only_their_names() {
     .await;
     browser.wait_text("#headers-now", "Now: none").await;
 }
+
+/// The portal's endpoint form (plain HTTP, as a browser without script posts it):
+/// custom headers set on create, refused by name, shown masked, removed on edit.
+#[tokio::test]
+async fn the_portal_endpoint_form_sets_custom_headers_and_shows_only_their_names() {
+    let mut stack = sealed_stack().await;
+    stack.start_router().await;
+    stack.start_sender().await;
+    let base = stack.serve_portal(Some(TOKEN), &[]).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let minted = http
+        .post(format!("{base}/v1/tenants/acme/portal-sessions"))
+        .bearer_auth(TOKEN)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(minted.status().as_u16(), 201);
+    let minted: Value = minted.json().await.unwrap();
+    let opened = http
+        .get(minted["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let session = format!(
+        "{base}{}",
+        opened.headers()["location"]
+            .to_str()
+            .unwrap()
+            .trim_end_matches('/')
+    );
+    let page = |url: String| {
+        let http = http.clone();
+        async move { http.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    let form = page(format!("{session}/endpoints")).await;
+    let at = form.find("name=\"csrf\" value=\"").expect("a CSRF token") + 19;
+    let csrf = form[at..at + form[at..].find('"').unwrap()].to_owned();
+    let url = stack.receiver.url("/portal");
+    let post = |to: String, fields: Vec<(&'static str, String)>| {
+        let http = http.clone();
+        async move {
+            let answer = http.post(to).form(&fields).send().await.unwrap();
+            (answer.status().as_u16(), answer.text().await.unwrap())
+        }
+    };
+
+    let (status, refused) = post(
+        format!("{session}/endpoints"),
+        vec![
+            ("csrf", csrf.clone()),
+            ("key", "gw".into()),
+            ("url", url.clone()),
+            (
+                "headers",
+                format!("X-Api-Key: {API_KEY}\nwebhook-signature: v1,x"),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(status, 400, "{refused}");
+    assert!(refused.contains("headers-error"), "beside the field");
+    assert!(refused.contains("webhook-signature"), "{refused}");
+    assert!(!refused.contains(API_KEY), "never shown again");
+    assert_eq!(stack.webhook_count().await, 0);
+
+    let (status, created) = post(
+        format!("{session}/endpoints"),
+        vec![
+            ("csrf", csrf.clone()),
+            ("key", "gw".into()),
+            ("url", url.clone()),
+            ("headers", format!("X-Api-Key: {API_KEY}")),
+        ],
+    )
+    .await;
+    assert_eq!(status, 303, "{created}");
+    let shown = page(format!("{session}/endpoints/gw")).await;
+    assert!(shown.contains("x-api-key: ********"), "{shown}");
+    assert!(!shown.contains(API_KEY), "{shown}");
+    assert!(
+        stored_headers(&stack, "gw").await["x-api-key"]
+            .as_str()
+            .unwrap()
+            .starts_with("enc:v1:")
+    );
+
+    let e = event("acme", "file_uploaded", json!({}));
+    stack.publish(&e).await;
+    let got = stack.receiver.wait_for("/portal", 1, WAIT).await;
+    assert_eq!(got[0].header("x-api-key").as_deref(), Some(API_KEY));
+
+    let (status, saved) = post(
+        format!("{session}/endpoints/gw"),
+        vec![
+            ("csrf", csrf.clone()),
+            ("url", url.clone()),
+            ("clear_headers", "on".into()),
+        ],
+    )
+    .await;
+    assert_eq!(status, 303, "{saved}");
+    assert!(stored_headers(&stack, "gw").await.is_empty());
+}
