@@ -619,6 +619,14 @@ async fn the_portal_endpoint_form_sets_custom_headers_and_shows_only_their_names
     stack.publish(&e).await;
     let got = stack.receiver.wait_for("/portal", 1, WAIT).await;
     assert_eq!(got[0].header("x-api-key").as_deref(), Some(API_KEY));
+    // The message log's request headers name it, masked.
+    let d = stack.wait_settled("acme", &e.id, 1, WAIT).await;
+    let message = page(format!("{session}/deliveries/{}", d[0].id)).await;
+    assert!(
+        message.contains("x-api-key: •••••••• (masked)"),
+        "{message}"
+    );
+    assert!(!message.contains(API_KEY), "{message}");
 
     let (status, saved) = post(
         format!("{session}/endpoints/gw"),
