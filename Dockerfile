@@ -2,6 +2,9 @@
 #   hookrelay migrate | hookrelay serve --roles api|router|sender | hookrelay receiver
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
+# The Cargo profile: `release` carries no debug info; `--build-arg
+# PROFILE=release-debug` keeps line tables (Cargo.toml, docs/operations.md).
+ARG PROFILE=release
 
 # Dependency layer: manifests and stub sources only, so a code change does not
 # rebuild every dependency.
@@ -26,13 +29,13 @@ RUN for c in model amqp store metrics producer router sender admin console porta
     && mkdir -p crates/store/migrations tests/src tests/e2e tests/benches xtask/src \
     && touch tests/src/lib.rs && echo 'fn main() {}' > xtask/src/main.rs \
     && echo 'fn main() {}' > tests/e2e/main.rs && echo 'fn main() {}' > tests/benches/pipeline.rs \
-    && cargo build --release --locked -p hookrelay-cli
+    && cargo build --profile "$PROFILE" --locked -p hookrelay-cli
 
 # The real sources; touch so cargo rebuilds the workspace crates, not the deps.
 COPY crates crates
 RUN touch crates/*/src/*.rs crates/store/build.rs \
-    && cargo build --release --locked -p hookrelay-cli \
-    && cp target/release/hookrelay /hookrelay
+    && cargo build --profile "$PROFILE" --locked -p hookrelay-cli \
+    && cp "target/$PROFILE/hookrelay" /hookrelay
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \

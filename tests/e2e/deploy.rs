@@ -368,3 +368,68 @@ fn every_dead_letter_reason_is_documented() {
         "docs/topology.md does not list the dead-letter reasons {missing:?}"
     );
 }
+
+/// The lines of one `[section]` of a TOML text, up to the next section.
+fn section<'a>(text: &'a str, name: &str) -> Vec<&'a str> {
+    let header = format!("[{name}]");
+    text.lines()
+        .skip_while(|l| l.trim() != header)
+        .skip(1)
+        .take_while(|l| !l.trim_start().starts_with('['))
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect()
+}
+
+/// The release binary and the image carry no debug info unless asked: the release
+/// profile has none and strips what the standard library brings; `release-debug`
+/// keeps line tables, and the image builds with the profile its `PROFILE` argument
+/// names, `release` by default.
+#[test]
+fn the_release_binary_and_the_image_carry_no_debug_info_unless_asked() {
+    let manifest = read("Cargo.toml");
+    let release = section(&manifest, "profile.release");
+    assert!(release.contains(&"debug = false"), "{release:?}");
+    assert!(release.contains(&"strip = \"debuginfo\""), "{release:?}");
+    let asked = section(&manifest, "profile.release-debug");
+    assert!(asked.contains(&"inherits = \"release\""), "{asked:?}");
+    assert!(asked.contains(&"debug = \"line-tables-only\""), "{asked:?}");
+
+    let dockerfile = read("Dockerfile");
+    assert!(
+        dockerfile.contains("\nARG PROFILE=release\n"),
+        "{dockerfile}"
+    );
+    let builds: Vec<&str> = dockerfile
+        .lines()
+        .filter(|l| l.contains("cargo build"))
+        .collect();
+    assert_eq!(builds.len(), 2, "{builds:?}");
+    for build in builds {
+        assert!(build.contains("--profile \"$PROFILE\""), "{build}");
+        assert!(!build.contains("--release"), "{build}");
+    }
+    assert!(dockerfile.contains("cp \"target/$PROFILE/hookrelay\""));
+    let docs = read("docs/operations.md");
+    assert!(docs.contains("PROFILE=release-debug"), "documented");
+}
+
+/// The workspace declares Apache-2.0; the repository carries its text.
+#[test]
+fn the_license_the_workspace_declares_is_in_the_repository() {
+    let manifest = read("Cargo.toml");
+    assert!(
+        section(&manifest, "workspace.package").contains(&"license = \"Apache-2.0\""),
+        "the workspace's license"
+    );
+    let license = read("LICENSE");
+    for needle in [
+        "Apache License",
+        "Version 2.0, January 2004",
+        "TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION",
+        "9. Accepting Warranty or Additional Liability.",
+        "END OF TERMS AND CONDITIONS",
+    ] {
+        assert!(license.contains(needle), "LICENSE lacks `{needle}`");
+    }
+}

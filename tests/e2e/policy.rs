@@ -137,6 +137,46 @@ async fn a_cap_in_flight_holds_across_two_senders() {
     assert_eq!(event_ids(&stack.receiver.received_on("/capped")).len(), 12);
 }
 
+/// The rate's releaser reads webhooks without a cipher: a webhook whose secret and
+/// custom headers are sealed is released like any other, and its held deliveries
+/// go with them opened by the sender.
+#[tokio::test]
+async fn held_deliveries_of_a_webhook_with_sealed_secrets_are_released_at_its_rate() {
+    use hookrelay_model::headers::CustomHeaders;
+    use hookrelay_model::webhook::Secret;
+    let mut stack = TestStack::new().await;
+    stack.cipher =
+        hookrelay_store::Cipher::from_base64_key("q0Rq3kC2sS1KcmKx0fZ2mJ8wTnH4bV7yLpE6aD9uXcI=")
+            .unwrap();
+    let mut new = webhook("acme", "sealed", &stack.receiver.url("/sealed"));
+    new.rate_limit = Some("10/s".parse().unwrap());
+    new.rate_burst = Some(1);
+    new.secret = Some(Secret::new("basic-pass"));
+    new.headers = CustomHeaders::new([("X-Api-Key".to_owned(), Secret::new("k-1"))]);
+    stack.create_webhook(new).await;
+    stack.start_router().await;
+    stack.start_sender().await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let e = event("acme", "order_placed", json!({}));
+        stack.publish(&e).await;
+        ids.push(e.id.to_string());
+    }
+    let received = stack.receiver.wait_for("/sealed", 5, WAIT).await;
+    all_delivered(&stack, &ids).await;
+    for r in &received {
+        assert_eq!(r.header("x-api-key").as_deref(), Some("k-1"));
+        assert_eq!(
+            r.header("authorization").as_deref(),
+            Some("Basic OmJhc2ljLXBhc3M=")
+        );
+    }
+    assert!(
+        stack.metrics.outcomes(outcome::RATE_LIMITED) >= 1,
+        "some were held for the rate and released"
+    );
+}
+
 #[tokio::test]
 async fn a_paused_rate_limited_webhook_resumes_within_its_rate() {
     let mut stack = TestStack::new().await;

@@ -454,8 +454,9 @@ async fn an_event_the_database_refuses_last_in_its_batch_is_acked() {
     );
 }
 
-/// The router matches without secrets: a webhook secret it could not decrypt (here:
-/// sealed under a key this process does not have) does not stop routing.
+/// The router matches without secrets: a webhook secret or custom header value it
+/// could not decrypt (here: sealed under a key this process does not have) does not
+/// stop routing.
 #[tokio::test]
 async fn the_router_routes_without_reading_webhook_secrets() {
     let mut stack = TestStack::new().await;
@@ -467,7 +468,8 @@ async fn the_router_routes_without_reading_webhook_secrets() {
         .client()
         .await
         .execute(
-            "UPDATE webhooks SET secret = 'enc:v1:c2VhbGVkIGVsc2V3aGVyZQ==' WHERE id = $1",
+            "UPDATE webhooks SET secret = 'enc:v1:c2VhbGVkIGVsc2V3aGVyZQ==', \
+               headers = '{\"x-api-key\": \"enc:v1:c2VhbGVkIGVsc2V3aGVyZQ==\"}' WHERE id = $1",
             &[&w.id],
         )
         .await

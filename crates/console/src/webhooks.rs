@@ -139,6 +139,10 @@ pub(crate) struct WebhookForm {
     filter: String,
     #[serde(default)]
     secret: String,
+    /// Typed one `Name: value` per line; never filled in from the webhook.
+    #[serde(default)]
+    headers: String,
+    clear_headers: Option<String>,
     ordered: Option<String>,
     #[serde(default)]
     on_failure: String,
@@ -223,6 +227,11 @@ impl WebhookForm {
         }
         if !self.secret.is_empty() {
             body.insert("secret".into(), json!(self.secret));
+        }
+        if let Some(headers) =
+            parts::headers_change(&self.headers, self.clear_headers.is_some(), creating)?
+        {
+            body.insert("headers".into(), headers);
         }
         Ok(Value::Object(body))
     }
@@ -329,7 +338,9 @@ pub(crate) async fn act_on_key(
     Ok(page::done(&webhook_href(&a.tenant, &a.key), &notice))
 }
 
-fn form_fields(f: &WebhookForm, refused: Option<&Refused>) -> Markup {
+/// The form's fields; `current`: the webhook being edited (its custom headers are
+/// listed, masked).
+fn form_fields(f: &WebhookForm, current: Option<&Value>, refused: Option<&Refused>) -> Markup {
     html! {
         (field("key", "Key", "Unique within the tenant; usable in place of the id.", input("key", &f.key, "text"), refused))
         (field("url", "URL", "http:// or https://; may hold {{VARIABLES}} from the event's environment.", input("url", &f.url, "text"), refused))
@@ -351,6 +362,7 @@ fn form_fields(f: &WebhookForm, refused: Option<&Refused>) -> Markup {
         (field("secret", "Basic-auth secret", "Sent as the Basic-auth password; never shown again. Empty: unchanged.", html! {
             input #secret name="secret" type="password" autocomplete="new-password" aria-describedby="secret-help";
         }, refused))
+        (parts::headers_field(current, refused))
         div.field.check {
             input #development_mode name="development_mode" type="checkbox" value="on" checked[f.development_mode.is_some()];
             label for="development_mode" { "Development mode" }
@@ -376,7 +388,7 @@ fn new_page(viewer: &Viewer, tenant: &str, f: &WebhookForm, refused: Option<&Ref
             (page::refusal(refused))
             form.stack method="post" action={ "/console/tenants/" (enc(tenant)) "/webhooks" } {
                 (page::csrf(viewer))
-                (form_fields(f, refused))
+                (form_fields(f, None, refused))
                 button type="submit" { "Create webhook" }
             }
         },
@@ -467,6 +479,7 @@ pub(crate) async fn show_page(
                 dt { "Breaker" } dd { (breaker(&w)) }
                 dt { "Order" } dd { (ordering(&w)) }
                 dt { "Signing secrets" } dd { (w["signing_secrets"].as_array().map_or(0, Vec::len)) " (masked)" }
+                dt { "Custom headers" } dd { (parts::custom_headers(&w)) }
                 dt { "Deliveries" } dd { a href=(deliveries) { "See its deliveries" } }
             }
             (health)
@@ -503,7 +516,7 @@ pub(crate) async fn show_page(
                     (page::refusal(refused))
                     form.stack method="post" action=(here) {
                         (page::csrf(viewer))
-                        (form_fields(&values, refused))
+                        (form_fields(&values, Some(&w), refused))
                         button type="submit" { "Save changes" }
                     }
                 }

@@ -1,7 +1,7 @@
 //! hookrelay's model: pure types and rules, no I/O. The event envelope and its
 //! validation (the wire contract in code), the router → sender message and header
 //! names, the topology's names and arguments, retry policy and schedule, matching,
-//! URL templates, webhooks and their secrets, and the human-written configuration
+//! URL templates, webhooks and their secrets and custom headers, and the human-written configuration
 //! values. Every other crate builds on it; it depends on none of them.
 
 pub mod access;
@@ -11,12 +11,14 @@ pub mod deadletter;
 pub mod envelope;
 pub mod error;
 pub mod filter;
+pub mod headers;
 pub mod ids;
 pub mod matching;
 pub mod ordering;
 pub mod portal;
 pub mod rate;
 pub mod retry;
+pub mod secret;
 pub mod series;
 pub mod shutdown;
 pub mod template;

@@ -102,6 +102,7 @@ pub(crate) mod tests {
             event_types: vec![],
             secret: None,
             signing_secrets: vec![],
+            headers: Default::default(),
             development_mode: false,
             import_identifiers: vec![],
             schema_ids: vec![],

@@ -1,8 +1,6 @@
 //! Webhooks as operators configure them: the domain types and their rules. The store
 //! keeps them; the router matches them; the sender signs with their secrets.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -11,40 +9,14 @@ use serde_json::Value;
 
 use crate::error::Invalid;
 use crate::filter::PayloadFilter;
+use crate::headers::CustomHeaders;
 use crate::ids::WebhookKey;
 use crate::rate::{Bucket, DeliveryPolicy, Rate, validate_max_in_flight};
 use crate::retry::RetryPolicy;
 use crate::template;
 use crate::text;
 
-/// A secret: given in clear, always shown as `********` (it never shows itself in logs,
-/// `Debug`, or in output, `Serialize`).
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(********)")
-    }
-}
-
-impl Serialize for Secret {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str("********")
-    }
-}
+pub use crate::secret::Secret;
 
 /// How the POST body is built: `json` sends the event's payload minus its private
 /// fields as `application/json`; `form` sends `uploadId=<upload id>` as
@@ -157,6 +129,10 @@ pub struct Webhook {
     /// Standard Webhooks signing secrets, newest first, masked. Two during a rotation
     /// with `keep_previous`.
     pub signing_secrets: Vec<Secret>,
+    /// Custom headers sent with every delivery: their names (lower case), each
+    /// value masked.
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::headers::masked_schema))]
+    pub headers: CustomHeaders,
     pub development_mode: bool,
     pub import_identifiers: Vec<String>,
     pub schema_ids: Vec<String>,
@@ -254,6 +230,12 @@ pub struct NewWebhook {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, pattern = r"^whsec_(?:(?:[A-Za-z0-9+/]{4}){8,20}(?:[A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{2}==)?|(?:[A-Za-z0-9+/]{4}){21}[A-Za-z0-9+/]{2}==)$"))]
     pub signing_secret: Option<Secret>,
+    /// Static headers sent with every POST, values sealed and never shown again;
+    /// the rule is [`crate::headers`]'s (the document's description is
+    /// `headers::schema`'s).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::headers::schema))]
+    pub headers: CustomHeaders,
     #[serde(default)]
     pub development_mode: bool,
     #[serde(default)]
@@ -323,6 +305,11 @@ pub struct WebhookUpdate {
     #[serde(default, with = "double_option")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, max_length = 1024, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$"))]
     pub secret: Option<Option<Secret>>,
+    /// New custom headers (as when created), replacing all of them; null or `{}`
+    /// removes them (the document's description is `headers::schema`'s).
+    #[serde(default, with = "double_option")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::headers::optional_schema))]
+    pub headers: Option<Option<CustomHeaders>>,
     pub development_mode: Option<bool>,
     #[cfg_attr(feature = "openapi", schema(schema_with = optional_filter_list_schema))]
     pub import_identifiers: Option<Vec<String>>,
@@ -428,6 +415,7 @@ impl NewWebhook {
             event_types: Vec::new(),
             secret: None,
             signing_secret: None,
+            headers: CustomHeaders::default(),
             development_mode: false,
             import_identifiers: Vec::new(),
             schema_ids: Vec::new(),
@@ -456,6 +444,7 @@ impl NewWebhook {
         if let Some(s) = &self.signing_secret {
             signing_key(s)?;
         }
+        self.headers.check(self.secret.is_some())?;
         if let Some(f) = &self.filter {
             PayloadFilter::parse("filter", f)?;
         }
@@ -507,6 +496,11 @@ impl WebhookUpdate {
         }
         if let Some(Some(s)) = &self.secret {
             validate_secret(s)?;
+        }
+        if let Some(Some(headers)) = &self.headers {
+            // Whether the webhook keeps a Basic-auth secret it already has is the
+            // store's to check (a constraint), in the same statement as the change.
+            headers.check(matches!(self.secret, Some(Some(_))))?;
         }
         if let Some(Some(f)) = &self.filter {
             PayloadFilter::parse("filter", f)?;
@@ -564,7 +558,7 @@ pub fn generate_signing_secret() -> Result<Secret, getrandom::Error> {
     use base64::Engine;
     let mut key = [0u8; 32];
     getrandom::fill(&mut key)?;
-    Ok(Secret(format!(
+    Ok(Secret::new(format!(
         "{SIGNING_SECRET_PREFIX}{}",
         base64::engine::general_purpose::STANDARD.encode(key)
     )))

@@ -182,6 +182,9 @@ pub(crate) struct EndpointForm {
     event_types: Vec<String>,
     filter: String,
     rate_limit: String,
+    /// Custom headers typed one `Name: value` per line; never filled in.
+    headers: String,
+    clear_headers: bool,
 }
 
 impl EndpointForm {
@@ -196,6 +199,8 @@ impl EndpointForm {
                 "event_types" => f.event_types.extend(parts::list(&v)),
                 "filter" => f.filter = v,
                 "rate_limit" => f.rate_limit = v,
+                "headers" => f.headers = v,
+                "clear_headers" => f.clear_headers = true,
                 _ => {}
             }
         }
@@ -239,16 +244,22 @@ impl EndpointForm {
                 body.insert(name.into(), v);
             }
         }
+        if let Some(headers) = parts::headers_change(&self.headers, self.clear_headers, creating)? {
+            body.insert("headers".into(), headers);
+        }
         Ok(Value::Object(body))
     }
 }
 
+/// The form's fields; `current`: the endpoint being edited (its custom headers are
+/// listed, masked).
 fn form_fields(
     choices: &[Choice],
     f: &EndpointForm,
-    creating: bool,
+    current: Option<&Value>,
     refused: Option<&Refused>,
 ) -> Markup {
+    let creating = current.is_none();
     let types_help = match choices.is_empty() {
         true => "Comma-separated; empty: every type.",
         false => "Pick the event types this endpoint receives.",
@@ -291,6 +302,7 @@ fn form_fields(
             textarea #filter name="filter" rows="3" aria-describedby="filter-help" { (f.filter) }
         }, refused))
         (field("rate_limit", "Rate limit", "e.g. 50/s, 600/m; empty: none.", input("rate_limit", &f.rate_limit, "text"), refused))
+        (parts::headers_field(current, refused))
     }
 }
 
@@ -308,7 +320,7 @@ fn new_page(
             (refusal(refused))
             form.stack method="post" action=(c.href("/endpoints")) {
                 (csrf(c))
-                (form_fields(choices, f, true, refused))
+                (form_fields(choices, f, None, refused))
                 button type="submit" { "Create endpoint" }
             }
         },
@@ -424,6 +436,7 @@ async fn show_page(
                 dt { "Event types" } dd { @if subscribed.is_empty() { "every type" } @else { (subscribed.join(", ")) } }
                 dt { "State" } dd { (state_badge(&w)) @if let Some(r) = w["disabled_reason"].as_str() { " " (r) } }
                 dt { "Breaker" } dd { (breaker(&w)) }
+                dt { "Custom headers" } dd { (parts::custom_headers(&w)) }
                 dt { "Messages" } dd { a href=(messages) { "See its messages" } }
             }
             (series)
@@ -475,7 +488,7 @@ async fn show_page(
                     (refusal(refused))
                     form.stack method="post" action=(here) {
                         (csrf(c))
-                        (form_fields(&choices, &values, false, refused))
+                        (form_fields(&choices, &values, Some(&w), refused))
                         button type="submit" { "Save changes" }
                     }
                 }

@@ -310,6 +310,10 @@ pub(crate) async fn delivery(
     let mut event = c.get(&portal, &event_path).await?["event"].take();
     redact_private_fields(&mut event["envelope"]);
     let event_type = text(&event, "type").to_owned();
+    // Its Basic auth and custom headers, as the endpoint has them now (masked).
+    let endpoint = c
+        .get(&portal, &c.v1(&format!("/webhooks/{}", enc(&key))))
+        .await?;
     Ok(page::page(
         &c,
         Section::Messages,
@@ -344,7 +348,7 @@ pub(crate) async fn delivery(
                         td { code { (value(&a["response_snippet"])) } }
                         td { details {
                             summary { "Headers" }
-                            pre.headers { (request_headers(&d, &event_type, a)) }
+                            pre.headers { (request_headers(&d, &event_type, a, &endpoint)) }
                         } }
                     } } }
                 } }
@@ -354,8 +358,9 @@ pub(crate) async fn delivery(
 }
 
 /// The headers an attempt was sent with, as the sender builds them
-/// (`hookrelay_model::wire::delivery_headers`), its secrets masked.
-fn request_headers(d: &Value, event_type: &str, attempt: &Value) -> String {
+/// (`hookrelay_model::wire::delivery_headers`), its secrets masked; the endpoint's
+/// Basic auth and custom headers as it has them now.
+fn request_headers(d: &Value, event_type: &str, attempt: &Value, endpoint: &Value) -> String {
     let timestamp = attempt["started_at"]
         .as_str()
         .and_then(|t| {
@@ -379,6 +384,16 @@ fn request_headers(d: &Value, event_type: &str, attempt: &Value) -> String {
     ];
     lines.extend(described.iter().map(|(name, v)| format!("{name}: {v}")));
     lines.push("webhook-signature: v1,•••••••• (masked)".to_owned());
+    if !endpoint["secret"].is_null() {
+        lines.push("authorization: Basic •••••••• (masked)".to_owned());
+    }
+    if let Some(custom) = endpoint["headers"].as_object() {
+        lines.extend(
+            custom
+                .keys()
+                .map(|name| format!("{name}: •••••••• (masked)")),
+        );
+    }
     lines.join("\n")
 }
 

@@ -80,7 +80,7 @@ pub(crate) fn body(event: &Event, format: BodyFormat) -> (Vec<u8>, &'static str)
     }
 }
 
-/// The headers every receiver can rely on.
+/// The headers every receiver can rely on, after the webhook's custom ones.
 pub(crate) fn headers(
     delivery_id: Uuid,
     event: &Event,
@@ -90,6 +90,11 @@ pub(crate) fn headers(
     trace: &[(&'static str, String)],
 ) -> HeaderMap {
     let mut h = HeaderMap::new();
+    // First, so that what hookrelay sets below replaces any of them (the model's
+    // rule refuses those names; a row written around it changes nothing here).
+    if let Some(w) = webhook {
+        custom(&mut h, w);
+    }
     h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     let id = delivery_id.to_string();
     let now = OffsetDateTime::now_utc().unix_timestamp();
@@ -139,6 +144,28 @@ pub(crate) fn sign(secrets: &[Secret], id: &str, timestamp: &str, body: &[u8]) -
         })
         .collect();
     (!signatures.is_empty()).then(|| signatures.join(" "))
+}
+
+/// The webhook's custom headers, each value marked sensitive (never in a `Debug`
+/// of the request). A name or value HTTP does not allow (the model's rule refuses
+/// them at the door) is skipped, naming the header, never its value.
+fn custom(h: &mut HeaderMap, webhook: &Webhook) {
+    for (name, value) in webhook.headers.iter() {
+        let parsed = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value.expose()),
+        );
+        match parsed {
+            (Ok(name), Ok(mut value)) => {
+                value.set_sensitive(true);
+                h.insert(name, value);
+            }
+            _ => tracing::warn!(
+                webhook_id = %webhook.id, header = name,
+                "custom header not sent: not a valid HTTP header"
+            ),
+        }
+    }
 }
 
 /// Adds a header when the value is one HTTP allows; event ids are free text.
@@ -271,6 +298,75 @@ pub(crate) fn form_encode(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn webhook_with(headers: &[(&str, &str)], basic: Option<&str>) -> Webhook {
+        let mut w = Webhook {
+            id: Uuid::nil(),
+            tenant: "acme".into(),
+            key: "k".into(),
+            url: "https://x.test/".into(),
+            event_types: vec![],
+            secret: None,
+            signing_secrets: vec![],
+            headers: Default::default(),
+            development_mode: false,
+            import_identifiers: vec![],
+            schema_ids: vec![],
+            format: BodyFormat::Json,
+            retry_on: Default::default(),
+            filter: None,
+            enabled: true,
+            disabled_reason: None,
+            paused_at: None,
+            breaker: None,
+            rate_limit: None,
+            rate_burst: None,
+            max_in_flight: None,
+            ordered: false,
+            on_failure: Default::default(),
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            updated_at: OffsetDateTime::UNIX_EPOCH,
+        };
+        w.headers = hookrelay_model::headers::CustomHeaders::new(
+            headers
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), Secret::new(*v))),
+        );
+        w.secret = basic.map(Secret::new);
+        w
+    }
+
+    /// Custom headers go with the request, marked sensitive; whatever hookrelay sets
+    /// wins over a stored one of the same name (a row written around the rule).
+    #[test]
+    fn custom_headers_are_sent_and_never_replace_hookrelays() {
+        let event: Event = serde_json::from_value(serde_json::json!({
+            "id": "e1", "tenant": "acme", "type": "t",
+            "occurred_at": "2024-04-24T17:20:14Z", "payload": {}
+        }))
+        .unwrap();
+        let w = webhook_with(
+            &[
+                ("x-api-key", "k-123"),
+                ("webhook-id", "forged"),
+                ("authorization", "Bearer forged"),
+                ("content-type", "text/plain"),
+                ("x-bad", "two\nlines"),
+            ],
+            Some("pw"),
+        );
+        let id = Uuid::now_v7();
+        let h = headers(id, &event, 1, (b"{}", "application/json"), Some(&w), &[]);
+        let key = h.get("x-api-key").unwrap();
+        assert_eq!(key, "k-123");
+        assert!(key.is_sensitive());
+        assert_eq!(h.get("webhook-id").unwrap(), id.to_string().as_str());
+        assert_eq!(h.get("authorization").unwrap(), "Basic OnB3");
+        assert_eq!(h.get("content-type").unwrap(), "application/json");
+        assert!(h.get("x-bad").is_none(), "a value HTTP refuses is skipped");
+        let without = headers(id, &event, 1, (b"{}", "application/json"), None, &[]);
+        assert!(without.get("x-api-key").is_none());
+    }
 
     #[test]
     fn form_values_are_encoded() {

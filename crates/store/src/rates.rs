@@ -112,7 +112,8 @@ pub async fn release_due(
              JOIN webhooks w ON w.id = r.webhook_id \
              WHERE r.backlog AND NOT {} \
              ORDER BY r.tat NULLS FIRST LIMIT $1 FOR UPDATE OF r SKIP LOCKED",
-            super::webhooks::select_prefixed("w", "w_"),
+            // Without the secrets: the releaser has no cipher and needs only the policy.
+            super::webhooks::select_prefixed_without_secrets("w", "w_"),
             super::webhooks::HOLDING,
         )
     });

@@ -9,12 +9,13 @@ use uuid::Uuid;
 
 use super::{Cipher, StoreError, storable};
 use hookrelay_model::filter::PayloadFilter;
+use hookrelay_model::headers::CustomHeaders;
 use hookrelay_model::retry::RetryPolicy;
 use hookrelay_model::webhook::{
     Breaker, NewWebhook, Secret, Webhook, WebhookUpdate, generate_signing_secret, signing_key,
 };
 
-const COLUMNS: &str = "id, tenant, key, url, event_types, secret, signing_secrets, development_mode, \
+const COLUMNS: &str = "id, tenant, key, url, event_types, secret, signing_secrets, headers, development_mode, \
     import_identifiers, schema_ids, format, retry_on, filter, enabled, disabled_reason, paused_at, \
     breaker_opened_at, breaker_reason, breaker_probe_at, rate_limit, rate_burst, max_in_flight, \
     ordered, on_failure, created_at, updated_at";
@@ -24,11 +25,12 @@ const COLUMNS: &str = "id, tenant, key, url, event_types, secret, signing_secret
 pub(crate) const HOLDING: &str =
     "(w.paused_at IS NOT NULL OR NOT w.enabled OR w.breaker_opened_at IS NOT NULL)";
 
-/// [`COLUMNS`] with the secrets left out (read as none).
+/// [`COLUMNS`] with the secrets and the custom headers (whose values are secrets)
+/// left out (read as none).
 fn columns_without_secrets() -> String {
     COLUMNS.replace(
-        "secret, signing_secrets",
-        "NULL::text AS secret, '{}'::text[] AS signing_secrets",
+        "secret, signing_secrets, headers",
+        "NULL::text AS secret, '{}'::text[] AS signing_secrets, '{}'::jsonb AS headers",
     )
 }
 
@@ -48,6 +50,22 @@ pub(super) fn select_prefixed(alias: &str, prefix: &str) -> String {
         .split(',')
         .map(str::trim)
         .map(|c| format!("{alias}.{c} AS {prefix}{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// [`select_prefixed`] with the secrets and custom headers left out (read as none):
+/// for readers without the cipher, which could not open them.
+pub(super) fn select_prefixed_without_secrets(alias: &str, prefix: &str) -> String {
+    COLUMNS
+        .split(',')
+        .map(str::trim)
+        .map(|c| match c {
+            "secret" => format!("NULL::text AS {prefix}{c}"),
+            "signing_secrets" => format!("'{{}}'::text[] AS {prefix}{c}"),
+            "headers" => format!("'{{}}'::jsonb AS {prefix}{c}"),
+            _ => format!("{alias}.{c} AS {prefix}{c}"),
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -79,6 +97,10 @@ pub(super) fn from_row_prefixed(
             .iter()
             .map(|s| cipher.open(s).map(Secret::new))
             .collect::<Result<_, _>>()?,
+        headers: open_headers(
+            cipher,
+            &row.try_get::<_, serde_json::Value>(col("headers").as_str())?,
+        )?,
         development_mode: row.try_get(col("development_mode").as_str())?,
         import_identifiers: row.try_get(col("import_identifiers").as_str())?,
         schema_ids: row.try_get(col("schema_ids").as_str())?,
@@ -121,6 +143,38 @@ pub(super) fn from_row_prefixed(
     }))
 }
 
+/// The stored custom headers (name to sealed value), opened.
+fn open_headers(cipher: &Cipher, stored: &serde_json::Value) -> Result<CustomHeaders, StoreError> {
+    let Some(object) = stored.as_object() else {
+        return Err(StoreError::corrupt("webhook headers", "not an object"));
+    };
+    object
+        .iter()
+        .map(|(name, sealed)| {
+            let sealed = sealed
+                .as_str()
+                .ok_or_else(|| StoreError::corrupt("webhook headers", "a value not text"))?;
+            Ok((name.clone(), Secret::new(cipher.open(sealed)?)))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()
+        .map(CustomHeaders::new)
+}
+
+/// What is stored for custom headers: lower-case names to sealed values.
+fn seal_headers(cipher: &Cipher, headers: &CustomHeaders) -> Result<serde_json::Value, StoreError> {
+    let sealed = headers
+        .normalized()
+        .iter()
+        .map(|(name, value)| {
+            Ok((
+                name.to_owned(),
+                serde_json::Value::from(seal(cipher, value)?),
+            ))
+        })
+        .collect::<Result<serde_json::Map<_, _>, StoreError>>()?;
+    Ok(serde_json::Value::Object(sealed))
+}
+
 fn breaker_from_row(
     row: &Row,
     col: &impl Fn(&str) -> String,
@@ -156,6 +210,18 @@ fn key_conflict(tenant: &str, key: &str) -> impl FnOnce(tokio_postgres::Error) -
                     "needs a rate_limit: the webhook has none",
                 ))
             }
+            // A custom `authorization` and a Basic-auth secret, one of them already
+            // stored: the model's rule, where only the store sees both.
+            Some(&SqlState::CHECK_VIOLATION)
+                if constraint.as_deref() == Some("webhooks_authorization_beside_basic_auth") =>
+            {
+                let reason = hookrelay_model::headers::reserved("authorization", true)
+                    .unwrap_or("is refused beside a Basic-auth `secret`");
+                StoreError::Invalid(hookrelay_model::Invalid::new(
+                    "headers.authorization",
+                    format!("`authorization` {reason}"),
+                ))
+            }
             _ => StoreError::from(e),
         }
     }
@@ -175,9 +241,9 @@ pub async fn create(
     let sql = format!(
         "INSERT INTO webhooks (id, tenant, key, url, event_types, secret, development_mode, \
          import_identifiers, schema_ids, format, retry_on, signing_secrets, filter, \
-         rate_limit, rate_burst, max_in_flight, ordered, on_failure) \
+         rate_limit, rate_burst, max_in_flight, ordered, on_failure, headers) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-           $17, $18) \
+           $17, $18, $19) \
          RETURNING {COLUMNS}"
     );
     let row = db
@@ -205,6 +271,7 @@ pub async fn create(
                 &new.max_in_flight.map(i32::from),
                 &new.ordered,
                 &new.on_failure.as_str(),
+                &seal_headers(cipher, &new.headers)?,
             ],
         )
         .await
@@ -369,6 +436,10 @@ pub async fn update(
         .map(|s| seal(cipher, s))
         .transpose()?;
     let retry_on = change.retry_on.as_ref().map(RetryPolicy::to_strings);
+    let headers = match &change.headers {
+        Some(Some(headers)) => seal_headers(cipher, headers)?,
+        _ => serde_json::json!({}),
+    };
     let sql = format!(
         "UPDATE webhooks SET key = COALESCE($4, key), url = COALESCE($5, url), \
            event_types = COALESCE($6, event_types), \
@@ -387,6 +458,7 @@ pub async fn update(
              ELSE rate_burst END, \
            max_in_flight = CASE WHEN $21 THEN $22 ELSE max_in_flight END, \
            ordered = COALESCE($23, ordered), on_failure = COALESCE($24, on_failure), \
+           headers = CASE WHEN $25 THEN $26 ELSE headers END, \
            updated_at = now() \
          WHERE id = ({ONE_BY_ID_OR_KEY}) RETURNING {COLUMNS}"
     );
@@ -418,6 +490,8 @@ pub async fn update(
             &change.max_in_flight.flatten().map(i32::from),
             &change.ordered,
             &change.on_failure.map(|f| f.as_str()),
+            &change.headers.is_some(),
+            &headers,
         ],
     )
     .await

@@ -3,6 +3,7 @@
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use hookrelay_model::config::parse_list;
+use hookrelay_model::headers::CustomHeaders;
 use hookrelay_model::rate::Rate;
 use hookrelay_model::retry::RetryPolicy;
 use hookrelay_model::webhook::{BodyFormat, NewWebhook, OnFailure, Secret, Webhook, WebhookUpdate};
@@ -121,6 +122,10 @@ pub struct Fields {
     /// Standard Webhooks signing secret (`whsec_...`): every POST is signed with it.
     #[arg(long, env = "HOOKRELAY_WEBHOOK_SIGNING_SECRET", hide_env_values = true)]
     signing_secret: Option<String>,
+    /// A custom header sent with every POST, `NAME: VALUE` (repeat for more); the
+    /// value is stored sealed and never shown again.
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    headers: Vec<String>,
     /// Fire only for events with `development_mode: true`.
     #[arg(long)]
     development_mode: bool,
@@ -171,6 +176,16 @@ pub struct Change {
     /// Remove the secret.
     #[arg(long, conflicts_with = "secret")]
     clear_secret: bool,
+    /// Replace every custom header with these, `NAME: VALUE` (repeat for more).
+    #[arg(
+        long = "header",
+        value_name = "NAME: VALUE",
+        conflicts_with = "clear_headers"
+    )]
+    headers: Vec<String>,
+    /// Remove every custom header.
+    #[arg(long)]
+    clear_headers: bool,
     #[arg(long)]
     development_mode: Option<bool>,
     #[arg(long)]
@@ -428,6 +443,7 @@ fn new_webhook(f: Fields) -> anyhow::Result<NewWebhook> {
         event_types: parse_list(&f.event_types),
         secret: f.secret.map(Secret::new),
         signing_secret: f.signing_secret.map(Secret::new),
+        headers: custom_headers(f.headers)?,
         development_mode: f.development_mode,
         import_identifiers: parse_list(&f.import_identifiers),
         schema_ids: parse_list(&f.schema_ids),
@@ -440,6 +456,23 @@ fn new_webhook(f: Fields) -> anyhow::Result<NewWebhook> {
         ordered: f.ordered,
         on_failure: f.on_failure,
     })
+}
+
+/// Each `--header NAME: VALUE` (name and value trimmed); the rule of which may be set
+/// is the model's, applied when the webhook is stored. A malformed one is named by
+/// its place, never shown: its value may be a secret.
+fn custom_headers(headers: Vec<String>) -> anyhow::Result<CustomHeaders> {
+    let pairs = headers
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let (name, value) = h
+                .split_once(':')
+                .ok_or_else(|| anyhow::anyhow!("--header number {} is not `NAME: VALUE`", i + 1))?;
+            Ok((name.trim().to_owned(), Secret::new(value.trim())))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(CustomHeaders::new(pairs))
 }
 
 fn parse_json(s: &str) -> Result<serde_json::Value, String> {
@@ -457,6 +490,13 @@ fn webhook_update(c: Change) -> anyhow::Result<WebhookUpdate> {
         url: c.url,
         event_types: c.event_types.as_deref().map(parse_list),
         secret,
+        headers: if c.clear_headers {
+            Some(None)
+        } else {
+            (!c.headers.is_empty())
+                .then(|| custom_headers(c.headers).map(Some))
+                .transpose()?
+        },
         development_mode: c.development_mode,
         import_identifiers: c.import_identifiers.as_deref().map(parse_list),
         schema_ids: c.schema_ids.as_deref().map(parse_list),
@@ -525,6 +565,18 @@ fn breaker_note(w: &Webhook) -> Option<String> {
     ))
 }
 
+/// The custom headers' names, each with its value masked: `x-api-key: ********`.
+fn header_names(w: &Webhook) -> String {
+    if w.headers.is_empty() {
+        return "-".to_owned();
+    }
+    w.headers
+        .names()
+        .map(|n| format!("{n}: ********"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn show(json: bool, list: &[Webhook]) {
     let rows = list
         .iter()
@@ -538,6 +590,7 @@ fn show(json: bool, list: &[Webhook]) {
                 if w.development_mode { "dev" } else { "prod" }.to_owned(),
                 state(w).to_owned(),
                 if w.secret.is_some() { "set" } else { "-" }.to_owned(),
+                header_names(w),
             ]
         })
         .collect();
@@ -550,6 +603,7 @@ fn show(json: bool, list: &[Webhook]) {
         "MODE",
         "STATE",
         "SECRET",
+        "HEADERS",
     ];
     if json && list.len() == 1 {
         print(true, &list[0], &headers, rows);

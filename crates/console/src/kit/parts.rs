@@ -132,6 +132,86 @@ pub fn json_or_null(field: &str, s: &str) -> Result<Value, Refused> {
     }
 }
 
+/// Custom headers typed one per line as `Name: value`, as the API's JSON object
+/// (empty lines skipped); no line: `None`. A line without a colon is refused naming
+/// `headers` (and the line's number, never its text: it may hold a secret). Which
+/// names and values may be set is the API's rule.
+pub fn headers_of(s: &str) -> Result<Option<Value>, Refused> {
+    let mut headers = serde_json::Map::new();
+    for (i, line) in s.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let Some((name, value)) = line.split_once(':') else {
+            return Err(Refused::of_field(
+                StatusCode::BAD_REQUEST,
+                format!("line {} of the headers is not `Name: value`", i + 1),
+                "headers",
+            ));
+        };
+        headers.insert(name.trim().to_owned(), json!(value.trim()));
+    }
+    Ok((!headers.is_empty()).then_some(Value::Object(headers)))
+}
+
+/// A webhook's custom headers as the API shows them: each name with its masked
+/// value (`x-api-key: ********`), or "none".
+pub fn custom_headers(w: &Value) -> Markup {
+    let names: Vec<&String> = w["headers"]
+        .as_object()
+        .map(|h| h.keys().collect())
+        .unwrap_or_default();
+    html! {
+        @if names.is_empty() {
+            "none"
+        } @else {
+            ul.headers {
+                @for name in names { li { code { (name) ": ********" } } }
+            }
+        }
+    }
+}
+
+/// The form's field of custom headers: typed one per line; what a webhook has is
+/// listed, masked, and never filled in (the values are secrets).
+pub fn headers_field(current: Option<&Value>, refused: Option<&Refused>) -> Markup {
+    let help = match current {
+        None => {
+            "One `Name: value` per line, sent with every delivery; the values are never shown again."
+        }
+        Some(_) => {
+            "One `Name: value` per line: replaces every custom header. Empty: unchanged. The values are never shown again."
+        }
+    };
+    html! {
+        (field("headers", "Custom headers", help, html! {
+            textarea #headers name="headers" rows="3" autocomplete="off" spellcheck="false" aria-describedby="headers-help" {}
+        }, refused))
+        @if let Some(w) = current {
+            div.field {
+                p #headers-now { "Now: " (custom_headers(w)) }
+                @if w["headers"].as_object().is_some_and(|h| !h.is_empty()) {
+                    div.check {
+                        input #clear_headers name="clear_headers" type="checkbox" value="on";
+                        label for="clear_headers" { "Remove every custom header" }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The API body's `headers` from a form's typed headers and its "remove every
+/// custom header" box: `Some(object)` replaces, `Some(null)` removes (editing only),
+/// `None` leaves them.
+pub fn headers_change(typed: &str, clear: bool, creating: bool) -> Result<Option<Value>, Refused> {
+    match headers_of(typed)? {
+        Some(headers) => Ok(Some(headers)),
+        None if clear && !creating => Ok(Some(Value::Null)),
+        None => Ok(None),
+    }
+}
+
 /// A comma- or line-separated form list.
 pub fn list(s: &str) -> Vec<String> {
     s.split([',', '\n'])
@@ -226,5 +306,20 @@ mod tests {
             success_rate(&json!({"last_day": {"delivered": 3, "failed": 1}})),
             "75.0 %"
         );
+    }
+
+    #[test]
+    fn typed_headers_become_the_object_the_api_takes() {
+        assert_eq!(
+            headers_of("X-Api-Key: k:1 \n\n x-team:payments\r\n").unwrap(),
+            Some(json!({"X-Api-Key": "k:1", "x-team": "payments"}))
+        );
+        assert_eq!(headers_of(" \n").unwrap(), None);
+        let refused = headers_of("X-Ok: 1\nsecret-without-colon").unwrap_err();
+        assert_eq!(refused.field.as_deref(), Some("headers"));
+        assert!(refused.error.contains("line 2") && !refused.error.contains("secret"));
+        assert_eq!(headers_change("", true, false).unwrap(), Some(Value::Null));
+        assert_eq!(headers_change("", true, true).unwrap(), None);
+        assert_eq!(headers_change("", false, false).unwrap(), None);
     }
 }
