@@ -24,6 +24,7 @@ use crate::bench::{
     Child, Scenario, broker_ceiling, broker_ceiling_chunked, delivery_key, percentile, publish,
     spawn_role, tally_key, usage,
 };
+use crate::db_work::{self, DbCounters, DbPerDelivery};
 use crate::ordered::{self, HotKey, OutOfOrder};
 use crate::receiver::{Behaviour, Receiver, Tally};
 use crate::stack::{event, webhook};
@@ -227,6 +228,8 @@ pub struct Step {
     pub deliveries_while_offered: usize,
     /// `None` when nothing arrived while the step was offered.
     pub cpu_ms_per_delivery: Option<CpuPerDelivery>,
+    /// The database's WAL, syncs, commits and rows per delivery, over the same window.
+    pub db_per_delivery: Option<DbPerDelivery>,
     /// Per webhook, for a run with more than one or an ordered one.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub webhooks: Vec<WebhookFigures>,
@@ -530,6 +533,8 @@ struct Offer {
     published_in: Duration,
     before: Sample,
     after: Sample,
+    db_before: DbCounters,
+    db_after: DbCounters,
 }
 
 impl Offer {
@@ -547,11 +552,13 @@ impl Offer {
             expected[*lane].insert(key, e.id.to_string());
         }
         let events = events.into_iter().map(|(_, e)| e).collect();
+        let db_before = DbCounters::take(&rig.stack).await;
         let before = Sample::take(roles);
         let started = Instant::now();
         let sent = publish(&rig.stack, pace, events).await;
         let published_in = started.elapsed();
         let after = Sample::take(roles);
+        let db_after = DbCounters::take(&rig.stack).await;
         Self {
             expected,
             sent,
@@ -559,6 +566,8 @@ impl Offer {
             published_in,
             before,
             after,
+            db_before,
+            db_after,
         }
     }
 
@@ -602,6 +611,7 @@ impl Offer {
             seconds: secs,
             deliveries_while_offered: deliveries,
             cpu_ms_per_delivery: CpuPerDelivery::between(before, after, deliveries),
+            db_per_delivery: DbPerDelivery::between(&self.db_before, &self.db_after, deliveries),
             webhooks,
         }
     }
@@ -849,6 +859,12 @@ pub fn table(report: &Report) -> String {
     );
     out.push_str(&steps_table(&report.steps));
     out.push_str(&cpu_table(&report.steps));
+    out.push_str(&db_work::table(
+        report
+            .steps
+            .iter()
+            .map(|s| (s.figures.offered_per_sec, s.db_per_delivery.as_ref())),
+    ));
     out.push_str(&ordered::webhooks_table(&report.steps));
     out.push_str(&ordered::hot_keys_table(&report.hot_keys));
     match (report.capacity_per_sec, report.ratio_to_ceiling) {

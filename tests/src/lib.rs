@@ -9,6 +9,7 @@ pub mod chaos;
 pub mod cluster;
 pub mod console_bench;
 pub mod db;
+pub mod db_work;
 pub mod host;
 pub mod management;
 pub mod ordered;
