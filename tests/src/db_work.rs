@@ -16,6 +16,7 @@ pub(crate) struct DbCounters {
     wal_syncs: f64,
     commits: f64,
     rows_written: f64,
+    size_bytes: f64,
 }
 
 /// What the database did per delivery over a window.
@@ -28,6 +29,8 @@ pub struct DbPerDelivery {
     pub commits: f64,
     /// Rows inserted, updated and deleted.
     pub rows_written: f64,
+    /// Growth of the run database on disk (tables, indexes, TOAST; not the WAL).
+    pub stored_bytes: f64,
 }
 
 impl DbCounters {
@@ -37,7 +40,8 @@ impl DbCounters {
             .query_one(
                 "SELECT (pg_current_wal_lsn() - '0/0')::float8, w.wal_records::float8, \
                    w.wal_sync::float8, d.xact_commit::float8, \
-                   (d.tup_inserted + d.tup_updated + d.tup_deleted)::float8 \
+                   (d.tup_inserted + d.tup_updated + d.tup_deleted)::float8, \
+                   pg_database_size(current_database())::float8 \
                  FROM pg_stat_wal w, pg_stat_database d WHERE d.datname = current_database()",
                 &[],
             )
@@ -49,6 +53,7 @@ impl DbCounters {
             wal_syncs: row.get(2),
             commits: row.get(3),
             rows_written: row.get(4),
+            size_bytes: row.get(5),
         }
     }
 }
@@ -69,6 +74,7 @@ impl DbPerDelivery {
             wal_syncs: per(before.wal_syncs, after.wal_syncs),
             commits: per(before.commits, after.commits),
             rows_written: per(before.rows_written, after.rows_written),
+            stored_bytes: per(before.size_bytes, after.size_bytes),
         })
     }
 }
@@ -77,16 +83,16 @@ impl DbPerDelivery {
 pub(crate) fn table<'a>(steps: impl Iterator<Item = (f64, Option<&'a DbPerDelivery>)>) -> String {
     let mut out = String::from(
         "\ndatabase work per delivery (over the same window; WAL syncs are the server's):\n\n\
-         | offered/s | WAL bytes | WAL records | WAL syncs | commits | rows written |\n\
-         |---|---|---|---|---|---|\n",
+         | offered/s | WAL bytes | WAL records | WAL syncs | commits | rows written | stored bytes |\n\
+         |---|---|---|---|---|---|---|\n",
     );
     for (offered, db) in steps {
         let cells = match db {
             Some(d) => format!(
-                "{:.0} | {:.2} | {:.3} | {:.2} | {:.2}",
-                d.wal_bytes, d.wal_records, d.wal_syncs, d.commits, d.rows_written
+                "{:.0} | {:.2} | {:.3} | {:.2} | {:.2} | {:.0}",
+                d.wal_bytes, d.wal_records, d.wal_syncs, d.commits, d.rows_written, d.stored_bytes
             ),
-            None => "- | - | - | - | -".to_owned(),
+            None => "- | - | - | - | - | -".to_owned(),
         };
         out.push_str(&format!("| {offered:.0} | {cells} |\n"));
     }
