@@ -20,6 +20,7 @@ pub mod rate;
 pub mod retry;
 pub mod secret;
 pub mod series;
+pub mod signing;
 pub mod shutdown;
 pub mod template;
 pub mod tenant;

@@ -308,6 +308,8 @@ mod tests {
             event_types: vec![],
             secret: None,
             signing_secrets: vec![],
+            signing_scheme: Default::default(),
+            public_keys: vec![],
             headers: Default::default(),
             development_mode: false,
             import_identifiers: vec![],
