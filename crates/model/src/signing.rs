@@ -37,6 +37,9 @@ pub enum SigningScheme {
 }
 
 impl SigningScheme {
+    /// Every scheme.
+    pub const ALL: [SigningScheme; 2] = [Self::HmacSha256, Self::Ed25519];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::HmacSha256 => "hmac-sha256",
