@@ -126,6 +126,25 @@ impl std::str::FromStr for SigningScheme {
     }
 }
 
+/// What a rotation hands its caller: the new HMAC secret (to be shown this once), or
+/// the new ed25519 key's public key (the private key is never handed out).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NewKey {
+    Secret(Secret),
+    PublicKey(String),
+}
+
+impl NewKey {
+    /// What to hand out for a new stored key: its public key when it has one, else
+    /// the secret itself.
+    pub fn of(stored: Secret) -> Self {
+        match public_key(&stored) {
+            Some(public) => Self::PublicKey(public),
+            None => Self::Secret(stored),
+        }
+    }
+}
+
 /// A stored signing key, by what its prefix says it is.
 pub enum Key {
     /// `whsec_`: the HMAC key's bytes.
@@ -243,5 +262,14 @@ mod tests {
         assert_eq!(public_key(&hmac), None);
         assert_eq!(public_keys(&[sk, hmac]), vec![pk]);
         assert!(Key::parse(&Secret::new("whsk_AAAA")).is_none());
+    }
+
+    #[test]
+    fn a_rotation_hands_out_a_public_key_never_a_private_one() {
+        let sk = Ed25519.generate().unwrap();
+        let public = public_key(&sk).unwrap();
+        assert_eq!(NewKey::of(sk), NewKey::PublicKey(public));
+        let hmac = HmacSha256.generate().unwrap();
+        assert_eq!(NewKey::of(hmac.clone()), NewKey::Secret(hmac));
     }
 }

@@ -558,7 +558,7 @@ pub async fn rotate_signing_secret(
     id_or_key: &str,
     given: Option<Secret>,
     keep_previous: bool,
-) -> Result<(Webhook, Secret), StoreError> {
+) -> Result<(Webhook, signing::NewKey), StoreError> {
     let scheme = get(db, cipher, tenant, id_or_key).await?.signing_scheme;
     scheme.check_given(given.as_ref())?;
     let new = match given {
@@ -589,7 +589,7 @@ pub async fn rotate_signing_secret(
                  rotate again"
             ))
         })?;
-    Ok((webhook, new))
+    Ok((webhook, signing::NewKey::of(new)))
 }
 
 /// Disables an enabled webhook with a reason, to be announced (see
