@@ -478,7 +478,7 @@ pub(crate) async fn show_page(
                 dt { "State" } dd { (state_badge(&w)) @if let Some(r) = w["disabled_reason"].as_str() { " " (r) } }
                 dt { "Breaker" } dd { (breaker(&w)) }
                 dt { "Order" } dd { (ordering(&w)) }
-                dt { "Signing secrets" } dd { (w["signing_secrets"].as_array().map_or(0, Vec::len)) " (masked)" }
+                dt { "Signing" } dd { (parts::signing(&w)) }
                 dt { "Custom headers" } dd { (parts::custom_headers(&w)) }
                 dt { "Deliveries" } dd { a href=(deliveries) { "See its deliveries" } }
             }
@@ -658,18 +658,31 @@ async fn rotate(
     let rotated = console
         .call(&viewer.caller, Method::POST, &path, None)
         .await?;
-    let secret = text(&rotated, "signing_secret");
-    let page = page::page(
-        viewer,
-        Section::Webhooks,
-        "New signing secret",
-        html! {
-            p { "Webhook " strong { (a.key) } " now signs with this secret (the previous one keeps \
-                 signing until the next rotation). Copy it now: it is not shown again." }
-            p { code.secret { (secret) } }
-            p { a href=(webhook_href(&a.tenant, &a.key)) { "Back to the webhook" } }
-        },
-    );
+    let page = match rotated["public_key"].as_str() {
+        // ed25519: nothing secret to show; the private key never leaves hookrelay.
+        Some(public) => page::page(
+            viewer,
+            Section::Webhooks,
+            "New signing key",
+            html! {
+                p { "Webhook " strong { (a.key) } " now signs with a new ed25519 key pair (the \
+                     previous key keeps signing until the next rotation). Its public key:" }
+                p { code.public-key { (public) } }
+                p { a href=(webhook_href(&a.tenant, &a.key)) { "Back to the webhook" } }
+            },
+        ),
+        None => page::page(
+            viewer,
+            Section::Webhooks,
+            "New signing secret",
+            html! {
+                p { "Webhook " strong { (a.key) } " now signs with this secret (the previous one keeps \
+                     signing until the next rotation). Copy it now: it is not shown again." }
+                p { code.secret { (text(&rotated, "signing_secret")) } }
+                p { a href=(webhook_href(&a.tenant, &a.key)) { "Back to the webhook" } }
+            },
+        ),
+    };
     // Never cached: the page holds a secret.
     Ok(([(axum::http::header::CACHE_CONTROL, "no-store")], page).into_response())
 }

@@ -437,6 +437,7 @@ async fn show_page(
                 dt { "State" } dd { (state_badge(&w)) @if let Some(r) = w["disabled_reason"].as_str() { " " (r) } }
                 dt { "Breaker" } dd { (breaker(&w)) }
                 dt { "Custom headers" } dd { (parts::custom_headers(&w)) }
+                dt { "Signing" } dd { (parts::signing(&w)) }
                 dt { "Messages" } dd { a href=(messages) { "See its messages" } }
             }
             (series)
@@ -577,7 +578,12 @@ async fn rotate(portal: &Portal, c: &Customer, key: &str, path: &str) -> Result<
         "Your signing secret",
         html! {
             p { "Endpoint " strong { (key) } " now signs with this secret (the previous one stays valid until the next time). Copy it now: it is not shown again." }
-            p { code.secret #signing-secret { (text(&rotated, "signing_secret")) } }
+            @if let Some(public) = rotated["public_key"].as_str() {
+                p { "It is an ed25519 key pair: verify with this public key (the private key never leaves us)." }
+                p { code.public-key #public-key { (public) } }
+            } @else {
+                p { code.secret #signing-secret { (text(&rotated, "signing_secret")) } }
+            }
             p { a href=(c.href(&format!("/endpoints/{}", enc(key)))) { "Back to the endpoint" } }
         },
     ))
