@@ -162,9 +162,9 @@ impl Key {
                 .decode(seed)
                 .ok()?;
             let seed: [u8; ed25519_dalek::SECRET_KEY_LENGTH] = bytes.try_into().ok()?;
-            Some(Self::Ed25519(Box::new(ed25519_dalek::SigningKey::from_bytes(
-                &seed,
-            ))))
+            Some(Self::Ed25519(Box::new(
+                ed25519_dalek::SigningKey::from_bytes(&seed),
+            )))
         } else {
             signing_key(secret).ok().map(Self::Hmac)
         }
@@ -203,7 +203,11 @@ mod tests {
         let cases: [(SigningScheme, Option<Secret>, Result<(), &str>); 6] = [
             (HmacSha256, None, Ok(())),
             (HmacSha256, Some(whsec()), Ok(())),
-            (HmacSha256, Some(Secret::new("whsec_short")), Err("signing_secret")),
+            (
+                HmacSha256,
+                Some(Secret::new("whsec_short")),
+                Err("signing_secret"),
+            ),
             (HmacSha256, Some(sk.clone()), Err("signing_secret")),
             (Ed25519, None, Ok(())),
             (Ed25519, Some(whsec()), Err("signing_secret")),

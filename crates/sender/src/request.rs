@@ -145,8 +145,7 @@ pub(crate) fn sign(secrets: &[Secret], id: &str, timestamp: &str, body: &[u8]) -
             }
             Key::Ed25519(key) => {
                 use ed25519_dalek::Signer;
-                let mut message =
-                    Vec::with_capacity(id.len() + timestamp.len() + body.len() + 2);
+                let mut message = Vec::with_capacity(id.len() + timestamp.len() + body.len() + 2);
                 message.extend_from_slice(id.as_bytes());
                 message.push(b'.');
                 message.extend_from_slice(timestamp.as_bytes());
@@ -399,7 +398,9 @@ mod tests {
         let Some(Key::Ed25519(key)) = Key::parse(&sk) else {
             panic!("an ed25519 key")
         };
-        let raw = base64::engine::general_purpose::STANDARD.decode(v1a).unwrap();
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(v1a)
+            .unwrap();
         let signature = ed25519_dalek::Signature::from_slice(&raw).unwrap();
         let public = key.verifying_key();
         assert!(public.verify(b"msg_1.1700000000.{}", &signature).is_ok());

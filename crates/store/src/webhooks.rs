@@ -245,9 +245,7 @@ pub async fn create(
     new.validate()?;
     let signing_secret = match &new.signing_secret {
         Some(given) => Some(given.clone()),
-        None if new.signing_scheme.generates_on_create() => {
-            Some(new.signing_scheme.generate()?)
-        }
+        None if new.signing_scheme.generates_on_create() => Some(new.signing_scheme.generate()?),
         None => None,
     };
     let sql = format!(
@@ -452,7 +450,11 @@ pub async fn update(
     // A key for a switch to a scheme that makes one at once (the model's
     // `generates_on_switch_from`, applied below where the row's scheme is known).
     let switch_key = match change.signing_scheme {
-        Some(to) if SigningScheme::ALL.iter().any(|&from| to.generates_on_switch_from(from)) => {
+        Some(to)
+            if SigningScheme::ALL
+                .iter()
+                .any(|&from| to.generates_on_switch_from(from)) =>
+        {
             Some(seal(cipher, &to.generate()?)?)
         }
         _ => None,
@@ -578,7 +580,14 @@ pub async fn rotate_signing_secret(
     let webhook = db
         .query_opt(
             &sql,
-            &[&tenant, &id, &id_or_key, &sealed, &keep_previous, &scheme.as_str()],
+            &[
+                &tenant,
+                &id,
+                &id_or_key,
+                &sealed,
+                &keep_previous,
+                &scheme.as_str(),
+            ],
         )
         .await?
         .map(|r| from_row(&r, cipher))
