@@ -234,7 +234,10 @@ async fn an_ed25519_rotation_and_a_switch_of_scheme_sign_with_both_keys_during_t
         .await;
     assert_eq!(status, StatusCode::OK, "{rotated}");
     let third = rotated["public_key"].as_str().unwrap().to_owned();
-    assert_eq!(public_keys(&rotated["webhook"]), std::slice::from_ref(&third));
+    assert_eq!(
+        public_keys(&rotated["webhook"]),
+        std::slice::from_ref(&third)
+    );
     let e = event("acme", "file_uploaded", json!({"payload": {"n": 2}}));
     stack.publish(&e).await;
     let got = stack.receiver.wait_for("/ed", 2, WAIT).await;
