@@ -16,7 +16,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Invalid;
 use crate::secret::Secret;
-use crate::webhook::{generate_signing_secret, signing_key};
 
 /// The prefix of a stored ed25519 private key (Standard Webhooks `whsk_`).
 pub const PRIVATE_KEY_PREFIX: &str = "whsk_";
@@ -124,6 +123,52 @@ impl std::str::FromStr for SigningScheme {
             )),
         }
     }
+}
+
+/// The prefix of Standard Webhooks secrets.
+pub const SIGNING_SECRET_PREFIX: &str = "whsec_";
+
+/// Exactly the texts [`signing_key`] takes, as the OpenAPI document states them
+/// (`#[schema(pattern)]` takes a literal only: a test checks every copy is this one):
+/// `whsec_` and padded base64 of 24 to 64 bytes.
+pub const SIGNING_SECRET_PATTERN: &str = r"^whsec_(?:(?:[A-Za-z0-9+/]{4}){8,20}(?:[A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{2}==)?|(?:[A-Za-z0-9+/]{4}){21}[A-Za-z0-9+/]{2}==)$";
+
+/// The HMAC key of a `whsec_...` secret.
+pub fn signing_key(secret: &Secret) -> Result<Vec<u8>, Invalid> {
+    use base64::Engine;
+    let invalid = || {
+        Invalid::new(
+            "signing_secret",
+            "must be `whsec_` followed by base64 of 24 to 64 bytes",
+        )
+    };
+    let encoded = secret
+        .expose()
+        .strip_prefix(SIGNING_SECRET_PREFIX)
+        .ok_or_else(invalid)?;
+    // Unused low bits in the last character are ignored, as most encoders and
+    // decoders do: every text of the documented pattern is a key.
+    let lenient = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+    );
+    let key = lenient.decode(encoded).map_err(|_| invalid())?;
+    if (24..=64).contains(&key.len()) {
+        Ok(key)
+    } else {
+        Err(invalid())
+    }
+}
+
+/// A new random signing secret: 32 bytes from the OS generator.
+pub fn generate_signing_secret() -> Result<Secret, getrandom::Error> {
+    use base64::Engine;
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key)?;
+    Ok(Secret::new(format!(
+        "{SIGNING_SECRET_PREFIX}{}",
+        base64::engine::general_purpose::STANDARD.encode(key)
+    )))
 }
 
 /// What a rotation hands its caller: the new HMAC secret (to be shown this once), or

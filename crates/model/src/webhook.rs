@@ -13,7 +13,10 @@ use crate::headers::CustomHeaders;
 use crate::ids::WebhookKey;
 use crate::rate::{Bucket, DeliveryPolicy, Rate, validate_max_in_flight};
 use crate::retry::RetryPolicy;
-use crate::signing::SigningScheme;
+pub use crate::signing::{
+    SIGNING_SECRET_PATTERN, SIGNING_SECRET_PREFIX, SigningScheme, generate_signing_secret,
+    signing_key,
+};
 use crate::template;
 use crate::text;
 
@@ -534,52 +537,6 @@ impl WebhookUpdate {
             self.schema_ids.as_deref(),
         )
     }
-}
-
-/// The prefix of Standard Webhooks secrets.
-pub const SIGNING_SECRET_PREFIX: &str = "whsec_";
-
-/// Exactly the texts [`signing_key`] takes, as the OpenAPI document states them
-/// (`#[schema(pattern)]` takes a literal only: a test checks every copy is this one):
-/// `whsec_` and padded base64 of 24 to 64 bytes.
-pub const SIGNING_SECRET_PATTERN: &str = r"^whsec_(?:(?:[A-Za-z0-9+/]{4}){8,20}(?:[A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{2}==)?|(?:[A-Za-z0-9+/]{4}){21}[A-Za-z0-9+/]{2}==)$";
-
-/// The HMAC key of a `whsec_...` secret.
-pub fn signing_key(secret: &Secret) -> Result<Vec<u8>, Invalid> {
-    use base64::Engine;
-    let invalid = || {
-        Invalid::new(
-            "signing_secret",
-            "must be `whsec_` followed by base64 of 24 to 64 bytes",
-        )
-    };
-    let encoded = secret
-        .expose()
-        .strip_prefix(SIGNING_SECRET_PREFIX)
-        .ok_or_else(invalid)?;
-    // Unused low bits in the last character are ignored, as most encoders and
-    // decoders do: every text of the documented pattern is a key.
-    let lenient = base64::engine::GeneralPurpose::new(
-        &base64::alphabet::STANDARD,
-        base64::engine::GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
-    );
-    let key = lenient.decode(encoded).map_err(|_| invalid())?;
-    if (24..=64).contains(&key.len()) {
-        Ok(key)
-    } else {
-        Err(invalid())
-    }
-}
-
-/// A new random signing secret: 32 bytes from the OS generator.
-pub fn generate_signing_secret() -> Result<Secret, getrandom::Error> {
-    use base64::Engine;
-    let mut key = [0u8; 32];
-    getrandom::fill(&mut key)?;
-    Ok(Secret::new(format!(
-        "{SIGNING_SECRET_PREFIX}{}",
-        base64::engine::general_purpose::STANDARD.encode(key)
-    )))
 }
 
 /// Where a delivery goes: a configured webhook, or a basic webhook's one-off URL.
