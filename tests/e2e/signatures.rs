@@ -319,3 +319,42 @@ async fn refused_combinations_answer_400_naming_the_field() {
     let (_, listed) = api.get("/v1/tenants/acme/webhooks").await;
     assert_eq!(listed["data"].as_array().map_or(0, Vec::len), 1, "{listed}");
 }
+
+#[tokio::test]
+async fn the_portal_shows_an_ed25519_endpoints_public_keys_and_a_rotation_shows_the_new_one() {
+    use crate::portal::{TOKEN, csrf_of, get, mint, open, post};
+    let stack = TestStack::new().await;
+    let mut new = hookrelay_tests::stack::webhook("acme", "ed", &stack.receiver.url("/ed"));
+    new.signing_scheme = SigningScheme::Ed25519;
+    let created = stack.create_webhook(new).await;
+    let first = created.public_keys[0].clone();
+    let base = stack.serve_portal(Some(TOKEN), &[]).await;
+    let link = mint(&base, "acme", json!({})).await;
+    let session = open(&base, &link).await;
+
+    let (status, page) = get(&format!("{session}/endpoints/ed")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("ed25519") && page.contains(&first), "{page}");
+
+    let (status, rotated) = post(
+        &format!("{session}/endpoints/ed/rotate-secret"),
+        &[("csrf", &csrf_of(&page))],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    assert!(rotated.contains("id=\"public-key\""), "{rotated}");
+    assert!(
+        !rotated.contains("whsk_") && !rotated.contains("whsec_"),
+        "{rotated}"
+    );
+    let (_, page) = get(&format!("{session}/endpoints/ed")).await;
+    let now = hookrelay_store::webhooks::get(&stack.db.client().await, &stack.cipher, "acme", "ed")
+        .await
+        .unwrap();
+    assert_eq!(now.public_keys.len(), 2, "the previous key keeps signing");
+    assert_eq!(now.public_keys[1], first);
+    assert!(rotated.contains(&now.public_keys[0]), "{rotated}");
+    for key in &now.public_keys {
+        assert!(page.contains(key.as_str()), "{page}");
+    }
+}
