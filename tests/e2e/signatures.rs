@@ -168,25 +168,72 @@ async fn deliveries_of_both_schemes_verify_as_standard_webhooks_and_the_private_
         "each delivery verifies with its own key only"
     );
 
-    // The CLI shows the public key too, never the private one.
-    let out = Command::new(hookrelay_binary())
-        .args(["webhooks", "get", "--tenant", "acme", "ed"])
-        .env("HOOKRELAY_DATABASE_URL", &stack.db.url)
-        .env("HOOKRELAY_SECRET_KEY", KEY)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let shown = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{shown}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // The CLI shows the public key too, never the private one: of this webhook, of
+    // one it creates, and of a rotation's new key pair.
+    let shown = hookrelay(&stack, &["webhooks", "get", "--tenant", "acme", "ed"]);
     assert!(
         shown.contains("ed25519") && shown.contains(&public),
         "{shown}"
     );
-    assert!(!shown.contains("whsk_"), "{shown}");
+    let url = stack.receiver.url("/cli");
+    let shown = hookrelay(
+        &stack,
+        &[
+            "webhooks",
+            "create",
+            "--tenant",
+            "acme",
+            "--key",
+            "cli",
+            "--url",
+            &url,
+            "--signing-scheme",
+            "ed25519",
+            "--json",
+        ],
+    );
+    let created: Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(created["signing_scheme"], "ed25519", "{shown}");
+    let cli_key = public_keys(&created)[0].clone();
+    let shown = hookrelay(
+        &stack,
+        &[
+            "webhooks",
+            "rotate-signing-secret",
+            "--tenant",
+            "acme",
+            "cli",
+        ],
+    );
+    let rotated = shown.trim();
+    assert!(rotated.starts_with("whpk_"), "{shown}");
+    assert_ne!(rotated, cli_key);
+    let stored = stored_keys(&stack, "cli").await;
+    assert!(
+        stored.contains("enc:v1:") && !stored.contains("whsk_"),
+        "{stored}"
+    );
+}
+
+/// Runs `hookrelay` on the stack's database with its secret key; its stdout, which
+/// never holds a private key.
+fn hookrelay(stack: &TestStack, args: &[&str]) -> String {
+    let out = Command::new(hookrelay_binary())
+        .args(args)
+        .env("HOOKRELAY_DATABASE_URL", &stack.db.url)
+        .env("HOOKRELAY_SECRET_KEY", KEY)
+        .env_remove("HOOKRELAY_WEBHOOK_SIGNING_SECRET")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    let logged = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{shown}{logged}");
+    assert!(
+        !shown.contains("whsk_") && !logged.contains("whsk_"),
+        "{shown}{logged}"
+    );
+    shown
 }
 
 #[tokio::test]
