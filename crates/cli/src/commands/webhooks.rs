@@ -594,14 +594,13 @@ fn header_names(w: &Webhook) -> String {
         .join(", ")
 }
 
-/// The scheme, and for ed25519 the newest public key receivers verify with.
+/// The scheme, and the public keys receivers verify `v1a` with while ed25519 keys
+/// sign (newest first; after a switch back to HMAC, until the next rotation).
 fn signing(w: &Webhook) -> String {
-    match w.public_keys.first() {
-        Some(public) if w.signing_scheme == SigningScheme::Ed25519 => {
-            format!("{} {public}", w.signing_scheme)
-        }
-        _ => w.signing_scheme.to_string(),
-    }
+    std::iter::once(w.signing_scheme.to_string())
+        .chain(w.public_keys.iter().cloned())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn show(json: bool, list: &[Webhook]) {

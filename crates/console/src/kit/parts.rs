@@ -172,8 +172,9 @@ pub fn custom_headers(w: &Value) -> Markup {
     }
 }
 
-/// How a webhook signs as the API shows it: the scheme and, for `ed25519`, the
-/// public keys receivers verify with (newest first; two during a rotation).
+/// How a webhook signs as the API shows it: the scheme, its HMAC secrets (masked)
+/// and the ed25519 public keys receivers verify with (newest first; two during a
+/// rotation).
 pub fn signing(w: &Value) -> Markup {
     let scheme = w["signing_scheme"].as_str().unwrap_or("hmac-sha256");
     let keys: Vec<&str> = w["public_keys"]
@@ -181,15 +182,17 @@ pub fn signing(w: &Value) -> Markup {
         .map(|k| k.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
     let secrets = w["signing_secrets"].as_array().map_or(0, Vec::len);
+    let hmac = secrets.saturating_sub(keys.len());
     html! {
         code { (scheme) }
-        @if scheme == "ed25519" {
+        @if hmac > 0 || keys.is_empty() {
+            ", " (hmac) " secret" @if hmac != 1 { "s" } " (masked)"
+        }
+        @if !keys.is_empty() {
             ", verified with the public key" @if keys.len() > 1 { "s" } ":"
             ul.public-keys {
                 @for key in &keys { li { code.public-key { (key) } } }
             }
-        } @else {
-            ", " (secrets) " secret" @if secrets != 1 { "s" } " (masked)"
         }
     }
 }
