@@ -405,3 +405,43 @@ async fn the_portal_shows_an_ed25519_endpoints_public_keys_and_a_rotation_shows_
         assert!(page.contains(key.as_str()), "{page}");
     }
 }
+
+#[tokio::test]
+async fn the_console_form_makes_an_ed25519_webhook_and_its_page_shows_the_public_keys() {
+    const TOKEN: &str = "signatures-operator-token";
+    let mut stack = TestStack::new().await;
+    stack.cipher = hookrelay_store::Cipher::from_base64_key(KEY).unwrap();
+    let base = stack.serve_api(Some(TOKEN), 1 << 20).await;
+    let browser = hookrelay_tests::Browser::start().await;
+    crate::console::sign_in(&browser, &base, TOKEN).await;
+    browser
+        .goto(&format!("{base}/console/tenants/acme/webhooks"))
+        .await;
+    browser.wait_heading("New webhook in acme").await;
+    browser.fill("#key", "ed").await;
+    browser.fill("#url", &stack.receiver.url("/ed")).await;
+    browser.click("#signing_scheme option[value=ed25519]").await;
+    browser.click("form.stack button[type=submit]").await;
+    browser.wait_heading("Webhook ed").await;
+    let made = read_ed(&stack).await;
+    assert_eq!(made.signing_scheme, SigningScheme::Ed25519);
+    let shown = browser.page_text().await;
+    assert!(shown.contains(&made.public_keys[0]), "{shown}");
+    browser.screenshot("webhook-ed25519").await;
+
+    browser
+        .click("form[action$='/rotate-signing-secret'] button")
+        .await;
+    browser.wait_heading("New signing key").await;
+    let rotated = read_ed(&stack).await;
+    assert_eq!(rotated.public_keys.len(), 2);
+    let shown = browser.page_text().await;
+    assert!(shown.contains(&rotated.public_keys[0]), "{shown}");
+    assert!(!shown.contains("whsk_"), "{shown}");
+}
+
+async fn read_ed(stack: &TestStack) -> hookrelay_model::webhook::Webhook {
+    hookrelay_store::webhooks::get(&stack.db.client().await, &stack.cipher, "acme", "ed")
+        .await
+        .unwrap()
+}
