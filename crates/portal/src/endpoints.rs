@@ -604,11 +604,11 @@ async fn rotate(portal: &Portal, c: &Customer, key: &str, path: &str) -> Result<
         Section::Endpoints,
         "Your signing secret",
         html! {
-            p { "Endpoint " strong { (key) } " now signs with this secret (the previous one stays valid until the next time). Copy it now: it is not shown again." }
             @if let Some(public) = rotated["public_key"].as_str() {
-                p { "It is an ed25519 key pair: verify with this public key (the private key never leaves us)." }
+                p { "Endpoint " strong { (key) } " now signs with a new ed25519 key pair (the previous key stays valid until the next time). Verify with its public key, also shown on the endpoint's page; the private key never leaves us." }
                 p { code.public-key #public-key { (public) } }
             } @else {
+                p { "Endpoint " strong { (key) } " now signs with this secret (the previous one stays valid until the next time). Copy it now: it is not shown again." }
                 p { code.secret #signing-secret { (text(&rotated, "signing_secret")) } }
             }
             p { a href=(c.href(&format!("/endpoints/{}", enc(key)))) { "Back to the endpoint" } }
