@@ -25,4 +25,5 @@ mod retention;
 mod router;
 mod security;
 mod sender;
+mod signatures;
 mod store;

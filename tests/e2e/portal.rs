@@ -17,7 +17,7 @@ use reqwest::redirect::Policy;
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(20);
-const TOKEN: &str = "portal-operator-token";
+pub(crate) const TOKEN: &str = "portal-operator-token";
 
 /// A `/v1` request with a bearer token: its status and JSON answer (null if none).
 async fn call(
@@ -39,7 +39,7 @@ async fn call(
 }
 
 /// Mints a link as the product's backend does: the operator's token, one POST.
-async fn mint(base: &str, tenant: &str, body: Value) -> Value {
+pub(crate) async fn mint(base: &str, tenant: &str, body: Value) -> Value {
     let url = format!("{base}/v1/tenants/{tenant}/portal-sessions");
     let (status, minted) = call(reqwest::Method::POST, url, TOKEN, Some(body)).await;
     assert_eq!(status, StatusCode::CREATED, "{minted}");
@@ -62,7 +62,7 @@ fn client() -> reqwest::Client {
 }
 
 /// Opens a link; returns the session's base (`{base}/portal/s/{session}`).
-async fn open(base: &str, link: &Value) -> String {
+pub(crate) async fn open(base: &str, link: &Value) -> String {
     let answer = client()
         .get(link["url"].as_str().unwrap())
         .send()
@@ -73,18 +73,18 @@ async fn open(base: &str, link: &Value) -> String {
     format!("{base}{}", to.trim_end_matches('/'))
 }
 
-async fn get(url: &str) -> (StatusCode, String) {
+pub(crate) async fn get(url: &str) -> (StatusCode, String) {
     let answer = client().get(url).send().await.unwrap();
     (answer.status(), answer.text().await.unwrap())
 }
 
-async fn post(url: &str, form: &[(&str, &str)]) -> (StatusCode, String) {
+pub(crate) async fn post(url: &str, form: &[(&str, &str)]) -> (StatusCode, String) {
     let answer = client().post(url).form(form).send().await.unwrap();
     (answer.status(), answer.text().await.unwrap())
 }
 
 /// The CSRF token of the forms of a page.
-fn csrf_of(page: &str) -> String {
+pub(crate) fn csrf_of(page: &str) -> String {
     let at = page
         .find("name=\"csrf\" value=\"")
         .expect("a form with a CSRF token");

@@ -116,6 +116,9 @@ async fn posts_carry_standard_webhooks_signatures_that_survive_rotation() {
     )
     .await
     .unwrap();
+    let hookrelay_model::signing::NewKey::Secret(new) = new else {
+        panic!("an HMAC webhook rotates to a secret")
+    };
     assert!(new.expose().starts_with("whsec_"));
     let second = event("acme", "file_uploaded", json!({"payload": {"n": 2}}));
     stack.publish(&second).await;

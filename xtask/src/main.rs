@@ -14,6 +14,7 @@ mod demo;
 mod deploy;
 mod docs;
 mod fuzz;
+mod python;
 mod services;
 
 use std::process::ExitCode;
@@ -51,6 +52,7 @@ fn main() -> ExitCode {
 fn test(extra: &[String]) -> anyhow::Result<()> {
     services::ensure()?;
     services::ensure_tools()?;
+    python::ensure_verifiers()?;
     let nextest = cargo()
         .args(["nextest", "--version"])
         .output()

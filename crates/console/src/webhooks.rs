@@ -146,6 +146,8 @@ pub(crate) struct WebhookForm {
     ordered: Option<String>,
     #[serde(default)]
     on_failure: String,
+    #[serde(default)]
+    signing_scheme: String,
 }
 
 impl WebhookForm {
@@ -176,6 +178,7 @@ impl WebhookForm {
             max_in_flight: opt("max_in_flight"),
             ordered: w["ordered"].as_bool().unwrap_or(false).then(String::new),
             on_failure: text(w, "on_failure").into(),
+            signing_scheme: text(w, "signing_scheme").into(),
             filter: match &w["filter"] {
                 Value::Null => String::new(),
                 v => serde_json::to_string_pretty(v).unwrap_or_default(),
@@ -206,6 +209,10 @@ impl WebhookForm {
         body.insert("ordered".into(), json!(self.ordered.is_some()));
         if !self.on_failure.is_empty() {
             body.insert("on_failure".into(), json!(self.on_failure));
+        }
+        // The same scheme again changes nothing; a switch to ed25519 makes a key pair.
+        if !self.signing_scheme.is_empty() {
+            body.insert("signing_scheme".into(), json!(self.signing_scheme));
         }
         let retry_on = parts::list(&self.retry_on);
         if !retry_on.is_empty() {
@@ -363,6 +370,11 @@ fn form_fields(f: &WebhookForm, current: Option<&Value>, refused: Option<&Refuse
             input #secret name="secret" type="password" autocomplete="new-password" aria-describedby="secret-help";
         }, refused))
         (parts::headers_field(current, refused))
+        (field("signing_scheme", "Signing scheme", "hmac-sha256: Standard Webhooks v1 with a shared secret (rotate to get one); ed25519: v1a, hookrelay makes the key pair and shows its public key. Switching keeps the current key signing until the next rotation.", html! {
+            select #signing_scheme name="signing_scheme" aria-describedby="signing_scheme-help" {
+                @for v in ["hmac-sha256", "ed25519"] { option value=(v) selected[f.signing_scheme == v] { (v) } }
+            }
+        }, refused))
         div.field.check {
             input #development_mode name="development_mode" type="checkbox" value="on" checked[f.development_mode.is_some()];
             label for="development_mode" { "Development mode" }
@@ -478,7 +490,7 @@ pub(crate) async fn show_page(
                 dt { "State" } dd { (state_badge(&w)) @if let Some(r) = w["disabled_reason"].as_str() { " " (r) } }
                 dt { "Breaker" } dd { (breaker(&w)) }
                 dt { "Order" } dd { (ordering(&w)) }
-                dt { "Signing secrets" } dd { (w["signing_secrets"].as_array().map_or(0, Vec::len)) " (masked)" }
+                dt { "Signing" } dd { (parts::signing(&w)) }
                 dt { "Custom headers" } dd { (parts::custom_headers(&w)) }
                 dt { "Deliveries" } dd { a href=(deliveries) { "See its deliveries" } }
             }
@@ -658,18 +670,31 @@ async fn rotate(
     let rotated = console
         .call(&viewer.caller, Method::POST, &path, None)
         .await?;
-    let secret = text(&rotated, "signing_secret");
-    let page = page::page(
-        viewer,
-        Section::Webhooks,
-        "New signing secret",
-        html! {
-            p { "Webhook " strong { (a.key) } " now signs with this secret (the previous one keeps \
-                 signing until the next rotation). Copy it now: it is not shown again." }
-            p { code.secret { (secret) } }
-            p { a href=(webhook_href(&a.tenant, &a.key)) { "Back to the webhook" } }
-        },
-    );
+    let page = match rotated["public_key"].as_str() {
+        // ed25519: nothing secret to show; the private key never leaves hookrelay.
+        Some(public) => page::page(
+            viewer,
+            Section::Webhooks,
+            "New signing key",
+            html! {
+                p { "Webhook " strong { (a.key) } " now signs with a new ed25519 key pair (the \
+                     previous key keeps signing until the next rotation). Its public key:" }
+                p { code.public-key { (public) } }
+                p { a href=(webhook_href(&a.tenant, &a.key)) { "Back to the webhook" } }
+            },
+        ),
+        None => page::page(
+            viewer,
+            Section::Webhooks,
+            "New signing secret",
+            html! {
+                p { "Webhook " strong { (a.key) } " now signs with this secret (the previous one keeps \
+                     signing until the next rotation). Copy it now: it is not shown again." }
+                p { code.secret { (text(&rotated, "signing_secret")) } }
+                p { a href=(webhook_href(&a.tenant, &a.key)) { "Back to the webhook" } }
+            },
+        ),
+    };
     // Never cached: the page holds a secret.
     Ok(([(axum::http::header::CACHE_CONTROL, "no-store")], page).into_response())
 }

@@ -21,6 +21,7 @@ pub mod retry;
 pub mod secret;
 pub mod series;
 pub mod shutdown;
+pub mod signing;
 pub mod template;
 pub mod tenant;
 pub mod text;

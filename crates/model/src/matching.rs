@@ -102,6 +102,8 @@ pub(crate) mod tests {
             event_types: vec![],
             secret: None,
             signing_secrets: vec![],
+            signing_scheme: Default::default(),
+            public_keys: vec![],
             headers: Default::default(),
             development_mode: false,
             import_identifiers: vec![],

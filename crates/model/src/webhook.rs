@@ -13,6 +13,10 @@ use crate::headers::CustomHeaders;
 use crate::ids::WebhookKey;
 use crate::rate::{Bucket, DeliveryPolicy, Rate, validate_max_in_flight};
 use crate::retry::RetryPolicy;
+pub use crate::signing::{
+    SIGNING_SECRET_PATTERN, SIGNING_SECRET_PREFIX, SigningScheme, generate_signing_secret,
+    signing_key,
+};
 use crate::template;
 use crate::text;
 
@@ -127,8 +131,15 @@ pub struct Webhook {
     /// `********` when the webhook has a Basic-auth secret, else null.
     pub secret: Option<Secret>,
     /// Standard Webhooks signing secrets, newest first, masked. Two during a rotation
-    /// with `keep_previous`.
+    /// with `keep_previous`. With `ed25519`, the private keys (never shown).
     pub signing_secrets: Vec<Secret>,
+    /// How deliveries are signed: `hmac-sha256` (Standard Webhooks `v1`, a shared
+    /// secret) or `ed25519` (`v1a`, verified with `public_keys`).
+    pub signing_scheme: SigningScheme,
+    /// The ed25519 public keys receivers verify `v1a` signatures with
+    /// (`whpk_<base64>`), newest first: two during a rotation with `keep_previous`.
+    /// Empty for HMAC.
+    pub public_keys: Vec<String>,
     /// Custom headers sent with every delivery: their names (lower case), each
     /// value masked.
     #[cfg_attr(feature = "openapi", schema(schema_with = crate::headers::masked_schema))]
@@ -230,6 +241,11 @@ pub struct NewWebhook {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, pattern = r"^whsec_(?:(?:[A-Za-z0-9+/]{4}){8,20}(?:[A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{2}==)?|(?:[A-Za-z0-9+/]{4}){21}[A-Za-z0-9+/]{2}==)$"))]
     pub signing_secret: Option<Secret>,
+    /// `hmac-sha256` (default; `v1`) or `ed25519` (`v1a`): with `ed25519` hookrelay
+    /// generates the key pair and answers its public key in `public_keys`; a
+    /// `signing_secret` is then refused.
+    #[serde(default)]
+    pub signing_scheme: SigningScheme,
     /// Static headers sent with every POST, values sealed and never shown again;
     /// the rule is [`crate::headers`]'s (the document's description is
     /// `headers::schema`'s).
@@ -282,7 +298,7 @@ pub struct NewWebhook {
 /// A partial update: a missing or null field is left as it is, except `secret`,
 /// where null removes the secret. Unknown fields (including `tenant` and
 /// `signing_secret`) are refused; signing secrets change through
-/// `rotate-signing-secret`. Setting `enabled: false` records `disabled_reason:
+/// `rotate-signing-secret` (and a switch of `signing_scheme` to `ed25519`). Setting `enabled: false` records `disabled_reason:
 /// "disabled by an operator"`; `enabled: true` clears the reason.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -310,6 +326,11 @@ pub struct WebhookUpdate {
     #[serde(default, with = "double_option")]
     #[cfg_attr(feature = "openapi", schema(schema_with = crate::headers::optional_schema))]
     pub headers: Option<Option<CustomHeaders>>,
+    /// A switch to `ed25519` generates a key pair at once (its public key is in the
+    /// answer) and the previous newest key keeps signing beside it until the next
+    /// rotation; a switch to `hmac-sha256` takes effect with the next
+    /// `rotate-signing-secret`, which shows the new secret.
+    pub signing_scheme: Option<SigningScheme>,
     pub development_mode: Option<bool>,
     #[cfg_attr(feature = "openapi", schema(schema_with = optional_filter_list_schema))]
     pub import_identifiers: Option<Vec<String>>,
@@ -415,6 +436,7 @@ impl NewWebhook {
             event_types: Vec::new(),
             secret: None,
             signing_secret: None,
+            signing_scheme: SigningScheme::default(),
             headers: CustomHeaders::default(),
             development_mode: false,
             import_identifiers: Vec::new(),
@@ -441,9 +463,8 @@ impl NewWebhook {
         if let Some(s) = &self.secret {
             validate_secret(s)?;
         }
-        if let Some(s) = &self.signing_secret {
-            signing_key(s)?;
-        }
+        self.signing_scheme
+            .check_given(self.signing_secret.as_ref())?;
         self.headers.check(self.secret.is_some())?;
         if let Some(f) = &self.filter {
             PayloadFilter::parse("filter", f)?;
@@ -516,52 +537,6 @@ impl WebhookUpdate {
             self.schema_ids.as_deref(),
         )
     }
-}
-
-/// The prefix of Standard Webhooks secrets.
-pub const SIGNING_SECRET_PREFIX: &str = "whsec_";
-
-/// Exactly the texts [`signing_key`] takes, as the OpenAPI document states them
-/// (`#[schema(pattern)]` takes a literal only: a test checks every copy is this one):
-/// `whsec_` and padded base64 of 24 to 64 bytes.
-pub const SIGNING_SECRET_PATTERN: &str = r"^whsec_(?:(?:[A-Za-z0-9+/]{4}){8,20}(?:[A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{2}==)?|(?:[A-Za-z0-9+/]{4}){21}[A-Za-z0-9+/]{2}==)$";
-
-/// The HMAC key of a `whsec_...` secret.
-pub fn signing_key(secret: &Secret) -> Result<Vec<u8>, Invalid> {
-    use base64::Engine;
-    let invalid = || {
-        Invalid::new(
-            "signing_secret",
-            "must be `whsec_` followed by base64 of 24 to 64 bytes",
-        )
-    };
-    let encoded = secret
-        .expose()
-        .strip_prefix(SIGNING_SECRET_PREFIX)
-        .ok_or_else(invalid)?;
-    // Unused low bits in the last character are ignored, as most encoders and
-    // decoders do: every text of the documented pattern is a key.
-    let lenient = base64::engine::GeneralPurpose::new(
-        &base64::alphabet::STANDARD,
-        base64::engine::GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
-    );
-    let key = lenient.decode(encoded).map_err(|_| invalid())?;
-    if (24..=64).contains(&key.len()) {
-        Ok(key)
-    } else {
-        Err(invalid())
-    }
-}
-
-/// A new random signing secret: 32 bytes from the OS generator.
-pub fn generate_signing_secret() -> Result<Secret, getrandom::Error> {
-    use base64::Engine;
-    let mut key = [0u8; 32];
-    getrandom::fill(&mut key)?;
-    Ok(Secret::new(format!(
-        "{SIGNING_SECRET_PREFIX}{}",
-        base64::engine::general_purpose::STANDARD.encode(key)
-    )))
 }
 
 /// Where a delivery goes: a configured webhook, or a basic webhook's one-off URL.

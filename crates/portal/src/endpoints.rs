@@ -383,6 +383,29 @@ const payload = new Webhook("whsec_...").verify(body, headers);"# } }
     }
 }
 
+/// How to verify an ed25519 endpoint's deliveries (`v1a`) with its public key.
+fn verify_ed25519_help() -> Markup {
+    html! {
+        p { "Each delivery is signed as " a href="https://www.standardwebhooks.com/" { "Standard Webhooks" }
+            " say, with ed25519 (" code { "v1a" } "): verify " code { "webhook-signature" }
+            " with the public key above over " code { "{webhook-id}.{webhook-timestamp}.{body}" }
+            " before trusting the body; any one " code { "v1a,…" } " signature that verifies is enough:" }
+        pre.copy { code { r#"# Python: pip install cryptography
+import base64
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+key = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key.removeprefix("whpk_")))
+signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
+def verifies(sig):
+    try:
+        key.verify(base64.b64decode(sig), signed)
+        return True
+    except Exception:  # InvalidSignature
+        return False
+ok = any(verifies(sig) for version, _, sig in
+         (s.partition(",") for s in headers["webhook-signature"].split()) if version == "v1a")"# } }
+    }
+}
+
 pub(crate) async fn show(
     State(portal): State<Portal>,
     c: Customer,
@@ -437,6 +460,7 @@ async fn show_page(
                 dt { "State" } dd { (state_badge(&w)) @if let Some(r) = w["disabled_reason"].as_str() { " " (r) } }
                 dt { "Breaker" } dd { (breaker(&w)) }
                 dt { "Custom headers" } dd { (parts::custom_headers(&w)) }
+                dt { "Signing" } dd { (parts::signing(&w)) }
                 dt { "Messages" } dd { a href=(messages) { "See its messages" } }
             }
             (series)
@@ -495,7 +519,11 @@ async fn show_page(
             }
             section aria-labelledby="verify" {
                 h2 #verify { "Verifying deliveries" }
-                (verify_help())
+                @if w["signing_scheme"].as_str() == Some("ed25519") {
+                    (verify_ed25519_help())
+                } @else {
+                    (verify_help())
+                }
             }
         },
     ))
@@ -576,8 +604,13 @@ async fn rotate(portal: &Portal, c: &Customer, key: &str, path: &str) -> Result<
         Section::Endpoints,
         "Your signing secret",
         html! {
-            p { "Endpoint " strong { (key) } " now signs with this secret (the previous one stays valid until the next time). Copy it now: it is not shown again." }
-            p { code.secret #signing-secret { (text(&rotated, "signing_secret")) } }
+            @if let Some(public) = rotated["public_key"].as_str() {
+                p { "Endpoint " strong { (key) } " now signs with a new ed25519 key pair (the previous key stays valid until the next time). Verify with its public key, also shown on the endpoint's page; the private key never leaves us." }
+                p { code.public-key #public-key { (public) } }
+            } @else {
+                p { "Endpoint " strong { (key) } " now signs with this secret (the previous one stays valid until the next time). Copy it now: it is not shown again." }
+                p { code.secret #signing-secret { (text(&rotated, "signing_secret")) } }
+            }
             p { a href=(c.href(&format!("/endpoints/{}", enc(key)))) { "Back to the endpoint" } }
         },
     ))

@@ -357,6 +357,27 @@ pub(crate) async fn delivery(
     ))
 }
 
+/// One masked signature per key the endpoint signs with now, by version, its own
+/// scheme's keys first (`v1a,•••••••• v1,••••••••` after a switch to ed25519).
+fn masked_signatures(endpoint: &Value) -> String {
+    let count = |k: &str| endpoint[k].as_array().map_or(0, Vec::len);
+    let ed25519 = count("public_keys");
+    let hmac = count("signing_secrets").saturating_sub(ed25519);
+    let (first, second) = match endpoint["signing_scheme"].as_str() {
+        Some("ed25519") => (("v1a", ed25519), ("v1", hmac)),
+        _ => (("v1", hmac), ("v1a", ed25519)),
+    };
+    let versions: Vec<String> = [first, second]
+        .into_iter()
+        .flat_map(|(version, n)| std::iter::repeat_n(format!("{version},••••••••"), n))
+        .collect();
+    if versions.is_empty() {
+        "v1,••••••••".to_owned()
+    } else {
+        versions.join(" ")
+    }
+}
+
 /// The headers an attempt was sent with, as the sender builds them
 /// (`hookrelay_model::wire::delivery_headers`), its secrets masked; the endpoint's
 /// Basic auth and custom headers as it has them now.
@@ -383,7 +404,10 @@ fn request_headers(d: &Value, event_type: &str, attempt: &Value, endpoint: &Valu
         format!("user-agent: {}", hookrelay_model::USER_AGENT),
     ];
     lines.extend(described.iter().map(|(name, v)| format!("{name}: {v}")));
-    lines.push("webhook-signature: v1,•••••••• (masked)".to_owned());
+    lines.push(format!(
+        "webhook-signature: {} (masked)",
+        masked_signatures(endpoint)
+    ));
     if !endpoint["secret"].is_null() {
         lines.push("authorization: Basic •••••••• (masked)".to_owned());
     }

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use hookrelay_model::Event;
 use hookrelay_model::retry::Failure;
-use hookrelay_model::webhook::{BodyFormat, Secret, Webhook, signing_key};
+use hookrelay_model::signing::Key;
+use hookrelay_model::webhook::{BodyFormat, Secret, Webhook};
 use reqwest::header::{
     AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
 };
@@ -122,25 +123,36 @@ pub(crate) fn headers(
     h
 }
 
-/// The Standard Webhooks `webhook-signature` value: `v1,<base64 HMAC-SHA256 of
-/// "{id}.{timestamp}.{body}">` per secret, space-separated (several while rotating).
+/// The Standard Webhooks `webhook-signature` value over `"{id}.{timestamp}.{body}"`,
+/// one signature per key, space-separated (several while rotating or switching
+/// scheme), each as its key's kind says: `v1,<base64 HMAC-SHA256>` for a `whsec_`
+/// secret, `v1a,<base64 ed25519 signature>` for a `whsk_` private key.
 pub(crate) fn sign(secrets: &[Secret], id: &str, timestamp: &str, body: &[u8]) -> Option<String> {
-    use hmac::{KeyInit, Mac};
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
     let signatures: Vec<String> = secrets
         .iter()
-        .filter_map(|s| signing_key(s).ok())
-        .filter_map(|key| {
-            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).ok()?;
-            mac.update(id.as_bytes());
-            mac.update(b".");
-            mac.update(timestamp.as_bytes());
-            mac.update(b".");
-            mac.update(body);
-            let digest = mac.finalize().into_bytes();
-            Some(format!(
-                "v1,{}",
-                base64::engine::general_purpose::STANDARD.encode(digest)
-            ))
+        .filter_map(Key::parse)
+        .filter_map(|key| match key {
+            Key::Hmac(key) => {
+                use hmac::{KeyInit, Mac};
+                let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).ok()?;
+                mac.update(id.as_bytes());
+                mac.update(b".");
+                mac.update(timestamp.as_bytes());
+                mac.update(b".");
+                mac.update(body);
+                Some(format!("v1,{}", b64(&mac.finalize().into_bytes())))
+            }
+            Key::Ed25519(key) => {
+                use ed25519_dalek::Signer;
+                let mut message = Vec::with_capacity(id.len() + timestamp.len() + body.len() + 2);
+                message.extend_from_slice(id.as_bytes());
+                message.push(b'.');
+                message.extend_from_slice(timestamp.as_bytes());
+                message.push(b'.');
+                message.extend_from_slice(body);
+                Some(format!("v1a,{}", b64(&key.sign(&message).to_bytes())))
+            }
         })
         .collect();
     (!signatures.is_empty()).then(|| signatures.join(" "))
@@ -308,6 +320,8 @@ mod tests {
             event_types: vec![],
             secret: None,
             signing_secrets: vec![],
+            signing_scheme: Default::default(),
+            public_keys: vec![],
             headers: Default::default(),
             development_mode: false,
             import_identifiers: vec![],
@@ -366,6 +380,32 @@ mod tests {
         assert!(h.get("x-bad").is_none(), "a value HTTP refuses is skipped");
         let without = headers(id, &event, 1, (b"{}", "application/json"), None, &[]);
         assert!(without.get("x-api-key").is_none());
+    }
+
+    /// Each key signs as its kind says, newest first: an HMAC `v1` and an ed25519
+    /// `v1a` that its public key verifies over `{id}.{timestamp}.{body}`.
+    #[test]
+    fn each_key_signs_with_its_scheme() {
+        use ed25519_dalek::Verifier;
+        use hookrelay_model::signing::SigningScheme;
+        let sk = SigningScheme::Ed25519.generate().unwrap();
+        let hmac = Secret::new(format!("whsec_{}", "A".repeat(32)));
+        let header = sign(&[sk.clone(), hmac], "msg_1", "1700000000", b"{}").unwrap();
+        let parts: Vec<&str> = header.split(' ').collect();
+        assert_eq!(parts.len(), 2, "{header}");
+        let v1a = parts[0].strip_prefix("v1a,").unwrap();
+        assert!(parts[1].starts_with("v1,"));
+        let Some(Key::Ed25519(key)) = Key::parse(&sk) else {
+            panic!("an ed25519 key")
+        };
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(v1a)
+            .unwrap();
+        let signature = ed25519_dalek::Signature::from_slice(&raw).unwrap();
+        let public = key.verifying_key();
+        assert!(public.verify(b"msg_1.1700000000.{}", &signature).is_ok());
+        assert!(public.verify(b"msg_1.1700000001.{}", &signature).is_err());
+        assert_eq!(sign(&[Secret::new("junk")], "m", "1", b""), None);
     }
 
     #[test]

@@ -11,11 +11,10 @@ use super::{Cipher, StoreError, storable};
 use hookrelay_model::filter::PayloadFilter;
 use hookrelay_model::headers::CustomHeaders;
 use hookrelay_model::retry::RetryPolicy;
-use hookrelay_model::webhook::{
-    Breaker, NewWebhook, Secret, Webhook, WebhookUpdate, generate_signing_secret, signing_key,
-};
+use hookrelay_model::signing::{self, SigningScheme};
+use hookrelay_model::webhook::{Breaker, NewWebhook, Secret, Webhook, WebhookUpdate};
 
-const COLUMNS: &str = "id, tenant, key, url, event_types, secret, signing_secrets, headers, development_mode, \
+const COLUMNS: &str = "id, tenant, key, url, event_types, secret, signing_secrets, headers, signing_scheme, development_mode, \
     import_identifiers, schema_ids, format, retry_on, filter, enabled, disabled_reason, paused_at, \
     breaker_opened_at, breaker_reason, breaker_probe_at, rate_limit, rate_burst, max_in_flight, \
     ordered, on_failure, created_at, updated_at";
@@ -82,6 +81,11 @@ pub(super) fn from_row_prefixed(
     };
     let retry_on: Vec<String> = row.try_get(col("retry_on").as_str())?;
     let format: String = row.try_get(col("format").as_str())?;
+    let signing_secrets: Vec<Secret> = row
+        .try_get::<_, Vec<String>>(col("signing_secrets").as_str())?
+        .iter()
+        .map(|s| cipher.open(s).map(Secret::new))
+        .collect::<Result<_, _>>()?;
     Ok(Some(Webhook {
         id,
         tenant: row.try_get(col("tenant").as_str())?,
@@ -92,11 +96,12 @@ pub(super) fn from_row_prefixed(
             .try_get::<_, Option<String>>(col("secret").as_str())?
             .map(|s| cipher.open(&s).map(Secret::new))
             .transpose()?,
-        signing_secrets: row
-            .try_get::<_, Vec<String>>(col("signing_secrets").as_str())?
-            .iter()
-            .map(|s| cipher.open(s).map(Secret::new))
-            .collect::<Result<_, _>>()?,
+        public_keys: signing::public_keys(&signing_secrets),
+        signing_secrets,
+        signing_scheme: row
+            .try_get::<_, String>(col("signing_scheme").as_str())?
+            .parse()
+            .map_err(|e| StoreError::corrupt("webhook signing_scheme", e))?,
         headers: open_headers(
             cipher,
             &row.try_get::<_, serde_json::Value>(col("headers").as_str())?,
@@ -238,12 +243,17 @@ pub async fn create(
     new: &NewWebhook,
 ) -> Result<Webhook, StoreError> {
     new.validate()?;
+    let signing_secret = match &new.signing_secret {
+        Some(given) => Some(given.clone()),
+        None if new.signing_scheme.generates_on_create() => Some(new.signing_scheme.generate()?),
+        None => None,
+    };
     let sql = format!(
         "INSERT INTO webhooks (id, tenant, key, url, event_types, secret, development_mode, \
          import_identifiers, schema_ids, format, retry_on, signing_secrets, filter, \
-         rate_limit, rate_burst, max_in_flight, ordered, on_failure, headers) \
+         rate_limit, rate_burst, max_in_flight, ordered, on_failure, headers, signing_scheme) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-           $17, $18, $19) \
+           $17, $18, $19, $20) \
          RETURNING {COLUMNS}"
     );
     let row = db
@@ -261,7 +271,7 @@ pub async fn create(
                 &new.schema_ids,
                 &new.format.as_str(),
                 &new.retry_on.to_strings(),
-                &new.signing_secret
+                &signing_secret
                     .iter()
                     .map(|s| seal(cipher, s))
                     .collect::<Result<Vec<_>, _>>()?,
@@ -272,6 +282,7 @@ pub async fn create(
                 &new.ordered,
                 &new.on_failure.as_str(),
                 &seal_headers(cipher, &new.headers)?,
+                &new.signing_scheme.as_str(),
             ],
         )
         .await
@@ -436,6 +447,18 @@ pub async fn update(
         .map(|s| seal(cipher, s))
         .transpose()?;
     let retry_on = change.retry_on.as_ref().map(RetryPolicy::to_strings);
+    // A key for a switch to a scheme that makes one at once (the model's
+    // `generates_on_switch_from`, applied below where the row's scheme is known).
+    let switch_key = match change.signing_scheme {
+        Some(to)
+            if SigningScheme::ALL
+                .iter()
+                .any(|&from| to.generates_on_switch_from(from)) =>
+        {
+            Some(seal(cipher, &to.generate()?)?)
+        }
+        _ => None,
+    };
     let headers = match &change.headers {
         Some(Some(headers)) => seal_headers(cipher, headers)?,
         _ => serde_json::json!({}),
@@ -459,6 +482,9 @@ pub async fn update(
            max_in_flight = CASE WHEN $21 THEN $22 ELSE max_in_flight END, \
            ordered = COALESCE($23, ordered), on_failure = COALESCE($24, on_failure), \
            headers = CASE WHEN $25 THEN $26 ELSE headers END, \
+           signing_secrets = CASE WHEN $28::text IS NOT NULL AND signing_scheme <> $27 \
+             THEN ARRAY[$28::text] || signing_secrets[1:1] ELSE signing_secrets END, \
+           signing_scheme = COALESCE($27, signing_scheme), \
            updated_at = now() \
          WHERE id = ({ONE_BY_ID_OR_KEY}) RETURNING {COLUMNS}"
     );
@@ -492,6 +518,8 @@ pub async fn update(
             &change.on_failure.map(|f| f.as_str()),
             &change.headers.is_some(),
             &headers,
+            &change.signing_scheme.map(SigningScheme::as_str),
+            &switch_key,
         ],
     )
     .await
@@ -519,38 +547,58 @@ fn seal(cipher: &Cipher, secret: &Secret) -> Result<String, StoreError> {
     Ok(cipher.seal(secret.expose())?)
 }
 
-/// Starts signing with a new secret (given, or generated); with `keep_previous` the
-/// current newest secret keeps signing too until the next rotation. Returns the
-/// webhook and the new secret, the only time it is shown.
+/// Starts signing with a new key of the webhook's scheme: an HMAC secret (given, or
+/// generated) or a generated ed25519 key pair (nothing may be given: the model's
+/// rule); with `keep_previous` the current newest key keeps signing too until the
+/// next rotation. Returns the webhook and the new key: an HMAC secret, to be shown
+/// this once; an ed25519 private key, never to be shown (its public key is the
+/// webhook's newest `public_keys`).
 pub async fn rotate_signing_secret(
     db: &impl GenericClient,
     cipher: &Cipher,
     tenant: &str,
     id_or_key: &str,
-    new: Option<Secret>,
+    given: Option<Secret>,
     keep_previous: bool,
-) -> Result<(Webhook, Secret), StoreError> {
-    let new = match new {
+) -> Result<(Webhook, signing::NewKey), StoreError> {
+    let scheme = get(db, cipher, tenant, id_or_key).await?.signing_scheme;
+    scheme.check_given(given.as_ref())?;
+    let new = match given {
         Some(secret) => secret,
-        None => generate_signing_secret()?,
+        None => scheme.generate()?,
     };
-    signing_key(&new)?;
     let sealed = seal(cipher, &new)?;
     let id = Uuid::parse_str(id_or_key).ok();
-    // The kept secret is the stored newest one, moved as it is (still sealed).
+    // The kept secret is the stored newest one, moved as it is (still sealed). The
+    // scheme must still be the one the key was made for.
     let sql = format!(
         "UPDATE webhooks SET signing_secrets = \
            CASE WHEN $5 THEN ARRAY[$4::text] || signing_secrets[1:1] ELSE ARRAY[$4::text] END, \
            updated_at = now() \
-         WHERE id = ({ONE_BY_ID_OR_KEY}) RETURNING {COLUMNS}"
+         WHERE id = ({ONE_BY_ID_OR_KEY}) AND signing_scheme = $6 RETURNING {COLUMNS}"
     );
     let webhook = db
-        .query_opt(&sql, &[&tenant, &id, &id_or_key, &sealed, &keep_previous])
+        .query_opt(
+            &sql,
+            &[
+                &tenant,
+                &id,
+                &id_or_key,
+                &sealed,
+                &keep_previous,
+                &scheme.as_str(),
+            ],
+        )
         .await?
         .map(|r| from_row(&r, cipher))
         .transpose()?
-        .ok_or_else(|| not_found(tenant, id_or_key))?;
-    Ok((webhook, new))
+        .ok_or_else(|| {
+            StoreError::Conflict(format!(
+                "webhook `{id_or_key}` was deleted or changed its signing scheme meanwhile: \
+                 rotate again"
+            ))
+        })?;
+    Ok((webhook, signing::NewKey::of(new)))
 }
 
 /// Disables an enabled webhook with a reason, to be announced (see

@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use hookrelay_amqp as amqp;
 use hookrelay_model::Invalid;
+use hookrelay_model::signing::NewKey;
 use hookrelay_model::webhook::{NewWebhook, Secret, Webhook, WebhookUpdate};
 use hookrelay_store::{deliveries, webhooks};
 use serde::{Deserialize, Serialize};
@@ -410,29 +411,39 @@ fn yes() -> bool {
     true
 }
 
-/// The webhook and its new signing secret.
+/// The webhook and its new signing key: an HMAC secret or an ed25519 public key.
 #[derive(Serialize, ToSchema)]
 pub(super) struct RotatedSigningSecret {
     webhook: Webhook,
-    /// The new secret in clear: the only time it is shown.
+    /// `hmac-sha256`: the new secret in clear, the only time it is shown. Absent
+    /// for `ed25519`, whose private key is never shown.
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(
         pattern = r"^whsec_(?:(?:[A-Za-z0-9+/]{4}){8,20}(?:[A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{2}==)?|(?:[A-Za-z0-9+/]{4}){21}[A-Za-z0-9+/]{2}==)$"
     )]
-    signing_secret: String,
+    signing_secret: Option<String>,
+    /// `ed25519`: the new key pair's public key (`whpk_<base64>`), also the first
+    /// of the webhook's `public_keys`. Absent for `hmac-sha256`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = r"^whpk_[A-Za-z0-9+/]{43}=$")]
+    public_key: Option<String>,
 }
 
 /// Rotate a webhook's signing secret
 ///
-/// Starts signing with a new secret (given or generated); with `keep_previous` (the
-/// default) the current newest secret keeps signing too until the next rotation.
+/// Starts signing with a new key of the webhook's scheme: an HMAC secret (given or
+/// generated) or, for `ed25519`, a generated key pair (a given `signing_secret` is
+/// refused, 400); with `keep_previous` (the default) the current newest key keeps
+/// signing too until the next rotation.
 #[utoipa::path(post, path = "/webhooks/{id}/rotate-signing-secret", tag = "webhooks",
     params(WebhookPath),
     request_body(content = Option<RotateSigningSecretRequest>,
         description = "Optional; an empty body or `null` is the same as `{}`."),
     responses(
-        (status = 200, description = "The webhook and the new secret, shown this once.",
+        (status = 200, description = "The webhook and the new secret (shown this once) \
+            or public key.",
             body = RotatedSigningSecret),
-        BodyErrors, NotFound, Database,
+        BodyErrors, NotFound, Conflict, Database,
     ))]
 pub(super) async fn rotate_signing_secret(
     State(s): State<AdminState>,
@@ -445,7 +456,7 @@ pub(super) async fn rotate_signing_secret(
             signing_secret: None,
             keep_previous: true,
         });
-    let (webhook, secret) = webhooks::rotate_signing_secret(
+    let (webhook, new) = webhooks::rotate_signing_secret(
         &db(&s).await?,
         &s.cipher,
         &p.tenant,
@@ -454,9 +465,14 @@ pub(super) async fn rotate_signing_secret(
         body.keep_previous,
     )
     .await?;
+    let (signing_secret, public_key) = match new {
+        NewKey::Secret(secret) => (Some(secret.expose().to_owned()), None),
+        NewKey::PublicKey(public) => (None, Some(public)),
+    };
     Ok(Json(RotatedSigningSecret {
         webhook,
-        signing_secret: secret.expose().to_owned(),
+        signing_secret,
+        public_key,
     }))
 }
 

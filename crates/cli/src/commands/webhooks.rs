@@ -6,6 +6,7 @@ use hookrelay_model::config::parse_list;
 use hookrelay_model::headers::CustomHeaders;
 use hookrelay_model::rate::Rate;
 use hookrelay_model::retry::RetryPolicy;
+use hookrelay_model::signing::{NewKey, SigningScheme};
 use hookrelay_model::webhook::{BodyFormat, NewWebhook, OnFailure, Secret, Webhook, WebhookUpdate};
 use hookrelay_store::webhooks::{self};
 use hookrelay_store::{self as store, DbPool};
@@ -49,13 +50,14 @@ pub enum WebhooksCommand {
         #[command(flatten)]
         output: Output,
     },
-    /// Sign with a new Standard Webhooks secret (printed once); the previous one
-    /// keeps signing too unless --drop-previous.
+    /// Sign with a new Standard Webhooks secret (printed once) or, for an ed25519
+    /// webhook, a new key pair (its public key printed); the previous one keeps
+    /// signing too unless --drop-previous.
     RotateSigningSecret {
         #[arg(long)]
         tenant: String,
         id_or_key: String,
-        /// The new `whsec_...` secret; generated when absent.
+        /// The new `whsec_...` secret; generated when absent (refused for ed25519).
         #[arg(long, env = "HOOKRELAY_WEBHOOK_SIGNING_SECRET", hide_env_values = true)]
         secret: Option<String>,
         /// Stop signing with the previous secret at once.
@@ -122,6 +124,10 @@ pub struct Fields {
     /// Standard Webhooks signing secret (`whsec_...`): every POST is signed with it.
     #[arg(long, env = "HOOKRELAY_WEBHOOK_SIGNING_SECRET", hide_env_values = true)]
     signing_secret: Option<String>,
+    /// `hmac-sha256` (Standard Webhooks `v1`) or `ed25519` (`v1a`: hookrelay makes
+    /// the key pair and shows its public key; no --signing-secret then).
+    #[arg(long, default_value = "hmac-sha256")]
+    signing_scheme: SigningScheme,
     /// A custom header sent with every POST, `NAME: VALUE` (repeat for more); the
     /// value is stored sealed and never shown again.
     #[arg(long = "header", value_name = "NAME: VALUE")]
@@ -186,6 +192,11 @@ pub struct Change {
     /// Remove every custom header.
     #[arg(long)]
     clear_headers: bool,
+    /// Switch to `ed25519` (a key pair is made at once; the previous key keeps
+    /// signing until the next rotation) or to `hmac-sha256` (from the next
+    /// `rotate-signing-secret`).
+    #[arg(long)]
+    signing_scheme: Option<SigningScheme>,
     #[arg(long)]
     development_mode: Option<bool>,
     #[arg(long)]
@@ -295,7 +306,7 @@ pub async fn run(common: &Common, command: WebhooksCommand) -> anyhow::Result<()
             drop_previous,
             output,
         } => {
-            let (webhook, secret) = webhooks::rotate_signing_secret(
+            let (webhook, new) = webhooks::rotate_signing_secret(
                 &client(&pool).await?,
                 &common.cipher()?,
                 &tenant,
@@ -304,13 +315,17 @@ pub async fn run(common: &Common, command: WebhooksCommand) -> anyhow::Result<()
                 !drop_previous,
             )
             .await?;
+            // As the API answers: the webhook, and the new secret shown this once or,
+            // for ed25519, the new public key (the private key is never shown).
+            let (field, value) = match &new {
+                NewKey::Secret(secret) => ("signing_secret", secret.expose()),
+                NewKey::PublicKey(public) => ("public_key", public.as_str()),
+            };
             if output.json {
-                // As the API answers: the webhook, and the new secret shown this once.
-                let both =
-                    serde_json::json!({"webhook": webhook, "signing_secret": secret.expose()});
+                let both = serde_json::json!({"webhook": webhook, field: value});
                 super::write_out(&serde_json::to_string_pretty(&both)?);
             } else {
-                super::write_out(secret.expose());
+                super::write_out(value);
             }
         }
         WebhooksCommand::Pause {
@@ -443,6 +458,7 @@ fn new_webhook(f: Fields) -> anyhow::Result<NewWebhook> {
         event_types: parse_list(&f.event_types),
         secret: f.secret.map(Secret::new),
         signing_secret: f.signing_secret.map(Secret::new),
+        signing_scheme: f.signing_scheme,
         headers: custom_headers(f.headers)?,
         development_mode: f.development_mode,
         import_identifiers: parse_list(&f.import_identifiers),
@@ -497,6 +513,7 @@ fn webhook_update(c: Change) -> anyhow::Result<WebhookUpdate> {
                 .then(|| custom_headers(c.headers).map(Some))
                 .transpose()?
         },
+        signing_scheme: c.signing_scheme,
         development_mode: c.development_mode,
         import_identifiers: c.import_identifiers.as_deref().map(parse_list),
         schema_ids: c.schema_ids.as_deref().map(parse_list),
@@ -577,6 +594,15 @@ fn header_names(w: &Webhook) -> String {
         .join(", ")
 }
 
+/// The scheme, and the public keys receivers verify `v1a` with while ed25519 keys
+/// sign (newest first; after a switch back to HMAC, until the next rotation).
+fn signing(w: &Webhook) -> String {
+    std::iter::once(w.signing_scheme.to_string())
+        .chain(w.public_keys.iter().cloned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn show(json: bool, list: &[Webhook]) {
     let rows = list
         .iter()
@@ -591,6 +617,7 @@ fn show(json: bool, list: &[Webhook]) {
                 state(w).to_owned(),
                 if w.secret.is_some() { "set" } else { "-" }.to_owned(),
                 header_names(w),
+                signing(w),
             ]
         })
         .collect();
@@ -604,6 +631,7 @@ fn show(json: bool, list: &[Webhook]) {
         "STATE",
         "SECRET",
         "HEADERS",
+        "SIGNING",
     ];
     if json && list.len() == 1 {
         print(true, &list[0], &headers, rows);

@@ -172,6 +172,31 @@ pub fn custom_headers(w: &Value) -> Markup {
     }
 }
 
+/// How a webhook signs as the API shows it: the scheme, its HMAC secrets (masked)
+/// and the ed25519 public keys receivers verify with (newest first; two during a
+/// rotation).
+pub fn signing(w: &Value) -> Markup {
+    let scheme = w["signing_scheme"].as_str().unwrap_or("hmac-sha256");
+    let keys: Vec<&str> = w["public_keys"]
+        .as_array()
+        .map(|k| k.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let secrets = w["signing_secrets"].as_array().map_or(0, Vec::len);
+    let hmac = secrets.saturating_sub(keys.len());
+    html! {
+        code { (scheme) }
+        @if hmac > 0 || keys.is_empty() {
+            ", " (hmac) " secret" @if hmac != 1 { "s" } " (masked)"
+        }
+        @if !keys.is_empty() {
+            ", verified with the public key" @if keys.len() > 1 { "s" } ":"
+            ul.public-keys {
+                @for key in &keys { li { code.public-key { (key) } } }
+            }
+        }
+    }
+}
+
 /// The form's field of custom headers: typed one per line; what a webhook has is
 /// listed, masked, and never filled in (the values are secrets).
 pub fn headers_field(current: Option<&Value>, refused: Option<&Refused>) -> Markup {
