@@ -12,6 +12,7 @@ pub mod db;
 pub mod host;
 pub mod management;
 pub mod ordered;
+pub mod proxy;
 pub mod receiver;
 pub mod stack;
 pub mod statements;

@@ -43,6 +43,10 @@ struct Shared {
 pub(crate) async fn run(sender: Sender, shutdown: Shutdown) -> Result<(), SenderError> {
     let config = &sender.config;
     let destinations = Arc::new(config.destinations.clone());
+    if let Some(proxy) = &config.egress_proxy {
+        // The proxy's Display has no credentials.
+        tracing::info!(proxy = %proxy, authenticated = proxy.has_credentials(), "deliveries leave through the egress proxy");
+    }
     let shared = Shared {
         recorder: Recorder::start(sender.pool.clone()),
         loader: Loader::start(sender.pool.clone(), config.cipher.clone()),

@@ -52,9 +52,7 @@ pub struct EgressProxy {
 pub enum InvalidProxy {
     #[error("the egress proxy is not a URL (expected http://[user:password@]host:port)")]
     NotUrl,
-    #[error(
-        "the egress proxy must be an HTTP CONNECT proxy (http://); {0}:// is not supported"
-    )]
+    #[error("the egress proxy must be an HTTP CONNECT proxy (http://); {0}:// is not supported")]
     Scheme(String),
     #[error("the egress proxy URL names no host")]
     NoHost,
@@ -372,8 +370,14 @@ mod tests {
     #[test]
     fn other_proxy_urls_are_refused_without_repeating_them() {
         for (url, want) in [
-            ("socks5://u:hunter2@10.0.0.5:1080", InvalidProxy::Scheme("socks5".into())),
-            ("https://10.0.0.5:3128", InvalidProxy::Scheme("https".into())),
+            (
+                "socks5://u:hunter2@10.0.0.5:1080",
+                InvalidProxy::Scheme("socks5".into()),
+            ),
+            (
+                "https://10.0.0.5:3128",
+                InvalidProxy::Scheme("https".into()),
+            ),
             ("10.0.0.5:3128", InvalidProxy::NotUrl),
             ("not a url", InvalidProxy::NotUrl),
             ("http://10.0.0.5:3128/path", InvalidProxy::Extra),

@@ -1,0 +1,185 @@
+//! A fixed egress (`HOOKRELAY_EGRESS_PROXY`): deliveries leave through an HTTP
+//! CONNECT proxy (the harness's, on 127.0.0.1), which is asked for the address the
+//! sender resolved and checked, never for the name; the SSRF guard refuses before
+//! the proxy hears of a destination; a proxy that is down or refuses is a failed
+//! connection, retried under the webhook's policy.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hookrelay_model::retry::RetryPolicy;
+use hookrelay_sender::egress::EgressProxy;
+use hookrelay_sender::guard::Destinations;
+use hookrelay_store::deliveries::DeliveryStatus;
+use hookrelay_tests::proxy::ConnectProxy;
+use hookrelay_tests::stack::{event, webhook};
+use hookrelay_tests::{Receiver, TestStack, wait_until};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A stack whose sender leaves through the proxy at `proxy_url`.
+async fn through(proxy_url: &str, destinations: Option<Destinations>) -> TestStack {
+    let mut stack = TestStack::new().await;
+    stack.start_router().await;
+    let mut config = stack.sender_config();
+    config.egress_proxy = Some(proxy_url.parse::<EgressProxy>().expect("proxy URL"));
+    if let Some(d) = destinations {
+        config.destinations = d;
+    }
+    stack.start_sender_with(config).await;
+    stack
+}
+
+#[tokio::test]
+async fn egress_deliveries_go_through_the_proxy_to_the_checked_address_not_the_name() {
+    let proxy = ConnectProxy::start().await;
+    let url = format!("http://relay:s3cr%40t@{}", proxy.addr);
+    let stack = through(&url, None).await;
+    let port = stack.receiver.addr.port();
+    // By name: the sender resolves it, the proxy gets the address.
+    stack
+        .create_webhook(webhook(
+            "acme",
+            "named",
+            &format!("http://localhost:{port}/via"),
+        ))
+        .await;
+    let e = event("acme", "file_uploaded", json!({"payload": {"n": 1}}));
+    stack.publish(&e).await;
+    let got = stack.receiver.wait_for("/via", 1, WAIT).await;
+    assert_eq!(got[0].json()["n"], 1, "the POST itself came through");
+    let d = stack.wait_settled("acme", &e.id, 1, WAIT).await;
+    assert_eq!(d[0].status, DeliveryStatus::Delivered);
+
+    let asked = proxy.asked();
+    assert!(!asked.is_empty(), "the delivery went through the proxy");
+    for c in &asked {
+        assert!(
+            c.target.parse::<SocketAddr>().is_ok(),
+            "the proxy is asked for an IP:port, never a name: {c:?}"
+        );
+        assert_eq!(
+            c.authorization.as_deref(),
+            Some("Basic cmVsYXk6czNjckB0"),
+            "Proxy-Authorization from the URL's user:password"
+        );
+    }
+    assert!(
+        asked
+            .iter()
+            .any(|c| c.target == format!("127.0.0.1:{port}")),
+        "{asked:?}"
+    );
+}
+
+#[tokio::test]
+async fn egress_a_name_resolving_to_a_private_address_is_refused_before_the_proxy_is_asked() {
+    let proxy = ConnectProxy::start().await;
+    // Only 127.0.0.2 is allowed: `localhost` (127.0.0.1 here) is not. The proxy's own
+    // loopback address is the operator's and is not checked.
+    let stack = through(
+        &proxy.url(),
+        Some(Destinations {
+            allow_private: false,
+            allowed: vec!["127.0.0.2/32".parse().unwrap()],
+        }),
+    )
+    .await;
+    let allowed = Receiver::start_on("127.0.0.2").await;
+    let port = stack.receiver.addr.port();
+    let mut blocked = webhook("acme", "blocked", &format!("http://localhost:{port}/no"));
+    blocked.event_types = vec!["a".into()];
+    stack.create_webhook(blocked).await;
+    let mut open = webhook("acme", "open", &allowed.url("/yes"));
+    open.event_types = vec!["b".into()];
+    stack.create_webhook(open).await;
+    let a = event("acme", "a", json!({}));
+    let b = event("acme", "b", json!({}));
+    stack.publish(&a).await;
+    stack.publish(&b).await;
+
+    let d = stack.wait_settled("acme", &a.id, 1, WAIT).await;
+    assert_eq!(d[0].status, DeliveryStatus::Failed);
+    let error = d[0].last_error.clone().unwrap_or_default();
+    assert!(error.contains("destination blocked"), "{error}");
+    assert!(error.contains("127.0.0.1"), "{error}");
+    assert_eq!(d[0].attempts, 1, "blocked for good, not retried");
+    assert!(stack.receiver.all().is_empty(), "nothing reached it");
+
+    allowed.wait_for("/yes", 1, WAIT).await;
+    assert_eq!(
+        proxy
+            .asked()
+            .into_iter()
+            .map(|c| c.target)
+            .collect::<Vec<_>>(),
+        vec![format!("127.0.0.2:{}", allowed.addr.port())],
+        "the proxy was asked for the allowed destination only"
+    );
+}
+
+#[tokio::test]
+async fn egress_a_proxy_that_is_down_is_a_failed_connection_retried_until_it_is_back() {
+    let down = ConnectProxy::free_port().await;
+    let stack = through(&format!("http://{down}"), None).await;
+    let mut w = webhook("acme", "later", &stack.receiver.url("/later"));
+    w.retry_on = RetryPolicy::parse(&["connect"]).unwrap();
+    stack.create_webhook(w).await;
+    let e = event("acme", "file_uploaded", json!({}));
+    stack.publish(&e).await;
+
+    wait_until("the first attempt is recorded", WAIT, || async {
+        match stack.deliveries_of("acme", &e.id).await.first() {
+            Some(d) => !stack.attempts_of(d.id).await.is_empty(),
+            None => false,
+        }
+    })
+    .await;
+    let proxy = ConnectProxy::start_on(down, None).await;
+    let d = stack.wait_settled("acme", &e.id, 1, WAIT).await;
+    assert_eq!(
+        d[0].status,
+        DeliveryStatus::Delivered,
+        "{:?}",
+        d[0].last_error
+    );
+    let attempts = stack.attempts_of(d[0].id).await;
+    assert!(attempts.len() >= 2, "{attempts:?}");
+    let first = attempts[0].error.clone().unwrap_or_default();
+    assert!(
+        first.contains("connection failed")
+            && first.contains(&format!("egress proxy {down} unreachable")),
+        "{first}"
+    );
+    assert_eq!(attempts[0].outcome, "retry");
+    assert!(!proxy.asked().is_empty());
+    stack.receiver.wait_for("/later", 1, WAIT).await;
+}
+
+#[tokio::test]
+async fn egress_a_proxy_that_refuses_connect_is_a_failed_connection_with_its_answer() {
+    let proxy = ConnectProxy::requiring("Basic c29tZW9uZTplbHNl").await;
+    let url = format!("http://relay:wrong-password@{}", proxy.addr);
+    let stack = through(&url, None).await;
+    let mut w = webhook("acme", "refused", &stack.receiver.url("/refused"));
+    w.retry_on = RetryPolicy::parse(&["connect"]).unwrap();
+    stack.create_webhook(w).await;
+    let e = event("acme", "file_uploaded", json!({}));
+    stack.publish(&e).await;
+    let d = stack.wait_settled("acme", &e.id, 1, WAIT).await;
+    assert_eq!(d[0].status, DeliveryStatus::Failed);
+    let attempts = stack.attempts_of(d[0].id).await;
+    assert_eq!(attempts.len(), 3, "retried per the policy: {attempts:?}");
+    for a in &attempts {
+        let error = a.error.clone().unwrap_or_default();
+        assert!(
+            error.contains("refused CONNECT 127.0.0.1:")
+                && error.contains("407 Proxy Authentication Required"),
+            "{error}"
+        );
+        assert!(!error.contains("wrong-password"), "{error}");
+    }
+    assert_eq!(proxy.asked().len(), 3);
+    assert!(stack.receiver.all().is_empty());
+}

@@ -1,0 +1,138 @@
+//! A small HTTP CONNECT proxy on 127.0.0.1 for the egress tests: it accepts
+//! `CONNECT host:port`, records what it was asked for (the target exactly as sent,
+//! and any `Proxy-Authorization`), and tunnels bytes to the target. With
+//! [`ConnectProxy::requiring`] it answers 407 to requests without the right
+//! credentials, as a proxy that refuses.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// One `CONNECT` the proxy was asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connect {
+    /// The request target as sent: `127.0.0.1:8080`, `[::1]:443`, or a name.
+    pub target: String,
+    pub authorization: Option<String>,
+}
+
+pub struct ConnectProxy {
+    pub addr: SocketAddr,
+    asked: Arc<Mutex<Vec<Connect>>>,
+    task: JoinHandle<()>,
+}
+
+impl ConnectProxy {
+    /// A proxy on a port of the OS's choosing.
+    pub async fn start() -> Self {
+        Self::start_on("127.0.0.1:0".parse().expect("address"), None).await
+    }
+
+    /// A proxy on `addr` (a port reserved earlier with [`Self::free_port`], to start
+    /// one where a sender already expects it) that answers 407 unless the request
+    /// carries `Proxy-Authorization: <required>`.
+    pub async fn start_on(addr: SocketAddr, required: Option<String>) -> Self {
+        let listener = TcpListener::bind(addr).await.expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr");
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let recorded = Arc::clone(&asked);
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let recorded = Arc::clone(&recorded);
+                let required = required.clone();
+                tokio::spawn(async move {
+                    let _ = serve(client, recorded, required).await;
+                });
+            }
+        });
+        Self { addr, asked, task }
+    }
+
+    /// A proxy that wants `Proxy-Authorization: <required>`.
+    pub async fn requiring(required: &str) -> Self {
+        Self::start_on(
+            "127.0.0.1:0".parse().expect("address"),
+            Some(required.to_owned()),
+        )
+        .await
+    }
+
+    /// A loopback address nothing listens on (yet): a proxy that is down.
+    pub async fn free_port() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        listener.local_addr().expect("addr")
+    }
+
+    /// `http://127.0.0.1:port`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every `CONNECT` so far, in order.
+    pub fn asked(&self) -> Vec<Connect> {
+        self.asked.lock().expect("proxy log").clone()
+    }
+}
+
+impl Drop for ConnectProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve(
+    mut client: TcpStream,
+    recorded: Arc<Mutex<Vec<Connect>>>,
+    required: Option<String>,
+) -> std::io::Result<()> {
+    // The head, a byte at a time: nothing past it may be read here, it belongs to
+    // the tunnel.
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if client.read(&mut byte).await? == 0 || head.len() > 16 * 1024 {
+            return Ok(());
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let mut lines = head.split("\r\n");
+    let request_line = lines.next().unwrap_or_default();
+    let mut parts = request_line.split(' ');
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    if method != "CONNECT" {
+        client
+            .write_all(b"HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\n\r\n")
+            .await?;
+        return Ok(());
+    }
+    let authorization = lines.find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.eq_ignore_ascii_case("proxy-authorization")
+            .then(|| value.trim().to_owned())
+    });
+    recorded.lock().expect("proxy log").push(Connect {
+        target: target.to_owned(),
+        authorization: authorization.clone(),
+    });
+    if required.is_some() && authorization != required {
+        client
+            .write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\ncontent-length: 0\r\n\r\n")
+            .await?;
+        return Ok(());
+    }
+    let Ok(mut upstream) = TcpStream::connect(target).await else {
+        client
+            .write_all(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\n\r\n")
+            .await?;
+        return Ok(());
+    };
+    client
+        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        .await?;
+    tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
+    Ok(())
+}
