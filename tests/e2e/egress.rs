@@ -183,3 +183,108 @@ async fn egress_a_proxy_that_refuses_connect_is_a_failed_connection_with_its_ans
     assert_eq!(proxy.asked().len(), 3);
     assert!(stack.receiver.all().is_empty());
 }
+
+/// `hookrelay serve` with `HOOKRELAY_EGRESS_PROXY` set: the setting goes from the
+/// flag to the sender, which delivers through the proxy; the log says so with the
+/// proxy's address and never shows its password.
+#[tokio::test]
+async fn egress_serve_takes_the_proxy_from_its_variable_and_never_logs_the_password() {
+    let proxy = ConnectProxy::start().await;
+    let mut stack = TestStack::for_processes().await;
+    stack.start_router().await;
+    stack
+        .create_webhook(webhook("acme", "proc", &stack.receiver.url("/proc")))
+        .await;
+    let log = std::env::temp_dir().join(format!("{}.egress.log", stack.prefix));
+    let mut sender = serve_sender(
+        &stack,
+        &format!("http://relay:pw-never-logged@{}", proxy.addr),
+        &log,
+    );
+    let e = event("acme", "file_uploaded", json!({}));
+    stack.publish(&e).await;
+    stack.receiver.wait_for("/proc", 1, WAIT).await;
+    sender.stop();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    assert_eq!(
+        proxy
+            .asked()
+            .into_iter()
+            .map(|c| c.target)
+            .collect::<Vec<_>>(),
+        vec![stack.receiver.addr.to_string()],
+    );
+    assert!(
+        text.contains("deliveries leave through the egress proxy")
+            && text.contains(&proxy.addr.to_string()),
+        "{text}"
+    );
+    assert!(!text.contains("pw-never-logged"), "{text}");
+}
+
+/// A proxy URL hookrelay cannot use stops `serve` at start-up with a message that
+/// names the setting and not the URL's password.
+#[tokio::test]
+async fn egress_serve_refuses_a_socks_proxy_without_showing_its_password() {
+    let stack = TestStack::for_processes().await;
+    let log = std::env::temp_dir().join(format!("{}.egress-bad.log", stack.prefix));
+    let mut sender = serve_sender(&stack, "socks5://relay:pw-never-shown@127.0.0.1:1080", &log);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = sender.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "serve did not stop");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    assert!(!status.success());
+    assert!(
+        text.contains("HOOKRELAY_EGRESS_PROXY") && text.contains("socks5:// is not supported"),
+        "{text}"
+    );
+    assert!(!text.contains("pw-never-shown"), "{text}");
+}
+
+/// A `hookrelay serve` child, killed when dropped (a failed assertion included).
+struct Serving(std::process::Child);
+
+impl Serving {
+    fn stop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn serve_sender(stack: &TestStack, proxy: &str, log: &std::path::Path) -> Serving {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    let file = std::fs::File::create(log).expect("log file");
+    std::process::Command::new(hookrelay_tests::hookrelay_binary())
+        .args(["serve", "--roles", "sender", "--http-addr"])
+        .arg(format!("127.0.0.1:{port}"))
+        .env("HOOKRELAY_DATABASE_URL", &stack.db.url)
+        .env("HOOKRELAY_AMQP_URL", &stack.amqp_url)
+        .env("HOOKRELAY_AMQP_PREFIX", &stack.prefix)
+        .env("HOOKRELAY_RETRY_DELAYS", "200ms,400ms")
+        .env("HOOKRELAY_RETRY_AFTER_MAX", "2s")
+        .env("HOOKRELAY_ALLOW_PRIVATE_DESTINATIONS", "true")
+        .env("HOOKRELAY_EGRESS_PROXY", proxy)
+        .env("HOOKRELAY_LOG_FORMAT", "text")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(file)
+        .spawn()
+        .map(Serving)
+        .expect("hookrelay serve starts")
+}
