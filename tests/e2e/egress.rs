@@ -288,3 +288,29 @@ fn serve_sender(stack: &TestStack, proxy: &str, log: &std::path::Path) -> Servin
         .map(Serving)
         .expect("hookrelay serve starts")
 }
+
+#[tokio::test]
+async fn egress_a_proxy_that_never_answers_connect_is_a_failed_connection_not_a_timeout() {
+    let proxy = ConnectProxy::silent().await;
+    let stack = through(&proxy.url(), None).await;
+    let mut w = webhook("acme", "silent", &stack.receiver.url("/silent"));
+    w.retry_on = RetryPolicy::parse(&["connect"]).unwrap();
+    stack.create_webhook(w).await;
+    let e = event("acme", "file_uploaded", json!({}));
+    stack.publish(&e).await;
+    let d = stack.wait_settled("acme", &e.id, 1, WAIT).await;
+    assert_eq!(d[0].status, DeliveryStatus::Failed);
+    let attempts = stack.attempts_of(d[0].id).await;
+    assert_eq!(
+        attempts.len(),
+        3,
+        "retried as a failed connection: {attempts:?}"
+    );
+    let error = attempts[0].error.clone().unwrap_or_default();
+    assert!(
+        error.starts_with("connection failed")
+            && error.contains(&format!("through egress proxy {}", proxy.addr)),
+        "{error}"
+    );
+    assert!(stack.receiver.all().is_empty());
+}

@@ -60,6 +60,23 @@ impl ConnectProxy {
         .await
     }
 
+    /// A proxy that accepts connections and reads requests but never answers.
+    pub async fn silent() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr");
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((client, _)) = listener.accept().await {
+                held.push(client);
+            }
+        });
+        Self {
+            addr,
+            asked: Arc::default(),
+            task,
+        }
+    }
+
     /// A loopback address nothing listens on (yet): a proxy that is down.
     pub async fn free_port() -> SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");

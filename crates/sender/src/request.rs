@@ -76,7 +76,14 @@ pub(crate) fn client(
     let connect_timeout = timeout.min(Duration::from_secs(5));
     Ok(match egress {
         Some(proxy) => Client::Egress {
-            client: crate::egress::client(proxy, destinations, connect_timeout)?,
+            // Shorter than the whole exchange's timeout, so that a proxy that does
+            // not answer `CONNECT` is a failed connection (`connect`), not a timeout
+            // of the receiver's.
+            client: crate::egress::client(
+                proxy,
+                destinations,
+                (timeout * 4 / 5).min(connect_timeout),
+            )?,
             timeout,
         },
         None => Client::Direct(direct_client(timeout, connect_timeout, destinations)?),
