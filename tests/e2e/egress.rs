@@ -314,3 +314,42 @@ async fn egress_a_proxy_that_never_answers_connect_is_a_failed_connection_not_a_
     );
     assert!(stack.receiver.all().is_empty());
 }
+
+/// An https destination: the proxy is asked for the checked address, and TLS runs
+/// inside the tunnel with the URL's host name (the ClientHello's SNI, which is also
+/// the name the certificate is verified against). The receiver here speaks plain
+/// HTTP, so the handshake fails: a failed connection, nothing POSTed in clear.
+#[tokio::test]
+async fn egress_https_runs_tls_inside_the_tunnel_for_the_urls_host_name() {
+    let proxy = ConnectProxy::start().await;
+    let stack = through(&proxy.url(), None).await;
+    let port = stack.receiver.addr.port();
+    stack
+        .create_webhook(webhook(
+            "acme",
+            "tls",
+            &format!("https://localhost:{port}/tls"),
+        ))
+        .await;
+    let e = event("acme", "file_uploaded", json!({}));
+    stack.publish(&e).await;
+    let d = stack.wait_settled("acme", &e.id, 1, WAIT).await;
+    assert_eq!(d[0].status, DeliveryStatus::Failed);
+    let error = d[0].last_error.clone().unwrap_or_default();
+    assert!(error.starts_with("connection failed"), "{error}");
+    let asked = proxy.asked();
+    let tunnel = asked
+        .iter()
+        .find(|c| c.target == format!("127.0.0.1:{port}"))
+        .unwrap_or_else(|| panic!("{asked:?}"));
+    let hello = &tunnel.first_bytes;
+    assert_eq!(hello.first(), Some(&0x16), "a TLS handshake record");
+    assert!(
+        hello.windows(b"localhost".len()).any(|w| w == b"localhost"),
+        "the SNI names the URL's host"
+    );
+    assert!(
+        stack.receiver.received_on("/tls").is_empty(),
+        "nothing in clear"
+    );
+}

@@ -17,6 +17,9 @@ pub struct Connect {
     /// The request target as sent: `127.0.0.1:8080`, `[::1]:443`, or a name.
     pub target: String,
     pub authorization: Option<String>,
+    /// The first bytes the client sent through the tunnel (a TLS ClientHello for
+    /// https: its SNI names the host the client verifies).
+    pub first_bytes: Vec<u8>,
 }
 
 pub struct ConnectProxy {
@@ -131,10 +134,15 @@ async fn serve(
         name.eq_ignore_ascii_case("proxy-authorization")
             .then(|| value.trim().to_owned())
     });
-    recorded.lock().expect("proxy log").push(Connect {
-        target: target.to_owned(),
-        authorization: authorization.clone(),
-    });
+    let index = {
+        let mut log = recorded.lock().expect("proxy log");
+        log.push(Connect {
+            target: target.to_owned(),
+            authorization: authorization.clone(),
+            first_bytes: Vec::new(),
+        });
+        log.len() - 1
+    };
     if required.is_some() && authorization != required {
         client
             .write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\ncontent-length: 0\r\n\r\n")
@@ -150,6 +158,12 @@ async fn serve(
     client
         .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
         .await?;
+    // HTTP and TLS clients speak first.
+    let mut first = vec![0u8; 4096];
+    let n = client.read(&mut first).await?;
+    first.truncate(n);
+    upstream.write_all(&first).await?;
+    recorded.lock().expect("proxy log")[index].first_bytes = first;
     tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
     Ok(())
 }
