@@ -223,13 +223,18 @@ async fn egress_serve_takes_the_proxy_from_its_variable_and_never_logs_the_passw
     assert!(!text.contains("pw-never-logged"), "{text}");
 }
 
-/// A proxy URL hookrelay cannot use stops `serve` at start-up with a message that
-/// names the setting and not the URL's password.
+/// A proxy URL hookrelay cannot use (`socks5h://` asks the proxy to resolve names)
+/// stops `serve` at start-up with a message that names the setting and not the
+/// URL's password.
 #[tokio::test]
-async fn egress_serve_refuses_a_socks_proxy_without_showing_its_password() {
+async fn egress_serve_refuses_a_socks5h_proxy_without_showing_its_password() {
     let stack = TestStack::for_processes().await;
     let log = std::env::temp_dir().join(format!("{}.egress-bad.log", stack.prefix));
-    let mut sender = serve_sender(&stack, "socks5://relay:pw-never-shown@127.0.0.1:1080", &log);
+    let mut sender = serve_sender(
+        &stack,
+        "socks5h://relay:pw-never-shown@127.0.0.1:1080",
+        &log,
+    );
     let deadline = tokio::time::Instant::now() + WAIT;
     let status = loop {
         if let Some(status) = sender.0.try_wait().expect("wait") {
@@ -242,7 +247,7 @@ async fn egress_serve_refuses_a_socks_proxy_without_showing_its_password() {
     let _ = std::fs::remove_file(&log);
     assert!(!status.success());
     assert!(
-        text.contains("HOOKRELAY_EGRESS_PROXY") && text.contains("socks5:// is not supported"),
+        text.contains("HOOKRELAY_EGRESS_PROXY") && text.contains("socks5h:// is not supported"),
         "{text}"
     );
     assert!(!text.contains("pw-never-shown"), "{text}");
@@ -352,4 +357,54 @@ async fn egress_https_runs_tls_inside_the_tunnel_for_the_urls_host_name() {
         stack.receiver.received_on("/tls").is_empty(),
         "nothing in clear"
     );
+}
+
+/// `socks5://`: the same guard, the same tunnel to the checked address (SOCKS5's
+/// IPv4 address type, never a domain name), with RFC 1929 credentials.
+#[tokio::test]
+async fn egress_a_socks5_proxy_is_asked_for_the_checked_address_with_its_credentials() {
+    let proxy = ConnectProxy::socks5(Some("relay:s3cr@t")).await;
+    let stack = through(&format!("socks5://relay:s3cr%40t@{}", proxy.addr), None).await;
+    let port = stack.receiver.addr.port();
+    stack
+        .create_webhook(webhook(
+            "acme",
+            "socks",
+            &format!("http://localhost:{port}/socks"),
+        ))
+        .await;
+    let e = event("acme", "file_uploaded", json!({}));
+    stack.publish(&e).await;
+    stack.receiver.wait_for("/socks", 1, WAIT).await;
+    let d = stack.wait_settled("acme", &e.id, 1, WAIT).await;
+    assert_eq!(d[0].status, DeliveryStatus::Delivered);
+    let asked = proxy.asked();
+    assert_eq!(
+        asked.iter().map(|c| c.target.clone()).collect::<Vec<_>>(),
+        vec![format!("127.0.0.1:{port}")]
+    );
+    assert_eq!(asked[0].authorization.as_deref(), Some("relay:s3cr@t"));
+}
+
+/// A SOCKS5 proxy that refuses the credentials: a failed connection naming why.
+#[tokio::test]
+async fn egress_a_socks5_proxy_that_refuses_the_credentials_is_a_failed_connection() {
+    let proxy = ConnectProxy::socks5(Some("relay:right")).await;
+    let stack = through(&format!("socks5://relay:wrong@{}", proxy.addr), None).await;
+    stack
+        .create_webhook(webhook("acme", "socks", &stack.receiver.url("/socks")))
+        .await;
+    let e = event("acme", "file_uploaded", json!({}));
+    stack.publish(&e).await;
+    let d = stack.wait_settled("acme", &e.id, 1, WAIT).await;
+    assert_eq!(d[0].status, DeliveryStatus::Failed);
+    let error = d[0].last_error.clone().unwrap_or_default();
+    assert!(
+        error.starts_with("connection failed")
+            && error.contains("refused CONNECT 127.0.0.1:")
+            && error.contains("user name or password refused")
+            && !error.contains("wrong"),
+        "{error}"
+    );
+    assert!(stack.receiver.all().is_empty());
 }

@@ -2,7 +2,8 @@
 //! `CONNECT host:port`, records what it was asked for (the target exactly as sent,
 //! and any `Proxy-Authorization`), and tunnels bytes to the target. With
 //! [`ConnectProxy::requiring`] it answers 407 to requests without the right
-//! credentials, as a proxy that refuses.
+//! credentials, as a proxy that refuses. [`ConnectProxy::socks5`] is the same for
+//! SOCKS5 (RFC 1928, with RFC 1929's user name and password).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -61,6 +62,26 @@ impl ConnectProxy {
             Some(required.to_owned()),
         )
         .await
+    }
+
+    /// A SOCKS5 proxy; with `required` (`user:password`), it accepts only those.
+    /// Its log's `authorization` is the `user:password` a client sent.
+    pub async fn socks5(required: Option<&str>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr");
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let recorded = Arc::clone(&asked);
+        let required = required.map(str::to_owned);
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let recorded = Arc::clone(&recorded);
+                let required = required.clone();
+                tokio::spawn(async move {
+                    let _ = serve_socks5(client, recorded, required).await;
+                });
+            }
+        });
+        Self { addr, asked, task }
     }
 
     /// A proxy that accepts connections and reads requests but never answers.
@@ -164,6 +185,88 @@ async fn serve(
     first.truncate(n);
     upstream.write_all(&first).await?;
     recorded.lock().expect("proxy log")[index].first_bytes = first;
+    tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
+    Ok(())
+}
+
+async fn serve_socks5(
+    mut client: TcpStream,
+    recorded: Arc<Mutex<Vec<Connect>>>,
+    required: Option<String>,
+) -> std::io::Result<()> {
+    let mut greeting = [0u8; 2];
+    client.read_exact(&mut greeting).await?;
+    let mut methods = vec![0u8; usize::from(greeting[1])];
+    client.read_exact(&mut methods).await?;
+    let want = if required.is_some() { 0x02 } else { 0x00 };
+    if !methods.contains(&want) {
+        client.write_all(&[0x05, 0xff]).await?;
+        return Ok(());
+    }
+    client.write_all(&[0x05, want]).await?;
+    let mut authorization = None;
+    if want == 0x02 {
+        let mut version_len = [0u8; 2];
+        client.read_exact(&mut version_len).await?;
+        let mut user = vec![0u8; usize::from(version_len[1])];
+        client.read_exact(&mut user).await?;
+        let mut len = [0u8; 1];
+        client.read_exact(&mut len).await?;
+        let mut password = vec![0u8; usize::from(len[0])];
+        client.read_exact(&mut password).await?;
+        let pair = format!(
+            "{}:{}",
+            String::from_utf8_lossy(&user),
+            String::from_utf8_lossy(&password)
+        );
+        let ok = Some(&pair) == required.as_ref();
+        authorization = Some(pair);
+        client
+            .write_all(&[0x01, if ok { 0x00 } else { 0x01 }])
+            .await?;
+        if !ok {
+            return Ok(());
+        }
+    }
+    let mut head = [0u8; 4];
+    client.read_exact(&mut head).await?;
+    let target = match head[3] {
+        0x01 => {
+            let mut ip = [0u8; 4];
+            client.read_exact(&mut ip).await?;
+            std::net::IpAddr::from(ip).to_string()
+        }
+        0x04 => {
+            let mut ip = [0u8; 16];
+            client.read_exact(&mut ip).await?;
+            format!("[{}]", std::net::IpAddr::from(ip))
+        }
+        _ => {
+            let mut len = [0u8; 1];
+            client.read_exact(&mut len).await?;
+            let mut name = vec![0u8; usize::from(len[0])];
+            client.read_exact(&mut name).await?;
+            String::from_utf8_lossy(&name).into_owned()
+        }
+    };
+    let mut port = [0u8; 2];
+    client.read_exact(&mut port).await?;
+    let target = format!("{target}:{}", u16::from_be_bytes(port));
+    recorded.lock().expect("proxy log").push(Connect {
+        target: target.clone(),
+        authorization,
+        first_bytes: Vec::new(),
+    });
+    let Ok(mut upstream) = TcpStream::connect(&target).await else {
+        // Connection refused.
+        client
+            .write_all(&[0x05, 0x05, 0x00, 0x01, 0, 0, 0, 0, 0, 0])
+            .await?;
+        return Ok(());
+    };
+    client
+        .write_all(&[0x05, 0x00, 0x00, 0x01, 127, 0, 0, 1, 0, 0])
+        .await?;
     tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
     Ok(())
 }

@@ -1,9 +1,10 @@
-//! A fixed egress: every delivery leaves through an HTTP CONNECT proxy
+//! A fixed egress: every delivery leaves through an HTTP CONNECT or SOCKS5 proxy
 //! (`HOOKRELAY_EGRESS_PROXY`), so receivers can allow-list the proxy's address.
 //!
 //! The SSRF guard stays ours: the sender resolves the destination's name itself,
 //! checks the addresses ([`guard::resolve_permitted`]), and asks the proxy to
-//! `CONNECT` to a checked `IP:port`, never to the name; a proxy given a name would
+//! `CONNECT` to a checked `IP:port` (SOCKS5: an address type, never a domain name;
+//! `socks5h://` is refused), never to the name; a proxy given a name would
 //! resolve it again, past the guard (DNS rebinding). TLS then runs inside the tunnel
 //! and verifies the URL's host name. Plain-http destinations go through a tunnel too:
 //! one path for both. The proxy's own address is the operator's and is not checked.
@@ -36,23 +37,35 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The HTTP client of the egress path.
 pub(crate) type EgressClient = Client<HttpsConnector<Tunnel>, Full<Bytes>>;
 
-/// Where deliveries leave from: `http://[user:password@]host:port`. Its `Display`
-/// and `Debug` never show the password.
+/// Where deliveries leave from: `http://[user:password@]host:port` (HTTP CONNECT)
+/// or `socks5://[user:password@]host:port` (SOCKS5 CONNECT to an address). Its
+/// `Display` and `Debug` never show the password.
 #[derive(Clone, PartialEq, Eq)]
 pub struct EgressProxy {
+    kind: Kind,
     host: String,
     port: u16,
-    /// `Basic …` for `Proxy-Authorization`, when the URL carries credentials.
-    authorization: Option<String>,
+    /// The URL's user name and password, decoded.
+    credentials: Option<(String, String)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    HttpConnect,
+    Socks5,
 }
 
 /// Why an egress proxy URL was refused. The URL itself is never repeated: it may
 /// carry a password.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidProxy {
-    #[error("the egress proxy is not a URL (expected http://[user:password@]host:port)")]
+    #[error(
+        "the egress proxy is not a URL (expected http:// or socks5://[user:password@]host:port)"
+    )]
     NotUrl,
-    #[error("the egress proxy must be an HTTP CONNECT proxy (http://); {0}:// is not supported")]
+    #[error(
+        "the egress proxy must be an HTTP CONNECT (http://) or SOCKS5 (socks5://) proxy; {0}:// is not supported"
+    )]
     Scheme(String),
     #[error("the egress proxy URL names no host")]
     NoHost,
@@ -67,9 +80,12 @@ impl std::str::FromStr for EgressProxy {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let url = reqwest::Url::parse(s.trim()).map_err(|_| InvalidProxy::NotUrl)?;
-        if url.scheme() != "http" {
-            return Err(InvalidProxy::Scheme(url.scheme().to_owned()));
-        }
+        // Not socks5h://: that asks the proxy to resolve names, past the guard.
+        let kind = match url.scheme() {
+            "http" => Kind::HttpConnect,
+            "socks5" => Kind::Socks5,
+            other => return Err(InvalidProxy::Scheme(other.to_owned())),
+        };
         let host = url
             .host_str()
             .filter(|h| !h.is_empty())
@@ -80,30 +96,36 @@ impl std::str::FromStr for EgressProxy {
         if !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some() {
             return Err(InvalidProxy::Extra);
         }
-        let port = url.port_or_known_default().unwrap_or(80);
+        let port = url.port_or_known_default().unwrap_or(match kind {
+            Kind::HttpConnect => 80,
+            Kind::Socks5 => 1080,
+        });
         let decode = |s: &str| {
             percent_encoding::percent_decode_str(s)
                 .decode_utf8()
                 .map(|c| c.into_owned())
                 .map_err(|_| InvalidProxy::Credentials)
         };
-        let authorization = match (url.username(), url.password()) {
+        let credentials = match (url.username(), url.password()) {
             ("", None) => None,
             (user, password) => {
-                let pair = format!("{}:{}", decode(user)?, decode(password.unwrap_or(""))?);
-                if pair.contains(['\r', '\n']) {
+                let (user, password) = (decode(user)?, decode(password.unwrap_or(""))?);
+                let fits = match kind {
+                    Kind::HttpConnect => !user.contains(':'),
+                    // RFC 1929: each at most 255 bytes.
+                    Kind::Socks5 => user.len() <= 255 && password.len() <= 255,
+                };
+                if !fits || format!("{user}{password}").contains(['\r', '\n']) {
                     return Err(InvalidProxy::Credentials);
                 }
-                Some(format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(pair)
-                ))
+                Some((user, password))
             }
         };
         Ok(Self {
+            kind,
             host,
             port,
-            authorization,
+            credentials,
         })
     }
 }
@@ -119,23 +141,38 @@ impl EgressProxy {
     }
 
     pub fn has_credentials(&self) -> bool {
-        self.authorization.is_some()
+        self.credentials.is_some()
+    }
+
+    /// `Basic …` for `Proxy-Authorization`, when the URL carries credentials.
+    fn basic_authorization(&self) -> Option<String> {
+        self.credentials.as_ref().map(|(user, password)| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+            )
+        })
     }
 }
 
 impl fmt::Display for EgressProxy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "http://{}", self.address())
+        let scheme = match self.kind {
+            Kind::HttpConnect => "http",
+            Kind::Socks5 => "socks5",
+        };
+        write!(f, "{scheme}://{}", self.address())
     }
 }
 
 impl fmt::Debug for EgressProxy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EgressProxy")
+            .field("kind", &self.kind)
             .field("address", &self.address())
             .field(
                 "credentials",
-                &self.authorization.as_ref().map(|_| "<redacted>"),
+                &self.credentials.as_ref().map(|_| "<redacted>"),
             )
             .finish()
     }
@@ -222,25 +259,41 @@ impl Tunnel {
         })
     }
 
-    /// One `CONNECT` to `target` (an IP and port, never a name).
+    /// One tunnel to `target` (an IP and port, never a name).
     async fn connect(&self, target: SocketAddr) -> Result<TcpStream, ProxyError> {
+        let stream = TcpStream::connect((self.proxy.host.as_str(), self.proxy.port))
+            .await
+            .map_err(|source| ProxyError::Unreachable {
+                proxy: self.proxy.address(),
+                source,
+            })?;
+        stream.set_nodelay(true).map_err(|source| ProxyError::Io {
+            proxy: self.proxy.address(),
+            target,
+            source,
+        })?;
+        match self.proxy.kind {
+            Kind::HttpConnect => self.http_connect(stream, target).await,
+            Kind::Socks5 => self.socks5_connect(stream, target).await,
+        }
+    }
+
+    /// HTTP `CONNECT ip:port`, with `Proxy-Authorization: Basic` when configured.
+    async fn http_connect(
+        &self,
+        mut stream: TcpStream,
+        target: SocketAddr,
+    ) -> Result<TcpStream, ProxyError> {
         let proxy = || self.proxy.address();
         let io = |source| ProxyError::Io {
             proxy: proxy(),
             target,
             source,
         };
-        let mut stream = TcpStream::connect((self.proxy.host.as_str(), self.proxy.port))
-            .await
-            .map_err(|source| ProxyError::Unreachable {
-                proxy: proxy(),
-                source,
-            })?;
-        stream.set_nodelay(true).map_err(io)?;
         let mut request = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
-        if let Some(authorization) = &self.proxy.authorization {
+        if let Some(authorization) = self.proxy.basic_authorization() {
             request.push_str("Proxy-Authorization: ");
-            request.push_str(authorization);
+            request.push_str(&authorization);
             request.push_str("\r\n");
         }
         request.push_str("\r\n");
@@ -293,6 +346,111 @@ impl Tunnel {
             Err(_) => Err(bad("no status code")),
         }
     }
+}
+
+impl Tunnel {
+    /// SOCKS5 (RFC 1928) `CONNECT` to an address (never a domain name), with
+    /// user name and password (RFC 1929) when configured.
+    async fn socks5_connect(
+        &self,
+        mut stream: TcpStream,
+        target: SocketAddr,
+    ) -> Result<TcpStream, ProxyError> {
+        let proxy = || self.proxy.address();
+        let io = |source| ProxyError::Io {
+            proxy: proxy(),
+            target,
+            source,
+        };
+        let refused = |answer: String| ProxyError::Refused {
+            proxy: proxy(),
+            target,
+            answer,
+        };
+        let bad = |what| ProxyError::BadAnswer {
+            proxy: proxy(),
+            target,
+            what,
+        };
+        let method = if self.proxy.credentials.is_some() {
+            0x02
+        } else {
+            0x00
+        };
+        stream.write_all(&[0x05, 0x01, method]).await.map_err(io)?;
+        let mut chosen = [0u8; 2];
+        stream.read_exact(&mut chosen).await.map_err(io)?;
+        if chosen[0] != 0x05 {
+            return Err(bad("not a SOCKS5 answer"));
+        }
+        if chosen[1] != method {
+            return Err(refused("no acceptable authentication method".into()));
+        }
+        if let Some((user, password)) = &self.proxy.credentials {
+            // Both at most 255 bytes: checked when the URL was parsed.
+            let mut auth = vec![0x01, u8::try_from(user.len()).unwrap_or(u8::MAX)];
+            auth.extend_from_slice(user.as_bytes());
+            auth.push(u8::try_from(password.len()).unwrap_or(u8::MAX));
+            auth.extend_from_slice(password.as_bytes());
+            stream.write_all(&auth).await.map_err(io)?;
+            let mut status = [0u8; 2];
+            stream.read_exact(&mut status).await.map_err(io)?;
+            if status[1] != 0x00 {
+                return Err(refused("user name or password refused".into()));
+            }
+        }
+        let mut request = vec![0x05, 0x01, 0x00];
+        match target.ip() {
+            std::net::IpAddr::V4(ip) => {
+                request.push(0x01);
+                request.extend_from_slice(&ip.octets());
+            }
+            std::net::IpAddr::V6(ip) => {
+                request.push(0x04);
+                request.extend_from_slice(&ip.octets());
+            }
+        }
+        request.extend_from_slice(&target.port().to_be_bytes());
+        stream.write_all(&request).await.map_err(io)?;
+        let mut reply = [0u8; 4];
+        stream.read_exact(&mut reply).await.map_err(io)?;
+        if reply[0] != 0x05 {
+            return Err(bad("not a SOCKS5 answer"));
+        }
+        if reply[1] != 0x00 {
+            return Err(refused(socks5_reply(reply[1])));
+        }
+        // The bound address, which we do not need.
+        let rest = match reply[3] {
+            0x01 => 4 + 2,
+            0x04 => 16 + 2,
+            0x03 => {
+                let mut len = [0u8; 1];
+                stream.read_exact(&mut len).await.map_err(io)?;
+                usize::from(len[0]) + 2
+            }
+            _ => return Err(bad("an unknown address type")),
+        };
+        let mut bound = vec![0u8; rest];
+        stream.read_exact(&mut bound).await.map_err(io)?;
+        Ok(stream)
+    }
+}
+
+/// RFC 1928's reply codes, as an operator reads them.
+fn socks5_reply(code: u8) -> String {
+    let text = match code {
+        0x01 => "general SOCKS server failure",
+        0x02 => "connection not allowed by ruleset",
+        0x03 => "network unreachable",
+        0x04 => "host unreachable",
+        0x05 => "connection refused",
+        0x06 => "TTL expired",
+        0x07 => "command not supported",
+        0x08 => "address type not supported",
+        _ => "unknown error",
+    };
+    format!("SOCKS5 reply {code}: {text}")
 }
 
 fn find_head_end(buf: &[u8]) -> Option<usize> {
@@ -351,7 +509,7 @@ mod tests {
         let p: EgressProxy = "http://egress:s3cr%40t@10.0.0.5:3128".parse().unwrap();
         assert_eq!(p.address(), "10.0.0.5:3128");
         assert_eq!(p.to_string(), "http://10.0.0.5:3128");
-        let auth = p.authorization.clone().unwrap();
+        let auth = p.basic_authorization().unwrap();
         assert_eq!(
             auth,
             format!(
@@ -365,14 +523,17 @@ mod tests {
         assert!(!plain.has_credentials());
         let v6: EgressProxy = "http://[fd00::1]:8080/".parse().unwrap();
         assert_eq!(v6.address(), "[fd00::1]:8080");
+        let socks: EgressProxy = "socks5://u:hunter2@10.0.0.5".parse().unwrap();
+        assert_eq!(socks.to_string(), "socks5://10.0.0.5:1080");
+        assert!(!format!("{socks:?}").contains("hunter2"));
     }
 
     #[test]
     fn other_proxy_urls_are_refused_without_repeating_them() {
         for (url, want) in [
             (
-                "socks5://u:hunter2@10.0.0.5:1080",
-                InvalidProxy::Scheme("socks5".into()),
+                "socks5h://u:hunter2@10.0.0.5:1080",
+                InvalidProxy::Scheme("socks5h".into()),
             ),
             (
                 "https://10.0.0.5:3128",
