@@ -12,6 +12,7 @@ mod control;
 mod demo;
 mod deploy;
 mod dlq;
+mod egress;
 mod headers;
 mod health;
 mod hostile;

@@ -13,6 +13,7 @@ pub mod db_work;
 pub mod host;
 pub mod management;
 pub mod ordered;
+pub mod proxy;
 pub mod receiver;
 pub mod stack;
 pub mod statements;

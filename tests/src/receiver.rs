@@ -98,19 +98,25 @@ pub struct Receiver {
 impl Receiver {
     /// A receiver that keeps every request.
     pub async fn start() -> Self {
-        Self::serve(Keep::Everything(Vec::new())).await
+        Self::serve(Keep::Everything(Vec::new()), "127.0.0.1").await
+    }
+
+    /// A receiver that keeps every request, on another loopback address (`127.0.0.2`):
+    /// for guard tests that allow one address and refuse another.
+    pub async fn start_on(ip: &str) -> Self {
+        Self::serve(Keep::Everything(Vec::new()), ip).await
     }
 
     /// A receiver that keeps only a [`Tally`] per `key` of what it answered 2xx:
     /// cheap enough for the thousands of requests of a benchmark or a fault run, so
     /// [`Self::received_on`] and [`Self::all`] stay empty.
     pub async fn tallying(key: fn(&Received) -> String) -> Self {
-        Self::serve(Keep::Tally(key, HashMap::new())).await
+        Self::serve(Keep::Tally(key, HashMap::new()), "127.0.0.1").await
     }
 
-    async fn serve(keep: Keep) -> Self {
+    async fn serve(keep: Keep, ip: &str) -> Self {
         silence_dropped_connections();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let listener = tokio::net::TcpListener::bind((ip, 0))
             .await
             .expect("bind receiver");
         let addr = listener.local_addr().expect("addr");

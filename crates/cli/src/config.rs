@@ -154,6 +154,12 @@ pub struct ServeArgs {
     /// Non-public networks deliveries may reach nonetheless, comma-separated CIDRs.
     #[arg(long, env = "HOOKRELAY_ALLOWED_DESTINATIONS", value_delimiter = ',')]
     pub allowed_destinations: Vec<ipnet::IpNet>,
+    /// An HTTP CONNECT or SOCKS5 proxy every delivery leaves through,
+    /// `http://[user:password@]host:port` or `socks5://[user:password@]host:port` (a
+    /// fixed egress receivers can allow-list). The sender still resolves and checks
+    /// each destination and asks the proxy for the checked address. Off by default.
+    #[arg(long, env = "HOOKRELAY_EGRESS_PROXY", hide_env_values = true)]
+    pub egress_proxy: Option<String>,
     /// Send a retry again from its row once it is this overdue (its delay-queue
     /// message late or lost); `off` never does.
     #[arg(long, env = "HOOKRELAY_RETRY_SWEEP_AFTER", default_value_t = SpanOrOff(sender::RETRY_SWEEP_AFTER))]

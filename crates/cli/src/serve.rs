@@ -50,6 +50,14 @@ pub fn settings(common: &Common, args: &ServeArgs) -> anyhow::Result<Settings> {
         allow_private: args.allow_private_destinations,
         allowed: args.allowed_destinations.clone(),
     };
+    // Parsed here, not by clap: clap's error would repeat the value, password and all.
+    sender.egress_proxy = args
+        .egress_proxy
+        .as_deref()
+        .filter(|s| !s.trim().is_empty())
+        .map(str::parse::<hookrelay_sender::egress::EgressProxy>)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("HOOKRELAY_EGRESS_PROXY (--egress-proxy): {e}"))?;
     Ok(Settings {
         amqp_url: common.amqp_url.clone(),
         database_url: common.database_url.clone(),

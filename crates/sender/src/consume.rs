@@ -33,7 +33,7 @@ use crate::shared::{Sender, SenderError};
 struct Shared {
     recorder: Recorder,
     loader: Loader,
-    client: reqwest::Client,
+    client: crate::request::Client,
     limiter: Arc<PerTarget>,
     disabler: Arc<Disabler>,
     breakers: Arc<Breakers>,
@@ -43,10 +43,18 @@ struct Shared {
 pub(crate) async fn run(sender: Sender, shutdown: Shutdown) -> Result<(), SenderError> {
     let config = &sender.config;
     let destinations = Arc::new(config.destinations.clone());
+    if let Some(proxy) = &config.egress_proxy {
+        // The proxy's Display has no credentials.
+        tracing::info!(proxy = %proxy, authenticated = proxy.has_credentials(), "deliveries leave through the egress proxy");
+    }
     let shared = Shared {
         recorder: Recorder::start(sender.pool.clone()),
         loader: Loader::start(sender.pool.clone(), config.cipher.clone()),
-        client: crate::request::client(config.http_timeout, destinations)?,
+        client: crate::request::client(
+            config.http_timeout,
+            destinations,
+            config.egress_proxy.as_ref(),
+        )?,
         limiter: PerTarget::new(config.per_webhook_concurrency, config.slow_after),
         disabler: Arc::new(Disabler::new(
             config,

@@ -115,23 +115,37 @@ impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let destinations = Arc::clone(&self.destinations);
         Box::pin(async move {
-            let host = name.as_str().to_owned();
-            let found: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let permitted: Vec<SocketAddr> = found
-                .iter()
-                .copied()
-                .filter(|a| destinations.permits(a.ip()))
-                .collect();
-            match (permitted.is_empty(), found.first()) {
-                (false, _) => Ok(Box::new(permitted.into_iter()) as Addrs),
-                (true, Some(first)) => Err(Box::new(Blocked {
-                    host,
-                    address: first.ip(),
-                }) as _),
-                (true, None) => Err(format!("{host} has no address").into()),
-            }
+            let permitted = resolve_permitted(&destinations, name.as_str()).await?;
+            let addrs = permitted.into_iter().map(|ip| SocketAddr::new(ip, 0));
+            Ok(Box::new(addrs) as Addrs)
         })
+    }
+}
+
+/// Resolves `host` (a name or an IP literal) with the system resolver and returns the
+/// permitted addresses, or the guard's refusal when DNS gave none that is: the one
+/// check both the direct client and the egress proxy's tunnel make.
+pub(crate) async fn resolve_permitted(
+    destinations: &Destinations,
+    host: &str,
+) -> Result<Vec<IpAddr>, Box<dyn std::error::Error + Send + Sync>> {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let found: Vec<IpAddr> = tokio::net::lookup_host((host, 0))
+        .await?
+        .map(|a| a.ip())
+        .collect();
+    let permitted: Vec<IpAddr> = found
+        .iter()
+        .copied()
+        .filter(|ip| destinations.permits(*ip))
+        .collect();
+    match (permitted.is_empty(), found.first()) {
+        (false, _) => Ok(permitted),
+        (true, Some(first)) => Err(Box::new(Blocked {
+            host: host.to_owned(),
+            address: *first,
+        })),
+        (true, None) => Err(format!("{host} has no address").into()),
     }
 }
 

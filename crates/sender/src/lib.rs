@@ -11,11 +11,13 @@ mod batcher;
 mod breaker;
 mod consume;
 mod disable;
+pub mod egress;
 pub mod guard;
 mod handover;
 mod inbound;
 
 pub use disable::WEBHOOK_DISABLED;
+pub use request::ClientError;
 mod limiter;
 mod observe;
 mod outcome;

@@ -32,7 +32,7 @@ pub(crate) struct Ctx {
     pub sender: Sender,
     pub recorder: crate::recorder::Recorder,
     pub loader: crate::recorder::Loader,
-    pub client: reqwest::Client,
+    pub client: crate::request::Client,
     pub channel: Channel,
     pub limiter: Arc<PerTarget>,
     pub disabler: Arc<Disabler>,

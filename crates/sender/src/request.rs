@@ -49,10 +49,54 @@ impl Answer {
     }
 }
 
-/// The client of every delivery: names resolve through the SSRF guard, and proxies
-/// from the environment are ignored (a proxy would resolve names past the guard).
+/// The client of every delivery: direct, or through the egress proxy when one is
+/// configured. Either way names resolve through the SSRF guard.
+#[derive(Clone)]
+pub(crate) enum Client {
+    Direct(reqwest::Client),
+    Egress {
+        client: crate::egress::EgressClient,
+        timeout: Duration,
+    },
+}
+
+/// Why the client of deliveries could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot build the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("cannot set up TLS for the egress proxy: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
 pub(crate) fn client(
     timeout: Duration,
+    destinations: Arc<Destinations>,
+    egress: Option<&crate::egress::EgressProxy>,
+) -> Result<Client, ClientError> {
+    let connect_timeout = timeout.min(Duration::from_secs(5));
+    Ok(match egress {
+        Some(proxy) => Client::Egress {
+            // Shorter than the whole exchange's timeout, so that a proxy that does
+            // not answer `CONNECT` is a failed connection (`connect`), not a timeout
+            // of the receiver's.
+            client: crate::egress::client(
+                proxy,
+                destinations,
+                (timeout * 4 / 5).min(connect_timeout),
+            )?,
+            timeout,
+        },
+        None => Client::Direct(direct_client(timeout, connect_timeout, destinations)?),
+    })
+}
+
+/// Names resolve through the SSRF guard, and proxies from the environment are
+/// ignored (reqwest's proxy would resolve names past the guard; the egress proxy
+/// has its own path, crate::egress).
+fn direct_client(
+    timeout: Duration,
+    connect_timeout: Duration,
     destinations: Arc<Destinations>,
 ) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
@@ -60,7 +104,7 @@ pub(crate) fn client(
         .no_proxy()
         .user_agent(hookrelay_model::USER_AGENT)
         .timeout(timeout)
-        .connect_timeout(timeout.min(Duration::from_secs(5)))
+        .connect_timeout(connect_timeout)
         // A 3xx is the receiver's answer, not an instruction to post elsewhere.
         .redirect(reqwest::redirect::Policy::none())
         .pool_max_idle_per_host(32)
@@ -188,8 +232,44 @@ fn insert(h: &mut HeaderMap, name: &'static str, value: &str) {
 }
 
 /// POSTs and reads at most `snippet_bytes` of the answer.
-pub(crate) async fn send(client: &reqwest::Client, out: Outgoing, snippet_bytes: usize) -> Answer {
-    let started_at = OffsetDateTime::now_utc();
+pub(crate) async fn send(client: &Client, out: Outgoing, snippet_bytes: usize) -> Answer {
+    match client {
+        Client::Direct(client) => send_direct(client, out, snippet_bytes).await,
+        Client::Egress { client, timeout } => {
+            send_egress(client, *timeout, out, snippet_bytes).await
+        }
+    }
+}
+
+fn unanswered() -> Answer {
+    Answer {
+        started_at: OffsetDateTime::now_utc(),
+        latency: Duration::ZERO,
+        status: None,
+        failure: None,
+        error: None,
+        snippet: None,
+        retry_after: None,
+    }
+}
+
+/// What the status line and headers of an answer say.
+fn answered(answer: &mut Answer, status: reqwest::StatusCode, headers: &HeaderMap) {
+    answer.status = Some(status.as_u16());
+    if matches!(status.as_u16(), 429 | 503) {
+        answer.retry_after = headers
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+    }
+    if !status.is_success() {
+        answer.failure = Some(Failure::Status(status.as_u16()));
+        answer.error = Some(format!("HTTP {status}"));
+    }
+}
+
+async fn send_direct(client: &reqwest::Client, out: Outgoing, snippet_bytes: usize) -> Answer {
+    let mut answer = unanswered();
     let clock = Instant::now();
     let result = client
         .post(&out.url)
@@ -197,32 +277,13 @@ pub(crate) async fn send(client: &reqwest::Client, out: Outgoing, snippet_bytes:
         .body(out.body)
         .send()
         .await;
-    let mut answer = Answer {
-        started_at,
-        latency: Duration::ZERO,
-        status: None,
-        failure: None,
-        error: None,
-        snippet: None,
-        retry_after: None,
-    };
     match result {
         Ok(mut response) => {
             let status = response.status();
-            answer.status = Some(status.as_u16());
-            if matches!(status.as_u16(), 429 | 503) {
-                answer.retry_after = response
-                    .headers()
-                    .get(RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(parse_retry_after);
-            }
+            answered(&mut answer, status, response.headers());
             let (snippet, read_error) = read_snippet(&mut response, snippet_bytes).await;
             answer.snippet = Some(snippet);
-            if !status.is_success() {
-                answer.failure = Some(Failure::Status(status.as_u16()));
-                answer.error = Some(format!("HTTP {status}"));
-            } else if let Some(e) = read_error {
+            if let (true, Some(e)) = (status.is_success(), read_error) {
                 // The receiver said 2xx; a body cut short does not undo that.
                 tracing::debug!(error = %e, "response body not fully read");
             }
@@ -247,6 +308,82 @@ pub(crate) async fn send(client: &reqwest::Client, out: Outgoing, snippet_bytes:
     answer
 }
 
+/// The same POST through the egress proxy: the whole exchange, answer body
+/// included, within `timeout` as reqwest's is.
+async fn send_egress(
+    client: &crate::egress::EgressClient,
+    timeout: Duration,
+    out: Outgoing,
+    snippet_bytes: usize,
+) -> Answer {
+    use http_body_util::BodyExt;
+    let mut answer = unanswered();
+    let clock = Instant::now();
+    // Parsed as reqwest parses it (the guard's check_url did the same).
+    let uri = reqwest::Url::parse(&out.url)
+        .ok()
+        .and_then(|u| u.as_str().parse::<http::Uri>().ok());
+    let Some(uri) = uri else {
+        answer.failure = Some(Failure::Permanent);
+        answer.error = Some("request could not be made: not a valid URL".into());
+        return answer;
+    };
+    let mut request = http::Request::new(http_body_util::Full::new(bytes::Bytes::from(out.body)));
+    *request.method_mut() = http::Method::POST;
+    *request.uri_mut() = uri;
+    *request.headers_mut() = out.headers;
+    request.headers_mut().insert(
+        reqwest::header::USER_AGENT,
+        HeaderValue::from_static(hookrelay_model::USER_AGENT),
+    );
+    let exchange = async {
+        let response = client.request(request).await?;
+        let (parts, mut body) = response.into_parts();
+        let mut snippet: Vec<u8> = Vec::new();
+        let mut read_error = None;
+        while snippet.len() < snippet_bytes {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        let take = data.len().min(snippet_bytes - snippet.len());
+                        snippet.extend_from_slice(&data[..take]);
+                    }
+                }
+                Some(Err(e)) => {
+                    read_error = Some(e);
+                    break;
+                }
+                None => break,
+            }
+        }
+        Ok::<_, hyper_util::client::legacy::Error>((parts, snippet, read_error))
+    };
+    match tokio::time::timeout(timeout, exchange).await {
+        Ok(Ok((parts, snippet, read_error))) => {
+            answered(&mut answer, parts.status, &parts.headers);
+            answer.snippet = Some(String::from_utf8_lossy(&snippet).into_owned());
+            if let (true, Some(e)) = (parts.status.is_success(), read_error) {
+                tracing::debug!(error = %e, "response body not fully read");
+            }
+        }
+        Ok(Err(e)) if guard::blocked_in(&e).is_some() => {
+            answer.failure = Some(Failure::Permanent);
+            answer.error = guard::blocked_in(&e).map(ToString::to_string);
+        }
+        Ok(Err(e)) => {
+            // Refused, unreachable or slow proxies included: a failed connection.
+            answer.failure = Some(Failure::Connect);
+            answer.error = Some(describe(&e, Failure::Connect));
+        }
+        Err(_) => {
+            answer.failure = Some(Failure::Timeout);
+            answer.error = Some("timed out".into());
+        }
+    }
+    answer.latency = clock.elapsed();
+    answer
+}
+
 async fn read_snippet(
     response: &mut reqwest::Response,
     max: usize,
@@ -265,8 +402,7 @@ async fn read_snippet(
     (String::from_utf8_lossy(&buf).into_owned(), None)
 }
 
-fn describe(e: &reqwest::Error, failure: Failure) -> String {
-    use std::error::Error as _;
+fn describe(e: &(dyn std::error::Error + 'static), failure: Failure) -> String {
     let mut text = match failure {
         Failure::Timeout => "timed out".to_owned(),
         Failure::Connect => "connection failed".to_owned(),

@@ -68,6 +68,9 @@ pub struct SenderConfig {
     pub announce_every: Duration,
     /// Where deliveries may go: public addresses only, unless allowed here.
     pub destinations: crate::guard::Destinations,
+    /// The HTTP CONNECT proxy every delivery leaves through (`HOOKRELAY_EGRESS_PROXY`);
+    /// `None` connects directly. The guard checks destinations either way.
+    pub egress_proxy: Option<crate::egress::EgressProxy>,
     /// Opens the stored webhook secrets (`HOOKRELAY_SECRET_KEY`).
     pub cipher: hookrelay_store::Cipher,
     /// When a webhook's circuit breaker trips, and how long it stays open.
@@ -91,6 +94,7 @@ impl SenderConfig {
             response_snippet_bytes: 1024,
             shutdown_grace: defaults::SHUTDOWN_GRACE,
             destinations: crate::guard::Destinations::default(),
+            egress_proxy: None,
             disable_failing_after: defaults::DISABLE_FAILING_AFTER,
             disable_check_every: Duration::from_secs(60),
             announce_every: Duration::from_secs(60),
@@ -119,8 +123,8 @@ impl From<deadpool_postgres::PoolError> for LoopError {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SenderError {
-    #[error("cannot build the HTTP client: {0}")]
-    HttpClient(#[from] reqwest::Error),
+    #[error(transparent)]
+    HttpClient(#[from] crate::request::ClientError),
 }
 
 #[derive(Clone)]
