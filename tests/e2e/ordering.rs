@@ -483,6 +483,94 @@ async fn a_kept_delivery_whose_sender_dies_is_sent_after_its_lease() {
     );
 }
 
+/// A kept delivery (the hand-over's) is the turn sweep's to find until a message for
+/// it is out: its retry's record leaves it unpublished, due when the retry is, so a
+/// sender that dies between that record and the retry's message loses nothing for
+/// longer than the sweep's period. Once the message is out (marked published) the
+/// sweep leaves it to the message. Failed on the first hand-over, whose record marked
+/// the row published: such a delivery waited for `HOOKRELAY_RETRY_SWEEP_AFTER` (5 min).
+#[tokio::test]
+async fn a_kept_delivery_whose_retry_is_recorded_but_not_published_is_the_sweeps() {
+    use hookrelay_store::deliveries::{AttemptRecord, DeliveryStatus, record_attempts};
+    use hookrelay_store::turns::{self, Handing, Place};
+
+    let mut stack = TestStack::new().await;
+    let mut new = webhook("acme", "ordered", &stack.receiver.url("/o"));
+    new.ordered = true;
+    let hook = stack.create_webhook(new).await;
+    stack.start_router().await;
+    publish_interleaved(&stack, 1, 2).await;
+    wait_count(&stack, "both routed", "SELECT count(*) FROM deliveries", 2).await;
+    stack.stop_roles().await;
+    let mut db = stack.db.client().await;
+    let rows = db
+        .query(
+            "SELECT id, seq FROM deliveries WHERE webhook_id = $1 ORDER BY seq",
+            &[&hook.id],
+        )
+        .await
+        .unwrap();
+    let (first, second): (uuid::Uuid, uuid::Uuid) = (rows[0].get(0), rows[1].get(0));
+    let place = |seq| Place {
+        webhook_id: hook.id,
+        key: "order-0".to_owned(),
+        seq,
+    };
+    assert!(
+        turns::wait_turn(&mut db, second, &place(2), Duration::from_secs(60))
+            .await
+            .unwrap()
+    );
+    let record = |id, status, next| AttemptRecord {
+        delivery_id: id,
+        attempt: 1,
+        started_at: time::OffsetDateTime::now_utc(),
+        latency_ms: 1.0,
+        status_code: Some(200),
+        error: None,
+        response_snippet: None,
+        status,
+        next_attempt_at: next,
+        why_failed: None,
+    };
+    record_attempts(&db, &[record(first, DeliveryStatus::Delivered, None)])
+        .await
+        .unwrap();
+    let kept = turns::release_after(
+        &mut db,
+        hook.id,
+        "order-0",
+        1,
+        Handing::Keep {
+            lease: Duration::from_secs(60),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(kept.next.as_ref().map(|n| n.delivery.id), Some(second));
+    kept.commit().await.unwrap();
+    assert!(
+        turns::lapsed(&db, 10).await.unwrap().is_empty(),
+        "within its lease"
+    );
+
+    // Its attempt failed and the retry, due a second ago, is recorded; its message
+    // never went out.
+    let due = time::OffsetDateTime::now_utc() - time::Duration::seconds(1);
+    record_attempts(&db, &[record(second, DeliveryStatus::Pending, Some(due))])
+        .await
+        .unwrap();
+    assert_eq!(turns::lapsed(&db, 10).await.unwrap(), vec![second]);
+
+    hookrelay_store::deliveries::mark_published(&db, &[second])
+        .await
+        .unwrap();
+    assert!(
+        turns::lapsed(&db, 10).await.unwrap().is_empty(),
+        "its message is out"
+    );
+}
+
 /// Runs the `hookrelay` binary on the stack's database; returns what it printed.
 fn cli(stack: &TestStack, command: &[&str], args: &[&str]) -> String {
     let out = std::process::Command::new(hookrelay_tests::hookrelay_binary())

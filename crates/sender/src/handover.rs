@@ -6,7 +6,9 @@
 //! The released row is kept (`turns::Handing::Keep`): pending, unpublished, its
 //! `next_attempt_at` the end of a lease. Its durable copy is the row: should this
 //! sender die before it settles the delivery or publishes a message for it (a retry,
-//! a deferral), the turn sweep of any sender publishes it once the lease is over. A
+//! a deferral; each marks the row published once its message is confirmed), the turn
+//! sweep of any sender publishes it once its `next_attempt_at` has passed: the lease,
+//! or the due time a retry's record set. A
 //! hand-over takes one of the consumer's slots, so kept deliveries count against the
 //! sender's concurrency and a shutdown waits for them; with no slot free, or while
 //! stopping, the next delivery is published instead.

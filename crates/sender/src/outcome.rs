@@ -613,6 +613,11 @@ async fn settle(
                 ..message.clone()
             };
             publish_delayed(ctx, delivery, &next, after).await?;
+            if delivery.is_kept() {
+                // Its retry's message is out: the row is no longer this sender's. Left
+                // unpublished by a crash before this, the turn sweep sends it once due.
+                deliveries::mark_published(&db(ctx).await?, &[job.id]).await?;
+            }
             ctx.sender.metrics.outcome(outcome::RETRIED);
             crate::observe::retried(&ctx.sender.metrics, job, webhook, &answer);
         }

@@ -424,9 +424,7 @@ impl AttemptRecord {
 }
 
 /// Records attempts and their deliveries' new states, many in one statement (and one
-/// commit): the sender's hot path. Marks each published: a retry's message is
-/// published right after its record (a delivery its sender kept had none until then,
-/// `turns::Handing::Keep`), and a settled row has no more.
+/// commit): the sender's hot path.
 pub async fn record_attempts(
     db: &impl GenericClient,
     records: &[AttemptRecord],
@@ -461,8 +459,7 @@ pub async fn record_attempts(
            INSERT INTO delivery_attempts (delivery_id, attempt, started_at, latency_ms, \
              status_code, error, response_snippet, outcome) \
            SELECT delivery_id, attempt, started_at, latency_ms, status_code, error, snippet, outcome FROM input) \
-         UPDATE deliveries d SET status = i.status, published = true, \
-           attempts = GREATEST(d.attempts, i.attempt), \
+         UPDATE deliveries d SET status = i.status, attempts = GREATEST(d.attempts, i.attempt), \
            last_attempt_at = i.started_at, last_status = i.status_code, last_error = i.error, \
            next_attempt_at = i.next_at, why_failed = i.why, updated_at = now() \
          FROM input i WHERE d.id = i.delivery_id AND d.status <> 'delivered'",

@@ -179,9 +179,10 @@ pub async fn release_after<'a>(
     Ok(Release { tx: Some(tx), next })
 }
 
-/// Deliveries a sender kept to send itself ([`Handing::Keep`]) and did not settle
-/// or publish within its lease: the sender died, or lost its broker or database for
-/// longer than the lease. Each to be published by [`reopen_lapsed`].
+/// Deliveries a sender kept to send itself ([`Handing::Keep`]) and neither settled
+/// nor published a message for by their `next_attempt_at` (the lease, or the due time
+/// of a retry recorded before its message was out): the sender died, or lost its
+/// broker or database for longer than that. Each to be published by [`reopen_lapsed`].
 pub async fn lapsed(db: &impl GenericClient, limit: i64) -> Result<Vec<Uuid>, StoreError> {
     let rows = db
         .query(
