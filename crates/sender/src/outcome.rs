@@ -613,11 +613,6 @@ async fn settle(
                 ..message.clone()
             };
             publish_delayed(ctx, delivery, &next, after).await?;
-            if delivery.is_kept() {
-                // Its retry's message is out: the row is no longer this sender's. Left
-                // unpublished by a crash before this, the turn sweep sends it once due.
-                deliveries::mark_published(&db(ctx).await?, &[job.id]).await?;
-            }
             ctx.sender.metrics.outcome(outcome::RETRIED);
             crate::observe::retried(&ctx.sender.metrics, job, webhook, &answer);
         }
@@ -664,7 +659,10 @@ async fn settle(
     Ok(())
 }
 
-/// Sends the message to the delay queue that waits at least `delay`.
+/// Sends the message to the delay queue that waits at least `delay`. For a kept
+/// delivery (`handover`) the row is then marked published: its message is out, so
+/// the row is no longer this sender's to send; left unpublished by a crash before
+/// the mark, the turn sweep sends it once its `next_attempt_at` has passed.
 async fn publish_delayed(
     ctx: &Ctx,
     delivery: Inbound<'_>,
@@ -680,6 +678,9 @@ async fn publish_delayed(
     );
     let properties = amqp::persistent(&message.delivery_id.to_string(), headers.into_table())?;
     amqp::publish_confirmed(&ctx.channel, "", &queue, &message.to_json(), properties).await?;
+    if delivery.is_kept() {
+        deliveries::mark_published(&db(ctx).await?, &[message.delivery_id]).await?;
+    }
     Ok(())
 }
 
@@ -692,10 +693,6 @@ async fn defer(
     wait: Duration,
 ) -> Result<(), HandleError> {
     publish_delayed(ctx, delivery, message, wait).await?;
-    if delivery.is_kept() {
-        // Its message is out: the row is no longer this sender's to send.
-        deliveries::mark_published(&db(ctx).await?, &[message.delivery_id]).await?;
-    }
     ctx.sender.metrics.outcome(outcome::DEFERRED);
     delivery.ack(&ctx.acks);
     Ok(())

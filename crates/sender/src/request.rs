@@ -288,10 +288,6 @@ async fn send_direct(client: &reqwest::Client, out: Outgoing, snippet_bytes: usi
                 tracing::debug!(error = %e, "response body not fully read");
             }
         }
-        Err(e) if guard::blocked_in(&e).is_some() => {
-            answer.failure = Some(Failure::Permanent);
-            answer.error = guard::blocked_in(&e).map(ToString::to_string);
-        }
         Err(e) => {
             let failure = if e.is_timeout() {
                 Failure::Timeout
@@ -300,8 +296,7 @@ async fn send_direct(client: &reqwest::Client, out: Outgoing, snippet_bytes: usi
             } else {
                 Failure::Connect
             };
-            answer.failure = Some(failure);
-            answer.error = Some(describe(&e, failure));
+            not_answered(&mut answer, &e, failure);
         }
     }
     answer.latency = clock.elapsed();
@@ -366,15 +361,8 @@ async fn send_egress(
                 tracing::debug!(error = %e, "response body not fully read");
             }
         }
-        Ok(Err(e)) if guard::blocked_in(&e).is_some() => {
-            answer.failure = Some(Failure::Permanent);
-            answer.error = guard::blocked_in(&e).map(ToString::to_string);
-        }
-        Ok(Err(e)) => {
-            // Refused, unreachable or slow proxies included: a failed connection.
-            answer.failure = Some(Failure::Connect);
-            answer.error = Some(describe(&e, Failure::Connect));
-        }
+        // Refused, unreachable or slow proxies included: a failed connection.
+        Ok(Err(e)) => not_answered(&mut answer, &e, Failure::Connect),
         Err(_) => {
             answer.failure = Some(Failure::Timeout);
             answer.error = Some("timed out".into());
@@ -382,6 +370,18 @@ async fn send_egress(
     }
     answer.latency = clock.elapsed();
     answer
+}
+
+/// What a request that got no answer leaves in `answer`: a destination the guard
+/// refused fails for good, naming why; anything else fails as `failure`.
+fn not_answered(answer: &mut Answer, e: &(dyn std::error::Error + 'static), failure: Failure) {
+    if let Some(blocked) = guard::blocked_in(e) {
+        answer.failure = Some(Failure::Permanent);
+        answer.error = Some(blocked.to_string());
+    } else {
+        answer.failure = Some(failure);
+        answer.error = Some(describe(e, failure));
+    }
 }
 
 async fn read_snippet(
