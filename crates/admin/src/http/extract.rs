@@ -121,6 +121,14 @@ impl Body {
 }
 
 pub(super) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    // Every body of this API is an object, but serde also fills a struct from an
+    // array (`[]` is a struct whose fields all have defaults).
+    if body.trim_ascii_start().starts_with(b"[") {
+        return Err(ApiError::bad_request(
+            "invalid request body: a JSON object is expected, not an array",
+            None,
+        ));
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -242,5 +250,23 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("line 1 column"), "{text}");
+    }
+
+    #[test]
+    fn an_array_is_not_a_request_whose_fields_all_have_defaults() {
+        #[derive(Debug, serde::Deserialize)]
+        struct DryRun {
+            #[serde(default)]
+            #[allow(dead_code)]
+            dry_run: bool,
+        }
+        for body in [&b"[]"[..], b" [false]", b"\n[ ]"] {
+            let Err(refused) = parse_json::<DryRun>(body) else {
+                panic!("{} is not an object", String::from_utf8_lossy(body));
+            };
+            let text = format!("{refused:?}");
+            assert!(text.contains("a JSON object is expected"), "{text}");
+        }
+        assert!(parse_json::<DryRun>(b"{}").is_ok());
     }
 }
