@@ -562,13 +562,190 @@ async fn a_kept_delivery_whose_retry_is_recorded_but_not_published_is_the_sweeps
         .unwrap();
     assert_eq!(turns::lapsed(&db, 10).await.unwrap(), vec![second]);
 
-    hookrelay_store::deliveries::mark_published(&db, &[second])
-        .await
-        .unwrap();
+    // The sweep and the sender's retry message both go for it: the one that takes
+    // the row second finds it published and sends nothing (the sweep's transaction
+    // is held open while the sender's waits on the row).
+    let mut sweep = stack.db.client().await;
+    let reopened = turns::reopen_lapsed(&mut sweep, second).await.unwrap();
+    assert_eq!(reopened.next.as_ref().map(|n| n.delivery.id), Some(second));
+    let mut sender = stack.db.client().await;
+    let retry = tokio::spawn(async move {
+        let taken = turns::take_publication(&mut sender, second).await.unwrap();
+        taken.is_some()
+    });
+    wait_until("the retry waits on the row", WAIT, || async {
+        waiting_on_a_lock(&db).await == 1
+    })
+    .await;
+    reopened.commit().await.unwrap();
+    assert!(!retry.await.unwrap(), "published by the sweep: not again");
     assert!(
         turns::lapsed(&db, 10).await.unwrap().is_empty(),
         "its message is out"
     );
+
+    // The other way round: the sender's publication first, the sweep finds nothing.
+    db.execute(
+        "UPDATE deliveries SET published = false, next_attempt_at = now() - interval '1s' \
+         WHERE id = $1",
+        &[&second],
+    )
+    .await
+    .unwrap();
+    let mut sender = stack.db.client().await;
+    let publication = turns::take_publication(&mut sender, second)
+        .await
+        .unwrap()
+        .expect("unpublished: the sender's to publish");
+    let sweep = tokio::spawn(async move {
+        let mut sweep = sweep;
+        let reopened = turns::reopen_lapsed(&mut sweep, second).await.unwrap();
+        reopened.next.is_some()
+    });
+    wait_until("the sweep waits on the row", WAIT, || async {
+        waiting_on_a_lock(&db).await == 1
+    })
+    .await;
+    publication.commit().await.unwrap();
+    assert!(!sweep.await.unwrap(), "published by the sender: not again");
+}
+
+/// How many sessions of this test's database wait for a lock.
+async fn waiting_on_a_lock(db: &tokio_postgres::Client) -> i64 {
+    db.query_one(
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        &[],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+/// `settle_and_keep` (the hand-over's one transaction) records the head's attempt
+/// and keeps the next delivery of its key when it waits; and a delivery that starts
+/// to wait while the head settles is never stranded: it is either released by the
+/// settle or sees its turn free. Both are made to queue on the key's lock, so they
+/// run one after the other in either order.
+#[tokio::test]
+async fn settling_a_head_keeps_the_next_or_lets_it_go_never_strands_it() {
+    use hookrelay_store::deliveries::{AttemptRecord, DeliveryStatus};
+    use hookrelay_store::turns::{self, Place};
+
+    let mut stack = TestStack::new().await;
+    let mut new = webhook("acme", "ordered", &stack.receiver.url("/o"));
+    new.ordered = true;
+    let hook = stack.create_webhook(new).await;
+    stack.start_router().await;
+    publish_interleaved(&stack, 1, 3).await;
+    wait_count(&stack, "all routed", "SELECT count(*) FROM deliveries", 3).await;
+    stack.stop_roles().await;
+    let db = stack.db.client().await;
+    let ids: Vec<uuid::Uuid> = db
+        .query(
+            "SELECT id FROM deliveries WHERE webhook_id = $1 ORDER BY seq",
+            &[&hook.id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let place = |seq| Place {
+        webhook_id: hook.id,
+        key: "order-0".to_owned(),
+        seq,
+    };
+    let delivered = |id| AttemptRecord {
+        delivery_id: id,
+        attempt: 1,
+        started_at: time::OffsetDateTime::now_utc(),
+        latency_ms: 1.0,
+        status_code: Some(200),
+        error: None,
+        response_snippet: None,
+        status: DeliveryStatus::Delivered,
+        next_attempt_at: None,
+        why_failed: None,
+    };
+    let lease = Duration::from_secs(60);
+    let status = |id| {
+        let db = &db;
+        async move {
+            let row = db
+                .query_one(
+                    "SELECT status, published FROM deliveries WHERE id = $1",
+                    &[&id],
+                )
+                .await
+                .unwrap();
+            (row.get::<_, String>(0), row.get::<_, bool>(1))
+        }
+    };
+
+    // The second waits: settling the first records it and keeps the second.
+    let mut a = stack.db.client().await;
+    assert!(
+        turns::wait_turn(&mut a, ids[1], &place(2), lease)
+            .await
+            .unwrap()
+    );
+    let next = turns::settle_and_keep(&mut a, &delivered(ids[0]), &place(1), lease)
+        .await
+        .unwrap();
+    assert_eq!(next.map(|n| n.delivery.id), Some(ids[1]));
+    assert_eq!(status(ids[0]).await, ("delivered".to_owned(), true));
+    assert_eq!(
+        status(ids[1]).await,
+        ("pending".to_owned(), false),
+        "kept: pending, no message"
+    );
+    let attempts: i64 = db
+        .query_one(
+            "SELECT count(*) FROM delivery_attempts WHERE delivery_id = $1",
+            &[&ids[0]],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(attempts, 1, "the head's attempt recorded");
+
+    // The third starts to wait while the second settles: whichever takes the key's
+    // lock first, the third goes (released, or free to send), and waits for nothing.
+    let mut holder = stack.db.client().await;
+    let hold = holder.transaction().await.unwrap();
+    hold.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1::text || '/' || $2, 0))",
+        &[&hook.id.to_string(), &"order-0"],
+    )
+    .await
+    .unwrap();
+    let mut b = stack.db.client().await;
+    let (second, third) = (ids[1], ids[2]);
+    let (place_2, place_3) = (place(2), place(3));
+    let record = delivered(second);
+    let waits = tokio::spawn(async move {
+        turns::wait_turn(&mut b, third, &place_3, lease)
+            .await
+            .unwrap()
+    });
+    let settles = tokio::spawn(async move {
+        turns::settle_and_keep(&mut a, &record, &place_2, lease)
+            .await
+            .unwrap()
+    });
+    wait_until("both queue on the key's lock", WAIT, || async {
+        waiting_on_a_lock(&db).await == 2
+    })
+    .await;
+    hold.commit().await.unwrap();
+    let (waited, released) = (waits.await.unwrap(), settles.await.unwrap());
+    assert_eq!(
+        released.map(|n| n.delivery.id),
+        waited.then_some(ids[2]),
+        "released exactly when it waited"
+    );
+    assert_eq!(status(ids[2]).await.0, "pending", "not stranded");
 }
 
 /// Runs the `hookrelay` binary on the stack's database; returns what it printed.

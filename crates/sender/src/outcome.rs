@@ -407,6 +407,48 @@ async fn release_next(ctx: &Ctx, job: &SendJob) {
     }
 }
 
+/// Records the attempt that settled the delivery (delivered, or failed for good),
+/// then lets the next delivery of its key go. With a slot for the next one, a
+/// sequenced delivery does both in one transaction and keeps the next
+/// (`turns::settle_and_keep`); should that fail, the attempt is recorded alone (with
+/// the recorder's retries) and released as any other, so the outcome is never lost.
+async fn record_and_release(
+    ctx: &Ctx,
+    job: &SendJob,
+    record: AttemptRecord,
+) -> Result<(), HandleError> {
+    if let Some(place) = &job.place
+        && let Some(slot) = ctx.handover.slot()
+    {
+        match settle_and_keep(ctx, place, &record).await {
+            Ok(next) => {
+                if let Some(next) = next {
+                    ctx.handover.run(next, slot);
+                }
+                return Ok(());
+            }
+            Err(error) => {
+                tracing::warn!(%error, "settling and handing over in one transaction failed; recording alone");
+            }
+        }
+    }
+    ctx.recorder
+        .record(record)
+        .await
+        .map_err(HandleError::Unrecorded)?;
+    release_next(ctx, job).await;
+    Ok(())
+}
+
+async fn settle_and_keep(
+    ctx: &Ctx,
+    place: &turns::Place,
+    record: &AttemptRecord,
+) -> Result<Option<deliveries::Resend>, StoreError> {
+    let mut db = ctx.sender.pool.get().await?;
+    turns::settle_and_keep(&mut db, record, place, ctx.handover.lease()).await
+}
+
 /// Releases the key's next delivery to this sender, which sends it at once with no
 /// message through the broker (`handover`).
 async fn keep_next(
@@ -584,13 +626,9 @@ async fn settle(
         Verdict::Delivered => {
             // Record, then ack: a crash between sends the message again, and the
             // row, no longer pending, has it acked without a POST.
-            ctx.recorder
-                .record(record)
-                .await
-                .map_err(HandleError::Unrecorded)?;
+            record_and_release(ctx, job, record).await?;
             ctx.sender.metrics.outcome(outcome::DELIVERED);
             crate::observe::delivered(&ctx.sender.metrics, job, webhook, &answer);
-            release_next(ctx, job).await;
         }
         Verdict::Retry { after } => {
             // Record, then publish the next attempt: a crash between loses no
@@ -642,17 +680,13 @@ async fn settle(
             .await?;
             record.status = DeliveryStatus::Failed;
             record.why_failed = Some(why);
-            ctx.recorder
-                .record(record)
-                .await
-                .map_err(HandleError::Unrecorded)?;
+            record_and_release(ctx, job, record).await?;
             ctx.disabler
                 .after_attempt(&ctx.channel, webhook, answer.status, true)
                 .await;
             ctx.sender.metrics.outcome(outcome::FAILED);
             crate::observe::failed(&ctx.sender.metrics, job, webhook, &answer);
             ctx.sender.metrics.dead_letter(crate::shared::ROLE, &reason);
-            release_next(ctx, job).await;
         }
     }
     delivery.ack(&ctx.acks);
@@ -660,9 +694,11 @@ async fn settle(
 }
 
 /// Sends the message to the delay queue that waits at least `delay`. For a kept
-/// delivery (`handover`) the row is then marked published: its message is out, so
-/// the row is no longer this sender's to send; left unpublished by a crash before
-/// the mark, the turn sweep sends it once its `next_attempt_at` has passed.
+/// delivery (`handover`) the row is marked published in the same step
+/// (`turns::take_publication`): its message is out, so the row is no longer this
+/// sender's to send. Should the turn sweep have published it first (the retry was
+/// due before this got here), nothing is sent; left unpublished by a crash, the
+/// sweep sends it once its `next_attempt_at` has passed.
 async fn publish_delayed(
     ctx: &Ctx,
     delivery: Inbound<'_>,
@@ -677,10 +713,18 @@ async fn publish_delayed(
         Headers::new(),
     );
     let properties = amqp::persistent(&message.delivery_id.to_string(), headers.into_table())?;
-    amqp::publish_confirmed(&ctx.channel, "", &queue, &message.to_json(), properties).await?;
-    if delivery.is_kept() {
-        deliveries::mark_published(&db(ctx).await?, &[message.delivery_id]).await?;
+    let body = message.to_json();
+    if !delivery.is_kept() {
+        amqp::publish_confirmed(&ctx.channel, "", &queue, &body, properties).await?;
+        return Ok(());
     }
+    let mut db = db(ctx).await?;
+    let Some(publication) = turns::take_publication(&mut db, message.delivery_id).await? else {
+        tracing::info!("the turn sweep published the kept delivery already");
+        return Ok(());
+    };
+    amqp::publish_confirmed(&ctx.channel, "", &queue, &body, properties).await?;
+    publication.commit().await?;
     Ok(())
 }
 

@@ -19,7 +19,7 @@ use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
 use super::StoreError;
-use super::deliveries::Resend;
+use super::deliveries::{AttemptRecord, Resend, record_attempts};
 
 /// The turn of delivery `d`, as text: `free`, `waiting` or `blocked`. Decided by the
 /// nearest earlier delivery of its key that still exists (one index probe, however
@@ -157,6 +157,37 @@ pub async fn release_after<'a>(
     }
     let tx = db.transaction().await?;
     lock_key(&tx, &place).await?;
+    let next = release_next(&tx, &place, how).await?;
+    Ok(Release { tx: Some(tx), next })
+}
+
+/// Records the attempt that settled a sequenced delivery and keeps the next delivery
+/// of its key for this sender ([`Handing::Keep`]), in one transaction under the
+/// key's lock: one commit where a record and a release took two, which is what a
+/// hot key's deliveries wait for between its receiver's answers. The lock is taken
+/// before the record, so a delivery starting to wait either sees the record
+/// committed (and goes on) or committed its wait first (and is released here).
+pub async fn settle_and_keep(
+    db: &mut deadpool_postgres::Client,
+    record: &AttemptRecord,
+    place: &Place,
+    lease: Duration,
+) -> Result<Option<Resend>, StoreError> {
+    let tx = db.transaction().await?;
+    lock_key(&tx, place).await?;
+    record_attempts(&tx, std::slice::from_ref(record)).await?;
+    let next = release_next(&tx, place, Handing::Keep { lease }).await?;
+    tx.commit().await?;
+    Ok(next)
+}
+
+/// The delivery numbered next after `place` in its key, made pending if it waits and
+/// its turn has come: published or kept as `how` says. The caller holds the key's lock.
+async fn release_next(
+    tx: &deadpool_postgres::Transaction<'_>,
+    place: &Place,
+    how: Handing,
+) -> Result<Option<Resend>, StoreError> {
     static SQL: LazyLock<String> = LazyLock::new(|| {
         format!(
             "UPDATE deliveries d SET status = 'pending', published = $4::float8 IS NULL, \
@@ -167,16 +198,18 @@ pub async fn release_after<'a>(
              RETURNING d.id, d.tenant, d.event_id, d.webhook_id, d.attempts, d.trace_id"
         )
     });
-    let statement = super::prepared(&tx, &SQL).await?;
+    let statement = super::prepared(tx, &SQL).await?;
     let lease = match how {
         Handing::Publish => None,
         Handing::Keep { lease } => Some(lease.as_secs_f64()),
     };
     let row = tx
-        .query_opt(&statement, &[&webhook_id, &key, &after, &lease])
+        .query_opt(
+            &statement,
+            &[&place.webhook_id, &place.key, &place.seq, &lease],
+        )
         .await?;
-    let next = row.map(|r| Resend::from_row(&r)).transpose()?;
-    Ok(Release { tx: Some(tx), next })
+    row.map(|r| Resend::from_row(&r)).transpose()
 }
 
 /// Deliveries a sender kept to send itself ([`Handing::Keep`]) and neither settled
@@ -216,6 +249,39 @@ pub async fn reopen_lapsed(
         .await?;
     let next = row.map(|r| Resend::from_row(&r)).transpose()?;
     Ok(Release { tx: Some(tx), next })
+}
+
+/// The publication of a kept delivery's message (its retry's, its deferral's),
+/// taken from the turn sweep: the row is marked published in a transaction that
+/// holds its row lock until [`Publication::commit`], after the message is confirmed.
+/// The sweep's [`reopen_lapsed`] takes the same row the same way, so exactly one of
+/// the two publishes: whichever goes second finds the row published and sends
+/// nothing. (Marked after the publish instead, a retry due sooner than its message
+/// was confirmed and marked could be published by both, and sent twice.)
+pub struct Publication<'a>(deadpool_postgres::Transaction<'a>);
+
+impl Publication<'_> {
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.0.commit().await?;
+        Ok(())
+    }
+}
+
+/// Takes the publication of kept delivery `id` ([`Publication`]); none when the
+/// turn sweep published it already (its message is out: send nothing).
+pub async fn take_publication(
+    db: &mut deadpool_postgres::Client,
+    id: Uuid,
+) -> Result<Option<Publication<'_>>, StoreError> {
+    let tx = db.transaction().await?;
+    let statement = super::prepared(
+        &tx,
+        "UPDATE deliveries SET published = true, updated_at = now() \
+         WHERE id = $1 AND NOT published",
+    )
+    .await?;
+    let taken = tx.execute(&statement, &[&id]).await? == 1;
+    Ok(taken.then_some(Publication(tx)))
 }
 
 /// Whether the delivery after `place` in its key could be waiting, or about to wait:
