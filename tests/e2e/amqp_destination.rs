@@ -395,3 +395,151 @@ async fn the_ssrf_guard_checks_the_brokers_address() {
     );
     assert_eq!(broker.connections_of_user().await, 0, "never connected");
 }
+
+const TOKEN: &str = "amqp-destination-operator-token";
+
+/// The portal's endpoint form (plain HTTP, as a browser without script posts it)
+/// takes a broker URL with its exchange and routing key, shows the URL masked, and
+/// saving the masked URL back keeps the credentials.
+#[tokio::test]
+async fn the_portal_endpoint_form_takes_a_broker_url_exchange_and_routing_key() {
+    let broker = BrokerVhost::create().await;
+    let (connection, channel) = broker.connect().await;
+    BrokerVhost::exchange_with_queue(&channel, "orders", "portal", "created").await;
+    let mut stack = sealed_stack().await;
+    stack.start_router().await;
+    stack.start_sender().await;
+    let base = stack.serve_portal(Some(TOKEN), &[]).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let minted: serde_json::Value = http
+        .post(format!("{base}/v1/tenants/acme/portal-sessions"))
+        .bearer_auth(TOKEN)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let opened = http
+        .get(minted["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let session = format!(
+        "{base}{}",
+        opened.headers()["location"]
+            .to_str()
+            .unwrap()
+            .trim_end_matches('/')
+    );
+    let page = |url: String| {
+        let http = http.clone();
+        async move { http.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    let form = page(format!("{session}/endpoints")).await;
+    assert!(
+        form.contains("name=\"amqp_exchange\""),
+        "the form has the fields"
+    );
+    assert!(form.contains("name=\"amqp_routing_key\""));
+    let at = form.find("name=\"csrf\" value=\"").expect("a CSRF token") + 19;
+    let csrf = form[at..at + form[at..].find('"').unwrap()].to_owned();
+    let post = |to: String, fields: Vec<(&'static str, String)>| {
+        let http = http.clone();
+        async move {
+            let answer = http.post(to).form(&fields).send().await.unwrap();
+            (answer.status().as_u16(), answer.text().await.unwrap())
+        }
+    };
+
+    let (status, created) = post(
+        format!("{session}/endpoints"),
+        vec![
+            ("csrf", csrf.clone()),
+            ("key", "mq".into()),
+            ("url", broker.url()),
+            ("amqp_exchange", "orders".into()),
+            ("amqp_routing_key", "created".into()),
+        ],
+    )
+    .await;
+    assert_eq!(status, 303, "{created}");
+    let shown = page(format!("{session}/endpoints/mq")).await;
+    let masked = format!("amqp://********@127.0.0.1:5672/{}", broker.vhost);
+    assert!(shown.contains(&masked), "{shown}");
+    assert!(!shown.contains(&broker.password), "{shown}");
+    assert!(
+        shown.contains("published to exchange <code>orders</code>"),
+        "{shown}"
+    );
+    let (_, credentials) = stored(&stack, "mq").await;
+    let credentials = credentials.expect("sealed credentials");
+
+    // The edit form shows the masked URL; saving it keeps the credentials.
+    let (status, saved) = post(
+        format!("{session}/endpoints/mq"),
+        vec![
+            ("csrf", csrf.clone()),
+            ("url", masked.clone()),
+            ("amqp_exchange", "orders".into()),
+            ("amqp_routing_key", "created".into()),
+        ],
+    )
+    .await;
+    assert_eq!(status, 303, "{saved}");
+    assert_eq!(stored(&stack, "mq").await.1, Some(credentials));
+
+    let e = event("acme", "file_uploaded", json!({}));
+    stack.publish(&e).await;
+    let settled = stack.wait_settled("acme", &e.id, 1, WAIT).await;
+    assert_eq!(settled[0].status, DeliveryStatus::Delivered, "{settled:?}");
+    let got = BrokerVhost::take(&channel, "portal")
+        .await
+        .expect("published");
+    assert_eq!(
+        got.header("webhook-id").as_deref(),
+        Some(settled[0].id.to_string().as_str())
+    );
+    let _ = connection.close(200, "done".into()).await;
+}
+
+/// The console's webhook form (a real browser) makes a webhook that publishes to a
+/// broker; its page shows the destination and the URL masked.
+#[tokio::test]
+async fn the_console_form_makes_a_webhook_that_publishes_to_a_broker() {
+    let broker = BrokerVhost::create().await;
+    let stack = sealed_stack().await;
+    let base = stack.serve_api(Some(TOKEN), 1 << 20).await;
+    let browser = hookrelay_tests::Browser::start().await;
+    crate::console::sign_in(&browser, &base, TOKEN).await;
+    browser
+        .goto(&format!("{base}/console/tenants/acme/webhooks"))
+        .await;
+    browser.wait_heading("New webhook in acme").await;
+    browser.fill("#key", "mq").await;
+    browser.fill("#url", &broker.url()).await;
+    browser.fill("#amqp_routing_key", "created").await;
+    browser.click("form.stack button[type=submit]").await;
+    browser.wait_heading("Webhook mq").await;
+    let shown = browser.page_text().await;
+    let masked = format!("amqp://********@127.0.0.1:5672/{}", broker.vhost);
+    assert!(shown.contains(&masked), "{shown}");
+    assert!(!shown.contains(&broker.password), "{shown}");
+    assert!(
+        shown.contains("published to exchange (default) with routing key created"),
+        "an empty exchange is the default one: {shown}"
+    );
+    browser.screenshot("webhook-amqp").await;
+    // Saving the settings as shown keeps the credentials.
+    let (_, credentials) = stored(&stack, "mq").await;
+    browser
+        .click("section[aria-labelledby=edit] button[type=submit]")
+        .await;
+    browser.wait_text(".notice", "Saved").await;
+    assert_eq!(stored(&stack, "mq").await.1, credentials);
+    assert!(credentials.is_some_and(|c| c.starts_with("enc:v1:")));
+}
