@@ -266,46 +266,88 @@ async fn amqp_webhooks_are_refused_without_an_exchange_and_http_ones_with_one() 
 #[tokio::test]
 async fn a_missing_exchange_fails_each_attempt_then_dead_letters_naming_it() {
     let broker = BrokerVhost::create().await;
+    let (connection, channel) = broker.connect().await;
+    BrokerVhost::exchange_with_queue(&channel, "orders", "orders", "k").await;
     let mut stack = TestStack::new().await;
     stack.start_router().await;
     stack.start_sender().await;
-    let mut w = webhook("acme", "nowhere", &broker.url());
-    w.amqp_exchange = Some("no-such-exchange".into());
-    w.amqp_routing_key = Some("k".into());
-    w.retry_on = RetryPolicy::parse(&["connect"]).unwrap();
-    stack.create_webhook(w).await;
-    let e = event("acme", "file_uploaded", json!({}));
-    stack.publish(&e).await;
+    // Two webhooks on one connection (same broker, vhost and user): the missing
+    // exchange's refusals never fail the other's publishes.
+    let mut fine = None;
+    for (key, exchange) in [("nowhere", "no-such-exchange"), ("fine", "orders")] {
+        let mut w = webhook("acme", key, &broker.url());
+        w.amqp_exchange = Some(exchange.into());
+        w.amqp_routing_key = Some("k".into());
+        w.retry_on = RetryPolicy::parse(&["connect"]).unwrap();
+        fine = Some(stack.create_webhook(w).await.id);
+    }
+    let events: Vec<_> = (0..3)
+        .map(|_| event("acme", "file_uploaded", json!({})))
+        .collect();
+    for e in &events {
+        stack.publish(e).await;
+    }
 
-    let letters = stack.dead_letters(1, WAIT).await;
-    let errors = failed_attempts(&stack, &e.id).await;
-    assert_eq!(
-        errors.len(),
-        3,
-        "the first attempt and two retries: {errors:?}"
-    );
-    for error in &errors {
+    let letters = stack.dead_letters(3, WAIT).await;
+    for e in &events {
+        let settled = stack.wait_settled("acme", &e.id, 2, WAIT).await;
+        for d in settled {
+            let attempts = stack.attempts_of(d.id).await;
+            let errors: Vec<String> = attempts
+                .iter()
+                .map(|a| a.error.clone().unwrap_or_default())
+                .collect();
+            if d.webhook_id == fine {
+                assert_eq!(d.status, DeliveryStatus::Delivered, "{errors:?}");
+                assert_eq!(errors, vec![String::new()], "never the other's refusal");
+                continue;
+            }
+            assert_eq!(d.status, DeliveryStatus::Failed);
+            assert_eq!(
+                errors.len(),
+                3,
+                "the first attempt and two retries: {errors:?}"
+            );
+            for error in &errors {
+                assert!(
+                    error.contains("no-such-exchange") && error.contains("NOT_FOUND"),
+                    "{error}"
+                );
+            }
+        }
+    }
+    assert_eq!(broker_messages(&channel, "orders").await, 3);
+    for letter in &letters {
+        let reason = letter.header(hookrelay_model::wire::HEADER_ERROR);
         assert!(
-            error.contains("no-such-exchange") && error.contains("NOT_FOUND"),
-            "{error}"
+            reason
+                .as_deref()
+                .is_some_and(|r| r.contains("no-such-exchange")),
+            "{reason:?}"
         );
     }
-    let reason = letters[0].header(hookrelay_model::wire::HEADER_ERROR);
-    assert!(
-        reason
-            .as_deref()
-            .is_some_and(|r| r.contains("no-such-exchange")),
-        "{reason:?}"
-    );
     // The channel the broker closed is opened again for the next delivery.
-    let (connection, channel) = broker.connect().await;
     BrokerVhost::exchange_with_queue(&channel, "no-such-exchange", "q", "k").await;
     let e = event("acme", "file_uploaded", json!({}));
     stack.publish(&e).await;
-    let settled = stack.wait_settled("acme", &e.id, 1, WAIT).await;
-    assert_eq!(settled[0].status, DeliveryStatus::Delivered);
+    let settled = stack.wait_settled("acme", &e.id, 2, WAIT).await;
+    assert!(
+        settled
+            .iter()
+            .all(|d| d.status == DeliveryStatus::Delivered),
+        "{settled:?}"
+    );
     assert!(BrokerVhost::take(&channel, "q").await.is_some());
     let _ = connection.close(200, "done".into()).await;
+}
+
+/// Takes every message in `queue`; how many there were.
+async fn broker_messages(channel: &lapin::Channel, queue: &str) -> usize {
+    let mut n = 0;
+    while BrokerVhost::take(channel, queue).await.is_some() {
+        n += 1;
+    }
+    n
 }
 
 #[tokio::test]

@@ -5,8 +5,10 @@
 //!
 //! The broker's host is resolved here and checked by the SSRF guard; the connection
 //! goes to the checked address (TLS still verifies the URL's name). Connections are
-//! pooled per checked address and URL (vhost and credentials), one confirm channel
-//! each, and closed after `idle_after` without a publish.
+//! pooled per checked address and URL (vhost and credentials), with one confirm
+//! channel per exchange (the broker closes a channel on a publish to an exchange that
+//! does not exist: only that exchange's publishes share its fate), and closed after
+//! `idle_after` without a publish.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -61,11 +63,11 @@ struct Key {
     url: String,
 }
 
-/// A connection and its confirm channel (opened again after the broker closes it,
-/// as it does on a publish to an exchange that does not exist).
+/// A connection and its confirm channels, one per exchange (each opened again after
+/// the broker closes it, as it does on a publish to an exchange that does not exist).
 struct Link {
     connection: Connection,
-    channel: Mutex<Option<Channel>>,
+    channels: Mutex<HashMap<String, Channel>>,
     used: std::sync::Mutex<Instant>,
 }
 
@@ -138,7 +140,7 @@ impl Brokers {
             url: message.url.to_owned(),
         };
         let link = self.link(&key, uri).await?;
-        let channel = match link.channel().await {
+        let channel = match link.channel(message.exchange).await {
             Ok(channel) => channel,
             Err(e) => {
                 self.forget(&key).await;
@@ -172,13 +174,13 @@ impl Brokers {
             ))),
             Ok(Confirmation::Nack(_)) => Err(Refused::connect("nacked by the broker")),
             Ok(Confirmation::NotRequested) => {
-                link.drop_channel().await;
+                link.drop_channel(message.exchange).await;
                 Err(Refused::connect("the broker's channel did not confirm"))
             }
             Err(e) => {
                 // The broker closes the channel on a refused publish (an exchange that
                 // does not exist): the next publish opens another.
-                link.drop_channel().await;
+                link.drop_channel(message.exchange).await;
                 if !link.connection.status().connected() {
                     self.forget(&key).await;
                 }
@@ -219,7 +221,7 @@ impl Brokers {
         let connection = connect(uri, key.address).await?;
         let link = Arc::new(Link {
             connection,
-            channel: Mutex::new(None),
+            channels: Mutex::new(HashMap::new()),
             used: std::sync::Mutex::new(Instant::now()),
         });
         *slot = Some(Arc::clone(&link));
@@ -256,14 +258,18 @@ impl Brokers {
                 let Ok(mut slot) = slot.try_lock() else {
                     continue;
                 };
-                let unused = slot
+                if slot
                     .as_ref()
-                    .is_none_or(|l| l.idle_for() >= self.idle_after);
-                if unused {
+                    .is_some_and(|l| l.idle_for() >= self.idle_after)
+                {
                     idle.extend(slot.take());
                 }
             }
-            open.retain(|_, slot| slot.try_lock().map_or(true, |s| s.is_some()));
+            // An empty slot goes once nobody holds it: a publish takes its slot
+            // under this lock, so one about to connect keeps it.
+            open.retain(|_, slot| {
+                Arc::strong_count(slot) > 1 || slot.try_lock().map_or(true, |s| s.is_some())
+            });
             drop(open);
             for link in idle {
                 tracing::debug!("closing an idle connection to a webhook's broker");
@@ -301,22 +307,23 @@ impl Link {
         self.used.lock().map(|u| u.elapsed()).unwrap_or_default()
     }
 
-    /// The confirm channel, opened when there is none or the broker closed it.
-    async fn channel(&self) -> Result<Channel, lapin::Error> {
-        let mut slot = self.channel.lock().await;
-        if let Some(channel) = slot.as_ref().filter(|c| c.status().connected()) {
+    /// The confirm channel for `exchange`, opened when there is none or the broker
+    /// closed it.
+    async fn channel(&self, exchange: &str) -> Result<Channel, lapin::Error> {
+        let mut channels = self.channels.lock().await;
+        if let Some(channel) = channels.get(exchange).filter(|c| c.status().connected()) {
             return Ok(channel.clone());
         }
         let channel = self.connection.create_channel().await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
-        *slot = Some(channel.clone());
+        channels.insert(exchange.to_owned(), channel.clone());
         Ok(channel)
     }
 
-    async fn drop_channel(&self) {
-        *self.channel.lock().await = None;
+    async fn drop_channel(&self, exchange: &str) {
+        self.channels.lock().await.remove(exchange);
     }
 
     async fn close(&self) {
