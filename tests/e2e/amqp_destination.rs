@@ -585,3 +585,92 @@ async fn the_console_form_makes_a_webhook_that_publishes_to_a_broker() {
     assert_eq!(stored(&stack, "mq").await.1, credentials);
     assert!(credentials.is_some_and(|c| c.starts_with("enc:v1:")));
 }
+
+/// Runs `hookrelay` on the stack's database with the stack's secret key.
+fn hookrelay(stack: &TestStack, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(hookrelay_tests::hookrelay_binary())
+        .args(args)
+        .env("HOOKRELAY_DATABASE_URL", &stack.db.url)
+        .env("HOOKRELAY_SECRET_KEY", KEY)
+        .env_remove("HOOKRELAY_WEBHOOK_SECRET")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("hookrelay runs")
+}
+
+/// The CLI creates a webhook that publishes to a broker, prints its URL masked with
+/// the exchange and routing key, and changes the routing key keeping the credentials.
+#[tokio::test]
+async fn the_cli_creates_and_updates_a_webhook_that_publishes_to_a_broker() {
+    let broker = BrokerVhost::create().await;
+    let (connection, channel) = broker.connect().await;
+    BrokerVhost::exchange_with_queue(&channel, "orders", "cli", "updated").await;
+    let mut stack = sealed_stack().await;
+    stack.start_router().await;
+    stack.start_sender().await;
+    let url = broker.url();
+    let out = hookrelay(
+        &stack,
+        &[
+            "webhooks",
+            "create",
+            "--tenant",
+            "acme",
+            "--key",
+            "mq",
+            "--url",
+            &url,
+            "--amqp-exchange",
+            "orders",
+            "--amqp-routing-key",
+            "created",
+        ],
+    );
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{shown}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let masked = format!("amqp://********@127.0.0.1:5672/{}", broker.vhost);
+    // The table may shorten the URL.
+    assert!(
+        shown.contains("amqp://********@127.0.0.1:5672/amqpdest_vh_"),
+        "{shown}"
+    );
+    assert!(shown.contains("orders -> created"), "{shown}");
+    assert!(!shown.contains(&broker.password), "{shown}");
+
+    let out = hookrelay(
+        &stack,
+        &[
+            "webhooks",
+            "update",
+            "--tenant",
+            "acme",
+            "mq",
+            "--amqp-routing-key",
+            "updated",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = hookrelay(
+        &stack,
+        &["webhooks", "get", "--tenant", "acme", "mq", "--json"],
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["url"], masked.as_str());
+    assert_eq!(json["amqp_routing_key"], "updated");
+    assert!(json.get("url_credentials").is_none(), "{json}");
+
+    let e = event("acme", "file_uploaded", json!({}));
+    stack.publish(&e).await;
+    let settled = stack.wait_settled("acme", &e.id, 1, WAIT).await;
+    assert_eq!(settled[0].status, DeliveryStatus::Delivered, "{settled:?}");
+    assert!(BrokerVhost::take(&channel, "cli").await.is_some());
+    let _ = connection.close(200, "done".into()).await;
+}
