@@ -674,3 +674,50 @@ async fn the_cli_creates_and_updates_a_webhook_that_publishes_to_a_broker() {
     assert!(BrokerVhost::take(&channel, "cli").await.is_some());
     let _ = connection.close(200, "done".into()).await;
 }
+
+/// A broker that accepts the connection and never answers is a timeout (retried
+/// under `timeout`); a port where nothing listens, a refused connection.
+#[tokio::test]
+async fn a_silent_broker_times_out_and_a_closed_port_is_a_refused_connection() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let holding = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let closed_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut stack = TestStack::new().await;
+    stack.start_router().await;
+    stack.start_sender().await;
+    for (key, port) in [("silent", silent_port), ("closed", closed_port)] {
+        let mut w = webhook("acme", key, &format!("amqp://u:p@127.0.0.1:{port}/%2f"));
+        w.amqp_exchange = Some("x".into());
+        w.event_types = vec![key.into()];
+        stack.create_webhook(w).await;
+    }
+    let silent_event = event("acme", "silent", json!({}));
+    stack.publish(&silent_event).await;
+    let errors = failed_attempts(&stack, &silent_event.id).await;
+    assert_eq!(errors.len(), 3, "retried as timeouts: {errors:?}");
+    assert!(
+        errors
+            .iter()
+            .all(|e| e == "timed out after 500ms: no confirm from the broker"),
+        "{errors:?}"
+    );
+    let closed_event = event("acme", "closed", json!({}));
+    stack.publish(&closed_event).await;
+    let errors = failed_attempts(&stack, &closed_event.id).await;
+    assert_eq!(
+        errors.len(),
+        1,
+        "the default policy does not retry it: {errors:?}"
+    );
+    assert!(errors[0].starts_with("connection refused"), "{errors:?}");
+    holding.abort();
+}
