@@ -261,6 +261,49 @@ async fn amqp_webhooks_are_refused_without_an_exchange_and_http_ones_with_one() 
         assert_eq!(answer["field"], field, "{body}: {answer}");
         assert!(!answer.to_string().contains("u:p"), "{answer}");
     }
+    // What the store sees whole: an exchange given alone to an HTTP webhook, a
+    // broker URL given alone to one without an exchange.
+    let (status, _) = api
+        .post(
+            "/v1/tenants/acme/webhooks",
+            json!({"key": "http", "url": "https://a.test/x"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    for (change, field) in [
+        (json!({"amqp_exchange": "x"}), "amqp_exchange"),
+        (json!({"amqp_routing_key": "k"}), "amqp_routing_key"),
+        (json!({"url": "amqp://u:p@broker.test/vh"}), "amqp_exchange"),
+    ] {
+        let (status, answer) = api
+            .call(
+                Method::PATCH,
+                "/v1/tenants/acme/webhooks/http",
+                Some(change.clone()),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{change}: {answer}");
+        assert_eq!(answer["field"], field, "{change}: {answer}");
+    }
+    // A broker webhook moved to an HTTP URL drops its exchange and credentials.
+    let (status, created) = api
+        .post(
+            "/v1/tenants/acme/webhooks",
+            json!({"key": "mq", "url": "amqp://u:p@broker.test/vh", "amqp_exchange": "x", "amqp_routing_key": "k"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let (status, moved) = api
+        .call(
+            Method::PATCH,
+            "/v1/tenants/acme/webhooks/mq",
+            Some(json!({"url": "https://a.test/y"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{moved}");
+    assert_eq!(moved["amqp_exchange"], serde_json::Value::Null);
+    assert_eq!(moved["amqp_routing_key"], serde_json::Value::Null);
+    assert_eq!(stored(&stack, "mq").await.1, None, "credentials removed");
 }
 
 #[tokio::test]

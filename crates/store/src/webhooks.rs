@@ -236,6 +236,24 @@ fn key_conflict(tenant: &str, key: &str) -> impl FnOnce(tokio_postgres::Error) -
                     format!("`authorization` {reason}"),
                 ))
             }
+            // A broker URL without an exchange, or an exchange beside an HTTP URL,
+            // one of them already stored.
+            Some(&SqlState::CHECK_VIOLATION)
+                if constraint.as_deref() == Some("webhooks_exchange_with_broker_url") =>
+            {
+                StoreError::Invalid(hookrelay_model::Invalid::new(
+                    "amqp_exchange",
+                    "an amqp:// or amqps:// URL needs an exchange, and an http(s) URL takes none",
+                ))
+            }
+            Some(&SqlState::CHECK_VIOLATION)
+                if constraint.as_deref() == Some("webhooks_routing_key_with_exchange") =>
+            {
+                StoreError::Invalid(hookrelay_model::Invalid::new(
+                    "amqp_routing_key",
+                    "is for amqp:// and amqps:// URLs, with an exchange",
+                ))
+            }
             _ => StoreError::from(e),
         }
     }
