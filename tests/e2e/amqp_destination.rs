@@ -589,6 +589,10 @@ async fn the_portal_endpoint_form_takes_a_broker_url_exchange_and_routing_key() 
         got.header("webhook-id").as_deref(),
         Some(settled[0].id.to_string().as_str())
     );
+    // The message log lists what the message carried: no user agent, no Basic auth.
+    let message = page(format!("{session}/deliveries/{}", settled[0].id)).await;
+    assert!(message.contains("webhook-id: "), "{message}");
+    assert!(!message.contains("user-agent"), "{message}");
     let _ = connection.close(200, "done".into()).await;
 }
 
