@@ -82,6 +82,7 @@ async fn an_amqp_webhook_publishes_each_delivery_persistent_signed_and_confirmed
                 "amqp_exchange": "orders",
                 "amqp_routing_key": "created",
                 "signing_secret": SIGNING,
+                "secret": "basic-auth-is-for-http",
                 "headers": {"x-team": "payments"},
             }),
         )
@@ -165,7 +166,11 @@ async fn an_amqp_webhook_publishes_each_delivery_persistent_signed_and_confirmed
             Some(e.id.as_str())
         );
         let timestamp = got.header("webhook-timestamp").expect("webhook-timestamp");
-        assert!(got.header("authorization").is_none());
+        assert!(
+            got.header("authorization").is_none(),
+            "Basic auth is for HTTP"
+        );
+        assert!(!format!("{:?}", got.properties).contains("basic-auth-is-for-http"));
         if queue == "orders.created" {
             assert_eq!(got.header("x-team").as_deref(), Some("payments"));
             let signature = got.header("webhook-signature").expect("signed");

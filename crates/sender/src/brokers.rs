@@ -431,6 +431,44 @@ mod tests {
         assert!(connect_error(&io).starts_with("connection refused"));
     }
 
+    /// The POST's headers become message headers, but never its Basic auth (a
+    /// secret for HTTP) or its content type (a property).
+    #[test]
+    fn message_headers_are_the_posts_without_basic_auth() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("authorization", "Basic OnB3"),
+            ("content-type", "application/json"),
+            ("webhook-id", "d-1"),
+            ("x-team", "payments"),
+        ] {
+            headers.insert(
+                reqwest::header::HeaderName::from_static(name),
+                value.parse().unwrap(),
+            );
+        }
+        let message = Publish {
+            url: "amqp://h",
+            exchange: "x",
+            routing_key: "k",
+            body: Vec::new(),
+            content_type: "application/json",
+            headers,
+            message_id: "d-1".into(),
+        };
+        let Ok(properties) = properties(&message) else {
+            panic!("properties")
+        };
+        let table = properties.headers().clone().unwrap_or_default();
+        let names: Vec<&str> = table.inner().keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["webhook-id", "x-team"]);
+        assert_eq!(properties.delivery_mode(), &Some(2));
+        assert_eq!(
+            properties.message_id().as_ref().map(|m| m.as_str()),
+            Some("d-1")
+        );
+    }
+
     #[tokio::test]
     async fn a_blocked_broker_fails_for_good_before_connecting() {
         let brokers = Brokers::new(
