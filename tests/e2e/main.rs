@@ -1,6 +1,7 @@
 //! End-to-end tests: one binary, one module per capability.
 
 mod admin;
+mod amqp_destination;
 mod architecture;
 mod bench;
 mod browser;

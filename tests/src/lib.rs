@@ -3,6 +3,7 @@
 //! Everything it creates is removed when the stack is dropped, even after a panic.
 
 pub mod bench;
+pub mod broker_vhost;
 pub mod browser;
 pub mod capacity;
 pub mod chaos;

@@ -137,6 +137,10 @@ pub struct ServeArgs {
     /// Timeout of one webhook request.
     #[arg(long, env = "HOOKRELAY_HTTP_TIMEOUT", default_value_t = Span(sender::HTTP_TIMEOUT))]
     pub http_timeout: Span,
+    /// A connection to a webhook's broker (an amqp:// URL) is closed after this long
+    /// without a publish.
+    #[arg(long, env = "HOOKRELAY_AMQP_DESTINATION_IDLE", default_value_t = Span(sender::AMQP_DESTINATION_IDLE))]
+    pub amqp_destination_idle: Span,
     /// Deliveries in flight at once per sender.
     #[arg(long, env = "HOOKRELAY_SENDER_CONCURRENCY", default_value_t = hookrelay_sender::DEFAULT_CONCURRENCY)]
     pub sender_concurrency: u16,

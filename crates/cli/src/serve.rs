@@ -38,6 +38,7 @@ pub fn settings(common: &Common, args: &ServeArgs) -> anyhow::Result<Settings> {
     sender.per_webhook_concurrency = args.per_webhook_concurrency;
     sender.slow_after = args.per_webhook_slow_after.0;
     sender.http_timeout = args.http_timeout.0;
+    sender.amqp_destination_idle = args.amqp_destination_idle.0;
     sender.shutdown_grace = args.shutdown_grace.0;
     sender.disable_failing_after = args.disable_failing_after.0;
     sender.retry_sweep_after = args.retry_sweep_after.0;

@@ -148,6 +148,10 @@ pub(crate) struct WebhookForm {
     on_failure: String,
     #[serde(default)]
     signing_scheme: String,
+    #[serde(default)]
+    amqp_exchange: String,
+    #[serde(default)]
+    amqp_routing_key: String,
 }
 
 impl WebhookForm {
@@ -179,6 +183,8 @@ impl WebhookForm {
             ordered: w["ordered"].as_bool().unwrap_or(false).then(String::new),
             on_failure: text(w, "on_failure").into(),
             signing_scheme: text(w, "signing_scheme").into(),
+            amqp_exchange: text(w, "amqp_exchange").into(),
+            amqp_routing_key: text(w, "amqp_routing_key").into(),
             filter: match &w["filter"] {
                 Value::Null => String::new(),
                 v => serde_json::to_string_pretty(v).unwrap_or_default(),
@@ -193,6 +199,14 @@ impl WebhookForm {
         let mut body = Map::new();
         body.insert("key".into(), json!(self.key.trim()));
         body.insert("url".into(), json!(self.url.trim()));
+        for (name, v) in parts::amqp_change(
+            &self.url,
+            &self.amqp_exchange,
+            &self.amqp_routing_key,
+            creating,
+        ) {
+            body.insert(name.into(), v);
+        }
         body.insert("event_types".into(), json!(parts::list(&self.event_types)));
         body.insert(
             "import_identifiers".into(),
@@ -350,7 +364,8 @@ pub(crate) async fn act_on_key(
 fn form_fields(f: &WebhookForm, current: Option<&Value>, refused: Option<&Refused>) -> Markup {
     html! {
         (field("key", "Key", "Unique within the tenant; usable in place of the id.", input("key", &f.key, "text"), refused))
-        (field("url", "URL", "http:// or https://; may hold {{VARIABLES}} from the event's environment.", input("url", &f.url, "text"), refused))
+        (field("url", "URL", "http:// or https://, or amqp:// or amqps://user:password@host/vhost to publish to a broker (credentials sealed, shown as ********; keep the mask to keep them); may hold {{VARIABLES}} from the event's environment.", input("url", &f.url, "text"), refused))
+        (parts::amqp_fields(&f.amqp_exchange, &f.amqp_routing_key, refused))
         (field("event_types", "Event types", "Comma-separated; empty: every type.", input("event_types", &f.event_types, "text"), refused))
         (field("import_identifiers", "Triggers: import identifiers", "Comma-separated; empty: any.", input("import_identifiers", &f.import_identifiers, "text"), refused))
         (field("schema_ids", "Triggers: schema ids", "Comma-separated; empty: any.", input("schema_ids", &f.schema_ids, "text"), refused))
@@ -492,6 +507,8 @@ pub(crate) async fn show_page(
                 dt { "Order" } dd { (ordering(&w)) }
                 dt { "Signing" } dd { (parts::signing(&w)) }
                 dt { "Custom headers" } dd { (parts::custom_headers(&w)) }
+                dt { "URL" } dd { code { (text(&w, "url")) } }
+                dt { "Destination" } dd { (parts::destination(&w)) }
                 dt { "Deliveries" } dd { a href=(deliveries) { "See its deliveries" } }
             }
             (health)

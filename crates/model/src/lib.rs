@@ -8,6 +8,7 @@ pub mod access;
 pub mod catalog;
 pub mod config;
 pub mod deadletter;
+pub mod destination;
 pub mod envelope;
 pub mod error;
 pub mod filter;

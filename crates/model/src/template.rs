@@ -15,6 +15,8 @@ pub enum TemplateError {
     BadName(String),
     #[error("URL `{0}` is not an absolute http:// or https:// URL")]
     NotHttp(String),
+    #[error("URL `{0}` is not an absolute http(s):// or amqp(s):// URL")]
+    NotADestination(String),
 }
 
 /// Splits a template into literal text and placeholder names.
@@ -46,18 +48,28 @@ enum Part<'a> {
 /// copies): an http(s) URL with a host (no brackets: an IPv6 host by name), no
 /// whitespace or control characters, and `{{NAME}}` placeholders anywhere, or a URL
 /// that starts with a placeholder.
-pub const URL_TEMPLATE_PATTERN: &str = r"^(?:https?://(?:\{\{[A-Za-z0-9_]+\}\}|(?!\{\{)[^/?#\[\]\s\u0000-\u001f\u007f-\u009f])(?:\{\{[A-Za-z0-9_]+\}\}|(?!\{\{)[^/?#\[\]\s\u0000-\u001f\u007f-\u009f])*(?=[/?#]|$)|\{\{[A-Za-z0-9_]+\}\})(?:\{\{[A-Za-z0-9_]+\}\}|(?!\{\{)[^\s\u0000-\u001f\u007f-\u009f])*$";
+pub const URL_TEMPLATE_PATTERN: &str = r"^(?:(?:https?|amqps?)://(?:\{\{[A-Za-z0-9_]+\}\}|(?!\{\{)[^/?#\[\]\s\u0000-\u001f\u007f-\u009f])(?:\{\{[A-Za-z0-9_]+\}\}|(?!\{\{)[^/?#\[\]\s\u0000-\u001f\u007f-\u009f])*(?=[/?#]|$)|\{\{[A-Za-z0-9_]+\}\})(?:\{\{[A-Za-z0-9_]+\}\}|(?!\{\{)[^\s\u0000-\u001f\u007f-\u009f])*$";
 
 /// Checks a template when a webhook is saved: well-formed placeholders, and an
-/// http(s) URL unless the scheme itself comes from a placeholder.
+/// http(s) or amqp(s) URL unless the scheme itself comes from a placeholder.
 pub fn check_url_template(template: &str) -> Result<(), TemplateError> {
     parts(template)?;
     if template.starts_with("{{") {
         return Ok(());
     }
     let probe = template.replace("{{", "x").replace("}}", "x");
-    crate::envelope::check_http_url("url", &probe)
-        .map_err(|_| TemplateError::NotHttp(template.to_owned()))
+    check_destination_url(&probe)
+        .map_err(|_| TemplateError::NotADestination(crate::destination::masked(template)))
+}
+
+/// An http(s) URL, or an amqp(s) URL (a broker destination).
+fn check_destination_url(url: &str) -> Result<(), ()> {
+    match crate::destination::scheme_of(url) {
+        Some(crate::destination::Scheme::Amqp) => {
+            crate::destination::check_amqp_url("url", url).map_err(|_| ())
+        }
+        _ => crate::envelope::check_http_url("url", url).map_err(|_| ()),
+    }
 }
 
 /// A URL taken as it is (no placeholders): it must be an absolute http(s) URL.
@@ -70,8 +82,22 @@ pub fn literal_url(url: &str) -> Result<String, TemplateError> {
     Ok(url.to_owned())
 }
 
-/// Fills every placeholder from `variables`; the result must be an http(s) URL.
+/// Fills every placeholder from `variables`; the result must be an http(s) URL or,
+/// for a broker destination, an amqp(s) URL (whose credentials are masked in an
+/// error: fill them with [`fill`] apart).
 pub fn resolve_url(
+    template: &str,
+    environment: Option<&str>,
+    variables: &BTreeMap<String, String>,
+) -> Result<String, TemplateError> {
+    let url = fill(template, environment, variables)?;
+    check_destination_url(&url)
+        .map_err(|_| TemplateError::NotADestination(crate::destination::masked(&url)))?;
+    Ok(url)
+}
+
+/// Fills every placeholder of `template` from `variables`, whatever the text is.
+pub fn fill(
     template: &str,
     environment: Option<&str>,
     variables: &BTreeMap<String, String>,
@@ -93,8 +119,6 @@ pub fn resolve_url(
             }
         }
     }
-    crate::envelope::check_http_url("url", &url)
-        .map_err(|_| TemplateError::NotHttp(url.clone()))?;
     Ok(url)
 }
 
@@ -162,7 +186,16 @@ mod tests {
         let v = vars(&[("BASE_URL", "file:///etc/passwd")]);
         assert!(matches!(
             resolve_url("{{BASE_URL}}", Some("P"), &v),
-            Err(TemplateError::NotHttp(_))
+            Err(TemplateError::NotADestination(_))
         ));
+        assert!(check_url_template("amqp://{{HOST}}/vh").is_ok());
+        let v = vars(&[("TARGET", "amqps://u:secret@b.test/vh")]);
+        assert_eq!(
+            resolve_url("{{TARGET}}", Some("P"), &v).unwrap(),
+            "amqps://u:secret@b.test/vh"
+        );
+        let v = vars(&[("TARGET", "amqps://u:secret@/vh")]);
+        let err = resolve_url("{{TARGET}}", Some("P"), &v).unwrap_err();
+        assert!(!err.to_string().contains("secret"), "{err}");
     }
 }

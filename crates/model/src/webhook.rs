@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use serde_json::Value;
 
+use crate::destination;
 use crate::error::Invalid;
 use crate::filter::PayloadFilter;
 use crate::headers::CustomHeaders;
@@ -124,8 +125,17 @@ pub struct Webhook {
     /// Unique within the tenant; usable in place of `id` in paths.
     pub key: String,
     /// May hold `{{NAME}}` placeholders, resolved from the event's environment at
-    /// send time.
+    /// send time. An `amqp://` or `amqps://` URL publishes to a broker; its
+    /// credentials show as `********` (`amqp://********@broker.example/vhost`).
     pub url: String,
+    /// The exchange an `amqp(s)://` webhook publishes to (`""`: the broker's default
+    /// exchange); null for HTTP.
+    pub amqp_exchange: Option<String>,
+    /// The routing key of its messages; null for HTTP.
+    pub amqp_routing_key: Option<String>,
+    /// A broker URL's credentials (`user:password`), sealed at rest, never shown.
+    #[serde(skip)]
+    pub url_credentials: Option<Secret>,
     /// The event types it receives; empty means every type.
     pub event_types: Vec<String>,
     /// `********` when the webhook has a Basic-auth secret, else null.
@@ -217,16 +227,28 @@ pub struct NewWebhook {
     pub key: WebhookKey,
     /// An absolute http:// or https:// URL, which may hold `{{NAME}}` placeholders
     /// (letters, digits and `_`); a URL starting with a placeholder may take its
-    /// scheme from it.
+    /// scheme from it. An `amqp://` or `amqps://` URL (`amqp://user:password@host:port/vhost`)
+    /// publishes each delivery to `amqp_exchange` instead; its credentials are
+    /// sealed and shown as `********`.
     #[cfg_attr(
         feature = "openapi",
         schema(
             example = "https://{{HOST}}/hooks",
             max_length = 2048,
-            pattern = r"^(?:https?://(?:\{\{[A-Za-z0-9_]+\}\}|(?!\{\{)[^/?#\[\]\s\u0000-\u001f\u007f-\u009f])(?:\{\{[A-Za-z0-9_]+\}\}|(?!\{\{)[^/?#\[\]\s\u0000-\u001f\u007f-\u009f])*(?=[/?#]|$)|\{\{[A-Za-z0-9_]+\}\})(?:\{\{[A-Za-z0-9_]+\}\}|(?!\{\{)[^\s\u0000-\u001f\u007f-\u009f])*$"
+            pattern = r"^(?:(?:https?|amqps?)://(?:\{\{[A-Za-z0-9_]+\}\}|(?!\{\{)[^/?#\[\]\s\u0000-\u001f\u007f-\u009f])(?:\{\{[A-Za-z0-9_]+\}\}|(?!\{\{)[^/?#\[\]\s\u0000-\u001f\u007f-\u009f])*(?=[/?#]|$)|\{\{[A-Za-z0-9_]+\}\})(?:\{\{[A-Za-z0-9_]+\}\}|(?!\{\{)[^\s\u0000-\u001f\u007f-\u009f])*$"
         )
     )]
     pub url: String,
+    /// With an `amqp(s)://` URL (required then): the exchange each delivery is
+    /// published to, `""` for the default exchange. At most 255 characters of printable ASCII.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_length = 255, pattern = "^[ -~]*$"))]
+    pub amqp_exchange: Option<String>,
+    /// With an `amqp(s)://` URL: the routing key (default `""`). At most 255
+    /// characters of printable ASCII.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_length = 255, pattern = "^[ -~]*$"))]
+    pub amqp_routing_key: Option<String>,
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(schema_with = filter_list_schema))]
     pub event_types: Vec<String>,
@@ -311,10 +333,19 @@ pub struct WebhookUpdate {
         feature = "openapi",
         schema(
             max_length = 2048,
-            pattern = r"^(?:https?://(?:\{\{[A-Za-z0-9_]+\}\}|(?!\{\{)[^/?#\[\]\s\u0000-\u001f\u007f-\u009f])(?:\{\{[A-Za-z0-9_]+\}\}|(?!\{\{)[^/?#\[\]\s\u0000-\u001f\u007f-\u009f])*(?=[/?#]|$)|\{\{[A-Za-z0-9_]+\}\})(?:\{\{[A-Za-z0-9_]+\}\}|(?!\{\{)[^\s\u0000-\u001f\u007f-\u009f])*$"
+            pattern = r"^(?:(?:https?|amqps?)://(?:\{\{[A-Za-z0-9_]+\}\}|(?!\{\{)[^/?#\[\]\s\u0000-\u001f\u007f-\u009f])(?:\{\{[A-Za-z0-9_]+\}\}|(?!\{\{)[^/?#\[\]\s\u0000-\u001f\u007f-\u009f])*(?=[/?#]|$)|\{\{[A-Za-z0-9_]+\}\})(?:\{\{[A-Za-z0-9_]+\}\}|(?!\{\{)[^\s\u0000-\u001f\u007f-\u009f])*$"
         )
     )]
     pub url: Option<String>,
+    /// A new exchange, or null to remove it; a new http(s) URL given without one
+    /// removes it (and the routing key).
+    #[serde(default, with = "double_option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, max_length = 255, pattern = "^[ -~]*$"))]
+    pub amqp_exchange: Option<Option<String>>,
+    /// A new routing key, or null to remove it.
+    #[serde(default, with = "double_option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, max_length = 255, pattern = "^[ -~]*$"))]
+    pub amqp_routing_key: Option<Option<String>>,
     #[cfg_attr(feature = "openapi", schema(schema_with = optional_filter_list_schema))]
     pub event_types: Option<Vec<String>>,
     /// A new secret (as when created), or null to remove it.
@@ -433,6 +464,8 @@ impl NewWebhook {
             tenant: tenant.into(),
             key,
             url: url.into(),
+            amqp_exchange: None,
+            amqp_routing_key: None,
             event_types: Vec::new(),
             secret: None,
             signing_secret: None,
@@ -455,6 +488,11 @@ impl NewWebhook {
     pub fn validate(&self) -> Result<(), Invalid> {
         crate::envelope::check_tenant(&self.tenant)?;
         validate_url(&self.url)?;
+        destination::check_given(
+            &self.url,
+            self.amqp_exchange.as_deref(),
+            self.amqp_routing_key.as_deref(),
+        )?;
         validate_filters(
             Some(&self.event_types),
             Some(&self.import_identifiers),
@@ -498,6 +536,18 @@ fn validate_policy(
 const DEFAULT_RATE: Rate = Rate::per_second(1);
 
 impl Webhook {
+    /// Where a delivery to `resolved` (its URL, placeholders filled) goes.
+    pub fn destination(
+        &self,
+        resolved: &str,
+    ) -> Result<destination::Destination, destination::DestinationError> {
+        destination::decide(
+            resolved,
+            self.amqp_exchange.as_deref(),
+            self.amqp_routing_key.as_deref(),
+        )
+    }
+
     /// Its delivery policy: its rate limit with the burst, and its cap in flight.
     pub fn policy(&self) -> DeliveryPolicy {
         DeliveryPolicy {
@@ -514,6 +564,18 @@ impl WebhookUpdate {
     pub fn validate(&self) -> Result<(), Invalid> {
         if let Some(url) = &self.url {
             validate_url(url)?;
+        }
+        destination::check_names(
+            self.amqp_exchange.as_ref().and_then(Option::as_deref),
+            self.amqp_routing_key.as_ref().and_then(Option::as_deref),
+        )?;
+        if let (Some(url), Some(Some(_))) = (&self.url, &self.amqp_exchange)
+            && destination::scheme_of(url) == Some(destination::Scheme::Http)
+        {
+            return Err(Invalid::new(
+                "amqp_exchange",
+                destination::DestinationError::ExchangeWithoutBroker.to_string(),
+            ));
         }
         if let Some(Some(s)) = &self.secret {
             validate_secret(s)?;

@@ -185,6 +185,8 @@ pub(crate) struct EndpointForm {
     /// Custom headers typed one `Name: value` per line; never filled in.
     headers: String,
     clear_headers: bool,
+    amqp_exchange: String,
+    amqp_routing_key: String,
 }
 
 impl EndpointForm {
@@ -201,6 +203,8 @@ impl EndpointForm {
                 "rate_limit" => f.rate_limit = v,
                 "headers" => f.headers = v,
                 "clear_headers" => f.clear_headers = true,
+                "amqp_exchange" => f.amqp_exchange = v,
+                "amqp_routing_key" => f.amqp_routing_key = v,
                 _ => {}
             }
         }
@@ -211,6 +215,8 @@ impl EndpointForm {
         Self {
             key: text(w, "key").into(),
             url: text(w, "url").into(),
+            amqp_exchange: text(w, "amqp_exchange").into(),
+            amqp_routing_key: text(w, "amqp_routing_key").into(),
             event_types: types_of(w),
             filter: match &w["filter"] {
                 Value::Null => String::new(),
@@ -235,6 +241,14 @@ impl EndpointForm {
             body.insert("key".into(), json!(self.key.trim()));
         }
         body.insert("url".into(), json!(self.url.trim()));
+        for (name, v) in parts::amqp_change(
+            &self.url,
+            &self.amqp_exchange,
+            &self.amqp_routing_key,
+            creating,
+        ) {
+            body.insert(name.into(), v);
+        }
         body.insert("event_types".into(), json!(self.event_types));
         for (name, v) in [
             ("rate_limit", text_or_null(&self.rate_limit)),
@@ -268,7 +282,8 @@ fn form_fields(
         @if creating {
             (field("key", "Name", "A short name for this endpoint, unique among yours.", input("key", &f.key, "text"), refused))
         }
-        (field("url", "URL", "https:// address that receives the events.", input("url", &f.url, "url"), refused))
+        (field("url", "URL", "https:// address that receives the events, or amqps://user:password@host/vhost to have them published to your RabbitMQ (the password is kept secret and shown as ********; leave the mask to keep it).", input("url", &f.url, "url"), refused))
+        (parts::amqp_fields(&f.amqp_exchange, &f.amqp_routing_key, refused))
         @if choices.is_empty() {
             (field("event_types", "Event types", types_help, input("event_types", &f.event_types.join(", "), "text"), refused))
         } @else {
@@ -456,6 +471,7 @@ async fn show_page(
             (notice(done))
             dl.facts {
                 dt { "URL" } dd { code { (text(&w, "url")) } }
+                dt { "Destination" } dd { (parts::destination(&w)) }
                 dt { "Event types" } dd { @if subscribed.is_empty() { "every type" } @else { (subscribed.join(", ")) } }
                 dt { "State" } dd { (state_badge(&w)) @if let Some(r) = w["disabled_reason"].as_str() { " " (r) } }
                 dt { "Breaker" } dd { (breaker(&w)) }

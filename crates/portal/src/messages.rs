@@ -399,16 +399,19 @@ fn request_headers(d: &Value, event_type: &str, attempt: &Value, endpoint: &Valu
         event_type,
         number,
     );
-    let mut lines = vec![
-        "content-type: application/json".to_owned(),
-        format!("user-agent: {}", hookrelay_model::USER_AGENT),
-    ];
+    // An endpoint that is a broker gets these as message headers (the content type
+    // as a property), without a user agent or Basic auth.
+    let broker = !endpoint["amqp_exchange"].is_null();
+    let mut lines = vec!["content-type: application/json".to_owned()];
+    if !broker {
+        lines.push(format!("user-agent: {}", hookrelay_model::USER_AGENT));
+    }
     lines.extend(described.iter().map(|(name, v)| format!("{name}: {v}")));
     lines.push(format!(
         "webhook-signature: {} (masked)",
         masked_signatures(endpoint)
     ));
-    if !endpoint["secret"].is_null() {
+    if !endpoint["secret"].is_null() && !broker {
         lines.push("authorization: Basic •••••••• (masked)".to_owned());
     }
     if let Some(custom) = endpoint["headers"].as_object() {

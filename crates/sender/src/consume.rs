@@ -34,6 +34,7 @@ struct Shared {
     recorder: Recorder,
     loader: Loader,
     client: crate::request::Client,
+    brokers: Arc<crate::brokers::Brokers>,
     limiter: Arc<PerTarget>,
     disabler: Arc<Disabler>,
     breakers: Arc<Breakers>,
@@ -52,9 +53,14 @@ pub(crate) async fn run(sender: Sender, shutdown: Shutdown) -> Result<(), Sender
         loader: Loader::start(sender.pool.clone(), config.cipher.clone()),
         client: crate::request::client(
             config.http_timeout,
-            destinations,
+            Arc::clone(&destinations),
             config.egress_proxy.as_ref(),
         )?,
+        brokers: crate::brokers::Brokers::new(
+            destinations,
+            config.http_timeout,
+            config.amqp_destination_idle,
+        ),
         limiter: PerTarget::new(config.per_webhook_concurrency, config.slow_after),
         disabler: Arc::new(Disabler::new(
             config,
@@ -99,6 +105,7 @@ async fn serve(
         recorder: shared.recorder.clone(),
         loader: shared.loader.clone(),
         client: shared.client.clone(),
+        brokers: Arc::clone(&shared.brokers),
         channel: session.channel,
         limiter: Arc::clone(&shared.limiter),
         disabler: Arc::clone(&shared.disabler),
@@ -126,6 +133,7 @@ async fn serve(
         shutdown.clone(),
     ));
     loops.spawn(run_kept(Arc::clone(&ctx), kept, shutdown.clone()));
+    loops.spawn(Arc::clone(&shared.brokers).close_idle(shutdown.clone()));
     loops.spawn(crate::policy::release_loop(
         sender.pool.clone(),
         ctx.channel.clone(),

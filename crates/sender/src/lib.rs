@@ -9,6 +9,7 @@ mod acks;
 mod admission;
 mod batcher;
 mod breaker;
+mod brokers;
 mod consume;
 mod disable;
 pub mod egress;

@@ -8,9 +8,10 @@ use hookrelay_amqp::trace;
 use hookrelay_amqp::{self as amqp, AmqpError, Headers};
 use hookrelay_metrics::{outcome, status_class};
 use hookrelay_model::DeadLetterReason;
+use hookrelay_model::destination::{self, Destination};
 use hookrelay_model::retry::{Failure, RetryPolicy};
 use hookrelay_model::template;
-use hookrelay_model::webhook::{BodyFormat, Webhook};
+use hookrelay_model::webhook::{BodyFormat, Secret, Webhook};
 use hookrelay_model::wire::{self, DeliveryMessage};
 use hookrelay_store::deliveries::{self, AttemptRecord, DeliveryStatus, SendJob};
 use hookrelay_store::rates;
@@ -20,6 +21,7 @@ use lapin::Channel;
 use time::OffsetDateTime;
 
 use crate::admission::{self, Admission, Hold, Rate, Row, Rules, Wait, before_load};
+use crate::brokers::Publish;
 use crate::disable::Disabler;
 use crate::inbound::Inbound;
 use crate::limiter::{PerTarget, Slot};
@@ -33,6 +35,8 @@ pub(crate) struct Ctx {
     pub recorder: crate::recorder::Recorder,
     pub loader: crate::recorder::Loader,
     pub client: crate::request::Client,
+    /// Connections to webhooks' brokers (`amqp://` URLs).
+    pub brokers: Arc<crate::brokers::Brokers>,
     pub channel: Channel,
     pub limiter: Arc<PerTarget>,
     pub disabler: Arc<Disabler>,
@@ -524,7 +528,8 @@ fn host_of(url: &str) -> &str {
     rest.split(['/', '?', '#']).next().unwrap_or(rest)
 }
 
-/// Resolves the URL and sends; a URL that cannot be built is an answer too.
+/// Resolves the URL and sends (a POST, or a publish to the webhook's broker); a URL
+/// that cannot be built is an answer too.
 async fn attempt_once(
     ctx: &Ctx,
     job: &SendJob,
@@ -534,24 +539,42 @@ async fn attempt_once(
     slot: &Slot,
 ) -> Result<Answer, HandleError> {
     let event = &job.event;
-    let url = if target.templated {
-        let variables = match (&event.environment, target.url_template.contains("{{")) {
+    let credentials = target
+        .webhook
+        .as_ref()
+        .and_then(|w| w.url_credentials.as_ref());
+    let resolved = if target.templated {
+        let templated = target.url_template.contains("{{")
+            || credentials.is_some_and(|c| c.expose().contains("{{"));
+        let variables = match (&event.environment, templated) {
             (Some(env), true) => environments::variables(&db(ctx).await?, &job.tenant, env).await?,
             _ => Default::default(),
         };
-        template::resolve_url(
-            &target.url_template,
-            event.environment.as_deref(),
-            &variables,
-        )
+        let environment = event.environment.as_deref();
+        template::resolve_url(&target.url_template, environment, &variables).and_then(|url| {
+            let credentials = credentials
+                .map(|c| template::fill(c.expose(), environment, &variables).map(Secret::new))
+                .transpose()?;
+            Ok((url, credentials))
+        })
     } else {
-        template::literal_url(&target.url_template)
+        template::literal_url(&target.url_template).map(|url| (url, None))
     };
-    let url = match url {
-        Ok(url) => url,
+    let (url, credentials) = match resolved {
+        Ok(resolved) => resolved,
         Err(e) => return Ok(Answer::refused(e.to_string())),
     };
-    if let Err(blocked) = ctx.sender.config.destinations.check_url(&url) {
+    let destination = match &target.webhook {
+        Some(webhook) => webhook.destination(&url),
+        None => Ok(Destination::Http),
+    };
+    let destination = match destination {
+        Ok(destination) => destination,
+        Err(e) => return Ok(Answer::refused(e.to_string())),
+    };
+    if destination == Destination::Http
+        && let Err(blocked) = ctx.sender.config.destinations.check_url(&url)
+    {
         return Ok(Answer::refused(blocked.to_string()));
     }
     let (body, content_type) = request::body(event, target.format);
@@ -565,12 +588,33 @@ async fn attempt_once(
         &trace,
     );
     slot.sending();
-    let answer = request::send(
-        &ctx.client,
-        Outgoing { url, body, headers },
-        ctx.sender.config.response_snippet_bytes,
-    )
-    .await;
+    let answer = match destination {
+        Destination::Http => {
+            request::send(
+                &ctx.client,
+                Outgoing { url, body, headers },
+                ctx.sender.config.response_snippet_bytes,
+            )
+            .await
+        }
+        Destination::Amqp {
+            exchange,
+            routing_key,
+        } => {
+            let url = destination::with_credentials(&url, credentials.as_ref());
+            ctx.brokers
+                .publish(Publish {
+                    url: &url,
+                    exchange: &exchange,
+                    routing_key: &routing_key,
+                    body,
+                    content_type,
+                    headers,
+                    message_id: job.id.to_string(),
+                })
+                .await
+        }
+    };
     let class = match (answer.status, answer.failure) {
         (Some(status), _) => Some(status_class(status)),
         (None, Some(Failure::Timeout)) => Some("timeout"),

@@ -34,6 +34,9 @@ pub mod defaults {
     pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
     /// `HOOKRELAY_DISABLE_FAILING_AFTER`: five days.
     pub const DISABLE_FAILING_AFTER: Option<Duration> = Some(Duration::from_secs(5 * 24 * 3600));
+    /// `HOOKRELAY_AMQP_DESTINATION_IDLE`: a connection to a webhook's broker is
+    /// closed after this long without a publish.
+    pub const AMQP_DESTINATION_IDLE: Duration = Duration::from_secs(60);
     /// `HOOKRELAY_RETRY_SWEEP_AFTER`
     pub const RETRY_SWEEP_AFTER: Option<Duration> = Some(Duration::from_secs(300));
 }
@@ -53,7 +56,11 @@ pub struct SenderConfig {
     pub slow_after: Duration,
     /// How long a deferred delivery waits before it is tried again.
     pub defer_delay: Duration,
+    /// How long a POST, or a publish to a webhook's broker up to its confirm, may take.
     pub http_timeout: Duration,
+    /// A connection to a webhook's broker (an `amqp://` URL) is closed after this
+    /// long without a publish.
+    pub amqp_destination_idle: Duration,
     /// Bytes of a response body kept in the attempt log.
     pub response_snippet_bytes: usize,
     /// How long in-flight deliveries may take to finish at shutdown.
@@ -91,6 +98,7 @@ impl SenderConfig {
             slow_after: defaults::SLOW_AFTER,
             defer_delay: Duration::from_secs(1),
             http_timeout: defaults::HTTP_TIMEOUT,
+            amqp_destination_idle: defaults::AMQP_DESTINATION_IDLE,
             response_snippet_bytes: 1024,
             shutdown_grace: defaults::SHUTDOWN_GRACE,
             destinations: crate::guard::Destinations::default(),

@@ -8,13 +8,14 @@ use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
 use super::{Cipher, StoreError, storable};
+use hookrelay_model::destination::{Credentials, Scheme, scheme_of, split_credentials};
 use hookrelay_model::filter::PayloadFilter;
 use hookrelay_model::headers::CustomHeaders;
 use hookrelay_model::retry::RetryPolicy;
 use hookrelay_model::signing::{self, SigningScheme};
 use hookrelay_model::webhook::{Breaker, NewWebhook, Secret, Webhook, WebhookUpdate};
 
-const COLUMNS: &str = "id, tenant, key, url, event_types, secret, signing_secrets, headers, signing_scheme, development_mode, \
+const COLUMNS: &str = "id, tenant, key, url, url_credentials, amqp_exchange, amqp_routing_key, event_types, secret, signing_secrets, headers, signing_scheme, development_mode, \
     import_identifiers, schema_ids, format, retry_on, filter, enabled, disabled_reason, paused_at, \
     breaker_opened_at, breaker_reason, breaker_probe_at, rate_limit, rate_burst, max_in_flight, \
     ordered, on_failure, created_at, updated_at";
@@ -27,10 +28,12 @@ pub(crate) const HOLDING: &str =
 /// [`COLUMNS`] with the secrets and the custom headers (whose values are secrets)
 /// left out (read as none).
 fn columns_without_secrets() -> String {
-    COLUMNS.replace(
-        "secret, signing_secrets, headers",
-        "NULL::text AS secret, '{}'::text[] AS signing_secrets, '{}'::jsonb AS headers",
-    )
+    COLUMNS
+        .replace(
+            "secret, signing_secrets, headers",
+            "NULL::text AS secret, '{}'::text[] AS signing_secrets, '{}'::jsonb AS headers",
+        )
+        .replace("url_credentials", "NULL::text AS url_credentials")
 }
 
 fn from_row(row: &Row, cipher: &Cipher) -> Result<Webhook, StoreError> {
@@ -60,7 +63,7 @@ pub(super) fn select_prefixed_without_secrets(alias: &str, prefix: &str) -> Stri
         .split(',')
         .map(str::trim)
         .map(|c| match c {
-            "secret" => format!("NULL::text AS {prefix}{c}"),
+            "secret" | "url_credentials" => format!("NULL::text AS {prefix}{c}"),
             "signing_secrets" => format!("'{{}}'::text[] AS {prefix}{c}"),
             "headers" => format!("'{{}}'::jsonb AS {prefix}{c}"),
             _ => format!("{alias}.{c} AS {prefix}{c}"),
@@ -91,6 +94,12 @@ pub(super) fn from_row_prefixed(
         tenant: row.try_get(col("tenant").as_str())?,
         key: row.try_get(col("key").as_str())?,
         url: row.try_get(col("url").as_str())?,
+        url_credentials: row
+            .try_get::<_, Option<String>>(col("url_credentials").as_str())?
+            .map(|s| cipher.open(&s).map(Secret::new))
+            .transpose()?,
+        amqp_exchange: row.try_get(col("amqp_exchange").as_str())?,
+        amqp_routing_key: row.try_get(col("amqp_routing_key").as_str())?,
         event_types: row.try_get(col("event_types").as_str())?,
         secret: row
             .try_get::<_, Option<String>>(col("secret").as_str())?
@@ -227,6 +236,24 @@ fn key_conflict(tenant: &str, key: &str) -> impl FnOnce(tokio_postgres::Error) -
                     format!("`authorization` {reason}"),
                 ))
             }
+            // A broker URL without an exchange, or an exchange beside an HTTP URL,
+            // one of them already stored.
+            Some(&SqlState::CHECK_VIOLATION)
+                if constraint.as_deref() == Some("webhooks_exchange_with_broker_url") =>
+            {
+                StoreError::Invalid(hookrelay_model::Invalid::new(
+                    "amqp_exchange",
+                    "an amqp:// or amqps:// URL needs an exchange, and an http(s) URL takes none",
+                ))
+            }
+            Some(&SqlState::CHECK_VIOLATION)
+                if constraint.as_deref() == Some("webhooks_routing_key_with_exchange") =>
+            {
+                StoreError::Invalid(hookrelay_model::Invalid::new(
+                    "amqp_routing_key",
+                    "is for amqp:// and amqps:// URLs, with an exchange",
+                ))
+            }
             _ => StoreError::from(e),
         }
     }
@@ -248,12 +275,19 @@ pub async fn create(
         None if new.signing_scheme.generates_on_create() => Some(new.signing_scheme.generate()?),
         None => None,
     };
+    // A broker URL is stored with its credentials masked, and they sealed apart.
+    let (url, credentials) = split_credentials(&new.url);
+    let credentials = match credentials {
+        Credentials::Given(c) => Some(seal(cipher, &c)?),
+        Credentials::None | Credentials::Kept => None,
+    };
     let sql = format!(
         "INSERT INTO webhooks (id, tenant, key, url, event_types, secret, development_mode, \
          import_identifiers, schema_ids, format, retry_on, signing_secrets, filter, \
-         rate_limit, rate_burst, max_in_flight, ordered, on_failure, headers, signing_scheme) \
+         rate_limit, rate_burst, max_in_flight, ordered, on_failure, headers, signing_scheme, \
+         url_credentials, amqp_exchange, amqp_routing_key) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-           $17, $18, $19, $20) \
+           $17, $18, $19, $20, $21, $22, $23) \
          RETURNING {COLUMNS}"
     );
     let row = db
@@ -263,7 +297,7 @@ pub async fn create(
                 &Uuid::now_v7(),
                 &new.tenant,
                 &new.key.as_str(),
-                &new.url,
+                &url,
                 &new.event_types,
                 &new.secret.as_ref().map(|s| seal(cipher, s)).transpose()?,
                 &new.development_mode,
@@ -283,6 +317,9 @@ pub async fn create(
                 &new.on_failure.as_str(),
                 &seal_headers(cipher, &new.headers)?,
                 &new.signing_scheme.as_str(),
+                &credentials,
+                &new.amqp_exchange,
+                &new.amqp_routing_key,
             ],
         )
         .await
@@ -463,6 +500,20 @@ pub async fn update(
         Some(Some(headers)) => seal_headers(cipher, headers)?,
         _ => serde_json::json!({}),
     };
+    // A new URL brings its credentials (sealed apart), none, or the mask, which keeps
+    // the stored ones; a new http(s) URL drops the exchange and routing key unless
+    // given with it (the model refuses an exchange given beside one).
+    let split = change.url.as_deref().map(split_credentials);
+    let url = split.as_ref().map(|(url, _)| url.as_str());
+    let (set_credentials, credentials) = match split.as_ref().map(|(_, c)| c) {
+        Some(Credentials::Given(c)) => (true, Some(seal(cipher, c)?)),
+        Some(Credentials::None) => (true, None),
+        Some(Credentials::Kept) | None => (false, None),
+    };
+    let to_http = change
+        .url
+        .as_deref()
+        .is_some_and(|u| scheme_of(u) == Some(Scheme::Http));
     let sql = format!(
         "UPDATE webhooks SET key = COALESCE($4, key), url = COALESCE($5, url), \
            event_types = COALESCE($6, event_types), \
@@ -485,6 +536,10 @@ pub async fn update(
            signing_secrets = CASE WHEN $28::text IS NOT NULL AND signing_scheme <> $27 \
              THEN ARRAY[$28::text] || signing_secrets[1:1] ELSE signing_secrets END, \
            signing_scheme = COALESCE($27, signing_scheme), \
+           url_credentials = CASE WHEN $29 THEN $30 ELSE url_credentials END, \
+           amqp_exchange = CASE WHEN $31 THEN $32 WHEN $35 THEN NULL ELSE amqp_exchange END, \
+           amqp_routing_key = CASE WHEN $33 THEN $34 WHEN $35 THEN NULL \
+             ELSE amqp_routing_key END, \
            updated_at = now() \
          WHERE id = ({ONE_BY_ID_OR_KEY}) RETURNING {COLUMNS}"
     );
@@ -496,7 +551,7 @@ pub async fn update(
             &id,
             &id_or_key,
             &change.key.as_deref(),
-            &change.url,
+            &url,
             &change.event_types,
             &set_secret,
             &secret,
@@ -520,6 +575,13 @@ pub async fn update(
             &headers,
             &change.signing_scheme.map(SigningScheme::as_str),
             &switch_key,
+            &set_credentials,
+            &credentials,
+            &change.amqp_exchange.is_some(),
+            &change.amqp_exchange.clone().flatten(),
+            &change.amqp_routing_key.is_some(),
+            &change.amqp_routing_key.clone().flatten(),
+            &to_http,
         ],
     )
     .await

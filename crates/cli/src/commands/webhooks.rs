@@ -112,9 +112,17 @@ pub struct Fields {
     /// Unique within the tenant; events name it in `webhook_keys`.
     #[arg(long)]
     key: hookrelay_model::WebhookKey,
-    /// May hold `{{NAME}}` placeholders, filled from the event's environment.
+    /// May hold `{{NAME}}` placeholders, filled from the event's environment. An
+    /// `amqp://user:password@host:port/vhost` (or `amqps://`) URL publishes to
+    /// --amqp-exchange instead; its credentials are stored sealed.
     #[arg(long)]
     url: String,
+    /// With an amqp(s):// URL: the exchange to publish to (`""`: the default exchange).
+    #[arg(long)]
+    amqp_exchange: Option<String>,
+    /// With an amqp(s):// URL: the routing key (default empty).
+    #[arg(long)]
+    amqp_routing_key: Option<String>,
     /// Comma-separated; none means every type.
     #[arg(long, default_value = "")]
     event_types: String,
@@ -173,8 +181,16 @@ pub struct Fields {
 pub struct Change {
     #[arg(long)]
     key: Option<hookrelay_model::WebhookKey>,
+    /// A new URL; for an amqp(s):// one, `********` in place of the credentials
+    /// keeps the stored ones.
     #[arg(long)]
     url: Option<String>,
+    /// A new exchange for an amqp(s):// URL.
+    #[arg(long)]
+    amqp_exchange: Option<String>,
+    /// A new routing key for an amqp(s):// URL.
+    #[arg(long)]
+    amqp_routing_key: Option<String>,
     #[arg(long)]
     event_types: Option<String>,
     #[arg(long, hide_env_values = true)]
@@ -455,6 +471,8 @@ fn new_webhook(f: Fields) -> anyhow::Result<NewWebhook> {
         tenant: f.tenant,
         key: f.key,
         url: f.url,
+        amqp_exchange: f.amqp_exchange,
+        amqp_routing_key: f.amqp_routing_key,
         event_types: parse_list(&f.event_types),
         secret: f.secret.map(Secret::new),
         signing_secret: f.signing_secret.map(Secret::new),
@@ -504,6 +522,8 @@ fn webhook_update(c: Change) -> anyhow::Result<WebhookUpdate> {
     Ok(WebhookUpdate {
         key: c.key,
         url: c.url,
+        amqp_exchange: c.amqp_exchange.map(Some),
+        amqp_routing_key: c.amqp_routing_key.map(Some),
         event_types: c.event_types.as_deref().map(parse_list),
         secret,
         headers: if c.clear_headers {
@@ -603,6 +623,17 @@ fn signing(w: &Webhook) -> String {
         .join(" ")
 }
 
+/// An AMQP webhook's exchange and routing key, `exchange -> key`; `-` for HTTP.
+fn amqp_target(w: &Webhook) -> String {
+    match &w.amqp_exchange {
+        Some(exchange) => format!(
+            "{exchange} -> {}",
+            w.amqp_routing_key.as_deref().unwrap_or_default()
+        ),
+        None => "-".into(),
+    }
+}
+
 fn show(json: bool, list: &[Webhook]) {
     let rows = list
         .iter()
@@ -618,6 +649,7 @@ fn show(json: bool, list: &[Webhook]) {
                 if w.secret.is_some() { "set" } else { "-" }.to_owned(),
                 header_names(w),
                 signing(w),
+                amqp_target(w),
             ]
         })
         .collect();
@@ -632,6 +664,7 @@ fn show(json: bool, list: &[Webhook]) {
         "SECRET",
         "HEADERS",
         "SIGNING",
+        "AMQP",
     ];
     if json && list.len() == 1 {
         print(true, &list[0], &headers, rows);

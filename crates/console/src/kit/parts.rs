@@ -237,6 +237,57 @@ pub fn headers_change(typed: &str, clear: bool, creating: bool) -> Result<Option
     }
 }
 
+/// Whether a typed URL is a broker's (`amqp://`, `amqps://`): the form then sends
+/// its exchange and routing key.
+pub fn is_broker_url(url: &str) -> bool {
+    let url = url.trim();
+    url.starts_with("amqp://") || url.starts_with("amqps://")
+}
+
+/// The API body's `amqp_exchange` and `amqp_routing_key` from a form: as typed for
+/// a broker URL (an empty exchange is the broker's default one); otherwise left
+/// out when creating, null (removed) when editing.
+pub fn amqp_change(
+    url: &str,
+    exchange: &str,
+    routing_key: &str,
+    creating: bool,
+) -> Vec<(&'static str, Value)> {
+    if is_broker_url(url) {
+        vec![
+            ("amqp_exchange", json!(exchange.trim())),
+            ("amqp_routing_key", json!(routing_key.trim())),
+        ]
+    } else if creating {
+        Vec::new()
+    } else {
+        vec![
+            ("amqp_exchange", Value::Null),
+            ("amqp_routing_key", Value::Null),
+        ]
+    }
+}
+
+/// The exchange and routing key fields of a webhook form.
+pub fn amqp_fields(exchange: &str, routing_key: &str, refused: Option<&Refused>) -> Markup {
+    html! {
+        (field("amqp_exchange", "AMQP exchange", "With an amqp:// or amqps:// URL: the exchange each delivery is published to; empty: the broker's default exchange (the routing key names the queue). Ignored for http(s) URLs.", input("amqp_exchange", exchange, "text"), refused))
+        (field("amqp_routing_key", "AMQP routing key", "With an amqp:// or amqps:// URL: the routing key of each message.", input("amqp_routing_key", routing_key, "text"), refused))
+    }
+}
+
+/// Where a webhook's deliveries go: POSTed, or published to its broker's exchange.
+pub fn destination(w: &Value) -> Markup {
+    match w["amqp_exchange"].as_str() {
+        Some(exchange) => html! {
+            "published to exchange " code { @if exchange.is_empty() { "(default)" } @else { (exchange) } }
+            " with routing key " code { (text(w, "amqp_routing_key")) }
+            " (AMQP; credentials masked)"
+        },
+        None => html! { "HTTP POST" },
+    }
+}
+
 /// A comma- or line-separated form list.
 pub fn list(s: &str) -> Vec<String> {
     s.split([',', '\n'])
