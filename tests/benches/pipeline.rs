@@ -20,6 +20,11 @@
 //! delivery, and the broker ceiling measured two ways: pipelined confirms with
 //! `multiple` acks (the yardstick) and the old chunks of 500 with single acks.
 //!
+//! `--scenario cold --rate N [--step-seconds 20]`: a fresh stack (new database, roles
+//! just started, nothing warmed up) offered N events/s from its first second, read
+//! as one capacity step: what a deployment under traffic or a restart into a backlog
+//! meets. Its database work per delivery (rows seq-scanned, rows by index) beside a
+//! ladder's step at the same rate shows what a cold start costs.
 //! `--scenario ordered [--steps ...] [--step-seconds 20] [--keys 1000]
 //! [--hot-latencies-ms 5,20]`: the capacity steps with two webhooks on one receiver
 //! (different paths), one `ordered: true` and one unordered, each subscribed to an
@@ -44,8 +49,8 @@ use hookrelay_tests::capacity;
 #[derive(clap::Parser)]
 #[command(name = "cargo xtask bench", bin_name = "cargo xtask bench")]
 struct Args {
-    /// A scenario's exact name, `all`, `custom`, `capacity`, `soak`, `ordered` or
-    /// `console`.
+    /// A scenario's exact name, `all`, `custom`, `capacity`, `cold`, `soak`,
+    /// `ordered` or `console`.
     #[arg(long, default_value = "all")]
     scenario: String,
     /// Events per burst scenario (5,000 unless given; fan-out N scenarios publish
@@ -55,7 +60,7 @@ struct Args {
     /// Webhooks per event (a custom run).
     #[arg(long)]
     fanout: Option<usize>,
-    /// Events/s: a custom run's pace, or a soak's steady rate.
+    /// Events/s: a custom run's pace, a soak's steady rate, or a cold start's rate.
     #[arg(long)]
     rate: Option<u32>,
     /// Payload size of a custom run.
@@ -136,12 +141,11 @@ fn scenarios(a: &Args) -> Vec<Scenario> {
     chosen
 }
 
-/// `--scenario capacity`, `soak` and `ordered`: steady rates on one stack.
+/// `--scenario capacity`, `cold`, `soak` and `ordered`: steady rates on one stack.
 async fn steady(a: &Args) {
-    let binary = a
-        .hookrelay
-        .as_ref()
-        .expect("capacity, soak and ordered runs need --hookrelay (cargo xtask bench passes it)");
+    let binary = a.hookrelay.as_ref().expect(
+        "capacity, cold, soak and ordered runs need --hookrelay (cargo xtask bench passes it)",
+    );
     let webhooks = match a.scenario.as_str() {
         "ordered" => format!(
             "two webhooks (one ordered, its keys over {}), fan-out 1 each",
@@ -195,6 +199,13 @@ fn plan(a: &Args) -> capacity::Plan {
         hot_keys: Vec::new(),
     };
     match a.scenario.as_str() {
+        "cold" => capacity::Plan {
+            rates: vec![
+                a.rate
+                    .expect("a cold start needs --rate (80 % of the capacity)"),
+            ],
+            ..capacity
+        },
         "soak" => capacity::Plan {
             rates: vec![a.rate.expect("a soak needs --rate (half the capacity)")],
             step: std::time::Duration::from_secs(60 * a.minutes),
@@ -227,7 +238,7 @@ async fn main() {
         println!("\n{}", hookrelay_tests::console_bench::table(&times));
         return;
     }
-    if ["capacity", "soak", "ordered"].contains(&a.scenario.as_str()) {
+    if ["capacity", "soak", "ordered", "cold"].contains(&a.scenario.as_str()) {
         return steady(&a).await;
     }
     let list = scenarios(&a);

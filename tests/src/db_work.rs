@@ -1,6 +1,8 @@
 //! The database's work over a window, per delivery: WAL bytes (from the WAL's
 //! position, exact), WAL records and syncs (`pg_stat_wal`: the whole server's), and
-//! the run database's commits and rows written (`pg_stat_database`). The statistics
+//! the run database's commits and rows written (`pg_stat_database`), and the rows its
+//! tables returned to sequential and to index scans (`pg_stat_user_tables`: a plan
+//! that scans a whole table where an index would do shows here). The statistics
 //! views lag by up to a second (each backend flushes its counts at most once a
 //! second while busy), which a 20 s window hardly sees.
 
@@ -17,6 +19,8 @@ pub(crate) struct DbCounters {
     commits: f64,
     rows_written: f64,
     size_bytes: f64,
+    seq_rows: f64,
+    index_rows: f64,
 }
 
 /// What the database did per delivery over a window.
@@ -31,6 +35,10 @@ pub struct DbPerDelivery {
     pub rows_written: f64,
     /// Growth of the run database on disk (tables, indexes, TOAST; not the WAL).
     pub stored_bytes: f64,
+    /// Rows read by sequential scans of the run database's tables.
+    pub seq_rows_read: f64,
+    /// Rows fetched through indexes.
+    pub index_rows_read: f64,
 }
 
 impl DbCounters {
@@ -41,7 +49,9 @@ impl DbCounters {
                 "SELECT (pg_current_wal_lsn() - '0/0')::float8, w.wal_records::float8, \
                    w.wal_sync::float8, d.xact_commit::float8, \
                    (d.tup_inserted + d.tup_updated + d.tup_deleted)::float8, \
-                   pg_database_size(current_database())::float8 \
+                   pg_database_size(current_database())::float8, \
+                   (SELECT COALESCE(sum(seq_tup_read), 0)::float8 FROM pg_stat_user_tables), \
+                   (SELECT COALESCE(sum(idx_tup_fetch), 0)::float8 FROM pg_stat_user_tables) \
                  FROM pg_stat_wal w, pg_stat_database d WHERE d.datname = current_database()",
                 &[],
             )
@@ -54,6 +64,8 @@ impl DbCounters {
             commits: row.get(3),
             rows_written: row.get(4),
             size_bytes: row.get(5),
+            seq_rows: row.get(6),
+            index_rows: row.get(7),
         }
     }
 }
@@ -75,6 +87,8 @@ impl DbPerDelivery {
             commits: per(before.commits, after.commits),
             rows_written: per(before.rows_written, after.rows_written),
             stored_bytes: per(before.size_bytes, after.size_bytes),
+            seq_rows_read: per(before.seq_rows, after.seq_rows),
+            index_rows_read: per(before.index_rows, after.index_rows),
         })
     }
 }
@@ -83,16 +97,23 @@ impl DbPerDelivery {
 pub(crate) fn table<'a>(steps: impl Iterator<Item = (f64, Option<&'a DbPerDelivery>)>) -> String {
     let mut out = String::from(
         "\ndatabase work per delivery (over the same window; WAL syncs are the server's):\n\n\
-         | offered/s | WAL bytes | WAL records | WAL syncs | commits | rows written | stored bytes |\n\
-         |---|---|---|---|---|---|---|\n",
+         | offered/s | WAL bytes | WAL records | WAL syncs | commits | rows written | stored bytes | rows seq-scanned | rows by index |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
     );
     for (offered, db) in steps {
         let cells = match db {
             Some(d) => format!(
-                "{:.0} | {:.2} | {:.3} | {:.2} | {:.2} | {:.0}",
-                d.wal_bytes, d.wal_records, d.wal_syncs, d.commits, d.rows_written, d.stored_bytes
+                "{:.0} | {:.2} | {:.3} | {:.2} | {:.2} | {:.0} | {:.1} | {:.1}",
+                d.wal_bytes,
+                d.wal_records,
+                d.wal_syncs,
+                d.commits,
+                d.rows_written,
+                d.stored_bytes,
+                d.seq_rows_read,
+                d.index_rows_read
             ),
-            None => "- | - | - | - | - | -".to_owned(),
+            None => "- | - | - | - | - | - | - | -".to_owned(),
         };
         out.push_str(&format!("| {offered:.0} | {cells} |\n"));
     }
