@@ -504,28 +504,8 @@ async fn the_portal_endpoint_form_takes_a_broker_url_exchange_and_routing_key() 
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let minted: serde_json::Value = http
-        .post(format!("{base}/v1/tenants/acme/portal-sessions"))
-        .bearer_auth(TOKEN)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let opened = http
-        .get(minted["url"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
-    let session = format!(
-        "{base}{}",
-        opened.headers()["location"]
-            .to_str()
-            .unwrap()
-            .trim_end_matches('/')
-    );
+    let link = crate::portal::mint_with(&base, "acme", TOKEN, json!({})).await;
+    let session = crate::portal::open(&base, &link).await;
     let page = |url: String| {
         let http = http.clone();
         async move { http.get(url).send().await.unwrap().text().await.unwrap() }

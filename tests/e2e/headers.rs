@@ -538,27 +538,8 @@ async fn the_portal_endpoint_form_sets_custom_headers_and_shows_only_their_names
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let minted = http
-        .post(format!("{base}/v1/tenants/acme/portal-sessions"))
-        .bearer_auth(TOKEN)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(minted.status().as_u16(), 201);
-    let minted: Value = minted.json().await.unwrap();
-    let opened = http
-        .get(minted["url"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
-    let session = format!(
-        "{base}{}",
-        opened.headers()["location"]
-            .to_str()
-            .unwrap()
-            .trim_end_matches('/')
-    );
+    let link = crate::portal::mint_with(&base, "acme", TOKEN, json!({})).await;
+    let session = crate::portal::open(&base, &link).await;
     let page = |url: String| {
         let http = http.clone();
         async move { http.get(url).send().await.unwrap().text().await.unwrap() }

@@ -491,7 +491,7 @@ async fn a_kept_delivery_whose_sender_dies_is_sent_after_its_lease() {
 /// the row published: such a delivery waited for `HOOKRELAY_RETRY_SWEEP_AFTER` (5 min).
 #[tokio::test]
 async fn a_kept_delivery_whose_retry_is_recorded_but_not_published_is_the_sweeps() {
-    use hookrelay_store::deliveries::{AttemptRecord, DeliveryStatus, record_attempts};
+    use hookrelay_store::deliveries::{DeliveryStatus, record_attempts};
     use hookrelay_store::turns::{self, Handing, Place};
 
     let mut stack = TestStack::new().await;
@@ -521,21 +521,12 @@ async fn a_kept_delivery_whose_retry_is_recorded_but_not_published_is_the_sweeps
             .await
             .unwrap()
     );
-    let record = |id, status, next| AttemptRecord {
-        delivery_id: id,
-        attempt: 1,
-        started_at: time::OffsetDateTime::now_utc(),
-        latency_ms: 1.0,
-        status_code: Some(200),
-        error: None,
-        response_snippet: None,
-        status,
-        next_attempt_at: next,
-        why_failed: None,
-    };
-    record_attempts(&db, &[record(first, DeliveryStatus::Delivered, None)])
-        .await
-        .unwrap();
+    record_attempts(
+        &db,
+        &[first_attempt(first, DeliveryStatus::Delivered, None)],
+    )
+    .await
+    .unwrap();
     let kept = turns::release_after(
         &mut db,
         hook.id,
@@ -557,9 +548,12 @@ async fn a_kept_delivery_whose_retry_is_recorded_but_not_published_is_the_sweeps
     // Its attempt failed and the retry, due a second ago, is recorded; its message
     // never went out.
     let due = time::OffsetDateTime::now_utc() - time::Duration::seconds(1);
-    record_attempts(&db, &[record(second, DeliveryStatus::Pending, Some(due))])
-        .await
-        .unwrap();
+    record_attempts(
+        &db,
+        &[first_attempt(second, DeliveryStatus::Pending, Some(due))],
+    )
+    .await
+    .unwrap();
     assert_eq!(turns::lapsed(&db, 10).await.unwrap(), vec![second]);
 
     // The sweep and the sender's retry message both go for it: the one that takes
@@ -610,6 +604,26 @@ async fn a_kept_delivery_whose_retry_is_recorded_but_not_published_is_the_sweeps
     assert!(!sweep.await.unwrap(), "published by the sender: not again");
 }
 
+/// A delivery's first attempt, answered 200, as the sender records it.
+fn first_attempt(
+    id: uuid::Uuid,
+    status: hookrelay_store::deliveries::DeliveryStatus,
+    next_attempt_at: Option<time::OffsetDateTime>,
+) -> hookrelay_store::deliveries::AttemptRecord {
+    hookrelay_store::deliveries::AttemptRecord {
+        delivery_id: id,
+        attempt: 1,
+        started_at: time::OffsetDateTime::now_utc(),
+        latency_ms: 1.0,
+        status_code: Some(200),
+        error: None,
+        response_snippet: None,
+        status,
+        next_attempt_at,
+        why_failed: None,
+    }
+}
+
 /// How many sessions of this test's database wait for a lock.
 async fn waiting_on_a_lock(db: &tokio_postgres::Client) -> i64 {
     db.query_one(
@@ -629,7 +643,7 @@ async fn waiting_on_a_lock(db: &tokio_postgres::Client) -> i64 {
 /// run one after the other in either order.
 #[tokio::test]
 async fn settling_a_head_keeps_the_next_or_lets_it_go_never_strands_it() {
-    use hookrelay_store::deliveries::{AttemptRecord, DeliveryStatus};
+    use hookrelay_store::deliveries::DeliveryStatus;
     use hookrelay_store::turns::{self, Place};
 
     let mut stack = TestStack::new().await;
@@ -656,18 +670,7 @@ async fn settling_a_head_keeps_the_next_or_lets_it_go_never_strands_it() {
         key: "order-0".to_owned(),
         seq,
     };
-    let delivered = |id| AttemptRecord {
-        delivery_id: id,
-        attempt: 1,
-        started_at: time::OffsetDateTime::now_utc(),
-        latency_ms: 1.0,
-        status_code: Some(200),
-        error: None,
-        response_snippet: None,
-        status: DeliveryStatus::Delivered,
-        next_attempt_at: None,
-        why_failed: None,
-    };
+    let delivered = |id| first_attempt(id, DeliveryStatus::Delivered, None);
     let lease = Duration::from_secs(60);
     let status = |id| {
         let db = &db;

@@ -40,8 +40,13 @@ async fn call(
 
 /// Mints a link as the product's backend does: the operator's token, one POST.
 pub(crate) async fn mint(base: &str, tenant: &str, body: Value) -> Value {
+    mint_with(base, tenant, TOKEN, body).await
+}
+
+/// [`mint`] with a stack's own operator token.
+pub(crate) async fn mint_with(base: &str, tenant: &str, token: &str, body: Value) -> Value {
     let url = format!("{base}/v1/tenants/{tenant}/portal-sessions");
-    let (status, minted) = call(reqwest::Method::POST, url, TOKEN, Some(body)).await;
+    let (status, minted) = call(reqwest::Method::POST, url, token, Some(body)).await;
     assert_eq!(status, StatusCode::CREATED, "{minted}");
     minted
 }
