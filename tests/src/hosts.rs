@@ -466,6 +466,11 @@ impl Drop for Net {
         for host in &self.hosts {
             remove_namespace(&host.netns);
         }
+        // A namespace that a closing socket still holds outlives its deletion for a
+        // while, and its veth with it: remove this side, which removes the pair.
+        for i in 0..self.hosts.len() {
+            let _ = quiet(&["ip", "link", "del", &format!("{}v{i}", self.prefix)]);
+        }
         let _ = quiet(&["ip", "link", "del", &self.bridge]);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
