@@ -1,17 +1,21 @@
 //! `cargo xtask chaos [--events N] [--senders N] [--no-broker] [--no-database]`
 //! `cargo xtask chaos --cluster [--events N] [--senders N] [--cluster-ports AMQP,DIST]`
+//! `cargo xtask chaos --hosts [--rate N] [--short]`
 //!
 //! The fault run (tests/src/chaos.rs) with the roles as release child processes:
 //! SIGKILLs all along, and RabbitMQ and Postgres stopped and started mid-run where
 //! this machine lets us control them. With `--cluster`: a 3-node RabbitMQ cluster
 //! started for the run (AMQP on 5681-5683 by default), the roles given all three
 //! nodes, and the node leading the most queues SIGKILLed mid-run, nothing else.
-//! Prints the figures, or fails on a broken promise.
+//! With `--hosts`: every part on a host of its own (network namespaces), and network
+//! faults one after another under a steady load (tests/src/chaos_hosts.rs); `--short`
+//! cuts every fault to a few seconds. Prints the figures, or fails on a broken promise.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use hookrelay_tests::chaos::{self, Options};
+use hookrelay_tests::chaos_hosts;
 use hookrelay_tests::cluster::Cluster;
 
 fn value(argv: &[String], name: &str) -> Option<String> {
@@ -37,6 +41,10 @@ async fn main() {
     let binary = value(&argv, "--hookrelay").expect("--hookrelay PATH (cargo xtask chaos sets it)");
     if argv.iter().any(|a| a == "--cluster") {
         cluster(&argv, &binary).await;
+        return;
+    }
+    if argv.iter().any(|a| a == "--hosts") {
+        hosts(&argv, &binary).await;
         return;
     }
     let broker = !argv.iter().any(|a| a == "--no-broker");
@@ -149,4 +157,72 @@ async fn cluster(argv: &[String], binary: &str) {
         ms(figures.longest_gap_after_kill_ms),
         figures.leaders_after_kill
     );
+}
+
+/// `--hosts`: the network faults, one after another, each part on a host of its own.
+async fn hosts(argv: &[String], binary: &str) {
+    if let Some(reason) = hookrelay_tests::hosts::unavailable() {
+        eprintln!("chaos --hosts: skipped: {reason}");
+        return;
+    }
+    let mut options = chaos_hosts::Options::default();
+    if let Some(rate) = value(argv, "--rate").and_then(|v| v.parse().ok()) {
+        options.rate = rate;
+    }
+    if argv.iter().any(|a| a == "--short") {
+        options.steady = Duration::from_secs(5);
+        options.partition = Duration::from_secs(25);
+        options.database_cut = Duration::from_secs(8);
+        options.degraded = Duration::from_secs(8);
+        options.broker_cut = Duration::from_secs(25);
+    }
+    eprintln!("chaos --hosts: {options:?}");
+    let figures = chaos_hosts::run(std::path::Path::new(binary), &options).await;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&figures).unwrap_or_default()
+    );
+    println!(
+        "chaos --hosts: RabbitMQ {} (3 nodes, {}), Postgres, 2 routers, 2 senders and the receiver on 9 hosts; {:.0} s",
+        figures.rabbitmq, figures.partition_handling, figures.run.seconds
+    );
+    println!(
+        "| phase | fault | fault time | published | delivered | failed | lost | fanned out twice | duplicate POSTs (bound) | resumed after the heal | longest pause | caught up after the heal | note |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for p in &figures.phases {
+        println!(
+            "| {} | {} | {:.0} s | {} | {} | {} | {} | {} | {} ({}) | {} | {:.1} s | {:.1} s | {} |",
+            p.name,
+            p.fault,
+            p.fault_seconds,
+            p.published,
+            p.delivered,
+            p.failed,
+            p.lost,
+            p.fanned_out_twice,
+            p.duplicates,
+            p.duplicate_bound,
+            p.resume_ms
+                .map_or_else(|| "-".to_owned(), |r| format!("{r:.0} ms")),
+            p.longest_pause_ms / 1000.0,
+            p.caught_up_seconds,
+            p.note
+        );
+    }
+    println!(
+        "chaos --hosts: all {} events: {} delivered, {} failed ({} dead-letter messages), 0 lost, 0 fanned out twice, {} duplicate POSTs (bound {})",
+        figures.run.events,
+        figures.run.delivered,
+        figures.run.failed,
+        figures.run.dead_lettered,
+        figures.run.receiver_duplicates,
+        figures.run.duplicate_bound
+    );
+    if !figures.violations.is_empty() {
+        for v in &figures.violations {
+            eprintln!("chaos --hosts: broken: {v}");
+        }
+        std::process::exit(1);
+    }
 }

@@ -398,7 +398,8 @@ pub(crate) async fn publish(
 /// A role running as a child `hookrelay serve` process.
 pub struct Child {
     pub(crate) process: std::process::Child,
-    port: u16,
+    /// Where its HTTP endpoints answer (`ip:port`).
+    http: String,
 }
 
 /// A test that panics must not leave roles running: they would go on consuming.
@@ -427,7 +428,7 @@ impl Child {
     }
 
     pub(crate) async fn metric(&self, name: &str) -> f64 {
-        let url = format!("http://127.0.0.1:{}/metrics", self.port);
+        let url = format!("http://{}/metrics", self.http);
         let text = match reqwest::get(&url).await {
             Ok(r) => r.text().await.unwrap_or_default(),
             Err(_) => String::new(),
@@ -454,7 +455,7 @@ impl Child {
 
 pub(crate) async fn spawn_role(binary: &std::path::Path, stack: &TestStack, role: &str) -> Child {
     let child = start_role(binary, stack, role);
-    let ready = format!("http://127.0.0.1:{}/readyz", child.port);
+    let ready = format!("http://{}/readyz", child.http);
     wait_until(
         &format!("{role} ready"),
         Duration::from_secs(30),
@@ -474,25 +475,55 @@ pub fn start_role(binary: &std::path::Path, stack: &TestStack, role: &str) -> Ch
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("port");
-    let process = std::process::Command::new(binary)
-        .args([
-            "serve",
-            "--roles",
-            role,
-            "--http-addr",
-            &format!("127.0.0.1:{port}"),
-        ])
+    start_role_at(
+        binary,
+        stack,
+        role,
+        None,
+        &format!("127.0.0.1:{port}"),
+        &[("HOOKRELAY_ALLOW_PRIVATE_DESTINATIONS", "true")],
+        std::process::Stdio::inherit(),
+    )
+}
+
+/// `hookrelay serve --roles ROLE` for `stack`, serving its HTTP endpoints on `http`
+/// (`ip:port`), inside the network namespace `netns` if one is given (`ip netns exec`
+/// runs the binary in the same process), with `env` besides the stack's, its logs to
+/// `stderr`.
+pub fn start_role_at(
+    binary: &std::path::Path,
+    stack: &TestStack,
+    role: &str,
+    netns: Option<&str>,
+    http: &str,
+    env: &[(&str, &str)],
+    stderr: std::process::Stdio,
+) -> Child {
+    let mut command = match netns {
+        Some(ns) => {
+            let mut c = std::process::Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(binary);
+            c
+        }
+        None => std::process::Command::new(binary),
+    };
+    let process = command
+        .args(["serve", "--roles", role, "--http-addr", http])
         .env("HOOKRELAY_DATABASE_URL", &stack.db.url)
         .env("HOOKRELAY_AMQP_URL", &stack.amqp_url)
         .env("HOOKRELAY_AMQP_PREFIX", &stack.prefix)
         .env("HOOKRELAY_RETRY_DELAYS", "200ms,400ms")
-        .env("HOOKRELAY_ALLOW_PRIVATE_DESTINATIONS", "true")
         .env("HOOKRELAY_RETRY_AFTER_MAX", "2s")
         .env("RUST_LOG", "error")
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::null())
+        .stderr(stderr)
         .spawn()
         .expect("hookrelay serve starts");
-    Child { process, port }
+    Child {
+        process,
+        http: http.to_owned(),
+    }
 }
 
 /// Runs one scenario end to end and measures it.

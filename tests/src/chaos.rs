@@ -102,10 +102,10 @@ pub struct Figures {
 }
 
 /// A sender's unacked messages can be at most its concurrency (the default).
-const SENDER_IN_FLIGHT: usize = hookrelay_sender::DEFAULT_CONCURRENCY as usize;
+pub(crate) const SENDER_IN_FLIGHT: usize = hookrelay_sender::DEFAULT_CONCURRENCY as usize;
 /// A router's unacked events can be at most its prefetch (the default); a router
 /// taking them again sends their never-attempted deliveries again.
-const ROUTER_UNACKED: usize = hookrelay_router::DEFAULT_PREFETCH as usize;
+pub(crate) const ROUTER_UNACKED: usize = hookrelay_router::DEFAULT_PREFETCH as usize;
 /// Probe events published after each restart.
 const PROBES: usize = 50;
 
@@ -120,13 +120,13 @@ fn behaviour(webhook_id: &str) -> u32 {
         % 100
 }
 
-fn expect_failed(webhook_id: &str) -> bool {
+pub(crate) fn expect_failed(webhook_id: &str) -> bool {
     let b = behaviour(webhook_id);
     b < 4 || (19..21).contains(&b)
 }
 
 /// The receiver's answer to one request, by [`behaviour`] and the attempt number.
-fn answer(request: &Received) -> Behaviour {
+pub(crate) fn answer(request: &Received) -> Behaviour {
     let b = behaviour(&webhook_id(request));
     let first = request
         .header("x-hookrelay-attempt")
@@ -143,7 +143,7 @@ fn answer(request: &Received) -> Behaviour {
 }
 
 /// The receiver tallies its 2xx answers per webhook-id.
-fn webhook_id(request: &Received) -> String {
+pub(crate) fn webhook_id(request: &Received) -> String {
     request.header("webhook-id").unwrap_or_default()
 }
 
@@ -201,7 +201,10 @@ async fn publish_all(
 
 /// Publishes `batch`, trying again through broker outages (the publisher reconnects
 /// by itself) for up to 2 minutes.
-async fn publish_through_outages(publisher: &hookrelay_producer::Publisher, batch: &[Event]) {
+pub(crate) async fn publish_through_outages(
+    publisher: &hookrelay_producer::Publisher,
+    batch: &[Event],
+) {
     let deadline = Instant::now() + Duration::from_secs(120);
     while let Err(e) = publisher.publish_batch(batch).await {
         assert!(
@@ -213,7 +216,7 @@ async fn publish_through_outages(publisher: &hookrelay_producer::Publisher, batc
 }
 
 /// A database connection that answers: those from before a restart are gone.
-async fn fresh_connection(stack: &TestStack) -> deadpool_postgres::Object {
+pub(crate) async fn fresh_connection(stack: &TestStack) -> deadpool_postgres::Object {
     loop {
         match stack.db.pool.get().await {
             Ok(c) if c.simple_query("SELECT 1").await.is_ok() => return c,
@@ -397,6 +400,29 @@ async fn check(
     figures: &mut Figures,
     options: &Options,
 ) {
+    // A sender kill can repeat at most what that sender had unacked; a router kill,
+    // the delivery messages of its unacked events (sent again, both copies in flight
+    // at once); a restart, what every sender had.
+    // A node kill can cut off every role at once, like a restart.
+    figures.duplicate_bound = (figures.sender_kills
+        + (figures.broker_restarts + figures.database_restarts + figures.node_kills)
+            * options.senders)
+        * SENDER_IN_FLIGHT
+        + (figures.router_kills + figures.node_kills) * ROUTER_UNACKED;
+    check_outcomes(stack, db, events, receiver, figures).await;
+}
+
+/// The promise after a run whose every delivery is settled: each event stored once
+/// with exactly one delivery, each delivery delivered (and received) or failed (and
+/// dead-lettered) as the receiver's rule says, and no more repeated POSTs than
+/// `figures.duplicate_bound`. Fills in the counts of `figures`.
+pub(crate) async fn check_outcomes(
+    stack: &TestStack,
+    db: &deadpool_postgres::Object,
+    events: &[Event],
+    receiver: &Receiver,
+    figures: &mut Figures,
+) {
     let stored: i64 = db
         .query_one("SELECT count(*) FROM events", &[])
         .await
@@ -444,15 +470,6 @@ async fn check(
         }
     }
     figures.receiver_duplicates = ok.values().map(|t| t.answered as usize - 1).sum();
-    // A sender kill can repeat at most what that sender had unacked; a router kill,
-    // the delivery messages of its unacked events (sent again, both copies in flight
-    // at once); a restart, what every sender had.
-    // A node kill can cut off every role at once, like a restart.
-    figures.duplicate_bound = (figures.sender_kills
-        + (figures.broker_restarts + figures.database_restarts + figures.node_kills)
-            * options.senders)
-        * SENDER_IN_FLIGHT
-        + (figures.router_kills + figures.node_kills) * ROUTER_UNACKED;
     assert!(
         figures.receiver_duplicates <= figures.duplicate_bound,
         "{} duplicates, more than the {} in flight at the faults",

@@ -13,22 +13,68 @@ use std::time::{Duration, Instant};
 
 const SCRIPTS: &str = "/usr/lib/rabbitmq/bin";
 
+/// The queues as `name type leader members` lines, from the node itself: in
+/// namespaces, `list_queues` has the other nodes answer the CLI's node directly, whose
+/// name (`…@localhost.localdomain`) they cannot reach from their own namespaces.
+const LIST_QUEUES: &str = "lists:foreach(fun(Q) -> {resource, _, _, N} = amqqueue:get_name(Q), \
+    L = case amqqueue:get_pid(Q) of {_, Node} -> Node; P -> node(P) end, \
+    io:format(\"~s ~s ~s ~b~n\", [N, amqqueue:get_type(Q), L, \
+    length(maps:get(nodes, amqqueue:get_type_state(Q), []))]) end, rabbit_amqqueue:list()).";
+
+/// [`LIST_QUEUES`]'s lines as the JSON `list_queues` gives.
+fn from_lines(out: &str) -> String {
+    let queues: Vec<serde_json::Value> = out
+        .lines()
+        .filter_map(|line| {
+            let [name, kind, leader, members] = line.split(' ').collect::<Vec<_>>()[..] else {
+                return None;
+            };
+            let kind = if kind == "rabbit_quorum_queue" { "quorum" } else { kind };
+            let members: Vec<&str> = vec![leader; members.parse().ok()?];
+            Some(serde_json::json!({"name": name, "type": kind, "leader": leader, "members": members}))
+        })
+        .collect();
+    serde_json::Value::from(queues).to_string()
+}
+
 /// How long the dead-letter worker waits for a confirm before it resends (below).
 pub const DLX_RESEND_MS: u64 = 5000;
 
 #[derive(Debug, Clone)]
 pub struct Node {
     /// `hookrelay-cN-PID@localhost`: the process id keeps two runs from colliding
-    /// in epmd.
+    /// in epmd; in a network namespace, `PREFIX@IP` (a long name).
     pub name: String,
+    /// Where clients reach it: 127.0.0.1, or its namespace's address.
+    pub host: String,
     pub amqp_port: u16,
     pub dist_port: u16,
+    /// The network namespace it runs in (with an epmd of its own), if any.
+    pub netns: Option<String>,
     dir: PathBuf,
 }
 
 impl Node {
     pub fn amqp_url(&self) -> String {
-        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.amqp_port)
+        format!("amqp://guest:guest@{}:{}/%2f", self.host, self.amqp_port)
+    }
+
+    /// A RabbitMQ script run for this node: in its namespace, with long names there.
+    fn script(&self, name: &str, home: &Path) -> Command {
+        let program = format!("{SCRIPTS}/{name}");
+        let mut command = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, &program]);
+                c.env("RABBITMQ_USE_LONGNAME", "true")
+                    // This machine's rabbitmq-env.conf binds distribution to 127.0.0.1.
+                    .env("RABBITMQ_CONF_ENV_FILE", home.join("rabbitmq-env.conf"));
+                c
+            }
+            None => Command::new(program),
+        };
+        command.env("HOME", home).current_dir(home);
+        command
     }
 
     /// The node's Erlang VM, from the pid file `rabbitmq-server` writes.
@@ -65,8 +111,10 @@ impl Cluster {
         let nodes: Vec<Node> = (1..=3)
             .map(|i| Node {
                 name: format!("hookrelay-c{i}-{id}@localhost"),
+                host: "127.0.0.1".into(),
                 amqp_port: amqp_base + i,
                 dist_port: dist_base + i,
+                netns: None,
                 dir: dir.join(format!("n{i}")),
             })
             .collect();
@@ -78,6 +126,42 @@ impl Cluster {
                 );
             }
         }
+        Self::launch(nodes, dir, "")
+    }
+
+    /// Starts one node in each of the network namespaces `hosts` (`(namespace,
+    /// address)`), named `PREFIX@ADDRESS` (long names), each with an epmd of its own
+    /// and AMQP on 5672 at its address, with `config` (rabbitmq.conf lines) on every
+    /// node, and joins them. Data under `dir`, removed when dropped.
+    pub fn start_in(prefix: &str, hosts: &[(String, String)], dir: PathBuf, config: &str) -> Self {
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("cluster folder");
+        std::fs::write(dir.join("rabbitmq-env.conf"), "").expect("rabbitmq-env.conf");
+        let nodes: Vec<Node> = hosts
+            .iter()
+            .enumerate()
+            .map(|(i, (ns, ip))| Node {
+                name: format!("{prefix}@{ip}"),
+                host: ip.clone(),
+                amqp_port: 5672,
+                dist_port: 25672,
+                netns: Some(ns.clone()),
+                dir: dir.join(format!("n{}", i + 1)),
+            })
+            .collect();
+        for node in &nodes {
+            if let Some(ns) = &node.netns {
+                let epmd = Command::new("ip")
+                    .args(["netns", "exec", ns, "epmd", "-daemon"])
+                    .status()
+                    .is_ok_and(|s| s.success());
+                assert!(epmd, "epmd did not start in {ns}");
+            }
+        }
+        Self::launch(nodes, dir, config)
+    }
+
+    fn launch(nodes: Vec<Node>, dir: PathBuf, config: &str) -> Self {
         // From here on, whatever started is stopped again if starting fails.
         let cluster = Self {
             nodes,
@@ -88,6 +172,7 @@ impl Cluster {
             std::fs::create_dir_all(&node.dir).expect("cluster node folder");
             // No plugins: the management plugin would want port 15672 on every node.
             std::fs::write(node.dir.join("plugins"), "[].").expect("plugins file");
+            std::fs::write(node.dir.join("rabbitmq.conf"), config).expect("rabbitmq.conf");
             // RabbitMQ 3.10's at-least-once dead-letter worker (the delay queues' way
             // back to the deliveries queue) can sit on messages after a leader change
             // until this timeout (3 minutes by default on 3.10.8) resends them.
@@ -98,11 +183,10 @@ impl Cluster {
                 ),
             )
             .expect("advanced.config");
-            let started = Command::new(format!("{SCRIPTS}/rabbitmq-server"))
+            // An Erlang crash dump lands in the working folder: not the repository.
+            let started = node
+                .script("rabbitmq-server", &cluster.dir)
                 .arg("-detached")
-                // An Erlang crash dump lands in the working folder: not the repository.
-                .current_dir(&cluster.dir)
-                .env("HOME", &cluster.dir)
                 .env("RABBITMQ_NODENAME", &node.name)
                 .env("RABBITMQ_NODE_PORT", node.amqp_port.to_string())
                 .env("RABBITMQ_DIST_PORT", node.dist_port.to_string())
@@ -123,7 +207,7 @@ impl Cluster {
         }
         let deadline = Instant::now() + Duration::from_secs(120);
         for node in &cluster.nodes {
-            while std::net::TcpStream::connect(("127.0.0.1", node.amqp_port)).is_err() {
+            while std::net::TcpStream::connect((node.host.as_str(), node.amqp_port)).is_err() {
                 assert!(
                     Instant::now() < deadline,
                     "{} did not listen on {} within 2 minutes (logs in {})",
@@ -169,45 +253,85 @@ impl Cluster {
         self.nodes.iter().filter(move |n| !killed.contains(&n.name))
     }
 
-    /// `rabbitmqctl -n NODE ARGS`, its output; panics when it fails.
-    fn ctl(&self, node: &str, args: &[&str]) -> String {
-        let out = Command::new(format!("{SCRIPTS}/rabbitmqctl"))
-            .env("HOME", &self.dir)
-            .current_dir(&self.dir)
+    /// `rabbitmqctl -n NODE ARGS` (in the node's namespace), its output; panics when
+    /// it fails.
+    pub fn ctl(&self, node: &str, args: &[&str]) -> String {
+        self.try_ctl(node, args).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// `rabbitmqctl -n NODE ARGS` (in the node's namespace): its output, or what it
+    /// said when it failed.
+    pub fn try_ctl(&self, node: &str, args: &[&str]) -> Result<String, String> {
+        let placed = self
+            .nodes
+            .iter()
+            .find(|n| n.name == node)
+            .expect("a node of this cluster");
+        let out = placed
+            .script("rabbitmqctl", &self.dir)
             .args(["-q", "-n", node])
             .args(args)
             .stdin(Stdio::null())
             .output()
-            .expect("rabbitmqctl runs");
-        assert!(
-            out.status.success(),
-            "rabbitmqctl -n {node} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+            .map_err(|e| format!("rabbitmqctl runs: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "rabbitmqctl -n {node} {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The nodes that `node` sees running in its cluster (`cluster_status`).
+    pub fn running_as_seen_by(&self, node: &str) -> Vec<String> {
+        self.try_ctl(node, &["cluster_status", "--formatter", "json"])
+            .ok()
+            .and_then(|out| serde_json::from_str::<serde_json::Value>(&out).ok())
+            .and_then(|status| {
+                status["running_nodes"].as_array().map(|nodes| {
+                    nodes
+                        .iter()
+                        .filter_map(|n| n.as_str().map(str::to_owned))
+                        .collect()
+                })
+            })
+            .unwrap_or_default()
     }
 
     /// The queues whose names start with `prefix`, with their type, leader and
     /// member count, as a running node reports them.
     pub fn queues(&self, prefix: &str) -> Vec<QueueLeader> {
-        let node = self
-            .running()
-            .next()
-            .map(|n| n.name.clone())
-            .expect("a node runs");
-        let listed = self.ctl(
-            &node,
-            &[
-                "list_queues",
-                "name",
-                "type",
-                "leader",
-                "members",
-                "--formatter",
-                "json",
-            ],
-        );
+        let nodes: Vec<String> = self.running().map(|n| n.name.clone()).collect();
+        assert!(!nodes.is_empty(), "a node runs");
+        // A busy node can time out listing (`Some queue(s) are unresponsive`): ask
+        // again, another node each time.
+        let mut failures = Vec::new();
+        let namespaced = self.nodes.iter().any(|n| n.netns.is_some());
+        let listed = (0..6)
+            .find_map(|attempt| {
+                let node = &nodes[attempt % nodes.len()];
+                let listed = if namespaced {
+                    self.try_ctl(node, &["eval", LIST_QUEUES])
+                        .map(|out| from_lines(&out))
+                } else {
+                    self.try_ctl(
+                        node,
+                        &[
+                            "list_queues",
+                            "name",
+                            "type",
+                            "leader",
+                            "members",
+                            "--formatter",
+                            "json",
+                        ],
+                    )
+                };
+                listed.map_err(|e| failures.push(e)).ok()
+            })
+            .unwrap_or_else(|| panic!("listing the queues failed six times: {failures:?}"));
         let queues: Vec<serde_json::Value> =
             serde_json::from_str(&listed).expect("list_queues is JSON");
         let text = |q: &serde_json::Value, k: &str| q[k].as_str().unwrap_or_default().to_owned();
@@ -268,8 +392,8 @@ impl Drop for Cluster {
                 Some(pid) => kill_9(pid),
                 // Started but no pid file yet: ask it to stop.
                 None => {
-                    let _ = Command::new(format!("{SCRIPTS}/rabbitmqctl"))
-                        .env("HOME", &self.dir)
+                    let _ = node
+                        .script("rabbitmqctl", &self.dir)
                         .args(["-q", "-n", &node.name, "stop"])
                         .stdout(Stdio::null())
                         .stderr(Stdio::null())

@@ -3,11 +3,15 @@
 use hookrelay_store as store;
 use tokio_postgres::NoTls;
 
+/// This machine's Postgres, where tests make their databases.
+pub const SERVER: &str = "postgres://postgres@127.0.0.1:5432";
 pub const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 /// A database that is dropped (WITH FORCE) when this is dropped.
 pub struct TestDb {
     pub name: String,
+    /// The server it is on (`postgres://user@host:port`).
+    pub server: String,
     pub url: String,
     /// For the API's and the tests' own statements.
     pub pool: store::DbPool,
@@ -15,10 +19,12 @@ pub struct TestDb {
     pub delivery_pool: store::DbPool,
 }
 
-async fn admin() -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(ADMIN_URL, NoTls)
+async fn admin(server: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(&format!("{server}/postgres"), NoTls)
         .await
-        .expect("Postgres must run at 127.0.0.1:5432 (see README: cargo xtask test starts it)");
+        .unwrap_or_else(|e| {
+            panic!("Postgres must run at {server} (see README: cargo xtask test starts it): {e}")
+        });
     tokio::spawn(conn);
     client
 }
@@ -28,9 +34,9 @@ fn template_name() -> String {
     format!("hookrelay_tpl_{:016x}", store::schema_fingerprint())
 }
 
-async fn ensure_template() -> String {
+async fn ensure_template(server: &str) -> String {
     let name = template_name();
-    let client = admin().await;
+    let client = admin(server).await;
     // Tests run as parallel processes: one builds, the others wait on the lock.
     client
         .execute("SELECT pg_advisory_lock(7411)", &[])
@@ -47,7 +53,7 @@ async fn ensure_template() -> String {
             .batch_execute(&format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"))
             .await
             .expect("drop stale template");
-        store::migrate(&format!("postgres://postgres@127.0.0.1:5432/{building}"))
+        store::migrate(&format!("{server}/{building}"))
             .await
             .expect("migrate template");
         client
@@ -64,18 +70,25 @@ async fn ensure_template() -> String {
 
 impl TestDb {
     pub async fn new() -> Self {
-        let template = ensure_template().await;
+        Self::new_on(SERVER).await
+    }
+
+    /// A fresh database on `server` (`postgres://user@host:port`), from a template
+    /// built there.
+    pub async fn new_on(server: &str) -> Self {
+        let template = ensure_template(server).await;
         let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-        admin()
+        admin(server)
             .await
             .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
             .await
             .expect("create test database");
-        let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+        let url = format!("{server}/{name}");
         let pool = store::pool(&url, 8, store::Workload::Queries).expect("pool");
         let delivery_pool = store::pool(&url, 8, store::Workload::Delivery).expect("pool");
         Self {
             name,
+            server: server.to_owned(),
             url,
             pool,
             delivery_pool,
@@ -87,11 +100,22 @@ impl TestDb {
     }
 }
 
-/// Drops a database from outside any runtime (used from `Drop`).
+/// Drops a database of this machine's Postgres from outside any runtime.
 pub fn drop_database(name: &str) {
+    drop_database_on(SERVER, name);
+}
+
+/// Drops a database of `server` from outside any runtime (used from `Drop`).
+pub fn drop_database_on(server: &str, name: &str) {
     let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+    let server = server.to_owned();
     crate::block_on_fresh(async move {
-        let _ = admin().await.batch_execute(&sql).await;
+        if let Ok((client, conn)) =
+            tokio_postgres::connect(&format!("{server}/postgres"), NoTls).await
+        {
+            tokio::spawn(conn);
+            let _ = client.batch_execute(&sql).await;
+        }
     });
 }
 
@@ -99,7 +123,7 @@ impl Drop for TestDb {
     fn drop(&mut self) {
         self.pool.close();
         self.delivery_pool.close();
-        drop_database(&self.name);
+        drop_database_on(&self.server, &self.name);
     }
 }
 

@@ -114,11 +114,23 @@ impl Receiver {
         Self::serve(Keep::Tally(key, HashMap::new()), "127.0.0.1").await
     }
 
+    /// A tallying receiver on a socket made elsewhere: one bound in a network
+    /// namespace of its own, for the `--hosts` fault run.
+    pub fn tallying_on(key: fn(&Received) -> String, socket: std::net::TcpListener) -> Self {
+        socket.set_nonblocking(true).expect("non-blocking socket");
+        let listener = tokio::net::TcpListener::from_std(socket).expect("receiver socket");
+        Self::serve_on(Keep::Tally(key, HashMap::new()), listener)
+    }
+
     async fn serve(keep: Keep, ip: &str) -> Self {
-        silence_dropped_connections();
         let listener = tokio::net::TcpListener::bind((ip, 0))
             .await
             .expect("bind receiver");
+        Self::serve_on(keep, listener)
+    }
+
+    fn serve_on(keep: Keep, listener: tokio::net::TcpListener) -> Self {
+        silence_dropped_connections();
         let addr = listener.local_addr().expect("addr");
         let inner = Arc::new(Mutex::new(Inner {
             keep,

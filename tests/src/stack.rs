@@ -65,21 +65,27 @@ pub struct TestStack {
 impl TestStack {
     /// Short retry delays so retry tests take a second, not a minute.
     pub async fn new() -> Self {
-        Self::build(true, AMQP_URL).await
+        Self::build(true, AMQP_URL, crate::db::SERVER).await
     }
 
     /// Without the test-only `x-expires` on queues, so that `hookrelay serve` child
     /// processes, which declare the production arguments, can share the topology.
     pub async fn for_processes() -> Self {
-        Self::build(false, AMQP_URL).await
+        Self::build(false, AMQP_URL, crate::db::SERVER).await
     }
 
     /// As [`Self::for_processes`], on the broker(s) of `amqp_url` (a list of nodes).
     pub async fn for_processes_on(amqp_url: &str) -> Self {
-        Self::build(false, amqp_url).await
+        Self::build(false, amqp_url, crate::db::SERVER).await
     }
 
-    async fn build(expiring: bool, amqp_url: &str) -> Self {
+    /// As [`Self::for_processes_on`], with the database on the Postgres `db_server`
+    /// (`postgres://user@host:port`) instead of this machine's.
+    pub async fn for_processes_with(amqp_url: &str, db_server: &str) -> Self {
+        Self::build(false, amqp_url, db_server).await
+    }
+
+    async fn build(expiring: bool, amqp_url: &str, db_server: &str) -> Self {
         let prefix = format!("t.{}", uuid::Uuid::new_v4().simple());
         let schedule = RetrySchedule {
             delays: vec![Duration::from_millis(200), Duration::from_millis(400)],
@@ -104,7 +110,7 @@ impl TestStack {
             prefix,
             topology,
             schedule,
-            db: TestDb::new().await,
+            db: TestDb::new_on(db_server).await,
             receiver: Receiver::start().await,
             publisher: Arc::new(publisher),
             connection,

@@ -5,7 +5,8 @@
 //! - `cargo xtask demo`: make sure they run, then the whole flow with a demo receiver.
 //! - `cargo xtask bench`: the end-to-end benchmark (release build), figures printed.
 //! - `cargo xtask chaos`: the fault run (kill -9, broker and database restarts);
-//!   `--cluster`: on a 3-node RabbitMQ cluster, the node leading the queues killed.
+//!   `--cluster`: on a 3-node RabbitMQ cluster, the node leading the queues killed;
+//!   `--hosts`: every part on a host of its own (network namespaces), network faults.
 //! - `cargo xtask fuzz-api`: schemathesis against the served OpenAPI document.
 //! - `cargo xtask docs`: regenerate docs/openapi.json and docs/event-envelope.schema.json.
 
@@ -34,7 +35,7 @@ fn main() -> ExitCode {
         Some("fuzz-api") => fuzz::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|demo|bench|chaos|fuzz-api|check-deploy|docs>\n\n  test [ARGS]   check services, then run every test (ARGS go to the test runner) and a quick API fuzz\n  demo          check services, then run hookrelay end to end with a demo receiver\n  bench [ARGS]  the end-to-end benchmark (see tests/benches/pipeline.rs)\n  chaos [ARGS]  kill -9 roles and restart RabbitMQ and Postgres mid-run, then check\n                that nothing was lost or doubled (see tests/benches/chaos.rs);\n                --cluster: kill -9 the leading node of a 3-node RabbitMQ cluster instead\n  fuzz-api [ARGS] schemathesis against the served /openapi.json (see tests/src/bin/fuzz_api.rs)\n  check-deploy  validate docker-compose.yml and deploy/kubernetes without an engine\n  docs          regenerate docs/openapi.json and docs/event-envelope.schema.json from the code"
+                "usage: cargo xtask <test|demo|bench|chaos|fuzz-api|check-deploy|docs>\n\n  test [ARGS]   check services, then run every test (ARGS go to the test runner) and a quick API fuzz\n  demo          check services, then run hookrelay end to end with a demo receiver\n  bench [ARGS]  the end-to-end benchmark (see tests/benches/pipeline.rs)\n  chaos [ARGS]  kill -9 roles and restart RabbitMQ and Postgres mid-run, then check\n                that nothing was lost or doubled (see tests/benches/chaos.rs);\n                --cluster: kill -9 the leading node of a 3-node RabbitMQ cluster instead\n                --hosts [--short]: each part in a network namespace of its own; partition,\n                link cuts, slow lossy links under a steady load (root only)\n  fuzz-api [ARGS] schemathesis against the served /openapi.json (see tests/src/bin/fuzz_api.rs)\n  check-deploy  validate docker-compose.yml and deploy/kubernetes without an engine\n  docs          regenerate docs/openapi.json and docs/event-envelope.schema.json from the code"
             );
             return ExitCode::from(2);
         }
@@ -82,6 +83,9 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
 /// optimisations, the roles as child processes of the release binary.
 fn release_bench(name: &str, extra: &[String]) -> anyhow::Result<()> {
     services::ensure()?;
+    if extra.iter().any(|a| a == "--hosts") {
+        services::ensure_iptables()?;
+    }
     let root = demo::workspace_root();
     let built = cargo()
         .args(["build", "-q", "--release", "-p", "hookrelay-cli"])

@@ -116,6 +116,20 @@ pub fn ensure_tools() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// iptables, for the `--hosts` fault run's cut links and lossy links (this machine
+/// kind's kernel has no netem): installed with apt-get when missing and we are root.
+/// Without it (or root) the run skips itself, saying why.
+pub fn ensure_iptables() -> anyhow::Result<()> {
+    if on_path("iptables") || !(is_root() && on_path("apt-get")) {
+        return Ok(());
+    }
+    eprintln!(
+        "xtask: iptables (the --hosts fault run's cut and lossy links) is not installed; installing with apt-get"
+    );
+    apt_get(&["update"])?;
+    apt_get(&["install", "-y", "iptables"])
+}
+
 fn installed(tool: &Tool) -> bool {
     match tool.at {
         Some((var, default)) => std::env::var_os(var)
