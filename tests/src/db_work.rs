@@ -21,6 +21,7 @@ pub(crate) struct DbCounters {
     size_bytes: f64,
     seq_rows: f64,
     index_rows: f64,
+    maintenance_runs: f64,
 }
 
 /// What the database did per delivery over a window.
@@ -39,6 +40,10 @@ pub struct DbPerDelivery {
     pub seq_rows_read: f64,
     /// Rows fetched through indexes.
     pub index_rows_read: f64,
+    /// Autovacuum and autoanalyze runs on the run database's tables over the
+    /// window (a count, not per delivery): small tables that grow fast are
+    /// vacuumed and analysed again and again.
+    pub maintenance_runs: f64,
 }
 
 impl DbCounters {
@@ -51,7 +56,9 @@ impl DbCounters {
                    (d.tup_inserted + d.tup_updated + d.tup_deleted)::float8, \
                    pg_database_size(current_database())::float8, \
                    (SELECT COALESCE(sum(seq_tup_read), 0)::float8 FROM pg_stat_user_tables), \
-                   (SELECT COALESCE(sum(idx_tup_fetch), 0)::float8 FROM pg_stat_user_tables) \
+                   (SELECT COALESCE(sum(idx_tup_fetch), 0)::float8 FROM pg_stat_user_tables), \
+                   (SELECT COALESCE(sum(autovacuum_count + autoanalyze_count), 0)::float8 \
+                      FROM pg_stat_user_tables) \
                  FROM pg_stat_wal w, pg_stat_database d WHERE d.datname = current_database()",
                 &[],
             )
@@ -66,6 +73,7 @@ impl DbCounters {
             size_bytes: row.get(5),
             seq_rows: row.get(6),
             index_rows: row.get(7),
+            maintenance_runs: row.get(8),
         }
     }
 }
@@ -89,6 +97,7 @@ impl DbPerDelivery {
             stored_bytes: per(before.size_bytes, after.size_bytes),
             seq_rows_read: per(before.seq_rows, after.seq_rows),
             index_rows_read: per(before.index_rows, after.index_rows),
+            maintenance_runs: after.maintenance_runs - before.maintenance_runs,
         })
     }
 }
@@ -97,13 +106,13 @@ impl DbPerDelivery {
 pub(crate) fn table<'a>(steps: impl Iterator<Item = (f64, Option<&'a DbPerDelivery>)>) -> String {
     let mut out = String::from(
         "\ndatabase work per delivery (over the same window; WAL syncs are the server's):\n\n\
-         | offered/s | WAL bytes | WAL records | WAL syncs | commits | rows written | stored bytes | rows seq-scanned | rows by index |\n\
-         |---|---|---|---|---|---|---|---|---|\n",
+         | offered/s | WAL bytes | WAL records | WAL syncs | commits | rows written | stored bytes | rows seq-scanned | rows by index | autovacuum + autoanalyze runs (in the window) |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
     );
     for (offered, db) in steps {
         let cells = match db {
             Some(d) => format!(
-                "{:.0} | {:.2} | {:.3} | {:.2} | {:.2} | {:.0} | {:.1} | {:.1}",
+                "{:.0} | {:.2} | {:.3} | {:.2} | {:.2} | {:.0} | {:.1} | {:.1} | {:.0}",
                 d.wal_bytes,
                 d.wal_records,
                 d.wal_syncs,
@@ -111,9 +120,10 @@ pub(crate) fn table<'a>(steps: impl Iterator<Item = (f64, Option<&'a DbPerDelive
                 d.rows_written,
                 d.stored_bytes,
                 d.seq_rows_read,
-                d.index_rows_read
+                d.index_rows_read,
+                d.maintenance_runs
             ),
-            None => "- | - | - | - | - | - | - | -".to_owned(),
+            None => "- | - | - | - | - | - | - | - | -".to_owned(),
         };
         out.push_str(&format!("| {offered:.0} | {cells} |\n"));
     }
