@@ -250,6 +250,11 @@ fn parse(url: &str) -> Result<DbUrl, StoreError> {
     if !tls {
         config.ssl_mode(tokio_postgres::config::SslMode::Disable);
     }
+    let given: Vec<&str> = query
+        .split('&')
+        .filter_map(|p| p.split_once('=').map(|(k, _)| k))
+        .collect();
+    network_defaults(&mut config, &given);
     let tls = if tls {
         Some(tls_config(root_cert.as_deref())?)
     } else {
@@ -367,6 +372,47 @@ pub async fn replan_as_tables_grow(pool: Pool, mut shutdown: hookrelay_model::sh
 
 /// Forgets every connection's prepared statements: each is prepared, and planned, on
 /// its next use. A query under way keeps its statement until it finishes.
+/// A connection whose network goes silent is given up in seconds rather than in
+/// minutes, unless the URL sets the parameter itself (libpq's names, in seconds):
+/// without these, a connection cut mid-query waits for TCP's retransmissions, which
+/// back off past 20 s (a sender cut from Postgres for 30 s came back 23 s after the
+/// link did: docs/reliability.md, the hosts run), and a connect to a silent host waits
+/// for the kernel's SYN retries (about two minutes). `tcp_user_timeout` counts only
+/// data sent and not acknowledged, so a long query or a lock wait is not cut.
+const NETWORK_DEFAULTS: [(&str, Duration, Setter); 4] = [
+    (
+        "connect_timeout",
+        Duration::from_secs(5),
+        Config::connect_timeout,
+    ),
+    (
+        "tcp_user_timeout",
+        Duration::from_secs(15),
+        Config::tcp_user_timeout,
+    ),
+    (
+        "keepalives_idle",
+        Duration::from_secs(30),
+        Config::keepalives_idle,
+    ),
+    (
+        "keepalives_interval",
+        Duration::from_secs(10),
+        Config::keepalives_interval,
+    ),
+];
+
+type Config = tokio_postgres::Config;
+type Setter = fn(&mut Config, Duration) -> &mut Config;
+
+fn network_defaults(config: &mut Config, given: &[&str]) {
+    for (name, value, set) in NETWORK_DEFAULTS {
+        if !given.contains(&name) {
+            set(config, value);
+        }
+    }
+}
+
 pub fn replan(pool: &Pool) {
     pool.manager().statement_caches.clear();
 }
@@ -490,5 +536,29 @@ async fn create_database_if_missing(db: &DbUrl) -> Result<(), StoreError> {
         // Another replica created it between our check and our CREATE.
         Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => Ok(()),
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod network_tests {
+    use super::*;
+
+    #[test]
+    fn a_silent_network_is_given_up_in_seconds_unless_the_url_says_otherwise() {
+        let plain = parse("postgres://u@h/db").unwrap().config;
+        assert_eq!(plain.get_connect_timeout(), Some(&Duration::from_secs(5)));
+        assert_eq!(plain.get_tcp_user_timeout(), Some(&Duration::from_secs(15)));
+        assert_eq!(plain.get_keepalives_idle(), Duration::from_secs(30));
+        assert_eq!(
+            plain.get_keepalives_interval(),
+            Some(Duration::from_secs(10))
+        );
+
+        let given = parse("postgres://u@h/db?tcp_user_timeout=3&connect_timeout=2")
+            .unwrap()
+            .config;
+        assert_eq!(given.get_tcp_user_timeout(), Some(&Duration::from_secs(3)));
+        assert_eq!(given.get_connect_timeout(), Some(&Duration::from_secs(2)));
+        assert_eq!(given.get_keepalives_idle(), Duration::from_secs(30));
     }
 }
