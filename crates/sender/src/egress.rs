@@ -278,18 +278,43 @@ impl Tunnel {
         }
     }
 
+    /// How a handshake with the proxy for `target` fails: the connection's I/O, an
+    /// answer that is not the protocol's, a refusal with the proxy's own words.
+    fn failures(
+        &self,
+        target: SocketAddr,
+    ) -> (
+        impl Fn(std::io::Error) -> ProxyError + Copy + '_,
+        impl Fn(&'static str) -> ProxyError + Copy + '_,
+        impl Fn(String) -> ProxyError + Copy + '_,
+    ) {
+        let proxy = move || self.proxy.address();
+        (
+            move |source| ProxyError::Io {
+                proxy: proxy(),
+                target,
+                source,
+            },
+            move |what| ProxyError::BadAnswer {
+                proxy: proxy(),
+                target,
+                what,
+            },
+            move |answer| ProxyError::Refused {
+                proxy: proxy(),
+                target,
+                answer,
+            },
+        )
+    }
+
     /// HTTP `CONNECT ip:port`, with `Proxy-Authorization: Basic` when configured.
     async fn http_connect(
         &self,
         mut stream: TcpStream,
         target: SocketAddr,
     ) -> Result<TcpStream, ProxyError> {
-        let proxy = || self.proxy.address();
-        let io = |source| ProxyError::Io {
-            proxy: proxy(),
-            target,
-            source,
-        };
+        let (io, bad, refused) = self.failures(target);
         let mut request = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
         if let Some(authorization) = self.proxy.basic_authorization() {
             request.push_str("Proxy-Authorization: ");
@@ -302,11 +327,6 @@ impl Tunnel {
         // client-first), so nothing may follow the head in what the proxy sent.
         let mut head: Vec<u8> = Vec::with_capacity(128);
         let mut chunk = [0u8; 1024];
-        let bad = |what| ProxyError::BadAnswer {
-            proxy: proxy(),
-            target,
-            what,
-        };
         loop {
             let n = stream.read(&mut chunk).await.map_err(io)?;
             if n == 0 {
@@ -335,14 +355,12 @@ impl Tunnel {
         }
         match code.parse::<u16>() {
             Ok(200..=299) => Ok(stream),
-            Ok(_) => Err(ProxyError::Refused {
-                proxy: proxy(),
-                target,
-                answer: status_line
+            Ok(_) => Err(refused(
+                status_line
                     .split_once(' ')
                     .map(|(_, rest)| rest.chars().take(120).collect())
                     .unwrap_or_default(),
-            }),
+            )),
             Err(_) => Err(bad("no status code")),
         }
     }
@@ -356,22 +374,7 @@ impl Tunnel {
         mut stream: TcpStream,
         target: SocketAddr,
     ) -> Result<TcpStream, ProxyError> {
-        let proxy = || self.proxy.address();
-        let io = |source| ProxyError::Io {
-            proxy: proxy(),
-            target,
-            source,
-        };
-        let refused = |answer: String| ProxyError::Refused {
-            proxy: proxy(),
-            target,
-            answer,
-        };
-        let bad = |what| ProxyError::BadAnswer {
-            proxy: proxy(),
-            target,
-            what,
-        };
+        let (io, bad, refused) = self.failures(target);
         let method = if self.proxy.credentials.is_some() {
             0x02
         } else {
