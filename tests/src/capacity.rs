@@ -272,6 +272,11 @@ pub async fn fill_history(stack: &TestStack, events: usize, webhook_id: uuid::Uu
     let started = Instant::now();
     let db = stack.db.client().await;
     let n = events as i64;
+    // The days of the 30 the database has no partition for (V23).
+    let now = time::OffsetDateTime::now_utc();
+    hookrelay_store::partitions::create(&db, now - time::Duration::days(31), now)
+        .await
+        .expect("partitions of the history");
     // Ids sort by time like the now_v7 ids the router makes: the primary key index
     // then grows at its right edge, as in production.
     db.batch_execute("SET synchronous_commit = off")
@@ -287,11 +292,15 @@ pub async fn fill_history(stack: &TestStack, events: usize, webhook_id: uuid::Uu
                    'occurred_at', to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
                    'payload', json_build_object('event', 'import_completed', \
                      'data', json_build_object('blob', repeat('x', 900)))) FROM g), \
+             ek AS (INSERT INTO event_keys (tenant, id, received_at) SELECT 'bench', 'history-' || i, t FROM g), \
              d AS (INSERT INTO deliveries (id, tenant, event_id, webhook_id, status, published, \
                  attempts, last_attempt_at, last_status, created_at, updated_at) \
                SELECT (lpad(to_hex((extract(epoch FROM t) * 1000)::bigint), 12, '0') || '7000' \
                    || '8' || lpad(to_hex(i), 15, '0'))::uuid, \
-                 'bench', 'history-' || i, $4, 'delivered', true, 1, t, 200, t, t FROM g RETURNING id, created_at) \
+                 'bench', 'history-' || i, $4, 'delivered', true, 1, t, 200, t, t FROM g \
+               RETURNING id, tenant, event_id, webhook_id, created_at), \
+             dk AS (INSERT INTO delivery_targets (tenant, event_id, target, delivery_id) \
+               SELECT tenant, event_id, webhook_id, id FROM d) \
              INSERT INTO delivery_attempts (delivery_id, attempt, started_at, latency_ms, status_code, outcome) \
                SELECT id, 1, created_at, 12.5, 200, 'delivered' FROM d",
             &[&from, &to, &(n as f64), &webhook_id],

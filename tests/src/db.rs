@@ -86,6 +86,16 @@ impl TestDb {
         let url = format!("{server}/{name}");
         let pool = store::pool(&url, 8, store::Workload::Queries).expect("pool");
         let delivery_pool = store::pool(&url, 8, store::Workload::Delivery).expect("pool");
+        // The template's days ahead were made when it was built, maybe days ago:
+        // the days around now, as the service's migrate would make them.
+        let now = time::OffsetDateTime::now_utc();
+        store::partitions::create(
+            &pool.get().await.expect("database connection"),
+            now - time::Duration::days(2),
+            now + time::Duration::days(store::partitions::DAYS_AHEAD),
+        )
+        .await
+        .expect("partitions around now");
         Self {
             name,
             server: server.to_owned(),
@@ -162,20 +172,28 @@ impl TestDb {
         ))
         .expect("event");
         let c = self.client().await;
+        // With their keys (V23), as `events::insert_new` and `deliveries::insert`
+        // write them; delivery ids time-ordered like the router's UUIDv7s.
         c.execute(
-            "INSERT INTO events (tenant, id, type, occurred_at, received_at, envelope) \
-               SELECT 'acme', 'e-' || md5(i::text), 'order.created', now(), \
-                 now() + i * interval '1 ms', \
-                 ($3::jsonb || jsonb_build_object('id', 'e-' || md5(i::text)))::json \
-               FROM generate_series($1::int, $2::int) i",
+            "WITH k AS (INSERT INTO event_keys (tenant, id, received_at) \
+               SELECT 'acme', 'e-' || md5(i::text), now() + i * interval '1 ms' \
+               FROM generate_series($1::int, $2::int) i RETURNING tenant, id, received_at) \
+             INSERT INTO events (tenant, id, type, occurred_at, received_at, envelope) \
+               SELECT tenant, id, 'order.created', now(), received_at, \
+                 ($3::jsonb || jsonb_build_object('id', id))::json FROM k",
             &[&from, &to, &template],
         )
         .await
         .expect("grow events");
         c.execute(
-            "INSERT INTO deliveries (id, tenant, event_id, url) \
-               SELECT gen_random_uuid(), 'acme', 'e-' || md5(i::text), 'http://127.0.0.1:9/' \
-               FROM generate_series($1::int, $2::int) i",
+            "WITH d AS (SELECT (lpad(to_hex(floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint), \
+                   12, '0') || '7000' || '8' || lpad(to_hex(i), 15, '0'))::uuid AS id, \
+                 'e-' || md5(i::text) AS event_id \
+               FROM generate_series($1::int, $2::int) i), \
+             k AS (INSERT INTO delivery_targets (tenant, event_id, target, delivery_id) \
+               SELECT 'acme', event_id, '00000000-0000-0000-0000-000000000000', id FROM d) \
+             INSERT INTO deliveries (id, tenant, event_id, url) \
+               SELECT id, 'acme', event_id, 'http://127.0.0.1:9/' FROM d",
             &[&from, &to],
         )
         .await

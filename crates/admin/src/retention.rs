@@ -1,11 +1,15 @@
-//! Retention: events older than their tenant's period are deleted with their
-//! deliveries and attempts, a small batch per transaction so no lock is held long.
+//! Retention: whole days of history older than the longest retention period are
+//! detached and dropped; a tenant with a shorter period (and every tenant in the
+//! history converted by V23, until it is dropped) has its older events deleted with
+//! their deliveries and attempts, a small batch per transaction so no lock is held
+//! long. Each round first creates the days ahead, so inserts always find theirs.
 
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use hookrelay_store::StoreError;
-use hookrelay_store::tenants::{self, Expired};
+use hookrelay_store::partitions::{self, Dropped};
+use hookrelay_store::tenants::{self, Expired, Horizon};
 use time::OffsetDateTime;
 
 /// Events deleted per statement: small enough that each delete is brief.
@@ -21,40 +25,73 @@ pub async fn plan(
     tenants::plan(&db, now, default_days).await
 }
 
-/// Deletes what is expired at `now`; returns the events deleted per tenant.
+/// What a purge deleted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// The days dropped whole, oldest first.
+    pub days: Vec<Dropped>,
+    /// Events deleted row by row, per tenant (only tenants with any).
+    pub rows: Vec<(String, u64)>,
+}
+
+/// Creates the days ahead of `now`, then deletes what is expired at `now`.
 pub async fn purge(
     pool: &Pool,
     now: OffsetDateTime,
     default_days: i32,
-) -> Result<Vec<(String, u64)>, StoreError> {
-    let cutoffs = {
+) -> Result<Purged, StoreError> {
+    let horizon = {
         let db = pool.get().await?;
-        tenants::cutoffs(&db, now, default_days).await?
+        partitions::ensure(&db, now).await?;
+        Horizon::at(&db, now, default_days).await?
     };
-    let mut deleted = Vec::new();
-    for (tenant, _, cutoff) in cutoffs {
+    let mut purged = Purged::default();
+    for day in &horizon.days {
+        // Its own connection, outside any transaction (the detach is concurrent).
+        let db = pool.get().await?;
+        purged
+            .days
+            .push(partitions::drop_day(&db, &day.suffix).await?);
+    }
+    // The history may have just been dropped: rows are deleted where it still is.
+    let history_end = partitions::history_end(&pool.get().await?).await?;
+    let horizon = Horizon {
+        history_end,
+        ..horizon
+    };
+    for (tenant, days, cutoff) in &horizon.tenants {
+        let Some(before) = horizon.rows_before(*days, *cutoff) else {
+            continue;
+        };
         let mut total = 0;
         loop {
             // A fresh connection per batch: other work interleaves between them.
             let db = pool.get().await?;
-            let n = tenants::purge_batch(&db, &tenant, cutoff, BATCH).await?;
+            let n = tenants::purge_batch(&db, tenant, before, BATCH).await?;
             total += n;
             if n < BATCH as u64 {
                 break;
             }
         }
         if total > 0 {
-            let mut db = pool.get().await?;
-            let keys = hookrelay_store::turns::purge_keys(&mut db, &tenant).await?;
-            tracing::info!(%tenant, events = total, ordering_keys = keys, %cutoff, "retention deleted expired events");
-            deleted.push((tenant, total));
+            tracing::info!(%tenant, events = total, cutoff = %before, "retention deleted expired events");
+            purged.rows.push((tenant.clone(), total));
         }
     }
-    Ok(deleted)
+    if !purged.days.is_empty() || !purged.rows.is_empty() {
+        for (tenant, _, _) in &horizon.tenants {
+            let mut db = pool.get().await?;
+            let keys = hookrelay_store::turns::purge_keys(&mut db, tenant).await?;
+            if keys > 0 {
+                tracing::info!(%tenant, ordering_keys = keys, "retention deleted emptied ordering keys");
+            }
+        }
+    }
+    Ok(purged)
 }
 
-/// Purges every `every` until `shutdown` resolves; errors are logged and retried at
-/// the next round.
+/// Purges every `every` until `shutdown` resolves (the first round at once, which
+/// also creates the days ahead); errors are logged and retried at the next round.
 pub async fn run(
     pool: Pool,
     default_days: i32,

@@ -160,10 +160,22 @@ pub async fn insert(
     let ordering_keys: Vec<Option<&str>> = keys.iter().map(|k| k.map(|(_, key)| key)).collect();
     let statement = super::prepared(
         db,
-        "INSERT INTO deliveries (id, tenant, event_id, webhook_id, url, trace_id, status, published, \
+        // One delivery per (event, target) is decided by `delivery_targets`' primary
+        // key (V23: `deliveries` is partitioned by id and can hold no unique key on
+        // the event and target across days): only the deliveries whose target key
+        // was inserted are; a target repeated in the batch goes once, its first.
+        "WITH u AS ( \
+           SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], \
+             $6::text[], $7::text[], $8::bool[], $9::text[], $10::int8[]) WITH ORDINALITY \
+           AS u(id, tenant, event_id, webhook_id, url, trace_id, status, published, ordering_key, seq, i)), \
+         k AS ( \
+           INSERT INTO delivery_targets (tenant, event_id, target, delivery_id) \
+           SELECT tenant, event_id, coalesce(webhook_id, '00000000-0000-0000-0000-000000000000'::uuid), id \
+           FROM u ORDER BY i ON CONFLICT DO NOTHING RETURNING delivery_id) \
+         INSERT INTO deliveries (id, tenant, event_id, webhook_id, url, trace_id, status, published, \
            ordering_key, seq) \
-         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], \
-           $6::text[], $7::text[], $8::bool[], $9::text[], $10::int8[]) \
+         SELECT u.id, u.tenant, u.event_id, u.webhook_id, u.url, u.trace_id, u.status, u.published, \
+           u.ordering_key, u.seq FROM u JOIN k ON k.delivery_id = u.id \
          ON CONFLICT DO NOTHING RETURNING id, tenant, event_id, webhook_id, status",
     )
     .await?;
@@ -308,7 +320,11 @@ pub async fn mark_published(db: &impl GenericClient, ids: &[Uuid]) -> Result<(),
     if !ids.is_empty() {
         let statement = super::prepared(
             db,
-            "UPDATE deliveries SET published = true, updated_at = now() WHERE id = ANY($1)",
+            // A join on the ids, not `id = ANY($1)`: Postgres prunes the partitions
+            // by a join's values in a generic plan (one probe per id), not by an
+            // array parameter's (a probe per id in every day).
+            "UPDATE deliveries d SET published = true, updated_at = now() \
+             FROM unnest($1::uuid[]) AS x(id) WHERE d.id = x.id",
         )
         .await?;
         db.execute(&statement, &[&ids]).await?;
@@ -338,6 +354,13 @@ pub struct SendJob {
 
 /// Deliveries with their events and webhooks, many in one round trip; ids not found
 /// are missing from the map.
+///
+/// One probe per id in each table (V23's partitions): the ids are joined from an
+/// array (Postgres prunes partitions by a join's values in a generic plan, not by
+/// an `= ANY` array's), and the event is reached through its key, whose
+/// `received_at` names its day. The `OFFSET 0` keeps the event's look-up a
+/// sub-query of the key's columns: flattened, the planner may probe `events` by the
+/// delivery's (tenant, event id) in every day instead.
 pub async fn send_jobs(
     db: &impl GenericClient,
     cipher: &super::Cipher,
@@ -347,9 +370,12 @@ pub async fn send_jobs(
         format!(
             "SELECT d.id, d.tenant, d.status, d.attempts, d.webhook_id, d.url, d.ordering_key, d.seq, \
                e.envelope, e.received_at, {}, ({}) AS turn \
-             FROM deliveries d JOIN events e ON e.tenant = d.tenant AND e.id = d.event_id \
-             LEFT JOIN webhooks w ON w.id = d.webhook_id \
-             WHERE d.id = ANY($1)",
+             FROM unnest($1::uuid[]) AS x(id) JOIN deliveries d ON d.id = x.id \
+             JOIN event_keys k ON k.tenant = d.tenant AND k.id = d.event_id \
+             CROSS JOIN LATERAL (SELECT e.envelope, e.received_at FROM events e \
+               WHERE e.tenant = k.tenant AND e.id = k.id AND e.received_at = k.received_at \
+               OFFSET 0) e \
+             LEFT JOIN webhooks w ON w.id = d.webhook_id",
             super::webhooks::select_prefixed("w", "w_"),
             super::turns::TURN_OF_D
         )

@@ -1,5 +1,7 @@
 //! The `events` table: every event accepted by the router, once per (tenant, id).
-//! Its primary key is where de-duplication is decided.
+//! `event_keys`' primary key is where de-duplication is decided (V23: `events` is
+//! partitioned by day; the key table is not, and leads a look-up by (tenant, id) to
+//! the event's day).
 
 use std::collections::HashSet;
 
@@ -31,12 +33,23 @@ pub async fn insert_new(
         // `received_at` rises by a microsecond per event in the batch's order (the
         // order the router took them), so that it orders the events of one batch as
         // it orders batches: a backfill of an ordered webhook numbers them so.
-        "INSERT INTO events (tenant, id, type, session_id, occurred_at, envelope, received_at) \
-         SELECT t, id, ty, s, o, e, now() + make_interval(secs => (i - 1) / 1e6) \
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], \
-                     $5::timestamptz[], $6::json[]) WITH ORDINALITY AS u(t, id, ty, s, o, e, i) \
-         ORDER BY i \
-         ON CONFLICT (tenant, id) DO NOTHING RETURNING tenant, id",
+        // De-duplication is decided by `event_keys`' primary key (V23: `events` is
+        // partitioned by day and can hold no unique key on (tenant, id) across
+        // days): the keys inserted are the events that are new, and only those go
+        // into `events`, each with the `received_at` of its key. A key repeated in
+        // the batch is inserted once, for its first copy (the insert goes in the
+        // batch's order), and the join on `received_at` picks that copy.
+        "WITH u AS ( \
+           SELECT t, id, ty, s, o, e, i, now() + make_interval(secs => (i - 1) / 1e6) AS r \
+           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], \
+                       $5::timestamptz[], $6::json[]) WITH ORDINALITY AS u(t, id, ty, s, o, e, i)), \
+         k AS ( \
+           INSERT INTO event_keys (tenant, id, received_at) SELECT t, id, r FROM u ORDER BY i \
+           ON CONFLICT (tenant, id) DO NOTHING RETURNING tenant, id, received_at) \
+         INSERT INTO events (tenant, id, type, session_id, occurred_at, envelope, received_at) \
+         SELECT u.t, u.id, u.ty, u.s, u.o, u.e, u.r \
+         FROM u JOIN k ON k.tenant = u.t AND k.id = u.id AND k.received_at = u.r \
+         ORDER BY u.i RETURNING tenant, id",
     )
     .await?;
     let rows = db
@@ -58,7 +71,9 @@ pub async fn get(
 ) -> Result<Option<Event>, StoreError> {
     let row = db
         .query_opt(
-            "SELECT envelope FROM events WHERE tenant = $1 AND id = $2",
+            // Through the key: one probe into the event's day, not one into every day.
+            "SELECT envelope FROM events WHERE (tenant, id, received_at) = \
+               (SELECT tenant, id, received_at FROM event_keys WHERE tenant = $1 AND id = $2)",
             &[&tenant, &id],
         )
         .await?;
@@ -251,7 +266,11 @@ pub async fn find(
     tenant: &str,
     id: &str,
 ) -> Result<StoredEvent, StoreError> {
-    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE tenant = $1 AND id = $2");
+    // Through the key: one probe into the event's day, not one into every day.
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE (tenant, id, received_at) = \
+           (SELECT tenant, id, received_at FROM event_keys WHERE tenant = $1 AND id = $2)"
+    );
     db.query_opt(&sql, &[&tenant, &id])
         .await?
         .map(|r| event_from_row(&r))

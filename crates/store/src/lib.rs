@@ -11,6 +11,7 @@ pub mod environments;
 pub mod event_types;
 pub mod events;
 pub mod lead;
+pub mod partitions;
 pub mod pending;
 pub mod portal;
 pub mod rates;
@@ -132,6 +133,16 @@ impl From<tokio_postgres::Error> for StoreError {
                 Self::Invalid(hookrelay_model::Invalid::new(
                     "value",
                     "holds a character that cannot be stored (NUL or another control character)",
+                ))
+            }
+            // A row for a day no partition holds yet (V23: there is no default
+            // partition). The api role creates the days ahead; until then the work
+            // waits and is tried again, as while the database is away.
+            Some(c) if *c == SqlState::CHECK_VIOLATION && partitions::is_missing(&e) => {
+                Self::Unavailable(format!(
+                    "{}; partitions are created {} days ahead by every migrate and every retention round of the api role",
+                    describe(&e),
+                    partitions::DAYS_AHEAD
                 ))
             }
             _ => Self::Db(e),
@@ -454,8 +465,16 @@ pub async fn answers(pool: &Pool) -> bool {
 }
 
 /// Creates the database if it is missing, then applies pending migrations under an
-/// advisory lock. Safe to run from several replicas at once.
+/// advisory lock, then creates the history's partitions for the days ahead
+/// ([`partitions::ensure`]). Safe to run from several replicas at once.
 pub async fn migrate(url: &str) -> Result<(), StoreError> {
+    migrate_through(url, None).await
+}
+
+/// [`migrate`], stopping after migration `last` if given: what a test of a later
+/// migration builds the database it converts with (the schema of a release before
+/// it). Partitions are made ahead only once the history is partitioned.
+pub async fn migrate_through(url: &str, last: Option<i32>) -> Result<(), StoreError> {
     let db = parse(url)?;
     create_database_if_missing(&db).await?;
     let mut client = connect(&db.config, db.tls.as_ref()).await?;
@@ -464,7 +483,11 @@ pub async fn migrate(url: &str) -> Result<(), StoreError> {
         .await?;
     // A database migrated by a newer release must not stop an older one (rollbacks,
     // old pods restarting mid-rollout): migrations are additive.
-    let result = embedded::migrations::runner()
+    let mut runner = embedded::migrations::runner();
+    if let Some(last) = last {
+        runner = runner.set_target(refinery::Target::Version(last));
+    }
+    let result = runner
         .set_abort_missing(false)
         .run_async(&mut client)
         .await
@@ -472,7 +495,12 @@ pub async fn migrate(url: &str) -> Result<(), StoreError> {
     client
         .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
         .await?;
-    result.map(|_| ())
+    result?;
+    // Every role migrates on start: each also makes sure the days ahead exist.
+    if last.is_none_or(|last| last >= partitions::MIGRATION) {
+        partitions::ensure(&client, time::OffsetDateTime::now_utc()).await?;
+    }
+    Ok(())
 }
 
 /// A fingerprint of all migrations: test harnesses name template databases by it.

@@ -1,6 +1,9 @@
 //! The `tenants` table (per-tenant settings) and the retention purge it drives: events
-//! are deleted, with their deliveries and attempts, once older than the tenant's
-//! retention period.
+//! go, with their deliveries and attempts, once older than the tenant's retention
+//! period. Whole days of history older than the longest period are dropped
+//! (`partitions`); a tenant with a shorter period has its older rows deleted here
+//! ([`purge_batch`]), and so does every tenant in the converted history
+//! (`events_history`, before V23), until the history is dropped whole ([`Horizon`]).
 
 use deadpool_postgres::GenericClient;
 use serde::Serialize;
@@ -170,28 +173,98 @@ pub async fn cutoffs(
         .collect()
 }
 
-/// What a purge at `now` would delete, per tenant with anything expired.
+/// How far retention reaches at a moment: which days go whole and which tenants'
+/// rows are deleted one by one.
+#[derive(Debug, Clone)]
+pub struct Horizon {
+    /// The longest retention period of a tenant with events (the default for
+    /// tenants without their own).
+    pub longest_days: i32,
+    /// Days whose every event was received before this go whole: `now` less the
+    /// longest period.
+    pub drop_before: OffsetDateTime,
+    /// The days that go whole (and any a previous round left half-dropped).
+    pub days: Vec<super::partitions::Day>,
+    /// The end of the converted history while it is a partition.
+    pub history_end: Option<OffsetDateTime>,
+    /// Every tenant with events: its period and its cutoff (`now` less its period).
+    pub tenants: Vec<(String, i32, OffsetDateTime)>,
+}
+
+impl Horizon {
+    pub async fn at(
+        db: &impl GenericClient,
+        now: OffsetDateTime,
+        default_days: i32,
+    ) -> Result<Self, StoreError> {
+        let tenants = cutoffs(db, now, default_days).await?;
+        let longest_days = tenants
+            .iter()
+            .map(|(_, days, _)| *days)
+            .max()
+            .unwrap_or(default_days);
+        let drop_before = now - Duration::days(i64::from(longest_days));
+        Ok(Self {
+            longest_days,
+            drop_before,
+            days: super::partitions::expired(db, drop_before).await?,
+            history_end: super::partitions::history_end(db).await?,
+            tenants,
+        })
+    }
+
+    /// Before when a tenant's events are deleted row by row ([`purge_batch`]), if at
+    /// all: a tenant with a period shorter than the longest, at its cutoff (its rows
+    /// older than the longest period go with their days anyway); a tenant at the
+    /// longest, only within the converted history. Otherwise its events go with
+    /// their day, once the whole day is past its period: an event is kept at most
+    /// one day (a partition) longer than its period.
+    pub fn rows_before(&self, days: i32, cutoff: OffsetDateTime) -> Option<OffsetDateTime> {
+        if days < self.longest_days {
+            Some(cutoff)
+        } else {
+            self.history_end.map(|end| end.min(cutoff))
+        }
+    }
+
+    /// Before when a tenant's events go, by rows or with their day.
+    fn expired_before(&self, days: i32, cutoff: OffsetDateTime) -> Option<OffsetDateTime> {
+        let whole = self.days.iter().filter_map(|d| d.ends).max();
+        match (self.rows_before(days, cutoff), whole) {
+            (Some(rows), Some(whole)) => Some(rows.max(whole)),
+            (rows, whole) => rows.or(whole),
+        }
+    }
+}
+
+/// What a purge at `now` would delete, per tenant with anything expired: the events
+/// of the days that go whole and those deleted row by row ([`Horizon`]); `cutoff` is
+/// before when its events go.
 pub async fn plan(
     db: &impl GenericClient,
     now: OffsetDateTime,
     default_days: i32,
 ) -> Result<Vec<Expired>, StoreError> {
+    let horizon = Horizon::at(db, now, default_days).await?;
     let mut plan = Vec::new();
-    for (tenant, retention_days, cutoff) in cutoffs(db, now, default_days).await? {
+    for (tenant, retention_days, cutoff) in &horizon.tenants {
+        let Some(cutoff) = horizon.expired_before(*retention_days, *cutoff) else {
+            continue;
+        };
         let row = db
             .query_one(
                 "WITH e AS (SELECT tenant, id FROM events WHERE tenant = $1 AND received_at < $2), \
                  d AS (SELECT d.id FROM deliveries d JOIN e ON d.tenant = e.tenant AND d.event_id = e.id) \
                  SELECT (SELECT count(*) FROM e) AS events, (SELECT count(*) FROM d) AS deliveries, \
                    (SELECT count(*) FROM delivery_attempts a JOIN d ON a.delivery_id = d.id) AS attempts",
-                &[&tenant, &cutoff],
+                &[tenant, &cutoff],
             )
             .await?;
         let events: i64 = row.try_get("events")?;
         if events > 0 {
             plan.push(Expired {
-                tenant,
-                retention_days,
+                tenant: tenant.clone(),
+                retention_days: *retention_days,
                 cutoff,
                 events,
                 deliveries: row.try_get("deliveries")?,
@@ -203,9 +276,11 @@ pub async fn plan(
 }
 
 /// Deletes up to `batch` of a tenant's events received before `cutoff`, with their
-/// deliveries and attempts (in the same statement: no foreign key cascades them),
-/// and returns how many events went. Rows another purger holds are skipped, so
-/// replicas may purge at once.
+/// deliveries and attempts and their keys in `event_keys` and `delivery_targets`
+/// (in the same statement: no foreign key cascades them), and returns how many
+/// events went. Rows another purger holds are skipped, so replicas may purge at
+/// once. The events are read from the days before `cutoff` only; their deliveries
+/// are found by the event in every day (a backfill creates them after the event).
 pub async fn purge_batch(
     db: &impl GenericClient,
     tenant: &str,
@@ -215,14 +290,21 @@ pub async fn purge_batch(
     Ok(db
         .execute(
             "WITH doomed AS ( \
-               SELECT tenant, id FROM events WHERE tenant = $1 AND received_at < $2 \
+               SELECT tenant, id, received_at FROM events WHERE tenant = $1 AND received_at < $2 \
                ORDER BY received_at LIMIT $3 FOR UPDATE SKIP LOCKED), \
              gone AS ( \
                DELETE FROM deliveries d USING doomed \
                WHERE d.tenant = doomed.tenant AND d.event_id = doomed.id RETURNING d.id), \
              attempts AS ( \
-               DELETE FROM delivery_attempts a USING gone WHERE a.delivery_id = gone.id) \
-             DELETE FROM events e USING doomed WHERE e.tenant = doomed.tenant AND e.id = doomed.id",
+               DELETE FROM delivery_attempts a USING gone WHERE a.delivery_id = gone.id), \
+             targets AS ( \
+               DELETE FROM delivery_targets t USING doomed \
+               WHERE t.tenant = doomed.tenant AND t.event_id = doomed.id), \
+             keys AS ( \
+               DELETE FROM event_keys k USING doomed \
+               WHERE k.tenant = doomed.tenant AND k.id = doomed.id) \
+             DELETE FROM events e USING doomed \
+             WHERE e.tenant = doomed.tenant AND e.id = doomed.id AND e.received_at = doomed.received_at",
             &[&tenant, &cutoff, &batch],
         )
         .await?)
