@@ -585,3 +585,133 @@ async fn retention_after_the_conversion_of_a_database_with_history_keeps_every_r
     drop(c);
     pool.close();
 }
+
+/// What the exact de-duplication of V23 costs the router: the same batches (100
+/// events, each with one delivery to a webhook, as `HOOKRELAY_ROUTER_BATCH_SIZE`'s
+/// default) inserted by the statements before V23 (unique keys on `events` and
+/// `deliveries`, unpartitioned) and by today's (`event_keys` and
+/// `delivery_targets` beside the day partitions), each in its own transaction, on
+/// two fresh databases; rounds alternate so both see the same machine. Prints the
+/// time per event (its insert and its delivery's) and the WAL per event. Not a
+/// timed assertion: run it by name with `--run-ignored only`.
+#[tokio::test]
+#[ignore = "a measurement: run it by name"]
+async fn dedup_cost_per_event_of_the_key_tables() {
+    use hookrelay_tests::db::SERVER;
+    const OLD_EVENTS: &str = "INSERT INTO events (tenant, id, type, session_id, occurred_at, envelope, received_at) \
+         SELECT t, id, ty, s, o, e, now() + make_interval(secs => (i - 1) / 1e6) \
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], \
+                     $5::timestamptz[], $6::json[]) WITH ORDINALITY AS u(t, id, ty, s, o, e, i) \
+         ORDER BY i \
+         ON CONFLICT (tenant, id) DO NOTHING RETURNING tenant, id";
+    const OLD_DELIVERIES: &str = "INSERT INTO deliveries (id, tenant, event_id, webhook_id, url, trace_id, status, published, \
+           ordering_key, seq) \
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], \
+           $6::text[], $7::text[], $8::bool[], $9::text[], $10::int8[]) \
+         ON CONFLICT DO NOTHING RETURNING id, tenant, event_id, webhook_id, status";
+    let rounds: usize = std::env::var("HOOKRELAY_DEDUP_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let batches_per_round = 10;
+    let mut scratch = Vec::new();
+    let mut pools = Vec::new();
+    for last in [Some(partitions::MIGRATION - 1), None] {
+        let name = format!("t_dedup_{}", uuid::Uuid::new_v4().simple());
+        let url = format!("{SERVER}/{name}");
+        hookrelay_store::migrate_through(&url, last).await.unwrap();
+        scratch.push(Scratch { name });
+        pools.push(hookrelay_store::pool(&url, 1, hookrelay_store::Workload::Delivery).unwrap());
+    }
+    let webhook = uuid::Uuid::now_v7();
+    let mut spent = [std::time::Duration::ZERO; 2];
+    let mut wal = [0i64; 2];
+    let mut n = 0usize;
+    for round in 0..rounds + 1 {
+        for (which, pool) in pools.iter().enumerate() {
+            let mut c = pool.get().await.unwrap();
+            for b in 0..batches_per_round {
+                let batch: Vec<_> = (0..100)
+                    .map(|i| {
+                        let mut e = event("acme", "file_uploaded", json!({}));
+                        e.id = format!("e-{round}-{b}-{i}").parse().unwrap();
+                        e
+                    })
+                    .collect();
+                let before_wal: f64 = c
+                    .query_one("SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::float8", &[])
+                    .await
+                    .unwrap()
+                    .get(0);
+                let started = std::time::Instant::now();
+                let tx = c.transaction().await.unwrap();
+                let new: Vec<NewDelivery> = batch
+                    .iter()
+                    .map(|e| NewDelivery {
+                        tenant: "acme".into(),
+                        event_id: e.id.to_string(),
+                        target: Target::Webhook(webhook),
+                        trace_id: None,
+                        held: false,
+                        ordering_key: None,
+                    })
+                    .collect();
+                if which == 0 {
+                    let tenants: Vec<&str> = batch.iter().map(|e| e.tenant.as_str()).collect();
+                    let ids: Vec<String> = batch.iter().map(|e| e.id.to_string()).collect();
+                    let types: Vec<&str> = batch.iter().map(|e| e.event_type.as_str()).collect();
+                    let sessions: Vec<Option<&str>> = batch.iter().map(|_| None).collect();
+                    let occurred: Vec<OffsetDateTime> = batch.iter().map(|e| e.occurred_at).collect();
+                    let envelopes: Vec<serde_json::Value> =
+                        batch.iter().map(|e| serde_json::to_value(e).unwrap()).collect();
+                    let st = tx.prepare_cached(OLD_EVENTS).await.unwrap();
+                    tx.query(&st, &[&tenants, &ids, &types, &sessions, &occurred, &envelopes])
+                        .await
+                        .unwrap();
+                    let dids: Vec<uuid::Uuid> = new.iter().map(|_| uuid::Uuid::now_v7()).collect();
+                    let whs: Vec<Option<uuid::Uuid>> = new.iter().map(|_| Some(webhook)).collect();
+                    let none: Vec<Option<&str>> = new.iter().map(|_| None).collect();
+                    let status: Vec<&str> = new.iter().map(|_| "pending").collect();
+                    let published: Vec<bool> = new.iter().map(|_| true).collect();
+                    let seqs: Vec<Option<i64>> = new.iter().map(|_| None).collect();
+                    let st = tx.prepare_cached(OLD_DELIVERIES).await.unwrap();
+                    tx.query(
+                        &st,
+                        &[&dids, &tenants, &ids, &whs, &none, &none, &status, &published, &none, &seqs],
+                    )
+                    .await
+                    .unwrap();
+                } else {
+                    events::insert_new(&tx, &batch).await.unwrap();
+                    deliveries::insert(&tx, &new, deliveries::Sending::ByCreator)
+                        .await
+                        .unwrap();
+                }
+                tx.commit().await.unwrap();
+                let took = started.elapsed();
+                let after_wal: f64 = c
+                    .query_one("SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::float8", &[])
+                    .await
+                    .unwrap()
+                    .get(0);
+                // The first round warms the caches and the prepared statements.
+                if round > 0 {
+                    spent[which] += took;
+                    wal[which] += (after_wal - before_wal) as i64;
+                    if which == 0 {
+                        n += batch.len();
+                    }
+                }
+            }
+        }
+    }
+    for (which, label) in ["before V23 (unique keys)", "V23 (key tables)"].iter().enumerate() {
+        println!(
+            "{label}: {:.1} µs per event with its delivery, {} WAL bytes per event ({n} events)",
+            spent[which].as_secs_f64() * 1e6 / n as f64,
+            wal[which] / n as i64
+        );
+    }
+    drop(pools);
+    drop(scratch);
+}
