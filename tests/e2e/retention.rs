@@ -37,7 +37,12 @@ async fn stored(db: &TestDb, tenant: &str, id: &str, now: OffsetDateTime, age: D
     deliveries::record_attempts(&client, &[attempt])
         .await
         .unwrap();
-    age_events(db, &format!("tenant = '{tenant}' AND id = '{id}'"), now - age).await;
+    age_events(
+        db,
+        &format!("tenant = '{tenant}' AND id = '{id}'"),
+        now - age,
+    )
+    .await;
 }
 
 /// Moves the events `filter` selects, with their keys, deliveries and attempts, to
@@ -176,7 +181,12 @@ async fn purge_works_through_more_than_one_batch() {
         })
         .collect();
     events::insert_new(&client, &batch).await.unwrap();
-    age_events(&db, "tenant = 'acme'", now - Duration::days(29) - Duration::hours(1)).await;
+    age_events(
+        &db,
+        "tenant = 'acme'",
+        now - Duration::days(29) - Duration::hours(1),
+    )
+    .await;
     let purged = retention::purge(&db.pool, now, 30).await.unwrap();
     assert_eq!(purged.rows, [("acme".to_owned(), n as u64)]);
     assert_eq!(count(&db, "SELECT count(*) FROM events").await, 1);
@@ -267,7 +277,12 @@ async fn purge_deletes_the_counters_of_keys_it_emptied() {
     assert_eq!(keyed(&db, webhook, "old-1", "gone").await, Some(1));
     assert_eq!(keyed(&db, webhook, "old-2", "gone").await, Some(2));
     assert_eq!(keyed(&db, webhook, "kept-1", "kept").await, Some(1));
-    age_events(&db, "id LIKE 'old-%'", now - Duration::days(29) - Duration::hours(1)).await;
+    age_events(
+        &db,
+        "id LIKE 'old-%'",
+        now - Duration::days(29) - Duration::hours(1),
+    )
+    .await;
     let purged = retention::purge(&db.pool, now, 30).await.unwrap();
     assert_eq!(purged.rows, [("acme".to_owned(), 2)]);
     let counters = db
@@ -377,7 +392,12 @@ async fn retention_of_a_shorter_period_deletes_only_that_tenants_old_rows() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(left, ["a-new", "g-old"]);
-    for table in ["deliveries", "delivery_attempts", "event_keys", "delivery_targets"] {
+    for table in [
+        "deliveries",
+        "delivery_attempts",
+        "event_keys",
+        "delivery_targets",
+    ] {
         assert_eq!(
             count(&db, &format!("SELECT count(*) FROM {table}")).await,
             2,
@@ -414,9 +434,13 @@ async fn dedup_refuses_an_event_whose_first_copy_is_in_an_older_day() {
         held: false,
         ordering_key: None,
     };
-    deliveries::insert(&client, std::slice::from_ref(&to_webhook), deliveries::Sending::ByCreator)
-        .await
-        .unwrap();
+    deliveries::insert(
+        &client,
+        std::slice::from_ref(&to_webhook),
+        deliveries::Sending::ByCreator,
+    )
+    .await
+    .unwrap();
     age_events(&db, "id = 'evt-dup'", now - Duration::days(5)).await;
     let old_day = day_of(now - Duration::days(5));
     assert_eq!(
@@ -432,17 +456,27 @@ async fn dedup_refuses_an_event_whose_first_copy_is_in_an_older_day() {
     again.payload = json!({"event": "file_uploaded", "data": {"n": 2}});
     let batch = [again.clone(), again];
     assert!(
-        events::insert_new(&client, &batch).await.unwrap().is_empty(),
-        "the id is taken by the copy five days ago"
-    );
-    assert!(
-        deliveries::insert(&client, &[to_webhook.clone(), to_webhook], deliveries::Sending::ByCreator)
+        events::insert_new(&client, &batch)
             .await
             .unwrap()
             .is_empty(),
+        "the id is taken by the copy five days ago"
+    );
+    assert!(
+        deliveries::insert(
+            &client,
+            &[to_webhook.clone(), to_webhook],
+            deliveries::Sending::ByCreator
+        )
+        .await
+        .unwrap()
+        .is_empty(),
         "the (event, target) has its delivery five days ago"
     );
-    assert_eq!(count(&db, "SELECT count(*) FROM events WHERE id = 'evt-dup'").await, 1);
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM events WHERE id = 'evt-dup'").await,
+        1
+    );
     assert_eq!(count(&db, "SELECT count(*) FROM deliveries").await, 1);
 
     // A new id repeated in one batch is stored once, from its first copy.
@@ -450,7 +484,9 @@ async fn dedup_refuses_an_event_whose_first_copy_is_in_an_older_day() {
     one.id = "evt-twice".parse().unwrap();
     let mut two = one.clone();
     two.payload = json!({"event": "file_uploaded", "data": {"n": 2}});
-    let new = events::insert_new(&client, &[one.clone(), two]).await.unwrap();
+    let new = events::insert_new(&client, &[one.clone(), two])
+        .await
+        .unwrap();
     assert_eq!(new.len(), 1);
     let stored = events::find(&client, "acme", "evt-twice").await.unwrap();
     assert_eq!(stored.envelope["payload"]["data"]["n"], 1);
@@ -539,7 +575,10 @@ async fn retention_after_the_conversion_of_a_database_with_history_keeps_every_r
         ("attempts", "SELECT count(*) FROM delivery_attempts"),
         ("event keys", "SELECT count(*) FROM event_keys"),
         ("delivery targets", "SELECT count(*) FROM delivery_targets"),
-        ("converted history", "SELECT count(*) FROM ONLY events_history"),
+        (
+            "converted history",
+            "SELECT count(*) FROM ONLY events_history",
+        ),
     ] {
         assert_eq!(one(sql).await, n, "{table}");
     }
@@ -639,7 +678,10 @@ async fn dedup_cost_per_event_of_the_key_tables() {
                     })
                     .collect();
                 let before_wal: f64 = c
-                    .query_one("SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::float8", &[])
+                    .query_one(
+                        "SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::float8",
+                        &[],
+                    )
                     .await
                     .unwrap()
                     .get(0);
@@ -661,13 +703,19 @@ async fn dedup_cost_per_event_of_the_key_tables() {
                     let ids: Vec<String> = batch.iter().map(|e| e.id.to_string()).collect();
                     let types: Vec<&str> = batch.iter().map(|e| e.event_type.as_str()).collect();
                     let sessions: Vec<Option<&str>> = batch.iter().map(|_| None).collect();
-                    let occurred: Vec<OffsetDateTime> = batch.iter().map(|e| e.occurred_at).collect();
-                    let envelopes: Vec<serde_json::Value> =
-                        batch.iter().map(|e| serde_json::to_value(e).unwrap()).collect();
+                    let occurred: Vec<OffsetDateTime> =
+                        batch.iter().map(|e| e.occurred_at).collect();
+                    let envelopes: Vec<serde_json::Value> = batch
+                        .iter()
+                        .map(|e| serde_json::to_value(e).unwrap())
+                        .collect();
                     let st = tx.prepare_cached(OLD_EVENTS).await.unwrap();
-                    tx.query(&st, &[&tenants, &ids, &types, &sessions, &occurred, &envelopes])
-                        .await
-                        .unwrap();
+                    tx.query(
+                        &st,
+                        &[&tenants, &ids, &types, &sessions, &occurred, &envelopes],
+                    )
+                    .await
+                    .unwrap();
                     let dids: Vec<uuid::Uuid> = new.iter().map(|_| uuid::Uuid::now_v7()).collect();
                     let whs: Vec<Option<uuid::Uuid>> = new.iter().map(|_| Some(webhook)).collect();
                     let none: Vec<Option<&str>> = new.iter().map(|_| None).collect();
@@ -677,7 +725,10 @@ async fn dedup_cost_per_event_of_the_key_tables() {
                     let st = tx.prepare_cached(OLD_DELIVERIES).await.unwrap();
                     tx.query(
                         &st,
-                        &[&dids, &tenants, &ids, &whs, &none, &none, &status, &published, &none, &seqs],
+                        &[
+                            &dids, &tenants, &ids, &whs, &none, &none, &status, &published, &none,
+                            &seqs,
+                        ],
                     )
                     .await
                     .unwrap();
@@ -690,7 +741,10 @@ async fn dedup_cost_per_event_of_the_key_tables() {
                 tx.commit().await.unwrap();
                 let took = started.elapsed();
                 let after_wal: f64 = c
-                    .query_one("SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::float8", &[])
+                    .query_one(
+                        "SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::float8",
+                        &[],
+                    )
                     .await
                     .unwrap()
                     .get(0);
@@ -705,7 +759,10 @@ async fn dedup_cost_per_event_of_the_key_tables() {
             }
         }
     }
-    for (which, label) in ["before V23 (unique keys)", "V23 (key tables)"].iter().enumerate() {
+    for (which, label) in ["before V23 (unique keys)", "V23 (key tables)"]
+        .iter()
+        .enumerate()
+    {
         println!(
             "{label}: {:.1} µs per event with its delivery, {} WAL bytes per event ({n} events)",
             spent[which].as_secs_f64() * 1e6 / n as f64,

@@ -51,7 +51,10 @@ pub async fn create(
     through: OffsetDateTime,
 ) -> Result<i32, StoreError> {
     let made: i32 = db
-        .query_one("SELECT hookrelay_add_partitions($1, $2)", &[&from, &through])
+        .query_one(
+            "SELECT hookrelay_add_partitions($1, $2)",
+            &[&from, &through],
+        )
         .await?
         .try_get(0)?;
     if made > 0 {
@@ -177,8 +180,10 @@ pub async fn drop_day(db: &tokio_postgres::Client, suffix: &str) -> Result<Dropp
             _ => dropped.attempts = rows,
         }
         if row.try_get("pending")? {
-            db.batch_execute(&format!("ALTER TABLE {table} DETACH PARTITION {part} FINALIZE"))
-                .await?;
+            db.batch_execute(&format!(
+                "ALTER TABLE {table} DETACH PARTITION {part} FINALIZE"
+            ))
+            .await?;
         } else if row.try_get("attached")? {
             db.batch_execute(&format!(
                 "ALTER TABLE {table} DETACH PARTITION {part} CONCURRENTLY"
@@ -225,7 +230,10 @@ async fn trim_targets(db: &tokio_postgres::Client, detached: &str) -> Result<(),
     );
     let mut after = uuid::Uuid::nil();
     loop {
-        let last: Option<uuid::Uuid> = db.query_one(&sql, &[&after, &KEY_BATCH]).await?.try_get(0)?;
+        let last: Option<uuid::Uuid> = db
+            .query_one(&sql, &[&after, &KEY_BATCH])
+            .await?
+            .try_get(0)?;
         match last {
             Some(last) => after = last,
             None => return Ok(()),
@@ -271,7 +279,13 @@ mod tests {
         for ok in ["p20261207", "history"] {
             assert!(valid_suffix(ok), "{ok}");
         }
-        for bad in ["", "p2026120", "p2026120x", "history; DROP TABLE x", "q20261207"] {
+        for bad in [
+            "",
+            "p2026120",
+            "p2026120x",
+            "history; DROP TABLE x",
+            "q20261207",
+        ] {
             assert!(!valid_suffix(bad), "{bad}");
         }
     }
