@@ -67,7 +67,7 @@ pub async fn exists(db: &impl GenericClient, tenant: &str) -> Result<bool, Store
                OR EXISTS (SELECT 1 FROM tenants WHERE id = $1) \
                OR EXISTS (SELECT 1 FROM api_tokens WHERE tenant = $1) \
                OR EXISTS (SELECT 1 FROM environments WHERE tenant = $1) \
-               OR EXISTS (SELECT 1 FROM events WHERE tenant = $1)",
+               OR EXISTS (SELECT 1 FROM event_keys WHERE tenant = $1)",
             &[&tenant],
         )
         .await?
@@ -149,13 +149,14 @@ pub async fn cutoffs(
     now: OffsetDateTime,
     default_days: i32,
 ) -> Result<Vec<(String, i32, OffsetDateTime)>, StoreError> {
-    // A skip scan over the events index: one probe per tenant, not a full scan.
+    // A skip scan over the events' keys: one probe per tenant, not a full scan (nor
+    // one probe per tenant in every day of `events`).
     let rows = db
         .query(
             "WITH RECURSIVE t AS ( \
-               (SELECT tenant FROM events ORDER BY tenant LIMIT 1) \
+               (SELECT tenant FROM event_keys ORDER BY tenant LIMIT 1) \
                UNION ALL \
-               SELECT (SELECT tenant FROM events WHERE tenant > t.tenant ORDER BY tenant LIMIT 1) \
+               SELECT (SELECT tenant FROM event_keys WHERE tenant > t.tenant ORDER BY tenant LIMIT 1) \
                FROM t WHERE t.tenant IS NOT NULL) \
              SELECT t.tenant, s.retention_days FROM t LEFT JOIN tenants s ON s.id = t.tenant \
              WHERE t.tenant IS NOT NULL ORDER BY t.tenant",
