@@ -772,3 +772,42 @@ async fn dedup_cost_per_event_of_the_key_tables() {
     drop(pools);
     drop(scratch);
 }
+
+/// Without a partition for the day (no default partition), an event is refused as
+/// the database being unavailable: transient, so a router holds its batch and tries
+/// again rather than dead-lettering it; once the day is created (every migrate and
+/// retention round), the same insert stores it.
+#[tokio::test]
+async fn retention_days_ahead_missing_hold_inserts_as_unavailable_until_created() {
+    let db = TestDb::new().await;
+    let now = OffsetDateTime::now_utc();
+    let today = day_of(now);
+    let client = db.client().await;
+    client
+        .batch_execute(&format!(
+            "ALTER TABLE events DETACH PARTITION events_{today}; DROP TABLE events_{today}"
+        ))
+        .await
+        .unwrap();
+    let mut e = event("acme", "file_uploaded", json!({}));
+    e.id = "evt-early".parse().unwrap();
+    let refused = events::insert_new(&client, std::slice::from_ref(&e))
+        .await
+        .unwrap_err();
+    assert!(refused.is_transient(), "{refused}");
+    assert!(refused.to_string().contains("no partition"), "{refused}");
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM event_keys").await,
+        0,
+        "nothing half-stored"
+    );
+
+    assert_eq!(partitions::ensure(&client, now).await.unwrap(), 1);
+    assert_eq!(
+        events::insert_new(&client, std::slice::from_ref(&e))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}

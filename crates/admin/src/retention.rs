@@ -45,14 +45,13 @@ pub async fn purge(
         partitions::ensure(&db, now).await?;
         Horizon::at(&db, now, default_days).await?
     };
-    let mut purged = Purged::default();
-    for day in &horizon.days {
-        // Its own connection, outside any transaction (the detach is concurrent).
-        let db = pool.get().await?;
-        purged
-            .days
-            .push(partitions::drop_day(&db, &day.suffix).await?);
-    }
+    // A connection of its own, outside any transaction (the detach is concurrent).
+    let dropping = pool.get().await?;
+    let mut purged = Purged {
+        days: partitions::drop_days(&dropping, &horizon.days).await?,
+        rows: Vec::new(),
+    };
+    drop(dropping);
     // The history may have just been dropped: rows are deleted where it still is.
     let history_end = partitions::history_end(&pool.get().await?).await?;
     let horizon = Horizon {

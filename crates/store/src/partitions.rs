@@ -135,6 +135,44 @@ pub async fn expired(
     Ok(days)
 }
 
+/// Advisory lock key held while a retention round drops days, so that api replicas
+/// running retention at once do not detach the same day twice.
+const DROPPING: i64 = 0x6472_6f70_6461_7973; // "dropdays"
+
+/// Drops `days` ([`drop_day`]) unless another session is dropping days now (then
+/// nothing, and the next round tries again); returns what was dropped. The
+/// session-level lock is released whether or not a drop failed.
+pub async fn drop_days(
+    db: &tokio_postgres::Client,
+    days: &[Day],
+) -> Result<Vec<Dropped>, StoreError> {
+    if days.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mine: bool = db
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&DROPPING])
+        .await?
+        .try_get(0)?;
+    if !mine {
+        tracing::info!("another session is dropping days of history; leaving them to it");
+        return Ok(Vec::new());
+    }
+    let mut dropped = Vec::new();
+    let mut result = Ok(());
+    for day in days {
+        match drop_day(db, &day.suffix).await {
+            Ok(d) => dropped.push(d),
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    db.execute("SELECT pg_advisory_unlock($1)", &[&DROPPING])
+        .await?;
+    result.map(|()| dropped)
+}
+
 /// What is dropped of one day.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Dropped {
