@@ -508,8 +508,9 @@ impl Drop for Scratch {
 /// an attempt. Every row is kept, every key filled, de-duplication holds for the
 /// converted events, and the sender loads a converted delivery with its event. It
 /// prints how long the conversion took per million events
-/// (`HOOKRELAY_CONVERSION_EVENTS`, 20,000 by default; the docs' figure is from a
-/// run of 1,000,000).
+/// (`HOOKRELAY_CONVERSION_EVENTS`, 20,000 by default, and
+/// `HOOKRELAY_CONVERSION_BLOB` bytes of payload data each, none by default; the
+/// docs' figures are from runs of 1,000,000).
 #[tokio::test]
 async fn retention_after_the_conversion_of_a_database_with_history_keeps_every_row() {
     use hookrelay_tests::db::SERVER;
@@ -517,6 +518,11 @@ async fn retention_after_the_conversion_of_a_database_with_history_keeps_every_r
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
+    // Bytes of payload data per event (the capacity bench's history has 900).
+    let blob: i32 = std::env::var("HOOKRELAY_CONVERSION_BLOB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let scratch = Scratch {
         name: format!("t_conv_{}", uuid::Uuid::new_v4().simple()),
     };
@@ -537,7 +543,8 @@ async fn retention_after_the_conversion_of_a_database_with_history_keeps_every_r
                SELECT 'acme', 'old-' || i, 'file_uploaded', t, t, \
                  json_build_object('id', 'old-' || i, 'tenant', 'acme', 'type', 'file_uploaded', \
                    'occurred_at', to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
-                   'payload', json_build_object('event', 'file_uploaded', 'data', '{}'::json)) FROM g), \
+                   'payload', json_build_object('event', 'file_uploaded', \
+                     'data', json_build_object('blob', repeat('x', $3)))) FROM g), \
              d AS (INSERT INTO deliveries (id, tenant, event_id, webhook_id, url, status, published, \
                  attempts, created_at, updated_at) \
                SELECT (lpad(to_hex(floor(extract(epoch FROM t) * 1000)::bigint), 12, '0') || '7000' \
@@ -547,7 +554,7 @@ async fn retention_after_the_conversion_of_a_database_with_history_keeps_every_r
                  'delivered', true, 1, t, t FROM g RETURNING id, created_at) \
              INSERT INTO delivery_attempts (delivery_id, attempt, started_at, latency_ms, status_code, outcome) \
                SELECT id, 1, created_at, 12.5, 200, 'delivered' FROM d",
-            &[&n, &webhook],
+            &[&n, &webhook, &blob],
         )
         .await
         .unwrap();
@@ -557,7 +564,7 @@ async fn retention_after_the_conversion_of_a_database_with_history_keeps_every_r
     hookrelay_store::migrate(&url).await.unwrap();
     let took = started.elapsed();
     println!(
-        "conversion of {n} events (with {n} deliveries and {n} attempts, over 6 days): {:.2} s \
+        "conversion of {n} events ({blob} bytes of payload data each, with {n} deliveries and {n} attempts, over 6 days): {:.2} s \
          ({:.1} s per million events; filling them took {:.2} s)",
         took.as_secs_f64(),
         took.as_secs_f64() * 1e6 / n as f64,

@@ -44,8 +44,8 @@
 -- key and sequence, the attempts' key), and the two key tables are filled from it.
 -- The whole migration runs in one transaction holding ACCESS EXCLUSIVE locks on the
 -- three tables (RENAME): routers, senders and the API wait for it (they do not fail),
--- so it needs a stop of its length: 10.4 s per million events (each with a delivery
--- and an attempt) on the test machine (docs/operations.md, "Upgrades"). Routers of
+-- so it needs a stop of its length: 9 to 12 s per million events (each with a
+-- delivery and an attempt) on the test machine (docs/operations.md, "Upgrades"). Routers of
 -- an earlier release cannot store events on this schema: stop every role first. The
 -- history
 -- partition is purged row by row as before until the longest retention has passed T0,
