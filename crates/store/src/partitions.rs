@@ -31,10 +31,14 @@ pub const KEY_BATCH: i64 = 5_000;
 /// attempt before its delivery, a delivery before its event).
 const TABLES: [&str; 3] = ["delivery_attempts", "deliveries", "events"];
 
-/// Whether a database error is an insert of a row no partition holds.
+/// Whether a database error is an insert of a row no partition holds: raised by
+/// the server's `ExecFindPartition` (the message's text as a fallback, for a
+/// server that does not name the routine).
 pub(crate) fn is_missing(e: &tokio_postgres::Error) -> bool {
-    e.as_db_error()
-        .is_some_and(|db| db.message().starts_with("no partition of relation"))
+    e.as_db_error().is_some_and(|db| {
+        db.routine() == Some("ExecFindPartition")
+            || db.message().starts_with("no partition of relation")
+    })
 }
 
 /// Creates the partitions of today and of the [`DAYS_AHEAD`] days after `now`, those
