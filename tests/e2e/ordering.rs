@@ -677,6 +677,7 @@ async fn settling_a_head_keeps_the_next_or_lets_it_go_never_strands_it() {
     };
     let delivered = |id| first_attempt(id, DeliveryStatus::Delivered, None);
     let lease = Duration::from_secs(60);
+    let cipher = stack.cipher.clone();
     let status = |id| {
         let db = &db;
         async move {
@@ -698,10 +699,19 @@ async fn settling_a_head_keeps_the_next_or_lets_it_go_never_strands_it() {
             .await
             .unwrap()
     );
-    let next = turns::settle_and_keep(&mut a, &delivered(ids[0]), &place(1), lease)
+    let next = turns::settle_and_keep(&mut a, &cipher, &delivered(ids[0]), &place(1), lease)
         .await
+        .unwrap()
         .unwrap();
-    assert_eq!(next.map(|n| n.delivery.id), Some(ids[1]));
+    assert_eq!(next.next.delivery.id, ids[1]);
+    let job = next
+        .job
+        .expect("the kept delivery loaded in the transaction");
+    assert_eq!(
+        (job.id, job.status, job.turn),
+        (ids[1], DeliveryStatus::Pending, turns::Turn::Free),
+        "loaded as it goes: pending, its turn come"
+    );
     assert_eq!(status(ids[0]).await, ("delivered".to_owned(), true));
     assert_eq!(
         status(ids[1]).await,
@@ -750,8 +760,9 @@ async fn settling_a_head_keeps_the_next_or_lets_it_go_never_strands_it() {
             }
         });
         let mut settler = stack.db.client().await;
+        let cipher = cipher.clone();
         let settles = tokio::spawn(async move {
-            turns::settle_and_keep(&mut settler, &record, &place_settling, lease)
+            turns::settle_and_keep(&mut settler, &cipher, &record, &place_settling, lease)
                 .await
                 .unwrap()
         });
@@ -762,7 +773,7 @@ async fn settling_a_head_keeps_the_next_or_lets_it_go_never_strands_it() {
         hold.commit().await.unwrap();
         let (waited, released) = (waits.await.unwrap(), settles.await.unwrap());
         assert_eq!(
-            released.map(|n| n.delivery.id),
+            released.map(|n| n.next.delivery.id),
             waited.then_some(waiter),
             "released exactly when it waited ({n})"
         );

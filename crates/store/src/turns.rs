@@ -18,8 +18,9 @@ use std::time::Duration;
 use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
+use super::Cipher;
 use super::StoreError;
-use super::deliveries::{AttemptRecord, Resend, record_attempts};
+use super::deliveries::{AttemptRecord, Resend, SendJob, record_attempts, send_jobs};
 
 /// How long a delivery parked to wait for its turn waits before the turn sweep
 /// looks at it (its `next_attempt_at`), and how often the sweep looks: the longest a
@@ -202,24 +203,44 @@ pub async fn release_after<'a>(
     Ok(Release { tx: Some(tx), next })
 }
 
+/// The next delivery of a key, kept by [`settle_and_keep`] and loaded in its
+/// transaction: what the sender needs to send it, with no load of its own.
+#[derive(Debug, Clone)]
+pub struct Kept {
+    pub next: Resend,
+    /// Its send job as the transaction saw it (pending, its turn come); none if its
+    /// event is gone.
+    pub job: Option<SendJob>,
+}
+
 /// Records the attempt that settled a sequenced delivery and keeps the next delivery
-/// of its key for this sender ([`Handing::Keep`]), in one transaction under the
-/// key's lock: one commit where a record and a release took two, which is what a
-/// hot key's deliveries wait for between its receiver's answers. The lock is taken
-/// before the record, so a delivery starting to wait either sees the record
-/// committed (and goes on) or committed its wait first (and is released here).
+/// of its key for this sender ([`Handing::Keep`]), loaded ([`Kept`]), in one
+/// transaction under the key's lock: one commit where a record, a release and a load
+/// took two commits and three round trips, which is what a hot key's deliveries wait
+/// for between its receiver's answers. The lock is taken before the record, so a
+/// delivery starting to wait either sees the record committed (and goes on) or
+/// committed its wait first (and is released here).
 pub async fn settle_and_keep(
     db: &mut deadpool_postgres::Client,
+    cipher: &Cipher,
     record: &AttemptRecord,
     place: &Place,
     lease: Duration,
-) -> Result<Option<Resend>, StoreError> {
+) -> Result<Option<Kept>, StoreError> {
     let tx = db.transaction().await?;
     lock_key(&tx, place).await?;
     record_attempts(&tx, std::slice::from_ref(record)).await?;
-    let next = release_next(&tx, place, Handing::Keep { lease }).await?;
+    let kept = match release_next(&tx, place, Handing::Keep { lease }).await? {
+        Some(next) => {
+            let job = send_jobs(&tx, cipher, &[next.delivery.id])
+                .await?
+                .remove(&next.delivery.id);
+            Some(Kept { next, job })
+        }
+        None => None,
+    };
     tx.commit().await?;
-    Ok(next)
+    Ok(kept)
 }
 
 /// The delivery numbered next after `place` in its key, made pending if it waits and
