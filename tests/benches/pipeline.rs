@@ -20,11 +20,12 @@
 //! delivery, and the broker ceiling measured two ways: pipelined confirms with
 //! `multiple` acks (the yardstick) and the old chunks of 500 with single acks.
 //!
-//! `--scenario cold --rate N [--step-seconds 20]`: a fresh stack (new database, roles
+//! `--scenario cold --rate N [--step-seconds 20] [--window-seconds N]`: a fresh stack (new database, roles
 //! just started, nothing warmed up) offered N events/s from its first second, read
 //! as one capacity step: what a deployment under traffic or a restart into a backlog
 //! meets. Its database work per delivery (rows seq-scanned, rows by index) beside a
-//! ladder's step at the same rate shows what a cold start costs.
+//! ladder's step at the same rate shows what a cold start costs. With
+//! `--window-seconds 2`, a row per two seconds: how the first seconds differ.
 //! `--scenario ordered [--steps ...] [--step-seconds 20] [--keys 1000]
 //! [--hot-latencies-ms 5,20]`: the capacity steps with two webhooks on one receiver
 //! (different paths), one `ordered: true` and one unordered, each subscribed to an
@@ -95,6 +96,10 @@ struct Args {
     /// Minutes a soak runs.
     #[arg(long, default_value_t = 10)]
     minutes: u64,
+    /// Read a cold start in windows of this many seconds (a row each: the first
+    /// seconds beside the rest); the whole step unless given.
+    #[arg(long)]
+    window_seconds: Option<u64>,
     /// Passed by `cargo bench` to every bench binary; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -204,6 +209,7 @@ fn plan(a: &Args) -> capacity::Plan {
                 a.rate
                     .expect("a cold start needs --rate (80 % of the capacity)"),
             ],
+            window: a.window_seconds.map(std::time::Duration::from_secs),
             ..capacity
         },
         "soak" => capacity::Plan {

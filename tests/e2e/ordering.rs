@@ -492,7 +492,7 @@ async fn a_kept_delivery_whose_sender_dies_is_sent_after_its_lease() {
 #[tokio::test]
 async fn a_kept_delivery_whose_retry_is_recorded_but_not_published_is_the_sweeps() {
     use hookrelay_store::deliveries::{DeliveryStatus, record_attempts};
-    use hookrelay_store::turns::{self, Handing, Place};
+    use hookrelay_store::turns::{self, Handing};
 
     let mut stack = TestStack::new().await;
     let mut new = webhook("acme", "ordered", &stack.receiver.url("/o"));
@@ -511,16 +511,12 @@ async fn a_kept_delivery_whose_retry_is_recorded_but_not_published_is_the_sweeps
         .await
         .unwrap();
     let (first, second): (uuid::Uuid, uuid::Uuid) = (rows[0].get(0), rows[1].get(0));
-    let place = |seq| Place {
-        webhook_id: hook.id,
-        key: "order-0".to_owned(),
-        seq,
-    };
-    assert!(
-        turns::wait_turn(&mut db, second, &place(2), Duration::from_secs(60))
-            .await
-            .unwrap()
-    );
+    let status: String = db
+        .query_one("SELECT status FROM deliveries WHERE id = $1", &[&second])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "waiting", "created waiting behind the first");
     record_attempts(
         &db,
         &[first_attempt(first, DeliveryStatus::Delivered, None)],
@@ -651,10 +647,19 @@ async fn settling_a_head_keeps_the_next_or_lets_it_go_never_strands_it() {
     new.ordered = true;
     let hook = stack.create_webhook(new).await;
     stack.start_router().await;
-    publish_interleaved(&stack, 1, 3).await;
-    wait_count(&stack, "all routed", "SELECT count(*) FROM deliveries", 3).await;
+    publish_interleaved(&stack, 1, 4).await;
+    wait_count(&stack, "all routed", "SELECT count(*) FROM deliveries", 4).await;
     stack.stop_roles().await;
     let db = stack.db.client().await;
+    // The router created all but the first waiting; as messages that reach a sender
+    // (a backfill's, a replay's) they are pending, for the sender's park.
+    db.execute(
+        "UPDATE deliveries SET status = 'pending', published = true, next_attempt_at = NULL \
+         WHERE webhook_id = $1 AND seq > 1",
+        &[&hook.id],
+    )
+    .await
+    .unwrap();
     let ids: Vec<uuid::Uuid> = db
         .query(
             "SELECT id FROM deliveries WHERE webhook_id = $1 ORDER BY seq",
@@ -672,6 +677,7 @@ async fn settling_a_head_keeps_the_next_or_lets_it_go_never_strands_it() {
     };
     let delivered = |id| first_attempt(id, DeliveryStatus::Delivered, None);
     let lease = Duration::from_secs(60);
+    let cipher = stack.cipher.clone();
     let status = |id| {
         let db = &db;
         async move {
@@ -693,10 +699,19 @@ async fn settling_a_head_keeps_the_next_or_lets_it_go_never_strands_it() {
             .await
             .unwrap()
     );
-    let next = turns::settle_and_keep(&mut a, &delivered(ids[0]), &place(1), lease)
+    let next = turns::settle_and_keep(&mut a, &cipher, &delivered(ids[0]), &place(1), lease)
         .await
+        .unwrap()
         .unwrap();
-    assert_eq!(next.map(|n| n.delivery.id), Some(ids[1]));
+    assert_eq!(next.next.delivery.id, ids[1]);
+    let job = next
+        .job
+        .expect("the kept delivery loaded in the transaction");
+    assert_eq!(
+        (job.id, job.status, job.turn),
+        (ids[1], DeliveryStatus::Pending, turns::Turn::Free),
+        "loaded as it goes: pending, its turn come"
+    );
     assert_eq!(status(ids[0]).await, ("delivered".to_owned(), true));
     assert_eq!(
         status(ids[1]).await,
@@ -713,42 +728,57 @@ async fn settling_a_head_keeps_the_next_or_lets_it_go_never_strands_it() {
         .get(0);
     assert_eq!(attempts, 1, "the head's attempt recorded");
 
-    // The third starts to wait while the second settles: whichever takes the key's
-    // lock first, the third goes (released, or free to send), and waits for nothing.
-    let mut holder = stack.db.client().await;
-    let hold = holder.transaction().await.unwrap();
-    hold.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended($1::text || '/' || $2, 0))",
-        &[&hook.id.to_string(), &"order-0"],
-    )
-    .await
-    .unwrap();
-    let mut b = stack.db.client().await;
-    let (second, third) = (ids[1], ids[2]);
-    let (place_2, place_3) = (place(2), place(3));
-    let record = delivered(second);
-    let waits = tokio::spawn(async move {
-        turns::wait_turn(&mut b, third, &place_3, lease)
-            .await
-            .unwrap()
-    });
-    let settles = tokio::spawn(async move {
-        turns::settle_and_keep(&mut a, &record, &place_2, lease)
-            .await
-            .unwrap()
-    });
-    wait_until("both queue on the key's lock", WAIT, || async {
-        waiting_on_a_lock(&db).await == 2
-    })
-    .await;
-    hold.commit().await.unwrap();
-    let (waited, released) = (waits.await.unwrap(), settles.await.unwrap());
-    assert_eq!(
-        released.map(|n| n.delivery.id),
-        waited.then_some(ids[2]),
-        "released exactly when it waited"
-    );
-    assert_eq!(status(ids[2]).await.0, "pending", "not stranded");
+    // The third starts to wait (a sender's park) while the second settles, then the
+    // fourth (a router's park, in its batch's transaction) while the third settles:
+    // whichever takes the key's lock first, the waiter goes (released, or free to
+    // send), and waits for nothing.
+    for n in [2, 3] {
+        let mut holder = stack.db.client().await;
+        let hold = holder.transaction().await.unwrap();
+        hold.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1::text || '/' || $2, 0))",
+            &[&hook.id.to_string(), &"order-0"],
+        )
+        .await
+        .unwrap();
+        let mut b = stack.db.client().await;
+        let (settling, waiter) = (ids[n - 1], ids[n]);
+        let (place_settling, place_waiter) = (place(n as i64), place(n as i64 + 1));
+        let record = delivered(settling);
+        let by_router = n == 3;
+        let waits = tokio::spawn(async move {
+            if by_router {
+                let tx = b.transaction().await.unwrap();
+                let key = [(place_waiter.webhook_id, place_waiter.key.as_str())];
+                let parked = turns::park_new(&tx, &[waiter], &key, lease).await.unwrap();
+                tx.commit().await.unwrap();
+                !parked.is_empty()
+            } else {
+                turns::wait_turn(&mut b, waiter, &place_waiter, lease)
+                    .await
+                    .unwrap()
+            }
+        });
+        let mut settler = stack.db.client().await;
+        let cipher = cipher.clone();
+        let settles = tokio::spawn(async move {
+            turns::settle_and_keep(&mut settler, &cipher, &record, &place_settling, lease)
+                .await
+                .unwrap()
+        });
+        wait_until("both queue on the key's lock", WAIT, || async {
+            waiting_on_a_lock(&db).await == 2
+        })
+        .await;
+        hold.commit().await.unwrap();
+        let (waited, released) = (waits.await.unwrap(), settles.await.unwrap());
+        assert_eq!(
+            released.map(|n| n.next.delivery.id),
+            waited.then_some(waiter),
+            "released exactly when it waited ({n})"
+        );
+        assert_eq!(status(waiter).await.0, "pending", "not stranded ({n})");
+    }
 }
 
 /// Runs the `hookrelay` binary on the stack's database; returns what it printed.
@@ -996,5 +1026,74 @@ async fn a_backfill_of_an_ordered_webhook_delivers_each_key_in_order() {
         .unwrap();
     assert_eq!(res.status(), reqwest::StatusCode::OK);
     each_key_answered_in_order(&stack, "/late", &published).await;
+    stack.stop_roles().await;
+}
+
+/// A delivery created behind an unsettled one of its key waits in its row from the
+/// start: the router publishes no message for it (a sender would only load it and
+/// park it, under the key's lock that the release of the one before needs), and the
+/// sender that settles the one before sends it. Fails on a router that publishes
+/// every delivery it creates (three messages, two parked by the sender).
+#[tokio::test]
+async fn a_delivery_behind_an_unsettled_one_of_its_key_is_created_waiting_with_no_message() {
+    let mut stack = TestStack::new().await;
+    stack.receiver.respond(
+        "/o",
+        Behaviour::Sequence(vec![
+            // The head is answered late, so the two after it are routed meanwhile.
+            Behaviour::Slow(Duration::from_secs(4), 200),
+            Behaviour::Status(200),
+        ]),
+    );
+    let mut new = webhook("acme", "ordered", &stack.receiver.url("/o"));
+    new.ordered = true;
+    let ordered = stack.create_webhook(new).await;
+    stack.start_router().await;
+    let mut config = stack.sender_config();
+    // The head's answer comes in time: it is not retried.
+    config.http_timeout = Duration::from_secs(10);
+    stack.start_sender_with(config).await;
+    let key = json!({"ordering_key": "order-0"});
+    let events: Vec<_> = (0..3)
+        .map(|_| event("acme", "order.changed", key.clone()))
+        .collect();
+    stack.publisher.publish_batch(&events[..1]).await.unwrap();
+    wait_until("the head is being sent", WAIT, || async {
+        !stack.receiver.received_on("/o").is_empty()
+    })
+    .await;
+    stack.publisher.publish_batch(&events[1..]).await.unwrap();
+    let waiting = "SELECT count(*) FROM deliveries WHERE status = 'waiting' AND NOT published";
+    wait_count(&stack, "the two behind the head routed", waiting, 2).await;
+    assert_eq!(
+        stack.receiver.received_on("/o").len(),
+        1,
+        "the head is still unanswered"
+    );
+    assert_eq!(
+        stack.metrics.published_total(),
+        1,
+        "the router published the head's message only"
+    );
+    assert_eq!(
+        stack.metrics.outcomes(hookrelay_metrics::outcome::WAITING),
+        0,
+        "no sender parked anything"
+    );
+
+    wait_until("all three answered", WAIT, || async {
+        stack.receiver.received_on("/o").len() == 3
+    })
+    .await;
+    let got: Vec<String> = stack
+        .receiver
+        .received_on("/o")
+        .iter()
+        .map(|r| r.header("x-hookrelay-event-id").unwrap_or_default())
+        .collect();
+    let sent: Vec<String> = events.iter().map(|e| e.id.to_string()).collect();
+    assert_eq!(got, sent, "in the order published");
+    let keys = sequenced(&stack, ordered.id).await;
+    assert_eq!(keys["order-0"].len(), 3);
     stack.stop_roles().await;
 }

@@ -22,6 +22,7 @@ pub(crate) struct DbCounters {
     seq_rows: f64,
     index_rows: f64,
     maintenance_runs: f64,
+    backends: f64,
 }
 
 /// What the database did per delivery over a window.
@@ -44,6 +45,9 @@ pub struct DbPerDelivery {
     /// window (a count, not per delivery): small tables that grow fast are
     /// vacuumed and analysed again and again.
     pub maintenance_runs: f64,
+    /// Connections to the run database at the window's end (a count, not per
+    /// delivery): the roles' pools as they open.
+    pub backends: f64,
 }
 
 impl DbCounters {
@@ -58,7 +62,8 @@ impl DbCounters {
                    (SELECT COALESCE(sum(seq_tup_read), 0)::float8 FROM pg_stat_user_tables), \
                    (SELECT COALESCE(sum(idx_tup_fetch), 0)::float8 FROM pg_stat_user_tables), \
                    (SELECT COALESCE(sum(autovacuum_count + autoanalyze_count), 0)::float8 \
-                      FROM pg_stat_user_tables) \
+                      FROM pg_stat_user_tables), \
+                   d.numbackends::float8 \
                  FROM pg_stat_wal w, pg_stat_database d WHERE d.datname = current_database()",
                 &[],
             )
@@ -74,6 +79,7 @@ impl DbCounters {
             seq_rows: row.get(6),
             index_rows: row.get(7),
             maintenance_runs: row.get(8),
+            backends: row.get(9),
         }
     }
 }
@@ -98,6 +104,7 @@ impl DbPerDelivery {
             seq_rows_read: per(before.seq_rows, after.seq_rows),
             index_rows_read: per(before.index_rows, after.index_rows),
             maintenance_runs: after.maintenance_runs - before.maintenance_runs,
+            backends: after.backends,
         })
     }
 }
@@ -106,13 +113,13 @@ impl DbPerDelivery {
 pub(crate) fn table<'a>(steps: impl Iterator<Item = (f64, Option<&'a DbPerDelivery>)>) -> String {
     let mut out = String::from(
         "\ndatabase work per delivery (over the same window; WAL syncs are the server's):\n\n\
-         | offered/s | WAL bytes | WAL records | WAL syncs | commits | rows written | stored bytes | rows seq-scanned | rows by index | autovacuum + autoanalyze runs (in the window) |\n\
-         |---|---|---|---|---|---|---|---|---|---|\n",
+         | offered/s | WAL bytes | WAL records | WAL syncs | commits | rows written | stored bytes | rows seq-scanned | rows by index | autovacuum + autoanalyze runs (in the window) | connections at its end |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for (offered, db) in steps {
         let cells = match db {
             Some(d) => format!(
-                "{:.0} | {:.2} | {:.3} | {:.2} | {:.2} | {:.0} | {:.1} | {:.1} | {:.0}",
+                "{:.0} | {:.2} | {:.3} | {:.2} | {:.2} | {:.0} | {:.1} | {:.1} | {:.0} | {:.0}",
                 d.wal_bytes,
                 d.wal_records,
                 d.wal_syncs,
@@ -121,9 +128,10 @@ pub(crate) fn table<'a>(steps: impl Iterator<Item = (f64, Option<&'a DbPerDelive
                 d.stored_bytes,
                 d.seq_rows_read,
                 d.index_rows_read,
-                d.maintenance_runs
+                d.maintenance_runs,
+                d.backends
             ),
-            None => "- | - | - | - | - | - | - | - | -".to_owned(),
+            None => "- | - | - | - | - | - | - | - | - | -".to_owned(),
         };
         out.push_str(&format!("| {offered:.0} | {cells} |\n"));
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::bench::sustained_rate;
+use crate::bench::{percentile, sustained_rate};
 use crate::capacity::{self, EventSource, Mix, Plan, Rig, Roles, Step};
 use crate::receiver::Tally;
 
@@ -52,6 +52,38 @@ pub struct HotKey {
     pub missing: usize,
     pub duplicates: usize,
     pub out_of_order: OutOfOrder,
+    /// The receiver's own time per request, measured (median, ms): `latency_ms` plus
+    /// its timer's rounding and scheduling.
+    pub answer_ms: f64,
+    /// hookrelay's time per delivery of the key, seen from the receiver: from its
+    /// answer to one request to the arrival of the next (median and 90th
+    /// percentile, ms, past the first 10 %).
+    pub between_p50_ms: f64,
+    pub between_p90_ms: f64,
+}
+
+/// The receiver's time per request and the gaps between one answer and the next
+/// request, in arrival order, past the first 10 % (as [`sustained_rate`]).
+/// Both sorted, in microseconds.
+fn answers_and_gaps(tallies: &HashMap<String, Tally>) -> (Vec<u64>, Vec<u64>) {
+    let mut requests: Vec<(Instant, Instant)> = tallies
+        .values()
+        .map(|t| (t.first_arrived_at, t.first_at))
+        .collect();
+    requests.sort_unstable();
+    let warm = requests.len() / 10;
+    let us = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    let mut answers: Vec<u64> = requests[warm..]
+        .iter()
+        .map(|(arrived, answered)| us(answered.saturating_duration_since(*arrived)))
+        .collect();
+    let mut gaps: Vec<u64> = requests[warm..]
+        .windows(2)
+        .map(|w| us(w[1].0.saturating_duration_since(w[0].1)))
+        .collect();
+    answers.sort_unstable();
+    gaps.sort_unstable();
+    (answers, gaps)
 }
 
 /// The sequence the router gave every delivery of the rig's ordered webhooks.
@@ -152,13 +184,11 @@ pub(crate) async fn hot_key(binary: &Path, latency: Duration, plan: &Plan) -> Ho
     let read = capacity::step(&rig, &roles, &mut source, &one, rate).await;
     roles.stop();
     rig.stack.publisher.close().await;
-    let mut arrivals: Vec<std::time::Instant> = rig
-        .receiver
-        .tallies()
-        .values()
-        .map(|t| t.first_at.into_std())
-        .collect();
+    let tallies = rig.receiver.tallies();
+    let mut arrivals: Vec<std::time::Instant> =
+        tallies.values().map(|t| t.first_at.into_std()).collect();
     arrivals.sort_unstable();
+    let (answers, gaps) = answers_and_gaps(&tallies);
     let f = &read[0].figures;
     let out_of_order = read[0].webhooks[0].out_of_order.unwrap_or_default();
     HotKey {
@@ -172,6 +202,9 @@ pub(crate) async fn hot_key(binary: &Path, latency: Duration, plan: &Plan) -> Ho
         missing: f.missing,
         duplicates: f.duplicates,
         out_of_order,
+        answer_ms: percentile(&answers, 0.5),
+        between_p50_ms: percentile(&gaps, 0.5),
+        between_p90_ms: percentile(&gaps, 0.9),
     }
 }
 
@@ -218,14 +251,17 @@ pub fn hot_keys_table(runs: &[HotKey]) -> String {
     }
     let mut out = String::from(
         "\nhot key (one ordered key; missing: not delivered by the step's limit):\n\n\
-         | receiver latency ms | 1/latency /s | offered/s | delivered/s | p50 ms | p99 ms | max ms | missing | dup | out of order |\n\
-         |---|---|---|---|---|---|---|---|---|---|\n",
+         | receiver latency ms | 1/latency /s | receiver's time per request ms (measured) | hookrelay from an answer to the next request ms p50 / p90 | offered/s | delivered/s | p50 ms | p99 ms | max ms | missing | dup | out of order |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for h in runs {
         out.push_str(&format!(
-            "| {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} |\n",
+            "| {:.0} | {:.0} | {:.2} | {:.2} / {:.2} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} |\n",
             h.latency_ms,
             h.bound_per_sec,
+            h.answer_ms,
+            h.between_p50_ms,
+            h.between_p90_ms,
             h.offered_per_sec,
             h.delivered_per_sec,
             h.p50_ms,

@@ -21,7 +21,7 @@ use hookrelay_model::webhook::Target;
 use hookrelay_model::wire::{self, DeliveryMessage};
 use hookrelay_model::{DeadLetterReason, Event, matching, ordering};
 use hookrelay_store::deliveries::{DeliveryRef, Sending};
-use hookrelay_store::{StoreError, deliveries, events, webhooks};
+use hookrelay_store::{StoreError, deliveries, events, turns, webhooks};
 use lapin::Channel;
 use lapin::message::Delivery;
 use tracing::Instrument;
@@ -269,19 +269,46 @@ async fn record(
         routed += 1;
     }
     let created = deliveries::insert(&tx, &new_deliveries, Sending::ByCreator).await?;
+    let waiting = park_behind_their_keys(&tx, &new_deliveries, &created).await?;
     tx.commit().await?;
     if keyed {
         turn.taken();
+    }
+    if !waiting.is_empty() {
+        tracing::debug!(
+            deliveries = waiting.len(),
+            "created waiting for an earlier delivery of their ordering key"
+        );
     }
     Ok(Recorded {
         routed,
         created: created
             .into_iter()
-            .filter(|c| !c.held)
+            .filter(|c| !c.held && !waiting.contains(&c.delivery.id))
             .map(|c| c.delivery)
             .collect(),
         suspect,
     })
+}
+
+/// The sequenced deliveries just created whose turn has not come wait in their rows
+/// from the start (`turns::park_new`), last in the batch's transaction: no message
+/// for a sender to load and park, and the sender that settles the one before sends
+/// them. Returns their ids.
+async fn park_behind_their_keys(
+    tx: &deadpool_postgres::Transaction<'_>,
+    new: &[deliveries::NewDelivery],
+    created: &[deliveries::Created],
+) -> Result<HashSet<uuid::Uuid>, StoreError> {
+    let ids: Vec<uuid::Uuid> = created
+        .iter()
+        .filter(|c| c.sequenced && !c.held)
+        .map(|c| c.delivery.id)
+        .collect();
+    let keys: HashSet<(uuid::Uuid, &str)> = new.iter().filter_map(|d| d.key()).collect();
+    let keys: Vec<(uuid::Uuid, &str)> = keys.into_iter().collect();
+    let parked = turns::park_new(tx, &ids, &keys, turns::LOOK_AGAIN).await?;
+    Ok(parked.into_iter().collect())
 }
 
 /// Publishes the batch's new deliveries, and the unsent ones of its suspect

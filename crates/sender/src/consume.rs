@@ -10,7 +10,7 @@ use hookrelay_amqp::consumer::{Ended, Session, Supervisor};
 use hookrelay_amqp::{self as amqp, AmqpError};
 use hookrelay_model::shutdown::Shutdown;
 use hookrelay_model::wire::DeliveryMessage;
-use hookrelay_store::deliveries::Resend;
+use hookrelay_store::deliveries::{Resend, SendJob};
 use hookrelay_store::{TRANSIENT_RETRY, TRANSIENT_RETRY_MAX};
 use lapin::Consumer;
 use lapin::message::Delivery;
@@ -240,7 +240,7 @@ async fn process(ctx: &Ctx, delivery: Delivery, shutdown: Shutdown) {
             return;
         }
     };
-    let handled = handle_until_done(ctx, inbound, &message, shutdown)
+    let handled = handle_until_done(ctx, inbound, &message, None, shutdown)
         .instrument(span)
         .await;
     if handled == Handled::GiveBack {
@@ -251,12 +251,12 @@ async fn process(ctx: &Ctx, delivery: Delivery, shutdown: Shutdown) {
 /// Runs each delivery this sender kept (`handover`) as its own task, as a message
 /// from the broker runs, until the session ends (its set of loops is dropped).
 async fn run_kept(ctx: Arc<Ctx>, mut kept: mpsc::UnboundedReceiver<Kept>, shutdown: Shutdown) {
-    while let Some(Kept { next, slot }) = kept.recv().await {
+    while let Some(Kept { next, job, slot }) = kept.recv().await {
         let ctx = Arc::clone(&ctx);
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let in_flight = ctx.sender.metrics.track_in_flight(crate::shared::ROLE);
-            process_kept(&ctx, &next, shutdown).await;
+            process_kept(&ctx, &next, job, shutdown).await;
             drop(in_flight);
             drop(slot);
         });
@@ -264,7 +264,7 @@ async fn run_kept(ctx: Arc<Ctx>, mut kept: mpsc::UnboundedReceiver<Kept>, shutdo
 }
 
 /// Handles a delivery this sender kept (`handover`) as it would its message.
-async fn process_kept(ctx: &Ctx, next: &Resend, shutdown: Shutdown) {
+async fn process_kept(ctx: &Ctx, next: &Resend, job: Option<SendJob>, shutdown: Shutdown) {
     let message = next.message();
     let span = tracing::info_span!("hand-over", delivery_id = %message.delivery_id);
     let properties = match amqp::reopened_properties(&span, &message, next.trace_id.as_deref()) {
@@ -277,7 +277,7 @@ async fn process_kept(ctx: &Ctx, next: &Resend, shutdown: Shutdown) {
     let data = message.to_json();
     let inbound = Inbound::kept(&data, &properties);
     let span = attempt_span(inbound, &message);
-    let handled = handle_until_done(ctx, inbound, &message, shutdown)
+    let handled = handle_until_done(ctx, inbound, &message, job, shutdown)
         .instrument(span)
         .await;
     if handled == Handled::GiveBack {
@@ -292,15 +292,18 @@ enum Handled {
     GiveBack,
 }
 
+/// `loaded`: the job the caller has already, used by the first try only (one tried
+/// again loads the row afresh).
 async fn handle_until_done(
     ctx: &Ctx,
     inbound: Inbound<'_>,
     message: &DeliveryMessage,
+    mut loaded: Option<SendJob>,
     mut shutdown: Shutdown,
 ) -> Handled {
     let mut pauses = TRANSIENT_RETRY.build();
     loop {
-        match handle(ctx, inbound, message).await {
+        match handle(ctx, inbound, message, loaded.take()).await {
             Ok(()) => return Handled::Done,
             Err(HandleError::Store(e) | HandleError::Unrecorded(e)) if e.is_transient() => {
                 let pause = pauses.next().unwrap_or(TRANSIENT_RETRY_MAX);

@@ -17,12 +17,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hookrelay_model::shutdown::Shutdown;
-use hookrelay_store::deliveries::Resend;
+use hookrelay_store::deliveries::{Resend, SendJob};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 /// A delivery this sender kept, with the slot it runs in.
 pub(crate) struct Kept {
     pub next: Resend,
+    /// Its job, when loaded where it was released (`turns::settle_and_keep`).
+    pub job: Option<SendJob>,
     pub slot: OwnedSemaphorePermit,
 }
 
@@ -65,8 +67,8 @@ impl HandOver {
 
     /// Runs the kept delivery as its own task. Should the runner be gone (the
     /// session ends), the row's lease runs out and the sweep publishes it.
-    pub(crate) fn run(&self, next: Resend, slot: OwnedSemaphorePermit) {
-        if self.to_runner.send(Kept { next, slot }).is_err() {
+    pub(crate) fn run(&self, next: Resend, job: Option<SendJob>, slot: OwnedSemaphorePermit) {
+        if self.to_runner.send(Kept { next, job, slot }).is_err() {
             tracing::debug!("session ending: the kept delivery is left to its lease");
         }
     }

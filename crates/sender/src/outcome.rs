@@ -116,12 +116,15 @@ pub(crate) async fn open(
 /// Handles one delivery message to its ack. A database error that is not worth
 /// retrying dead-letters the message, marked unsettled (its row stays pending), so
 /// it neither loops through the queue nor is lost: a replay sends it again.
+/// `loaded`: the delivery's job when the caller has it already (a kept delivery,
+/// loaded where it was released); loaded here otherwise.
 pub(crate) async fn handle(
     ctx: &Ctx,
     delivery: Inbound<'_>,
     message: &DeliveryMessage,
+    loaded: Option<SendJob>,
 ) -> Result<(), HandleError> {
-    let (reason, error) = match handle_message(ctx, delivery, message.clone()).await {
+    let (reason, error) = match handle_message(ctx, delivery, message.clone(), loaded).await {
         Err(HandleError::Unrecorded(e)) => (DeadLetterReason::AttemptNotRecorded, e),
         Err(HandleError::Store(e)) if !e.is_transient() => {
             (DeadLetterReason::DeliveryCouldNotBeHandled, e)
@@ -158,6 +161,7 @@ async fn handle_message(
     ctx: &Ctx,
     delivery: Inbound<'_>,
     message: DeliveryMessage,
+    loaded: Option<SendJob>,
 ) -> Result<(), HandleError> {
     let rules = ctx.rules();
     // A webhook that hangs at its cap gets no database work: deferred, or tripped
@@ -168,7 +172,10 @@ async fn handle_message(
     if let Next::Done = admit(ctx, delivery, &message, None, before_load(hang, &rules)).await? {
         return Ok(());
     }
-    let mut job = ctx.loader.load(message.delivery_id).await?;
+    let mut job = match loaded {
+        Some(job) => Some(job),
+        None => ctx.loader.load(message.delivery_id).await?,
+    };
     if let Some(waiting) = job.as_mut().filter(|j| j.status == DeliveryStatus::Waiting) {
         claim_released(ctx, waiting).await?;
     }
@@ -425,9 +432,9 @@ async fn record_and_release(
         && let Some(slot) = ctx.handover.slot()
     {
         match settle_and_keep(ctx, place, &record).await {
-            Ok(next) => {
-                if let Some(next) = next {
-                    ctx.handover.run(next, slot);
+            Ok(kept) => {
+                if let Some(turns::Kept { next, job }) = kept {
+                    ctx.handover.run(next, job, slot);
                 }
                 return Ok(());
             }
@@ -448,9 +455,10 @@ async fn settle_and_keep(
     ctx: &Ctx,
     place: &turns::Place,
     record: &AttemptRecord,
-) -> Result<Option<deliveries::Resend>, StoreError> {
+) -> Result<Option<turns::Kept>, StoreError> {
     let mut db = ctx.sender.pool.get().await?;
-    turns::settle_and_keep(&mut db, record, place, ctx.handover.lease()).await
+    let cipher = &ctx.sender.config.cipher;
+    turns::settle_and_keep(&mut db, cipher, record, place, ctx.handover.lease()).await
 }
 
 /// Releases the key's next delivery to this sender, which sends it at once with no
@@ -469,7 +477,7 @@ async fn keep_next(
     let next = release.next.clone();
     release.commit().await?;
     if let Some(next) = next {
-        ctx.handover.run(next, slot);
+        ctx.handover.run(next, None, slot);
     }
     Ok(())
 }

@@ -82,10 +82,9 @@ fn message(o: &Resend) -> DeliveryMessage {
     }
 }
 
-/// How long a waiting delivery waits before the turn sweep looks at it, and how often
-/// the sweep looks: the longest a delivery whose release was lost (its predecessor's
-/// sender died between recording and releasing) stays waiting.
-pub(crate) const TURN_LOOK_AGAIN: Duration = Duration::from_secs(5);
+/// How often the turn sweep looks: a waiting delivery's own `next_attempt_at` is as
+/// far ahead (`turns::LOOK_AGAIN`).
+pub(crate) const TURN_LOOK_AGAIN: Duration = turns::LOOK_AGAIN;
 
 /// Waiting deliveries the turn sweep releases in one round at most.
 const TURNS_PER_ROUND: i64 = 200;

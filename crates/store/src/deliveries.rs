@@ -70,6 +70,16 @@ pub struct NewDelivery {
     pub ordering_key: Option<String>,
 }
 
+impl NewDelivery {
+    /// The (webhook, key) it is numbered in, if sequenced.
+    pub fn key(&self) -> Option<ordering::KeyOf<'_>> {
+        match (&self.target, &self.ordering_key) {
+            (Target::Webhook(id), Some(key)) => Some((*id, key.as_str())),
+            _ => None,
+        }
+    }
+}
+
 /// Enough about a delivery to publish its message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryRef {
@@ -99,6 +109,8 @@ pub struct Created {
     pub delivery: DeliveryRef,
     /// Created held (its webhook paused, disabled or tripped): no message is sent now.
     pub held: bool,
+    /// Numbered in an ordering key (`seq`): its turn decides when it is sent.
+    pub sequenced: bool,
 }
 
 /// Creates deliveries; one that exists for its (event, target) is left as it is, so
@@ -143,13 +155,7 @@ pub async fn insert(
         .iter()
         .map(|d| sending == Sending::ByCreator && !d.held)
         .collect();
-    let keys: Vec<Option<ordering::KeyOf<'_>>> = new
-        .iter()
-        .map(|d| match (&d.target, &d.ordering_key) {
-            (Target::Webhook(id), Some(key)) => Some((*id, key.as_str())),
-            _ => None,
-        })
-        .collect();
+    let keys: Vec<Option<ordering::KeyOf<'_>>> = new.iter().map(NewDelivery::key).collect();
     // Only a batch with sequenced deliveries pays for the counters' statement.
     let seqs = if keys.iter().any(Option::is_some) {
         let first = take_sequences(db, new, &keys).await?;
@@ -176,7 +182,7 @@ pub async fn insert(
            ordering_key, seq) \
          SELECT u.id, u.tenant, u.event_id, u.webhook_id, u.url, u.trace_id, u.status, u.published, \
            u.ordering_key, u.seq FROM u JOIN k ON k.delivery_id = u.id \
-         ON CONFLICT DO NOTHING RETURNING id, tenant, event_id, webhook_id, status",
+         ON CONFLICT DO NOTHING RETURNING id, tenant, event_id, webhook_id, status, seq",
     )
     .await?;
     let rows = db
@@ -202,6 +208,7 @@ pub async fn insert(
             Ok(Created {
                 delivery: delivery_ref(r)?,
                 held: DeliveryStatus::parse(r.try_get("status")?)? == DeliveryStatus::Held,
+                sequenced: r.try_get::<_, Option<i64>>("seq")?.is_some(),
             })
         })
         .collect::<Result<Vec<_>, StoreError>>()?;

@@ -18,8 +18,15 @@ use std::time::Duration;
 use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
+use super::Cipher;
 use super::StoreError;
-use super::deliveries::{AttemptRecord, Resend, record_attempts};
+use super::deliveries::{AttemptRecord, Resend, SendJob, record_attempts, send_jobs};
+
+/// How long a delivery parked to wait for its turn waits before the turn sweep
+/// looks at it (its `next_attempt_at`), and how often the sweep looks: the longest a
+/// delivery whose release was lost (its predecessor's sender died between recording
+/// and releasing) stays waiting.
+pub const LOOK_AGAIN: Duration = Duration::from_secs(5);
 
 /// The turn of delivery `d`, as text: `free`, `waiting` or `blocked`. Decided by the
 /// nearest earlier delivery of its key that still exists (one index probe, however
@@ -86,19 +93,54 @@ pub async fn wait_turn(
 ) -> Result<bool, StoreError> {
     let tx = db.transaction().await?;
     lock_key(&tx, place).await?;
+    let parked = park(&tx, &[id], look_again).await?;
+    tx.commit().await?;
+    Ok(!parked.is_empty())
+}
+
+/// Parks the sequenced deliveries a batch just created whose turn has not come:
+/// waiting in their rows, no message (the caller publishes only the others). Taken
+/// where they are recorded, so that a hot key's deliveries never travel to a sender
+/// only to be parked there, in a transaction that competes for the key's lock with
+/// the release of the one before. `keys`: every (webhook, key) the rows are
+/// sequenced under. The keys' locks are taken here, last in the caller's transaction
+/// and held to its commit, in one order (two batches sharing keys never wait for
+/// each other in a circle); the turn is read after them, so a release either
+/// commits first (and the row stays pending, to be published) or sees the row
+/// waiting once the batch commits (and releases it). Returns the ids parked.
+pub async fn park_new(
+    tx: &deadpool_postgres::Transaction<'_>,
+    ids: &[Uuid],
+    keys: &[(Uuid, &str)],
+    look_again: Duration,
+) -> Result<Vec<Uuid>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    lock_keys(tx, keys).await?;
+    park(tx, ids, look_again).await
+}
+
+/// Makes these pending deliveries wait if their turn has not come; the caller holds
+/// their keys' locks. Returns the ids now waiting.
+async fn park(
+    tx: &deadpool_postgres::Transaction<'_>,
+    ids: &[Uuid],
+    look_again: Duration,
+) -> Result<Vec<Uuid>, StoreError> {
     static SQL: LazyLock<String> = LazyLock::new(|| {
         format!(
             "UPDATE deliveries d SET status = 'waiting', published = false, \
                next_attempt_at = now() + make_interval(secs => $2), updated_at = now() \
-             WHERE d.id = $1 AND d.status = 'pending' AND ({TURN_OF_D}) <> 'free'"
+             WHERE d.id = ANY($1) AND d.status = 'pending' AND ({TURN_OF_D}) <> 'free' \
+             RETURNING d.id"
         )
     });
-    let statement = super::prepared(&tx, &SQL).await?;
-    let n = tx
-        .execute(&statement, &[&id, &look_again.as_secs_f64()])
+    let statement = super::prepared(tx, &SQL).await?;
+    let rows = tx
+        .query(&statement, &[&ids, &look_again.as_secs_f64()])
         .await?;
-    tx.commit().await?;
-    Ok(n == 1)
+    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
 }
 
 /// A release under way: the next delivery of a key, made pending in a transaction
@@ -161,24 +203,44 @@ pub async fn release_after<'a>(
     Ok(Release { tx: Some(tx), next })
 }
 
+/// The next delivery of a key, kept by [`settle_and_keep`] and loaded in its
+/// transaction: what the sender needs to send it, with no load of its own.
+#[derive(Debug, Clone)]
+pub struct Kept {
+    pub next: Resend,
+    /// Its send job as the transaction saw it (pending, its turn come); none if its
+    /// event is gone.
+    pub job: Option<SendJob>,
+}
+
 /// Records the attempt that settled a sequenced delivery and keeps the next delivery
-/// of its key for this sender ([`Handing::Keep`]), in one transaction under the
-/// key's lock: one commit where a record and a release took two, which is what a
-/// hot key's deliveries wait for between its receiver's answers. The lock is taken
-/// before the record, so a delivery starting to wait either sees the record
-/// committed (and goes on) or committed its wait first (and is released here).
+/// of its key for this sender ([`Handing::Keep`]), loaded ([`Kept`]), in one
+/// transaction under the key's lock: one commit where a record, a release and a load
+/// took two commits and three round trips, which is what a hot key's deliveries wait
+/// for between its receiver's answers. The lock is taken before the record, so a
+/// delivery starting to wait either sees the record committed (and goes on) or
+/// committed its wait first (and is released here).
 pub async fn settle_and_keep(
     db: &mut deadpool_postgres::Client,
+    cipher: &Cipher,
     record: &AttemptRecord,
     place: &Place,
     lease: Duration,
-) -> Result<Option<Resend>, StoreError> {
+) -> Result<Option<Kept>, StoreError> {
     let tx = db.transaction().await?;
     lock_key(&tx, place).await?;
     record_attempts(&tx, std::slice::from_ref(record)).await?;
-    let next = release_next(&tx, place, Handing::Keep { lease }).await?;
+    let kept = match release_next(&tx, place, Handing::Keep { lease }).await? {
+        Some(next) => {
+            let job = send_jobs(&tx, cipher, &[next.delivery.id])
+                .await?
+                .remove(&next.delivery.id);
+            Some(Kept { next, job })
+        }
+        None => None,
+    };
     tx.commit().await?;
-    Ok(next)
+    Ok(kept)
 }
 
 /// The delivery numbered next after `place` in its key, made pending if it waits and
@@ -455,20 +517,32 @@ pub async fn purge_keys(
     Ok(n)
 }
 
-/// Takes the key's lock until the transaction ends: what orders a waiter against a
-/// release (the module's doc). A transaction-level advisory lock on a hash of the
-/// webhook and key: unlike a row lock it writes nothing (no WAL, no dirty page); two
-/// keys sharing a hash only wait for each other.
+/// Takes the keys' locks until the transaction ends: what orders a waiter against a
+/// release (the module's doc). Transaction-level advisory locks on a hash of each
+/// webhook and key: unlike a row lock they write nothing (no WAL, no dirty page); two
+/// keys sharing a hash only wait for each other. Taken in hash order, so two
+/// transactions locking several keys never wait for each other in a circle.
+async fn lock_keys(
+    tx: &deadpool_postgres::Transaction<'_>,
+    keys: &[(Uuid, &str)],
+) -> Result<(), StoreError> {
+    let webhooks: Vec<String> = keys.iter().map(|(w, _)| w.to_string()).collect();
+    let texts: Vec<&str> = keys.iter().map(|(_, k)| *k).collect();
+    let statement = super::prepared(
+        tx,
+        "SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT \
+           hashtextextended(w || '/' || k, 0) AS h \
+           FROM unnest($1::text[], $2::text[]) AS u(w, k) ORDER BY h) AS s",
+    )
+    .await?;
+    tx.query_one(&statement, &[&webhooks, &texts]).await?;
+    Ok(())
+}
+
+/// Takes one key's lock ([`lock_keys`]).
 async fn lock_key(
     tx: &deadpool_postgres::Transaction<'_>,
     place: &Place,
 ) -> Result<(), StoreError> {
-    let statement = super::prepared(
-        tx,
-        "SELECT pg_advisory_xact_lock(hashtextextended($1::text || '/' || $2, 0))",
-    )
-    .await?;
-    tx.query_one(&statement, &[&place.webhook_id.to_string(), &place.key])
-        .await?;
-    Ok(())
+    lock_keys(tx, &[(place.webhook_id, place.key.as_str())]).await
 }
