@@ -39,6 +39,9 @@
 //! answering every request after that latency; the key's delivered rate is printed
 //! beside 1/latency, its bound when each delivery waits for its predecessor's
 //! answer. See tests/src/ordered.rs.
+//! `--scenario dedup [--rounds 20]`: what exact de-duplication across day partitions
+//! (V23's key tables) costs the router per event, beside the unique keys before it;
+//! see tests/src/dedup_cost.rs.
 //! `--scenario console [--history N]`: each console page's render time on a database
 //! holding N events (100,000 unless given), see tests/src/console_bench.rs.
 
@@ -51,7 +54,7 @@ use hookrelay_tests::capacity;
 #[command(name = "cargo xtask bench", bin_name = "cargo xtask bench")]
 struct Args {
     /// A scenario's exact name, `all`, `custom`, `capacity`, `cold`, `soak`,
-    /// `ordered` or `console`.
+    /// `ordered`, `dedup` or `console`.
     #[arg(long, default_value = "all")]
     scenario: String,
     /// Events per burst scenario (5,000 unless given; fan-out N scenarios publish
@@ -96,6 +99,9 @@ struct Args {
     /// Minutes a soak runs.
     #[arg(long, default_value_t = 10)]
     minutes: u64,
+    /// Rounds of ten 100-event batches per schema (`--scenario dedup`).
+    #[arg(long, default_value_t = 20)]
+    rounds: usize,
     /// Read a cold start in windows of this many seconds (a row each: the first
     /// seconds beside the rest); the whole step unless given.
     #[arg(long)]
@@ -235,6 +241,15 @@ fn plan(a: &Args) -> capacity::Plan {
 #[tokio::main]
 async fn main() {
     let a = <Args as clap::Parser>::parse();
+    if a.scenario == "dedup" {
+        println!(
+            "hookrelay bench (dedup): the router's event and delivery inserts before V23 and now, {} rounds of 10 batches of 100 events on two fresh databases",
+            a.rounds
+        );
+        let costs = hookrelay_tests::dedup_cost::run(a.rounds).await;
+        println!("\n{}", hookrelay_tests::dedup_cost::table(&costs));
+        return;
+    }
     if a.scenario == "console" {
         let history = if a.history == 0 { 100_000 } else { a.history };
         println!(

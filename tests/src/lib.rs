@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod console_bench;
 pub mod db;
 pub mod db_work;
+pub mod dedup_cost;
 pub mod host;
 pub mod hosts;
 pub mod management;

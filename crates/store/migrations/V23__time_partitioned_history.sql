@@ -28,9 +28,9 @@
 --   id or the nil UUID for a one-off URL, with the delivery's id: what
 --   `deliveries_one_per_target` was, taken the same way by `deliveries::insert`.
 -- Each costs one heap tuple and one index entry per event (per delivery), in the
--- same statement: no round trip. Measured (docs/operations.md, 2026-12-07): 106.4 us
--- per event with its delivery against 91.9 us with the unique keys before, and 1,403
--- WAL bytes against 983; the sender's load reads the key too (one more index probe). Retention deletes the keys with their rows
+-- same statement: no round trip. What it costs per event: docs/operations.md,
+-- "De-duplication across days" (`cargo xtask bench --scenario dedup`); the sender's
+-- load reads the key too (one more index probe). Retention deletes the keys with their rows
 -- (`tenants::purge_batch`) or, for a dropped day, in batches after the detach.
 -- `deliveries (id)` stays a primary key (the partition key is the id); the
 -- attempts' key becomes `(delivery_id, id)`. `deliveries_by_key_seq` is no longer

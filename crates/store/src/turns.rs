@@ -132,7 +132,8 @@ async fn park(
         format!(
             "UPDATE deliveries d SET status = 'waiting', published = false, \
                next_attempt_at = now() + make_interval(secs => $2), updated_at = now() \
-             WHERE d.id = ANY($1) AND d.status = 'pending' AND ({TURN_OF_D}) <> 'free' \
+             FROM unnest($1::uuid[]) AS u(id) \
+             WHERE d.id = u.id AND d.status = 'pending' AND ({TURN_OF_D}) <> 'free' \
              RETURNING d.id"
         )
     });
