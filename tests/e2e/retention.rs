@@ -95,6 +95,40 @@ async fn count(db: &TestDb, sql: &str) -> i64 {
     db.client().await.query_one(sql, &[]).await.unwrap().get(0)
 }
 
+/// The ids of the events stored, in order.
+async fn event_ids(db: &TestDb) -> Vec<String> {
+    db.client()
+        .await
+        .query("SELECT id FROM events ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// Every history table (and both key tables) holds `n` rows; `why` says which.
+async fn each_table_holds(db: &TestDb, n: i64, why: &str) {
+    for table in [
+        "events",
+        "deliveries",
+        "delivery_attempts",
+        "event_keys",
+        "delivery_targets",
+    ] {
+        let rows = count(db, &format!("SELECT count(*) FROM {table}")).await;
+        assert_eq!(rows, n, "{table}: {why}");
+    }
+}
+
+/// A second round finds nothing left to purge: nothing left half-done.
+async fn purges_nothing_more(db: &TestDb, now: OffsetDateTime) {
+    assert_eq!(
+        retention::purge(&db.pool, now, 30).await.unwrap(),
+        retention::Purged::default()
+    );
+}
+
 #[tokio::test]
 async fn purge_deletes_exactly_what_is_past_each_tenants_period() {
     let db = TestDb::new().await;
@@ -141,25 +175,14 @@ async fn purge_deletes_exactly_what_is_past_each_tenants_period() {
         "{g_old_day} dropped: {:?}",
         purged.days
     );
-    let left: Vec<String> = db
-        .client()
-        .await
-        .query("SELECT id FROM events ORDER BY id", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let left = event_ids(&db).await;
     assert_eq!(left, ["a-edge", "a-new", "g-mid"]);
     assert_eq!(count(&db, "SELECT count(*) FROM deliveries").await, 3);
     assert_eq!(
         count(&db, "SELECT count(*) FROM delivery_attempts").await,
         3
     );
-    assert_eq!(
-        retention::purge(&db.pool, now, 30).await.unwrap(),
-        retention::Purged::default()
-    );
+    purges_nothing_more(&db, now).await;
 }
 
 #[tokio::test]
@@ -225,19 +248,12 @@ async fn purge_waits_out_an_event_that_deliveries_are_being_created_for() {
     tx.commit().await.unwrap();
     let purged = retention::purge(&db.pool, now, 30).await.unwrap();
     assert_eq!(purged.rows, [("acme".to_owned(), 1)]);
-    for table in [
-        "events",
-        "deliveries",
-        "delivery_attempts",
-        "event_keys",
-        "delivery_targets",
-    ] {
-        assert_eq!(
-            count(&db, &format!("SELECT count(*) FROM {table}")).await,
-            1,
-            "{table}: an event goes with its deliveries, attempts and keys; globex's stays"
-        );
-    }
+    each_table_holds(
+        &db,
+        1,
+        "an event goes with its deliveries, attempts and keys; globex's stays",
+    )
+    .await;
 }
 
 /// Stores an event of ordering key `key` with a delivery sequenced under it to the
@@ -341,25 +357,9 @@ async fn retention_drops_a_day_past_the_longest_period_whole_with_its_keys() {
             "{table}_{day} is dropped"
         );
     }
-    for table in [
-        "events",
-        "deliveries",
-        "delivery_attempts",
-        "event_keys",
-        "delivery_targets",
-    ] {
-        assert_eq!(
-            count(&db, &format!("SELECT count(*) FROM {table}")).await,
-            1,
-            "{table}: only the kept event's rows are left"
-        );
-    }
+    each_table_holds(&db, 1, "only the kept event's rows are left").await;
     assert!(table_exists(&db, &format!("events_{}", day_of(now - Duration::days(10)))).await);
-    // Nothing is left half-done for the next round.
-    assert_eq!(
-        retention::purge(&db.pool, now, 30).await.unwrap(),
-        retention::Purged::default()
-    );
+    purges_nothing_more(&db, now).await;
 }
 
 /// A tenant whose period is shorter than the longest loses its rows older than its
@@ -382,15 +382,7 @@ async fn retention_of_a_shorter_period_deletes_only_that_tenants_old_rows() {
     assert!(purged.days.is_empty(), "{purged:?}");
     let day = day_of(now - Duration::days(9));
     assert!(table_exists(&db, &format!("events_{day}")).await);
-    let left: Vec<String> = db
-        .client()
-        .await
-        .query("SELECT id FROM events ORDER BY id", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let left = event_ids(&db).await;
     assert_eq!(left, ["a-new", "g-old"]);
     for table in [
         "deliveries",
