@@ -109,12 +109,7 @@ async fn cluster(argv: &[String], binary: &str) {
     let cluster = Arc::new(Cluster::start(amqp_base, dist_base));
     eprintln!(
         "chaos: cluster of {} up in {:.0} s, RabbitMQ {}",
-        cluster
-            .nodes
-            .iter()
-            .map(|n| n.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", "),
+        cluster.names(),
         started.elapsed().as_secs_f64(),
         cluster.version()
     );
@@ -203,8 +198,7 @@ async fn hosts(argv: &[String], binary: &str) {
             p.fanned_out_twice,
             p.duplicates,
             p.duplicate_bound,
-            p.resume_ms
-                .map_or_else(|| "-".to_owned(), |r| format!("{r:.0} ms")),
+            p.resumed(),
             p.longest_pause_ms / 1000.0,
             p.caught_up_seconds,
             p.note

@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use hookrelay_model::retry::RetryPolicy;
 use hookrelay_model::webhook::OnFailure;
+use hookrelay_tests::db::answered_attempt;
 use hookrelay_tests::receiver::{Behaviour, Received};
 use hookrelay_tests::stack::{event, webhook};
 use hookrelay_tests::{TestStack, wait_until};
 use serde_json::{Value, json};
+use time::OffsetDateTime;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -519,7 +521,12 @@ async fn a_kept_delivery_whose_retry_is_recorded_but_not_published_is_the_sweeps
     assert_eq!(status, "waiting", "created waiting behind the first");
     record_attempts(
         &db,
-        &[first_attempt(first, DeliveryStatus::Delivered, None)],
+        &[answered_attempt(
+            first,
+            OffsetDateTime::now_utc(),
+            DeliveryStatus::Delivered,
+            None,
+        )],
     )
     .await
     .unwrap();
@@ -546,7 +553,12 @@ async fn a_kept_delivery_whose_retry_is_recorded_but_not_published_is_the_sweeps
     let due = time::OffsetDateTime::now_utc() - time::Duration::seconds(1);
     record_attempts(
         &db,
-        &[first_attempt(second, DeliveryStatus::Pending, Some(due))],
+        &[answered_attempt(
+            second,
+            OffsetDateTime::now_utc(),
+            DeliveryStatus::Pending,
+            Some(due),
+        )],
     )
     .await
     .unwrap();
@@ -598,26 +610,6 @@ async fn a_kept_delivery_whose_retry_is_recorded_but_not_published_is_the_sweeps
     .await;
     publication.commit().await.unwrap();
     assert!(!sweep.await.unwrap(), "published by the sender: not again");
-}
-
-/// A delivery's first attempt, answered 200, as the sender records it.
-fn first_attempt(
-    id: uuid::Uuid,
-    status: hookrelay_store::deliveries::DeliveryStatus,
-    next_attempt_at: Option<time::OffsetDateTime>,
-) -> hookrelay_store::deliveries::AttemptRecord {
-    hookrelay_store::deliveries::AttemptRecord {
-        delivery_id: id,
-        attempt: 1,
-        started_at: time::OffsetDateTime::now_utc(),
-        latency_ms: 1.0,
-        status_code: Some(200),
-        error: None,
-        response_snippet: None,
-        status,
-        next_attempt_at,
-        why_failed: None,
-    }
 }
 
 /// How many sessions of this test's database wait for a lock.
@@ -675,7 +667,14 @@ async fn settling_a_head_keeps_the_next_or_lets_it_go_never_strands_it() {
         key: "order-0".to_owned(),
         seq,
     };
-    let delivered = |id| first_attempt(id, DeliveryStatus::Delivered, None);
+    let delivered = |id| {
+        answered_attempt(
+            id,
+            OffsetDateTime::now_utc(),
+            DeliveryStatus::Delivered,
+            None,
+        )
+    };
     let lease = Duration::from_secs(60);
     let cipher = stack.cipher.clone();
     let status = |id| {

@@ -484,17 +484,6 @@ async fn dedup_refuses_an_event_whose_first_copy_is_in_an_older_day() {
     assert_eq!(stored.envelope["payload"]["data"]["n"], 1);
 }
 
-/// A database to convert: made and dropped by the test, named `t_conv_*`.
-struct Scratch {
-    name: String,
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        hookrelay_tests::db::drop_database(&self.name);
-    }
-}
-
 /// The conversion (V23) of a database holding history, made with the migrations
 /// before it: days of events, each with a delivery to a webhook or a one-off URL and
 /// an attempt. Every row is kept, every key filled, de-duplication holds for the
@@ -505,7 +494,6 @@ impl Drop for Scratch {
 /// docs' figures are from runs of 1,000,000).
 #[tokio::test]
 async fn retention_after_the_conversion_of_a_database_with_history_keeps_every_row() {
-    use hookrelay_tests::db::SERVER;
     let n: i64 = std::env::var("HOOKRELAY_CONVERSION_EVENTS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -515,10 +503,9 @@ async fn retention_after_the_conversion_of_a_database_with_history_keeps_every_r
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    let scratch = Scratch {
-        name: format!("t_conv_{}", uuid::Uuid::new_v4().simple()),
-    };
-    let url = format!("{SERVER}/{}", scratch.name);
+    // A database to convert, made and dropped here.
+    let scratch = hookrelay_tests::db::ScratchDb::named("t_conv");
+    let url = scratch.url();
     hookrelay_store::migrate_through(&url, Some(partitions::MIGRATION - 1))
         .await
         .unwrap();

@@ -106,6 +106,14 @@ pub struct Phase {
     pub note: String,
 }
 
+impl Phase {
+    /// When first deliveries resumed after the heal, as printed.
+    pub fn resumed(&self) -> String {
+        self.resume_ms
+            .map_or_else(|| "-".to_owned(), |r| format!("{r:.0} ms"))
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct HostsFigures {
     pub phases: Vec<Phase>,
@@ -426,12 +434,7 @@ pub async fn run(binary: &std::path::Path, options: &Options) -> HostsFigures {
     eprintln!(
         "hosts: RabbitMQ {} on {} ({}), up {:.0} s after the start",
         figures.rabbitmq,
-        cluster
-            .nodes
-            .iter()
-            .map(|n| n.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", "),
+        cluster.names(),
         figures.partition_handling,
         started.elapsed().as_secs_f64()
     );
@@ -507,8 +510,7 @@ pub async fn run(binary: &std::path::Path, options: &Options) -> HostsFigures {
             p.fanned_out_twice,
             p.duplicates,
             p.duplicate_bound,
-            p.resume_ms
-                .map_or_else(|| "-".to_owned(), |r| format!("{r:.0} ms")),
+            p.resumed(),
             p.caught_up_seconds,
             if p.note.is_empty() {
                 String::new()

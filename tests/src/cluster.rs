@@ -102,6 +102,15 @@ pub struct QueueLeader {
 }
 
 impl Cluster {
+    /// The nodes' names, as printed: `a, b, c`.
+    pub fn names(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| n.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// Starts three nodes with AMQP on `amqp_base + 1..=3` and distribution on
     /// `dist_base + 1..=3`, and joins the second and third to the first. About 30 s.
     pub fn start(amqp_base: u16, dist_base: u16) -> Self {

@@ -129,6 +129,30 @@ pub fn drop_database_on(server: &str, name: &str) {
     });
 }
 
+/// A database of this machine's Postgres that a test or bench makes itself (with
+/// migrations of its choosing), named `{prefix}_{uuid}` and dropped with this value.
+pub struct ScratchDb {
+    pub name: String,
+}
+
+impl ScratchDb {
+    pub fn named(prefix: &str) -> Self {
+        Self {
+            name: format!("{prefix}_{}", uuid::Uuid::new_v4().simple()),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("{SERVER}/{}", self.name)
+    }
+}
+
+impl Drop for ScratchDb {
+    fn drop(&mut self) {
+        drop_database(&self.name);
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         self.pool.close();

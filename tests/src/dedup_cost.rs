@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::json;
 use time::OffsetDateTime;
 
-use crate::db::SERVER;
+use crate::db::ScratchDb;
 use crate::stack::event;
 
 /// One schema's cost.
@@ -25,17 +25,6 @@ pub struct Cost {
     pub events: usize,
     pub us_per_event: f64,
     pub wal_bytes_per_event: f64,
-}
-
-/// A database of the run's own, dropped at the end.
-struct Scratch {
-    name: String,
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        crate::db::drop_database(&self.name);
-    }
 }
 
 /// The statements before V23: unique keys on the tables themselves.
@@ -60,12 +49,12 @@ pub async fn run(rounds: usize) -> Vec<Cost> {
     let mut scratch = Vec::new();
     let mut pools = Vec::new();
     for last in [Some(partitions::MIGRATION - 1), None] {
-        let name = format!("t_dedup_{}", uuid::Uuid::new_v4().simple());
-        let url = format!("{SERVER}/{name}");
+        let db = ScratchDb::named("t_dedup");
+        let url = db.url();
         hookrelay_store::migrate_through(&url, last)
             .await
             .expect("a scratch database");
-        scratch.push(Scratch { name });
+        scratch.push(db);
         pools.push(
             hookrelay_store::pool(&url, 1, hookrelay_store::Workload::Delivery)
                 .expect("a pool on the scratch database"),
