@@ -1,6 +1,8 @@
 //! Attempt records, written in batches (see `batcher`), and delivery jobs, read in
 //! batches.
 
+use std::collections::HashMap;
+
 use backon::Retryable;
 use deadpool_postgres::Pool;
 use hookrelay_store::deliveries::{self, AttemptRecord, SendJob};
@@ -47,13 +49,38 @@ impl Loader {
             let cipher = cipher.clone();
             async move {
                 let client = pool.get().await?;
-                let mut found = deliveries::send_jobs(&client, &cipher, &ids).await?;
-                Ok(ids.iter().map(|id| found.remove(id)).collect())
+                let found = deliveries::send_jobs(&client, &cipher, &ids).await?;
+                Ok(jobs_in_order(&ids, &found))
             }
         }))
     }
 
     pub(crate) async fn load(&self, id: Uuid) -> Result<Option<SendJob>, StoreError> {
         self.0.call(id).await.map_err(StoreError::from)
+    }
+}
+
+/// One answer per id asked, in order: two copies of one delivery's message loaded in
+/// the same statement (a redelivery beside the message it repeats) both find its row.
+fn jobs_in_order<J: Clone>(ids: &[Uuid], found: &HashMap<Uuid, J>) -> Vec<Option<J>> {
+    ids.iter().map(|id| found.get(id).cloned()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_id_asked_gets_its_row_even_when_asked_twice_in_one_batch() {
+        let (a, b, missing) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+        let found: HashMap<Uuid, &str> = [(a, "a"), (b, "b")].into_iter().collect();
+        let cases: [(&[Uuid], &[Option<&str>]); 3] = [
+            (&[a, b], &[Some("a"), Some("b")]),
+            (&[a, missing, a], &[Some("a"), None, Some("a")]),
+            (&[b, b, b], &[Some("b"), Some("b"), Some("b")]),
+        ];
+        for (ids, expected) in cases {
+            assert_eq!(jobs_in_order(ids, &found), expected, "{ids:?}");
+        }
     }
 }
