@@ -801,3 +801,72 @@ async fn after_reconnecting_a_lost_retry_is_sent_by_the_first_sweep_that_finds_i
         assert_eq!(d[0].attempts, 2);
     }
 }
+
+/// Publishes a delivery message body to the deliveries exchange, as a router does.
+async fn publish_deliveries(stack: &TestStack, body: &[u8]) {
+    let properties = hookrelay_amqp::persistent("batch", Default::default()).unwrap();
+    hookrelay_amqp::publish_confirmed(
+        &stack.channel,
+        &stack.topology.deliveries_exchange(),
+        "acme",
+        body,
+        properties,
+    )
+    .await
+    .expect("publish to the deliveries exchange");
+}
+
+#[tokio::test]
+async fn a_routers_batch_is_one_message_and_a_batch_sent_again_skips_what_was_settled() {
+    let mut stack = TestStack::new().await;
+    stack
+        .create_webhook(webhook("acme", "a", &stack.receiver.url("/a")))
+        .await;
+    let events: Vec<_> = (0..20).map(|_| event("acme", "x", json!({}))).collect();
+    stack.publisher.publish_batch(&events).await.unwrap();
+    // Queued before it starts, the events fill the router's first batch.
+    let mut config = stack.router_config();
+    config.batch_wait = Duration::from_millis(300);
+    stack.start_router_with(config).await;
+    for e in &events {
+        wait_until("its delivery is created", WAIT, || async {
+            stack.deliveries_of("acme", &e.id).await.len() == 1
+        })
+        .await;
+    }
+    stack.stop_roles().await;
+    let messages = stack.drain_queue(&stack.topology.deliveries_queue()).await;
+    assert_eq!(
+        messages.len(),
+        1,
+        "one message for the batch's 20 deliveries"
+    );
+    let parts = wire::read_batch(&messages[0].body)
+        .expect("a batch")
+        .expect("readable");
+    assert_eq!(parts.len(), 20);
+
+    // The first five alone first, as if the batch had been cut short by a crash.
+    stack.start_sender().await;
+    publish_deliveries(&stack, &wire::batch_to_json(&parts[..5])).await;
+    stack.receiver.wait_for("/a", 5, WAIT).await;
+    // The whole batch again: only the fifteen not yet settled are sent.
+    publish_deliveries(&stack, &messages[0].body).await;
+    for e in &events {
+        let d = stack.wait_settled("acme", &e.id, 1, WAIT).await;
+        assert_eq!(d[0].status, DeliveryStatus::Delivered, "{:?}", d[0]);
+        assert_eq!(d[0].attempts, 1, "{:?}", d[0]);
+    }
+    let got = stack.receiver.received_on("/a");
+    let mut ids: Vec<String> = got.iter().filter_map(|r| r.header("webhook-id")).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(
+        (got.len(), ids.len()),
+        (20, 20),
+        "each delivery POSTed once"
+    );
+    // Both messages were acked: nothing comes back once the sender is gone.
+    stack.stop_roles().await;
+    assert_eq!(stack.queue_len(&stack.topology.deliveries_queue()).await, 0);
+}

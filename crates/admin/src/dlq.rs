@@ -441,6 +441,16 @@ async fn replay_one(
     message: &DeadMessage,
 ) -> Result<Replayed, AdminError> {
     let ack = || got.delivery.acker.ack(BasicAckOptions::default());
+    // A router message of several deliveries, dead-lettered whole by the broker (its
+    // delivery limit): back to the deliveries queue as it is; the sender skips the
+    // ones settled since and sends the rest.
+    if message.kind == Kind::Delivery && wire::read_batch(&got.delivery.data).is_some() {
+        let properties = replayed_properties(&got.delivery.properties);
+        let queue = dlq.topology.deliveries_queue();
+        amqp::publish_confirmed(publisher, "", &queue, &got.delivery.data, properties).await?;
+        ack().await?;
+        return Ok(Replayed::Sent);
+    }
     if message.kind == Kind::Delivery {
         let Ok(body) = DeliveryMessage::from_json(&got.delivery.data) else {
             return Ok(Replayed::Left);

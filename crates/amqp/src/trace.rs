@@ -88,6 +88,41 @@ pub fn inject_into(span: &tracing::Span, injector: &mut dyn Injector) -> bool {
     true
 }
 
+/// The W3C trace headers (`traceparent`, `tracestate`) that carry `span`'s context
+/// on; without one, the incoming message's as they are.
+pub fn context_headers(
+    span: &tracing::Span,
+    incoming: Option<&BasicProperties>,
+) -> Vec<(&'static str, String)> {
+    struct Pairs(Vec<(&'static str, String)>);
+    impl Injector for Pairs {
+        fn set(&mut self, key: &str, value: String) {
+            for known in [
+                hookrelay_model::wire::HEADER_TRACEPARENT,
+                hookrelay_model::wire::HEADER_TRACESTATE,
+            ] {
+                if key == known {
+                    self.0.push((known, value.clone()));
+                }
+            }
+        }
+    }
+    let mut pairs = Pairs(Vec::new());
+    if inject_into(span, &mut pairs) {
+        return pairs.0;
+    }
+    let Some(props) = incoming else {
+        return Vec::new();
+    };
+    [
+        hookrelay_model::wire::HEADER_TRACEPARENT,
+        hookrelay_model::wire::HEADER_TRACESTATE,
+    ]
+    .into_iter()
+    .filter_map(|k| header_text(props, k).map(|v| (k, v)))
+    .collect()
+}
+
 /// The trace id of `span` (32 hex digits), else the one in the incoming headers.
 pub fn trace_id(span: &tracing::Span, incoming: Option<&BasicProperties>) -> Option<String> {
     let context = span.context();

@@ -191,6 +191,10 @@ pub struct ServeArgs {
     /// size batches at once.
     #[arg(long, env = "HOOKRELAY_ROUTER_BATCH_SIZE", default_value_t = hookrelay_router::DEFAULT_BATCH_SIZE)]
     pub router_batch_size: usize,
+    /// Deliveries one router → sender message carries at most (a batch's
+    /// deliveries of one tenant share messages); 1: one message per delivery.
+    #[arg(long, env = "HOOKRELAY_ROUTER_DELIVERIES_PER_MESSAGE", default_value_t = hookrelay_router::DEFAULT_DELIVERIES_PER_MESSAGE, value_parser = clap::value_parser!(u16).range(1..))]
+    pub router_deliveries_per_message: u16,
     /// Postgres connections per pool: the router and sender share one, the api
     /// role has its own.
     #[arg(long, env = "HOOKRELAY_DATABASE_POOL_SIZE", default_value_t = 16)]

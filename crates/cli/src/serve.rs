@@ -30,6 +30,7 @@ pub fn settings(common: &Common, args: &ServeArgs) -> anyhow::Result<Settings> {
     let mut router = RouterConfig::new(&common.amqp_url, common.topology());
     router.prefetch = args.router_prefetch;
     router.batch_size = args.router_batch_size;
+    router.deliveries_per_message = usize::from(args.router_deliveries_per_message);
     router.max_event_bytes = args.max_event_bytes;
     router.schema_validation = args.schema_validation;
     let mut sender = SenderConfig::new(&common.amqp_url, common.topology(), common.schedule());

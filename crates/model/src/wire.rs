@@ -121,3 +121,72 @@ impl DeliveryMessage {
         serde_json::from_slice(body)
     }
 }
+
+/// One delivery of a router → sender message that carries several (a JSON array of
+/// these): one broker message, publish, confirm and ack for a batch's deliveries of
+/// one tenant, each still loaded, sent and settled on its own. Its W3C trace context
+/// travels in the body, as the message's headers cannot hold one per delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchedDelivery {
+    #[serde(flatten)]
+    pub message: DeliveryMessage,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracestate: Option<String>,
+}
+
+/// The body of a message carrying several deliveries.
+pub fn batch_to_json(parts: &[BatchedDelivery]) -> Vec<u8> {
+    serde_json::to_vec(parts).unwrap_or_default()
+}
+
+/// A delivery message's body read as a batch: `None` when it is not one (a single
+/// delivery's object, or something unreadable that is read as one, so it is refused
+/// as one); an array that does not parse is an error.
+pub fn read_batch(body: &[u8]) -> Option<Result<Vec<BatchedDelivery>, serde_json::Error>> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace())?;
+    (*first == b'[').then(|| serde_json::from_slice(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(n: u128) -> DeliveryMessage {
+        DeliveryMessage::again(Uuid::from_u128(n), "acme", "evt_1", None, 0)
+    }
+
+    #[test]
+    fn a_batch_reads_back_with_each_deliverys_trace_context() {
+        let parts = vec![
+            BatchedDelivery {
+                message: message(1),
+                traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+                tracestate: Some("vendor=1".into()),
+            },
+            BatchedDelivery {
+                message: message(2),
+                traceparent: None,
+                tracestate: None,
+            },
+        ];
+        let read = read_batch(&batch_to_json(&parts)).map(Result::ok);
+        assert_eq!(read, Some(Some(parts)));
+    }
+
+    #[test]
+    fn what_is_a_batch_is_decided_by_the_body_shape() {
+        let cases: [(&[u8], Option<bool>); 5] = [
+            (b"{\"delivery_id\":1}", None),
+            (b"", None),
+            (b"not json", None),
+            (b"  [{\"tenant\":\"acme\"}]", Some(false)),
+            (b"[]", Some(true)),
+        ];
+        for (body, expected) in cases {
+            let got = read_batch(body).map(|r| r.is_ok());
+            assert_eq!(got, expected, "{}", String::from_utf8_lossy(body));
+        }
+    }
+}

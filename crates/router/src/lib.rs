@@ -26,6 +26,9 @@ pub const DEFAULT_PREFETCH: u16 = 200;
 /// Events per transaction at most unless configured (`HOOKRELAY_ROUTER_BATCH_SIZE`).
 /// The router works on prefetch / batch size batches at once.
 pub const DEFAULT_BATCH_SIZE: usize = 100;
+/// Deliveries one router → sender message carries at most unless configured
+/// (`HOOKRELAY_ROUTER_DELIVERIES_PER_MESSAGE`).
+pub const DEFAULT_DELIVERIES_PER_MESSAGE: u16 = 50;
 
 /// Everything the router role needs besides the database pool.
 #[derive(Debug, Clone)]
@@ -41,6 +44,10 @@ pub struct RouterConfig {
     /// already handed over: under load batches fill by themselves, and at low rates no
     /// event waits for company.
     pub batch_wait: Duration,
+    /// A batch's deliveries of one tenant share broker messages, this many to each
+    /// at most; 1 publishes one message per delivery (what senders of releases
+    /// before batches read).
+    pub deliveries_per_message: usize,
     pub max_event_bytes: usize,
     /// Whether payloads are checked against their type's schema in the event catalog
     /// (`HOOKRELAY_SCHEMA_VALIDATION`): `enforce` dead-letters an event that breaks
@@ -59,6 +66,7 @@ impl RouterConfig {
             prefetch: DEFAULT_PREFETCH,
             batch_size: DEFAULT_BATCH_SIZE,
             batch_wait: Duration::ZERO,
+            deliveries_per_message: usize::from(DEFAULT_DELIVERIES_PER_MESSAGE),
             max_event_bytes: hookrelay_model::envelope::DEFAULT_MAX_EVENT_BYTES,
             schema_validation: SchemaValidation::Off,
             fault: None,

@@ -18,7 +18,7 @@ use hookrelay_amqp::{self as amqp, AmqpError, Headers};
 use hookrelay_metrics::{InFlight, event as outcome};
 use hookrelay_model::catalog::{SchemaValidation, Violation};
 use hookrelay_model::webhook::Target;
-use hookrelay_model::wire::{self, DeliveryMessage};
+use hookrelay_model::wire::{self, BatchedDelivery, DeliveryMessage};
 use hookrelay_model::{DeadLetterReason, Event, matching, ordering};
 use hookrelay_store::deliveries::{DeliveryRef, Sending};
 use hookrelay_store::{StoreError, deliveries, events, turns, webhooks};
@@ -360,32 +360,48 @@ async fn publish(
         .collect();
     let exchange = topology.deliveries_exchange();
     let mut pending = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let message = DeliveryMessage {
-            delivery_id: row.id,
-            tenant: row.tenant.clone(),
-            event_id: row.event_id.clone(),
-            webhook_id: row.webhook_id,
-            attempt: 1,
-            attempts_before: 0,
-            probe: false,
-            rate_counted: false,
+    for group in messages(&rows, router.config.deliveries_per_message) {
+        let routing = |row: &DeliveryRef| {
+            routing_of
+                .get(&(row.tenant.as_str(), row.event_id.as_str()))
+                .copied()
         };
-        let headers = match routing_of.get(&(row.tenant.as_str(), row.event_id.as_str())) {
-            Some(r) => trace::inject(&r.span, Some(&r.delivery.properties), Headers::new()),
-            None => Headers::new(),
+        let (body, properties) = match group.as_slice() {
+            [row] => {
+                let headers = match routing(row) {
+                    Some(r) => trace::inject(&r.span, Some(&r.delivery.properties), Headers::new()),
+                    None => Headers::new(),
+                };
+                let properties = amqp::persistent(&row.id.to_string(), headers.into_table())?;
+                (first_message(row).to_json(), properties)
+            }
+            rows => {
+                let parts: Vec<BatchedDelivery> = rows
+                    .iter()
+                    .map(|row| {
+                        let context = routing(row)
+                            .map(|r| trace::context_headers(&r.span, Some(&r.delivery.properties)))
+                            .unwrap_or_default();
+                        let header = |key: &str| {
+                            context
+                                .iter()
+                                .find(|(k, _)| *k == key)
+                                .map(|(_, v)| v.clone())
+                        };
+                        BatchedDelivery {
+                            message: first_message(row),
+                            traceparent: header(wire::HEADER_TRACEPARENT),
+                            tracestate: header(wire::HEADER_TRACESTATE),
+                        }
+                    })
+                    .collect();
+                let id = rows.first().map(|r| r.id.to_string()).unwrap_or_default();
+                let properties = amqp::persistent(&id, Headers::new().into_table())?;
+                (wire::batch_to_json(&parts), properties)
+            }
         };
-        let properties = amqp::persistent(&row.id.to_string(), headers.into_table())?;
-        pending.push(
-            amqp::start_publish(
-                channel,
-                &exchange,
-                &row.tenant,
-                &message.to_json(),
-                properties,
-            )
-            .await?,
-        );
+        let tenant = group.first().map(|r| r.tenant.as_str()).unwrap_or_default();
+        pending.push(amqp::start_publish(channel, &exchange, tenant, &body, properties).await?);
     }
     amqp::confirm_all(pending).await?;
     if !again.is_empty() {
@@ -395,6 +411,41 @@ async fn publish(
     router.metrics.published(rows.len() as u64);
     router.metrics.event(outcome::ROUTED, routed);
     Ok(())
+}
+
+/// A delivery's first message.
+fn first_message(row: &DeliveryRef) -> DeliveryMessage {
+    DeliveryMessage {
+        delivery_id: row.id,
+        tenant: row.tenant.clone(),
+        event_id: row.event_id.clone(),
+        webhook_id: row.webhook_id,
+        attempt: 1,
+        attempts_before: 0,
+        probe: false,
+        rate_counted: false,
+    }
+}
+
+/// The broker messages that carry `rows`: a tenant's deliveries (the routing key)
+/// together, in the order they came, at most `per_message` to one.
+fn messages(rows: &[DeliveryRef], per_message: usize) -> Vec<Vec<&DeliveryRef>> {
+    let mut by_tenant: Vec<(&str, Vec<&DeliveryRef>)> = Vec::new();
+    for row in rows {
+        match by_tenant.iter_mut().find(|(t, _)| *t == row.tenant) {
+            Some((_, group)) => group.push(row),
+            None => by_tenant.push((row.tenant.as_str(), vec![row])),
+        }
+    }
+    by_tenant
+        .into_iter()
+        .flat_map(|(_, group)| {
+            group
+                .chunks(per_message.max(1))
+                .map(<[&DeliveryRef]>::to_vec)
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// An event that can never be routed goes to the dead-letter queue with the reason
@@ -439,4 +490,42 @@ pub(crate) async fn reject(
     router.metrics.event(outcome::INVALID, 1);
     router.metrics.dead_letter(ROLE, &reason);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(n: u128, tenant: &str) -> DeliveryRef {
+        DeliveryRef {
+            id: uuid::Uuid::from_u128(n),
+            tenant: tenant.to_owned(),
+            event_id: format!("evt_{n}"),
+            webhook_id: None,
+        }
+    }
+
+    #[test]
+    fn a_tenants_deliveries_share_messages_in_order_up_to_the_limit() {
+        let rows = [
+            row(1, "a"),
+            row(2, "b"),
+            row(3, "a"),
+            row(4, "a"),
+            row(5, "b"),
+        ];
+        let cases: [(usize, &[&[u128]]); 4] = [
+            (50, &[&[1, 3, 4], &[2, 5]]),
+            (2, &[&[1, 3], &[4], &[2, 5]]),
+            (1, &[&[1], &[3], &[4], &[2], &[5]]),
+            (0, &[&[1], &[3], &[4], &[2], &[5]]),
+        ];
+        for (per_message, expected) in cases {
+            let got: Vec<Vec<u128>> = messages(&rows, per_message)
+                .iter()
+                .map(|m| m.iter().map(|r| r.id.as_u128()).collect())
+                .collect();
+            assert_eq!(got, expected, "{per_message} per message");
+        }
+    }
 }

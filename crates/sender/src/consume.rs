@@ -3,23 +3,25 @@
 //! shutdown.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use backon::BackoffBuilder;
 use futures_util::StreamExt;
 use hookrelay_amqp::consumer::{Ended, Session, Supervisor};
-use hookrelay_amqp::{self as amqp, AmqpError};
+use hookrelay_amqp::{self as amqp, AmqpError, Headers};
 use hookrelay_model::shutdown::Shutdown;
-use hookrelay_model::wire::DeliveryMessage;
+use hookrelay_model::wire::{self, BatchedDelivery, DeliveryMessage};
 use hookrelay_store::deliveries::{Resend, SendJob};
 use hookrelay_store::{TRANSIENT_RETRY, TRANSIENT_RETRY_MAX};
 use lapin::Consumer;
 use lapin::message::Delivery;
 use lapin::options::{BasicCancelOptions, BasicRejectOptions};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::acks::Acks;
+use crate::batch::{self, Batch, Finish, PartEnd};
 use crate::breaker::{self, Breakers};
 use crate::disable::{Disabler, announce_pending};
 use crate::handover::{HandOver, Kept};
@@ -190,6 +192,20 @@ async fn consume(
             None => break Err(AmqpError::ConsumerEnded),
         };
         ctx.acks.taken(&delivery);
+        if let Some(Ok(parts)) = wire::read_batch(&delivery.data) {
+            if delivery.redelivered {
+                let ctx = Arc::clone(ctx);
+                tokio::spawn(async move {
+                    split(&ctx, &delivery, &parts).await;
+                    drop(permit);
+                });
+                continue;
+            }
+            if !start_batch(ctx, delivery, parts, permit, slots, &mut shutdown).await {
+                break Ok(());
+            }
+            continue;
+        }
         let ctx = Arc::clone(ctx);
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
@@ -203,6 +219,159 @@ async fn consume(
         drain(ctx, tag, slots).await;
     }
     outcome
+}
+
+/// Runs each delivery of a batch message as its own task, each in a slot of its
+/// own (the first takes `permit`). False when shutdown came before all started: the
+/// ones not started end abandoned, so the message is left to the closing channel.
+async fn start_batch(
+    ctx: &Arc<Ctx>,
+    delivery: Delivery,
+    parts: Vec<BatchedDelivery>,
+    permit: OwnedSemaphorePermit,
+    slots: &Arc<Semaphore>,
+    shutdown: &mut Shutdown,
+) -> bool {
+    let batch = Batch::new(delivery, parts.len());
+    if parts.is_empty() {
+        ctx.acks.ack(&batch.delivery);
+        return true;
+    }
+    let mut permit = Some(permit);
+    let mut parts = parts.into_iter();
+    while let Some(part) = parts.next() {
+        let slot = match permit.take() {
+            Some(p) => p,
+            None => tokio::select! {
+                p = Arc::clone(slots).acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => {
+                        abandon(ctx, &batch, 1 + parts.len()).await;
+                        return false;
+                    }
+                },
+                () = shutdown.wait() => {
+                    abandon(ctx, &batch, 1 + parts.len()).await;
+                    return false;
+                }
+            },
+        };
+        let ctx = Arc::clone(ctx);
+        let batch = Arc::clone(&batch);
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let in_flight = ctx.sender.metrics.track_in_flight(crate::shared::ROLE);
+            let end = process_part(&ctx, part, shutdown).await;
+            if let Some(ends) = batch.end(end) {
+                finish_batch(&ctx, &batch.delivery, &ends).await;
+            }
+            drop(in_flight);
+            drop(slot);
+        });
+    }
+    true
+}
+
+/// Ends `count` deliveries of the batch that never started.
+async fn abandon(ctx: &Ctx, batch: &Batch, count: usize) {
+    for _ in 0..count {
+        if let Some(ends) = batch.end(PartEnd::Abandoned) {
+            finish_batch(ctx, &batch.delivery, &ends).await;
+        }
+    }
+}
+
+/// Handles one delivery of a batch as if its message had come alone.
+async fn process_part(ctx: &Ctx, part: BatchedDelivery, shutdown: Shutdown) -> PartEnd {
+    let properties = match part_properties(&part) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(delivery_id = %part.message.delivery_id, error = %e, "a batched delivery's message could not be made; sending it back");
+            return PartEnd::GiveBack(part);
+        }
+    };
+    let data = part.message.to_json();
+    let settled = AtomicBool::new(false);
+    let inbound = Inbound::part(&data, &properties, &settled);
+    let span = attempt_span(inbound, &part.message);
+    let handled = handle_until_done(ctx, inbound, &part.message, None, shutdown)
+        .instrument(span)
+        .await;
+    match handled {
+        Handled::GiveBack => PartEnd::GiveBack(part),
+        Handled::Done if settled.load(Ordering::Acquire) => PartEnd::Settled,
+        Handled::Done => PartEnd::Abandoned,
+    }
+}
+
+/// The properties a batched delivery's message would have had alone.
+fn part_properties(part: &BatchedDelivery) -> Result<lapin::BasicProperties, AmqpError> {
+    let mut headers = Headers::new();
+    if let Some(v) = &part.traceparent {
+        headers = headers.text(wire::HEADER_TRACEPARENT, v.clone());
+    }
+    if let Some(v) = &part.tracestate {
+        headers = headers.text(wire::HEADER_TRACESTATE, v.clone());
+    }
+    amqp::persistent(&part.message.delivery_id.to_string(), headers.into_table())
+}
+
+/// Acks a batch message whose deliveries have all ended, after publishing again
+/// the ones that need another try (`batch::finish`).
+async fn finish_batch(ctx: &Ctx, delivery: &Delivery, ends: &[PartEnd]) {
+    match batch::finish(ends) {
+        Finish::Ack => ctx.acks.ack(delivery),
+        Finish::Leave => {}
+        Finish::Republish(parts) => republish(ctx, delivery, parts).await,
+    }
+}
+
+/// A batch message back from a sender that died or stopped holding it: its
+/// deliveries go on as messages of their own. Held again whole, a batch would count
+/// every crash against all of its deliveries (and one that crashes senders would
+/// take its neighbours to the delivery limit with it); alone, the ones settled
+/// meanwhile are acked without a request and each counts its own returns.
+async fn split(ctx: &Ctx, delivery: &Delivery, parts: &[BatchedDelivery]) {
+    tracing::info!(
+        deliveries = parts.len(),
+        "a batch message came back; its deliveries go on alone"
+    );
+    republish(ctx, delivery, parts.iter().collect()).await;
+}
+
+/// Publishes `parts` each as a message of its own (confirmed), then acks their
+/// batch message; if a publish fails, the batch goes back to the queue whole.
+async fn republish(ctx: &Ctx, delivery: &Delivery, parts: Vec<&BatchedDelivery>) {
+    let exchange = ctx.sender.config.topology.deliveries_exchange();
+    let mut pending = Vec::with_capacity(parts.len());
+    for part in parts {
+        let started = match part_properties(part) {
+            Ok(properties) => {
+                amqp::start_publish(
+                    &ctx.channel,
+                    &exchange,
+                    &part.message.tenant,
+                    &part.message.to_json(),
+                    properties,
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        match started {
+            Ok(p) => pending.push(p),
+            Err(e) => return batch_back(ctx, delivery, &e).await,
+        }
+    }
+    match amqp::confirm_all(pending).await {
+        Ok(()) => ctx.acks.ack(delivery),
+        Err(e) => batch_back(ctx, delivery, &e).await,
+    }
+}
+
+async fn batch_back(ctx: &Ctx, delivery: &Delivery, error: &AmqpError) {
+    tracing::warn!(%error, "a batch's deliveries could not be published alone; returning the batch to the queue");
+    give_back(ctx, delivery).await;
 }
 
 /// Stops taking new deliveries and gives in-flight ones the grace period to finish.

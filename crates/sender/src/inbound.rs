@@ -1,6 +1,9 @@
 //! A delivery message as its handling sees it: one the broker delivered, acked once
-//! handled, or one this sender kept for itself (`handover`), with no broker message
-//! and nothing to ack.
+//! handled; one delivery of a broker message that carries several (`batch`), whose
+//! message is acked once all are; or one this sender kept for itself (`handover`),
+//! with no broker message and nothing to ack.
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use lapin::BasicProperties;
 use lapin::message::Delivery;
@@ -9,11 +12,19 @@ use crate::acks::Acks;
 
 #[derive(Clone, Copy)]
 pub(crate) struct Inbound<'a> {
-    /// The message's body, as published (a dead letter carries it as it is).
+    /// The message's body, as published (a dead letter carries it as it is); a
+    /// batched delivery's own message, as if it had come alone.
     pub data: &'a [u8],
     pub properties: &'a BasicProperties,
-    /// The broker's message; none for a delivery this sender kept.
-    from_broker: Option<&'a Delivery>,
+    origin: Origin<'a>,
+}
+
+#[derive(Clone, Copy)]
+enum Origin<'a> {
+    Broker(&'a Delivery),
+    /// Settled when set: its batch's message is acked once every part's is.
+    Part(&'a AtomicBool),
+    Kept,
 }
 
 impl<'a> Inbound<'a> {
@@ -21,7 +32,19 @@ impl<'a> Inbound<'a> {
         Self {
             data: &delivery.data,
             properties: &delivery.properties,
-            from_broker: Some(delivery),
+            origin: Origin::Broker(delivery),
+        }
+    }
+
+    pub(crate) fn part(
+        data: &'a [u8],
+        properties: &'a BasicProperties,
+        settled: &'a AtomicBool,
+    ) -> Self {
+        Self {
+            data,
+            properties,
+            origin: Origin::Part(settled),
         }
     }
 
@@ -29,20 +52,22 @@ impl<'a> Inbound<'a> {
         Self {
             data,
             properties,
-            from_broker: None,
+            origin: Origin::Kept,
         }
     }
 
     /// Kept by this sender: the row, not a message, is its durable copy.
     pub(crate) fn is_kept(&self) -> bool {
-        self.from_broker.is_none()
+        matches!(self.origin, Origin::Kept)
     }
 
-    /// Acks the broker's message once the coalesced acks go out; a kept delivery
-    /// has none.
+    /// Acks the broker's message once the coalesced acks go out (a batched delivery:
+    /// marks its part settled); a kept delivery has none.
     pub(crate) fn ack(&self, acks: &Acks) {
-        if let Some(delivery) = self.from_broker {
-            acks.ack(delivery);
+        match self.origin {
+            Origin::Broker(delivery) => acks.ack(delivery),
+            Origin::Part(settled) => settled.store(true, Ordering::Release),
+            Origin::Kept => {}
         }
     }
 }

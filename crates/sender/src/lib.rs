@@ -1,12 +1,14 @@
 //! The sender: consumes `{prefix}.deliveries`, POSTs each delivery, records every
 //! attempt, retries through the delay queues what the webhook's policy allows, and
-//! dead-letters the rest with the reason.
+//! dead-letters the rest with the reason. A message from the router may carry several
+//! deliveries (`batch`); each is still sent and settled on its own.
 //!
 //! Architecture invariant: a delivery message is acked only after its outcome is
 //! committed and any follow-up message (retry or dead letter) is confirmed.
 
 mod acks;
 mod admission;
+mod batch;
 mod batcher;
 mod breaker;
 mod brokers;

@@ -857,22 +857,5 @@ async fn db(ctx: &Ctx) -> Result<deadpool_postgres::Object, HandleError> {
 
 /// Trace headers for the POST: this attempt's span context, else the incoming ones.
 fn trace_headers(delivery: Inbound<'_>) -> Vec<(&'static str, String)> {
-    struct Pairs(Vec<(&'static str, String)>);
-    impl opentelemetry::propagation::Injector for Pairs {
-        fn set(&mut self, key: &str, value: String) {
-            match key {
-                wire::HEADER_TRACEPARENT => self.0.push((wire::HEADER_TRACEPARENT, value)),
-                wire::HEADER_TRACESTATE => self.0.push((wire::HEADER_TRACESTATE, value)),
-                _ => {}
-            }
-        }
-    }
-    let mut pairs = Pairs(Vec::new());
-    if trace::inject_into(&tracing::Span::current(), &mut pairs) {
-        return pairs.0;
-    }
-    [wire::HEADER_TRACEPARENT, wire::HEADER_TRACESTATE]
-        .into_iter()
-        .filter_map(|k| amqp::header_text(delivery.properties, k).map(|v| (k, v)))
-        .collect()
+    trace::context_headers(&tracing::Span::current(), Some(delivery.properties))
 }
