@@ -86,6 +86,28 @@ async fn days_since(db: &TestDb, from: OffsetDateTime) {
         )
         .await
         .unwrap();
+    // The template's migration made the days from its own time on, the first of them
+    // starting then (its history held what came before): made again, every day from
+    // `from` is whole, whatever the hour the template was migrated at.
+    let days = client
+        .query(
+            "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+             WHERE i.inhparent IN ('events'::regclass, 'deliveries'::regclass, \
+               'delivery_attempts'::regclass)",
+            &[],
+        )
+        .await
+        .unwrap();
+    for day in days {
+        let table: String = day.get(0);
+        client
+            .batch_execute(&format!("DROP TABLE {table}"))
+            .await
+            .unwrap();
+    }
+    partitions::ensure(&client, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
     partitions::create(&client, from, OffsetDateTime::now_utc())
         .await
         .unwrap();
