@@ -53,10 +53,18 @@ async fn refused_by_the_database(stack: &TestStack) -> hookrelay_model::Event {
     poison
 }
 
+/// The deliveries the messages carry: one each, or several in a batch message.
 fn delivery_messages(messages: &[hookrelay_tests::stack::Message]) -> Vec<DeliveryMessage> {
     messages
         .iter()
-        .map(|m| DeliveryMessage::from_json(&m.body).expect("delivery message"))
+        .flat_map(|m| match wire::read_batch(&m.body) {
+            Some(parts) => parts
+                .expect("a readable batch")
+                .into_iter()
+                .map(|p| p.message)
+                .collect(),
+            None => vec![DeliveryMessage::from_json(&m.body).expect("delivery message")],
+        })
         .collect()
 }
 
