@@ -295,6 +295,49 @@ async fn a_delivery_the_broker_dead_lettered_is_replayed() {
     stack.wait_queue_len(&queue, 0, WAIT).await;
 }
 
+#[tokio::test]
+async fn a_batch_message_the_broker_dead_lettered_is_replayed_whole() {
+    let mut stack = TestStack::new().await;
+    stack
+        .create_webhook(webhook("acme", "later", &stack.receiver.url("/later")))
+        .await;
+    let events: Vec<_> = (0..5)
+        .map(|_| event("acme", "file_uploaded", json!({})))
+        .collect();
+    stack.publisher.publish_batch(&events).await.unwrap();
+    // Queued before the router starts, the five fill one batch: one message.
+    let mut config = stack.router_config();
+    config.batch_wait = std::time::Duration::from_millis(300);
+    stack.start_router_with(config).await;
+    let deliveries = stack.topology.deliveries_queue();
+    stack.wait_queue_len(&deliveries, 1, WAIT).await;
+    let waiting = stack.drain_queue(&deliveries).await;
+    assert_eq!(waiting.len(), 1);
+    // The broker at the delivery limit: the message as it was, to the dead-letter
+    // exchange, with only its own x-death headers.
+    amqp::publish_confirmed(
+        &stack.channel,
+        &stack.topology.dead_letter_exchange(),
+        "",
+        &waiting[0].body,
+        waiting[0].properties.clone(),
+    )
+    .await
+    .unwrap();
+    let queue = stack.topology.dead_letter_queue();
+    stack.wait_queue_len(&queue, 1, WAIT).await;
+
+    stack.start_sender().await;
+    let summary = replay_all(&stack, &connect().await, false).await;
+    assert_eq!((summary.matched, summary.done), (1, 1), "{summary:?}");
+    for e in &events {
+        let d = stack.wait_settled("acme", &e.id, 1, WAIT).await;
+        assert_eq!(d[0].status, DeliveryStatus::Delivered, "{:?}", d[0]);
+    }
+    assert_eq!(stack.receiver.received_on("/later").len(), 5);
+    stack.wait_queue_len(&queue, 0, WAIT).await;
+}
+
 /// The same tools over the admin API: list, show (404 for an unknown id), a purge
 /// that must be confirmed, a dry run that changes nothing, a replay that empties
 /// the queue.

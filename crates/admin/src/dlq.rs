@@ -632,10 +632,12 @@ fn describe(
     let delivery = DeliveryMessage::from_json(data).ok();
     // The queue it died in decides, not the body: an event from upstream may look
     // like a delivery message (the router marks its dead letters as from its queue).
+    let batch = wire::read_batch(data).is_some_and(|parts| parts.is_ok());
     let kind = match (&delivery, source_queue.as_deref()) {
         (_, Some(q)) if q == router_queue => Kind::Event,
         (_, Some(q)) if q == deliveries_queue => Kind::Delivery,
         (Some(_), _) => Kind::Delivery,
+        (None, _) if batch => Kind::Delivery,
         _ => Kind::Unknown,
     };
     let delivery = delivery.filter(|_| kind == Kind::Delivery);
