@@ -79,10 +79,12 @@ const QUEUES: &str = "lists:foreach(fun(Q) -> {resource, _, _, N} = amqqueue:get
     io:format(\"queue ~s metadata_leader=~s ra_leader=~p consumers=~p ready=~p~n\", [N, Meta, L, C, R]) end, \
     rabbit_amqqueue:list()).";
 
-/// The node's client connections: peer address, the client's connection name, state.
+/// The node's client connections: the name the client gave it, its peer address.
 const CONNECTIONS: &str = "case catch rabbit:is_running() of true -> \
-    lists:foreach(fun(P) -> io:format(\"connection ~p~n\", \
-    [catch rabbit_reader:info(P, [peer_host, user_provided_name, state])]) end, \
+    lists:foreach(fun(P) -> case catch rabbit_reader:info(P, [client_properties, peer_host]) of \
+    [{client_properties, C}, {peer_host, H}] -> N = case lists:keyfind(<<\"connection_name\">>, 1, C) of \
+    {_, _, Name} -> Name; false -> <<\"?\">> end, io:format(\"connection ~s from ~p~n\", [N, H]); \
+    E -> io:format(\"connection ~p~n\", [E]) end end, \
     rabbit_networking:connections_local()); R -> io:format(\"not running (~p)~n\", [R]) end.";
 
 /// Samples the nodes until dropped, into `partition.log` in the logs folder.
