@@ -7,6 +7,7 @@ mod bench;
 mod browser;
 mod catalog;
 mod chaos;
+mod cluster;
 mod console;
 mod consumer;
 mod control;

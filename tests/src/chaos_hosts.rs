@@ -27,13 +27,13 @@ use serde_json::json;
 use crate::TestStack;
 use crate::bench::{Child, start_role_at};
 use crate::chaos::{
-    self, Figures, ROUTER_UNACKED, SENDER_IN_FLIGHT, answer, fresh_connection,
-    publish_through_outages, webhook_id,
+    self, Figures, ROUTER_UNACKED, SENDER_IN_FLIGHT, answer, fresh_connection, webhook_id,
 };
 use crate::cluster::Cluster;
 use crate::hosts::Net;
 use crate::receiver::{Behaviour, Receiver};
 use crate::stack::{event, webhook};
+use crate::timeline::{self, PublishLog, Sampler};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -52,6 +52,9 @@ pub struct Options {
     pub settle_within: Duration,
     /// The stated time: deliveries resume this soon after a heal.
     pub resume_within: Duration,
+    /// The stated time: deliveries go on this soon after the partitioned node paused
+    /// itself (checked when the cut lasts that long after the pause).
+    pub after_pause: Duration,
     /// The roles' AMQP heartbeat (`?heartbeat=` on their URLs), seconds.
     pub heartbeat: u16,
     /// Erlang's `net_ticktime` on the nodes, seconds: how soon a node is seen gone.
@@ -73,6 +76,7 @@ impl Default for Options {
             loss: 0.05,
             settle_within: Duration::from_secs(180),
             resume_within: Duration::from_secs(30),
+            after_pause: Duration::from_secs(10),
             heartbeat: 10,
             net_ticktime: 10,
             postgres_bin: "/usr/lib/postgresql/15/bin".into(),
@@ -133,12 +137,14 @@ const SENDERS: usize = 2;
 const ROLE_PORT: u16 = 9100;
 const RECEIVER_PORT: u16 = 8080;
 
-/// Publishes `rate` events a second in ten batches, through outages, until `stop`;
-/// each confirmed batch is appended to `published`.
+/// Publishes `rate` events a second in ten batches, through outages (each batch tried
+/// again every 250 ms, for up to 2 minutes), until `stop`; each confirmed batch is
+/// appended to `published`, and when it was confirmed (or a try failed) to `log`.
 async fn load(
     publisher: Arc<hookrelay_producer::Publisher>,
     rate: usize,
     published: Arc<Mutex<Vec<Event>>>,
+    log: Arc<Mutex<PublishLog>>,
     stop: Arc<AtomicBool>,
 ) {
     let batch = (rate / 10).max(1);
@@ -149,7 +155,20 @@ async fn load(
         let events: Vec<Event> = (0..batch)
             .map(|_| event("chaos", "file_uploaded", json!({})))
             .collect();
-        publish_through_outages(&publisher, &events).await;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while let Err(e) = publisher.publish_batch(&events).await {
+            assert!(
+                Instant::now() < deadline,
+                "publishing failed for 2 minutes: {e}"
+            );
+            if let Ok(mut l) = log.lock() {
+                l.failures.push((Instant::now(), e.to_string()));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        if let Ok(mut l) = log.lock() {
+            l.confirmed.push((Instant::now(), events.len()));
+        }
         if let Ok(mut p) = published.lock() {
             p.extend(events);
         }
@@ -330,7 +349,8 @@ fn start_role(
         .map_or_else(std::process::Stdio::inherit, std::process::Stdio::from);
     let mut env = env.to_vec();
     if std::env::var_os("HOOKRELAY_HOSTS_LOGS").is_some() {
-        env.push(("RUST_LOG", "warn"));
+        // Warnings, and which node each connection went to (hookrelay_amqp's info).
+        env.push(("RUST_LOG", "warn,hookrelay_amqp=info"));
     }
     start_role_at(
         binary,
@@ -410,12 +430,12 @@ pub async fn run(binary: &std::path::Path, options: &Options) -> HostsFigures {
          loopback_users = none\n",
         options.net_ticktime
     );
-    let cluster = Cluster::start_in(
+    let cluster = Arc::new(Cluster::start_in(
         &net.prefix,
         &rabbit_hosts,
         net.dir().join("rabbitmq"),
         &config,
-    );
+    ));
     let first = cluster.nodes[0].name.clone();
     let mut figures = HostsFigures {
         rabbitmq: cluster.version(),
@@ -484,11 +504,13 @@ pub async fn run(binary: &std::path::Path, options: &Options) -> HostsFigures {
     }
 
     let published = Arc::new(Mutex::new(Vec::new()));
+    let publish_log = Arc::new(Mutex::new(PublishLog::default()));
     let stop = Arc::new(AtomicBool::new(false));
     let loading = tokio::spawn(load(
         Arc::clone(&stack.publisher),
         options.rate,
         Arc::clone(&published),
+        Arc::clone(&publish_log),
         Arc::clone(&stop),
     ));
     let mut run = Run {
@@ -549,9 +571,20 @@ pub async fn run(binary: &std::path::Path, options: &Options) -> HostsFigures {
         .collect();
     let majority_node = cluster.nodes[(index + 1) % 3].name.clone();
     let mark = run.begin();
+    let fault_at = mark.fault_at;
+    let fault_unix_us = crate::receiver::unix_micros();
+    let from = mark.from;
+    timeline::keep(
+        "partition.log",
+        &format!(
+            "cut {minority} from {majority:?} at {}\n",
+            timeline::utc_now()
+        ),
+    );
     for other in &majority {
         net.cut(minority, other);
     }
+    let sampler = Sampler::start(Arc::clone(&cluster), majority_node.clone(), fault_at);
     // pause_minority: the cut-off node must stop its broker on its own.
     let mut paused_after = None;
     while mark.fault_at.elapsed() < options.partition {
@@ -570,6 +603,14 @@ pub async fn run(binary: &std::path::Path, options: &Options) -> HostsFigures {
         net.heal(minority, other);
     }
     let healed_at = Instant::now();
+    timeline::keep(
+        "partition.log",
+        &format!(
+            "healed at {} (+{:.1} s)\n",
+            timeline::utc_now(),
+            (healed_at - fault_at).as_secs_f64()
+        ),
+    );
     let mut phase = run
         .finish(
             mark,
@@ -589,22 +630,54 @@ pub async fn run(binary: &std::path::Path, options: &Options) -> HostsFigures {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let rejoined = cluster.running_as_seen_by(&majority_node).len() == 3;
+    let rejoined_after = healed_at.elapsed().as_secs_f64();
+    drop(sampler);
+    let stages = partition_stages(&run, &publish_log, from, fault_at, fault_unix_us).await;
+    eprintln!("hosts: partition: {stages}");
+    // The majority delivers without the cut-off node: once it has paused itself,
+    // the roles are on the other two nodes and first deliveries go on.
+    let mut firsts: Vec<f64> = run
+        .receiver
+        .tallies()
+        .values()
+        .map(|t| (t.first_unix_us as f64 - fault_unix_us as f64) / 1e6)
+        .collect();
+    firsts.sort_by(f64::total_cmp);
+    let cut = phase.fault_seconds;
+    let after_pause = paused_after.map(|p| {
+        firsts
+            .iter()
+            .find(|t| **t >= p)
+            .map(|t| t - p)
+            .filter(|d| *d <= cut - p)
+    });
     phase.note = format!(
-        "{} {}; {}",
+        "{} {}; {}{}",
         minority,
         paused_after.map_or_else(
             || "never paused".to_owned(),
             |s| format!("paused itself {s:.0} s into the cut")
         ),
+        match after_pause {
+            Some(Some(d)) => format!("first delivery {d:.1} s after the pause; "),
+            Some(None) => "no first delivery from the pause until the heal; ".to_owned(),
+            None => String::new(),
+        },
         if rejoined {
-            format!(
-                "running again {:.0} s after the heal",
-                healed_at.elapsed().as_secs_f64()
-            )
+            format!("running again {rejoined_after:.0} s after the heal")
         } else {
             "not running again 2 minutes after the heal".to_owned()
         }
     );
+    if let (Some(p), Some(after)) = (paused_after, after_pause)
+        && cut - p >= options.after_pause.as_secs_f64()
+        && after.is_none_or(|d| d > options.after_pause.as_secs_f64())
+    {
+        violations.push(format!(
+            "partition: no first delivery within {:?} of {minority}'s pause ({p:.0} s into a {cut:.0} s cut): the majority did not take over",
+            options.after_pause
+        ));
+    }
     if paused_after.is_none() {
         violations.push(format!(
             "partition: {minority} did not pause (pause_minority)"
@@ -713,7 +786,105 @@ pub async fn run(binary: &std::path::Path, options: &Options) -> HostsFigures {
         child.kill_9();
     }
     drop(stack);
+    if let Some(dir) = std::env::var_os("HOOKRELAY_HOSTS_LOGS") {
+        cluster.keep_logs(std::path::Path::new(&dir));
+    }
     drop(cluster);
     drop(net);
     figures
+}
+
+/// Where the partition's pause sits: the longest gap from the cut until the phase
+/// caught up in the run's publisher's confirms, in the deliveries the router stored
+/// and in the receiver's first POSTs, with its failed publishes; the same per second
+/// into `partition.log`.
+async fn partition_stages(
+    run: &Run<'_>,
+    log: &Mutex<PublishLog>,
+    from: usize,
+    fault_at: Instant,
+    fault_unix_us: u64,
+) -> String {
+    let until = fault_at.elapsed().as_secs_f64();
+    let since = |at: &Instant| at.saturating_duration_since(fault_at).as_secs_f64();
+    let (confirmed, failures) = log
+        .lock()
+        .map(|l| {
+            let confirmed: Vec<f64> = l
+                .confirmed
+                .iter()
+                .filter(|(at, _)| *at > fault_at)
+                .flat_map(|(at, n)| std::iter::repeat_n(since(at), *n))
+                .collect();
+            let failures: Vec<(f64, String)> = l
+                .failures
+                .iter()
+                .filter(|(at, _)| *at > fault_at)
+                .map(|(at, e)| (since(at), e.clone()))
+                .collect();
+            (confirmed, failures)
+        })
+        .unwrap_or_default();
+    let ids: Vec<String> = run
+        .published
+        .lock()
+        .map(|p| {
+            p[from.min(p.len())..]
+                .iter()
+                .map(|e| e.id.to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    let db = fresh_connection(run.stack).await;
+    let mut stored: Vec<f64> = db
+        .query(
+            "SELECT (extract(epoch FROM created_at) * 1000000)::bigint AS us \
+             FROM deliveries WHERE event_id = ANY($1)",
+            &[&ids],
+        )
+        .await
+        .map(|rows| {
+            rows.iter()
+                .map(|r| (r.get::<_, i64>("us") - fault_unix_us as i64) as f64 / 1e6)
+                .collect()
+        })
+        .unwrap_or_default();
+    stored.sort_by(f64::total_cmp);
+    let mut firsts: Vec<f64> = run
+        .receiver
+        .tallies()
+        .values()
+        .map(|t| (t.first_unix_us as f64 - fault_unix_us as f64) / 1e6)
+        .collect();
+    firsts.sort_by(f64::total_cmp);
+    timeline::keep(
+        "partition.log",
+        &format!(
+            "failed publishes (s from the fault, error):\n{}\n{}",
+            failures
+                .iter()
+                .map(|(t, e)| format!("+{t:.1} s {e}\n"))
+                .collect::<String>(),
+            timeline::per_second(
+                &[
+                    ("events confirmed to the run's publisher", &confirmed),
+                    ("deliveries stored by the router", &stored),
+                    ("first POSTs at the receiver", &firsts),
+                ],
+                until
+            )
+        ),
+    );
+    format!(
+        "longest gap from the cut: publisher's confirms {}, router's stored deliveries {}, \
+         receiver's first POSTs {}; {} failed publishes{}",
+        timeline::gap_text(&confirmed, until),
+        timeline::gap_text(&stored, until),
+        timeline::gap_text(&firsts, until),
+        failures.len(),
+        failures
+            .first()
+            .map(|(t, e)| format!(" (first at +{t:.1} s: {e})"))
+            .unwrap_or_default()
+    )
 }

@@ -381,6 +381,21 @@ impl Cluster {
         }
     }
 
+    /// Copies each node's log folder to `to/rmqN-log` (the folder itself is removed
+    /// with the cluster).
+    pub fn keep_logs(&self, to: &Path) {
+        for (i, node) in self.nodes.iter().enumerate() {
+            let into = to.join(format!("rmq{}-log", i + 1));
+            let _ = std::fs::create_dir_all(&into);
+            let logs = std::fs::read_dir(node.dir.join("log"))
+                .into_iter()
+                .flatten();
+            for entry in logs.flatten() {
+                let _ = std::fs::copy(entry.path(), into.join(entry.file_name()));
+            }
+        }
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }

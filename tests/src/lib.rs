@@ -21,6 +21,7 @@ pub mod proxy;
 pub mod receiver;
 pub mod stack;
 pub mod statements;
+pub mod timeline;
 
 pub use browser::Browser;
 pub use receiver::{Behaviour, Receiver};

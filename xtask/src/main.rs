@@ -1,7 +1,8 @@
 //! Project commands, in Rust instead of shell scripts:
 //!
 //! - `cargo xtask test`: make sure RabbitMQ and Postgres run (and promtool is
-//!   installed), then the whole test suite and a quick API fuzz.
+//!   installed), then the whole test suite, a quick API fuzz and the short `--hosts`
+//!   fault run (skipped, saying why, where network namespaces cannot be made).
 //! - `cargo xtask demo`: make sure they run, then the whole flow with a demo receiver.
 //! - `cargo xtask bench`: the end-to-end benchmark (release build), figures printed.
 //! - `cargo xtask chaos`: the fault run (kill -9, broker and database restarts);
@@ -15,6 +16,7 @@ mod demo;
 mod deploy;
 mod docs;
 mod fuzz;
+mod hosts;
 mod python;
 mod services;
 
@@ -35,7 +37,7 @@ fn main() -> ExitCode {
         Some("fuzz-api") => fuzz::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|demo|bench|chaos|fuzz-api|check-deploy|docs>\n\n  test [ARGS]   check services, then run every test (ARGS go to the test runner) and a quick API fuzz\n  demo          check services, then run hookrelay end to end with a demo receiver\n  bench [ARGS]  the end-to-end benchmark (see tests/benches/pipeline.rs)\n  chaos [ARGS]  kill -9 roles and restart RabbitMQ and Postgres mid-run, then check\n                that nothing was lost or doubled (see tests/benches/chaos.rs);\n                --cluster: kill -9 the leading node of a 3-node RabbitMQ cluster instead\n                --hosts [--short]: each part in a network namespace of its own; partition,\n                link cuts, slow lossy links under a steady load (root only)\n  fuzz-api [ARGS] schemathesis against the served /openapi.json (see tests/src/bin/fuzz_api.rs)\n  check-deploy  validate docker-compose.yml and deploy/kubernetes without an engine\n  docs          regenerate docs/openapi.json and docs/event-envelope.schema.json from the code"
+                "usage: cargo xtask <test|demo|bench|chaos|fuzz-api|check-deploy|docs>\n\n  test [ARGS]   check services, then run every test (ARGS go to the test runner), a quick API fuzz\n                and the short --hosts fault run (root only; skipped saying why otherwise)\n  demo          check services, then run hookrelay end to end with a demo receiver\n  bench [ARGS]  the end-to-end benchmark (see tests/benches/pipeline.rs)\n  chaos [ARGS]  kill -9 roles and restart RabbitMQ and Postgres mid-run, then check\n                that nothing was lost or doubled (see tests/benches/chaos.rs);\n                --cluster: kill -9 the leading node of a 3-node RabbitMQ cluster instead\n                --hosts [--short]: each part in a network namespace of its own; partition,\n                link cuts, slow lossy links under a steady load (root only)\n  fuzz-api [ARGS] schemathesis against the served /openapi.json (see tests/src/bin/fuzz_api.rs)\n  check-deploy  validate docker-compose.yml and deploy/kubernetes without an engine\n  docs          regenerate docs/openapi.json and docs/event-envelope.schema.json from the code"
             );
             return ExitCode::from(2);
         }
@@ -69,14 +71,16 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     anyhow::ensure!(status.success(), "tests failed");
     if !extra.is_empty() {
         eprintln!(
-            "xtask: a filtered run: the API fuzz (cargo xtask fuzz-api) runs with a full `cargo xtask test`"
+            "xtask: a filtered run: the API fuzz (cargo xtask fuzz-api) and the --hosts fault run (cargo xtask chaos --hosts --short) run with a full `cargo xtask test`"
         );
         return Ok(());
     }
     // The quick variant of `cargo xtask fuzz-api`: every operation, every check, ten
     // cases each, a fixed seed (about 20 s).
     eprintln!("xtask: fuzzing the API from its OpenAPI document (schemathesis)");
-    fuzz::run(&["--max-examples".to_owned(), "10".to_owned()])
+    fuzz::run(&["--max-examples".to_owned(), "10".to_owned()])?;
+    // The network faults: a partition, cut and slow links (about 2.5 minutes).
+    hosts::run()
 }
 
 /// A bench target of the tests package (`pipeline`, `chaos`), built with

@@ -130,6 +130,19 @@ pub fn ensure_iptables() -> anyhow::Result<()> {
     apt_get(&["install", "-y", "iptables"])
 }
 
+/// Why the `--hosts` fault run cannot make hosts here, if it cannot: it needs root
+/// (network namespaces), `ip` and `iptables`. The run itself also tries to make a
+/// namespace and says so if that fails.
+pub fn namespaces_unavailable() -> Option<String> {
+    if !is_root() {
+        return Some("network namespaces need root, and this is not root".into());
+    }
+    ["ip", "iptables"]
+        .into_iter()
+        .find(|tool| !on_path(tool))
+        .map(|tool| format!("`{tool}` is not installed (apt-get install iproute2 iptables)"))
+}
+
 fn installed(tool: &Tool) -> bool {
     match tool.at {
         Some((var, default)) => std::env::var_os(var)

@@ -8,16 +8,24 @@
 //! killed), which would leave the role connected and idle for good. Twice none, and
 //! the watchdog closes the channel, so the handler winds down and the supervisor
 //! consumes again.
+//!
+//! A `sole` role waits for the queue to list no consumer before it consumes, also
+//! when it reconnects; but a quorum queue keeps listing a consumer whose node it
+//! cannot reach (a node cut off and paused by `pause_minority`, or killed) until the
+//! node is back, though it handed that consumer's messages back when it lost the
+//! node. So after the broker itself ended the role's connection, the wait on
+//! reconnecting is bounded ([`AFTER_BROKER_CLOSED`]).
 
 use std::future::Future;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
+use futures_util::{FutureExt, StreamExt};
 use hookrelay_model::Topology;
 use hookrelay_model::shutdown::Shutdown;
 use lapin::{Channel, Consumer};
 
-use crate::{AmqpError, inspect_queue, open_consumer};
+use crate::{AmqpError, Sole, inspect_queue, open_consumer};
 
 /// Longest pause between two tries to consume again.
 const RECONNECT_MAX: Duration = Duration::from_secs(10);
@@ -28,6 +36,12 @@ const RECONNECT: ExponentialBuilder = ExponentialBuilder::new()
     .with_min_delay(Duration::from_millis(200))
     .with_max_delay(RECONNECT_MAX)
     .without_max_times();
+
+/// How long a `sole` role, reconnecting after the broker ended its connection, waits
+/// for the queue to stop listing its earlier consumer: a node that can reach the queue
+/// tells it at once that the channel is gone; one that cannot is written off by the
+/// queue, which hands the consumer's messages back, but keeps listing it.
+pub const AFTER_BROKER_CLOSED: Duration = Duration::from_secs(5);
 
 /// How often the watchdog looks at the queue's consumers.
 const WATCH_EVERY: Duration = Duration::from_secs(2);
@@ -47,7 +61,9 @@ pub struct Supervisor {
     pub prefetch: u16,
     /// Consume only once the queue has no other consumer: for a role of which one
     /// consumes at a time (the router, in queue order) and whose caller makes sure
-    /// no other starts meanwhile.
+    /// no other starts meanwhile. Within one [`Supervisor::run`], a consumer still
+    /// listed on reconnecting is then this role's own earlier one: after the broker
+    /// ended that connection, it is waited for [`AFTER_BROKER_CLOSED`] at most.
     pub sole: bool,
 }
 
@@ -81,14 +97,22 @@ impl Supervisor {
         let role = self.role;
         let name = format!("hookrelay-{role}");
         let mut pauses = RECONNECT.build();
+        // Whether the broker ended this run's last connection (see `sole`).
+        let mut broker_closed = false;
         while !shutdown.is_triggered() {
+            let sole = match (self.sole, broker_closed) {
+                (false, _) => Sole::No,
+                (true, false) => Sole::Wait,
+                (true, true) => Sole::WaitAtMost(AFTER_BROKER_CLOSED),
+            };
             let opened = tokio::select! {
-                o = open_consumer(&self.url, &name, &self.topology, (&self.queue, self.prefetch, self.sole)) => o,
+                o = open_consumer(&self.url, &name, &self.topology, (&self.queue, self.prefetch, sole)) => o,
                 () = shutdown.wait() => break,
             };
             let pause = match opened {
                 Ok((connection, channel, consumer)) => {
                     pauses = RECONNECT.build();
+                    let mut events = Box::pin(connection.events_listener());
                     let mut channels = vec![channel.clone()];
                     let watchdog = match connection.create_channel().await {
                         Ok(look) => {
@@ -111,6 +135,19 @@ impl Supervisor {
                         w.abort();
                     }
                     crate::close(&connection, &channels, &format!("{role} stopping")).await;
+                    // The connection's own error says who ended it; else the handler's.
+                    let mut first_error = None;
+                    while let Some(Some(event)) = events.next().now_or_never() {
+                        if let lapin::Event::Error(e) = event {
+                            first_error.get_or_insert(e);
+                        }
+                    }
+                    broker_closed = match (&first_error, &ended) {
+                        (Some(e), _) | (None, Ended::Lost(AmqpError::Broker(e))) => {
+                            closed_by_broker(e)
+                        }
+                        (None, _) => false,
+                    };
                     match ended {
                         Ended::Stopped => break,
                         Ended::Failed(e) => return Err(e),
@@ -133,6 +170,23 @@ impl Supervisor {
         }
         tracing::info!(role, "{role} stopped");
         Ok(())
+    }
+}
+
+/// Whether the broker's side ended a connection (reset or closed it): then its
+/// channels are gone on the broker too. A connection this process gave up on (a
+/// missed heartbeat, a timeout) may still be open there, its consumer holding
+/// messages until the broker notices.
+fn closed_by_broker(error: &lapin::Error) -> bool {
+    use std::io::ErrorKind as Io;
+    match error.kind() {
+        lapin::ErrorKind::IOError(e) => matches!(
+            e.kind(),
+            Io::ConnectionReset | Io::ConnectionAborted | Io::UnexpectedEof | Io::BrokenPipe
+        ),
+        // `connection.close` from the broker (a node stopping: connection-forced).
+        lapin::ErrorKind::ProtocolError(_) => true,
+        _ => false,
     }
 }
 
@@ -184,6 +238,25 @@ mod tests {
 
     /// Needs the RabbitMQ of `cargo xtask test` (127.0.0.1:5672).
     const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+    #[test]
+    fn only_a_connection_the_broker_ended_is_closed_by_the_broker() {
+        use std::io::{Error, ErrorKind as Io};
+        let io = |kind: Io| lapin::Error::from(Error::new(kind, "test"));
+        for ended in [
+            Io::ConnectionReset,
+            Io::ConnectionAborted,
+            Io::UnexpectedEof,
+            Io::BrokenPipe,
+        ] {
+            assert!(closed_by_broker(&io(ended)), "{ended:?}");
+        }
+        for ours in [Io::TimedOut, Io::HostUnreachable, Io::ConnectionRefused] {
+            assert!(!closed_by_broker(&io(ours)), "{ours:?}");
+        }
+        let heartbeat = lapin::Error::from(lapin::ErrorKind::MissingHeartbeatError);
+        assert!(!closed_by_broker(&heartbeat));
+    }
 
     #[tokio::test]
     async fn the_watchdog_ends_a_session_whose_queue_is_gone() {

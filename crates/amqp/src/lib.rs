@@ -145,20 +145,37 @@ pub async fn close(connection: &Connection, channels: &[Channel], reason: &str) 
     let _ = connection.close(200, reason.into()).await;
 }
 
+/// Whether a new consumer first waits for the queue's other consumers to go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sole {
+    /// It consumes at once.
+    No,
+    /// It waits until the queue lists no consumer (see `Supervisor::sole`).
+    Wait,
+    /// It waits until the queue lists no consumer, but no longer than this from the
+    /// queue's first answer: for a role whose own earlier consumer, on a node that
+    /// closed its connection, may stay listed after the queue wrote it off.
+    WaitAtMost(std::time::Duration),
+}
+
 /// Connects, declares the topology, and starts consuming `queue` with `prefetch`
 /// unacked messages at most: how every role begins (through `consumer::Supervisor`).
-/// `sole`: first waits until the queue has no consumer (see `Supervisor::sole`).
+/// `sole`: whether it first waits until the queue has no consumer.
 pub async fn open_consumer(
     url: &str,
     role: &str,
     topology: &Topology,
-    (queue, prefetch, sole): (&str, u16, bool),
+    (queue, prefetch, sole): (&str, u16, Sole),
 ) -> Result<(Connection, Channel, lapin::Consumer), AmqpError> {
     let connection = connect(url, role, ConnectRetry::default()).await?;
     let channel = confirm_channel(&connection).await?;
     topology::declare(topology, &channel).await?;
-    if sole {
-        wait_for_no_consumer(&channel, queue, role).await?;
+    match sole {
+        Sole::No => {}
+        Sole::Wait => wait_for_no_consumer(&channel, queue, role, None).await?,
+        Sole::WaitAtMost(limit) => {
+            wait_for_no_consumer(&channel, queue, role, Some(limit)).await?;
+        }
     }
     channel
         .basic_qos(prefetch, lapin::options::BasicQosOptions::default())
@@ -178,16 +195,30 @@ pub async fn open_consumer(
 /// Returns once `queue` has no consumer: the one before has closed its channel, so
 /// what it left unacked is back in the queue, ahead of everything else, before this
 /// consumer takes anything (RabbitMQ hands a consumer that is already waiting the
-/// ready messages before the returned ones).
-async fn wait_for_no_consumer(channel: &Channel, queue: &str, role: &str) -> Result<(), AmqpError> {
-    let mut told = false;
+/// ready messages before the returned ones). With `at_most`: returns anyway that long
+/// after the queue first answered.
+async fn wait_for_no_consumer(
+    channel: &Channel,
+    queue: &str,
+    role: &str,
+    at_most: Option<std::time::Duration>,
+) -> Result<(), AmqpError> {
+    let mut since: Option<std::time::Instant> = None;
     loop {
-        if inspect_queue(channel, queue).await?.consumer_count() == 0 {
+        let consumers = inspect_queue(channel, queue).await?.consumer_count();
+        if consumers == 0 {
             return Ok(());
         }
-        if !told {
+        let first = *since.get_or_insert_with(|| {
             tracing::info!(%queue, "{role} waiting for the queue's other consumer to go");
-            told = true;
+            std::time::Instant::now()
+        });
+        if let Some(limit) = at_most.filter(|limit| first.elapsed() >= *limit) {
+            // A quorum queue keeps listing a consumer whose node it cannot reach
+            // (rabbit_fifo's `suspected_down`, counted by queue.declare-ok) until the
+            // node is back, though it handed that consumer's messages back already.
+            tracing::warn!(%queue, consumers, waited = ?limit, "{role}'s earlier consumer is still listed, on a node the queue cannot reach; consuming");
+            return Ok(());
         }
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
