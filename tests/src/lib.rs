@@ -19,6 +19,7 @@ pub mod management;
 pub mod ordered;
 pub mod proxy;
 pub mod receiver;
+pub mod retention_bench;
 pub mod stack;
 pub mod statements;
 
