@@ -42,8 +42,17 @@
 //! `--scenario dedup [--rounds 20]`: what exact de-duplication across day partitions
 //! (V23's key tables) costs the router per event, beside the unique keys before it;
 //! see tests/src/dedup_cost.rs.
-//! `--scenario console [--history N]`: each console page's render time on a database
-//! holding N events (100,000 unless given), see tests/src/console_bench.rs.
+//! `--scenario console [--history N]`: each console page's, portal page's and events
+//! API read's (`/v1/tenants/{t}/events` and `/deliveries`, filtered, a second page by
+//! cursor, one event, one delivery and its attempts, with the API token) time on a
+//! database holding N events (100,000 unless given), see tests/src/console_bench.rs.
+//! `--scenario retention [--rate 1500] [--day-events 300000] [--history 1000000]
+//! [--window-seconds 5]`: a steady rate (half this machine's capacity unless given)
+//! read in windows before, during and after one retention round (the api role's)
+//! that drops a day of `--day-events` events past the 30-day period, beside
+//! `--history` events kept; the round's duration and what it dropped, the load's
+//! rate and p99 during it against before, and the disk after it against what the
+//! remaining rows need. See tests/src/retention_bench.rs.
 
 use hookrelay_tests::bench::{self, Report, Scenario};
 use hookrelay_tests::capacity;
@@ -54,7 +63,7 @@ use hookrelay_tests::capacity;
 #[command(name = "cargo xtask bench", bin_name = "cargo xtask bench")]
 struct Args {
     /// A scenario's exact name, `all`, `custom`, `capacity`, `cold`, `soak`,
-    /// `ordered`, `dedup` or `console`.
+    /// `ordered`, `dedup`, `console` or `retention`.
     #[arg(long, default_value = "all")]
     scenario: String,
     /// Events per burst scenario (5,000 unless given; fan-out N scenarios publish
@@ -64,7 +73,8 @@ struct Args {
     /// Webhooks per event (a custom run).
     #[arg(long)]
     fanout: Option<usize>,
-    /// Events/s: a custom run's pace, a soak's steady rate, or a cold start's rate.
+    /// Events/s: a custom run's pace, a soak's steady rate, a cold start's rate, or the
+    /// load during a retention round (1,500 unless given).
     #[arg(long)]
     rate: Option<u32>,
     /// Payload size of a custom run.
@@ -90,6 +100,9 @@ struct Args {
     /// Events of history the database holds before the run (30 days of them).
     #[arg(long, default_value_t = 0)]
     history: usize,
+    /// Events of the day past the retention period (`--scenario retention`).
+    #[arg(long, default_value_t = 300_000)]
+    day_events: usize,
     /// Ordering keys the ordered scenario spreads its ordered events over.
     #[arg(long, default_value_t = 1000)]
     keys: usize,
@@ -103,7 +116,8 @@ struct Args {
     #[arg(long, default_value_t = 20)]
     rounds: usize,
     /// Read a cold start in windows of this many seconds (a row each: the first
-    /// seconds beside the rest); the whole step unless given.
+    /// seconds beside the rest); the whole step unless given. A retention run's
+    /// windows: 5 s unless given.
     #[arg(long)]
     window_seconds: Option<u64>,
     /// Passed by `cargo bench` to every bench binary; ignored.
@@ -257,6 +271,32 @@ async fn main() {
         );
         let times = hookrelay_tests::console_bench::run(history).await;
         println!("\n{}", hookrelay_tests::console_bench::table(&times));
+        return;
+    }
+    if a.scenario == "retention" {
+        let binary = a
+            .hookrelay
+            .as_ref()
+            .expect("a retention run needs --hookrelay (cargo xtask bench passes it)");
+        let plan = hookrelay_tests::retention_bench::Plan {
+            rate: a.rate.unwrap_or(1500),
+            day_events: a.day_events,
+            history: if a.history == 0 { 1_000_000 } else { a.history },
+            window: std::time::Duration::from_secs(a.window_seconds.unwrap_or(5)),
+        };
+        println!(
+            "hookrelay bench (retention): router and sender as `{binary} serve` child processes; fan-out 1, 1 KiB payloads; {}/s offered; RabbitMQ and Postgres on this machine",
+            plan.rate
+        );
+        let report =
+            hookrelay_tests::retention_bench::run(&plan, std::path::Path::new(binary)).await;
+        println!("\n{}", hookrelay_tests::retention_bench::table(&report));
+        let dup: usize = report
+            .windows
+            .iter()
+            .map(|w| w.step.figures.duplicates)
+            .sum();
+        assert_eq!(dup, 0, "duplicate deliveries");
         return;
     }
     if ["capacity", "soak", "ordered", "cold"].contains(&a.scenario.as_str()) {

@@ -239,7 +239,7 @@ impl CeilingQueue {
             .expect("broker");
         let publish = amqp::confirm_channel(&conn).await.expect("channel");
         let consume = conn.create_channel().await.expect("channel");
-        let name = format!("t.ceiling.{}", uuid::Uuid::new_v4().simple());
+        let name = crate::unique_name("t.ceiling", '.');
         let mut args = FieldTable::default();
         args.insert(
             "x-queue-type".into(),

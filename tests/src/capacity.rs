@@ -271,20 +271,38 @@ pub async fn fill_history(stack: &TestStack, events: usize, webhook_id: uuid::Uu
     }
     let started = Instant::now();
     let db = stack.db.client().await;
-    let n = events as i64;
     // The days of the 30 the database has no partition for (V23).
     let now = time::OffsetDateTime::now_utc();
-    hookrelay_store::partitions::create(&db, now - time::Duration::days(31), now)
+    let from = now - time::Duration::days(30);
+    hookrelay_store::partitions::create(&db, from - time::Duration::days(1), now)
         .await
         .expect("partitions of the history");
+    fill_span(&db, webhook_id, 1, events, from, now).await;
+    settle(&db).await;
+    started.elapsed().as_secs_f64()
+}
+
+/// Stores `events` events of tenant `bench` as [`fill_history`] does, numbered from
+/// `first` (`history-{n}`: spans numbered apart do not collide), received evenly
+/// over `from` to `to` (the last one at `to`). The days must have their partitions.
+pub(crate) async fn fill_span(
+    db: &tokio_postgres::Client,
+    webhook_id: uuid::Uuid,
+    first: i64,
+    events: usize,
+    from: time::OffsetDateTime,
+    to: time::OffsetDateTime,
+) {
+    let n = events as i64;
     // Ids sort by time like the now_v7 ids the router makes: the primary key index
     // then grows at its right edge, as in production.
     db.batch_execute("SET synchronous_commit = off")
         .await
         .expect("session");
-    for (from, to) in chunks(n, 100_000) {
+    for (low, high) in chunks(n, 100_000) {
+        let (low, high) = (first - 1 + low, first - 1 + high);
         db.execute(
-            "WITH g AS (SELECT i, now() - interval '30 days' * (1 - i::float8 / $3) AS t \
+            "WITH g AS (SELECT i, $5::timestamptz + ($6::timestamptz - $5::timestamptz) * ((i - $7 + 1)::float8 / $3) AS t \
                FROM generate_series($1::bigint, $2::bigint) i), \
              ev AS (INSERT INTO events (tenant, id, type, session_id, occurred_at, received_at, envelope) \
                SELECT 'bench', 'history-' || i, 'import_completed', 'session-' || (i % 5000), t, t, \
@@ -303,11 +321,15 @@ pub async fn fill_history(stack: &TestStack, events: usize, webhook_id: uuid::Uu
                SELECT tenant, event_id, webhook_id, id FROM d) \
              INSERT INTO delivery_attempts (delivery_id, attempt, started_at, latency_ms, status_code, outcome) \
                SELECT id, 1, created_at, 12.5, 200, 'delivered' FROM d",
-            &[&from, &to, &(n as f64), &webhook_id],
+            &[&low, &high, &(n as f64), &webhook_id, &from, &to, &first],
         )
         .await
         .expect("fill history");
     }
+}
+
+/// VACUUM (ANALYZE) and CHECKPOINT after a fill: see the comment within.
+pub(crate) async fn settle(db: &tokio_postgres::Client) {
     // A database holding months of history has been vacuumed and checkpointed since:
     // without this, autovacuum's first pass over the new rows and the flush of the
     // fill's dirty pages would run during the first steps and be read as their cost.
@@ -318,7 +340,6 @@ pub async fn fill_history(stack: &TestStack, events: usize, webhook_id: uuid::Uu
     ] {
         db.batch_execute(statement).await.expect(statement);
     }
-    started.elapsed().as_secs_f64()
 }
 
 fn chunks(n: i64, size: i64) -> Vec<(i64, i64)> {
@@ -329,13 +350,13 @@ fn chunks(n: i64, size: i64) -> Vec<(i64, i64)> {
 
 /// The broker ceiling measured both ways, every measurement kept.
 #[derive(Default)]
-struct Ceilings {
-    pipelined: Vec<f64>,
-    chunked: Vec<f64>,
+pub(crate) struct Ceilings {
+    pub(crate) pipelined: Vec<f64>,
+    pub(crate) chunked: Vec<f64>,
 }
 
 impl Ceilings {
-    async fn measure(&mut self, times: usize, payload_bytes: usize) {
+    pub(crate) async fn measure(&mut self, times: usize, payload_bytes: usize) {
         for _ in 0..times {
             self.pipelined
                 .push(broker_ceiling(20_000, payload_bytes).await);
@@ -382,8 +403,8 @@ impl Rig {
 
 /// The router and the sender as `hookrelay serve` child processes.
 pub(crate) struct Roles {
-    router: Child,
-    sender: Child,
+    pub(crate) router: Child,
+    pub(crate) sender: Child,
 }
 
 impl Roles {
@@ -513,9 +534,12 @@ pub(crate) async fn step(
     for _ in 0..windows {
         offers.push(Offer::publish(rig, roles, source, &pace, per_window).await);
     }
-    // Every window's deliveries should arrive soon after the last was offered; what
-    // has not arrived within the limit is reported missing.
-    let limit = Duration::from_secs(30).max(plan.step);
+    read_offers(rig, &offers, Duration::from_secs(30).max(plan.step)).await
+}
+
+/// Waits for the windows' deliveries (up to `limit` after the last was offered:
+/// what has not arrived by then is reported missing), and reads each window.
+pub(crate) async fn read_offers(rig: &Rig, offers: &[Offer], limit: Duration) -> Vec<Step> {
     let drained_by = Instant::now() + limit;
     while Instant::now() < drained_by {
         let tallies = rig.receiver.tallies();
@@ -534,12 +558,12 @@ pub(crate) async fn step(
 
 /// One window's offer: what it expects on each lane, when each event went out, and
 /// the usage around it.
-struct Offer {
+pub(crate) struct Offer {
     /// Per lane: tally key → event id.
     expected: Vec<HashMap<String, String>>,
     sent: HashMap<String, u64>,
-    started: Instant,
-    published_in: Duration,
+    pub(crate) started: Instant,
+    pub(crate) published_in: Duration,
     before: Sample,
     after: Sample,
     db_before: DbCounters,
@@ -547,7 +571,7 @@ struct Offer {
 }
 
 impl Offer {
-    async fn publish(
+    pub(crate) async fn publish(
         rig: &Rig,
         roles: &Roles,
         source: &mut EventSource,
@@ -843,7 +867,7 @@ fn by_name(name: &str) -> Usage {
     sum
 }
 
-fn median(values: &[f64]) -> f64 {
+pub(crate) fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     sorted.get(sorted.len() / 2).copied().unwrap_or(0.0)
@@ -893,7 +917,7 @@ pub fn table(report: &Report) -> String {
 }
 
 /// `LABEL: M msg/s (median of N: LOW to HIGH, before and after the run)`.
-fn ceiling_line(label: &str, median: f64, runs: &[f64]) -> String {
+pub(crate) fn ceiling_line(label: &str, median: f64, runs: &[f64]) -> String {
     let low = runs.iter().copied().fold(f64::INFINITY, f64::min);
     let high = runs.iter().copied().fold(0.0, f64::max);
     format!(

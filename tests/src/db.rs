@@ -77,7 +77,7 @@ impl TestDb {
     /// built there.
     pub async fn new_on(server: &str) -> Self {
         let template = ensure_template(server).await;
-        let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+        let name = crate::unique_name("t", '_');
         admin(server)
             .await
             .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
@@ -130,7 +130,8 @@ pub fn drop_database_on(server: &str, name: &str) {
 }
 
 /// A database of this machine's Postgres that a test or bench makes itself (with
-/// migrations of its choosing), named `{prefix}_{uuid}` and dropped with this value.
+/// migrations of its choosing), named `{prefix}_{uuid}` (with the run's tag:
+/// [`crate::unique_name`]) and dropped with this value.
 pub struct ScratchDb {
     pub name: String,
 }
@@ -138,7 +139,7 @@ pub struct ScratchDb {
 impl ScratchDb {
     pub fn named(prefix: &str) -> Self {
         Self {
-            name: format!("{prefix}_{}", uuid::Uuid::new_v4().simple()),
+            name: crate::unique_name(prefix, '_'),
         }
     }
 

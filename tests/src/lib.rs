@@ -19,6 +19,7 @@ pub mod management;
 pub mod ordered;
 pub mod proxy;
 pub mod receiver;
+pub mod retention_bench;
 pub mod stack;
 pub mod statements;
 pub mod timeline;
@@ -30,6 +31,24 @@ pub use stack::TestStack;
 use std::time::Duration;
 
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// A name no other run's can take: `{kind}{sep}{uuid}`, or `{kind}{sep}{tag}{sep}{uuid}`
+/// when `HOOKRELAY_TEST_TAG` names the run (its letters and digits, lowercased): engineers
+/// sharing a machine's Postgres and RabbitMQ then tell their databases and queues apart.
+pub fn unique_name(kind: &str, sep: char) -> String {
+    let tag: String = std::env::var("HOOKRELAY_TEST_TAG")
+        .unwrap_or_default()
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    let id = uuid::Uuid::new_v4().simple();
+    if tag.is_empty() {
+        format!("{kind}{sep}{id}")
+    } else {
+        format!("{kind}{sep}{tag}{sep}{id}")
+    }
+}
 
 /// Waits until `check` holds, polling; panics with `what` after `timeout`.
 pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F)

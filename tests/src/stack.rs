@@ -86,7 +86,7 @@ impl TestStack {
     }
 
     async fn build(expiring: bool, amqp_url: &str, db_server: &str) -> Self {
-        let prefix = format!("t.{}", uuid::Uuid::new_v4().simple());
+        let prefix = crate::unique_name("t", '.');
         let schedule = RetrySchedule {
             delays: vec![Duration::from_millis(200), Duration::from_millis(400)],
             retry_after_max: Duration::from_secs(2),
