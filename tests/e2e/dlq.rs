@@ -304,14 +304,8 @@ async fn a_batch_message_the_broker_dead_lettered_is_replayed_whole() {
     let events: Vec<_> = (0..5)
         .map(|_| event("acme", "file_uploaded", json!({})))
         .collect();
-    stack.publisher.publish_batch(&events).await.unwrap();
-    // Queued before the router starts, the five fill one batch: one message.
-    let mut config = stack.router_config();
-    config.batch_wait = std::time::Duration::from_millis(300);
-    stack.start_router_with(config).await;
-    let deliveries = stack.topology.deliveries_queue();
-    stack.wait_queue_len(&deliveries, 1, WAIT).await;
-    let waiting = stack.drain_queue(&deliveries).await;
+    // Queued before a router runs, the five go in one message.
+    let waiting = stack.routed_together(&events).await;
     assert_eq!(waiting.len(), 1);
     // The broker at the delivery limit: the message as it was, to the dead-letter
     // exchange, with only its own x-death headers.

@@ -636,13 +636,7 @@ pub async fn run(binary: &std::path::Path, options: &Options) -> HostsFigures {
     eprintln!("hosts: partition: {stages}");
     // The majority delivers without the cut-off node: once it has paused itself,
     // the roles are on the other two nodes and first deliveries go on.
-    let mut firsts: Vec<f64> = run
-        .receiver
-        .tallies()
-        .values()
-        .map(|t| (t.first_unix_us as f64 - fault_unix_us as f64) / 1e6)
-        .collect();
-    firsts.sort_by(f64::total_cmp);
+    let firsts = first_deliveries_since(run.receiver, fault_unix_us);
     let cut = phase.fault_seconds;
     let after_pause = paused_after.map(|p| {
         firsts
@@ -850,13 +844,7 @@ async fn partition_stages(
         })
         .unwrap_or_default();
     stored.sort_by(f64::total_cmp);
-    let mut firsts: Vec<f64> = run
-        .receiver
-        .tallies()
-        .values()
-        .map(|t| (t.first_unix_us as f64 - fault_unix_us as f64) / 1e6)
-        .collect();
-    firsts.sort_by(f64::total_cmp);
+    let firsts = first_deliveries_since(run.receiver, fault_unix_us);
     timeline::keep(
         "partition.log",
         &format!(
@@ -887,4 +875,15 @@ async fn partition_stages(
             .map(|(t, e)| format!(" (first at +{t:.1} s: {e})"))
             .unwrap_or_default()
     )
+}
+
+/// When each delivery's first POST arrived, in seconds from `fault_unix_us`, in order.
+fn first_deliveries_since(receiver: &Receiver, fault_unix_us: u64) -> Vec<f64> {
+    let mut firsts: Vec<f64> = receiver
+        .tallies()
+        .values()
+        .map(|t| (t.first_unix_us as f64 - fault_unix_us as f64) / 1e6)
+        .collect();
+    firsts.sort_by(f64::total_cmp);
+    firsts
 }

@@ -331,6 +331,26 @@ impl TestStack {
         self.deliveries_of(tenant, event_id).await
     }
 
+    /// Routes `events` (one webhook each) queued before any router runs, with a
+    /// router that waits for them to fill its first batch, then stops the roles and
+    /// takes the delivery messages it published: one, a batch, if all went together.
+    pub async fn routed_together(&mut self, events: &[Event]) -> Vec<Message> {
+        self.publisher.publish_batch(events).await.expect("publish");
+        let mut config = self.router_config();
+        config.batch_wait = Duration::from_millis(300);
+        self.start_router_with(config).await;
+        for e in events {
+            crate::wait_until(
+                "its delivery is created",
+                Duration::from_secs(20),
+                || async { self.deliveries_of(&e.tenant, &e.id).await.len() == 1 },
+            )
+            .await;
+        }
+        self.stop_roles().await;
+        self.drain_queue(&self.topology.deliveries_queue()).await
+    }
+
     /// Takes every message now in `queue` (they are acked: removed).
     pub async fn drain_queue(&self, queue: &str) -> Vec<Message> {
         drain(&self.channel, queue).await
