@@ -49,21 +49,6 @@ pub fn header_text(properties: &BasicProperties, key: &str) -> Option<String> {
     }
 }
 
-/// Copies the W3C trace context headers of an incoming message onto an outgoing one,
-/// so that publish → route → send stays one trace.
-pub fn carry_trace(from: &BasicProperties, to: Headers) -> Headers {
-    let mut to = to;
-    for key in [
-        hookrelay_model::wire::HEADER_TRACEPARENT,
-        hookrelay_model::wire::HEADER_TRACESTATE,
-    ] {
-        if let Some(v) = header_text(from, key) {
-            to = to.text(key, v);
-        }
-    }
-    to
-}
-
 /// OpenTelemetry's propagators write trace context through this.
 pub struct HeaderInjector<'a>(pub &'a mut FieldTable);
 

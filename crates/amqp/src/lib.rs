@@ -11,7 +11,7 @@ pub mod topology;
 pub mod trace;
 
 pub use addresses::{Address, AddressError};
-pub use headers::{HeaderExtractor, HeaderInjector, Headers, carry_trace, header_text};
+pub use headers::{HeaderExtractor, HeaderInjector, Headers, header_text};
 pub use topology::TopologyError;
 
 use std::time::Duration;

@@ -13,7 +13,7 @@ use opentelemetry::trace::TraceContextExt;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::headers::{HeaderExtractor, HeaderInjector, Headers, carry_trace, header_text};
+use crate::headers::{HeaderExtractor, HeaderInjector, Headers, header_text};
 
 /// Makes `span` a child of the trace context in the message's headers, if any.
 pub fn continue_from(span: &tracing::Span, properties: &BasicProperties) {
@@ -30,16 +30,9 @@ pub fn inject(
     incoming: Option<&BasicProperties>,
     headers: Headers,
 ) -> Headers {
-    let context = span.context();
-    if context.span().span_context().is_valid() {
-        let mut table: FieldTable = headers.into_table();
-        TraceContextPropagator::new().inject_context(&context, &mut HeaderInjector(&mut table));
-        return Headers::from_table(table);
-    }
-    match incoming {
-        Some(props) => carry_trace(props, headers),
-        None => headers,
-    }
+    context_headers(span, incoming)
+        .into_iter()
+        .fold(headers, |headers, (key, value)| headers.text(key, value))
 }
 
 /// Headers for a message that continues a stored trace (a manual redelivery, a

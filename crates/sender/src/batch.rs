@@ -11,12 +11,8 @@ use lapin::message::Delivery;
 /// One batch message while its deliveries run.
 pub(crate) struct Batch {
     pub delivery: Delivery,
-    ends: Mutex<Ends>,
-}
-
-struct Ends {
-    left: usize,
-    ends: Vec<PartEnd>,
+    parts: usize,
+    ends: Mutex<Vec<PartEnd>>,
 }
 
 /// How one batched delivery's handling ended.
@@ -65,19 +61,16 @@ impl Batch {
     pub(crate) fn new(delivery: Delivery, parts: usize) -> Arc<Self> {
         Arc::new(Self {
             delivery,
-            ends: Mutex::new(Ends {
-                left: parts,
-                ends: Vec::with_capacity(parts),
-            }),
+            parts,
+            ends: Mutex::new(Vec::with_capacity(parts)),
         })
     }
 
     /// Records how one delivery ended; returns every end once this was the last.
     pub(crate) fn end(&self, end: PartEnd) -> Option<Vec<PartEnd>> {
         let mut ends = self.ends.lock().unwrap_or_else(|p| p.into_inner());
-        ends.ends.push(end);
-        ends.left = ends.left.saturating_sub(1);
-        (ends.left == 0).then(|| std::mem::take(&mut ends.ends))
+        ends.push(end);
+        (ends.len() == self.parts).then(|| std::mem::take(&mut *ends))
     }
 }
 

@@ -241,20 +241,15 @@ async fn start_batch(
     let mut parts = parts.into_iter();
     while let Some(part) = parts.next() {
         let slot = match permit.take() {
-            Some(p) => p,
+            Some(p) => Some(p),
             None => tokio::select! {
-                p = Arc::clone(slots).acquire_owned() => match p {
-                    Ok(p) => p,
-                    Err(_) => {
-                        abandon(ctx, &batch, 1 + parts.len()).await;
-                        return false;
-                    }
-                },
-                () = shutdown.wait() => {
-                    abandon(ctx, &batch, 1 + parts.len()).await;
-                    return false;
-                }
+                p = Arc::clone(slots).acquire_owned() => p.ok(),
+                () = shutdown.wait() => None,
             },
+        };
+        let Some(slot) = slot else {
+            abandon(ctx, &batch, 1 + parts.len()).await;
+            return false;
         };
         let ctx = Arc::clone(ctx);
         let batch = Arc::clone(&batch);
